@@ -1,0 +1,39 @@
+# The two commands README promises: `make demo` and `make test`. Both bootstrap everything they
+# need (uv, pinned at the version below, then the locked environment) on a fresh machine.
+UV_VERSION := 0.13.9
+TOOLS := .cache/tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: demo test lint types unit system bench sync clean
+
+demo: sync
+	$(UV) run --frozen python -m agent demo
+
+test: lint types unit
+
+lint: sync
+	$(UV) run --frozen ruff format --check agent tests bench
+	$(UV) run --frozen ruff check agent tests bench
+
+types: sync
+	$(UV) run --frozen mypy
+
+unit: sync
+	$(UV) run --frozen pytest --cov --cov-report=term
+
+system: sync
+	$(UV) run --frozen pytest -m system tests/system -v
+
+bench: sync
+	$(UV) run --frozen python -m bench
+
+sync: $(UV)
+	$(UV) sync --frozen --quiet
+
+$(TOOLS)/bin/uv:
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+clean:
+	rm -rf .venv .cache .pytest_cache .mypy_cache .ruff_cache .coverage

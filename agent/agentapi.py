@@ -1,0 +1,317 @@
+"""Typed client for the local AgentAPI server (`/status`, `/messages`, `/message`, `/events`).
+
+Wire facts (see shared/contracts.md): every JSON answer carries a `$schema` key and may gain new
+keys, so models ignore unknown keys; errors are RFC 9457 problem+json; the events stream names
+the text field `message`, not `content`; `GET /status` and `GET /messages` block while a message
+is being sent, so every call carries a timeout and a timeout means "no answer yet", not "dead".
+
+Message times are kept as the RFC 3339 text AgentAPI sent: Go prints nanoseconds, which a Python
+datetime would round, and the snapshot must carry them as given.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.errors import (
+    AgentBusy,
+    BadResponse,
+    Rejected,
+    RemoteError,
+    ServerError,
+    TransportError,
+)
+
+SERVICE = "AgentAPI"
+# RFC 3339 date-time, the form Coder's snapshot endpoint parses (fraction of any length).
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+# The phrase AgentAPI puts in its 500 answer to a message sent while the agent is running.
+_BUSY_PHRASE = "message can only be sent when the agent is waiting for user input"
+# A single event larger than this is skipped: it is garbage or an attack, not a message
+# (real messages are terminal text, at most a few MB).
+MAX_EVENT_BYTES = 64 * 1024 * 1024
+
+AgentStatus = Literal["running", "stable"]
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+def _check_time(value: str) -> str:
+    if not _RFC3339.match(value):
+        raise ValueError("time is not RFC 3339")
+    return value
+
+
+class StatusResponse(_Model):
+    """`GET /status`."""
+
+    status: AgentStatus
+    agent_type: str = ""
+    transport: str = "pty"
+
+
+class Message(_Model):
+    """One conversation message; the last agent message is rewritten in place under its id."""
+
+    id: int = Field(strict=True)
+    role: str
+    content: str
+    time: str
+
+    _time = field_validator("time")(_check_time)
+
+
+class _MessagesResponse(_Model):
+    messages: list[Message]
+
+
+class MessageUpdate(_Model):
+    """`message_update` event: the full text of one message (created or rewritten)."""
+
+    id: int = Field(strict=True)
+    role: str
+    message: str
+    time: str
+
+    _time = field_validator("time")(_check_time)
+
+    def as_message(self) -> Message:
+        """The same data in the shape of a `/messages` entry."""
+        return Message(id=self.id, role=self.role, content=self.message, time=self.time)
+
+
+class StatusChange(_Model):
+    """`status_change` event."""
+
+    status: AgentStatus
+    agent_type: str = ""
+
+
+class AgentErrorEvent(_Model):
+    """`agent_error` event."""
+
+    message: str
+    level: str = "error"
+    time: str = ""
+
+
+@dataclass(frozen=True)
+class UnknownEvent:
+    """An event this client does not know (newer servers add some); kept for logging."""
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class MalformedEvent:
+    """A known event whose payload broke the contract; the stream goes on after it."""
+
+    name: str
+    error: str
+
+
+Event = MessageUpdate | StatusChange | AgentErrorEvent | UnknownEvent | MalformedEvent
+_EVENT_MODELS: dict[str, type[MessageUpdate | StatusChange | AgentErrorEvent]] = {
+    "message_update": MessageUpdate,
+    "status_change": StatusChange,
+    "agent_error": AgentErrorEvent,
+}
+
+
+def parse_event(name: str, data: str) -> Event:
+    """Turn one SSE frame into a typed event; raises BadResponse on a malformed payload."""
+    model = _EVENT_MODELS.get(name)
+    if model is None:
+        return UnknownEvent(name=name, size=len(data))
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise BadResponse(SERVICE, f"event {name}", _first_error(exc)) from None
+
+
+class AgentAPIClient:
+    """Calls one AgentAPI server through an injected `httpx.AsyncClient`.
+
+    The client must be built with the AgentAPI `base_url` and a timeout (see `build_http`).
+    Every method raises from the `agent.errors` tree only.
+    """
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def status(self, request_timeout: float | None = None) -> StatusResponse:
+        """`GET /status`."""
+        response = await self._request("GET", "/status", request_timeout=request_timeout)
+        return _parse(StatusResponse, response, "GET /status")
+
+    async def messages(self, request_timeout: float | None = None) -> list[Message]:
+        """`GET /messages`: the whole history, oldest first."""
+        response = await self._request("GET", "/messages", request_timeout=request_timeout)
+        return _parse(_MessagesResponse, response, "GET /messages").messages
+
+    async def send_message(
+        self,
+        content: str,
+        kind: Literal["user", "raw"] = "user",
+        request_timeout: float | None = None,
+    ) -> None:
+        """`POST /message`. Raises AgentBusy when the agent is not waiting for input."""
+        await self._request(
+            "POST",
+            "/message",
+            json={"content": content, "type": kind},
+            request_timeout=request_timeout,
+        )
+
+    async def events(self) -> AsyncGenerator[Event, None]:
+        """`GET /events`: typed events until the server ends the stream.
+
+        A frame larger than MAX_EVENT_BYTES raises BadResponse (the stream is unusable); a
+        malformed payload comes out as MalformedEvent and unknown names as UnknownEvent.
+        The stream has no heartbeat, so reads have no timeout: the caller decides how long
+        silence may last.
+        """
+        base = self._http.timeout
+        timeout = httpx.Timeout(base.connect, read=None, write=base.write, pool=base.pool)
+        try:
+            async with self._http.stream(
+                "GET", "/events", headers={"accept": "text/event-stream"}, timeout=timeout
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise _status_error(response, "GET /events")
+                async for name, data in _sse_frames(response.aiter_bytes()):
+                    try:
+                        event = parse_event(name, data)
+                    except BadResponse as exc:
+                        yield MalformedEvent(name=name, error=exc.detail)
+                        continue
+                    yield event
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, "GET /events") from None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object | None = None,
+        request_timeout: float | None = None,
+    ) -> httpx.Response:
+        what = f"{method} {path}"
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                json=json,
+                timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, what) from None
+        if not 200 <= response.status_code < 300:
+            raise _status_error(response, what)
+        return response
+
+
+def _transport_error(exc: httpx.HTTPError, what: str) -> TransportError:
+    return TransportError(SERVICE, what, f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+
+def _status_error(response: httpx.Response, what: str) -> RemoteError:
+    detail = problem_detail(response)
+    status = response.status_code
+    if status >= 500:
+        if _BUSY_PHRASE in detail:
+            return AgentBusy(SERVICE, what, detail, status=status)
+        return ServerError(SERVICE, what, detail, status=status)
+    return Rejected(SERVICE, what, detail, status=status)
+
+
+def problem_detail(response: httpx.Response) -> str:
+    """The server's own words from a problem+json (or plain text) error answer, shortened."""
+    text = response.text
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        return text.strip()[:300]
+    if not isinstance(body, dict):
+        return text.strip()[:300]
+    parts = [str(body[k]) for k in ("title", "detail", "message") if body.get(k)]
+    errors = body.get("errors")
+    if isinstance(errors, list):
+        parts += [str(e["message"]) for e in errors if isinstance(e, dict) and e.get("message")]
+    return "; ".join(parts)[:300] if parts else text.strip()[:300]
+
+
+def _parse(model: type[M], response: httpx.Response, what: str) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise BadResponse(SERVICE, what, _first_error(exc)) from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    location = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"{location}: {first['msg']} ({exc.error_count()} problem(s))"
+
+
+async def _sse_frames(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, str]]:
+    """Split a Server-Sent Events byte stream into (event name, data) frames.
+
+    Lines end in LF, CRLF or CR; `data:` lines of one frame join with LF; comments and the
+    `id:`/`retry:` fields (which AgentAPI does not send) are ignored.
+    """
+    buffer = bytearray()
+    name = ""
+    data: list[str] = []
+    size = 0
+    async for chunk in chunks:
+        buffer += chunk
+        while True:
+            end = _line_end(buffer)
+            if end is None:
+                if len(buffer) > MAX_EVENT_BYTES:
+                    raise BadResponse(SERVICE, "GET /events", "an event exceeds the size limit")
+                break
+            line_end, next_start = end
+            line = bytes(buffer[:line_end]).decode("utf-8", errors="replace")
+            del buffer[:next_start]
+            if not line:
+                if data:
+                    yield name or "message", "\n".join(data)
+                name, data, size = "", [], 0
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                name = value
+            elif field == "data":
+                size += len(value)
+                if size > MAX_EVENT_BYTES:
+                    raise BadResponse(SERVICE, "GET /events", "an event exceeds the size limit")
+                data.append(value)
+
+
+def _line_end(buffer: bytearray) -> tuple[int, int] | None:
+    lf = buffer.find(b"\n")
+    cr = buffer.find(b"\r")
+    if cr == -1 and lf == -1:
+        return None
+    if cr == -1 or (lf != -1 and lf < cr):
+        return lf, lf + 1
+    # A CR at the very end may be the first half of CRLF: wait for more bytes.
+    if cr == len(buffer) - 1:
+        return None
+    return (cr, cr + 2) if buffer[cr + 1 : cr + 2] == b"\n" else (cr, cr + 1)

@@ -1,0 +1,188 @@
+"""Command line: `python -m agent COMMAND` (or the `coder-task-agent` script).
+
+Commands import only what their own path needs: `snapshot` runs at every workspace stop and
+must start fast, so nothing here imports the daemon, the stand-ins or pydantic up front.
+
+Exit codes (documented in README):
+    0  done: snapshot uploaded or skipped, daemon stopped cleanly, report delivered
+    2  usage or configuration error (the message names the variable or flag)
+    3  the conversation could not be read (AgentAPI down and nothing to fall back on)
+    4  the server rejected the request (400, 401): retrying cannot help
+    5  the server could not be reached before the deadline (down, 5xx, 429)
+    6  interrupted: a second signal asked to hurry and the upload was abandoned
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.settings import Settings
+
+EXIT_CONFIG = 2
+
+# Flags that stand for a setting: flag -> variable. Errors name both.
+_SETTING_FLAGS = {
+    "--agentapi-url": "CODER_MCP_AI_AGENTAPI_URL",
+    "--budget": "CODER_TASK_AGENT_SHUTDOWN_BUDGET",
+    "--mode": "CODER_TASK_AGENT_MODE",
+    "--poll-interval": "CODER_TASK_AGENT_POLL_INTERVAL",
+    "--socket": "CODER_TASK_AGENT_SOCKET",
+    "--log-level": "CODER_TASK_AGENT_LOG_LEVEL",
+    "--log-format": "CODER_TASK_AGENT_LOG_FORMAT",
+}
+_FLAG_HELP = {
+    "--agentapi-url": "AgentAPI base URL (default http://localhost:3284)",
+    "--budget": "seconds the whole stop path may take (default 5)",
+    "--mode": "events (follow /events) or poll (GET /status every interval)",
+    "--poll-interval": "seconds between polls in poll mode (default 1)",
+    "--socket": "path of the report socket",
+    "--log-level": "debug, info, warning or error",
+    "--log-format": "auto, json or console",
+}
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, *flags: str) -> None:
+    for flag in flags:
+        parser.add_argument(flag, dest=_dest(flag), metavar="VALUE", help=_FLAG_HELP[flag])
+
+
+def _dest(flag: str) -> str:
+    return "setting_" + flag.removeprefix("--").replace("-", "_")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from agent import __version__  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="coder-task-agent",
+        description="Report an AI agent's task status to Coder and save its conversation at stop.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="the daemon: watch AgentAPI, report, snapshot on stop")
+    _add_setting_flags(run, *_SETTING_FLAGS)
+
+    snap = commands.add_parser("snapshot", help="one-shot: upload the conversation and exit")
+    _add_setting_flags(snap, "--agentapi-url", "--budget", "--log-level", "--log-format")
+
+    report = commands.add_parser("report", help="report the task's state (from an agent hook)")
+    report.add_argument("state", help="working, idle, complete or failed")
+    report.add_argument("summary", nargs="?", default="", help="a short summary for the user")
+    report.add_argument("--uri", default="", help="a link for the user (a PR, a preview...)")
+    _add_setting_flags(report, "--socket", "--log-level", "--log-format")
+
+    for name, text in (
+        ("mock-agentapi", "a local AgentAPI stand-in with a scripted agent"),
+        ("dev-server", "a local Coder stand-in that records statuses and snapshots"),
+        ("demo", "the whole loop on this machine: stand-ins, daemon, a prompt, a stop"),
+    ):
+        sub = commands.add_parser(name, help=text, add_help=False)
+        sub.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in _PASSTHROUGH:
+        # These parse their own arguments; argparse's REMAINDER would eat their options.
+        return _PASSTHROUGH[args_list[0]](args_list[1:])
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    command: str = args.command
+
+    from agent.errors import ConfigError  # noqa: PLC0415
+
+    try:
+        settings = _settings(args)
+        if command == "snapshot":
+            return _snapshot(settings)
+        if command == "run":
+            return _run(settings)
+        return _report(settings, args)
+    except ConfigError as exc:
+        print(f"coder-task-agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _mock_agentapi(argv: list[str]) -> int:
+    from agent.standins.agentapi import main as standin_main  # noqa: PLC0415
+
+    return standin_main(argv)
+
+
+def _dev_server(argv: list[str]) -> int:
+    from agent.standins.coder import main as coder_main  # noqa: PLC0415
+
+    return coder_main(argv)
+
+
+def _demo(argv: list[str]) -> int:
+    from agent.demo import main as demo_main  # noqa: PLC0415
+
+    return demo_main(argv)
+
+
+_PASSTHROUGH = {"mock-agentapi": _mock_agentapi, "dev-server": _dev_server, "demo": _demo}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from agent.settings import load_settings  # noqa: PLC0415
+
+    flags = {
+        variable: (flag, value)
+        for flag, variable in _SETTING_FLAGS.items()
+        if (value := getattr(args, _dest(flag), None)) is not None
+    }
+    return load_settings(flags=flags)
+
+
+def _logging(settings: Settings) -> None:
+    from agent.logconfig import configure  # noqa: PLC0415
+
+    configure(
+        settings.log_level,
+        settings.log_format,
+        secrets=[settings.token] if settings.token else [],
+    )
+    if settings.warnings:
+        import structlog  # noqa: PLC0415
+
+        log = structlog.get_logger("agent.settings")
+        for warning in settings.warnings:
+            log.warning("configuration_warning", problem=warning)
+
+
+def _snapshot(settings: Settings) -> int:
+    import anyio  # noqa: PLC0415
+
+    from agent.oneshot import snapshot_once  # noqa: PLC0415
+
+    settings.require_coder()
+    _logging(settings)
+    return anyio.run(snapshot_once, settings)
+
+
+def _run(settings: Settings) -> int:
+    import anyio  # noqa: PLC0415
+
+    from agent.daemon import run_daemon  # noqa: PLC0415
+
+    settings.require_coder()
+    _logging(settings)
+    return anyio.run(run_daemon, settings)
+
+
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    import anyio  # noqa: PLC0415
+
+    from agent.control import parse_report, report_command  # noqa: PLC0415
+
+    status = parse_report(args.state, args.summary, args.uri)
+    _logging(settings)
+    return anyio.run(report_command, settings, status)

@@ -1,0 +1,98 @@
+"""The one error tree of the daemon.
+
+Every failure the daemon can meet is one of these, so callers decide by branch and never by
+inspecting library exceptions. httpx exceptions are translated at the client boundary (the
+`agentapi` and `coder` modules) and nowhere else.
+
+    AgentError
+    ├── ConfigError          bad configuration at start; names the variable (or flag)
+    │   └── UsageError       a bad command-line argument (the report command's state...)
+    └── RemoteError          the other service did not do what was asked
+        ├── TryAgain         worth retrying: the same request may succeed later
+        │   ├── TransportError    connection refused or reset, timeout, DNS, TLS
+        │   ├── ServerError       5xx (other than AgentAPI's "agent busy" answer)
+        │   └── RateLimited       429; carries Retry-After when the server sent one
+        ├── Rejected         a 4xx: the request itself is wrong; retrying it cannot help
+        │   ├── Unauthorized      401: missing, malformed or unknown token
+        │   └── AgentBusy         AgentAPI refused a message while the agent is running
+        ├── Unsupported      404 on the log-snapshot route: this server has no Coder Tasks
+        └── BadResponse      an answer that is not what the contract says (garbage, wrong types)
+
+`tenacity` retries the TryAgain branch only. No message here ever contains the agent token:
+errors carry the server's own words (which never echo the header) and the request's path.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of every error the daemon raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """A setting is missing or malformed; raised at start, before anything runs."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class UsageError(ConfigError):
+    """A command-line argument is wrong; names the argument."""
+
+
+class RemoteError(AgentError):
+    """A call to AgentAPI or Coder failed; `service` says which, `what` names the call."""
+
+    def __init__(self, service: str, what: str, detail: str, status: int | None = None) -> None:
+        where = f"{service} {what}"
+        if status is not None:
+            where += f" answered {status}"
+        super().__init__(f"{where}: {detail}" if detail else where)
+        self.service = service
+        self.what = what
+        self.detail = detail
+        self.status = status
+
+
+class TryAgain(RemoteError):
+    """The same request may succeed later."""
+
+
+class TransportError(TryAgain):
+    """The request did not complete: refused, reset, timed out."""
+
+
+class ServerError(TryAgain):
+    """The server answered 5xx."""
+
+
+class RateLimited(TryAgain):
+    """The server answered 429; `retry_after` is its hint in seconds, if any."""
+
+    def __init__(
+        self, service: str, what: str, detail: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(service, what, detail, status=429)
+        self.retry_after = retry_after
+
+
+class Rejected(RemoteError):
+    """The server refused the request as wrong (a 4xx); retrying it cannot help."""
+
+
+class Unauthorized(Rejected):
+    """401: the token is missing, malformed, unknown or no longer valid."""
+
+
+class AgentBusy(Rejected):
+    """AgentAPI refused a message because the agent is not waiting for input."""
+
+
+class Unsupported(RemoteError):
+    """The server has no such route (404 on log-snapshot: Coder Tasks disabled or task gone)."""
+
+
+class BadResponse(RemoteError):
+    """The answer does not match the contract (malformed JSON, wrong types)."""

@@ -1,0 +1,81 @@
+"""Logging, configured once at start.
+
+Logs are events with fields. JSON lines on stderr when stderr is not a terminal (journald,
+containers, pipes), a readable console rendering on a terminal. Whatever the format, a last
+processor replaces any secret it was given (the agent token) wherever it would appear, including
+in rendered tracebacks: the token must reach no log line even by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from agent.settings import LogFormat, Secret
+
+REDACTED = "[REDACTED]"
+
+
+class _Redactor:
+    """A structlog processor that masks secret values in every string field."""
+
+    def __init__(self, secrets: Iterable[Secret]) -> None:
+        self._values = [s.reveal() for s in secrets if s.reveal()]
+
+    def __call__(
+        self, logger: object, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if self._values:
+            for key, value in event.items():
+                event[key] = self._scrub(value)
+        return event
+
+    def _scrub(self, value: object) -> object:
+        if isinstance(value, str):
+            for secret in self._values:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._scrub(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._scrub(v) for v in value]
+        if isinstance(value, (int, float, bool)) or value is None:
+            return value
+        return self._scrub(repr(value))
+
+
+def configure(
+    level: str = "info",
+    fmt: LogFormat = "auto",
+    secrets: Iterable[Secret] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog for the process. Call once, at start."""
+    out = stream if stream is not None else sys.stderr
+    console = fmt == "console" or (fmt == "auto" and out.isatty())
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if console:
+        processors += [_Redactor(secrets), structlog.dev.ConsoleRenderer(colors=False)]
+    else:
+        processors += [
+            structlog.processors.format_exc_info,
+            _Redactor(secrets),
+            structlog.processors.JSONRenderer(),
+        ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,304 @@
+"""Configuration, read once at start from the environment (and CLI flags), validated, frozen.
+
+This is the only module that reads the environment. Every problem is a `ConfigError` naming the
+variable (and the flag, when the value came from one), raised before anything starts. The agent
+token is held in a `Secret` whose repr and str never show it.
+
+Variables follow Coder's conventions where Coder has one (`CODER_AGENT_URL`, `CODER_AGENT_TOKEN`,
+`CODER_MCP_APP_STATUS_SLUG`, ...); the daemon's own tunables share the prefix `CODER_TASK_AGENT_`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from agent.errors import ConfigError
+
+PREFIX = "CODER_TASK_AGENT_"
+CREDENTIAL_NAME = "coder-agent-token"
+DEFAULT_AGENTAPI_URL = "http://localhost:3284"
+# Coder's own rule for app slugs: lower-case letters and digits, single inner hyphens.
+_SLUG = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
+# A token travels in an HTTP header: visible ASCII only. Checked here so that no HTTP library
+# ever gets the chance to echo a malformed value in one of its own error messages.
+_TOKEN = re.compile(r"^[\x21-\x7e]+$")
+
+Mode = Literal["events", "poll"]
+LogFormat = Literal["auto", "json", "console"]
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class Secret:
+    """A string that never shows itself in a repr, str, log line or exception."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Secret is not serialisable")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon is configured with. Build it with `load_settings` or directly."""
+
+    agentapi_url: str = DEFAULT_AGENTAPI_URL
+    coder_url: str | None = None
+    token: Secret | None = field(default=None, repr=False)
+    task_id: UUID | None = None
+    app_slug: str | None = None
+    # Whole stop path (fresh /messages, build, upload with retries). 5 s leaves half of the 10 s a
+    # container gets between SIGTERM and SIGKILL for AgentAPI and everything else.
+    shutdown_budget: float = 5.0
+    # Each Coder request; retries happen inside the caller's own deadline.
+    request_timeout: float = 5.0
+    # Each AgentAPI GET while watching. GET /status and /messages block while a message is being
+    # sent (up to ~18 s), so a timeout here means "no observation", never "AgentAPI is dead".
+    agentapi_timeout: float = 5.0
+    # The fresh GET /messages at stop: short, because AgentAPI may be stopping or blocked.
+    stop_fetch_timeout: float = 1.5
+    mode: Mode = "events"
+    poll_interval: float = 1.0
+    # `running` without a new user message reports working only after lasting this long.
+    working_debounce: float = 3.0
+    socket_path: Path | None = None
+    log_level: str = "info"
+    log_format: LogFormat = "auto"
+    tls_verify: bool = True
+    # Problems worth a warning but not a refusal (a world-readable token file, TLS off...).
+    warnings: tuple[str, ...] = ()
+
+    def require_coder(self) -> tuple[str, Secret]:
+        """The Coder URL and token, or a ConfigError naming what is missing."""
+        if self.coder_url is None:
+            raise ConfigError("CODER_AGENT_URL", "is required (the Coder server's base URL)")
+        if self.token is None:
+            raise ConfigError(
+                "CODER_AGENT_TOKEN",
+                "no agent token: set CODER_AGENT_TOKEN, CODER_AGENT_TOKEN_FILE, "
+                f"or the systemd credential {CREDENTIAL_NAME!r}",
+            )
+        return self.coder_url, self.token
+
+
+# Tunables: variable suffix -> (field, parser). Flags reuse the same parsers.
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+def _path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return Path(raw)
+
+
+_TUNABLES: dict[str, tuple[str, Callable[[str], object]]] = {
+    "SHUTDOWN_BUDGET": ("shutdown_budget", _positive_seconds),
+    "REQUEST_TIMEOUT": ("request_timeout", _positive_seconds),
+    "AGENTAPI_TIMEOUT": ("agentapi_timeout", _positive_seconds),
+    "STOP_FETCH_TIMEOUT": ("stop_fetch_timeout", _positive_seconds),
+    "MODE": ("mode", _choice("events", "poll")),
+    "POLL_INTERVAL": ("poll_interval", _positive_seconds),
+    "WORKING_DEBOUNCE": ("working_debounce", _positive_seconds),
+    "SOCKET": ("socket_path", _path),
+    "LOG_LEVEL": ("log_level", _choice(*LOG_LEVELS)),
+    "LOG_FORMAT": ("log_format", _choice("auto", "json", "console")),
+    "TLS_VERIFY": ("tls_verify", _boolean),
+}
+TUNABLE_VARIABLES = tuple(PREFIX + suffix for suffix in _TUNABLES)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, tuple[str, str]] | None = None,
+) -> Settings:
+    """Read and validate the configuration.
+
+    `env` defaults to `os.environ`. `flags` maps a variable name to `(flag, value)` for values
+    given on the command line; they win over the environment and errors name both.
+    Raises ConfigError naming the first bad variable.
+    """
+    source = dict(os.environ if env is None else env)
+    given = dict(flags or {})
+    names: dict[str, str] = {}
+    for variable, (flag, value) in given.items():
+        source[variable] = value
+        names[variable] = f"{flag} ({variable})"
+
+    def name(variable: str) -> str:
+        return names.get(variable, variable)
+
+    def get(variable: str) -> str | None:
+        value = source.get(variable)
+        if value is None or (variable not in given and value.strip() == ""):
+            return None
+        return value
+
+    warnings: list[str] = []
+    values: dict[str, object] = {}
+
+    agentapi = get("CODER_MCP_AI_AGENTAPI_URL")
+    values["agentapi_url"] = _url(
+        name("CODER_MCP_AI_AGENTAPI_URL"), agentapi or DEFAULT_AGENTAPI_URL
+    )
+    coder = get("CODER_AGENT_URL")
+    values["coder_url"] = None if coder is None else _url(name("CODER_AGENT_URL"), coder)
+    values["token"] = _token(source, warnings)
+
+    task = get("CODER_TASK_ID")
+    if task is not None:
+        try:
+            values["task_id"] = UUID(task.strip())
+        except ValueError:
+            raise ConfigError(name("CODER_TASK_ID"), "must be a UUID (the task's id)") from None
+
+    slug = get("CODER_MCP_APP_STATUS_SLUG")
+    if slug is not None:
+        slug = slug.strip()
+        if not _SLUG.match(slug):
+            raise ConfigError(
+                name("CODER_MCP_APP_STATUS_SLUG"),
+                f"{slug!r} is not an app slug (lower-case letters, digits, single hyphens)",
+            )
+        values["app_slug"] = slug
+
+    for suffix, (attribute, parser) in _TUNABLES.items():
+        variable = PREFIX + suffix
+        raw = get(variable)
+        if raw is None:
+            continue
+        try:
+            values[attribute] = parser(raw)
+        except ValueError as exc:
+            raise ConfigError(name(variable), str(exc)) from None
+
+    if values.get("tls_verify") is False:
+        warnings.append(f"{PREFIX}TLS_VERIFY is off: the Coder server's certificate is not checked")
+    if "socket_path" not in values:
+        values["socket_path"] = default_socket_path(source)
+    values["warnings"] = tuple(warnings)
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+
+
+def default_socket_path(env: Mapping[str, str]) -> Path:
+    """Where the report socket lives when CODER_TASK_AGENT_SOCKET is not set.
+
+    systemd's RuntimeDirectory (private to the unit's user), else the user's XDG runtime
+    directory, else a per-user directory under /tmp that the daemon creates with mode 0700.
+    """
+    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime:
+        return Path(runtime) / "report.sock"
+    xdg = env.get("XDG_RUNTIME_DIR", "")
+    if xdg:
+        return Path(xdg) / "coder-task-agent" / "report.sock"
+    return Path("/tmp") / f"coder-task-agent-{os.getuid()}" / "report.sock"  # noqa: S108
+
+
+def _url(variable: str, raw: str) -> str:
+    value = raw.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(variable, f"{value!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(variable, f"{value!r} is not an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise ConfigError(variable, "must not carry credentials")
+    if parts.query or parts.fragment:
+        raise ConfigError(variable, "must not have a query or fragment")
+    return value.rstrip("/")
+
+
+def _token(env: Mapping[str, str], warnings: list[str]) -> Secret | None:
+    direct = env.get("CODER_AGENT_TOKEN", "")
+    if direct.strip():
+        return _checked_token("CODER_AGENT_TOKEN", direct)
+    path = env.get("CODER_AGENT_TOKEN_FILE", "")
+    if path.strip():
+        return _token_file("CODER_AGENT_TOKEN_FILE", Path(path), warnings)
+    credentials = env.get("CREDENTIALS_DIRECTORY", "")
+    if credentials:
+        candidate = Path(credentials) / CREDENTIAL_NAME
+        if candidate.exists():
+            return _token_file(f"$CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}", candidate, warnings)
+    return None
+
+
+def _token_file(variable: str, path: Path, warnings: list[str]) -> Secret:
+    try:
+        info = path.stat()
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(variable, f"token file {str(path)!r} does not exist") from None
+    except PermissionError:
+        raise ConfigError(variable, f"token file {str(path)!r} is not readable") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            variable, f"token file {str(path)!r} cannot be read ({type(exc).__name__})"
+        ) from None
+    if info.st_mode & stat.S_IROTH:
+        warnings.append(f"{variable}: token file {str(path)!r} is readable by every user")
+    return _checked_token(variable, text)
+
+
+def _checked_token(variable: str, raw: str) -> Secret:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(variable, "the token is empty")
+    if not _TOKEN.match(value):
+        raise ConfigError(variable, "the token has characters a header cannot carry")
+    return Secret(value)

@@ -1,0 +1,116 @@
+"""The stop path: read the conversation, build the snapshot, upload it, all inside one deadline.
+
+Shared by the one-shot hook (`python -m agent snapshot`) and the daemon's SIGTERM handling. It
+depends on nothing but its arguments: the daemon passes its live mirror as the fallback, so a
+dead or blocked AgentAPI at stop still leaves the newest messages saved.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from uuid import UUID
+
+import anyio
+import structlog
+
+from agent.agentapi import AgentAPIClient, Message
+from agent.coder import CoderClient, deliver
+from agent.errors import RemoteError, TryAgain, Unsupported
+from agent.snapshot import build_snapshot
+
+log = structlog.get_logger("agent.shutdown")
+
+
+class Outcome(enum.IntEnum):
+    """How the stop path ended; the value is the process exit code."""
+
+    UPLOADED = 0
+    SKIPPED = 0  # no task id, no messages, or the server has no Coder Tasks
+    NO_CONVERSATION = 3  # AgentAPI did not answer and there was nothing to fall back on
+    REJECTED = 4  # the server refused the upload (400, 401): retrying cannot help
+    UNDELIVERED = 5  # the server could not be reached in time (down, 5xx, 429 until the end)
+    INTERRUPTED = 6  # a second signal asked to hurry: the upload was abandoned
+
+
+async def fetch_messages(
+    agentapi: AgentAPIClient,
+    within: float,
+    fallback: Sequence[Message] | None,
+) -> Sequence[Message] | None:
+    """A fresh `/messages`, or `fallback` when AgentAPI fails or does not answer `within` s."""
+    try:
+        with anyio.fail_after(within):
+            messages = await agentapi.messages(request_timeout=within)
+    except TimeoutError:
+        log.warning("agentapi_messages_timeout", timeout_s=within, fallback=fallback is not None)
+        return fallback
+    except RemoteError as exc:
+        log.warning("agentapi_messages_failed", error=str(exc), fallback=fallback is not None)
+        return fallback
+    log.debug("agentapi_messages_fetched", count=len(messages))
+    return messages
+
+
+async def save_snapshot(
+    *,
+    task_id: UUID | None,
+    agentapi: AgentAPIClient,
+    coder: CoderClient,
+    deadline: float,
+    fetch_timeout: float,
+    fallback: Sequence[Message] | None = None,
+) -> Outcome:
+    """Fetch, build and upload the task's log snapshot before `deadline` (anyio clock).
+
+    Never raises for a remote failure: every ending is an Outcome, logged once.
+    """
+    if task_id is None:
+        log.info("snapshot_skipped", reason="no task id (CODER_TASK_ID is not set)")
+        return Outcome.SKIPPED
+    remaining = deadline - anyio.current_time()
+    messages = await fetch_messages(agentapi, max(0.05, min(fetch_timeout, remaining)), fallback)
+    if messages is None:
+        log.error("snapshot_failed", reason="AgentAPI did not answer and no mirror to fall back on")
+        return Outcome.NO_CONVERSATION
+    snapshot = build_snapshot(messages)
+    if snapshot is None:
+        log.info("snapshot_skipped", reason="no messages")
+        return Outcome.SKIPPED
+    retries = 0
+
+    def on_retry(exc: RemoteError, wait: float) -> None:
+        nonlocal retries
+        retries += 1
+        log.debug("snapshot_retry", error=str(exc), wait_s=round(wait, 3), attempt=retries)
+
+    try:
+        await deliver(
+            lambda: coder.upload_log_snapshot(task_id, snapshot.body),
+            deadline=deadline,
+            on_retry=on_retry,
+        )
+    except Unsupported:
+        log.info("snapshot_skipped", reason="unsupported by this server (404)")
+        return Outcome.SKIPPED
+    except TryAgain as exc:
+        log.error(
+            "snapshot_failed",
+            reason="not delivered before the deadline",
+            error=str(exc),
+            retries=retries,
+        )
+        return Outcome.UNDELIVERED
+    except RemoteError as exc:
+        log.error("snapshot_failed", reason="rejected", error=str(exc), status=exc.status)
+        return Outcome.REJECTED
+    log.info(
+        "snapshot_uploaded",
+        task_id=str(task_id),
+        bytes=len(snapshot.body),
+        messages=snapshot.message_count,
+        truncated=snapshot.truncated,
+        dropped=snapshot.dropped,
+        retries=retries,
+    )
+    return Outcome.UPLOADED

@@ -1,0 +1,126 @@
+"""Real loopback stand-ins served from the test's event loop, and `python -m agent` subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx
+import pytest
+
+from agent.standins.agentapi import AgentAPIStandIn, run_agentapi_standin
+from agent.standins.coder import CoderStandIn, run_coder_standin
+from agent.standins.store import Store, Task
+
+TOKEN = "e2e-token-7f3a9c2d41b8"  # recognisable: must never show in a log or argv
+TASK_ID = "0b7e3c2a-1d4f-4a5b-8c6d-7e8f9a0b1c2d"
+SLUG = "agent"
+
+
+@dataclass
+class Peers:
+    agentapi: AgentAPIStandIn
+    coder: CoderStandIn
+    agentapi_url: str
+    coder_url: str
+    workdir: Path
+    agentapi_scope: anyio.CancelScope
+
+    def kill_agentapi(self) -> None:
+        """Stop serving AgentAPI: its port refuses connections from now on."""
+        self.agentapi.close_streams()
+        self.agentapi_scope.cancel()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CODER_")}
+        return {
+            **base,
+            "CODER_AGENT_URL": self.coder_url,
+            "CODER_AGENT_TOKEN": TOKEN,
+            "CODER_TASK_ID": TASK_ID,
+            "CODER_MCP_APP_STATUS_SLUG": SLUG,
+            "CODER_MCP_AI_AGENTAPI_URL": self.agentapi_url,
+            "CODER_TASK_AGENT_SOCKET": str(self.workdir / "run" / "report.sock"),
+            "CODER_TASK_AGENT_LOG_FORMAT": "json",
+            "CODER_TASK_AGENT_WORKING_DEBOUNCE": "0.3",
+            **extra,
+        }
+
+    def states(self) -> list[str]:
+        return [row["state"] for row in self.coder.store.statuses()]
+
+    def snapshot(self) -> dict[str, Any] | None:
+        stored = self.coder.store.snapshot(TASK_ID)
+        return None if stored is None else dict(json.loads(stored[0]))
+
+    def snapshot_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.coder.requests if r["path"].endswith("log-snapshot")]
+
+
+@pytest.fixture
+async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
+    agentapi = AgentAPIStandIn(speed=20.0)
+    (tmp_path / "run").mkdir(mode=0o700)
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            scope = anyio.CancelScope()
+
+            async def serve_agentapi(*, task_status: anyio.abc.TaskStatus[int]) -> None:
+                with scope:
+                    await run_agentapi_standin(agentapi, task_status=task_status)
+
+            agentapi_port = await group.start(serve_agentapi)
+            agentapi_url = f"http://127.0.0.1:{agentapi_port}"
+            task = Task(TASK_ID, "me", "e2e", "active", (SLUG,), agentapi_url)
+            coder = CoderStandIn(Store(tmp_path / "coder.db"), TOKEN, [task])
+            coder_port = await group.start(run_coder_standin, coder)
+            yield Peers(
+                agentapi, coder, agentapi_url, f"http://127.0.0.1:{coder_port}", tmp_path, scope
+            )
+            group.cancel_scope.cancel()
+        coder.store.close()
+
+
+async def start_agent(args: list[str], env: Mapping[str, str]) -> anyio.abc.Process:
+    """`python -m agent ARGS` as a real subprocess."""
+    return await anyio.open_process(
+        [sys.executable, "-m", "agent", *args],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def finish(process: anyio.abc.Process, within: float = 20.0) -> tuple[int, str]:
+    """Wait for the process; its exit code and everything it wrote to stderr."""
+    chunks: list[bytes] = []
+
+    async def drain() -> None:
+        assert process.stderr is not None
+        async for chunk in process.stderr:
+            chunks.append(chunk)
+
+    with anyio.fail_after(within):
+        async with anyio.create_task_group() as group:
+            group.start_soon(drain)
+            code = await process.wait()
+    return code, b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def terminate(process: anyio.abc.Process) -> None:
+    process.send_signal(signal.SIGTERM)
+
+
+async def http_get(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        return await client.get(url)

@@ -1,0 +1,139 @@
+"""`python -m agent run` as a subprocess: statuses in order, a real SIGTERM, the snapshot."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import anyio
+import httpx
+import pytest
+
+from agent.standins.coder import Fault
+from tests.e2e.conftest import TOKEN, Peers, finish, start_agent, terminate
+from tests.fakes import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def send_prompt(peers: Peers, text: str) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.post(
+            f"{peers.agentapi_url}/message", json={"content": text, "type": "user"}
+        )
+        assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("mode", ["events", "poll"])
+async def test_status_flips_reach_coder_in_order_and_sigterm_saves(peers: Peers, mode: str) -> None:
+    process = await start_agent(
+        ["run"], peers.env(CODER_TASK_AGENT_MODE=mode, CODER_TASK_AGENT_POLL_INTERVAL="0.05")
+    )
+    try:
+        await wait_until(lambda: peers.states() == ["idle"], within=15)
+        await send_prompt(peers, "Write the release notes")
+        await wait_until(lambda: peers.states() == ["idle", "working", "idle"], within=15)
+        working = peers.coder.store.statuses()[1]
+        assert working["message"] == "Write the release notes"
+        terminate(process)
+        code, stderr = await finish(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert code == 0, stderr
+    assert len(peers.snapshot_requests()) == 1
+    body = peers.snapshot()
+    assert body is not None
+    assert body["messages"][1]["content"] == "Write the release notes"
+    assert TOKEN not in stderr
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    assert {"daemon_started", "status_delivered", "snapshot_uploaded", "daemon_stopped"} <= {
+        line["event"] for line in lines
+    }
+
+
+async def test_sigterm_with_agentapi_dead_uses_the_mirror(peers: Peers) -> None:
+    peers.agentapi.put_message("user", "remember me")
+    process = await start_agent(["run"], peers.env())
+    try:
+        await wait_until(lambda: peers.states() == ["idle"], within=15)
+        peers.kill_agentapi()
+        await anyio.sleep(0.3)
+        terminate(process)
+        code, stderr = await finish(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert code == 0, stderr
+    body = peers.snapshot()
+    assert body is not None
+    assert [m["content"] for m in body["messages"]][-1] == "remember me"
+
+
+async def test_sigterm_with_coder_503_twice_then_204(peers: Peers) -> None:
+    process = await start_agent(["run"], peers.env())
+    try:
+        await wait_until(lambda: peers.states() == ["idle"], within=15)
+        peers.coder.faults += [Fault("log-snapshot", 503, times=2)]
+        terminate(process)
+        code, stderr = await finish(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert code == 0, stderr
+    assert [r["status"] for r in peers.snapshot_requests()] == [503, 503, 204]
+
+
+async def test_report_command_through_the_daemon(peers: Peers) -> None:
+    process = await start_agent(["run"], peers.env())
+    try:
+        await wait_until(lambda: peers.states() == ["idle"], within=15)
+        report = await start_agent(
+            ["report", "complete", "Shipped it", "--uri", "https://example.com/pr/1"], peers.env()
+        )
+        code, stderr = await finish(report)
+        assert code == 0, stderr
+        assert "straight to Coder" not in stderr
+        await wait_until(lambda: peers.states() == ["idle", "complete"], within=15)
+        terminate(process)
+        code, _ = await finish(process)
+        assert code == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+    last = peers.coder.store.statuses()[-1]
+    assert (last["message"], last["uri"]) == ("Shipped it", "https://example.com/pr/1")
+
+
+async def test_report_command_without_a_daemon_goes_straight_to_coder(peers: Peers) -> None:
+    report = await start_agent(["report", "failed", "Out of disk"], peers.env())
+    code, stderr = await finish(report)
+    assert code == 0, stderr
+    assert "no daemon listening" in stderr
+    assert peers.coder.store.statuses()[-1]["state"] == "failure"
+
+
+async def test_report_command_refuses_bad_input(peers: Peers) -> None:
+    code, stderr = await finish(await start_agent(["report", "done", "x"], peers.env()))
+    assert code == 2
+    assert "state: must be one of working, idle, complete, failed" in stderr
+    code, stderr = await finish(await start_agent(["report", "complete"], peers.env()))
+    assert code == 2
+    assert "summary" in stderr
+
+
+async def test_second_sigterm_hurries(peers: Peers) -> None:
+    process = await start_agent(["run"], peers.env(CODER_TASK_AGENT_SHUTDOWN_BUDGET="30"))
+    try:
+        await wait_until(lambda: peers.states() == ["idle"], within=15)
+        peers.coder.faults += [Fault("log-snapshot", 503, times=1000, delay=60)]
+        terminate(process)
+        await anyio.sleep(1.0)  # the upload is now hanging on the slow server
+        assert process.returncode is None
+        process.send_signal(signal.SIGTERM)
+        code, stderr = await finish(process, within=10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert code == 6, stderr
+    assert "stop_hurried" in stderr

@@ -1,0 +1,73 @@
+"""The demo, end to end, as a user runs it: exit 0, every step shown, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def agent_processes() -> set[int]:
+    """Pids of `python -m agent` processes started from this interpreter (any command)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 2 and argv[1:3] == [b"-m", b"agent"]:
+            found.add(int(entry.name))
+    return found
+
+
+def test_demo_runs_the_whole_loop() -> None:
+    before = agent_processes()
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "demo", "--speed", "8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    received = re.findall(r"Coder received status (\w+)", out)
+    assert received == ["idle", "working", "idle", "complete"]
+    assert '"snapshot": true' in out
+    assert "Fix the failing date parser test" in out
+    assert "demo finished: every step happened" in out
+    assert "\033[" not in out, "plain output when piped"
+    assert agent_processes() - before == set(), "no process left behind"
+
+
+def test_demo_cleans_up_when_interrupted() -> None:
+    before = agent_processes()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "agent", "demo", "--speed", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        if "sending a prompt" in line:
+            break
+    else:
+        pytest.fail("the demo never reached the prompt step")
+    demo.send_signal(signal.SIGINT)
+    rest = demo.stdout.read()
+    demo.stdout.close()
+    assert demo.wait(timeout=30) == 130, rest
+    assert "interrupted" in rest
+    deadline = time.monotonic() + 10
+    while agent_processes() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert agent_processes() - before == set(), "no process left behind after Ctrl-C"

@@ -1,0 +1,93 @@
+"""`python -m agent snapshot` as a subprocess against real loopback stand-ins."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from agent.standins.coder import Fault
+from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, start_agent
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_snapshot_uploads_the_conversation(peers: Peers) -> None:
+    peers.agentapi.put_message("user", "Refactor the parser 漢字 👍")
+    peers.agentapi.put_message("agent", "Done: " + "x" * 200_000)
+    code, stderr = await finish(await start_agent(["snapshot"], peers.env()))
+    assert code == 0, stderr
+    (request,) = peers.snapshot_requests()
+    assert request["method"] == "POST"
+    assert request["path"] == f"/api/v2/workspaceagents/me/tasks/{TASK_ID}/log-snapshot"
+    assert request["query"] == "format=agentapi"
+    assert request["token_ok"] is True
+    assert request["status"] == 204
+    assert request["body_bytes"] <= 65536
+    body = peers.snapshot()
+    assert body is not None
+    contents = [m["content"] for m in body["messages"]]
+    assert contents[1] == "Refactor the parser 漢字 👍"
+    assert contents[-1].endswith("x" * 1000)
+    assert contents[-1].startswith("[… ")
+    assert TOKEN not in stderr
+    events = [json.loads(line)["event"] for line in stderr.splitlines()]
+    assert "snapshot_uploaded" in events
+
+
+async def test_no_task_id_is_skipped(peers: Peers) -> None:
+    code, stderr = await finish(await start_agent(["snapshot"], peers.env(CODER_TASK_ID="")))
+    assert code == 0
+    assert "snapshot_skipped" in stderr
+    assert "no task id" in stderr
+    assert peers.snapshot_requests() == []
+
+
+async def test_server_without_tasks_is_unsupported(peers: Peers) -> None:
+    peers.coder.tasks_enabled = False
+    code, stderr = await finish(await start_agent(["snapshot"], peers.env()))
+    assert code == 0
+    assert "unsupported by this server" in stderr
+
+
+async def test_rejected_upload_exits_4(peers: Peers) -> None:
+    code, stderr = await finish(
+        await start_agent(["snapshot"], peers.env(CODER_AGENT_TOKEN="wrong-token"))
+    )
+    assert code == 4
+    assert "snapshot_failed" in stderr
+    assert "wrong-token" not in stderr
+
+
+async def test_retries_through_503_then_uploads(peers: Peers) -> None:
+    peers.coder.faults += [Fault("log-snapshot", 503, times=2)]
+    code, stderr = await finish(await start_agent(["snapshot"], peers.env()))
+    assert code == 0, stderr
+    assert [r["status"] for r in peers.snapshot_requests()] == [503, 503, 204]
+
+
+async def test_coder_down_exits_5_within_the_budget(peers: Peers) -> None:
+    env = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_SHUTDOWN_BUDGET="1")
+    start = anyio.current_time()
+    code, stderr = await finish(await start_agent(["snapshot"], env))
+    assert code == 5, stderr
+    assert anyio.current_time() - start < 1 + 2.0  # the budget plus interpreter start-up
+
+
+async def test_agentapi_down_exits_3(peers: Peers) -> None:
+    env = peers.env(CODER_MCP_AI_AGENTAPI_URL="http://127.0.0.1:9")
+    code, stderr = await finish(await start_agent(["snapshot"], env))
+    assert code == 3
+    assert "AgentAPI did not answer" in stderr
+
+
+async def test_bad_configuration_exits_2_naming_the_variable(peers: Peers) -> None:
+    code, stderr = await finish(
+        await start_agent(["snapshot"], peers.env(CODER_TASK_ID="not-a-uuid"))
+    )
+    assert code == 2
+    assert "CODER_TASK_ID" in stderr
+    code, stderr = await finish(await start_agent(["snapshot", "--budget", "-3"], peers.env()))
+    assert code == 2
+    assert "--budget (CODER_TASK_AGENT_SHUTDOWN_BUDGET)" in stderr

@@ -1,0 +1,276 @@
+"""The daemon in-process, against the fakes: watch, report, stop, snapshot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from uuid import UUID
+
+import anyio
+import pytest
+
+from agent.agentapi import AgentAPIClient
+from agent.coder import AppState, AppStatus, CoderClient
+from agent.control import send_to_daemon
+from agent.daemon import Daemon
+from agent.settings import Secret, Settings
+from agent.shutdown import Outcome
+from tests.fakes import FakeAgentAPI, FakeCoder, Scripted, wait_until
+
+pytestmark = pytest.mark.anyio
+TASK = UUID("6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        coder_url="http://coder.test",
+        token=Secret("t"),
+        task_id=TASK,
+        app_slug="claude",
+        shutdown_budget=2.0,
+        agentapi_timeout=0.5,
+        stop_fetch_timeout=0.2,
+        poll_interval=0.01,
+        working_debounce=0.05,
+        socket_path=tmp_path / "run" / "report.sock",
+    )
+
+
+@dataclass
+class Running:
+    daemon: Daemon
+    agentapi: FakeAgentAPI
+    coder: FakeCoder
+    exit_code: int | None = None
+
+    def states(self) -> list[str]:
+        return [s["state"] for s in self.coder.statuses]
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings, agentapi: FakeAgentAPI | None = None, coder: FakeCoder | None = None
+) -> AsyncIterator[Running]:
+    agentapi = agentapi or FakeAgentAPI()
+    coder = coder or FakeCoder()
+    with anyio.fail_after(10):
+        async with (
+            agentapi.client() as agentapi_http,
+            coder.client() as coder_http,
+            anyio.create_task_group() as group,
+        ):
+            daemon = Daemon(
+                settings, AgentAPIClient(agentapi_http), CoderClient(coder_http, settings.app_slug)
+            )
+            handle = Running(daemon, agentapi, coder)
+
+            async def run() -> None:
+                handle.exit_code = await daemon.run(handle_signals=False)
+
+            group.start_soon(run)
+            await daemon.ready.wait()
+            yield handle
+
+
+async def stop(handle: Running) -> int:
+    handle.daemon.request_stop("test")
+    await wait_until(lambda: handle.exit_code is not None)
+    assert handle.exit_code is not None
+    return handle.exit_code
+
+
+async def test_events_mode_reports_each_change_in_order(settings: Settings) -> None:
+    async with running(settings) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        await handle.agentapi.put_message("user", "Fix the flaky test\nin CI")
+        await handle.agentapi.set_status("running")
+        await handle.agentapi.put_message("agent", "Looking at the test...")
+        await wait_until(lambda: handle.states() == ["idle", "working"])
+        await handle.agentapi.put_message("agent", "Looking at the test... fixed.", id_=2)
+        await handle.agentapi.set_status("stable")
+        await wait_until(lambda: handle.states() == ["idle", "working", "idle"])
+        assert handle.coder.statuses[1]["message"] == "Fix the flaky test"
+        assert await stop(handle) == 0
+    assert len(handle.coder.snapshots) == 1
+    body = json.loads(handle.coder.snapshots[0])
+    assert [m["content"] for m in body["messages"]] == [
+        "Welcome",
+        "Fix the flaky test\nin CI",
+        "Looking at the test... fixed.",
+    ]
+    assert handle.states() == ["idle", "working", "idle"]
+
+
+async def test_stop_uses_the_mirror_when_agentapi_is_dead(settings: Settings) -> None:
+    async with running(settings) as handle:
+        await handle.agentapi.put_message("user", "hello")
+        await handle.agentapi.put_message("agent", "hi there")
+        await wait_until(lambda: len(handle.daemon.mirror) == 3)
+        handle.agentapi.down = True
+        assert await stop(handle) == Outcome.UPLOADED
+    body = json.loads(handle.coder.snapshots[0])
+    assert [m["content"] for m in body["messages"]] == ["Welcome", "hello", "hi there"]
+
+
+async def test_stop_uses_the_mirror_when_messages_blocks(settings: Settings) -> None:
+    async with running(settings) as handle:
+        await wait_until(lambda: len(handle.daemon.mirror) == 1)
+        handle.agentapi.block_messages = True
+        start = anyio.current_time()
+        assert await stop(handle) == 0
+        assert anyio.current_time() - start < settings.shutdown_budget
+    assert json.loads(handle.coder.snapshots[0])["messages"][0]["content"] == "Welcome"
+
+
+async def test_stop_retries_the_upload_through_503s(settings: Settings) -> None:
+    coder = FakeCoder()
+    async with running(settings, coder=coder) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        coder.script += [Scripted(503), Scripted(503)]
+        assert await stop(handle) == 0
+    uploads = [r for r in coder.requests if r.method == "POST"]
+    assert len(uploads) == 3
+    assert len(coder.snapshots) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [(Scripted(404), Outcome.SKIPPED), (Scripted(401), Outcome.REJECTED)],
+)
+async def test_stop_outcomes(settings: Settings, answer: Scripted, code: int) -> None:
+    coder = FakeCoder()
+    async with running(settings, coder=coder) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        coder.script.append(answer)
+        assert await stop(handle) == code
+
+
+async def test_stop_undelivered_within_the_budget(settings: Settings) -> None:
+    coder = FakeCoder()
+    settings = replace(settings, shutdown_budget=0.3)
+    async with running(settings, coder=coder) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        coder.script += [Scripted(503)] * 10_000
+        start = anyio.current_time()
+        assert await stop(handle) == Outcome.UNDELIVERED
+        assert anyio.current_time() - start < 0.3 + 0.1
+
+
+async def test_no_task_id_skips_the_snapshot(settings: Settings) -> None:
+    async with running(replace(settings, task_id=None)) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        assert await stop(handle) == 0
+    assert handle.coder.snapshots == []
+
+
+async def test_second_stop_hurries(settings: Settings) -> None:
+    coder = FakeCoder()
+    async with running(replace(settings, shutdown_budget=30), coder=coder) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        coder.script.append(Scripted(204, delay=60))
+        handle.daemon.request_stop("first")
+        await wait_until(lambda: any(r.method == "POST" for r in coder.requests))
+        handle.daemon.request_stop("second")
+        await wait_until(lambda: handle.exit_code is not None)
+    assert handle.exit_code == Outcome.INTERRUPTED
+
+
+async def test_reconnect_polls_status_and_does_not_resend(settings: Settings) -> None:
+    async with running(settings) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        await handle.agentapi.end_streams()
+        await wait_until(lambda: handle.agentapi.requests.count("GET /events") == 2)
+        await wait_until(lambda: handle.agentapi.subscribers == 1)
+        assert "GET /status" in handle.agentapi.requests
+        await handle.agentapi.put_message("user", "next task")
+        await wait_until(lambda: handle.states() == ["idle", "working"])
+        assert await stop(handle) == 0
+
+
+async def test_a_transition_during_the_disconnection_is_seen(settings: Settings) -> None:
+    async with running(settings) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        handle.agentapi.down = True
+        await handle.agentapi.end_streams()
+        await wait_until(lambda: handle.daemon._agentapi_failing)
+        handle.agentapi.status = "running"
+        handle.agentapi.down = False
+        await wait_until(lambda: handle.states() == ["idle", "working"])
+        assert await stop(handle) == 0
+
+
+async def test_events_unavailable_falls_back_to_polling(settings: Settings) -> None:
+    agentapi = FakeAgentAPI()
+    agentapi.events_status = 404
+    async with running(settings, agentapi=agentapi) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        agentapi.messages.append(
+            {"id": 1, "role": "user", "content": "go", "time": "2025-06-01T10:00:00Z"}
+        )
+        agentapi.status = "running"
+        await wait_until(lambda: handle.states() == ["idle", "working"])
+        assert handle.coder.statuses[-1]["message"] == "go"
+        assert await stop(handle) == 0
+
+
+async def test_polling_fetches_messages_only_on_change(settings: Settings) -> None:
+    async with running(replace(settings, mode="poll")) as handle:
+        await wait_until(lambda: handle.agentapi.requests.count("GET /status") >= 30)
+        assert handle.agentapi.requests.count("GET /messages") == 1
+        handle.agentapi.status = "running"
+        await wait_until(lambda: handle.states() == ["idle", "working"])
+        assert handle.agentapi.requests.count("GET /messages") == 2
+        assert await stop(handle) == 0
+
+
+async def test_explicit_report_through_the_socket_is_sticky(settings: Settings) -> None:
+    assert settings.socket_path is not None
+    async with running(settings) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        done = AppStatus(AppState.COMPLETE, "Opened PR #12", "https://git.example/pr/12")
+        answer = await send_to_daemon(settings.socket_path, done)
+        assert answer == {"ok": True}
+        await wait_until(lambda: handle.states() == ["idle", "complete"])
+        await handle.agentapi.set_status("running")
+        await handle.agentapi.set_status("stable")
+        await anyio.sleep(0.1)
+        assert handle.states() == ["idle", "complete"]
+        assert handle.coder.statuses[-1]["uri"] == "https://git.example/pr/12"
+        assert await stop(handle) == 0
+    assert not settings.socket_path.exists()
+
+
+async def test_a_pending_report_is_flushed_at_stop(settings: Settings) -> None:
+    coder = FakeCoder()
+    async with running(settings, coder=coder) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        coder.script += [Scripted(503)]
+        handle.daemon.explicit_report(AppStatus(AppState.COMPLETE, "done"))
+        await wait_until(lambda: len(coder.requests) >= 2)
+        assert await stop(handle) == 0
+    assert handle.states() == ["idle", "complete"]
+
+
+async def test_garbage_and_unknown_events_are_survived(settings: Settings) -> None:
+    async with running(settings) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        await handle.agentapi.send_raw_event(b"event: message_update\ndata: {not json\n\n")
+        await handle.agentapi.send_raw_event(b"event: future_thing\ndata: {}\n\n")
+        await handle.agentapi.set_status("running")
+        await wait_until(lambda: handle.states() == ["idle", "working"])
+        assert await stop(handle) == 0
+
+
+async def test_without_a_slug_nothing_is_reported_but_the_snapshot_goes(
+    settings: Settings,
+) -> None:
+    async with running(replace(settings, app_slug=None)) as handle:
+        await handle.agentapi.set_status("running")
+        await anyio.sleep(0.1)
+        assert await stop(handle) == 0
+    assert handle.coder.statuses == []
+    assert len(handle.coder.snapshots) == 1

@@ -1,0 +1,260 @@
+"""The reporting rules, scenario by scenario (rule numbers as in agent.status)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from agent.coder import AppState, AppStatus
+from agent.status import (
+    IDLE_MESSAGE,
+    WORKING_MESSAGE,
+    ExplicitReport,
+    Observation,
+    RulesState,
+    StatusSeen,
+    Tick,
+    UserMessageSeen,
+    first_line,
+    next_deadline,
+    resync,
+    step,
+)
+
+DEBOUNCE = 3.0
+WORKING = AppStatus(AppState.WORKING, WORKING_MESSAGE)
+IDLE = AppStatus(AppState.IDLE, IDLE_MESSAGE)
+COMPLETE = AppStatus(AppState.COMPLETE, "Fixed the bug", "https://git/pr/7")
+FAILED = AppStatus(AppState.FAILED, "Tests do not pass")
+
+
+def run(observations: Sequence[Observation], state: RulesState | None = None) -> list[object]:
+    """The wanted status after each observation."""
+    current = state or RulesState()
+    wanted: list[object] = []
+    for observation in observations:
+        current = step(current, observation, DEBOUNCE)
+        wanted.append(current.wanted)
+    return wanted
+
+
+def changes(observations: Sequence[Observation]) -> list[object]:
+    """Only the changes of the wanted status: what would be delivered."""
+    out: list[object] = []
+    for wanted in run(observations):
+        if wanted is not None and (not out or out[-1] != wanted):
+            out.append(wanted)
+    return out
+
+
+def prompt(
+    user_id: int, text: str = "Fix the login bug\nmore detail", at: float = 0.0
+) -> Observation:
+    return UserMessageSeen(user_id, text, at)
+
+
+def test_rule1_first_observation_running_is_working() -> None:
+    assert run([StatusSeen("running", 0)]) == [WORKING]
+
+
+def test_rule1_first_observation_stable_is_idle() -> None:
+    assert run([StatusSeen("stable", 0)]) == [IDLE]
+
+
+def test_rule2_history_is_baseline_and_a_new_prompt_is_working_at_once() -> None:
+    observations: list[Observation] = [
+        prompt(1, at=0),
+        prompt(3, at=0),
+        StatusSeen("stable", 0.1),
+        prompt(5, "  \n  Add tests for the parser  \n", at=10),
+    ]
+    assert run(observations) == [
+        None,
+        None,
+        IDLE,
+        AppStatus(AppState.WORKING, "Add tests for the parser"),
+    ]
+
+
+def test_rule2_an_old_or_repeated_user_id_is_not_new() -> None:
+    observations: list[Observation] = [
+        prompt(3),
+        StatusSeen("stable", 0),
+        prompt(3, at=5),
+        prompt(1, at=6),
+    ]
+    assert changes(observations) == [IDLE]
+
+
+def test_rule2_prompt_message_is_shortened_to_160_bytes() -> None:
+    state = step(RulesState(), StatusSeen("stable", 0), DEBOUNCE)
+    state = step(state, prompt(1, "ü" * 500, at=1), DEBOUNCE)
+    assert state.wanted is not None
+    assert len(state.wanted.message.encode()) <= 160
+    assert first_line("") == WORKING_MESSAGE
+
+
+def test_rule3_typing_blip_sends_nothing() -> None:
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        StatusSeen("running", 10),
+        Tick(12.9),
+        StatusSeen("stable", 12.95),
+        Tick(20),
+    ]
+    assert changes(observations) == [IDLE]
+
+
+def test_rule3_running_that_lasts_is_working_after_the_debounce() -> None:
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        StatusSeen("running", 10),
+        Tick(12.99),
+        Tick(13),
+    ]
+    assert run(observations) == [IDLE, IDLE, IDLE, WORKING]
+
+
+def test_rule3_a_later_status_observation_also_brings_the_debounce_due() -> None:
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        StatusSeen("running", 10),
+        StatusSeen("running", 14),
+    ]
+    assert run(observations)[-1] == WORKING
+
+
+def test_rule4_running_then_stable_is_idle() -> None:
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        prompt(1, at=1),
+        StatusSeen("running", 1.2),
+        StatusSeen("stable", 30),
+    ]
+    assert changes(observations) == [
+        IDLE,
+        AppStatus(AppState.WORKING, "Fix the login bug"),
+        IDLE,
+    ]
+
+
+@pytest.mark.parametrize("explicit", [COMPLETE, FAILED])
+def test_rule4_explicit_complete_or_failed_is_not_replaced_by_idle(explicit: AppStatus) -> None:
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        prompt(1, at=1),
+        StatusSeen("running", 1.5),
+        ExplicitReport(explicit, 20),
+        StatusSeen("stable", 21),
+        StatusSeen("running", 40),  # a blip: shorter than the debounce
+        StatusSeen("stable", 41),
+        Tick(100),
+    ]
+    assert run(observations)[-5:] == [explicit] * 5
+
+
+def test_rule4_complete_holds_until_working_again_by_debounce() -> None:
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        ExplicitReport(COMPLETE, 1),
+        StatusSeen("running", 10),
+        Tick(13),
+        StatusSeen("stable", 20),
+    ]
+    assert run(observations)[-3:] == [COMPLETE, WORKING, IDLE]
+
+
+def test_failed_then_a_new_prompt_is_working_then_idle() -> None:
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        ExplicitReport(FAILED, 1),
+        prompt(2, "Try again with Python 3.12", at=5),
+        StatusSeen("running", 5.3),
+        StatusSeen("stable", 50),
+    ]
+    assert changes(observations) == [
+        IDLE,
+        FAILED,
+        AppStatus(AppState.WORKING, "Try again with Python 3.12"),
+        IDLE,
+    ]
+
+
+def test_rule5_explicit_sets_everything_even_before_any_observation() -> None:
+    working = AppStatus(AppState.WORKING, "Running the test suite", "https://ci/1")
+    assert run([ExplicitReport(working, 0), StatusSeen("stable", 1)]) == [working, IDLE]
+    assert run([ExplicitReport(COMPLETE, 0), StatusSeen("stable", 1)]) == [COMPLETE, COMPLETE]
+
+
+def test_stale_stable_right_after_a_prompt_does_not_flap() -> None:
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        prompt(1, at=10),
+        StatusSeen("stable", 10.5),  # the agent has not started yet
+        StatusSeen("running", 11),
+        StatusSeen("stable", 30),
+    ]
+    assert changes(observations) == [
+        IDLE,
+        AppStatus(AppState.WORKING, "Fix the login bug"),
+        IDLE,
+    ]
+
+
+def test_a_prompt_the_agent_never_starts_on_goes_idle_after_the_debounce() -> None:
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        prompt(1, at=10),
+        StatusSeen("stable", 10.5),
+    ]
+    state = RulesState()
+    for observation in observations:
+        state = step(state, observation, DEBOUNCE)
+    assert next_deadline(state, DEBOUNCE) == 13.0
+    assert step(state, Tick(12.9), DEBOUNCE).wanted == AppStatus(
+        AppState.WORKING, "Fix the login bug"
+    )
+    assert step(state, Tick(13), DEBOUNCE).wanted == IDLE
+
+
+def test_start_running_then_stable() -> None:
+    assert changes([StatusSeen("running", 0), StatusSeen("stable", 9)]) == [WORKING, IDLE]
+
+
+def test_reconnect_replay_does_not_change_the_wanted_status() -> None:
+    state = RulesState()
+    for observation in [prompt(1), prompt(3), StatusSeen("stable", 0), prompt(5, at=3)]:
+        state = step(state, observation, DEBOUNCE)
+    before = state.wanted
+    state = step(state, StatusSeen("stable", 60), DEBOUNCE)
+    settled = state.wanted
+    state = resync(state)
+    for observation in [prompt(1, at=70), prompt(3, at=70), prompt(5, at=70)]:
+        state = step(state, observation, DEBOUNCE)
+        assert state.wanted == settled
+    state = step(state, StatusSeen("stable", 70), DEBOUNCE)
+    assert before == AppStatus(AppState.WORKING, "Fix the login bug")
+    assert state.wanted == settled == IDLE
+    state = step(state, prompt(7, "next", at=80), DEBOUNCE)
+    assert state.wanted == AppStatus(AppState.WORKING, "next")
+
+
+def test_agentapi_restart_resets_the_baseline() -> None:
+    state = RulesState()
+    for observation in [prompt(41), StatusSeen("stable", 0)]:
+        state = step(state, observation, DEBOUNCE)
+    state = resync(state)
+    for observation in [StatusSeen("stable", 5)]:  # a fresh AgentAPI: no user message yet
+        state = step(state, observation, DEBOUNCE)
+    state = step(state, prompt(1, "first prompt after restart", at=6), DEBOUNCE)
+    assert state.wanted == AppStatus(AppState.WORKING, "first prompt after restart")
+
+
+def test_next_deadline() -> None:
+    state = step(RulesState(), StatusSeen("stable", 0), DEBOUNCE)
+    assert next_deadline(state, DEBOUNCE) is None
+    state = step(state, StatusSeen("running", 4), DEBOUNCE)
+    assert next_deadline(state, DEBOUNCE) == 7.0
+    state = step(state, Tick(7), DEBOUNCE)
+    assert next_deadline(state, DEBOUNCE) is None
