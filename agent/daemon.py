@@ -85,6 +85,7 @@ class Daemon:
         self._watch_scope = anyio.CancelScope()
         self._stop_scope = anyio.CancelScope()
         self.ready = anyio.Event()
+        self._outcome: Outcome | None = None
 
     # -- observations -------------------------------------------------------------------------
 
@@ -111,10 +112,12 @@ class Daemon:
                 outer.start_soon(self._signals)
             with self._watch_scope:
                 await self._watch_all()
-            outcome = Outcome.INTERRUPTED
             with self._stop_scope:
-                outcome = await self._stop()
+                await self._stop()
             outer.cancel_scope.cancel()
+        # Set as soon as the stop path knows it: a second signal arriving after the upload
+        # finished must not turn a saved snapshot into "interrupted".
+        outcome = Outcome.INTERRUPTED if self._outcome is None else self._outcome
         log.info("daemon_stopped", outcome=outcome.name, exit_code=int(outcome))
         return int(outcome)
 
@@ -192,7 +195,8 @@ class Daemon:
                 fetch_timeout=self.settings.stop_fetch_timeout,
                 fallback=self.mirror.messages() if len(self.mirror) else None,
             )
-        return outcome  # noqa: RET504 - after the task group: the report flush has ended too
+            self._outcome = outcome
+        return outcome
 
     async def _flush_reports(self, deadline: float) -> None:
         with anyio.move_on_after(max(0.0, deadline - self.clock())):

@@ -126,6 +126,7 @@ class _Part:
     prefix: bytes  # {"id":N,"content":
     suffix: bytes  # ,"role":"...","time":"..."}
     size: int  # encoded content size with quotes; max_bytes + 1 stands for "larger than any budget"
+    original: int  # UTF-8 size of the content as AgentAPI sent it
     reserve: int  # encoded size of the largest marker it could need, without quotes
 
     @classmethod
@@ -140,7 +141,7 @@ class _Part:
             size = len(_encode(content))
             original = _raw_len(content)
         reserve = len(_encode(marker(original))) - 2
-        return cls(message, prefix, suffix, size, reserve)
+        return cls(message, prefix, suffix, size, original, reserve)
 
     @property
     def fixed(self) -> int:
@@ -190,13 +191,13 @@ def _render(parts: list[_Part], plan: list[int]) -> tuple[bytes, int]:
         if allocation >= part.size:
             content = _encode(part.message.content)
         else:
-            content = _cut(part.message.content, allocation, part.reserve)
+            content = _cut(part.message.content, allocation, part.reserve, part.original)
             truncated += 1
         pieces.append(part.prefix + content + part.suffix)
     return _HEAD + b",".join(pieces) + _TAIL, truncated
 
 
-def _cut(content: str, allocation: int, reserve: int) -> bytes:
+def _cut(content: str, allocation: int, reserve: int, original: int) -> bytes:
     """The encoded marker + longest tail of `content` within `allocation` bytes (with quotes)."""
     room = allocation - reserve  # for the tail, with its quotes
     candidate = content[-room:] if room > 0 else ""
@@ -211,7 +212,7 @@ def _cut(content: str, allocation: int, reserve: int) -> bytes:
     while start < len(candidate) and unicodedata.combining(candidate[start]):
         start += 1  # do not orphan combining marks from their base character
     tail = candidate[start:]
-    cut = _raw_len(content) - _raw_len(tail)
+    cut = original - _raw_len(tail)
     return _encode(marker(cut) + tail)
 
 

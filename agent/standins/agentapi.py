@@ -167,6 +167,8 @@ class AgentAPIStandIn:
         self._subscribers: list[_Subscriber] = []
         self._tasks: anyio.abc.TaskGroup | None = None
         self._turn_started = anyio.Event()
+        self._messages_cache: tuple[tuple[int, int], bytes] | None = None
+        self._version = 0
         if not self.messages:
             self.messages.append(self._entry(0, "agent", self.scenario.startup_screen))
 
@@ -184,6 +186,7 @@ class AgentAPIStandIn:
 
     def put_message(self, role: str, content: str, id_: int | None = None) -> int:
         """Append a message (id None) or rewrite message `id_` in place; returns its id."""
+        self._version += 1
         if id_ is None or id_ >= len(self.messages):
             id_ = len(self.messages)
             self.messages.append(self._entry(id_, role, content))
@@ -205,10 +208,19 @@ class AgentAPIStandIn:
         """Append `count` alternating user/agent messages of about `size` bytes each."""
         line = "│ preloaded history line with some terminal text ░▒▓ │\n"
         filler = (line * (size // len(line) + 1))[:size]
+        self._version += 1
         for i in range(count):
             self.messages.append(
                 self._entry(len(self.messages), "user" if i % 2 == 0 else "agent", filler)
             )
+
+    def replace_history(self, contents: list[str]) -> None:
+        """Replace the conversation: message i has this content, alternating agent/user."""
+        self._version += 1
+        self.messages[:] = [
+            self._entry(i, "agent" if i % 2 == 0 else "user", content)
+            for i, content in enumerate(contents)
+        ]
 
     def close_streams(self) -> None:
         """End every events stream (as when AgentAPI restarts)."""
@@ -241,7 +253,7 @@ class AgentAPIStandIn:
                 )
         if route == ("GET", "/messages"):
             async with self._lock:
-                return self._json("MessagesResponseBody", {"messages": list(self.messages)})
+                return self._messages_response()
         if route == ("POST", "/message"):
             return await self._post_message(request)
         if route == ("POST", "/upload"):
@@ -251,6 +263,17 @@ class AgentAPIStandIn:
         if request.path in ("/status", "/messages", "/message", "/upload", "/events"):
             return problem(405, "Method Not Allowed", f"method {request.method} not allowed")
         return problem(404, "Not Found", f"no route for {request.path}")
+
+    def _messages_response(self) -> Response:
+        # Serialising a multi-megabyte history is the costly part of this answer (the Go server
+        # does it far faster): keep the bytes until the conversation changes.
+        key = (self._version, len(self.messages))
+        if self._messages_cache is None or self._messages_cache[0] != key:
+            body = self._json("MessagesResponseBody", {"messages": list(self.messages)}).body
+            self._messages_cache = (key, body)
+        return Response(
+            body=self._messages_cache[1], headers=[("content-type", "application/json")]
+        )
 
     def _json(self, schema: str, payload: dict[str, Any]) -> Response:
         url = f"http://{self.host_for_schema}/schemas/{schema}.json"

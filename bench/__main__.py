@@ -1,0 +1,409 @@
+"""`make bench` / `python -m bench`: real processes on loopback, medians over repeated runs.
+
+Prints a table and writes bench/results/latest.json (the machine is recorded with the figures).
+`--quick` runs every benchmark with fewer repeats and shorter durations (a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from agent.coder import AppState, AppStatus, CoderClient
+from agent.logconfig import configure
+from agent.reporter import Reporter
+from agent.standins.coder import Fault
+from bench.harness import (
+    SLUG,
+    TOKEN,
+    Peers,
+    cpu_seconds,
+    daemon_log,
+    hwm_kb,
+    machine,
+    median,
+    peers,
+    percentile,
+    rss_kb,
+    start_daemon,
+    stop,
+    wait_for,
+)
+
+RESULTS = Path(__file__).parent / "results"
+ESCAPES = '"\\\x01\t\n' * 14_000  # 70 KB of quotes, backslashes and control characters
+
+
+def histories() -> dict[str, list[str]]:
+    return {
+        "10 small": [f"message {i}: short text" for i in range(10)],
+        "2000 x 2 KB": ["x" * 2048 for _ in range(2000)],
+        "10 x 1 MB": [("│ terminal line ░▒▓ " * 60 + "\n") * 850 for _ in range(10)],
+        "1 x 5 MB": ["y" * 5_000_000],
+        "70 KB escape-heavy": [ESCAPES],
+    }
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        group: str,
+        case: str,
+        value: float,
+        unit: str,
+        target: str,
+        ok: bool | None,
+        note: str = "",
+    ) -> None:
+        row = {
+            "group": group,
+            "case": case,
+            "value": round(value, 4),
+            "unit": unit,
+            "target": target,
+            "met": ok,
+            "note": note,
+        }
+        self.rows.append(row)
+        mark = "" if ok is None else ("ok" if ok else "MISSED")
+        print(
+            f"{group:<22} {case:<34} {value:>10.3f} {unit:<6} {target:<16} {mark:<6} {note}",
+            flush=True,
+        )
+
+
+async def bench_stop(table: Table, repeats: int, workdir: Path) -> None:
+    targets = {"2000 x 2 KB": 0.050, "10 x 1 MB": 0.150, "1 x 5 MB": 0.150}
+    for name, contents in histories().items():
+        samples = []
+        for _ in range(repeats):
+            async with peers(workdir) as p:
+                p.agentapi.replace_history(contents)
+                process = await start_daemon(p.env())
+                await wait_for(lambda p=p: bool(p.arrivals.statuses))
+                await anyio.sleep(0.3)  # let the replay settle into the mirror
+                # Serialise the history once before the clock starts: the stand-in is Python,
+                # AgentAPI is Go and does it in a fraction of the time; measure the daemon.
+                async with httpx.AsyncClient() as http:
+                    await http.get(f"{p.agentapi_url}/messages")
+                start = time.perf_counter()
+                process.send_signal(signal.SIGTERM)
+                await wait_for(lambda p=p: bool(p.arrivals.snapshots))
+                samples.append(p.arrivals.snapshots[0][0] - start)
+                with anyio.fail_after(20):
+                    assert await process.wait() == 0, daemon_log(workdir)
+        target = targets.get(name)
+        table.add(
+            "stop snapshot (daemon)",
+            name,
+            median(samples) * 1000,
+            "ms",
+            f"< {target * 1000:.0f} ms" if target else "-",
+            None if target is None else median(samples) < target,
+        )
+
+
+def naive_pipeline(p: Peers, header_file: Path) -> list[str]:
+    url = f"{p.coder_url}/api/v2/workspaceagents/me/tasks/{p.env()['CODER_TASK_ID']}/log-snapshot"
+    return [
+        "bash",
+        "-c",
+        f"curl -s {p.agentapi_url}/messages | jq -c '{{messages: .messages[-10:]}}' | "
+        f"curl -s -o /dev/null -X POST -H @{header_file} -H 'content-type: application/json' "
+        f"--data-binary @- '{url}?format=agentapi'",
+    ]
+
+
+async def bench_oneshot(table: Table, repeats: int, workdir: Path) -> None:
+    header_file = workdir / "headers"
+    header_file.write_text(f"Coder-Session-Token: {TOKEN}\n")
+    header_file.chmod(0o600)
+    for name, contents in histories().items():
+        ours, naive = [], []
+        async with peers(workdir) as p:
+            p.agentapi.replace_history(contents)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                result = await anyio.run_process(
+                    [sys.executable, "-m", "agent", "snapshot"], env=p.env(), check=False
+                )
+                ours.append(time.perf_counter() - start)
+                assert result.returncode == 0, result.stderr.decode()[-500:]
+                start = time.perf_counter()
+                await anyio.run_process(naive_pipeline(p, header_file), check=False)
+                naive.append(time.perf_counter() - start)
+        target = 0.5 if name == "10 x 1 MB" else (0.2 if name in ("10 small",) else None)
+        table.add(
+            "one-shot snapshot",
+            name,
+            median(ours),
+            "s",
+            f"< {target} s" if target else "-",
+            None if target is None else median(ours) < target,
+            f"curl|jq|curl: {median(naive):.3f} s",
+        )
+
+
+def import_profile() -> str:
+    env = {
+        **os.environ,
+        "CODER_AGENT_URL": "http://127.0.0.1:9",
+        "CODER_AGENT_TOKEN": "x",
+        "CODER_MCP_AI_AGENTAPI_URL": "http://127.0.0.1:9",
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "agent", "snapshot"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rows = []
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            parts = [x.strip() for x in line[12:].split("|")]
+            if parts[1].isdigit():
+                rows.append((int(parts[1]), parts[2]))
+    top = sorted(rows, reverse=True)[:8]
+    return ", ".join(f"{name.strip()} {us / 1000:.0f} ms" for us, name in top)
+
+
+async def bench_latency(table: Table, flips: int, workdir: Path) -> None:
+    for mode in ("events", "poll"):
+        latencies: list[float] = []
+        async with peers(workdir) as p:
+            process = await start_daemon(p.env(CODER_TASK_AGENT_MODE=mode))
+            await wait_for(lambda p=p: len(p.arrivals.statuses) == 1)
+            for i in range(flips):
+                count = len(p.arrivals.statuses)
+                start = time.perf_counter()
+                if i % 2 == 0:
+                    p.agentapi.put_message("user", f"prompt {i}")
+                    p.agentapi.set_status("running")
+                else:
+                    p.agentapi.set_status("stable")
+                await wait_for(lambda p=p, count=count: len(p.arrivals.statuses) > count)
+                latencies.append(p.arrivals.statuses[-1][0] - start)
+                await anyio.sleep(0.05 if mode == "events" else 0.3)
+            assert await stop(process) == 0, daemon_log(workdir)
+        p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+        if mode == "events":
+            table.add("status latency", "events p50", p50, "ms", "-", None)
+            table.add("status latency", "events p99", p99, "ms", "< 50 ms", p99 < 50)
+        else:
+            table.add("status latency", "poll (1 s) p50", p50, "ms", "-", None)
+            table.add("status latency", "poll (1 s) p99", p99, "ms", "< 1020 ms", p99 < 1020)
+
+
+async def bench_idle(table: Table, seconds: float, workdir: Path) -> None:
+    for mode, cpu_target in (("events", 0.2), ("poll", 1.0)):
+        async with peers(workdir) as p:
+            p.agentapi.replace_history(["x" * 2048 for _ in range(2000)])
+            process = await start_daemon(p.env(CODER_TASK_AGENT_MODE=mode))
+            await wait_for(lambda p=p: len(p.arrivals.statuses) == 1)
+            await anyio.sleep(2)
+            requests_before = len(p.coder.requests)
+            rss_start, cpu_start, t0 = rss_kb(process.pid), cpu_seconds(process.pid), time.time()
+            samples = []
+            while time.time() - t0 < seconds:
+                await anyio.sleep(1)
+                samples.append(rss_kb(process.pid))
+            cpu = (cpu_seconds(process.pid) - cpu_start) / (time.time() - t0) * 100
+            extra_requests = len(p.coder.requests) - requests_before
+            assert await stop(process) == 0, daemon_log(workdir)
+        rss_end = samples[-1] / 1024
+        growth = (samples[-1] - rss_start) / 1024
+        table.add(
+            f"idle {mode} ({seconds:.0f} s)",
+            "RSS",
+            rss_end,
+            "MB",
+            "< 50 MB",
+            rss_end < 50,
+            f"growth {growth:+.2f} MB",
+        )
+        table.add(
+            f"idle {mode} ({seconds:.0f} s)",
+            "CPU",
+            cpu,
+            "% core",
+            f"< {cpu_target} %",
+            cpu < cpu_target,
+        )
+        table.add(
+            f"idle {mode} ({seconds:.0f} s)",
+            "requests to Coder",
+            extra_requests,
+            "req",
+            "0",
+            extra_requests == 0,
+        )
+
+
+async def bench_growth(table: Table, rewrite_seconds: float, workdir: Path) -> None:
+    async with peers(workdir) as p:
+        p.agentapi.replace_history(["z" * 2048 for _ in range(25_000)])  # ~50 MB
+        start = time.perf_counter()
+        process = await start_daemon(p.env())
+        await wait_for(lambda p=p: len(p.arrivals.statuses) == 1, within=120)
+        replay = time.perf_counter() - start
+        peak = hwm_kb(process.pid) / 1024
+        after = rss_kb(process.pid) / 1024
+        assert await stop(process) == 0, daemon_log(workdir)
+    table.add("growth", "50 MB replay: time to first status", replay, "s", "-", None)
+    table.add(
+        "growth", "50 MB replay: peak RSS", peak, "MB", "bounded", None, f"RSS after {after:.1f} MB"
+    )
+    async with peers(workdir) as p:
+        process = await start_daemon(p.env())
+        await wait_for(lambda p=p: len(p.arrivals.statuses) == 1)
+        message_id = p.agentapi.put_message("agent", "")
+        text = ""
+        t0 = time.time()
+        first = rss_kb(process.pid)
+        rewrites = 0
+        while time.time() - t0 < rewrite_seconds:
+            text = (text + f"line {rewrites:06d} ░▒▓ output\n")[-300_000:]
+            p.agentapi.put_message("agent", text, message_id)
+            rewrites += 1
+            await anyio.sleep(1 / 40)
+        last = rss_kb(process.pid)
+        peak = hwm_kb(process.pid) / 1024
+        assert await stop(process) == 0, daemon_log(workdir)
+    table.add(
+        "growth",
+        f"40 rewrites/s for {rewrite_seconds:.0f} s: RSS",
+        last / 1024,
+        "MB",
+        "bounded",
+        None,
+        f"start {first / 1024:.1f} MB, peak {peak:.1f} MB, {rewrites} rewrites",
+    )
+
+
+async def bench_fleet(table: Table, size: int, storm_seconds: float, workdir: Path) -> None:
+    async with peers(workdir) as p:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(
+            base_url=p.coder_url, headers={"Coder-Session-Token": TOKEN}, timeout=30, limits=limits
+        ) as http:
+            client = CoderClient(http, SLUG)
+            reporters = [Reporter(client.patch_app_status) for _ in range(size)]
+            states = [AppState.WORKING, AppState.IDLE, AppState.WORKING, AppState.IDLE]
+            async with anyio.create_task_group() as group:
+                for reporter in reporters:
+                    group.start_soon(reporter.run)
+                for index, state in enumerate(states):
+                    for reporter in reporters:
+                        reporter.want(AppStatus(state, f"change {index}"))
+                        reporter.want(AppStatus(state, f"change {index}"))  # a repeat: no send
+                    await wait_for(lambda: all(r.pending is None for r in reporters), within=120)
+                ratio = len(p.coder.requests) / (size * len(states))
+                table.add(
+                    f"fleet ({size} reporters)",
+                    "requests per state change",
+                    ratio,
+                    "req",
+                    "1.0",
+                    abs(ratio - 1.0) < 1e-9,
+                )
+
+                # a 503 storm: every report fails until it ends, then the latest must arrive
+                p.coder.faults.append(Fault("app-status", 503, times=10**9))
+                before = len(p.coder.requests)
+                for reporter in reporters:
+                    reporter.want(AppStatus(AppState.COMPLETE, "storm"))
+                await anyio.sleep(storm_seconds)
+                during = len(p.coder.requests) - before
+                p.coder.faults.clear()
+                recovered = time.perf_counter()
+                await wait_for(lambda: all(r.pending is None for r in reporters), within=300)
+                catch_up = time.perf_counter() - recovered
+                group.cancel_scope.cancel()
+        table.add(
+            f"fleet ({size} reporters)",
+            f"{storm_seconds:.0f} s 503 storm: retries",
+            during / storm_seconds,
+            "req/s",
+            "bounded",
+            None,
+            f"{during / size:.1f} tries per reporter",
+        )
+        table.add(
+            f"fleet ({size} reporters)",
+            "all latest states delivered after",
+            catch_up,
+            "s",
+            "-",
+            None,
+            "backoff cap 30 s, full jitter",
+        )
+
+
+async def run(args: argparse.Namespace) -> None:
+    table = Table()
+    print(f"{'group':<22} {'case':<34} {'value':>10} {'unit':<6} {'target':<16}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        workdir = Path(tmp)
+        chosen: dict[str, Callable[[], Any]] = {
+            "stop": lambda: bench_stop(table, args.repeats, workdir),
+            "oneshot": lambda: bench_oneshot(table, args.repeats, workdir),
+            "latency": lambda: bench_latency(table, args.flips, workdir),
+            "idle": lambda: bench_idle(table, args.idle_seconds, workdir),
+            "growth": lambda: bench_growth(table, args.rewrite_seconds, workdir),
+            "fleet": lambda: bench_fleet(table, args.fleet, args.storm_seconds, workdir),
+        }
+        for name in args.only or list(chosen):
+            await chosen[name]()
+    profile = import_profile() if not args.only or "oneshot" in args.only else ""
+    if profile:
+        print(f"\none-shot import profile (cumulative): {profile}")
+    RESULTS.mkdir(exist_ok=True)
+    output = {
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "args": vars(args),
+        "rows": table.rows,
+        "import_profile": profile,
+    }
+    path = RESULTS / ("quick.json" if args.quick else "latest.json")
+    path.write_text(json.dumps(output, indent=2) + "\n")
+    print(f"\nwritten: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument(
+        "--only", nargs="*", choices=["stop", "oneshot", "latency", "idle", "growth", "fleet"]
+    )
+    args = parser.parse_args()
+    args.repeats = 2 if args.quick else 7
+    args.flips = 10 if args.quick else 100
+    args.idle_seconds = 5.0 if args.quick else 180.0
+    args.rewrite_seconds = 3.0 if args.quick else 60.0
+    args.fleet = 100 if args.quick else 1000
+    args.storm_seconds = 3.0 if args.quick else 30.0
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # measure installed-like start-up
+    configure("error", "console")
+    anyio.run(run, args)
+
+
+if __name__ == "__main__":
+    main()

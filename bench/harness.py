@@ -1,0 +1,175 @@
+"""What every benchmark needs: the stand-ins in this process on loopback, the daemon as a real
+subprocess, and /proc readings of its memory and CPU."""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from agent.standins.agentapi import AgentAPIStandIn, run_agentapi_standin
+from agent.standins.coder import CoderStandIn, run_coder_standin
+from agent.standins.store import Store, Task
+
+TOKEN = "bench-token-5e1f0c7a"  # noqa: S105 - a made-up token for loopback stand-ins
+TASK_ID = "7d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+SLUG = "agent"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Arrivals:
+    """When the Coder stand-in stored what (perf_counter seconds)."""
+
+    statuses: list[tuple[float, str]] = field(default_factory=list)
+    snapshots: list[tuple[float, int]] = field(default_factory=list)
+
+
+@dataclass
+class Peers:
+    agentapi: AgentAPIStandIn
+    coder: CoderStandIn
+    agentapi_url: str
+    coder_url: str
+    arrivals: Arrivals
+    workdir: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CODER_")}
+        return {
+            **base,
+            "CODER_AGENT_URL": self.coder_url,
+            "CODER_AGENT_TOKEN": TOKEN,
+            "CODER_TASK_ID": TASK_ID,
+            "CODER_MCP_APP_STATUS_SLUG": SLUG,
+            "CODER_MCP_AI_AGENTAPI_URL": self.agentapi_url,
+            "CODER_TASK_AGENT_SOCKET": str(self.workdir / "report.sock"),
+            "CODER_TASK_AGENT_LOG_FORMAT": "json",
+            "CODER_TASK_AGENT_LOG_LEVEL": "warning",
+            **extra,
+        }
+
+
+@asynccontextmanager
+async def peers(workdir: Path, rate_limit: int = 10**9) -> AsyncIterator[Peers]:
+    """Both stand-ins on loopback, recording when things arrive."""
+    arrivals = Arrivals()
+    agentapi = AgentAPIStandIn(speed=50.0)
+    async with anyio.create_task_group() as group:
+        agentapi_port = await group.start(run_agentapi_standin, agentapi)
+        agentapi_url = f"http://127.0.0.1:{agentapi_port}"
+        store = RecordingStore(workdir / f"coder-{time.monotonic_ns()}.db", arrivals)
+        task = Task(TASK_ID, "bench", "bench", "active", (SLUG,), agentapi_url)
+        coder = CoderStandIn(store, TOKEN, [task], rate_limit=rate_limit)
+        coder_port = await group.start(run_coder_standin, coder)
+        yield Peers(
+            agentapi, coder, agentapi_url, f"http://127.0.0.1:{coder_port}", arrivals, workdir
+        )
+        group.cancel_scope.cancel()
+    store.close()
+
+
+class RecordingStore(Store):
+    """The stand-in's store, noting the arrival time of every status and snapshot."""
+
+    def __init__(self, path: Path, arrivals: Arrivals) -> None:
+        super().__init__(path)
+        self.arrivals = arrivals
+
+    def add_status(self, task_id: str, slug: str, state: str, message: str, uri: str) -> None:
+        self.arrivals.statuses.append((time.perf_counter(), state))
+        super().add_status(task_id, slug, state, message, uri)
+
+    def put_snapshot(self, task_id: str, body: bytes) -> None:
+        self.arrivals.snapshots.append((time.perf_counter(), len(body)))
+        super().put_snapshot(task_id, body)
+
+
+async def start_daemon(env: dict[str, str], *args: str) -> anyio.abc.Process:
+    return await anyio.open_process(
+        [sys.executable, "-m", "agent", "run", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 60.0) -> None:
+    with anyio.fail_after(within):
+        while True:
+            if predicate():
+                return
+            await anyio.sleep(0.0005)
+
+
+async def stop(process: anyio.abc.Process, within: float = 20.0) -> int:
+    """SIGTERM (unless it already ended) and the exit code."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+    with anyio.fail_after(within):
+        return await process.wait()
+
+
+def daemon_log(workdir: Path) -> str:
+    """The last lines the benchmark's daemons wrote."""
+    path = workdir / "daemon.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-20:]) if path.exists() else ""
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(int(memory) / 1024**2, 1),
+        "python": sys.version.split()[0],
+        "kernel": os.uname().release,
+    }
