@@ -149,7 +149,7 @@ class CoderClient:
         if status == 429:
             raise RateLimited(SERVICE, what, detail, retry_after_seconds(response))
         if status >= 500:
-            raise ServerError(SERVICE, what, detail, status=status)
+            raise ServerError(SERVICE, what, detail, status, retry_after_seconds(response))
         if status == 401:
             raise Unauthorized(SERVICE, what, detail, status=status)
         if 300 <= status < 400:
@@ -195,16 +195,16 @@ async def deliver(
 ) -> T:
     """Run `call`, retrying TryAgain errors with backoff until success or `deadline`.
 
-    `deadline` is on `clock`'s scale (anyio's clock by default). A 429's Retry-After is honoured
-    (when it fits before the deadline). A wait that would end past the deadline is not taken: the
-    last error is raised instead. Each attempt is also cut off at the deadline. Rejected and
-    Unsupported errors are raised at once.
+    `deadline` is on `clock`'s scale (anyio's clock by default). The server's Retry-After (a 429,
+    or a 5xx that carries one) is honoured when it fits before the deadline. A wait that would
+    end past the deadline is not taken: the last error is raised instead. Each attempt is also
+    cut off at the deadline. Rejected and Unsupported errors are raised at once.
     """
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         delay: float = backoff.wait(state.attempt_number)
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        if isinstance(exc, TryAgain) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
         return delay
 

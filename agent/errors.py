@@ -11,7 +11,8 @@ inspecting library exceptions. httpx exceptions are translated at the client bou
         ├── TryAgain         worth retrying: the same request may succeed later
         │   ├── TransportError    connection refused or reset, timeout, DNS, TLS
         │   ├── ServerError       5xx (other than AgentAPI's "agent busy" answer)
-        │   └── RateLimited       429; carries Retry-After when the server sent one
+        │   └── RateLimited       429
+        │   (both carry the server's Retry-After, which retries honour)
         ├── Rejected         a 4xx: the request itself is wrong; retrying it cannot help
         │   ├── Unauthorized      401: missing, malformed or unknown token
         │   └── AgentBusy         AgentAPI refused a message while the agent is running
@@ -57,7 +58,9 @@ class RemoteError(AgentError):
 
 
 class TryAgain(RemoteError):
-    """The same request may succeed later."""
+    """The same request may succeed later; `retry_after` is the server's hint in seconds."""
+
+    retry_after: float | None = None
 
 
 class TransportError(TryAgain):
@@ -65,7 +68,18 @@ class TransportError(TryAgain):
 
 
 class ServerError(TryAgain):
-    """The server answered 5xx."""
+    """The server answered 5xx (a 503 may carry Retry-After)."""
+
+    def __init__(
+        self,
+        service: str,
+        what: str,
+        detail: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(service, what, detail, status=status)
+        self.retry_after = retry_after
 
 
 class RateLimited(TryAgain):

@@ -95,6 +95,9 @@ class Reporter:
                 if failures == 1:
                     log.warning("status_delivery_failed", state=str(target.state), error=str(exc))
                 wait = self._backoff.wait(failures)
+                if exc.retry_after is not None:
+                    # Honour the server's hint, but never wait longer than the backoff cap.
+                    wait = max(wait, min(exc.retry_after, self._backoff.cap))
                 if deadline is not None and anyio.current_time() + wait >= deadline:
                     return False
                 with anyio.move_on_after(wait):

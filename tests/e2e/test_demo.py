@@ -12,18 +12,21 @@ from pathlib import Path
 
 import pytest
 
+# The demo's work directory prefix (agent.demo): every process it starts carries it.
+DEMO_MARK = b"coder-task-agent-demo-"
+
 
 def agent_processes() -> set[int]:
-    """Pids of `python -m agent` processes started from this interpreter (any command)."""
+    """Pids of processes a demo started: their argv or environment names its work directory."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            seen = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
         except OSError:
             continue
-        if len(argv) > 2 and argv[1:3] == [b"-m", b"agent"]:
+        if DEMO_MARK in seen:
             found.add(int(entry.name))
     return found
 

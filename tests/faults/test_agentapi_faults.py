@@ -1,0 +1,183 @@
+"""AgentAPI misbehaving under the daemon: it keeps running, reports only what it observed,
+recovers, and still saves the conversation at stop."""
+
+from __future__ import annotations
+
+import socket
+
+import anyio
+import pytest
+
+from agent.standins.agentapi import AgentAPIStandIn, run_agentapi_standin
+from agent.standins.http import Request, Response, text_response
+from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, peers, start_agent, terminate
+from tests.fakes import TIME, wait_until
+from tests.faults.servers import Scripted, answer, serve_on_loopback, sse
+from tests.faults.test_coder_faults import named
+
+pytestmark = pytest.mark.anyio
+_ = peers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def run_daemon_against(peers: Peers, agentapi_url: str, **env: str) -> anyio.abc.Process:
+    return await start_agent(
+        ["run"],
+        peers.env(
+            CODER_MCP_AI_AGENTAPI_URL=agentapi_url, CODER_TASK_AGENT_AGENTAPI_TIMEOUT="1", **env
+        ),
+    )
+
+
+async def stop_daemon(process: anyio.abc.Process) -> tuple[int, str]:
+    try:
+        terminate(process)
+        return await finish(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
+async def test_agentapi_not_started_then_up(peers: Peers) -> None:
+    port = free_port()
+    process = await run_daemon_against(peers, f"http://127.0.0.1:{port}")
+    await anyio.sleep(1.5)
+    assert peers.states() == [], "nothing reported before anything was observed"
+    late = AgentAPIStandIn()
+    async with anyio.create_task_group() as group:
+        await group.start(
+            lambda task_status: run_agentapi_standin(late, port=port, task_status=task_status)
+        )
+        await wait_until(lambda: peers.states() == ["idle"], within=20)
+        code, stderr = await stop_daemon(process)
+        group.cancel_scope.cancel()
+    assert code == 0, stderr
+    assert len(named(stderr, "agentapi_unavailable")) == 1, "logged once, not once per retry"
+    assert len(named(stderr, "agentapi_recovered")) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "behaviour"),
+    [
+        ("500", answer(500, {"title": "Internal Server Error", "status": 500})),
+        ("invalid JSON", answer(200, None)),
+        ("wrong types", answer(200, {"status": 42, "messages": "many"})),
+        ("Host 400", lambda request: _host_refusal()),
+    ],
+)
+async def test_garbage_is_survived_and_never_reported(
+    peers: Peers, name: str, behaviour: object
+) -> None:
+    server = Scripted(behaviour)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        process = await run_daemon_against(
+            peers,
+            f"http://127.0.0.1:{port}",
+            CODER_TASK_AGENT_MODE="poll",
+            CODER_TASK_AGENT_POLL_INTERVAL="0.1",
+        )
+        await wait_until(lambda: len(server.requests) >= 3, within=20)
+        assert process.returncode is None, f"{name}: the daemon keeps running"
+        assert peers.states() == [], f"{name}: no state that was not observed"
+        code, stderr = await stop_daemon(process)
+        group.cancel_scope.cancel()
+    assert code == 3, "no conversation could be read and there was no mirror"
+    assert len(named(stderr, "agentapi_unavailable")) == 1
+
+
+async def _host_refusal() -> Response:
+    return text_response("Invalid host header", status=400)
+
+
+async def test_hostile_event_stream_is_survived(peers: Peers) -> None:
+    frames = [
+        ("message_update", {"id": 0, "role": "agent", "message": "hello", "time": TIME}),
+        ("brand_new_event", {"anything": True}),
+        ("message_update", {"id": "zero", "role": 5}),
+        ("message_update", {"id": 1, "role": "user", "message": "x" * 10_000_000, "time": TIME}),
+        ("status_change", {"status": "stable", "agent_type": "claude"}),
+    ]
+    server = Scripted(sse(*frames, end=False))
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        process = await run_daemon_against(peers, f"http://127.0.0.1:{port}")
+        await wait_until(lambda: peers.states() == ["idle"], within=20)
+        code, stderr = await stop_daemon(process)
+        group.cancel_scope.cancel()
+    assert code == 0, stderr
+    body = peers.snapshot()
+    assert body is not None
+    stored = peers.coder.store.snapshot(TASK_ID)
+    assert stored is not None
+    assert len(stored[0]) <= 65536
+    assert body["messages"][-1]["content"].endswith("x" * 1000), "the huge message's tail"
+    assert len(named(stderr, "agentapi_event_malformed")) == 1
+
+
+async def test_stream_dies_mid_replay_then_reconnects(peers: Peers) -> None:
+    connections = 0
+
+    async def behaviour(request: Request) -> Response:
+        nonlocal connections
+        if request.path == "/status":
+            return await answer(200, {"status": "stable", "agent_type": "x"})(request)
+        connections += 1
+        if connections == 1:  # dies mid-replay: half a frame, then the end
+            return await sse(raw=b'event: message_update\ndata: {"id": 0')(request)
+        return await sse(
+            ("message_update", {"id": 0, "role": "agent", "message": "ok", "time": TIME}),
+            ("status_change", {"status": "running", "agent_type": "x"}),
+            end=False,
+        )(request)
+
+    server = Scripted(behaviour)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        process = await run_daemon_against(peers, f"http://127.0.0.1:{port}")
+        await wait_until(lambda: peers.states() == ["idle", "working"], within=20)
+        code, stderr = await stop_daemon(process)
+        group.cancel_scope.cancel()
+    assert code == 0, stderr
+    assert [r.path for r in server.requests][:3] == ["/events", "/status", "/events"]
+
+
+async def test_messages_blocking_at_stop_uses_the_mirror(peers: Peers) -> None:
+    async def behaviour(request: Request) -> Response:
+        if request.path == "/messages":
+            await anyio.sleep(20)
+        return await sse(
+            ("message_update", {"id": 0, "role": "agent", "message": "mirrored", "time": TIME}),
+            ("status_change", {"status": "stable", "agent_type": "x"}),
+            end=False,
+        )(request)
+
+    server = Scripted(behaviour)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        process = await run_daemon_against(peers, f"http://127.0.0.1:{port}")
+        await wait_until(lambda: peers.states() == ["idle"], within=20)
+        start = anyio.current_time()
+        code, stderr = await stop_daemon(process)
+        elapsed = anyio.current_time() - start
+        group.cancel_scope.cancel()
+    assert code == 0, stderr
+    assert elapsed < 5.0, "within the default budget"
+    body = peers.snapshot()
+    assert body is not None
+    assert body["messages"][0]["content"] == "mirrored"
+    assert TOKEN not in stderr
+
+
+async def test_a_50_mb_message_at_stop(peers: Peers) -> None:
+    peers.agentapi.put_message("agent", "tail-marker " + "m" * 50_000_000 + " THE END")
+    code, stderr = await finish(await start_agent(["snapshot"], peers.env()), within=60)
+    assert code == 0, stderr
+    body = peers.snapshot()
+    assert body is not None
+    assert body["messages"][-1]["content"].endswith(" THE END")

@@ -1,0 +1,217 @@
+"""Coder misbehaving during the stop snapshot and during status reports (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from agent.standins.http import Request, Response
+from tests.e2e.conftest import TOKEN, Peers, finish, peers, start_agent, terminate
+from tests.fakes import wait_until
+from tests.faults.servers import Scripted, answer, reset_server, serve_on_loopback
+
+pytestmark = pytest.mark.anyio
+_ = peers  # the fixture, shared with the end-to-end tests
+BUDGET = 2.0
+START_UP = 2.0  # interpreter start-up on a loaded 2-core machine, on top of the budget
+
+
+def events(stderr: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert all(TOKEN not in json.dumps(line) for line in lines)
+    return lines
+
+
+def named(stderr: str, event: str) -> list[dict[str, object]]:
+    return [line for line in events(stderr) if line["event"] == event]
+
+
+async def snapshot_against(peers: Peers, coder_url: str, **env: str) -> tuple[int, str, float]:
+    start = anyio.current_time()
+    process = await start_agent(
+        ["snapshot"],
+        peers.env(
+            CODER_AGENT_URL=coder_url,
+            CODER_TASK_AGENT_SHUTDOWN_BUDGET=str(BUDGET),
+            CODER_TASK_AGENT_REQUEST_TIMEOUT="1",
+            **env,
+        ),
+    )
+    code, stderr = await finish(process)
+    return code, stderr, anyio.current_time() - start
+
+
+@pytest.mark.parametrize(
+    ("name", "behaviour", "expected_code", "retried"),
+    [
+        ("500", answer(500, {"message": "Internal error"}), 5, True),
+        ("503", answer(503, {"message": "Unavailable"}), 5, True),
+        ("429", answer(429, {"message": "rate limited"}), 5, True),
+        ("401", answer(401, {"message": "Invalid token"}), 4, False),
+        (
+            "400",
+            answer(
+                400,
+                {
+                    "message": "Failed to decode request payload.",
+                    "validations": [{"field": "messages", "detail": "required"}],
+                },
+            ),
+            4,
+            False,
+        ),
+        ("404", answer(404, {"message": "Resource not found"}), 0, False),
+        ("30 s late", answer(204, delay=30), 5, True),
+    ],
+)
+async def test_snapshot_faults(
+    peers: Peers, name: str, behaviour: object, expected_code: int, retried: bool
+) -> None:
+    server = Scripted(behaviour)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        code, stderr, elapsed = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        group.cancel_scope.cancel()
+    assert code == expected_code, stderr
+    assert elapsed < BUDGET + START_UP, f"{name}: the stop budget was exceeded"
+    attempts = len(server.requests)
+    if retried:
+        assert attempts >= 2, f"{name} is worth retrying"
+    else:
+        assert attempts == 1, f"{name} must not be retried"
+    outcome = named(stderr, "snapshot_failed") + named(stderr, "snapshot_skipped")
+    assert len(outcome) == 1, "one clear line per problem, not one per retry"
+
+
+async def test_retry_after_is_honoured(peers: Peers) -> None:
+    times: list[float] = []
+
+    async def behaviour(request: Request) -> Response:
+        times.append(anyio.current_time())
+        if len(times) == 1:
+            return await answer(503, {"message": "later"}, [("retry-after", "1")])(request)
+        return Response(status=204)
+
+    server = Scripted(behaviour)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        code, stderr, _ = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        group.cancel_scope.cancel()
+    assert code == 0, stderr
+    assert len(times) == 2
+    assert times[1] - times[0] >= 1.0
+
+
+async def test_connection_refused(peers: Peers) -> None:
+    code, stderr, elapsed = await snapshot_against(peers, "http://127.0.0.1:9")
+    assert code == 5
+    assert elapsed < BUDGET + START_UP
+    assert len(named(stderr, "snapshot_failed")) == 1
+
+
+async def test_reset_mid_response(peers: Peers) -> None:
+    hits: list[int] = []
+    async with anyio.create_task_group() as group:
+        port = await group.start(
+            lambda task_status: reset_server(task_status=task_status, hits=hits)
+        )
+        code, stderr, elapsed = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        group.cancel_scope.cancel()
+    assert code == 5, stderr
+    assert len(hits) >= 2, "a reset is worth retrying"
+    assert elapsed < BUDGET + START_UP
+
+
+async def test_redirect_to_another_origin_is_not_followed(peers: Peers) -> None:
+    elsewhere = Scripted(answer(204))
+    async with anyio.create_task_group() as group:
+        other = await group.start(serve_on_loopback, elsewhere.handle)
+        redirect = Scripted(answer(307, None, [("location", f"http://127.0.0.2:{other}/steal")]))
+        port = await group.start(serve_on_loopback, redirect.handle)
+        code, stderr, _ = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        group.cancel_scope.cancel()
+    assert code == 4, stderr
+    assert len(redirect.requests) == 1
+    assert elsewhere.requests == [], "the token never travels to another origin"
+    assert "redirect not followed" in stderr
+
+
+async def test_status_reports_survive_an_outage_and_deliver_the_latest(peers: Peers) -> None:
+    outage = anyio.Event()
+    patches: list[dict[str, object]] = []
+    accepted: list[dict[str, object]] = []
+
+    async def behaviour(request: Request) -> Response:
+        if request.method == "PATCH":
+            patch = json.loads(request.body)
+            patches.append(patch)
+            if not outage.is_set():
+                return await answer(503, {"message": "down"})(request)
+            accepted.append(patch)
+            return await answer(200, None)(request)
+        return Response(status=204)
+
+    server = Scripted(behaviour)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        process = await start_agent(["run"], peers.env(CODER_AGENT_URL=f"http://127.0.0.1:{port}"))
+        try:
+            await wait_until(lambda: len(patches) >= 3, within=20)
+            peers.agentapi.put_message("user", "new work during the outage")
+            peers.agentapi.set_status("running")
+            await wait_until(lambda: any(p["state"] == "working" for p in patches), within=20)
+            peers.agentapi.set_status("stable")
+            await anyio.sleep(0.5)
+            outage.set()
+            await wait_until(lambda: bool(accepted), within=40)
+            assert accepted == [patches[-1]]
+            assert accepted[0]["state"] == "idle", "the latest state, not a stale one"
+            delivered = len(patches)
+            await anyio.sleep(1.0)
+            assert len(patches) == delivered, "nothing more once the latest is delivered"
+            terminate(process)
+            code, stderr = await finish(process)
+        finally:
+            if process.returncode is None:
+                process.kill()
+        group.cancel_scope.cancel()
+    assert code == 0, stderr
+    failures = named(stderr, "status_delivery_failed")
+    assert 1 <= len(failures) <= 3, "one line per streak, not one per retry"
+
+
+async def test_status_rejection_is_not_retried(peers: Peers) -> None:
+    patches: list[dict[str, object]] = []
+
+    async def behaviour(request: Request) -> Response:
+        if request.method == "PATCH":
+            patches.append(json.loads(request.body))
+            return await answer(
+                400,
+                {
+                    "message": "Failed to find workspace app.",
+                    "detail": 'No app found with slug "agent"',
+                },
+            )(request)
+        return Response(status=204)
+
+    server = Scripted(behaviour)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        process = await start_agent(["run"], peers.env(CODER_AGENT_URL=f"http://127.0.0.1:{port}"))
+        try:
+            await wait_until(lambda: len(patches) == 1, within=20)
+            await anyio.sleep(1.5)
+            assert len(patches) == 1
+            terminate(process)
+            code, stderr = await finish(process)
+        finally:
+            if process.returncode is None:
+                process.kill()
+        group.cancel_scope.cancel()
+    assert code == 0
+    rejected = named(stderr, "status_rejected")
+    assert len(rejected) == 1
+    assert 'No app found with slug \\"agent\\"' in json.dumps(rejected[0])
