@@ -13,6 +13,7 @@ only as a fallback when AgentAPI does not answer in time.
 
 from __future__ import annotations
 
+import ctypes
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
@@ -58,6 +59,20 @@ RECONNECT_BACKOFF = Backoff(base=0.25, cap=10.0)
 # In poll mode, while the agent runs, refresh the mirror this often (its last message grows);
 # otherwise `/messages` is fetched only when the status changes: histories reach megabytes.
 POLL_MESSAGES_REFRESH = 5.0
+# A `/messages` answer with more messages than this was megabytes of short-lived objects.
+LARGE_HISTORY = 200
+
+
+def release_heap() -> None:
+    """Hand memory freed after a multi-megabyte answer back to the OS (glibc; else a no-op).
+
+    The daemon keeps only ten messages, but the allocator keeps the pages the whole history
+    needed while it was parsed: without this, one 4 MB poll leaves RSS ~10 MB higher for good.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return
 
 
 class Daemon:
@@ -305,6 +320,8 @@ class Daemon:
 
     def _apply_messages(self, messages: list[Message]) -> None:
         self.mirror.replace_all(messages)
+        if len(messages) > LARGE_HISTORY:
+            release_heap()
         users = [m for m in messages if m.role == "user"]
         if users:
             newest = max(users, key=lambda m: m.id)

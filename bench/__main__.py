@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ async def bench_stop(table: Table, repeats: int, workdir: Path) -> None:
             async with peers(workdir) as p:
                 p.agentapi.replace_history(contents)
                 process = await start_daemon(p.env())
-                await wait_for(lambda p=p: bool(p.arrivals.statuses))
+                await wait_for(lambda: bool(p.arrivals.statuses))
                 await anyio.sleep(0.3)  # let the replay settle into the mirror
                 # Serialise the history once before the clock starts: the stand-in is Python,
                 # AgentAPI is Go and does it in a fraction of the time; measure the daemon.
@@ -103,7 +104,7 @@ async def bench_stop(table: Table, repeats: int, workdir: Path) -> None:
                     await http.get(f"{p.agentapi_url}/messages")
                 start = time.perf_counter()
                 process.send_signal(signal.SIGTERM)
-                await wait_for(lambda p=p: bool(p.arrivals.snapshots))
+                await wait_for(lambda: bool(p.arrivals.snapshots))
                 samples.append(p.arrivals.snapshots[0][0] - start)
                 with anyio.fail_after(20):
                     assert await process.wait() == 0, daemon_log(workdir)
@@ -184,12 +185,16 @@ def import_profile() -> str:
     return ", ".join(f"{name.strip()} {us / 1000:.0f} ms" for us, name in top)
 
 
+def more_than(items: list[tuple[float, str]], count: int) -> bool:
+    return len(items) > count
+
+
 async def bench_latency(table: Table, flips: int, workdir: Path) -> None:
     for mode in ("events", "poll"):
         latencies: list[float] = []
         async with peers(workdir) as p:
             process = await start_daemon(p.env(CODER_TASK_AGENT_MODE=mode))
-            await wait_for(lambda p=p: len(p.arrivals.statuses) == 1)
+            await wait_for(lambda: len(p.arrivals.statuses) == 1)
             for i in range(flips):
                 count = len(p.arrivals.statuses)
                 start = time.perf_counter()
@@ -198,7 +203,7 @@ async def bench_latency(table: Table, flips: int, workdir: Path) -> None:
                     p.agentapi.set_status("running")
                 else:
                     p.agentapi.set_status("stable")
-                await wait_for(lambda p=p, count=count: len(p.arrivals.statuses) > count)
+                await wait_for(partial(more_than, p.arrivals.statuses, count))
                 latencies.append(p.arrivals.statuses[-1][0] - start)
                 await anyio.sleep(0.05 if mode == "events" else 0.3)
             assert await stop(process) == 0, daemon_log(workdir)
@@ -216,7 +221,7 @@ async def bench_idle(table: Table, seconds: float, workdir: Path) -> None:
         async with peers(workdir) as p:
             p.agentapi.replace_history(["x" * 2048 for _ in range(2000)])
             process = await start_daemon(p.env(CODER_TASK_AGENT_MODE=mode))
-            await wait_for(lambda p=p: len(p.arrivals.statuses) == 1)
+            await wait_for(lambda: len(p.arrivals.statuses) == 1)
             await anyio.sleep(2)
             requests_before = len(p.coder.requests)
             rss_start, cpu_start, t0 = rss_kb(process.pid), cpu_seconds(process.pid), time.time()
@@ -261,7 +266,7 @@ async def bench_growth(table: Table, rewrite_seconds: float, workdir: Path) -> N
         p.agentapi.replace_history(["z" * 2048 for _ in range(25_000)])  # ~50 MB
         start = time.perf_counter()
         process = await start_daemon(p.env())
-        await wait_for(lambda p=p: len(p.arrivals.statuses) == 1, within=120)
+        await wait_for(lambda: len(p.arrivals.statuses) == 1, within=120)
         replay = time.perf_counter() - start
         peak = hwm_kb(process.pid) / 1024
         after = rss_kb(process.pid) / 1024
@@ -272,7 +277,7 @@ async def bench_growth(table: Table, rewrite_seconds: float, workdir: Path) -> N
     )
     async with peers(workdir) as p:
         process = await start_daemon(p.env())
-        await wait_for(lambda p=p: len(p.arrivals.statuses) == 1)
+        await wait_for(lambda: len(p.arrivals.statuses) == 1)
         message_id = p.agentapi.put_message("agent", "")
         text = ""
         t0 = time.time()

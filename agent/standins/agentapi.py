@@ -1,467 +1,963 @@
 """A faithful AgentAPI stand-in with a scripted agent: `python -m agent mock-agentapi`.
 
-It behaves like AgentAPI as shared/contracts.md describes it, not like a toy: `$schema` keys,
-problem+json errors (422 for schema violations, 500 for a send while the agent runs), the Host
-allowlist, message 0 as the startup screen, contiguous ids, the last agent message rewritten in
-place with its `time` moving, `POST /message` holding the lock for its whole duration (so
-`GET /status` and `GET /messages` wait while `/events` does not), and `/events` replaying the
-state on connect with no ids and no heartbeat, dropping a subscriber 1024 events behind.
+The daemon's hardest peer is AgentAPI (coder/agentapi v0.12.1, terminal mode): this stand-in
+answers the way it does, read from its source and from shared/contracts.md, so the daemon's
+timeouts, retries and parsing meet the real quirks on a real socket, not a toy's:
 
-The agent's behaviour comes from a scenario (JSON):
+- `GET /status`, `GET /messages`, `POST /message`, `POST /upload`, `GET /events`; every JSON
+  object answer starts with `"$schema"` (`http://HOST/schemas/NAME.json`, built from the request's
+  Host header as huma does) and carries a `Link: <...>; rel="describedBy"` header. JSON is encoded
+  like Go's: `<`, `>` and `&` escaped, times RFC 3339 with up to nine fraction digits, trailing
+  zeros dropped (`2025-06-01T10:00:00.1234567Z`).
+- Errors are RFC 9457 problem+json as huma writes them: 422 for schema violations, 400 for an
+  empty body or malformed JSON, 415 for a non-JSON content type, 413 for a `POST /message` body of
+  1 MiB or more, 500 (not 409) for a send while the agent is `running`, with `errors[0].message`
+  "failed to send message: message can only be sent when the agent is waiting for user input".
+  Unknown routes get Go's plain-text 404, known paths with another method an empty 405.
+- A Host header whose host part is not localhost, 127.0.0.1 or ::1 gets a plain-text 400.
+- Message 0 is the startup screen; ids are the list index. While the agent works, its last
+  message is rewritten in place under the same id, its `time` moving to the last change.
+- `POST /message` holds a lock for its whole duration (the scenario's `send_seconds`, then until
+  the agent has started): `GET /status` and `GET /messages` wait for it, `/events` does not.
+- `/events` replays the state on connect (one `message_update` per message, one `status_change`,
+  the stored `agent_error`s), then sends changes only: no `id:`, no `retry:`, no heartbeat. A
+  subscriber more than 1024 events behind is dropped: it gets what was queued, then its stream ends.
+- `stable` comes only after the screen has not changed for `settle_seconds` (AgentAPI: 2 s); a
+  permission question reads `stable` although the turn is not done.
 
-    {
-      "agent_type": "claude",
-      "startup_screen": "text of message 0",
-      "prompts": [
-        {"match": "substring of the prompt, or default",
-         "think_seconds": 1.5,            # status running, a spinner line
-         "lines": ["...", "..."],         # streamed into the agent message
-         "large_output_lines": 0,         # extra 80-column box-drawn lines (big messages)
-         "lines_per_second": 20,
-         "permission_prompt": "",         # non-empty: stop at this question (reads stable)
-         "settle_seconds": 2.0}           # unchanged screen before `stable` (AgentAPI: 2 s)
-      ]
-    }
+The scripted agent follows a scenario (format: agent.standins.scenario). Time is injected: every
+scenario duration is divided by `speed`, and sleeps and timestamps come from a `Clock`
+(`SystemClock`, or `ManualClock` for tests, whose time moves only when told to).
 
-All durations are divided by `speed`, so tests and the demo run the same script faster.
+Python API, for tests and benchmarks: `AgentAPIStandIn` (`set_status`, `append_message`,
+`rewrite_message`, `add_error`, `preload`, `close_streams`, `wait_for`, read-only views of the
+state) and `run_agentapi_standin`, which serves it inside the caller's task group.
 """
 
 from __future__ import annotations
 
 import argparse
-import email.parser
-import email.policy
+import hashlib
+import heapq
+import ipaddress
+import itertools
 import json
+import math
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from email import policy
+from email.message import Message as MimeHeaders
+from email.parser import BytesHeaderParser
+from email.utils import collapse_rfc2231_value
+from functools import cached_property, partial
+from http import HTTPStatus
+from pathlib import Path, PurePosixPath
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectSendStream
+import anyio.lowlevel
 
-from agent.standins.http import Request, Response, json_response, serve, text_response
+from agent.standins.http import Request, Response, serve
+from agent.standins.scenario import COLUMNS, Scenario, ScenarioError, filler_text
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+Status = Literal["running", "stable"]
+Role = Literal["agent", "user"]
+Level = Literal["error", "warning"]
+JSONObject = dict[str, object]
+
 BUSY_MESSAGE = "message can only be sent when the agent is waiting for user input"
-# A subscriber this many events behind is dropped: its stream ends (AgentAPI's own limit).
+EMPTY_MESSAGE = "message must not be empty"
+# AgentAPI's default allowed hosts, as its host check compares them (hostname, port ignored).
+ALLOWED_HOSTS = ("localhost", "127.0.0.1", "::1")
+# Each subscriber's channel holds this many events; one more and the subscriber is dropped.
 SUBSCRIBER_BUFFER = 1024
-UPLOAD_LIMIT = 10 * 1024 * 1024
-SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-
-STARTUP_SCREEN = """\
-╭──────────────────────────────────────────────────────────────────────────────╮
-│ ✻ Welcome to the scripted agent (AgentAPI stand-in)                          │
-│                                                                              │
-│   /help for help, /status for your current setup                            │
-│                                                                              │
-│   cwd: /home/coder/project                                                   │
-╰──────────────────────────────────────────────────────────────────────────────╯"""
-
-DEFAULT_LINES = [
-    "● I'll start by running the failing test to see the error.",
-    "● Bash(pytest tests/test_dates.py -x)",
-    "  ⎿ FAILED tests/test_dates.py::test_parse_iso - ValueError: bad offset",
-    "● The parser rejects offsets without a colon (+0200). Let me look at it.",
-    "● Read(src/dates.py)",
-    "● Update(src/dates.py)",
-    "  ⎿ Accept both +HH:MM and +HHMM offsets",
-    "● Bash(pytest -q)",
-    "  ⎿ 42 passed in 0.61s",
-    "● Fixed: the date parser now accepts offsets with and without a colon, and the",
-    "  whole suite passes.",
-]
+# 10 MiB: AgentAPI reads an upload through this limit and answers 400 past it.
+UPLOAD_LIMIT = 10 << 20
+# 1 MiB: huma's default request body limit; a body this long or longer is a 413.
+MESSAGE_BODY_LIMIT = 1 << 20
+# AgentAPI snapshots the screen every 25 ms: the agent message changes at most this often.
+SNAPSHOT_INTERVAL = 0.025
+# How often the spinner line of a working agent changes.
+SPINNER_INTERVAL = 0.1
+# Claude Code's spinner glyphs (the fourth is U+2217 ASTERISK OPERATOR).
+SPINNER = "·✢✳\u2217✻✽"
+# Whitespace AgentAPI trims from a prompt before sending it (msgfmt.TrimWhitespace).
+_PROMPT_WHITESPACE = " \t\n\r\f\v"
+# A long replay is sent in chunks of about this size rather than one write per event.
+_CHUNK_BYTES = 256 * 1024
+# On SIGTERM, how long open event streams get to end cleanly before the server stops.
+_STREAM_DRAIN_SECONDS = 1.0
+_GO_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 
 
-@dataclass(frozen=True)
-class PromptScript:
-    """What the scripted agent does for one kind of prompt."""
-
-    match: str = "default"
-    think_seconds: float = 1.5
-    lines: tuple[str, ...] = tuple(DEFAULT_LINES)
-    large_output_lines: int = 0
-    lines_per_second: float = 20.0
-    permission_prompt: str = ""
-    settle_seconds: float = 2.0
+# -- time -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Scenario:
-    """The agent's whole script."""
+class Clock(Protocol):
+    """Where the stand-in gets wall-clock timestamps and how it waits."""
 
-    agent_type: str = "claude"
-    startup_screen: str = STARTUP_SCREEN
-    prompts: tuple[PromptScript, ...] = (PromptScript(),)
+    def now_ns(self) -> int:
+        """Nanoseconds since the Unix epoch."""
+        ...
 
-    def for_prompt(self, text: str) -> PromptScript:
-        """The first script whose `match` is in the prompt, else the default one."""
-        for script in self.prompts:
-            if script.match != "default" and script.match in text:
-                return script
-        for script in self.prompts:
-            if script.match == "default":
-                return script
-        return PromptScript()
-
-    @classmethod
-    def load(cls, path: Path) -> Scenario:
-        """Read a scenario file; ValueError with the problem when it is malformed."""
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            prompts = tuple(
-                PromptScript(**{**p, "lines": tuple(p.get("lines", DEFAULT_LINES))})
-                for p in raw.get("prompts", [{}])
-            )
-            return cls(
-                agent_type=str(raw.get("agent_type", "claude")),
-                startup_screen=str(raw.get("startup_screen", STARTUP_SCREEN)),
-                prompts=prompts,
-            )
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            raise ValueError(f"scenario {str(path)!r}: {exc}") from None
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` (already scaled by the stand-in's speed)."""
+        ...
 
 
-def go_time(ns: int | None = None) -> str:
-    """RFC 3339 with nanoseconds, as Go prints it."""
-    ns = time.time_ns() if ns is None else ns
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+class SystemClock:
+    """The real clock."""
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
 
 
-def box_lines(count: int, start: int = 0) -> list[str]:
-    """`count` lines of 80-column terminal output with box-drawing characters."""
-    out = []
-    for i in range(start, start + count):
-        body = f" {i:06d} │ build step output ░▒▓ compiling module_{i % 97:02d} … ok"
-        out.append(("│" + body)[:79].ljust(79) + "│")
-    return out
+# 2025-06-01T10:00:00Z: a ManualClock starts at a fixed, recognisable time.
+_MANUAL_EPOCH_NS = 1_748_772_000_000_000_000
 
 
-@dataclass
-class _Subscriber:
-    send: MemoryObjectSendStream[bytes]
-    dropped: bool = False
+class ManualClock:
+    """Virtual time for tests: `sleep` returns only once `advance` has moved time past it."""
 
+    def __init__(self, start_ns: int = _MANUAL_EPOCH_NS) -> None:
+        self._now = start_ns
+        self._sleepers: list[tuple[int, int, anyio.Event]] = []
+        self._order = itertools.count()
 
-@dataclass
-class AgentAPIStandIn:
-    """The stand-in's state and its HTTP handler."""
-
-    scenario: Scenario = field(default_factory=Scenario)
-    speed: float = 1.0
-    host_for_schema: str = "localhost:3284"
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    status: str = "stable"
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    upload_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentapi-")))
-
-    def __post_init__(self) -> None:
-        self._lock = anyio.Lock()
-        self._subscribers: list[_Subscriber] = []
-        self._tasks: anyio.abc.TaskGroup | None = None
-        self._turn_started = anyio.Event()
-        self._messages_cache: tuple[tuple[int, int], bytes] | None = None
-        self._version = 0
-        if not self.messages:
-            self.messages.append(self._entry(0, "agent", self.scenario.startup_screen))
-
-    # -- Python API for tests and benchmarks ----------------------------------------------------
-
-    def attach(self, group: anyio.abc.TaskGroup) -> None:
-        """Give the stand-in a task group for the scripted agent's turns."""
-        self._tasks = group
-
-    def set_status(self, status: str) -> None:
-        """Set the status and tell subscribers."""
-        if status != self.status:
-            self.status = status
-            self._publish("status_change", {"status": status, "agent_type": self.agent_type})
-
-    def put_message(self, role: str, content: str, id_: int | None = None) -> int:
-        """Append a message (id None) or rewrite message `id_` in place; returns its id."""
-        self._version += 1
-        if id_ is None or id_ >= len(self.messages):
-            id_ = len(self.messages)
-            self.messages.append(self._entry(id_, role, content))
-        else:
-            self.messages[id_] = self._entry(id_, role, content)
-        self._publish(
-            "message_update",
-            {"id": id_, "role": role, "message": content, "time": self.messages[id_]["time"]},
-        )
-        return id_
-
-    def add_error(self, message: str, level: str = "error") -> None:
-        """Store and publish an agent_error."""
-        error = {"message": message, "level": level, "time": go_time()}
-        self.errors.append(error)
-        self._publish("agent_error", error)
-
-    def preload(self, count: int, size: int) -> None:
-        """Append `count` alternating user/agent messages of about `size` bytes each."""
-        line = "│ preloaded history line with some terminal text ░▒▓ │\n"
-        filler = (line * (size // len(line) + 1))[:size]
-        self._version += 1
-        for i in range(count):
-            self.messages.append(
-                self._entry(len(self.messages), "user" if i % 2 == 0 else "agent", filler)
-            )
-
-    def replace_history(self, contents: list[str]) -> None:
-        """Replace the conversation: message i has this content, alternating agent/user."""
-        self._version += 1
-        self.messages[:] = [
-            self._entry(i, "agent" if i % 2 == 0 else "user", content)
-            for i, content in enumerate(contents)
-        ]
-
-    def close_streams(self) -> None:
-        """End every events stream (as when AgentAPI restarts)."""
-        for subscriber in self._subscribers:
-            subscriber.send.close()
-        self._subscribers.clear()
+    def now_ns(self) -> int:
+        return self._now
 
     @property
-    def agent_type(self) -> str:
-        return self.scenario.agent_type
+    def sleepers(self) -> int:
+        """How many tasks are sleeping on this clock."""
+        return len(self._sleepers)
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        wake = anyio.Event()
+        entry = (self._now + round(seconds * 1e9), next(self._order), wake)
+        heapq.heappush(self._sleepers, entry)
+        try:
+            await wake.wait()
+        finally:
+            if not wake.is_set():  # cancelled: forget the deadline
+                self._sleepers.remove(entry)
+                heapq.heapify(self._sleepers)
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking sleepers in deadline order.
+
+        Each woken task runs on to its next wait before time moves further, so one call can play
+        a whole scripted turn whose own sleeps fall inside the interval.
+        """
+        target = self._now + round(seconds * 1e9)
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline, _, wake = heapq.heappop(self._sleepers)
+            self._now = max(self._now, deadline)
+            wake.set()
+            for _ in range(4):
+                await anyio.lowlevel.checkpoint()
+        self._now = max(self._now, target)
+
+
+def go_time(ns: int) -> str:
+    """A UTC timestamp as Go's time.Time marshals it (RFC 3339, nanoseconds, no trailing zeros)."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    digits = f"{fraction:09d}".rstrip("0")
+    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
+
+
+# -- wire encoding ----------------------------------------------------------------------------
+
+
+def go_json(value: object) -> str:
+    """Compact JSON as Go's encoder writes it: non-ASCII as is, `<`, `>`, `&` escaped."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_GO_ESCAPES)
+
+
+def sse_frame(event: str, data: object) -> bytes:
+    """One server-sent event: `event:` and a one-line `data:`, no id, no retry."""
+    return f"event: {event}\ndata: {go_json(data)}\n\n".encode()
+
+
+def schema_url(host: str, name: str) -> str:
+    """The `$schema` value huma writes: http only for localhost/127.0.0.1 Host headers."""
+    scheme = "http" if host.startswith(("localhost", "127.0.0.1")) else "https"
+    return f"{scheme}://{host}/schemas/{name}.json"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One conversation message, as GET /messages shows it."""
+
+    id: int
+    role: Role
+    content: str
+    time: str
+
+    @cached_property
+    def wire(self) -> bytes:
+        """The message's JSON in a GET /messages answer (encoded once: histories are large)."""
+        payload = {"id": self.id, "content": self.content, "role": self.role, "time": self.time}
+        return go_json(payload).encode()
+
+    @cached_property
+    def event(self) -> bytes:
+        """The message's `message_update` event (the text field is `message`)."""
+        payload = {"id": self.id, "role": self.role, "message": self.content, "time": self.time}
+        return sse_frame("message_update", payload)
+
+
+@dataclass(frozen=True)
+class AgentError:
+    """An error the agent reported, replayed to every new subscriber."""
+
+    message: str
+    level: Level
+    time: str
+
+    @cached_property
+    def event(self) -> bytes:
+        payload = {"message": self.message, "level": self.level, "time": self.time}
+        return sse_frame("agent_error", payload)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the stand-in answered."""
+
+    method: str
+    path: str
+    status: int
+
+
+class _Subscriber:
+    """One `/events` client: its queue of frames not yet sent."""
+
+    def __init__(self) -> None:
+        self.queue: deque[bytes] = deque()
+        self.closed = False
+        self._wakeup = anyio.Event()
+
+    def push(self, frame: bytes) -> bool:
+        """Queue a frame; False (and closed) when the subscriber is already a full buffer behind."""
+        if len(self.queue) >= SUBSCRIBER_BUFFER:
+            self.close()
+            return False
+        self.queue.append(frame)
+        self._wakeup.set()
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+
+    def take(self) -> bytes:
+        """Frames from the head of the queue, joined into one chunk."""
+        chunk = [self.queue.popleft()]
+        size = len(chunk[0])
+        while self.queue and size < _CHUNK_BYTES:
+            size += len(self.queue[0])
+            chunk.append(self.queue.popleft())
+        return b"".join(chunk)
+
+    async def wait(self) -> None:
+        self._wakeup = anyio.Event()
+        await self._wakeup.wait()
+
+
+@dataclass
+class _Turn:
+    """The agent message being written during one scripted turn."""
+
+    id: int
+    shown: list[str]
+    elapsed: float = 0.0
+    frame: int = 0
+
+
+# -- the stand-in -----------------------------------------------------------------------------
+
+
+class AgentAPIStandIn:
+    """AgentAPI's state, its HTTP handler (`handle`) and the scripted agent.
+
+    `scenario` scripts the agent (it may be replaced between turns); `speed` divides every
+    scenario duration; `clock` gives timestamps and sleeps; `agent_type` overrides the
+    scenario's; uploads go under `upload_dir` (a temporary directory otherwise, removed when
+    serving stops); `log` gets one line per request. Serve it with `run_agentapi_standin`.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | None = None,
+        *,
+        speed: float = 1.0,
+        clock: Clock | None = None,
+        agent_type: str | None = None,
+        upload_dir: Path | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if not speed > 0:
+            raise ValueError("speed must be positive")
+        self.scenario = scenario if scenario is not None else Scenario()
+        self.speed = speed
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.agent_type = agent_type or self.scenario.agent_type
+        self.log = log
+        self.requests: deque[RequestRecord] = deque(maxlen=10_000)
+        self._upload_dir = upload_dir
+        self._owns_upload_dir = upload_dir is None
+        self._messages = [Message(0, "agent", self.scenario.startup_screen, self._now())]
+        self._status: Status = "running" if self.scenario.startup_seconds > 0 else "stable"
+        self._errors: list[AgentError] = []
+        self._subscribers: list[_Subscriber] = []
+        self._open_streams = 0
+        self._lock = anyio.Lock()
+        self._changed = anyio.Event()
+        self._group: anyio.abc.TaskGroup | None = None
+        self._turn_scope: anyio.CancelScope | None = None
+        self._key_waiter: anyio.Event | None = None
+        self._key = ""
+
+    # -- read-only views ----------------------------------------------------------------------
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        return tuple(self._messages)
+
+    @property
+    def errors(self) -> tuple[AgentError, ...]:
+        return tuple(self._errors)
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    # -- HTTP -------------------------------------------------------------------------------------
+    @property
+    def open_streams(self) -> int:
+        """`/events` answers still streaming (a dropped subscriber's until its queue is sent)."""
+        return self._open_streams
+
+    @property
+    def subscriber_backlogs(self) -> list[int]:
+        """How many events each subscriber has queued and not yet been sent."""
+        return [len(s.queue) for s in self._subscribers]
+
+    @property
+    def lock_waiters(self) -> int:
+        """Requests waiting for the send lock (GET /status, GET /messages, POST /message)."""
+        return self._lock.statistics().tasks_waiting
+
+    @property
+    def upload_dir(self) -> Path:
+        if self._upload_dir is None:
+            self._upload_dir = Path(tempfile.mkdtemp(prefix="agentapi-uploads-"))
+        return self._upload_dir
+
+    # -- driving it from Python ---------------------------------------------------------------
+
+    def set_status(self, status: Status) -> None:
+        """Set the status; subscribers get a `status_change` when it differs."""
+        if status != self._status:
+            self._status = status
+            self._publish(self._status_event)
+
+    def append_message(self, role: Role, content: str) -> int:
+        """Append a message (time: now) and return its id."""
+        return self._append(role, content, self.clock.now_ns())
+
+    def rewrite_message(self, id_: int, content: str) -> None:
+        """Rewrite message `id_` in place, as the agent does: same id and role, time moves."""
+        old = self._messages[id_]
+        message = Message(id_, old.role, content, self._now())
+        self._messages[id_] = message
+        self._publish(lambda: message.event)
+
+    def put_message(self, role: Role, content: str, id_: int | None = None) -> int:
+        """Append a message (`id_` None or past the end) or rewrite message `id_`; its id."""
+        if id_ is None or id_ >= len(self._messages):
+            return self.append_message(role, content)
+        self.rewrite_message(id_, content)
+        return id_
+
+    def add_error(self, message: str, level: Level = "error") -> None:
+        """Store an agent error and send it to subscribers as an `agent_error`."""
+        error = AgentError(message, level, self._now())
+        self._errors.append(error)
+        self._publish(lambda: error.event)
+
+    def preload(self, count: int, size: int) -> None:
+        """Append `count` messages of exactly `size` UTF-8 bytes, alternately user and agent."""
+        base = self.clock.now_ns()
+        for i in range(count):
+            id_ = len(self._messages)
+            role: Role = "user" if id_ % 2 == 1 else "agent"
+            content = filler_text(size, f"[{role} message {id_}]")
+            self._messages.append(Message(id_, role, content, go_time(base + i)))
+        self._notify()
+
+    def replace_history(self, contents: Sequence[str]) -> None:
+        """Replace the conversation: message i has contents[i], alternately agent and user."""
+        base = self.clock.now_ns()
+        self._messages = [
+            Message(i, "agent" if i % 2 == 0 else "user", content, go_time(base + i))
+            for i, content in enumerate(contents)
+        ]
+        self._notify()
+
+    def close_streams(self) -> None:
+        """End every open `/events` stream, as when AgentAPI stops; reconnects replay again."""
+        for subscriber in self._subscribers:
+            subscriber.close()
+        self._subscribers.clear()
+        self._notify()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once `predicate()` holds; it is checked after every change of state."""
+        while not predicate():
+            changed = self._changed
+            await changed.wait()
+
+    # -- HTTP ---------------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
-        """The HTTP handler."""
+        """Answer one request as AgentAPI would."""
+        response = await self._route(request)
+        self.requests.append(RequestRecord(request.method, request.path, response.status))
+        if self.log is not None:
+            self.log(f"{request.method} {request.target} {response.status}")
+        return response
+
+    async def _route(self, request: Request) -> Response:
         host = request.headers.get("host", "")
-        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        if hostname not in ALLOWED_HOSTS:
-            return text_response("Invalid host header", status=400)
+        if not _host_allowed(host):
+            allowed = ", ".join(ALLOWED_HOSTS)
+            return _plain(400, f"Invalid host header. Allowed hosts: {allowed}\n")
         route = (request.method, request.path)
         if route == ("GET", "/status"):
             async with self._lock:
-                return self._json(
-                    "StatusResponseBody",
-                    {"status": self.status, "agent_type": self.agent_type, "transport": "pty"},
-                )
+                return _json(host, "StatusResponseBody", self._status_payload())
         if route == ("GET", "/messages"):
             async with self._lock:
-                return self._messages_response()
+                return self._messages_response(host)
         if route == ("POST", "/message"):
-            return await self._post_message(request)
+            return await self._post_message(request, host)
         if route == ("POST", "/upload"):
-            return self._upload(request)
+            return await self._upload(request, host)
         if route == ("GET", "/events"):
             return self._events()
-        if request.path in ("/status", "/messages", "/message", "/upload", "/events"):
-            return problem(405, "Method Not Allowed", f"method {request.method} not allowed")
-        return problem(404, "Not Found", f"no route for {request.path}")
+        allowed_methods = _ROUTES.get(request.path)
+        if allowed_methods is not None:
+            return Response(status=405, headers=[("allow", allowed_methods)])
+        return _plain(404, "404 page not found\n")
 
-    def _messages_response(self) -> Response:
-        # Serialising a multi-megabyte history is the costly part of this answer (the Go server
-        # does it far faster): keep the bytes until the conversation changes.
-        key = (self._version, len(self.messages))
-        if self._messages_cache is None or self._messages_cache[0] != key:
-            body = self._json("MessagesResponseBody", {"messages": list(self.messages)}).body
-            self._messages_cache = (key, body)
-        return Response(
-            body=self._messages_cache[1], headers=[("content-type", "application/json")]
+    def _status_payload(self) -> JSONObject:
+        return {"status": self._status, "agent_type": self.agent_type, "transport": "pty"}
+
+    def _messages_response(self, host: str) -> Response:
+        head = '{"$schema":' + go_json(schema_url(host, "MessagesResponseBody"))
+        body = b"".join(
+            [
+                head.encode(),
+                b',"messages":[',
+                b",".join(m.wire for m in self._messages),
+                b"]}\n",
+            ]
         )
+        return Response(status=200, body=body, headers=_json_headers("MessagesResponseBody"))
 
-    def _json(self, schema: str, payload: dict[str, Any]) -> Response:
-        url = f"http://{self.host_for_schema}/schemas/{schema}.json"
-        return json_response({"$schema": url, **payload})
-
-    async def _post_message(self, request: Request) -> Response:
-        try:
-            body = request.json()
-        except ValueError as exc:
-            return problem(
-                422,
-                "Unprocessable Entity",
-                "validation failed",
-                [{"message": f"invalid JSON: {exc}", "location": "body"}],
-            )
-        issues = _check_message_body(body)
-        if issues:
-            return problem(422, "Unprocessable Entity", "validation failed", issues)
-        content: str = body["content"]
-        if body["type"] == "raw":
-            return self._json("MessageResponseBody", {"ok": True})
+    async def _post_message(self, request: Request, host: str) -> Response:
+        decoded = _decode_message_body(request, host)
+        if isinstance(decoded, Response):
+            return decoded
+        content, kind = decoded
         async with self._lock:
-            if self.status == "running":
-                return problem(
-                    500,
-                    "Internal Server Error",
-                    "Failed to send message",
-                    [{"message": f"failed to send message: {BUSY_MESSAGE}"}],
-                )
-            self.put_message("user", content)
-            self._turn_started = anyio.Event()
-            if self._tasks is None:
-                raise RuntimeError("the stand-in was not attached to a task group")
-            self._tasks.start_soon(self._agent_turn, content)
-            # Like AgentAPI, hold the lock until the agent has started on the message.
-            with anyio.move_on_after(18):
-                await self._turn_started.wait()
-        return self._json("MessageResponseBody", {"ok": True})
+            if kind == "raw":
+                self._keystrokes(content)
+                return _json(host, "MessageResponseBody", {"ok": True})
+            if self._status != "stable":
+                return _send_failed(host, BUSY_MESSAGE)
+            prompt = content.strip(_PROMPT_WHITESPACE)
+            if not prompt:
+                return _send_failed(host, EMPTY_MESSAGE)
+            await self._accept(prompt)
+        return _json(host, "MessageResponseBody", {"ok": True})
 
-    def _upload(self, request: Request) -> Response:
-        content_type = request.headers.get("content-type", "")
-        if "multipart/form-data" not in content_type:
-            return problem(422, "Unprocessable Entity", "expected multipart/form-data")
-        if len(request.body) > UPLOAD_LIMIT + 64 * 1024:
-            return problem(413, "Request Entity Too Large", "the file exceeds 10 MB")
-        parsed = email.parser.BytesParser(policy=email.policy.default).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
-        )
-        for part in parsed.iter_parts():
-            if part.get_param("name", header="content-disposition") == "file":
-                data = part.get_payload(decode=True)
-                if not isinstance(data, bytes):
-                    break
-                if len(data) > UPLOAD_LIMIT:
-                    return problem(413, "Request Entity Too Large", "the file exceeds 10 MB")
-                name = Path(str(part.get_filename() or "upload.bin")).name
-                target = self.upload_dir / name
-                target.write_bytes(data)
-                return self._json("UploadResponseBody", {"ok": True, "filePath": str(target)})
-        return problem(
-            422,
-            "Unprocessable Entity",
-            "validation failed",
-            [{"message": "expected required property file to be present", "location": "body.file"}],
-        )
+    async def _upload(self, request: Request, host: str) -> Response:
+        parts = _parse_multipart(request.headers.get("content-type", ""), request.body)
+        if isinstance(parts, str):
+            message = f"cannot read multipart form: {parts}"
+            return _problem(
+                host, 422, "validation failed", [{"location": "body", "message": message}]
+            )
+        files = [p for p in parts if p.name == "file" and p.filename]
+        if len(files) != 1:
+            message = (
+                "File required"
+                if not files
+                else "Multiple files received but only one was expected"
+            )
+            return _problem(
+                host, 422, "validation failed", [{"location": "file", "message": message}]
+            )
+        upload = files[0]
+        if len(upload.data) > UPLOAD_LIMIT:
+            return _problem(host, 400, "file size exceeds 10MB limit")
+        # Like AgentAPI: a directory per content checksum, the file under its base name.
+        checksum = hashlib.sha256(upload.data).hexdigest()[:16]
+        directory = anyio.Path(self.upload_dir) / checksum
+        target = directory / PurePosixPath(upload.filename or "").name
+        try:
+            await directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+            await target.write_bytes(upload.data)
+        except OSError as exc:
+            return _problem(
+                host,
+                500,
+                "unexpected error occurred",
+                [{"message": f"failed to write file: {exc}"}],
+            )
+        return _json(host, "UploadResponseBody", {"ok": True, "filePath": str(target)})
 
     def _events(self) -> Response:
-        send, receive = anyio.create_memory_object_stream[bytes](SUBSCRIBER_BUFFER)
-        replay = [
-            _frame(
-                "message_update",
-                {"id": m["id"], "role": m["role"], "message": m["content"], "time": m["time"]},
-            )
-            for m in self.messages
-        ]
-        replay.append(
-            _frame("status_change", {"status": self.status, "agent_type": self.agent_type})
-        )
-        replay += [_frame("agent_error", e) for e in self.errors]
-        subscriber = _Subscriber(send)
+        replay = [m.event for m in self._messages]
+        replay.append(self._status_event())
+        replay += [e.event for e in self._errors]
+        subscriber = _Subscriber()
         self._subscribers.append(subscriber)
-
-        async def stream() -> Any:
-            try:
-                for frame in replay:
-                    yield frame
-                async with receive:
-                    async for frame in receive:
-                        yield frame
-            finally:
-                send.close()
-                if subscriber in self._subscribers:
-                    self._subscribers.remove(subscriber)
-
+        self._notify()
         return Response(
-            headers=[("content-type", "text/event-stream"), ("cache-control", "no-cache")],
-            stream=stream(),
+            status=200,
+            headers=[
+                ("content-type", "text/event-stream"),
+                ("cache-control", "no-cache, no-store, must-revalidate"),
+                ("pragma", "no-cache"),
+                ("expires", "0"),
+                ("x-accel-buffering", "no"),
+            ],
+            stream=self._event_stream(subscriber, replay),
         )
 
-    # -- the scripted agent ---------------------------------------------------------------------
+    async def _event_stream(
+        self, subscriber: _Subscriber, replay: list[bytes]
+    ) -> AsyncIterator[bytes]:
+        self._open_streams += 1
+        try:
+            for chunk in _chunks(replay):
+                yield chunk
+            while True:
+                if subscriber.queue:
+                    yield subscriber.take()
+                elif subscriber.closed:
+                    return
+                else:
+                    await subscriber.wait()
+        finally:
+            self._open_streams -= 1
+            self._unsubscribe(subscriber)
+            self._notify()
 
-    async def _agent_turn(self, prompt: str) -> None:
+    # -- the scripted agent -------------------------------------------------------------------
+
+    async def _accept(self, prompt: str) -> None:
+        """Type the prompt, then wait until the agent has started on it (lock held)."""
+        if self._group is None:
+            raise RuntimeError("the stand-in is not being served (see run_agentapi_standin)")
+        sent_at = self.clock.now_ns()
+        if self._turn_scope is not None:  # e.g. a turn left waiting at a permission question
+            self._turn_scope.cancel()
+        self.set_status("running")  # the typed prompt changes the screen
+        await self._sleep(self.scenario.send_seconds)
+        self._append("user", prompt, sent_at)
+        await self._group.start(self._play_turn, prompt)
+
+    async def _play_turn(
+        self, prompt: str, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         script = self.scenario.for_prompt(prompt)
-        scale = 1.0 / self.speed
+        with anyio.CancelScope() as scope:
+            self._turn_scope = scope
+            try:
+                turn = _Turn(self.append_message("agent", _spinner(0, 0.0, "Thinking")), [])
+                task_status.started()
+                await self._work(
+                    turn, [], script.think_seconds, script.lines_per_second, "Thinking"
+                )
+                await self._work(
+                    turn, script.output_lines(), 0.0, script.lines_per_second, "Working"
+                )
+                if script.permission_prompt is not None:
+                    if not await self._ask(turn, script.permission_prompt):
+                        turn.shown += [
+                            "  ⎿  User rejected the command",
+                            "",
+                            "● OK, I won't do that. What should I do instead?",
+                        ]
+                        self.rewrite_message(turn.id, _render(turn.shown))
+                        await self._settle()
+                        return
+                    await self._work(
+                        turn, list(script.after_permission), 0.0, script.lines_per_second, "Working"
+                    )
+                await self._sleep(SPINNER_INTERVAL)  # the spinner goes, the summary comes
+                if script.finish:
+                    turn.shown.append(script.finish)
+                self.rewrite_message(turn.id, _render(turn.shown))
+                await self._settle()
+            finally:
+                if self._turn_scope is scope:
+                    self._turn_scope = None
+
+    async def _work(
+        self, turn: _Turn, lines: Sequence[str], min_seconds: float, rate: float, verb: str
+    ) -> None:
+        """Stream `lines` at `rate` a second under a spinner, for at least `min_seconds`."""
+        tick = min(SPINNER_INTERVAL, max(SNAPSHOT_INTERVAL, 1.0 / rate))
+        spent = 0.0
+        shown = 0
+        while shown < len(lines) or spent < min_seconds - 1e-9:
+            step = tick if shown < len(lines) else min(tick, min_seconds - spent)
+            await self._sleep(step)
+            spent += step
+            turn.elapsed += step
+            turn.frame += 1
+            shown = min(len(lines), math.floor(spent * rate + 1e-9))
+            spinner = _spinner(turn.frame, turn.elapsed, verb)
+            self.rewrite_message(turn.id, _render([*turn.shown, *lines[:shown]], spinner))
+        turn.shown.extend(lines)
+
+    async def _ask(self, turn: _Turn, question: str) -> bool:
+        """Show a permission question, read `stable`, wait for a keystroke; True for yes."""
+        await self._sleep(SPINNER_INTERVAL)
+        self.rewrite_message(turn.id, _render([*turn.shown, "", *_permission_box(question)]))
+        await self._settle()
+        self._key_waiter = anyio.Event()
+        try:
+            await self._key_waiter.wait()
+        finally:
+            self._key_waiter = None
         self.set_status("running")
-        agent_id = self.put_message("agent", f"{SPINNER[0]} Thinking…")
-        self._turn_started.set()
-        steps = max(1, int(script.think_seconds * 10))
-        for step in range(steps):
-            await anyio.sleep(script.think_seconds * scale / steps)
-            self.put_message("agent", f"{SPINNER[step % len(SPINNER)]} Thinking…", agent_id)
-        lines = list(script.lines) + box_lines(script.large_output_lines)
-        shown: list[str] = []
-        interval = scale / max(script.lines_per_second, 0.001)
-        for line in lines:
-            shown.append(line)
-            self.put_message("agent", "\n".join(shown), agent_id)
-            await anyio.sleep(interval)
-        if script.permission_prompt:
-            shown.append(f"\n{script.permission_prompt}\n> 1. Yes  2. No")
-            self.put_message("agent", "\n".join(shown), agent_id)
-        await anyio.sleep(script.settle_seconds * scale)
+        return self._key.strip() not in ("2", "n", "N", "no", "\x1b")
+
+    def _keystrokes(self, keys: str) -> None:
+        """A `raw` message: answers a pending permission question; otherwise it changes nothing."""
+        if self._key_waiter is not None:
+            self._key = keys
+            self._key_waiter.set()
+
+    async def _settle(self) -> None:
+        """The screen stays unchanged for the settle time, then the status is `stable`."""
+        await self._sleep(self.scenario.settle_seconds)
         self.set_status("stable")
 
-    # -- helpers ----------------------------------------------------------------------------------
+    async def _finish_startup(self) -> None:
+        await self._sleep(self.scenario.startup_seconds)
+        if self._turn_scope is None:
+            self.set_status("stable")
 
-    def _entry(self, id_: int, role: str, content: str) -> dict[str, Any]:
-        return {"id": id_, "content": content, "role": role, "time": go_time()}
+    # -- internals ----------------------------------------------------------------------------
 
-    def _publish(self, name: str, data: dict[str, Any]) -> None:
-        frame = _frame(name, data)
-        for subscriber in list(self._subscribers):
-            try:
-                subscriber.send.send_nowait(frame)
-            except anyio.WouldBlock:
-                subscriber.dropped = True
-                subscriber.send.close()
-                self._subscribers.remove(subscriber)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.remove(subscriber)
+    def _now(self) -> str:
+        return go_time(self.clock.now_ns())
 
+    async def _sleep(self, scenario_seconds: float) -> None:
+        await self.clock.sleep(scenario_seconds / self.speed)
 
-def _check_message_body(body: object) -> list[dict[str, Any]]:
-    if not isinstance(body, dict):
-        return [{"message": "expected object", "location": "body", "value": body}]
-    issues: list[dict[str, Any]] = []
-    for key in ("content", "type"):
-        if key not in body:
-            issues.append(
-                {"message": f"expected required property {key} to be present", "location": "body"}
-            )
-    for key in body:
-        if key not in ("content", "type", "$schema"):
-            issues.append({"message": "unexpected property", "location": f"body.{key}"})
-    if "content" in body and not isinstance(body["content"], str):
-        issues.append(
-            {"message": "expected string", "location": "body.content", "value": body["content"]}
-        )
-    if "type" in body and body["type"] not in ("user", "raw"):
-        issues.append(
-            {
-                "message": 'expected value to be one of "user, raw"',
-                "location": "body.type",
-                "value": body["type"],
-            }
-        )
-    return issues
+    def _append(self, role: Role, content: str, at_ns: int) -> int:
+        id_ = len(self._messages)
+        message = Message(id_, role, content, go_time(at_ns))
+        self._messages.append(message)
+        self._publish(lambda: message.event)
+        return id_
+
+    def _status_event(self) -> bytes:
+        return sse_frame("status_change", {"status": self._status, "agent_type": self.agent_type})
+
+    def _publish(self, frame: Callable[[], bytes]) -> None:
+        """Queue an event for every subscriber (encoded only when someone listens)."""
+        if self._subscribers:
+            encoded = frame()
+            for subscriber in list(self._subscribers):
+                if not subscriber.push(encoded):
+                    self._unsubscribe(subscriber)
+        self._notify()
+
+    def _unsubscribe(self, subscriber: _Subscriber) -> None:
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
 
-def problem(
-    status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None
+# -- request decoding and answers -------------------------------------------------------------
+
+# The paths AgentAPI routes, with their methods (for the 405's Allow header).
+_ROUTES = {
+    "/status": "GET",
+    "/messages": "GET",
+    "/message": "POST",
+    "/upload": "POST",
+    "/events": "GET",
+}
+
+
+def _host_allowed(host: str) -> bool:
+    """AgentAPI's check: the Host header's hostname (port ignored, any case) is allowed."""
+    if not host:
+        return False
+    try:
+        parts = urlsplit("http://" + host)
+        _ = parts.port  # a non-numeric port is a parse error in Go too
+    except ValueError:
+        return False
+    if parts.netloc != host or parts.hostname is None:
+        return False
+    return parts.hostname in ALLOWED_HOSTS
+
+
+def _json_headers(schema: str, content_type: str = "application/json") -> list[tuple[str, str]]:
+    return [
+        ("content-type", content_type),
+        ("link", f'</schemas/{schema}.json>; rel="describedBy"'),
+    ]
+
+
+def _json(host: str, schema: str, payload: JSONObject) -> Response:
+    body = go_json({"$schema": schema_url(host, schema), **payload}) + "\n"
+    return Response(status=200, body=body.encode(), headers=_json_headers(schema))
+
+
+def _problem(
+    host: str, status: int, detail: str, errors: list[JSONObject] | None = None
 ) -> Response:
-    """An RFC 9457 problem+json answer, as AgentAPI (huma) writes them."""
-    payload: dict[str, Any] = {
-        "$schema": "http://localhost:3284/schemas/ErrorModel.json",
-        "title": title,
+    """An RFC 9457 problem as huma writes it."""
+    payload: JSONObject = {
+        "$schema": schema_url(host, "ErrorModel"),
+        "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
     }
     if errors:
         payload["errors"] = errors
-    response = json_response(payload, status=status)
-    response.headers = [("content-type", "application/problem+json")]
-    return response
+    body = (go_json(payload) + "\n").encode()
+    headers = _json_headers("ErrorModel", "application/problem+json")
+    return Response(status=status, body=body, headers=headers)
 
 
-def _frame(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+def _send_failed(host: str, reason: str) -> Response:
+    """A handler error: huma answers 500 with the error text as errors[0].message."""
+    errors: list[JSONObject] = [{"message": f"failed to send message: {reason}"}]
+    return _problem(host, 500, "unexpected error occurred", errors)
+
+
+def _plain(status: int, text: str) -> Response:
+    """Go's http.Error: plain text."""
+    return Response(
+        status=status,
+        body=text.encode(),
+        headers=[
+            ("content-type", "text/plain; charset=utf-8"),
+            ("x-content-type-options", "nosniff"),
+        ],
+    )
+
+
+def _is_json(content_type: str) -> bool:
+    """huma's content-type lookup: the part after `+`, before `;`; none means JSON."""
+    start = content_type.find("+") + 1
+    end = content_type.find(";")
+    kind = content_type[start : end if end >= 0 else len(content_type)]
+    return kind in ("", "application/json", "json")
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def _decode_message_body(request: Request, host: str) -> tuple[str, str] | Response:
+    """The `content` and `type` of a POST /message body, or the error huma answers."""
+    body = request.body
+    if len(body) >= MESSAGE_BODY_LIMIT:
+        return _problem(host, 413, f"request body is too large limit={MESSAGE_BODY_LIMIT} bytes")
+    if not body:
+        return _problem(host, 400, "request body is required")
+    text = body.decode("utf-8", errors="replace")
+    content_type = request.headers.get("content-type", "")
+    if not _is_json(content_type):
+        error: JSONObject = {
+            "location": "body",
+            "message": f"unknown content type: {content_type}",
+            "value": text,
+        }
+        return _problem(host, 415, "validation failed", [error])
+    try:
+        parsed: object = json.loads(body, parse_constant=_reject_constant)
+    except ValueError as exc:
+        error = {"location": "body", "message": str(exc), "value": text}
+        return _problem(host, 400, "validation failed", [error])
+    errors = _check_message_body(parsed)
+    if errors:
+        return _problem(host, 422, "validation failed", errors)
+    assert isinstance(parsed, dict)  # noqa: S101 - _check_message_body checked it
+    content, kind = parsed["content"], parsed["type"]
+    return str(content), str(kind)
+
+
+def _check_message_body(parsed: object) -> list[JSONObject]:
+    """huma's schema validation of MessageRequestBody, with its messages."""
+    if not isinstance(parsed, dict):
+        return [{"location": "body", "message": "expected object", "value": parsed}]
+    errors: list[JSONObject] = []
+    for key in ("content", "type"):
+        if key not in parsed:
+            message = f"expected required property {key} to be present"
+            errors.append({"location": "body", "message": message, "value": parsed})
+    for key, value in parsed.items():
+        if key not in ("$schema", "content", "type"):
+            message = "unexpected property"
+            errors.append({"location": f"body.{key}", "message": message, "value": parsed})
+        elif not isinstance(value, str):
+            errors.append({"location": f"body.{key}", "message": "expected string", "value": value})
+        elif key == "type" and value not in ("user", "raw"):
+            message = 'expected value to be one of "user, raw"'
+            errors.append({"location": "body.type", "message": message, "value": value})
+    return errors
+
+
+@dataclass(frozen=True)
+class _Part:
+    name: str | None
+    filename: str | None
+    data: bytes
+
+
+def _param(headers: MimeHeaders, name: str) -> str | None:
+    value = headers.get_param(name, header="content-disposition")
+    if value is None:
+        return None
+    return collapse_rfc2231_value(value)
+
+
+def _parse_multipart(content_type: str, body: bytes) -> list[_Part] | str:
+    """The parts of a multipart/form-data body, or Go's error text when it cannot be read."""
+    header = MimeHeaders()
+    header["content-type"] = content_type
+    if not content_type or header.get_content_type() != "multipart/form-data":
+        return "request Content-Type isn't multipart/form-data"
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        return "no multipart boundary param in Content-Type"
+    delimiter = b"--" + boundary.encode()
+    start = body.find(delimiter)
+    if start < 0:
+        return "multipart: NextPart: EOF"
+    position = start + len(delimiter)
+    parts: list[_Part] = []
+    while not body.startswith(b"--", position):
+        line_end = body.find(b"\n", position)
+        if line_end < 0:
+            return "multipart: NextPart: EOF"
+        position = line_end + 1
+        end = body.find(b"\r\n" + delimiter, position)
+        if end < 0:
+            return "multipart: NextPart: EOF"
+        chunk = body[position:end]
+        head_end = chunk.find(b"\r\n\r\n")
+        if head_end < 0:
+            return "multipart: NextPart: malformed MIME header"
+        headers = BytesHeaderParser(policy=policy.compat32).parsebytes(chunk[: head_end + 4])
+        parts.append(
+            _Part(_param(headers, "name"), _param(headers, "filename"), chunk[head_end + 4 :])
+        )
+        position = end + 2 + len(delimiter)
+    return parts
+
+
+def _chunks(frames: Iterable[bytes]) -> Iterable[bytes]:
+    """Frames joined into chunks of about _CHUNK_BYTES."""
+    batch: list[bytes] = []
+    size = 0
+    for frame in frames:
+        batch.append(frame)
+        size += len(frame)
+        if size >= _CHUNK_BYTES:
+            yield b"".join(batch)
+            batch, size = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
+# -- what the agent's screen shows ------------------------------------------------------------
+
+
+def _spinner(frame: int, elapsed: float, verb: str) -> str:
+    glyph = SPINNER[frame % len(SPINNER)]
+    return f"{glyph} {verb}… ({int(elapsed)}s · esc to interrupt)"
+
+
+def _render(lines: Sequence[str], spinner: str | None = None) -> str:
+    shown = [*lines, "", spinner] if spinner is not None else list(lines)
+    return "\n".join(shown).strip("\n")
+
+
+def _permission_box(question: str) -> list[str]:
+    """Claude Code's permission question, 80 columns wide."""
+    width = COLUMNS - 4
+    body = [
+        *question.splitlines(),
+        "",
+        "Do you want to proceed?",
+        "\u276f 1. Yes",  # U+276F, the selection marker
+        "  2. No, and tell Claude what to do differently (esc)",
+    ]
+    return [
+        "╭" + "─" * (COLUMNS - 2) + "╮",
+        *(f"│ {line[:width].ljust(width)} │" for line in body),
+        "╰" + "─" * (COLUMNS - 2) + "╯",
+    ]
+
+
+# -- serving ----------------------------------------------------------------------------------
+
+
+def require_loopback(host: str) -> None:
+    """Raise ValueError unless `host` is a loopback address (or `localhost`)."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(
+            f"the AgentAPI stand-in listens on loopback only (127.0.0.1, ::1 or localhost), "
+            f"not {host!r}"
+        )
 
 
 async def run_agentapi_standin(
@@ -471,87 +967,108 @@ async def run_agentapi_standin(
     port: int = 0,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `standin` on loopback until cancelled; reports the bound port."""
-    if host not in LOOPBACK:
-        raise ValueError(f"the AgentAPI stand-in listens on loopback only, not {host!r}")
-    async with anyio.create_task_group() as group:
-        standin.attach(group)
-        bound = await group.start(
-            lambda task_status: serve(standin.handle, host=host, port=port, task_status=task_status)
-        )
-        standin.host_for_schema = f"localhost:{bound}"
-        task_status.started(bound)
+    """Serve `standin` on host:port until cancelled; reports the bound port through task_status.
+
+    Raises ValueError for a non-loopback host, RuntimeError when it is already being served,
+    OSError when the port cannot be bound.
+    """
+    require_loopback(host)
+    if standin._group is not None:
+        raise RuntimeError("this AgentAPI stand-in is already being served")
+    try:
+        async with anyio.create_task_group() as group:
+            standin._group = group
+            bound: int = await group.start(partial(serve, standin.handle, host=host, port=port))
+            if standin.status == "running" and standin.scenario.startup_seconds > 0:
+                group.start_soon(standin._finish_startup)
+            task_status.started(bound)
+    finally:
+        standin._group = None
+        if standin._owns_upload_dir and standin._upload_dir is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(partial(shutil.rmtree, standin._upload_dir, True))
 
 
 def write_port_file(path: Path, port: int) -> None:
-    """Write the port atomically so a parent never reads half a number."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(f"{port}\n")
-    os.replace(partial, path)
+    """Write the port atomically, so a parent polling the file never reads half a number."""
+    partial_path = path.with_name(path.name + ".partial")
+    partial_path.write_text(f"{port}\n", encoding="ascii")
+    os.replace(partial_path, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m agent mock-agentapi`: serve until SIGTERM/SIGINT, then exit 0."""
-    parser = argparse.ArgumentParser(
-        prog="coder-task-agent mock-agentapi",
-        description="A local AgentAPI stand-in with a scripted agent.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", choices=LOOPBACK)
-    parser.add_argument("--port", type=int, default=3284, help="0 picks a free port")
-    parser.add_argument("--port-file", type=Path, help="write the bound port here")
-    parser.add_argument("--scenario", type=Path, help="a scenario file (see the module docs)")
-    parser.add_argument("--speed", type=float, default=1.0, help="run the script N times faster")
-    parser.add_argument("--agent-type", default=None)
-    parser.add_argument(
-        "--large-output",
-        type=int,
-        default=0,
-        metavar="LINES",
-        help="add LINES of 80-column box-drawn output to every answer",
-    )
-    parser.add_argument("--preload-messages", type=int, default=0)
-    parser.add_argument("--preload-size", type=int, default=2048)
-    args = parser.parse_args(argv)
-    try:
-        scenario = Scenario.load(args.scenario) if args.scenario else Scenario()
-    except ValueError as exc:
-        parser.error(str(exc))
-    if args.agent_type:
-        scenario = Scenario(args.agent_type, scenario.startup_screen, scenario.prompts)
-    if args.large_output:
-        scenario = Scenario(
-            scenario.agent_type,
-            scenario.startup_screen,
-            tuple(
-                PromptScript(**{**p.__dict__, "large_output_lines": args.large_output})
-                for p in scenario.prompts
-            ),
-        )
-    if args.speed <= 0:
-        parser.error("--speed must be positive")
-    standin = AgentAPIStandIn(scenario=scenario, speed=args.speed)
-    if args.preload_messages:
-        standin.preload(args.preload_messages, args.preload_size)
-
-    async def run() -> None:
-        async with anyio.create_task_group() as group:
-            port = await group.start(
-                lambda task_status: run_agentapi_standin(
-                    standin, host=args.host, port=args.port, task_status=task_status
-                )
-            )
+async def _serve_until_signalled(
+    standin: AgentAPIStandIn, host: str, port: int, port_file: Path | None
+) -> None:
+    async with anyio.create_task_group() as group:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            bound = await group.start(partial(run_agentapi_standin, standin, host=host, port=port))
+            if port_file is not None:
+                write_port_file(port_file, bound)
+            shown = f"[{host}]" if ":" in host else host
             print(
-                f"AgentAPI stand-in listening on http://{args.host}:{port}",
+                f"AgentAPI stand-in listening on http://{shown}:{bound}",
                 file=sys.stderr,
                 flush=True,
             )
-            if args.port_file:
-                write_port_file(args.port_file, port)
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    standin.close_streams()
-                    group.cancel_scope.cancel()
-                    return
+            async for _ in signals:
+                break
+        # Like AgentAPI on SIGTERM: event streams simply end, then the server stops.
+        standin.close_streams()
+        with anyio.move_on_after(_STREAM_DRAIN_SECONDS):
+            await standin.wait_for(lambda: standin.open_streams == 0)
+            await anyio.sleep(0.05)  # each stream's last chunk is written after its generator ends
+        group.cancel_scope.cancel()
 
-    anyio.run(run)
+
+def _log_line(line: str) -> None:
+    print(f"agentapi-standin: {line}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agent mock-agentapi`: serve until SIGTERM or SIGINT, then exit 0."""
+    parser = argparse.ArgumentParser(
+        prog="python -m agent mock-agentapi",
+        description="A local AgentAPI stand-in with a scripted agent (loopback only).",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=3284, help="0 picks a free port (default 3284)")
+    parser.add_argument("--port-file", type=Path, help="write the bound port here, atomically")
+    parser.add_argument(
+        "--scenario", type=Path, help="a scenario JSON file (see agent.standins.scenario)"
+    )
+    parser.add_argument("--speed", type=float, default=1.0, help="play the script N times faster")
+    parser.add_argument("--agent-type", help="the agent_type to report (default: the scenario's)")
+    parser.add_argument("--preload-messages", type=int, default=0, metavar="N")
+    parser.add_argument("--preload-size", type=int, default=2048, metavar="BYTES")
+    parser.add_argument("--quiet", action="store_true", help="do not log every request")
+    args = parser.parse_args(argv)
+    try:
+        require_loopback(args.host)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be from 0 to 65535")
+    if not args.speed > 0:
+        parser.error("--speed must be positive")
+    if args.preload_messages < 0 or args.preload_size < 0:
+        parser.error("--preload-messages and --preload-size must not be negative")
+    try:
+        scenario = Scenario.load(args.scenario) if args.scenario else Scenario()
+    except ScenarioError as exc:
+        parser.error(str(exc))
+    standin = AgentAPIStandIn(
+        scenario,
+        speed=args.speed,
+        agent_type=args.agent_type,
+        log=None if args.quiet else _log_line,
+    )
+    if args.preload_messages:
+        standin.preload(args.preload_messages, args.preload_size)
+    try:
+        anyio.run(_serve_until_signalled, standin, args.host, args.port, args.port_file)
+    except OSError as exc:
+        print(f"agentapi-standin: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
     return 0

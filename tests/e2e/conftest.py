@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from agent.standins.agentapi import AgentAPIStandIn, run_agentapi_standin
-from agent.standins.coder import CoderStandIn, run_coder_standin
+from agent.standins.coder import CoderStandIn, RequestRecord, run_coder_standin
 from agent.standins.store import Store, Task
 
 TOKEN = "e2e-token-7f3a9c2d41b8"  # recognisable: must never show in a log or argv
@@ -62,7 +62,7 @@ class Peers:
         stored = self.coder.store.snapshot(TASK_ID)
         return None if stored is None else dict(json.loads(stored[0]))
 
-    def snapshot_requests(self) -> list[dict[str, Any]]:
+    def snapshot_requests(self) -> list[RequestRecord]:
         return [r for r in self.coder.requests if r["path"].endswith("log-snapshot")]
 
 
