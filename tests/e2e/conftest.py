@@ -114,7 +114,11 @@ async def finish(process: anyio.abc.Process, within: float = 20.0) -> tuple[int,
         async with anyio.create_task_group() as group:
             group.start_soon(drain)
             code = await process.wait()
-    return code, b"".join(chunks).decode("utf-8", errors="replace")
+    stderr = b"".join(chunks).decode("utf-8", errors="replace")
+    # Every daemon process of the end-to-end and fault suites runs with this recognisable
+    # token: it must never reach a log line, whatever the test was about.
+    assert TOKEN not in stderr, "the agent token leaked into the output"
+    return code, stderr
 
 
 def terminate(process: anyio.abc.Process) -> None:

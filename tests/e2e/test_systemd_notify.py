@@ -1,0 +1,81 @@
+"""`Type=notify`: READY=1, STATUS=, STOPPING=1 and WATCHDOG=1 reach a real notify socket."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from agent.sdnotify import Notifier
+from tests.e2e.conftest import Peers, finish, peers, start_agent, terminate
+from tests.fakes import wait_until
+
+pytestmark = pytest.mark.anyio
+_ = peers
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setblocking(False)
+    try:
+        yield str(path), sock
+    finally:
+        sock.close()
+
+
+def drain(sock: socket.socket, into: list[str]) -> None:
+    while True:
+        try:
+            into.append(sock.recv(65536).decode())
+        except BlockingIOError:
+            return
+
+
+async def test_notifications_through_the_daemons_life(
+    peers: Peers, notify_socket: tuple[str, socket.socket]
+) -> None:
+    address, sock = notify_socket
+    received: list[str] = []
+    env = peers.env(NOTIFY_SOCKET=address, WATCHDOG_USEC="200000")
+    process = await start_agent(["run"], env)
+    try:
+        await wait_until(lambda: peers.states() == ["idle"], within=15)
+        await anyio.sleep(0.5)
+        drain(sock, received)
+        terminate(process)
+        code, stderr = await finish(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    drain(sock, received)
+    assert code == 0, stderr
+    ready = [m for m in received if "READY=1" in m]
+    assert len(ready) == 1
+    assert f"watching {peers.agentapi_url} (events)" in ready[0]
+    assert any("last delivered: idle 'Waiting for input'" in m for m in received)
+    assert sum("WATCHDOG=1" in m for m in received) >= 3, "pings at half the watchdog period"
+    stopping = [i for i, m in enumerate(received) if "STOPPING=1" in m]
+    assert stopping
+    assert stopping[0] > received.index(ready[0])
+
+
+def test_notifier_is_a_no_op_without_systemd() -> None:
+    notifier = Notifier({})
+    assert notifier.enabled is False
+    assert notifier.notify(READY="1") is False
+    assert notifier.watchdog_interval is None
+
+
+def test_watchdog_interval_and_abstract_addresses(tmp_path: Path) -> None:
+    assert Notifier({"WATCHDOG_USEC": "30000000"}).watchdog_interval == 15.0
+    assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}).watchdog_interval is None
+    assert Notifier({"WATCHDOG_USEC": "zero"}).watchdog_interval is None
+    abstract = Notifier({"NOTIFY_SOCKET": "@no-such-listener"})
+    assert abstract.enabled is True
+    assert abstract.notify(READY="1") is False, "a failed notification is logged, not raised"
