@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -90,15 +91,29 @@ async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
         coder.store.close()
 
 
+STARTED: list[anyio.abc.Process] = []
+
+
 async def start_agent(args: list[str], env: Mapping[str, str]) -> anyio.abc.Process:
-    """`python -m agent ARGS` as a real subprocess."""
-    return await anyio.open_process(
+    """`python -m agent ARGS` as a real subprocess; killed after the test if still running."""
+    process = await anyio.open_process(
         [sys.executable, "-m", "agent", *args],
         env=dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    STARTED.append(process)
+    return process
+
+
+def reap() -> None:
+    """Kill whatever `start_agent` started and is still running (a failed test's leftovers)."""
+    while STARTED:
+        process = STARTED.pop()
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
 
 
 async def finish(process: anyio.abc.Process, within: float = 20.0) -> tuple[int, str]:

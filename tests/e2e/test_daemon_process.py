@@ -29,17 +29,13 @@ async def test_status_flips_reach_coder_in_order_and_sigterm_saves(peers: Peers,
     process = await start_agent(
         ["run"], peers.env(CODER_TASK_AGENT_MODE=mode, CODER_TASK_AGENT_POLL_INTERVAL="0.05")
     )
-    try:
-        await wait_until(lambda: peers.states() == ["idle"], within=15)
-        await send_prompt(peers, "Write the release notes")
-        await wait_until(lambda: peers.states() == ["idle", "working", "idle"], within=15)
-        working = peers.coder.store.statuses()[1]
-        assert working["message"] == "Write the release notes"
-        terminate(process)
-        code, stderr = await finish(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    await send_prompt(peers, "Write the release notes")
+    await wait_until(lambda: peers.states() == ["idle", "working", "idle"], within=15)
+    working = peers.coder.store.statuses()[1]
+    assert working["message"] == "Write the release notes"
+    terminate(process)
+    code, stderr = await finish(process)
     assert code == 0, stderr
     assert len(peers.snapshot_requests()) == 1
     body = peers.snapshot()
@@ -55,15 +51,11 @@ async def test_status_flips_reach_coder_in_order_and_sigterm_saves(peers: Peers,
 async def test_sigterm_with_agentapi_dead_uses_the_mirror(peers: Peers) -> None:
     peers.agentapi.put_message("user", "remember me")
     process = await start_agent(["run"], peers.env())
-    try:
-        await wait_until(lambda: peers.states() == ["idle"], within=15)
-        peers.kill_agentapi()
-        await anyio.sleep(0.3)
-        terminate(process)
-        code, stderr = await finish(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    peers.kill_agentapi()
+    await anyio.sleep(0.3)
+    terminate(process)
+    code, stderr = await finish(process)
     assert code == 0, stderr
     body = peers.snapshot()
     assert body is not None
@@ -72,35 +64,27 @@ async def test_sigterm_with_agentapi_dead_uses_the_mirror(peers: Peers) -> None:
 
 async def test_sigterm_with_coder_503_twice_then_204(peers: Peers) -> None:
     process = await start_agent(["run"], peers.env())
-    try:
-        await wait_until(lambda: peers.states() == ["idle"], within=15)
-        peers.coder.faults += [Fault("log-snapshot", 503, times=2)]
-        terminate(process)
-        code, stderr = await finish(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    peers.coder.faults += [Fault("log-snapshot", 503, times=2)]
+    terminate(process)
+    code, stderr = await finish(process)
     assert code == 0, stderr
     assert [r["status"] for r in peers.snapshot_requests()] == [503, 503, 204]
 
 
 async def test_report_command_through_the_daemon(peers: Peers) -> None:
     process = await start_agent(["run"], peers.env())
-    try:
-        await wait_until(lambda: peers.states() == ["idle"], within=15)
-        report = await start_agent(
-            ["report", "complete", "Shipped it", "--uri", "https://example.com/pr/1"], peers.env()
-        )
-        code, stderr = await finish(report)
-        assert code == 0, stderr
-        assert "straight to Coder" not in stderr
-        await wait_until(lambda: peers.states() == ["idle", "complete"], within=15)
-        terminate(process)
-        code, _ = await finish(process)
-        assert code == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    report = await start_agent(
+        ["report", "complete", "Shipped it", "--uri", "https://example.com/pr/1"], peers.env()
+    )
+    code, stderr = await finish(report)
+    assert code == 0, stderr
+    assert "straight to Coder" not in stderr
+    await wait_until(lambda: peers.states() == ["idle", "complete"], within=15)
+    terminate(process)
+    code, _ = await finish(process)
+    assert code == 0
     last = peers.coder.store.statuses()[-1]
     assert (last["message"], last["uri"]) == ("Shipped it", "https://example.com/pr/1")
 
@@ -124,16 +108,12 @@ async def test_report_command_refuses_bad_input(peers: Peers) -> None:
 
 async def test_second_sigterm_hurries(peers: Peers) -> None:
     process = await start_agent(["run"], peers.env(CODER_TASK_AGENT_SHUTDOWN_BUDGET="30"))
-    try:
-        await wait_until(lambda: peers.states() == ["idle"], within=15)
-        peers.coder.faults += [Fault("log-snapshot", 503, times=1000, delay=60)]
-        terminate(process)
-        await anyio.sleep(1.0)  # the upload is now hanging on the slow server
-        assert process.returncode is None
-        process.send_signal(signal.SIGTERM)
-        code, stderr = await finish(process, within=10)
-    finally:
-        if process.returncode is None:
-            process.kill()
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    peers.coder.faults += [Fault("log-snapshot", 503, times=1000, delay=60)]
+    terminate(process)
+    await anyio.sleep(1.0)  # the upload is now hanging on the slow server
+    assert process.returncode is None
+    process.send_signal(signal.SIGTERM)
+    code, stderr = await finish(process, within=10)
     assert code == 6, stderr
     assert "stop_hurried" in stderr

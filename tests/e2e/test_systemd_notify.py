@@ -44,15 +44,11 @@ async def test_notifications_through_the_daemons_life(
     received: list[str] = []
     env = peers.env(NOTIFY_SOCKET=address, WATCHDOG_USEC="200000")
     process = await start_agent(["run"], env)
-    try:
-        await wait_until(lambda: peers.states() == ["idle"], within=15)
-        await anyio.sleep(0.5)
-        drain(sock, received)
-        terminate(process)
-        code, stderr = await finish(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    await anyio.sleep(0.5)
+    drain(sock, received)
+    terminate(process)
+    code, stderr = await finish(process)
     drain(sock, received)
     assert code == 0, stderr
     ready = [m for m in received if "READY=1" in m]

@@ -35,12 +35,8 @@ async def run_daemon_against(peers: Peers, agentapi_url: str, **env: str) -> any
 
 
 async def stop_daemon(process: anyio.abc.Process) -> tuple[int, str]:
-    try:
-        terminate(process)
-        return await finish(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
+    terminate(process)
+    return await finish(process)
 
 
 async def test_agentapi_not_started_then_up(peers: Peers) -> None:

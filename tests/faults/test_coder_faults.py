@@ -157,25 +157,21 @@ async def test_status_reports_survive_an_outage_and_deliver_the_latest(peers: Pe
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
         process = await start_agent(["run"], peers.env(CODER_AGENT_URL=f"http://127.0.0.1:{port}"))
-        try:
-            await wait_until(lambda: len(patches) >= 3, within=20)
-            peers.agentapi.put_message("user", "new work during the outage")
-            peers.agentapi.set_status("running")
-            await wait_until(lambda: any(p["state"] == "working" for p in patches), within=20)
-            peers.agentapi.set_status("stable")
-            await anyio.sleep(0.5)
-            outage.set()
-            await wait_until(lambda: bool(accepted), within=40)
-            assert accepted == [patches[-1]]
-            assert accepted[0]["state"] == "idle", "the latest state, not a stale one"
-            delivered = len(patches)
-            await anyio.sleep(1.0)
-            assert len(patches) == delivered, "nothing more once the latest is delivered"
-            terminate(process)
-            code, stderr = await finish(process)
-        finally:
-            if process.returncode is None:
-                process.kill()
+        await wait_until(lambda: len(patches) >= 3, within=20)
+        peers.agentapi.put_message("user", "new work during the outage")
+        peers.agentapi.set_status("running")
+        await wait_until(lambda: any(p["state"] == "working" for p in patches), within=20)
+        peers.agentapi.set_status("stable")
+        await anyio.sleep(0.5)
+        outage.set()
+        await wait_until(lambda: bool(accepted), within=40)
+        assert accepted == [patches[-1]]
+        assert accepted[0]["state"] == "idle", "the latest state, not a stale one"
+        delivered = len(patches)
+        await anyio.sleep(1.0)
+        assert len(patches) == delivered, "nothing more once the latest is delivered"
+        terminate(process)
+        code, stderr = await finish(process)
         group.cancel_scope.cancel()
     assert code == 0, stderr
     failures = named(stderr, "status_delivery_failed")
@@ -201,15 +197,11 @@ async def test_status_rejection_is_not_retried(peers: Peers) -> None:
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
         process = await start_agent(["run"], peers.env(CODER_AGENT_URL=f"http://127.0.0.1:{port}"))
-        try:
-            await wait_until(lambda: len(patches) == 1, within=20)
-            await anyio.sleep(1.5)
-            assert len(patches) == 1
-            terminate(process)
-            code, stderr = await finish(process)
-        finally:
-            if process.returncode is None:
-                process.kill()
+        await wait_until(lambda: len(patches) == 1, within=20)
+        await anyio.sleep(1.5)
+        assert len(patches) == 1
+        terminate(process)
+        code, stderr = await finish(process)
         group.cancel_scope.cancel()
     assert code == 0
     rejected = named(stderr, "status_rejected")

@@ -64,18 +64,14 @@ async def test_sigint_stops_like_sigterm(peers: Peers, signum: signal.Signals) -
 
 async def test_sighup_is_logged_and_ignored(peers: Peers) -> None:
     process = await start_agent(["run"], peers.env())
-    try:
-        await wait_until(lambda: peers.states() == ["idle"], within=15)
-        process.send_signal(signal.SIGHUP)
-        await anyio.sleep(0.5)
-        assert process.returncode is None
-        peers.agentapi.put_message("user", "still watching")
-        await wait_until(lambda: peers.states() == ["idle", "working"], within=15)
-        terminate(process)
-        code, stderr = await finish(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    process.send_signal(signal.SIGHUP)
+    await anyio.sleep(0.5)
+    assert process.returncode is None
+    peers.agentapi.put_message("user", "still watching")
+    await wait_until(lambda: peers.states() == ["idle", "working"], within=15)
+    terminate(process)
+    code, stderr = await finish(process)
     assert code == 0
     assert named(stderr, "signal_ignored")[0]["signal"] == "SIGHUP"
 
@@ -119,17 +115,13 @@ async def test_token_file_world_readable_warns(peers: Peers, tmp_path: Path) -> 
 
 async def test_token_is_in_no_argv_and_no_log_line(peers: Peers) -> None:
     process = await start_agent(["run"], peers.env(CODER_TASK_AGENT_LOG_LEVEL="debug"))
-    try:
-        await wait_until(lambda: peers.states() == ["idle"], within=15)
-        cmdline = await anyio.Path(f"/proc/{process.pid}/cmdline").read_bytes()
-        assert TOKEN.encode() not in cmdline
-        peers.agentapi.put_message("user", f"please print {TOKEN[:4]}")
-        peers.coder.faults.append(Fault("log-snapshot", 401))
-        terminate(process)
-        code, stderr = await finish(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    cmdline = await anyio.Path(f"/proc/{process.pid}/cmdline").read_bytes()
+    assert TOKEN.encode() not in cmdline
+    peers.agentapi.put_message("user", f"please print {TOKEN[:4]}")
+    peers.coder.faults.append(Fault("log-snapshot", 401))
+    terminate(process)
+    code, stderr = await finish(process)
     assert code == 4
     assert TOKEN not in stderr
     assert named(stderr, "snapshot_failed")
@@ -145,17 +137,13 @@ async def test_tls_verification_off_is_explicit_and_logged(peers: Peers) -> None
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 async def test_the_report_socket_refuses_other_users(peers: Peers) -> None:
     process = await start_agent(["run"], peers.env())
-    try:
-        await wait_until(lambda: peers.states() == ["idle"], within=15)
-        socket_path = peers.workdir / "run" / "report.sock"
-        nobody = pwd.getpwnam("nobody")
-        code = await anyio.to_thread.run_sync(connect_as, nobody, socket_path)
-        assert code == 13, "another user cannot reach the socket"
-        terminate(process)
-        code, _ = await finish(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    socket_path = peers.workdir / "run" / "report.sock"
+    nobody = pwd.getpwnam("nobody")
+    code = await anyio.to_thread.run_sync(connect_as, nobody, socket_path)
+    assert code == 13, "another user cannot reach the socket"
+    terminate(process)
+    code, _ = await finish(process)
     assert code == 0
 
 
