@@ -6,6 +6,7 @@ import os
 import pwd
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -20,9 +21,15 @@ pytestmark = pytest.mark.anyio
 _ = peers
 
 
+def started(peers: Peers) -> Callable[[], bool]:
+    """True once the daemon is up (its report socket exists, its signal handling too)."""
+    socket_path = peers.workdir / "run" / "report.sock"
+    return socket_path.exists
+
+
 async def test_sigterm_before_the_first_observation(peers: Peers) -> None:
     process = await start_agent(["run"], peers.env(CODER_MCP_AI_AGENTAPI_URL="http://127.0.0.1:9"))
-    await anyio.sleep(0.8)
+    await wait_until(started(peers), within=20)
     start = anyio.current_time()
     terminate(process)
     code, _ = await finish(process)
@@ -34,7 +41,8 @@ async def test_sigterm_before_the_first_observation(peers: Peers) -> None:
 async def test_sigterm_during_a_backoff_sleep(peers: Peers) -> None:
     peers.kill_agentapi()
     process = await start_agent(["run"], peers.env())
-    await anyio.sleep(2.5)  # several reconnect attempts: now inside a backoff sleep
+    await wait_until(started(peers), within=20)
+    await anyio.sleep(2.0)  # several reconnect attempts: now inside a backoff sleep
     start = anyio.current_time()
     terminate(process)
     code, _ = await finish(process)
