@@ -124,7 +124,8 @@ class Daemon:
         """
         async with anyio.create_task_group() as outer:
             if handle_signals:
-                outer.start_soon(self._signals)
+                # Handlers first: a SIGTERM during start-up must take the stop path too.
+                await outer.start(self._signals)
             with self._watch_scope:
                 await self._watch_all()
             with self._stop_scope:
@@ -145,8 +146,11 @@ class Daemon:
             log.warning("stop_hurried", reason=reason)
             self._stop_scope.cancel()
 
-    async def _signals(self) -> None:
+    async def _signals(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
             async for signum in signals:
                 name = signal.Signals(signum).name
                 if signum == signal.SIGHUP:
@@ -160,7 +164,8 @@ class Daemon:
             if socket_path is not None:
                 try:
                     await group.start(serve_reports, socket_path, self.explicit_report)
-                except ConfigError as exc:
+                except (ConfigError, OSError) as exc:
+                    # Explicit reports then go straight to Coder; watching goes on regardless.
                     log.error("report_socket_unavailable", error=str(exc))
             if self.reporting:
                 group.start_soon(self._supervised, self.reporter.run)

@@ -274,3 +274,12 @@ async def test_without_a_slug_nothing_is_reported_but_the_snapshot_goes(
         assert await stop(handle) == 0
     assert handle.coder.statuses == []
     assert len(handle.coder.snapshots) == 1
+
+
+async def test_an_unusable_socket_path_does_not_stop_the_daemon(
+    settings: Settings, tmp_path: Path
+) -> None:
+    too_long = tmp_path / ("x" * 200) / "report.sock"  # past the 108-byte sun_path limit
+    async with running(replace(settings, socket_path=too_long)) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        assert await stop(handle) == 0
