@@ -63,14 +63,13 @@ def configure(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Tracebacks are rendered to text *before* the redactor runs, in both formats, so that a
+    # secret inside an exception message is masked too.
+    processors += [structlog.processors.format_exc_info, _Redactor(secrets)]
     if console:
-        processors += [_Redactor(secrets), structlog.dev.ConsoleRenderer(colors=False)]
+        processors.append(structlog.dev.ConsoleRenderer(colors=False))
     else:
-        processors += [
-            structlog.processors.format_exc_info,
-            _Redactor(secrets),
-            structlog.processors.JSONRenderer(),
-        ]
+        processors.append(structlog.processors.JSONRenderer())
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
