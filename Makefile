@@ -5,7 +5,7 @@ TOOLS := .cache/tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint types unit system bench sync clean
+.PHONY: demo test lint types unit slow system bench sync clean
 
 demo: sync
 	$(UV) run --frozen python -m agent demo
@@ -21,6 +21,9 @@ types: sync
 
 unit: sync
 	$(UV) run --frozen pytest --cov --cov-report=term
+
+slow: sync
+	$(UV) run --frozen pytest -m slow -q
 
 system: sync
 	$(UV) run --frozen pytest -m system tests/system -v
