@@ -1,40 +1,62 @@
 """The log snapshot: AgentAPI messages in, the exact request body bytes out. Pure.
 
 Coder reads the upload through a 65536-byte limit and answers 400 past it, so everything here is
-measured on the bytes actually sent: compact JSON, UTF-8, non-ASCII characters unescaped (smaller
-than `\\uXXXX` for CJK and emoji), JSON escapes counted at their escaped size.
+measured on the bytes actually sent: compact JSON `{"messages":[{"id":..,"content":..,"role":..,
+"time":..},...]}`, UTF-8, non-ASCII characters unescaped (smaller than `\\uXXXX` for CJK and
+emoji), every JSON escape counted at its escaped size (a control character costs 6 bytes).
+
+Terms. The *window* is the `max_messages` newest messages whose role is `user` or `agent`, in
+the order given. Messages with any other role are left out before the window is chosen: Coder
+accepts them on upload but then fails every read of the task's logs. The order is AgentAPI's and
+is authoritative; nothing is re-sorted. A message's *size* is the length of its content's JSON
+string literal as sent (quotes included). Its *minimal form* is the smaller of its size and the
+size of a literal holding only the cut marker (the whole content cut). The *budget* B is what
+`max_bytes` leaves for the content literals once the body's frame and every kept message's id,
+role and time are counted.
 
 Policy, in order:
 
-1. Only `user` and `agent` messages are kept (any other role would break every later read of
-   the task's logs). Of those, the `max_messages` newest form the window, in AgentAPI's order.
-2. If the whole window fits, it is sent whole.
-3. Otherwise contents are cut, never whole small messages dropped: the newest message first gets
-   its full size or the larger of half the content budget and what the others leave free; the
-   other messages are then water-filled: each keeps min(its size, c) for the largest cap c that
-   fits, so only the largest ones are cut and all are cut to the same size; bytes left over go
-   back to the newest. A cut removes a message's *beginning* (the end of an agent's output is
-   what matters), at a character boundary (never inside a UTF-8 sequence, never leaving a
-   combining mark without its base), and starts the content with a marker such as
-   `[… 12345 bytes cut …]` + newline, counting the UTF-8 bytes removed.
-4. A message is dropped (oldest first, so the run stays contiguous and ends with the newest) only
-   when even its minimal form (envelope and marker) cannot fit. With 64 KB and ten messages that
-   cannot happen; it matters for small budgets only.
-5. With at least one usable message there is always a body: the newest is always present.
+1. Drop: while the minimal forms of the window do not fit, the oldest message is left out, so
+   what is sent is always a contiguous run ending with the newest. With 64 KB and ten messages
+   this never happens; it matters for small budgets only.
+2. Whole: if every size fits in B, every message is sent whole.
+3. Newest: the newest message is allotted N = min(its size, B - the others' minimal forms,
+   max(its minimal form, ceil(B / 2), B - the others' sizes)). So it stays whole when it takes
+   at most half the budget, it takes whatever the others leave when they fit whole, and when it
+   is cut no older message is allotted more than it (the others' minimal forms only constrain
+   this for budgets far below 64 KB).
+4. Water-fill: each older message is allotted min(its size, max(its minimal form, c)) for the
+   largest integer c with which the older messages fit in B - N: messages up to c stay whole,
+   every larger one is cut to c (or to its minimal form, where that is larger). The bytes that
+   rounding leaves go one each to the newest of the cut older messages; whatever the older
+   messages are not allotted goes to the newest.
+5. Cut: a message over its allotment loses its *beginning*; the end of an agent's output is what
+   matters. The content becomes the marker `[… K bytes cut …]` and a newline, then the longest
+   tail that fits, where K is the number of UTF-8 bytes of the original content removed. The cut
+   is on a character boundary: never inside a UTF-8 sequence or an escape, never between the
+   two halves of a surrogate pair, and past up to eight combining marks (Unicode category M) so
+   that the tail does not start with a mark orphaned from its base. Messages are cut oldest
+   first and each hands what its cut leaves unused to the next (then to the newest), so when
+   anything is cut the body falls short of `max_bytes` by what the last cut left: a character
+   that did not fit, at most 5 bytes, plus any half pair or marks skipped, 43 bytes at worst.
 
+With at least one usable message there is always a body, holding at least the newest message
+(a single 50 MB message yields its last 64 KB).
 Content is otherwise passed through byte for byte: escapes, emoji, combining marks, control
-characters. A lone surrogate (possible when the JSON AgentAPI sent had one) cannot be UTF-8; it
-is sent as its `\\uXXXX` escape, so the body is always valid UTF-8 and valid JSON. Times are
-passed through as the text AgentAPI sent.
+characters, NUL. A lone surrogate (possible when the JSON AgentAPI sent had one) cannot be
+UTF-8: it is sent as its `\\uXXXX` escape, so the body is always valid UTF-8 and valid JSON, and
+it counts 3 bytes in K. (A pair held as two code points, which JSON parsing never yields, goes
+as its two escapes, read back as the one character.) Ids and times are sent as given, times as
+the text AgentAPI sent, nanoseconds included.
 
-Cost: only the window is looked at, and a content longer than the budget is cut to its last
-`max_bytes` characters before any encoding, so a 50 MB message costs one slice.
+Cost: only the window is looked at. A content with more characters than `max_bytes` cannot fit
+whole (every character costs at least one byte), so it is never encoded whole: only its last
+`max_bytes` characters are, and its UTF-8 length is counted in bounded chunks.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,18 +64,24 @@ from typing import Protocol
 
 # The server reads the body through this limit and answers 400 past it.
 MAX_BODY_BYTES = 65536
+# The recent conversation only: the newest ten usable messages.
 MAX_MESSAGES = 10
-ROLES = frozenset({"user", "agent"})
-# Below this a budget cannot hold a message envelope, its time and a cut marker.
+# Below this a budget cannot be relied on to hold one message's id, role, time and cut marker.
 MIN_BODY_BYTES = 1024
+ROLES = frozenset({"user", "agent"})
 
 _HEAD = b'{"messages":['
 _TAIL = b"]}"
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# A character's JSON form is 1 byte (ASCII) to 6 bytes (`\u0001`, or a lone surrogate's escape).
+_MAX_CHAR_BYTES = 6
+# Combining marks skipped at most at the start of a tail: past that, keep the bytes instead.
+_MAX_MARKS = 8
+# Characters per slice when counting the UTF-8 length of a long content: bounded memory.
+_COUNT_CHUNK = 1 << 18
 
 
 class SnapshotMessage(Protocol):
-    """What the builder needs of a message (agent.agentapi.Message fits)."""
+    """What the builder needs of a message; agent.agentapi.Message fits."""
 
     @property
     def id(self) -> int: ...
@@ -62,21 +90,21 @@ class SnapshotMessage(Protocol):
     @property
     def content(self) -> str: ...
     @property
-    def time(self) -> str: ...
+    def time(self) -> str: ...  # RFC 3339 text as AgentAPI sent it (nanoseconds survive)
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """The body to POST and what went into it."""
 
-    body: bytes
-    message_count: int
-    dropped: int
-    truncated: int
+    body: bytes  # the exact bytes to POST
+    message_count: int  # messages included
+    dropped: int  # messages of the window left out entirely
+    truncated: int  # messages whose beginning was cut
 
 
 def marker(cut_bytes: int) -> str:
-    """The visible note at the start of a cut message."""
+    """The visible note that starts a cut message's content."""
     return f"[… {cut_bytes} bytes cut …]\n"
 
 
@@ -86,147 +114,189 @@ def build_snapshot(
     max_bytes: int = MAX_BODY_BYTES,
     max_messages: int = MAX_MESSAGES,
 ) -> Snapshot | None:
-    """The snapshot body for `messages` (oldest first); None when no message is usable.
+    """The snapshot body for `messages` (oldest first), by the policy in the module docstring.
 
-    Raises ValueError when `max_bytes` < MIN_BODY_BYTES or `max_messages` < 1.
+    Returns None when no message has role `user` or `agent`.
+    Raises ValueError when `max_bytes` < MIN_BODY_BYTES, when `max_messages` < 1, or when the
+    newest message's id, role and time alone do not fit in `max_bytes` (AgentAPI's never do).
     """
     if max_bytes < MIN_BODY_BYTES:
         raise ValueError(f"max_bytes must be at least {MIN_BODY_BYTES}, got {max_bytes}")
     if max_messages < 1:
         raise ValueError(f"max_messages must be at least 1, got {max_messages}")
-    window: list[SnapshotMessage] = []
+    window: list[_Part] = []
     for message in reversed(messages):
         if message.role in ROLES:
-            window.append(message)
+            window.append(_Part.of(message, max_bytes))
             if len(window) == max_messages:
                 break
     if not window:
         return None
     window.reverse()
-    size = len(window)
-    parts = [_Part.of(m, max_bytes) for m in window]
-    while True:
-        plan = _plan(parts, max_bytes)
-        if plan is not None:
-            break
-        if len(parts) == 1:
-            raise ValueError("the newest message's id, role and time alone exceed the budget")
-        parts = parts[1:]  # rule 4: the oldest goes
-    body, truncated = _render(parts, plan)
+    first = 0  # rule 1: drop the oldest while the minimal forms do not fit
+    need = _frame(window) + sum(p.minimal for p in window)
+    while need > max_bytes:
+        if first == len(window) - 1:
+            raise ValueError(
+                f"message {window[first].message.id}: its id, role and time alone exceed "
+                f"max_bytes={max_bytes}"
+            )
+        dropped = window[first]
+        need -= len(dropped.prefix) + len(dropped.suffix) + dropped.minimal + 1  # 1: a comma
+        first += 1
+    kept = window[first:]
+    budget = max_bytes - _frame(kept)
+    pieces: list[bytes] = []
+    truncated = 0
+    carry = 0
+    for part, allotment in zip(kept, _allot(kept, budget), strict=True):
+        if allotment + carry >= part.size:
+            literal = _encode(part.message.content)
+            if allotment < part.size:
+                carry -= part.size - allotment
+        else:
+            literal = _cut(part, allotment + carry)
+            carry += allotment - len(literal)
+            truncated += 1
+        pieces.append(part.prefix + literal + part.suffix)
+    body = _HEAD + b",".join(pieces) + _TAIL
     return Snapshot(
-        body=body, message_count=len(parts), dropped=size - len(parts), truncated=truncated
+        body=body,
+        message_count=len(kept),
+        dropped=len(window) - len(kept),
+        truncated=truncated,
     )
 
 
 @dataclass(frozen=True)
 class _Part:
-    """One message, pre-measured: the fixed JSON around its content, the content's size."""
+    """One message, measured: the JSON around its content, the sizes of its content literal."""
 
     message: SnapshotMessage
     prefix: bytes  # {"id":N,"content":
     suffix: bytes  # ,"role":"...","time":"..."}
-    size: int  # encoded content size with quotes; max_bytes + 1 stands for "larger than any budget"
-    original: int  # UTF-8 size of the content as AgentAPI sent it
-    reserve: int  # encoded size of the largest marker it could need, without quotes
+    size: int  # the whole literal; max_bytes + 1 stands for "more than any budget"
+    original: int  # UTF-8 bytes of the content (a lone surrogate counts 3)
+    minimal: int  # the smaller of `size` and the literal of the marker alone
 
     @classmethod
     def of(cls, message: SnapshotMessage, max_bytes: int) -> _Part:
         content = message.content
         prefix = b'{"id":%d,"content":' % message.id
         suffix = b',"role":' + _encode(message.role) + b',"time":' + _encode(message.time) + b"}"
-        if len(content) > max_bytes:
-            size = max_bytes + 1  # every character costs at least one byte
-            original = len(content) if content.isascii() else _raw_len(content)
-        else:
-            size = len(_encode(content))
-            original = _raw_len(content)
-        reserve = len(_encode(marker(original))) - 2
-        return cls(message, prefix, suffix, size, original, reserve)
-
-    @property
-    def fixed(self) -> int:
-        return len(self.prefix) + len(self.suffix)
+        original = _utf8_len(content)
+        size = max_bytes + 1 if len(content) > max_bytes else len(_encode(content))
+        minimal = min(size, len(_encode(marker(original))))
+        return cls(message, prefix, suffix, size, original, minimal)
 
 
-def _plan(parts: list[_Part], max_bytes: int) -> list[int] | None:
-    """Content allocations (encoded bytes with quotes) for each part, or None if none fit."""
-    budget = max_bytes - len(_HEAD) - len(_TAIL) - (len(parts) - 1) - sum(p.fixed for p in parts)
+def _frame(parts: Sequence[_Part]) -> int:
+    """Bytes of the body that are not content literals."""
+    fixed = sum(len(p.prefix) + len(p.suffix) for p in parts)
+    return len(_HEAD) + len(_TAIL) + max(len(parts) - 1, 0) + fixed
+
+
+def _allot(parts: Sequence[_Part], budget: int) -> list[int]:
+    """Bytes allotted to each content literal (rules 2 to 4); their sum is at most `budget`."""
     sizes = [p.size for p in parts]
     if sum(sizes) <= budget:
         return sizes
-    minimal = [p.reserve + 2 for p in parts]
-    if budget < minimal[-1] + sum(min(s, m) for s, m in zip(sizes[:-1], minimal[:-1], strict=True)):
-        return None
-    *others, newest = sizes
-    newest_share = min(newest, max(budget // 2, budget - sum(others)))
-    cap = _water_level(others, budget - newest_share)
-    allocation = [min(s, cap) for s in others]
-    for s, a, m in zip(others, allocation, minimal[:-1], strict=True):
-        if a < s and a < m:
-            return None  # a cut message would not even hold its marker: drop the oldest
-    allocation.append(min(newest, budget - sum(allocation)))
-    if allocation[-1] < newest and allocation[-1] < minimal[-1]:
-        return None
-    return allocation
+    *older, newest = parts
+    newest_share = min(
+        newest.size,
+        budget - sum(p.minimal for p in older),
+        max(newest.minimal, (budget + 1) // 2, budget - sum(p.size for p in older)),
+    )
+    room = budget - newest_share
+    level = _water_level(older, room)
+    allotments = [min(p.size, max(p.minimal, level)) for p in older]
+    spare = room - sum(allotments)
+    for index in reversed(range(len(older))):
+        if spare == 0:
+            break
+        if allotments[index] < older[index].size:
+            allotments[index] += 1
+            spare -= 1
+    allotments.append(min(newest.size, budget - sum(allotments)))
+    return allotments
 
 
-def _water_level(sizes: list[int], room: int) -> int:
-    """The largest cap c with sum(min(s, c) for s in sizes) <= room."""
-    if sum(sizes) <= room:
-        return max(sizes, default=0)
-    ordered = sorted(sizes)
-    used = 0
-    for index, size in enumerate(ordered):
-        remaining = len(ordered) - index
-        if used + size * remaining > room:
-            return max(0, (room - used) // remaining)
-        used += size
-    return ordered[-1]  # pragma: no cover - the first branch returned already
-
-
-def _render(parts: list[_Part], plan: list[int]) -> tuple[bytes, int]:
-    pieces: list[bytes] = []
-    truncated = 0
-    for part, allocation in zip(parts, plan, strict=True):
-        if allocation >= part.size:
-            content = _encode(part.message.content)
-        else:
-            content = _cut(part.message.content, allocation, part.reserve, part.original)
-            truncated += 1
-        pieces.append(part.prefix + content + part.suffix)
-    return _HEAD + b",".join(pieces) + _TAIL, truncated
-
-
-def _cut(content: str, allocation: int, reserve: int, original: int) -> bytes:
-    """The encoded marker + longest tail of `content` within `allocation` bytes (with quotes)."""
-    room = allocation - reserve  # for the tail, with its quotes
-    candidate = content[-room:] if room > 0 else ""
-    low, high = 0, len(candidate)  # find the smallest start whose tail fits
+def _water_level(parts: Sequence[_Part], room: int) -> int:
+    """The largest c with sum(min(size, max(minimal, c))) <= room; the minimal forms fit."""
+    low, high = 0, max((p.size for p in parts), default=0)
     while low < high:
-        middle = (low + high) // 2
-        if len(_encode(candidate[middle:])) <= room:
-            high = middle
+        middle = (low + high + 1) // 2
+        if sum(min(p.size, max(p.minimal, middle)) for p in parts) <= room:
+            low = middle
         else:
-            low = middle + 1
+            high = middle - 1
+    return low
+
+
+def _cut(part: _Part, allotment: int) -> bytes:
+    """The literal of the marker and the longest tail of the content within `allotment` bytes.
+
+    `allotment` is at least the marker-only literal, and less than the whole literal.
+    """
+    content = part.message.content
+    cut = part.original
+    while True:
+        room = allotment - len(_encode(marker(cut))) + 2  # the marker literal's quotes are shared
+        start = _tail_start(content, room)
+        tail = content[start:]
+        now_cut = part.original - _utf8_len(tail)
+        if len(str(now_cut)) == len(str(cut)):
+            return _encode(marker(now_cut) + tail)
+        cut = now_cut  # a shorter count: the marker shrank, so the tail may grow
+
+
+def _tail_start(content: str, room: int) -> int:
+    """Where the longest tail whose literal fits in `room` bytes begins, on a boundary."""
+    # Every character costs 1 to _MAX_CHAR_BYTES bytes, and the quotes 2.
+    low = max(len(content) - (room - 2), 0)
+    excess = len(_encode(content[low:])) - room
+    if excess > 0:
+        # Dropping `excess` characters frees at least `excess` bytes; fewer than
+        # excess / _MAX_CHAR_BYTES cannot free enough.
+        high = min(low + excess, len(content))
+        low += -(-excess // _MAX_CHAR_BYTES)
+        while low < high:  # the first start whose tail fits
+            middle = (low + high) // 2
+            if len(_encode(content[middle:])) <= room:
+                high = middle
+            else:
+                low = middle + 1
     start = low
-    while start < len(candidate) and unicodedata.combining(candidate[start]):
-        start += 1  # do not orphan combining marks from their base character
-    tail = candidate[start:]
-    cut = original - _raw_len(tail)
-    return _encode(marker(cut) + tail)
+    if 0 < start < len(content) and _is_low(content[start]) and _is_high(content[start - 1]):
+        start += 1  # not the second half of a pair without its first
+    skipped = start
+    while skipped < len(content) and unicodedata.category(content[skipped]).startswith("M"):
+        skipped += 1
+        if skipped - start > _MAX_MARKS:
+            return start  # marks all the way: no base to wait for
+    return skipped
+
+
+def _is_high(char: str) -> bool:
+    return "\ud800" <= char <= "\udbff"
+
+
+def _is_low(char: str) -> bool:
+    return "\udc00" <= char <= "\udfff"
 
 
 def _encode(text: str) -> bytes:
-    """Compact JSON string literal, UTF-8, lone surrogates escaped."""
-    literal = json.dumps(text, ensure_ascii=False)
-    try:
-        return literal.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", literal).encode("utf-8")
+    """The compact JSON string literal of `text`, UTF-8, lone surrogates as escapes."""
+    # Only a lone surrogate cannot be UTF-8 (json has escaped every backslash already), and
+    # backslashreplace writes it as `\udXXX`, its JSON escape.
+    return json.dumps(text, ensure_ascii=False).encode("utf-8", errors="backslashreplace")
 
 
-def _raw_len(text: str) -> int:
-    """UTF-8 byte length of `text` as AgentAPI meant it (lone surrogates at their 3 bytes)."""
+def _utf8_len(text: str) -> int:
+    """UTF-8 length of `text`, a lone surrogate at its 3 bytes; bounded memory for long texts."""
     if text.isascii():
         return len(text)
-    return len(text.encode("utf-8", errors="surrogatepass"))
+    return sum(
+        len(text[at : at + _COUNT_CHUNK].encode("utf-8", errors="surrogatepass"))
+        for at in range(0, len(text), _COUNT_CHUNK)
+    )
