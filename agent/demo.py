@@ -26,6 +26,8 @@ from typing import Any, TextIO
 
 import httpx
 
+from agent.standins.environment import agent_environment
+
 TASK_ID = "8b2e7c1a-5f3d-4e6b-9a0c-1d2e3f4a5b6c"
 USER = "demo"
 SLUG = "agent"
@@ -197,14 +199,13 @@ class Demo:
         c.ok(f"Coder stand-in on {coder}")
 
         c.step("starting the daemon: python -m agent run")
-        daemon_env = self.env(
-            CODER_AGENT_URL=coder,
-            CODER_AGENT_TOKEN=self.token,
-            CODER_TASK_ID=TASK_ID,
-            CODER_MCP_APP_STATUS_SLUG=SLUG,
-            CODER_MCP_AI_AGENTAPI_URL=agentapi,
-            CODER_TASK_AGENT_SOCKET=str(self.workdir / "run" / "report.sock"),
-            CODER_TASK_AGENT_LOG_FORMAT="json",
+        daemon_env = agent_environment(
+            coder_url=coder,
+            agentapi_url=agentapi,
+            token=self.token,
+            task_id=TASK_ID,
+            app_slug=SLUG,
+            socket=self.workdir / "run" / "report.sock",
         )
         daemon = self.procs.start("daemon", ["run"], daemon_env)
         with httpx.Client(timeout=5.0) as http:

@@ -20,6 +20,7 @@ import anyio.abc
 
 from agent.standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from agent.standins.coder import CoderStandIn, run_coder_standin
+from agent.standins.environment import agent_environment
 from agent.standins.store import Store, Task
 
 TOKEN = "bench-token-5e1f0c7a"  # noqa: S105 - a made-up token for loopback stand-ins
@@ -46,19 +47,15 @@ class Peers:
     workdir: Path
 
     def env(self, **extra: str) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("CODER_")}
-        return {
-            **base,
-            "CODER_AGENT_URL": self.coder_url,
-            "CODER_AGENT_TOKEN": TOKEN,
-            "CODER_TASK_ID": TASK_ID,
-            "CODER_MCP_APP_STATUS_SLUG": SLUG,
-            "CODER_MCP_AI_AGENTAPI_URL": self.agentapi_url,
-            "CODER_TASK_AGENT_SOCKET": str(self.workdir / "report.sock"),
-            "CODER_TASK_AGENT_LOG_FORMAT": "json",
-            "CODER_TASK_AGENT_LOG_LEVEL": "warning",
-            **extra,
-        }
+        return agent_environment(
+            coder_url=self.coder_url,
+            agentapi_url=self.agentapi_url,
+            token=TOKEN,
+            task_id=TASK_ID,
+            app_slug=SLUG,
+            socket=self.workdir / "report.sock",
+            **{"CODER_TASK_AGENT_LOG_LEVEL": "warning", **extra},
+        )
 
 
 @asynccontextmanager

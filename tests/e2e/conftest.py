@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 
 from agent.standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from agent.standins.coder import CoderStandIn, RequestRecord, run_coder_standin
+from agent.standins.environment import agent_environment
 from agent.standins.store import Store, Task
 
 TOKEN = "e2e-token-7f3a9c2d41b8"  # recognisable: must never show in a log or argv
@@ -42,19 +42,15 @@ class Peers:
         self.agentapi_scope.cancel()
 
     def env(self, **extra: str) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("CODER_")}
-        return {
-            **base,
-            "CODER_AGENT_URL": self.coder_url,
-            "CODER_AGENT_TOKEN": TOKEN,
-            "CODER_TASK_ID": TASK_ID,
-            "CODER_MCP_APP_STATUS_SLUG": SLUG,
-            "CODER_MCP_AI_AGENTAPI_URL": self.agentapi_url,
-            "CODER_TASK_AGENT_SOCKET": str(self.workdir / "run" / "report.sock"),
-            "CODER_TASK_AGENT_LOG_FORMAT": "json",
-            "CODER_TASK_AGENT_WORKING_DEBOUNCE": "0.3",
-            **extra,
-        }
+        return agent_environment(
+            coder_url=self.coder_url,
+            agentapi_url=self.agentapi_url,
+            token=TOKEN,
+            task_id=TASK_ID,
+            app_slug=SLUG,
+            socket=self.workdir / "run" / "report.sock",
+            **{"CODER_TASK_AGENT_WORKING_DEBOUNCE": "0.3", **extra},
+        )
 
     def states(self) -> list[str]:
         return [row["state"] for row in self.coder.store.statuses()]

@@ -1,0 +1,40 @@
+"""The environment a `python -m agent` process gets when it runs next to the stand-ins.
+
+Shared by the demo, the benchmarks and the tests, so that all three start the daemon exactly as
+a workspace would: the parent's environment without anything Coder or systemd injected into it,
+plus the daemon's own variables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Inherited variables that would point the child at the wrong Coder or systemd.
+_DROPPED_PREFIXES = ("CODER_", "NOTIFY_SOCKET", "WATCHDOG_")
+
+
+def agent_environment(
+    *,
+    coder_url: str,
+    agentapi_url: str,
+    token: str,
+    task_id: str,
+    app_slug: str,
+    socket: Path,
+    **extra: str,
+) -> dict[str, str]:
+    """The child's environment: the token travels here, never on a command line."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES)}
+    return {
+        **base,
+        "PYTHONUNBUFFERED": "1",
+        "CODER_AGENT_URL": coder_url,
+        "CODER_AGENT_TOKEN": token,
+        "CODER_TASK_ID": task_id,
+        "CODER_MCP_APP_STATUS_SLUG": app_slug,
+        "CODER_MCP_AI_AGENTAPI_URL": agentapi_url,
+        "CODER_TASK_AGENT_SOCKET": str(socket),
+        "CODER_TASK_AGENT_LOG_FORMAT": "json",
+        **extra,
+    }
