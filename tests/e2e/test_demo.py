@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
-# The demo's work directory prefix (agent.demo): every process it starts carries it.
-DEMO_MARK = b"coder-task-agent-demo-"
+
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    """The demo makes its work directory under TMPDIR: this test's own directory."""
+    return {**os.environ, "TMPDIR": str(tmp_path)}
 
 
-def agent_processes() -> set[int]:
-    """Pids of processes a demo started: their argv or environment names its work directory."""
+def agent_processes(tmp_path: Path) -> set[int]:
+    """Pids of processes this test's demo started: their argv or environment names its
+    work directory (another demo running on the machine at the same time does not count)."""
+    mark = str(tmp_path).encode()
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -26,15 +30,15 @@ def agent_processes() -> set[int]:
             seen = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
         except OSError:
             continue
-        if DEMO_MARK in seen:
+        if mark in seen:
             found.add(int(entry.name))
     return found
 
 
-def test_demo_runs_the_whole_loop() -> None:
-    before = agent_processes()
+def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "agent", "demo", "--speed", "8"],
+        env=demo_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,
@@ -48,13 +52,13 @@ def test_demo_runs_the_whole_loop() -> None:
     assert "Fix the failing date parser test" in out
     assert "demo finished: every step happened" in out
     assert "\033[" not in out, "plain output when piped"
-    assert agent_processes() - before == set(), "no process left behind"
+    assert agent_processes(tmp_path) == set(), "no process left behind"
 
 
-def test_demo_cleans_up_when_interrupted() -> None:
-    before = agent_processes()
+def test_demo_cleans_up_when_interrupted(tmp_path: Path) -> None:
     demo = subprocess.Popen(
         [sys.executable, "-m", "agent", "demo", "--speed", "0.2"],
+        env=demo_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -71,6 +75,6 @@ def test_demo_cleans_up_when_interrupted() -> None:
     assert demo.wait(timeout=30) == 130, rest
     assert "interrupted" in rest
     deadline = time.monotonic() + 10
-    while agent_processes() - before and time.monotonic() < deadline:
+    while agent_processes(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert agent_processes() - before == set(), "no process left behind after Ctrl-C"
+    assert agent_processes(tmp_path) == set(), "no process left behind after Ctrl-C"
