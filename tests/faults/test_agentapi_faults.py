@@ -4,6 +4,8 @@ recovers, and still saves the conversation at stop."""
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -12,7 +14,7 @@ from agent.standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from agent.standins.http import Request, Response, text_response
 from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import TIME, wait_until
-from tests.faults.servers import Scripted, answer, serve_on_loopback, sse
+from tests.faults.servers import Behaviour, Scripted, answer, serve_on_loopback, sse
 from tests.faults.test_coder_faults import named
 
 pytestmark = pytest.mark.anyio
@@ -32,6 +34,18 @@ async def run_daemon_against(peers: Peers, agentapi_url: str, **env: str) -> any
             CODER_MCP_AI_AGENTAPI_URL=agentapi_url, CODER_TASK_AGENT_AGENTAPI_TIMEOUT="1", **env
         ),
     )
+
+
+@asynccontextmanager
+async def daemon_against(
+    peers: Peers, behaviour: Behaviour, **env: str
+) -> AsyncIterator[tuple[Scripted, anyio.abc.Process]]:
+    """A scripted AgentAPI on loopback and a daemon watching it."""
+    server = Scripted(behaviour)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        yield server, await run_daemon_against(peers, f"http://127.0.0.1:{port}", **env)
+        group.cancel_scope.cancel()
 
 
 async def stop_daemon(process: anyio.abc.Process) -> tuple[int, str]:
@@ -67,22 +81,15 @@ async def test_agentapi_not_started_then_up(peers: Peers) -> None:
     ],
 )
 async def test_garbage_is_survived_and_never_reported(
-    peers: Peers, name: str, behaviour: object
+    peers: Peers, name: str, behaviour: Behaviour
 ) -> None:
-    server = Scripted(behaviour)  # type: ignore[arg-type]
-    async with anyio.create_task_group() as group:
-        port = await group.start(serve_on_loopback, server.handle)
-        process = await run_daemon_against(
-            peers,
-            f"http://127.0.0.1:{port}",
-            CODER_TASK_AGENT_MODE="poll",
-            CODER_TASK_AGENT_POLL_INTERVAL="0.1",
-        )
+    async with daemon_against(
+        peers, behaviour, CODER_TASK_AGENT_MODE="poll", CODER_TASK_AGENT_POLL_INTERVAL="0.1"
+    ) as (server, process):
         await wait_until(lambda: len(server.requests) >= 3, within=20)
         assert process.returncode is None, f"{name}: the daemon keeps running"
         assert peers.states() == [], f"{name}: no state that was not observed"
         code, stderr = await stop_daemon(process)
-        group.cancel_scope.cancel()
     assert code == 3, "no conversation could be read and there was no mirror"
     assert len(named(stderr, "agentapi_unavailable")) == 1
 
@@ -99,13 +106,9 @@ async def test_hostile_event_stream_is_survived(peers: Peers) -> None:
         ("message_update", {"id": 1, "role": "user", "message": "x" * 10_000_000, "time": TIME}),
         ("status_change", {"status": "stable", "agent_type": "claude"}),
     ]
-    server = Scripted(sse(*frames, end=False))
-    async with anyio.create_task_group() as group:
-        port = await group.start(serve_on_loopback, server.handle)
-        process = await run_daemon_against(peers, f"http://127.0.0.1:{port}")
+    async with daemon_against(peers, sse(*frames, end=False)) as (_, process):
         await wait_until(lambda: peers.states() == ["idle"], within=20)
         code, stderr = await stop_daemon(process)
-        group.cancel_scope.cancel()
     assert code == 0, stderr
     body = peers.snapshot()
     assert body is not None
@@ -132,13 +135,9 @@ async def test_stream_dies_mid_replay_then_reconnects(peers: Peers) -> None:
             end=False,
         )(request)
 
-    server = Scripted(behaviour)
-    async with anyio.create_task_group() as group:
-        port = await group.start(serve_on_loopback, server.handle)
-        process = await run_daemon_against(peers, f"http://127.0.0.1:{port}")
+    async with daemon_against(peers, behaviour) as (server, process):
         await wait_until(lambda: peers.states() == ["idle", "working"], within=20)
         code, stderr = await stop_daemon(process)
-        group.cancel_scope.cancel()
     assert code == 0, stderr
     assert [r.path for r in server.requests][:3] == ["/events", "/status", "/events"]
 
@@ -153,15 +152,11 @@ async def test_messages_blocking_at_stop_uses_the_mirror(peers: Peers) -> None:
             end=False,
         )(request)
 
-    server = Scripted(behaviour)
-    async with anyio.create_task_group() as group:
-        port = await group.start(serve_on_loopback, server.handle)
-        process = await run_daemon_against(peers, f"http://127.0.0.1:{port}")
+    async with daemon_against(peers, behaviour) as (_, process):
         await wait_until(lambda: peers.states() == ["idle"], within=20)
         start = anyio.current_time()
         code, stderr = await stop_daemon(process)
         elapsed = anyio.current_time() - start
-        group.cancel_scope.cancel()
     assert code == 0, stderr
     assert elapsed < 5.0, "within the default budget"
     body = peers.snapshot()
