@@ -29,6 +29,13 @@ class MachineError(RuntimeError):
     """The machine did not boot, or a command in it failed."""
 
 
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -92,7 +99,9 @@ class Machine:
         deadline = time.monotonic() + within
         leader = None
         while leader is None:
-            children = _children(process.pid)
+            # The container's PID 1 once it runs systemd: right after the fork the child is still
+            # nspawn's own helper, and entering that one finds no systemd to talk to.
+            children = [pid for pid in _children(process.pid) if _command(pid) == "systemd"]
             if children:
                 leader = children[0]
             elif process.poll() is not None or time.monotonic() > deadline:
