@@ -11,23 +11,17 @@ datetime would round, and the snapshot must carry them as given.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent.errors import (
-    AgentBusy,
-    BadResponse,
-    Rejected,
-    RemoteError,
-    ServerError,
-    TransportError,
-)
+from agent._http import status_error
+from agent.errors import BadResponse, RemoteError, TransportError
+from agent.models import AgentStatus
 
 SERVICE = "AgentAPI"
 # RFC 3339 date-time, the form Coder's snapshot endpoint parses (fraction of any length).
@@ -38,7 +32,6 @@ _BUSY_PHRASE = "message can only be sent when the agent is waiting for user inpu
 # (real messages are terminal text, at most a few MB).
 MAX_EVENT_BYTES = 64 * 1024 * 1024
 
-AgentStatus = Literal["running", "stable"]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -231,29 +224,7 @@ def _transport_error(exc: httpx.HTTPError, what: str) -> TransportError:
 
 
 def _status_error(response: httpx.Response, what: str) -> RemoteError:
-    detail = problem_detail(response)
-    status = response.status_code
-    if status >= 500:
-        if _BUSY_PHRASE in detail:
-            return AgentBusy(SERVICE, what, detail, status=status)
-        return ServerError(SERVICE, what, detail, status=status)
-    return Rejected(SERVICE, what, detail, status=status)
-
-
-def problem_detail(response: httpx.Response) -> str:
-    """The server's own words from a problem+json (or plain text) error answer, shortened."""
-    text = response.text
-    try:
-        body: Any = json.loads(text)
-    except ValueError:
-        return text.strip()[:300]
-    if not isinstance(body, dict):
-        return text.strip()[:300]
-    parts = [str(body[k]) for k in ("title", "detail", "message") if body.get(k)]
-    errors = body.get("errors")
-    if isinstance(errors, list):
-        parts += [str(e["message"]) for e in errors if isinstance(e, dict) and e.get("message")]
-    return "; ".join(parts)[:300] if parts else text.strip()[:300]
+    return status_error(SERVICE, what, response, busy_phrase=_BUSY_PHRASE)
 
 
 def _parse(model: type[M], response: httpx.Response, what: str) -> M:

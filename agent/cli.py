@@ -3,13 +3,7 @@
 Commands import only what their own path needs: `snapshot` runs at every workspace stop and
 must start fast, so nothing here imports the daemon, the stand-ins or pydantic up front.
 
-Exit codes (documented in README):
-    0  done: snapshot uploaded or skipped, daemon stopped cleanly, report delivered
-    2  usage or configuration error (the message names the variable or flag)
-    3  the conversation could not be read (AgentAPI down and nothing to fall back on)
-    4  the server rejected the request (400, 401): retrying cannot help
-    5  the server could not be reached before the deadline (down, 5xx, 429)
-    6  interrupted: a second signal asked to hurry and the upload was abandoned
+Exit codes: `agent.models.ExitCode` (README's table is that enum).
 """
 
 from __future__ import annotations
@@ -21,8 +15,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agent.settings import Settings
-
-EXIT_CONFIG = 2
 
 # Flags that stand for a setting: flag -> variable. Errors name both.
 _SETTING_FLAGS = {
@@ -97,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: str = args.command
 
     from agent.errors import ConfigError  # noqa: PLC0415
+    from agent.models import ExitCode  # noqa: PLC0415
 
     try:
         settings = _settings(args)
@@ -107,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(settings, args)
     except ConfigError as exc:
         print(f"coder-task-agent: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.USAGE
 
 
 def _mock_agentapi(argv: list[str]) -> int:

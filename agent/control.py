@@ -27,8 +27,10 @@ import anyio
 import anyio.abc
 import structlog
 
-from agent.coder import AppState, AppStatus, CoderClient, deliver
-from agent.errors import ConfigError, RemoteError, Unsupported, UsageError
+from agent.coder import CoderClient
+from agent.errors import ConfigError, Rejected, RemoteError, Unsupported, UsageError
+from agent.models import AppState, AppStatus, ExitCode
+from agent.retry import deliver
 from agent.settings import Settings
 
 log = structlog.get_logger("agent.control")
@@ -36,8 +38,6 @@ log = structlog.get_logger("agent.control")
 # A report is a state, 160 bytes of message and a URI: 16 KiB is generous.
 MAX_REQUEST_BYTES = 16 * 1024
 REQUEST_TIMEOUT = 2.0
-EXIT_REJECTED = 4
-EXIT_UNDELIVERED = 5
 _NEEDS_SUMMARY = (AppState.COMPLETE, AppState.FAILED)
 
 
@@ -198,7 +198,7 @@ async def report_command(settings: Settings, status: AppStatus) -> int:
                 f"coder-task-agent: the daemon refused the report: {answer.get('error')}",
                 file=sys.stderr,
             )
-            return EXIT_REJECTED
+            return ExitCode.REJECTED
     print(
         f"coder-task-agent: no daemon listening on {path}; reporting straight to Coder",
         file=sys.stderr,
@@ -219,12 +219,11 @@ async def _report_direct(settings: Settings, status: AppStatus) -> int:
             await deliver(lambda: client.patch_app_status(status), deadline=deadline)
         except Unsupported as exc:
             print(f"coder-task-agent: {exc}", file=sys.stderr)
-            return EXIT_REJECTED
+            return ExitCode.REJECTED
+        except Rejected as exc:
+            print(f"coder-task-agent: report not delivered: {exc}", file=sys.stderr)
+            return ExitCode.REJECTED
         except RemoteError as exc:
             print(f"coder-task-agent: report not delivered: {exc}", file=sys.stderr)
-            return (
-                EXIT_REJECTED
-                if exc.status is not None and exc.status < 500 and exc.status != 429
-                else EXIT_UNDELIVERED
-            )
-    return 0
+            return ExitCode.UNDELIVERED
+    return ExitCode.OK

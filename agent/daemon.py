@@ -31,11 +31,13 @@ from agent.agentapi import (
     StatusChange,
     UnknownEvent,
 )
-from agent.coder import AppStatus, Backoff, CoderClient
+from agent.coder import CoderClient
 from agent.control import serve_reports
 from agent.errors import ConfigError, Rejected, RemoteError
 from agent.mirror import Mirror
+from agent.models import AppStatus
 from agent.reporter import Reporter
+from agent.retry import RECONNECT_BACKOFF
 from agent.sdnotify import Notifier
 from agent.settings import Settings
 from agent.shutdown import Outcome, save_snapshot
@@ -54,8 +56,6 @@ from agent.transport import agentapi_http, coder_http
 
 log = structlog.get_logger("agent.daemon")
 
-# Reconnects to AgentAPI: quickly at first (a restart takes a second), then up to every 10 s.
-RECONNECT_BACKOFF = Backoff(base=0.25, cap=10.0)
 # In poll mode, while the agent runs, refresh the mirror this often (its last message grows);
 # otherwise `/messages` is fetched only when the status changes: histories reach megabytes.
 POLL_MESSAGES_REFRESH = 5.0
@@ -120,7 +120,7 @@ class Daemon:
     async def run(self, handle_signals: bool = True) -> int:
         """Watch until SIGTERM/SIGINT (or `request_stop`), then save the snapshot.
 
-        Returns the exit code (an Outcome).
+        Returns the exit code (the stop path's Outcome's).
         """
         async with anyio.create_task_group() as outer:
             if handle_signals:
@@ -134,8 +134,8 @@ class Daemon:
         # Set as soon as the stop path knows it: a second signal arriving after the upload
         # finished must not turn a saved snapshot into "interrupted".
         outcome = Outcome.INTERRUPTED if self._outcome is None else self._outcome
-        log.info("daemon_stopped", outcome=outcome.name, exit_code=int(outcome))
-        return int(outcome)
+        log.info("daemon_stopped", outcome=outcome.value, exit_code=int(outcome.exit_code))
+        return int(outcome.exit_code)
 
     def request_stop(self, reason: str = "requested") -> None:
         """First call: stop watching and save the snapshot. Second call: hurry, abandon it."""
@@ -222,7 +222,12 @@ class Daemon:
         with anyio.move_on_after(max(0.0, deadline - self.clock())):
             if await self.reporter.flush(deadline):
                 return
-        log.warning("status_not_delivered_at_stop", state=str(self.reporter.pending))
+        pending = self.reporter.pending
+        log.warning(
+            "status_not_delivered_at_stop",
+            state=pending.state.value if pending else None,
+            message=pending.message if pending else None,
+        )
 
     # -- watchers -----------------------------------------------------------------------------
 

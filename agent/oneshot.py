@@ -48,4 +48,4 @@ async def snapshot_once(settings: Settings) -> int:
             fetch_timeout=settings.stop_fetch_timeout,
         )
         group.cancel_scope.cancel()
-    return int(outcome)
+    return int(outcome.exit_code)

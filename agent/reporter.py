@@ -15,15 +15,13 @@ from collections.abc import Awaitable, Callable
 import anyio
 import structlog
 
-from agent.coder import AppStatus, Backoff
 from agent.errors import Rejected, RemoteError, TryAgain
+from agent.models import AppStatus
+from agent.retry import REPORT_BACKOFF, Backoff
 
 log = structlog.get_logger("agent.reporter")
 
 Send = Callable[[AppStatus], Awaitable[None]]
-# Retries of a status report: first within half a second, then up to every 30 s (a long outage
-# must not become a storm from every workspace at once; full jitter spreads them).
-DEFAULT_BACKOFF = Backoff(base=0.5, cap=30.0)
 
 
 class Reporter:
@@ -32,7 +30,7 @@ class Reporter:
     def __init__(
         self,
         send: Send,
-        backoff: Backoff = DEFAULT_BACKOFF,
+        backoff: Backoff = REPORT_BACKOFF,
         on_delivered: Callable[[AppStatus], None] | None = None,
     ) -> None:
         self._send = send
@@ -94,10 +92,7 @@ class Reporter:
                 failures += 1
                 if failures == 1:
                     log.warning("status_delivery_failed", state=str(target.state), error=str(exc))
-                wait = self._backoff.wait(failures)
-                if exc.retry_after is not None:
-                    # Honour the server's hint, but never wait longer than the backoff cap.
-                    wait = max(wait, min(exc.retry_after, self._backoff.cap))
+                wait = self._backoff.next_wait(failures, exc)
                 if deadline is not None and anyio.current_time() + wait >= deadline:
                     return False
                 with anyio.move_on_after(wait):

@@ -15,22 +15,39 @@ import anyio
 import structlog
 
 from agent.agentapi import AgentAPIClient, Message
-from agent.coder import CoderClient, deliver
+from agent.coder import CoderClient
 from agent.errors import RemoteError, TryAgain, Unsupported
+from agent.models import ExitCode
+from agent.retry import deliver
 from agent.snapshot import build_snapshot
 
 log = structlog.get_logger("agent.shutdown")
 
 
-class Outcome(enum.IntEnum):
-    """How the stop path ended; the value is the process exit code."""
+class Outcome(enum.StrEnum):
+    """How the stop path ended, as logged (`outcome=skipped`); `exit_code` is the process's."""
 
-    UPLOADED = 0
-    SKIPPED = 0  # no task id, no messages, or the server has no Coder Tasks
-    NO_CONVERSATION = 3  # AgentAPI did not answer and there was nothing to fall back on
-    REJECTED = 4  # the server refused the upload (400, 401): retrying cannot help
-    UNDELIVERED = 5  # the server could not be reached in time (down, 5xx, 429 until the end)
-    INTERRUPTED = 6  # a second signal asked to hurry: the upload was abandoned
+    UPLOADED = "uploaded"
+    SKIPPED = "skipped"  # no task id, no messages, or the server has no Coder Tasks
+    NO_CONVERSATION = "no_conversation"  # AgentAPI did not answer and nothing held the messages
+    REJECTED = "rejected"  # the server refused the upload (400, 401): retrying cannot help
+    UNDELIVERED = "undelivered"  # not reached in time (down, 5xx, 429 until the end)
+    INTERRUPTED = "interrupted"  # a second signal asked to hurry: the upload was abandoned
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The process exit code for this ending."""
+        return _EXIT_CODES[self]
+
+
+_EXIT_CODES = {
+    Outcome.UPLOADED: ExitCode.OK,
+    Outcome.SKIPPED: ExitCode.OK,
+    Outcome.NO_CONVERSATION: ExitCode.NO_CONVERSATION,
+    Outcome.REJECTED: ExitCode.REJECTED,
+    Outcome.UNDELIVERED: ExitCode.UNDELIVERED,
+    Outcome.INTERRUPTED: ExitCode.INTERRUPTED,
+}
 
 
 async def fetch_messages(

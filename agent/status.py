@@ -22,11 +22,8 @@ The rules (numbers as in the issue):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
 
-from agent.coder import AppState, AppStatus, shorten
-
-AgentStatus = Literal["running", "stable"]
+from agent.models import AgentStatus, AppState, AppStatus, shorten
 
 WORKING_MESSAGE = "Working"
 IDLE_MESSAGE = "Waiting for input"

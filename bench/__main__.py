@@ -22,8 +22,9 @@ from typing import Any
 import anyio
 import httpx
 
-from agent.coder import AppState, AppStatus, CoderClient
+from agent.coder import CoderClient
 from agent.logconfig import configure
+from agent.models import AppState, AppStatus
 from agent.reporter import Reporter
 from agent.standins.coder import Fault
 from bench.harness import (

@@ -11,15 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.coder import (
-    AppState,
-    AppStatus,
-    Backoff,
-    CoderClient,
-    deliver,
-    retry_after_seconds,
-    shorten,
-)
+from agent._http import retry_after_seconds
+from agent.coder import CoderClient
 from agent.errors import (
     RateLimited,
     Rejected,
@@ -29,6 +22,8 @@ from agent.errors import (
     Unauthorized,
     Unsupported,
 )
+from agent.models import AppState, AppStatus, shorten
+from agent.retry import Backoff, deliver
 from tests.fakes import TOKEN, FakeCoder, Scripted
 
 TASK = UUID("6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b")

@@ -9,9 +9,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent.coder import AppState, AppStatus
 from agent.control import parse_report, prepare_socket_dir, send_to_daemon, serve_reports
 from agent.errors import ConfigError, UsageError
+from agent.models import AppState, AppStatus
 
 pytestmark = pytest.mark.anyio
 

@@ -13,9 +13,10 @@ import anyio
 import pytest
 
 from agent.agentapi import AgentAPIClient
-from agent.coder import AppState, AppStatus, CoderClient
+from agent.coder import CoderClient
 from agent.control import send_to_daemon
 from agent.daemon import Daemon
+from agent.models import AppState, AppStatus
 from agent.settings import Secret, Settings
 from agent.shutdown import Outcome
 from tests.fakes import FakeAgentAPI, FakeCoder, Scripted, wait_until
@@ -111,7 +112,7 @@ async def test_stop_uses_the_mirror_when_agentapi_is_dead(settings: Settings) ->
         await handle.agentapi.put_message("agent", "hi there")
         await wait_until(lambda: len(handle.daemon.mirror) == 3)
         handle.agentapi.down = True
-        assert await stop(handle) == Outcome.UPLOADED
+        assert await stop(handle) == Outcome.UPLOADED.exit_code
     body = json.loads(handle.coder.snapshots[0])
     assert [m["content"] for m in body["messages"]] == ["Welcome", "hello", "hi there"]
 
@@ -139,7 +140,7 @@ async def test_stop_retries_the_upload_through_503s(settings: Settings) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "code"),
-    [(Scripted(404), Outcome.SKIPPED), (Scripted(401), Outcome.REJECTED)],
+    [(Scripted(404), Outcome.SKIPPED.exit_code), (Scripted(401), Outcome.REJECTED.exit_code)],
 )
 async def test_stop_outcomes(settings: Settings, answer: Scripted, code: int) -> None:
     coder = FakeCoder()
@@ -156,7 +157,7 @@ async def test_stop_undelivered_within_the_budget(settings: Settings) -> None:
         await wait_until(lambda: handle.states() == ["idle"])
         coder.script += [Scripted(503)] * 10_000
         start = anyio.current_time()
-        assert await stop(handle) == Outcome.UNDELIVERED
+        assert await stop(handle) == Outcome.UNDELIVERED.exit_code
         assert anyio.current_time() - start < 0.3 + 0.1
 
 
@@ -176,7 +177,7 @@ async def test_second_stop_hurries(settings: Settings) -> None:
         await wait_until(lambda: any(r.method == "POST" for r in coder.requests))
         handle.daemon.request_stop("second")
         await wait_until(lambda: handle.exit_code is not None)
-    assert handle.exit_code == Outcome.INTERRUPTED
+    assert handle.exit_code == Outcome.INTERRUPTED.exit_code
 
 
 async def test_reconnect_polls_status_and_does_not_resend(settings: Settings) -> None:

@@ -6,9 +6,10 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from agent.coder import AppState, AppStatus, Backoff
 from agent.errors import Rejected, ServerError
+from agent.models import AppState, AppStatus
 from agent.reporter import Reporter
+from agent.retry import Backoff
 from tests.fakes import wait_until
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from agent.coder import AppState, AppStatus
+from agent.models import AppState, AppStatus
 from agent.status import (
     IDLE_MESSAGE,
     WORKING_MESSAGE,

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.coder import AppState, AppStatus, Backoff
 from agent.errors import ServerError
+from agent.models import AppState, AppStatus
 from agent.reporter import Reporter
+from agent.retry import Backoff
 from agent.status import (
     ExplicitReport,
     Observation,
