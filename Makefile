@@ -8,13 +8,13 @@ export UV_PYTHON_DOWNLOADS := never
 .PHONY: demo test lint types unit slow system bench sync clean
 
 demo: sync
-	$(UV) run --frozen python -m agent demo
+	$(UV) run --frozen coder-task-agent-dev demo
 
 test: lint types unit
 
 lint: sync
-	$(UV) run --frozen ruff format --check agent tests bench
-	$(UV) run --frozen ruff check agent tests bench
+	$(UV) run --frozen ruff format --check agent devkit tests bench
+	$(UV) run --frozen ruff check agent devkit tests bench
 
 types: sync
 	$(UV) run --frozen mypy
@@ -39,4 +39,4 @@ $(TOOLS)/bin/uv:
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
 clean:
-	rm -rf .venv .cache .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf .venv .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.* dist devkit/dist htmlcov

@@ -1,7 +1,8 @@
 """Command line: `python -m agent COMMAND` (or the `coder-task-agent` script).
 
 Commands import only what their own path needs: `snapshot` runs at every workspace stop and
-must start fast, so nothing here imports the daemon, the stand-ins or pydantic up front.
+must start fast, so nothing here imports the daemon or pydantic up front. The local stand-ins and
+the demo are not part of the product: they are `coder-task-agent-dev` (devkit/ in the repository).
 
 Exit codes: `agent.models.ExitCode` (README's table is that enum).
 """
@@ -67,25 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("summary", nargs="?", default="", help="a short summary for the user")
     report.add_argument("--uri", default="", help="a link for the user (a PR, a preview...)")
     _add_setting_flags(report, "--socket", "--log-level", "--log-format")
-
-    for name, text in (
-        ("mock-agentapi", "a local AgentAPI stand-in with a scripted agent"),
-        ("dev-server", "a local Coder stand-in that records statuses and snapshots"),
-        ("demo", "the whole loop on this machine: stand-ins, daemon, a prompt, a stop"),
-    ):
-        sub = commands.add_parser(name, help=text, add_help=False)
-        sub.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in _PASSTHROUGH:
-        # These parse their own arguments; argparse's REMAINDER would eat their options.
-        return _PASSTHROUGH[args_list[0]](args_list[1:])
     parser = _parser()
-    args = parser.parse_args(args_list)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     command: str = args.command
 
     from agent.errors import ConfigError  # noqa: PLC0415
@@ -101,27 +90,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"coder-task-agent: configuration error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-
-
-def _mock_agentapi(argv: list[str]) -> int:
-    from agent.standins.agentapi import main as standin_main  # noqa: PLC0415
-
-    return standin_main(argv)
-
-
-def _dev_server(argv: list[str]) -> int:
-    from agent.standins.coder import main as coder_main  # noqa: PLC0415
-
-    return coder_main(argv)
-
-
-def _demo(argv: list[str]) -> int:
-    from agent.demo import main as demo_main  # noqa: PLC0415
-
-    return demo_main(argv)
-
-
-_PASSTHROUGH = {"mock-agentapi": _mock_agentapi, "dev-server": _dev_server, "demo": _demo}
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -26,7 +26,6 @@ from agent.coder import CoderClient
 from agent.logconfig import configure
 from agent.models import AppState, AppStatus
 from agent.reporter import Reporter
-from agent.standins.coder import Fault
 from bench.harness import (
     SLUG,
     TOKEN,
@@ -43,6 +42,7 @@ from bench.harness import (
     stop,
     wait_for,
 )
+from standins.coder import Fault
 
 RESULTS = Path(__file__).parent / "results"
 ESCAPES = '"\\\x01\t\n' * 14_000  # 70 KB of quotes, backslashes and control characters

@@ -1,7 +1,7 @@
 """In-process fakes of AgentAPI and Coder for unit tests, served through httpx.MockTransport.
 
 They keep state and record requests; tests script them and assert on what they received.
-End-to-end tests use the real loopback stand-ins in agent.standins instead.
+End-to-end tests use the real loopback stand-ins in standins instead.
 """
 
 from __future__ import annotations

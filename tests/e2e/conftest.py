@@ -17,10 +17,10 @@ import anyio.abc
 import httpx
 import pytest
 
-from agent.standins.agentapi import AgentAPIStandIn, run_agentapi_standin
-from agent.standins.coder import CoderStandIn, RequestRecord, run_coder_standin
-from agent.standins.environment import agent_environment
-from agent.standins.store import Store, Task
+from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
+from standins.coder import CoderStandIn, RequestRecord, run_coder_standin
+from standins.environment import agent_environment
+from standins.store import Store, Task
 
 TOKEN = "e2e-token-7f3a9c2d41b8"  # recognisable: must never show in a log or argv
 TASK_ID = "0b7e3c2a-1d4f-4a5b-8c6d-7e8f9a0b1c2d"

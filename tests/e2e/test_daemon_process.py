@@ -9,7 +9,7 @@ import anyio
 import httpx
 import pytest
 
-from agent.standins.coder import Fault
+from standins.coder import Fault
 from tests.e2e.conftest import TOKEN, Peers, finish, start_agent, terminate
 from tests.fakes import wait_until
 

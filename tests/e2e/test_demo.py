@@ -37,7 +37,7 @@ def agent_processes(tmp_path: Path) -> set[int]:
 
 def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "agent", "demo", "--speed", "8"],
+        [sys.executable, "-m", "standins", "demo", "--speed", "8"],
         env=demo_env(tmp_path),
         capture_output=True,
         text=True,
@@ -57,7 +57,7 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
 
 def test_demo_cleans_up_when_interrupted(tmp_path: Path) -> None:
     demo = subprocess.Popen(
-        [sys.executable, "-m", "agent", "demo", "--speed", "0.2"],
+        [sys.executable, "-m", "standins", "demo", "--speed", "0.2"],
         env=demo_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -7,7 +7,7 @@ import json
 import anyio
 import pytest
 
-from agent.standins.coder import Fault
+from standins.coder import Fault
 from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, start_agent
 
 pytestmark = pytest.mark.anyio

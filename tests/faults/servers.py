@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from agent.standins.http import Handler, Request, Response, json_response, serve
+from standins.http import Handler, Request, Response, json_response, serve
 
 Behaviour = Callable[[Request], Awaitable[Response]]
 

@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from agent.standins.agentapi import AgentAPIStandIn, run_agentapi_standin
-from agent.standins.http import Request, Response, text_response
+from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
+from standins.http import Request, Response, text_response
 from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import TIME, wait_until
 from tests.faults.servers import Behaviour, Scripted, answer, serve_on_loopback, sse

@@ -7,7 +7,7 @@ import json
 import anyio
 import pytest
 
-from agent.standins.http import Request, Response
+from standins.http import Request, Response
 from tests.e2e.conftest import TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until
 from tests.faults.servers import Scripted, answer, reset_server, serve_on_loopback

@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent.standins.coder import Fault
+from standins.coder import Fault
 from tests.e2e.conftest import TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until
 from tests.faults.test_coder_faults import named

@@ -25,7 +25,7 @@ import pytest
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from referencing import Registry, Resource
 
-from agent.standins.agentapi import (
+from standins.agentapi import (
     BUSY_MESSAGE,
     EMPTY_MESSAGE,
     SUBSCRIBER_BUFFER,
@@ -37,7 +37,7 @@ from agent.standins.agentapi import (
     require_loopback,
     run_agentapi_standin,
 )
-from agent.standins.scenario import (
+from standins.scenario import (
     DEFAULT_FINISH,
     GeneratedOutput,
     PromptScript,
@@ -931,7 +931,7 @@ def test_main_refuses_bad_arguments(capsys: pytest.CaptureFixture[str], tmp_path
 
 async def test_the_cli_serves_until_sigterm_and_exits_0(tmp_path: Path) -> None:
     port_file = anyio.Path(tmp_path / "port")
-    command = [sys.executable, "-m", "agent", "mock-agentapi", "--port", "0"]
+    command = [sys.executable, "-m", "standins", "agentapi", "--port", "0"]
     command += ["--port-file", str(port_file), "--agent-type", "goose"]
     command += ["--preload-messages", "4", "--preload-size", "100"]
     with anyio.fail_after(LIMIT):

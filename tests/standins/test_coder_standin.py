@@ -23,7 +23,7 @@ import anyio.abc
 import httpx
 import pytest
 
-from agent.standins.coder import (
+from standins.coder import (
     DECODE_FAILED,
     LOGS_CONFLICT,
     NOT_FOUND,
@@ -33,8 +33,8 @@ from agent.standins.coder import (
     Fault,
     run_coder_standin,
 )
-from agent.standins.http import Request, Response, json_response, serve
-from agent.standins.store import Store, Task
+from standins.http import Request, Response, json_response, serve
+from standins.store import Store, Task
 
 TOKEN = "standin-token-5d1c9b7e2a"
 UUID_TOKEN = "5f0c4e55-33a8-4c1b-9a46-0c6cf1b8e2d7"
@@ -867,7 +867,7 @@ async def run_main(tmp_path: Path, extra: list[str], env: dict[str, str], token:
         "claude",
         *extra,
     ]
-    code = "import sys; from agent.standins.coder import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from standins.coder import main; sys.exit(main(sys.argv[1:]))"
     process = await anyio.open_process(
         [sys.executable, "-c", code, *args], env=env, stdin=subprocess.DEVNULL
     )
@@ -931,7 +931,7 @@ async def test_main_reads_the_token_from_a_file(tmp_path: Path) -> None:
 def test_main_refuses_to_start_without_a_token_or_with_a_bad_task_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from agent.standins.coder import main  # noqa: PLC0415
+    from standins.coder import main  # noqa: PLC0415
 
     monkeypatch.delenv("CODER_AGENT_TOKEN", raising=False)
     assert main(["--db", str(tmp_path / "x.db")]) == 2

@@ -24,9 +24,9 @@ import anyio
 import httpx
 import pytest
 
-from agent.standins.coder import CoderStandIn, run_coder_standin
-from agent.standins.http import Handler, Request, Response, json_response, serve
-from agent.standins.store import Store, Task
+from standins.coder import CoderStandIn, run_coder_standin
+from standins.http import Handler, Request, Response, json_response, serve
+from standins.store import Store, Task
 
 TOKEN = "page-token-8e21"
 TASK = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"

@@ -1,6 +1,6 @@
 """The two stand-ins as real processes on the host's loopback, for the deployed daemon to talk to.
 
-`python -m agent mock-agentapi` (AgentAPI with a scripted agent) and `python -m agent dev-server`
+`python -m standins agentapi` (AgentAPI with a scripted agent) and `python -m standins coder`
 (Coder, recording app statuses and snapshots in SQLite), started from the test environment's own
 interpreter. A daemon in an nspawn machine or a `--network=host` container reaches them at
 127.0.0.1; the test reads what Coder received through the stand-in's /dev/ endpoints.
@@ -99,7 +99,7 @@ def _start(
 ) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "agent", *args, "--port", "0", "--port-file", str(port_file)],
+            [sys.executable, "-m", "standins", *args, "--port", "0", "--port-file", str(port_file)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -123,7 +123,7 @@ def running_standins(workdir: Path) -> Iterator[StandIns]:
     with ExitStack() as stack:
         agentapi_port_file = workdir / "agentapi.port"
         agentapi = _start(
-            ["mock-agentapi", "--speed", SPEED, "--quiet"],
+            ["agentapi", "--speed", SPEED, "--quiet"],
             agentapi_port_file,
             workdir / "agentapi.log",
             base,
@@ -135,7 +135,7 @@ def running_standins(workdir: Path) -> Iterator[StandIns]:
         coder_port_file = workdir / "coder.port"
         coder = _start(
             [
-                "dev-server",
+                "coder",
                 "--db",
                 str(workdir / "coder.db"),
                 "--task-id",

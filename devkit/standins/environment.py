@@ -1,4 +1,4 @@
-"""The environment a `python -m agent` process gets when it runs next to the stand-ins.
+"""The environment a product process (`python -m agent`) gets when run next to the stand-ins.
 
 Shared by the demo, the benchmarks and the tests, so that all three start the daemon exactly as
 a workspace would: the parent's environment without anything Coder or systemd injected into it,

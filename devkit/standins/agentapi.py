@@ -1,4 +1,4 @@
-"""A faithful AgentAPI stand-in with a scripted agent: `python -m agent mock-agentapi`.
+"""A faithful AgentAPI stand-in with a scripted agent: `coder-task-agent-dev agentapi`.
 
 The daemon's hardest peer is AgentAPI (coder/agentapi v0.12.1, terminal mode): this stand-in
 answers the way it does, read from its source and from shared/contracts.md, so the daemon's
@@ -25,7 +25,7 @@ timeouts, retries and parsing meet the real quirks on a real socket, not a toy's
 - `stable` comes only after the screen has not changed for `settle_seconds` (AgentAPI: 2 s); a
   permission question reads `stable` although the turn is not done.
 
-The scripted agent follows a scenario (format: agent.standins.scenario). Time is injected: every
+The scripted agent follows a scenario (format: standins.scenario). Time is injected: every
 scenario duration is divided by `speed`, and sleeps and timestamps come from a `Clock`
 (`SystemClock`, or `ManualClock` for tests, whose time moves only when told to).
 
@@ -66,8 +66,8 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from agent.standins.http import Request, Response, serve
-from agent.standins.scenario import COLUMNS, Scenario, ScenarioError, filler_text
+from standins.http import Request, Response, serve
+from standins.scenario import COLUMNS, Scenario, ScenarioError, filler_text
 
 Status = Literal["running", "stable"]
 Role = Literal["agent", "user"]
@@ -1025,9 +1025,9 @@ def _log_line(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m agent mock-agentapi`: serve until SIGTERM or SIGINT, then exit 0."""
+    """`coder-task-agent-dev agentapi`: serve until SIGTERM or SIGINT, then exit 0."""
     parser = argparse.ArgumentParser(
-        prog="python -m agent mock-agentapi",
+        prog="coder-task-agent-dev agentapi",
         description="A local AgentAPI stand-in with a scripted agent (loopback only).",
     )
     parser.add_argument(
@@ -1036,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=3284, help="0 picks a free port (default 3284)")
     parser.add_argument("--port-file", type=Path, help="write the bound port here, atomically")
     parser.add_argument(
-        "--scenario", type=Path, help="a scenario JSON file (see agent.standins.scenario)"
+        "--scenario", type=Path, help="a scenario JSON file (see standins.scenario)"
     )
     parser.add_argument("--speed", type=float, default=1.0, help="play the script N times faster")
     parser.add_argument("--agent-type", help="the agent_type to report (default: the scenario's)")

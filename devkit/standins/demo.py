@@ -1,4 +1,4 @@
-"""`python -m agent demo`: the whole loop on one machine, as real processes on loopback.
+"""`coder-task-agent-dev demo` (`make demo`): the whole loop on one machine, on loopback.
 
 It starts the AgentAPI stand-in, the Coder stand-in and the daemon, sends a prompt, shows each
 app status the server receives as it arrives, has the agent report `complete`, stops the
@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from agent.standins.environment import agent_environment
+from standins.environment import agent_environment
 
 TASK_ID = "8b2e7c1a-5f3d-4e6b-9a0c-1d2e3f4a5b6c"
 USER = "demo"
@@ -78,10 +78,13 @@ class Processes:
         self.workdir = workdir
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, module: str, args: list[str], env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        """`python -m MODULE ARGS` with this interpreter: `agent` (the product) or `standins`."""
         log = (self.workdir / f"{name}.log").open("wb")
         child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "agent", *args],
+            [sys.executable, "-m", module, *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -156,8 +159,9 @@ class Demo:
         agentapi_port_file = self.workdir / "agentapi.port"
         self.procs.start(
             "agentapi",
+            "standins",
             [
-                "mock-agentapi",
+                "agentapi",
                 "--port",
                 "0",
                 "--port-file",
@@ -175,8 +179,9 @@ class Demo:
         coder_port_file = self.workdir / "coder.port"
         self.procs.start(
             "coder",
+            "standins",
             [
-                "dev-server",
+                "coder",
                 "--port",
                 "0",
                 "--port-file",
@@ -207,7 +212,7 @@ class Demo:
             app_slug=SLUG,
             socket=self.workdir / "run" / "report.sock",
         )
-        daemon = self.procs.start("daemon", ["run"], daemon_env)
+        daemon = self.procs.start("daemon", "agent", ["run"], daemon_env)
         with httpx.Client(timeout=5.0) as http:
             self.converse(http, agentapi, coder, daemon_env)
             self.stop_workspace(daemon)
@@ -300,7 +305,7 @@ class Demo:
             raise DemoFailed("the snapshot does not hold the prompt")
         c.ok(f"{len(entries)} messages saved; the task page was {coder}/tasks/{USER}/{TASK_ID}")
         c.raw(
-            "(the stand-ins stop with the demo; run `python -m agent dev-server` yourself "
+            "(the stand-ins stop with the demo; run `uv run coder-task-agent-dev coder` yourself "
             "to keep a page up)"
         )
 

@@ -2,7 +2,7 @@
 
 A scenario lets the demo, the end-to-end tests and the benchmarks drive the same stand-in through
 different conversations (a quick answer, a permission question, 240 KB of build output) without a
-real agent. The stand-in (`agent.standins.agentapi`) plays it; this module only describes it.
+real agent. The stand-in (`standins.agentapi`) plays it; this module only describes it.
 
 The file is one JSON object; every key is optional and unknown keys are an error:
 

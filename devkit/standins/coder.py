@@ -1,4 +1,4 @@
-"""A Coder server stand-in: `python -m agent dev-server`.
+"""A Coder server stand-in: `coder-task-agent-dev coder`.
 
 Agent side, exactly as shared/contracts.md section 2 and coderd (v2.34) answer: Coder's
 `{"message", "detail"}` error bodies and Go's JSON decoding rules (the first value of the body is
@@ -63,8 +63,8 @@ import anyio.abc
 import httpx
 import structlog
 
-from agent.standins.http import Request, Response, serve, text_response
-from agent.standins.store import TASK_STATUSES, StatusRow, Store, Task, now_rfc3339
+from standins.http import Request, Response, serve, text_response
+from standins.store import TASK_STATUSES, StatusRow, Store, Task, now_rfc3339
 
 TOKEN_HEADER = "coder-session-token"  # noqa: S105 - a header name, not a secret
 DEMO_TASK_ID = "8b2e7c1a-5f3d-4e6b-9a0c-1d2e3f4a5b6c"
@@ -91,7 +91,7 @@ ROUTE_NOT_FOUND = "Route not found."
 DECODE_FAILED = "Failed to decode request payload."
 LOGS_CONFLICT = "Cannot fetch logs for task in current state."
 
-log = structlog.get_logger("agent.standins.coder")
+log = structlog.get_logger("standins.coder")
 
 Route = Literal["app-status", "log-snapshot"]
 TokenCheck = Literal["matched", "missing", "malformed", "mismatched"]
@@ -466,7 +466,7 @@ class CoderStandIn:
         return f"CoderStandIn(tasks={len(self.store.tasks())}, tasks_enabled={self.tasks_enabled})"
 
     async def handle(self, request: Request) -> Response:
-        """Answer one request (the handler for agent.standins.http.serve)."""
+        """Answer one request (the handler for standins.http.serve)."""
         path = request.path
         if path == APP_STATUS_PATH:
             return await self._agent_request(request, "app-status", None)
@@ -765,7 +765,7 @@ class CoderStandIn:
         if self._find_task(user, key) is None:
             return text_response("task not found\n", status=404)
         nonce = secrets.token_urlsafe(16)
-        page = files("agent.standins").joinpath("page.html").read_text(encoding="utf-8")
+        page = files("standins").joinpath("page.html").read_text(encoding="utf-8")
         csp = (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}';"
             " connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -827,7 +827,7 @@ class CoderStandIn:
             case ["faults"] if method == "DELETE":
                 self.faults.clear()
                 return coder_json({"faults": []})
-        return coder_error(404, ROUTE_NOT_FOUND, "Dev routes: see agent/standins/coder.py.")
+        return coder_error(404, ROUTE_NOT_FOUND, "Dev routes: see devkit/standins/coder.py.")
 
     def _dev_set_status(self, raw_id: str, body: bytes) -> Response:
         task_id = parse_go_uuid(raw_id)
@@ -971,7 +971,7 @@ def expected_token(token_file: Path | None, environ: Mapping[str, str]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="coder-task-agent dev-server",
+        prog="coder-task-agent-dev coder",
         description=(
             "A local Coder stand-in: the two agent endpoints, the task read side, a task page "
             "and /dev/ endpoints. The expected agent token is read from --token-file or "
@@ -1007,14 +1007,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m agent dev-server`: serve until SIGTERM/SIGINT, then exit 0 (2: bad usage)."""
+    """`coder-task-agent-dev coder`: serve until SIGTERM/SIGINT, then exit 0 (2: bad usage)."""
     args = _parser().parse_args(argv)
     try:
         token = expected_token(args.token_file, os.environ)
         if parse_go_uuid(args.task_id) is None:
             raise ValueError(f"--task-id {args.task_id!r} is not a UUID")  # noqa: TRY301
     except ValueError as exc:
-        print(f"coder-task-agent dev-server: {exc}", file=sys.stderr)
+        print(f"coder-task-agent-dev coder: {exc}", file=sys.stderr)
         return 2
     task = Task(
         args.task_id,
