@@ -1,8 +1,8 @@
 """The AgentAPI stand-in over real loopback sockets, held to AgentAPI's own OpenAPI document.
 
-Every JSON answer any test here receives is validated against shared/agentapi-openapi.json by a
-response hook, and every `/events` frame any test reads against the matching `oneOf` schema of
-the event stream; `test_contract_*` make sure every route and event kind is covered.
+Every JSON answer any test here receives is validated against AgentAPI's OpenAPI document
+(tests/contracts/agentapi-openapi.json) by a response hook, and every `/events` frame any test
+reads against the matching `oneOf` schema of the event stream; `test_contract_*` make sure every route and event kind is covered.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
-from referencing import Registry, Resource
 
 from standins.agentapi import (
     BUSY_MESSAGE,
@@ -46,14 +44,11 @@ from standins.scenario import (
     box_lines,
     filler_text,
 )
+from tests.contracts.openapi import Contract, load_spec
 from tests.fakes import wait_until
 
 pytestmark = pytest.mark.anyio
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SPEC_PATH = REPO_ROOT.parent / "shared" / "agentapi-openapi.json"
-SPEC_URI = "urn:agentapi-openapi"
-EVENTS_SCHEMA = "/paths/~1events/get/responses/200/content/text~1event-stream/schema/items"
 LIMIT = 10.0  # seconds: the bound of every async test
 # Go's RFC 3339 with nanoseconds: up to nine fraction digits, never a trailing zero.
 GO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?Z")
@@ -64,58 +59,13 @@ Event = tuple[str, dict[str, Any]]
 # -- the contract -----------------------------------------------------------------------------
 
 
-class Contract:
-    """AgentAPI's OpenAPI document as validators of answers and events."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = spec
-        self._registry: Registry[Any] = Registry().with_resource(SPEC_URI, Resource.opaque(spec))
-        stream = spec["paths"]["/events"]["get"]["responses"]["200"]["content"]
-        alternatives = stream["text/event-stream"]["schema"]["items"]["oneOf"]
-        self.events = {alt["properties"]["event"]["const"]: i for i, alt in enumerate(alternatives)}
-        self._validators: dict[str, OAS30ReadValidator] = {}
-        self.answers: set[tuple[str, str, int]] = set()
-        self.event_names: set[str] = set()
-
-    def _validate(self, pointer: str, instance: object) -> None:
-        if pointer not in self._validators:
-            self._validators[pointer] = OAS30ReadValidator(
-                {"$ref": f"{SPEC_URI}#{pointer}"},
-                registry=self._registry,
-                format_checker=oas30_format_checker,
-            )
-        self._validators[pointer].validate(instance)
-
-    def check_answer(self, method: str, path: str, status: int, media: str, body: object) -> None:
-        """A JSON answer must be what the document says this route answers with this status."""
-        operation = self.spec["paths"][path][method.lower()]
-        key = str(status) if str(status) in operation["responses"] else "default"
-        content = operation["responses"][key]["content"]
-        assert media in content, f"{method} {path} {status}: the document has no {media} answer"
-        escaped_path = path.replace("/", "~1")
-        pointer = f"/paths/{escaped_path}/{method.lower()}/responses/{key}/content/"
-        self._validate(pointer + media.replace("/", "~1") + "/schema", body)
-        self.answers.add((method, path, status))
-
-    def check_event(self, name: str, data: object) -> None:
-        """An event must be one the document lists, its data valid for that event."""
-        assert name in self.events, f"event {name!r} is not in the document"
-        frame = {"event": name, "data": data}
-        # OpenAPI 3.0 has no `const`, so the `oneOf` cannot tell events apart by name: every
-        # event is held to its own alternative (the whole `oneOf` once per name: it is slower).
-        self._validate(f"{EVENTS_SCHEMA}/oneOf/{self.events[name]}", frame)
-        if name not in self.event_names:
-            self._validate(EVENTS_SCHEMA, frame)
-        self.event_names.add(name)
-
-
-CONTRACT = Contract(json.loads(SPEC_PATH.read_text())) if SPEC_PATH.exists() else None
+CONTRACT = Contract(load_spec())
 
 
 async def check_contract(response: httpx.Response) -> None:
     """httpx response hook: hold every JSON answer to the document."""
     media = response.headers.get("content-type", "").split(";")[0]
-    if CONTRACT is None or media not in ("application/json", "application/problem+json"):
+    if media not in ("application/json", "application/problem+json"):
         return
     await response.aread()
     request = response.request
@@ -165,8 +115,7 @@ class EventStream:
             event_line.removeprefix("event: "),
             json.loads(data_line.removeprefix("data: ")),
         )
-        if CONTRACT is not None:
-            CONTRACT.check_event(name, data)
+        CONTRACT.check_event(name, data)
         return name, data
 
     async def take(self, count: int) -> list[Event]:
@@ -970,8 +919,6 @@ async def test_the_cli_serves_until_sigterm_and_exits_0(tmp_path: Path) -> None:
 
 
 async def test_contract_every_route_and_event_was_checked_against_the_document() -> None:
-    if CONTRACT is None:
-        pytest.skip(f"AgentAPI's OpenAPI document is not at {SPEC_PATH}")
     assert set(CONTRACT.spec["paths"]) == {"/status", "/messages", "/message", "/upload", "/events"}
     standin = AgentAPIStandIn(quick(think_seconds=3600.0))
     with anyio.fail_after(LIMIT):
