@@ -1,8 +1,11 @@
 """Command line: `python -m agent COMMAND` (or the `coder-task-agent` script).
 
-Commands import only what their own path needs: `snapshot` runs at every workspace stop and
-must start fast, so nothing here imports the daemon or pydantic up front. The local stand-ins and
-the demo are not part of the product: they are `coder-task-agent-dev` (devkit/ in the repository).
+Commands import only what their own path needs. `report` and `snapshot` run from agent hooks
+at every step and every stop: handed to a running daemon they import the standard library only
+(`agent.reportclient`); the direct paths (no daemon) import httpx and the rest only then.
+`tests/test_import_discipline.py` holds every entry path to this.
+The local stand-ins and the demo are not part of the product: they are `coder-task-agent-dev`
+(devkit/ in the repository).
 
 Exit codes: `agent.models.ExitCode` (README's table is that enum).
 """
@@ -104,13 +107,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    from agent.logconfig import configure  # noqa: PLC0415
+    from agent.logconfig import configure_from  # noqa: PLC0415
 
-    configure(
-        settings.log_level,
-        settings.log_format,
-        secrets=[settings.token] if settings.token else [],
-    )
+    configure_from(settings)
     if settings.warnings:
         import structlog  # noqa: PLC0415
 
@@ -120,11 +119,18 @@ def _logging(settings: Settings) -> None:
 
 
 def _snapshot(settings: Settings) -> int:
+    from agent import reportclient  # noqa: PLC0415
+
+    # A running daemon saves from its live mirror over warm connections: ask it first.
+    code = reportclient.snapshot(settings)
+    if code is not None:
+        return code
+    settings.require_coder()
+
     import anyio  # noqa: PLC0415
 
     from agent.oneshot import snapshot_once  # noqa: PLC0415
 
-    settings.require_coder()
     _logging(settings)
     return anyio.run(snapshot_once, settings)
 
@@ -140,10 +146,7 @@ def _run(settings: Settings) -> int:
 
 
 def _report(settings: Settings, args: argparse.Namespace) -> int:
-    import anyio  # noqa: PLC0415
+    from agent import reportclient  # noqa: PLC0415
 
-    from agent.control import parse_report, report_command  # noqa: PLC0415
-
-    status = parse_report(args.state, args.summary, args.uri)
-    _logging(settings)
-    return anyio.run(report_command, settings, status)
+    status = reportclient.parse_report(args.state, args.summary, args.uri)
+    return reportclient.report(settings, status)

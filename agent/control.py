@@ -5,10 +5,12 @@ Unix socket so that one writer applies the reporting rules (an explicit complete
 overwritten by idle, nothing is sent twice). The socket lives in a directory only the daemon's
 user can enter (systemd's RuntimeDirectory, `$XDG_RUNTIME_DIR/coder-task-agent`, or
 `/tmp/coder-task-agent-UID` created 0700), is itself mode 0600, and the daemon also checks the
-peer's uid. With no daemon listening, the command reports straight to Coder and says so.
+peer's uid. This module is the server; the client (`report`, `snapshot`) is
+`agent.reportclient`, which also holds the protocol and the trust checks both sides share.
 
 Protocol: one JSON line each way. Request `{"state": ..., "message": ..., "uri": ...}`;
-answer `{"ok": true}` or `{"ok": false, "error": "..."}`.
+answer `{"ok": true}` or `{"ok": false, "error": "..."}`. `{"request": "snapshot"}` runs the
+daemon's stop-path upload now (`_serve_snapshot`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ import os
 import socket
 import stat
 import struct
-import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,61 +28,46 @@ import anyio
 import anyio.abc
 import structlog
 
-from agent.coder import CoderClient
-from agent.errors import ConfigError, Rejected, RemoteError, Unsupported, UsageError
-from agent.models import AppState, AppStatus, ExitCode
-from agent.retry import deliver
-from agent.settings import Settings
+from agent.errors import ConfigError, UsageError
+from agent.models import AppStatus
+from agent.reportclient import make_private_dir, parse_report
 
 log = structlog.get_logger("agent.control")
 
 # A report is a state, 160 bytes of message and a URI: 16 KiB is generous.
 MAX_REQUEST_BYTES = 16 * 1024
 REQUEST_TIMEOUT = 2.0
-_NEEDS_SUMMARY = (AppState.COMPLETE, AppState.FAILED)
-
-
-def parse_report(state: str, summary: str, uri: str = "") -> AppStatus:
-    """Validate a report's parts; raises UsageError naming the bad one."""
-    try:
-        app_state = AppState(state.strip().lower())
-    except ValueError:
-        allowed = ", ".join(s.value for s in AppState)
-        raise UsageError("state", f"must be one of {allowed}; got {state!r}") from None
-    summary = summary.strip()
-    if not summary and app_state in _NEEDS_SUMMARY:
-        raise UsageError("summary", f"is required for {app_state.value}: say what happened")
-    uri = uri.strip()
-    if uri and not uri.startswith(("http://", "https://")):
-        raise UsageError("--uri", f"must be an http(s) URL; got {uri!r}")
-    return AppStatus(app_state, summary, uri)
+# `snapshot` asks the daemon to save the conversation now: an async callable returning the
+# stop path's outcome word and exit code (see `_serve_snapshot`).
+SnapshotNow = Callable[[], Awaitable[tuple[str, int]]]
 
 
 def prepare_socket_dir(path: Path) -> None:
-    """Create the socket's directory (0700) or check that an existing one is private to us."""
-    directory = path.parent
+    """Create the socket's directory (0700) or check that an existing one is private to us.
+
+    The same checks as the client's (`agent.reportclient`), none following a symlink.
+    """
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = directory.stat()
+        make_private_dir(path.parent)
+    except ConfigError:
+        raise
     except OSError as exc:
         raise ConfigError(
-            "CODER_TASK_AGENT_SOCKET", f"cannot use {str(directory)!r}: {exc}"
+            "CODER_TASK_AGENT_SOCKET", f"cannot use {str(path.parent)!r}: {exc}"
         ) from None
-    if info.st_uid != os.getuid():
-        raise ConfigError("CODER_TASK_AGENT_SOCKET", f"{str(directory)!r} belongs to another user")
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ConfigError(
-            "CODER_TASK_AGENT_SOCKET", f"{str(directory)!r} is writable by other users"
-        )
 
 
 async def serve_reports(
     path: Path,
     on_report: Callable[[AppStatus], None],
     *,
+    on_snapshot: SnapshotNow | None = None,
     task_status: anyio.abc.TaskStatus[Path] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on `path` until cancelled, handing each valid report to `on_report`."""
+    """Listen on `path` until cancelled, handing each valid report to `on_report`.
+
+    A snapshot request runs `on_snapshot` (refused when None) and answers with its exit code.
+    """
     _prepare(path)
     old_mask = os.umask(0o177)
     try:
@@ -92,22 +78,33 @@ async def serve_reports(
         async with listener:
             os.chmod(path, 0o600)
             task_status.started(path)
-            await listener.serve(lambda stream: _handle(stream, on_report))
+            await listener.serve(lambda stream: _handle(stream, on_report, on_snapshot))
     finally:
         _remove(path)
 
 
 def _prepare(path: Path) -> None:
     prepare_socket_dir(path)
-    if path.is_socket():
+    if stat.S_ISSOCK(_lstat_mode(path)):
         path.unlink()  # left over from a process that is gone (we hold the private directory)
+
+
+def _lstat_mode(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return 0
 
 
 def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-async def _handle(stream: anyio.abc.SocketStream, on_report: Callable[[AppStatus], None]) -> None:
+async def _handle(
+    stream: anyio.abc.SocketStream,
+    on_report: Callable[[AppStatus], None],
+    on_snapshot: SnapshotNow | None = None,
+) -> None:
     async with stream:
         try:
             peer_uid = _peer_uid(stream)
@@ -117,6 +114,9 @@ async def _handle(stream: anyio.abc.SocketStream, on_report: Callable[[AppStatus
                 return
             with anyio.fail_after(REQUEST_TIMEOUT):
                 raw = await _read_line(stream)
+            if _is_snapshot_request(raw):
+                await _serve_snapshot(stream, on_snapshot)
+                return
             status = _parse_request(raw)
         except (ValueError, UsageError, TimeoutError) as exc:
             log.warning("report_refused", reason=str(exc) or type(exc).__name__)
@@ -127,6 +127,30 @@ async def _handle(stream: anyio.abc.SocketStream, on_report: Callable[[AppStatus
         log.info("report_received", state=str(status.state), message=status.message)
         on_report(status)
         await _reply(stream, {"ok": True})
+
+
+# -- "snapshot now": `python -m agent snapshot` with a daemon running ----------------------
+
+
+def _is_snapshot_request(raw: bytes) -> bool:
+    try:
+        request = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(request, dict) and request.get("request") == "snapshot"
+
+
+async def _serve_snapshot(stream: anyio.abc.SocketStream, on_snapshot: SnapshotNow | None) -> None:
+    """Run the daemon's stop-path upload now and answer with its outcome.
+
+    The peer was checked like any report's. The daemon's own deadline bounds the run.
+    """
+    if on_snapshot is None:
+        await _reply(stream, {"ok": False, "error": "this daemon cannot snapshot on request"})
+        return
+    log.info("snapshot_requested")
+    outcome, code = await on_snapshot()
+    await _reply(stream, {"ok": True, "outcome": outcome, "exit_code": code})
 
 
 def _parse_request(raw: bytes) -> AppStatus:
@@ -170,60 +194,3 @@ async def _reply(stream: anyio.abc.ByteSendStream, answer: dict[str, object]) ->
         await stream.send(json.dumps(answer).encode() + b"\n")
     except (anyio.BrokenResourceError, anyio.ClosedResourceError):
         return
-
-
-async def send_to_daemon(path: Path, status: AppStatus) -> dict[str, Any] | None:
-    """Hand `status` to the daemon; None when no daemon listens at `path`."""
-    request = {"state": status.state.value, "message": status.message, "uri": status.uri}
-    try:
-        with anyio.fail_after(REQUEST_TIMEOUT):
-            stream = await anyio.connect_unix(path)
-            async with stream:
-                await stream.send(json.dumps(request).encode() + b"\n")
-                answer = json.loads(await _read_line(stream))
-    except (OSError, TimeoutError, ValueError, anyio.BrokenResourceError):
-        return None
-    return answer if isinstance(answer, dict) else None
-
-
-async def report_command(settings: Settings, status: AppStatus) -> int:
-    """The `report` command: through the daemon, or straight to Coder when none listens."""
-    path = settings.socket_path
-    if path is not None:
-        answer = await send_to_daemon(path, status)
-        if answer is not None:
-            if answer.get("ok") is True:
-                return 0
-            print(
-                f"coder-task-agent: the daemon refused the report: {answer.get('error')}",
-                file=sys.stderr,
-            )
-            return ExitCode.REJECTED
-    print(
-        f"coder-task-agent: no daemon listening on {path}; reporting straight to Coder",
-        file=sys.stderr,
-    )
-    return await _report_direct(settings, status)
-
-
-async def _report_direct(settings: Settings, status: AppStatus) -> int:
-    from agent.transport import coder_http  # noqa: PLC0415
-
-    url, token = settings.require_coder()
-    if settings.app_slug is None:
-        raise ConfigError("CODER_MCP_APP_STATUS_SLUG", "is required to report a status")
-    async with coder_http(settings, url, token) as http:
-        client = CoderClient(http, settings.app_slug)
-        deadline = anyio.current_time() + 2 * settings.request_timeout
-        try:
-            await deliver(lambda: client.patch_app_status(status), deadline=deadline)
-        except Unsupported as exc:
-            print(f"coder-task-agent: {exc}", file=sys.stderr)
-            return ExitCode.REJECTED
-        except Rejected as exc:
-            print(f"coder-task-agent: report not delivered: {exc}", file=sys.stderr)
-            return ExitCode.REJECTED
-        except RemoteError as exc:
-            print(f"coder-task-agent: report not delivered: {exc}", file=sys.stderr)
-            return ExitCode.UNDELIVERED
-    return ExitCode.OK

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from agent.settings import LogFormat, Secret
+from agent.settings import LogFormat, Secret, Settings
 
 REDACTED = "[REDACTED]"
 
@@ -77,4 +77,14 @@ def configure(
         ),
         logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=True,
+    )
+
+
+def configure_from(settings: Settings, stream: TextIO | None = None) -> None:
+    """Configure logging as `settings` ask, masking their token."""
+    configure(
+        settings.log_level,
+        settings.log_format,
+        secrets=[settings.token] if settings.token else [],
+        stream=stream,
     )

@@ -1,8 +1,12 @@
-"""`python -m agent snapshot`: the one-shot shutdown hook.
+"""The direct paths, when no daemon is running: `snapshot` and `report` straight to Coder.
 
-A drop-in for the bash+curl+jq stop script of Coder templates: read `/messages`, build the
-snapshot, upload it with retries, all within the shutdown budget, and exit with a code that says
-what happened (see agent.cli). A SIGTERM or SIGINT while it runs means "hurry": it stops at once.
+`snapshot`: a drop-in for the bash+curl+jq stop script of Coder templates: read `/messages`,
+build the snapshot, upload it with retries, all within the shutdown budget, and exit with a code
+that says what happened (see agent.cli). A SIGTERM or SIGINT while it runs means "hurry": it
+stops at once.
+
+`report` (`report_once`): the fallback of `agent.reportclient` when no daemon listens. What the
+server answers is logged through the redacting logger, never printed raw.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ import structlog
 
 from agent.agentapi import AgentAPIClient
 from agent.coder import CoderClient
-from agent.settings import Settings
+from agent.errors import ConfigError, Rejected, RemoteError, Unsupported
+from agent.logconfig import configure_from
+from agent.models import AppStatus, ExitCode
+from agent.retry import deliver
+from agent.settings import Secret, Settings
 from agent.shutdown import Outcome, save_snapshot
 from agent.transport import agentapi_http, coder_http
 
@@ -49,3 +57,36 @@ async def snapshot_once(settings: Settings) -> int:
         )
         group.cancel_scope.cancel()
     return int(outcome.exit_code)
+
+
+def report_once(settings: Settings, status: AppStatus) -> ExitCode:
+    """PATCH `status` to Coder with retries inside two request timeouts; returns the exit code.
+
+    Raises ConfigError when Coder or the app slug is not configured.
+    """
+    url, token = settings.require_coder()
+    if settings.app_slug is None:
+        raise ConfigError("CODER_MCP_APP_STATUS_SLUG", "is required to report a status")
+    configure_from(settings)
+    return anyio.run(_report, settings, url, token, settings.app_slug, status)
+
+
+async def _report(
+    settings: Settings, url: str, token: Secret, app_slug: str, status: AppStatus
+) -> ExitCode:
+    async with coder_http(settings, url, token) as http:
+        client = CoderClient(http, app_slug)
+        deadline = anyio.current_time() + 2 * settings.request_timeout
+        try:
+            await deliver(lambda: client.patch_app_status(status), deadline=deadline)
+        except Unsupported as exc:
+            log.error("report_failed", reason="unsupported", error=str(exc))
+            return ExitCode.REJECTED
+        except Rejected as exc:
+            log.error("report_failed", reason="rejected", error=str(exc), status=exc.status)
+            return ExitCode.REJECTED
+        except RemoteError as exc:
+            log.error("report_failed", reason="not delivered in time", error=str(exc))
+            return ExitCode.UNDELIVERED
+    log.info("report_delivered", state=status.state.value, direct=True)
+    return ExitCode.OK

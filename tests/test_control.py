@@ -9,9 +9,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent.control import parse_report, prepare_socket_dir, send_to_daemon, serve_reports
+from agent.control import prepare_socket_dir, serve_reports
 from agent.errors import ConfigError, UsageError
 from agent.models import AppState, AppStatus
+from agent.reportclient import parse_report
+from tests.socketclient import send_to_daemon
 
 pytestmark = pytest.mark.anyio
 

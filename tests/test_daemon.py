@@ -14,12 +14,12 @@ import pytest
 
 from agent.agentapi import AgentAPIClient
 from agent.coder import CoderClient
-from agent.control import send_to_daemon
 from agent.daemon import Daemon
 from agent.models import AppState, AppStatus
 from agent.settings import Secret, Settings
 from agent.shutdown import Outcome
 from tests.fakes import FakeAgentAPI, FakeCoder, Scripted, wait_until
+from tests.socketclient import send_to_daemon
 
 pytestmark = pytest.mark.anyio
 TASK = UUID("6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b")

@@ -1,0 +1,141 @@
+"""Each entry path, run as a real subprocess, imports only what its path needs (issue 14).
+
+Agent hooks run `report` at every step of a turn and `snapshot` at every stop: handed to a
+running daemon they must cost about what starting Python costs, so they may import the standard
+library and `agent`'s stdlib-only modules, nothing else. Not timed: this asserts *which* modules
+were imported (`python -X importtime` lists every one), so the discipline cannot silently
+regress; the timings live in bench/.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from agent.control import serve_reports
+from agent.models import AppStatus
+from tests.e2e.conftest import TOKEN
+
+pytestmark = pytest.mark.anyio
+
+HEAVY = {"httpx", "httpcore", "h11", "pydantic", "pydantic_core", "structlog", "anyio", "tenacity"}
+# Stdlib-only modules of ours a fast path may use.
+FAST_OURS = {
+    "agent",
+    "agent.cli",
+    "agent.errors",
+    "agent.models",
+    "agent.reportclient",
+    "agent.settings",
+}
+NEVER_ON_ONE_SHOT = {
+    "agent.daemon",
+    "agent.control",
+    "agent.mirror",
+    "agent.reporter",
+    "agent.status",
+}
+NEVER_EXCEPT_ITS_COMMAND = {"standins", "agent.standins", "agent.demo"}
+
+
+async def imported(args: list[str], env: dict[str, str]) -> tuple[int, set[str], str]:
+    """Run `python -X importtime -m agent ARGS`; its exit code, imported modules and log lines."""
+    result = await anyio.run_process(
+        [sys.executable, "-X", "importtime", "-m", "agent", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    stderr = result.stderr.decode("utf-8", errors="replace")
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    modules.discard("imported package")
+    logs = "\n".join(line for line in stderr.splitlines() if not line.startswith("import time:"))
+    return result.returncode, modules, logs
+
+
+def tops(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "CODER_AGENT_URL": "http://127.0.0.1:9",
+        "CODER_AGENT_TOKEN": TOKEN,
+        "CODER_TASK_ID": "0b7e3c2a-1d4f-4a5b-8c6d-7e8f9a0b1c2d",
+        "CODER_MCP_APP_STATUS_SLUG": "agent",
+        "CODER_TASK_AGENT_SOCKET": str(tmp_path / "run" / "report.sock"),
+        "CODER_TASK_AGENT_LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+async def snapshot_now() -> tuple[str, int]:
+    return "uploaded", 0
+
+
+@pytest.mark.parametrize("args", [["report", "complete", "Done"], ["snapshot"]])
+async def test_handed_to_a_daemon_only_the_standard_library(
+    tmp_path: Path, args: list[str]
+) -> None:
+    received: list[AppStatus] = []
+    path = tmp_path / "run" / "report.sock"
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            await group.start(
+                functools.partial(serve_reports, on_snapshot=snapshot_now), path, received.append
+            )
+            code, modules, logs = await imported(args, base_env(tmp_path))
+            group.cancel_scope.cancel()
+    assert code == 0, logs
+    assert tops(modules) & HEAVY == set(), logs
+    ours = {m for m in modules if m.split(".")[0] == "agent"}
+    assert ours <= FAST_OURS
+    assert "agent.reportclient" in ours
+    assert TOKEN not in logs
+    if args[0] == "report":
+        assert [s.message for s in received] == ["Done"]
+
+
+async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Path) -> None:
+    code, modules, logs = await imported(
+        ["report", "idle", "x"], base_env(tmp_path, CODER_TASK_AGENT_REQUEST_TIMEOUT="0.2")
+    )
+    assert code == 5, logs  # nothing listens at the Coder URL: not delivered
+    assert "report_direct" in logs
+    assert {"httpx", "anyio"} <= tops(modules)
+    assert modules & (NEVER_ON_ONE_SHOT | NEVER_EXCEPT_ITS_COMMAND) == set()
+
+
+async def test_snapshot_without_a_daemon_imports_no_daemon_part(tmp_path: Path) -> None:
+    code, modules, logs = await imported(
+        ["snapshot"], base_env(tmp_path, CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5")
+    )
+    assert code == 3, logs  # no AgentAPI, no daemon mirror: no conversation
+    assert "agent.oneshot" in modules
+    assert modules & (NEVER_ON_ONE_SHOT | NEVER_EXCEPT_ITS_COMMAND) == set()
+
+
+async def test_the_daemon_imports_no_stand_in(tmp_path: Path) -> None:
+    # `--version` parses like any command and leaves before the daemon starts; the import of
+    # the daemon itself is checked by importing it as the `run` path does.
+    result = await anyio.run_process(
+        [sys.executable, "-X", "importtime", "-c", "import agent.cli, agent.daemon"],
+        check=False,
+    )
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.decode().splitlines()
+        if line.startswith("import time:")
+    }
+    assert "agent.daemon" in modules
+    assert {m for m in modules if m.startswith(tuple(NEVER_EXCEPT_ITS_COMMAND))} == set()

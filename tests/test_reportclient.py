@@ -1,0 +1,224 @@
+"""The report client: trust checks on the socket's path, no fallback to a duplicate, output."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from agent.control import prepare_socket_dir
+from agent.errors import ConfigError
+from agent.logconfig import configure
+from agent.models import AppState, AppStatus, ExitCode
+from agent.reportclient import (
+    NoDaemon,
+    Unanswered,
+    Untrusted,
+    Writer,
+    exchange,
+    make_private_dir,
+    report,
+    snapshot,
+)
+from agent.settings import Secret, Settings
+
+TOKEN = "rc-token-4b1e9d0c"
+OTHER_UID = 65534  # nobody
+as_root = pytest.mark.skipif(os.getuid() != 0, reason="needs root to make another user's files")
+
+
+@pytest.fixture
+def private(tmp_path: Path) -> Path:
+    directory = tmp_path / "run"
+    directory.mkdir(mode=0o700)
+    return directory
+
+
+@pytest.fixture
+def listening(private: Path) -> Iterator[socket.socket]:
+    """A real listening socket that accepts nothing and never answers: a hung daemon."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(private / "report.sock"))
+    sock.listen(8)
+    with sock:
+        yield sock
+
+
+def settings_for(path: Path, **extra: object) -> Settings:
+    return Settings(socket_path=path, token=Secret(TOKEN), **extra)  # type: ignore[arg-type]
+
+
+REQUEST = {"state": "idle", "message": "", "uri": ""}
+
+
+def test_no_directory_or_no_socket_means_no_daemon(tmp_path: Path, private: Path) -> None:
+    with pytest.raises(NoDaemon):
+        exchange(tmp_path / "absent" / "report.sock", REQUEST, 1.0)
+    with pytest.raises(NoDaemon):
+        exchange(private / "report.sock", REQUEST, 1.0)
+
+
+def test_a_stale_socket_means_no_daemon(private: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(private / "report.sock"))
+    sock.close()  # the file stays, nobody listens: ECONNREFUSED
+    with pytest.raises(NoDaemon):
+        exchange(private / "report.sock", REQUEST, 1.0)
+
+
+def test_a_hung_daemon_is_unanswered_not_absent(private: Path, listening: socket.socket) -> None:
+    with pytest.raises(Unanswered, match="no answer"):
+        exchange(private / "report.sock", REQUEST, 0.2)
+
+
+def test_a_symlinked_directory_is_refused(tmp_path: Path, private: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(private / "report.sock"))
+    sock.listen(1)
+    link = tmp_path / "link"
+    link.symlink_to(private)
+    with sock, pytest.raises(Untrusted, match="symlink"):
+        exchange(link / "report.sock", REQUEST, 1.0)
+
+
+def test_a_symlinked_socket_is_refused(private: Path, listening: socket.socket) -> None:
+    (private / "other.sock").symlink_to(private / "report.sock")
+    with pytest.raises(Untrusted, match="not a socket"):
+        exchange(private / "other.sock", REQUEST, 1.0)
+
+
+def test_a_symlink_higher_up_is_refused_unless_root_made_it(tmp_path: Path, private: Path) -> None:
+    up = tmp_path / "up"
+    up.symlink_to(tmp_path)
+    if os.getuid() == 0:
+        os.lchown(up, OTHER_UID, OTHER_UID)
+    with pytest.raises(Untrusted, match="symlink"):
+        exchange(up / "run" / "report.sock", REQUEST, 1.0)
+
+
+def test_a_shared_directory_is_refused(private: Path, listening: socket.socket) -> None:
+    private.chmod(0o770)
+    with pytest.raises(Untrusted, match="writable by other users"):
+        exchange(private / "report.sock", REQUEST, 1.0)
+
+
+@as_root
+def test_another_users_directory_is_refused(private: Path, listening: socket.socket) -> None:
+    os.chown(private, OTHER_UID, OTHER_UID)
+    with pytest.raises(Untrusted, match="another user"):
+        exchange(private / "report.sock", REQUEST, 1.0)
+
+
+@as_root
+def test_another_users_socket_is_refused(private: Path, listening: socket.socket) -> None:
+    os.chown(private / "report.sock", OTHER_UID, OTHER_UID)
+    with pytest.raises(Untrusted, match="another user"):
+        exchange(private / "report.sock", REQUEST, 1.0)
+
+
+@as_root
+def test_another_users_directory_higher_up_is_refused(tmp_path: Path) -> None:
+    middle = tmp_path / "middle"
+    middle.mkdir(mode=0o755)
+    os.chown(middle, OTHER_UID, OTHER_UID)
+    with pytest.raises(Untrusted, match="another user"):
+        exchange(middle / "run" / "report.sock", REQUEST, 1.0)
+
+
+def test_the_daemon_does_not_follow_a_symlinked_directory(tmp_path: Path, private: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(private)
+    with pytest.raises(ConfigError, match="symlink"):
+        prepare_socket_dir(link / "report.sock")
+
+
+@as_root
+def test_the_daemon_refuses_another_users_directory(private: Path) -> None:
+    os.chown(private, OTHER_UID, OTHER_UID)
+    with pytest.raises(ConfigError, match="another user"):
+        prepare_socket_dir(private / "report.sock")
+
+
+def test_the_daemon_creates_missing_parents_private(tmp_path: Path) -> None:
+    make_private_dir(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_hung_daemon_gives_undelivered_and_no_direct_report(
+    private: Path, listening: socket.socket
+) -> None:
+    out = io.StringIO()
+    # Coder is configured, so a fallback would be possible: it must not be taken.
+    settings = settings_for(
+        private / "report.sock", coder_url="http://127.0.0.1:9", app_slug="agent"
+    )
+    status = AppStatus(AppState.COMPLETE, "Done")
+    code = report(settings, status, timeout=0.2, writer=Writer("debug", "json", (), out))
+    assert code is ExitCode.UNDELIVERED
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["report_unconfirmed"]
+
+
+def test_a_hung_daemon_snapshot_is_undelivered(private: Path, listening: socket.socket) -> None:
+    out = io.StringIO()
+    settings = settings_for(private / "report.sock")
+    assert snapshot(settings, timeout=0.2, writer=Writer(stream=out)) is ExitCode.UNDELIVERED
+    assert "snapshot_unconfirmed" in out.getvalue()
+
+
+def test_an_untrusted_socket_with_no_coder_is_a_config_error(tmp_path: Path, private: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(private)
+    out = io.StringIO()
+    with pytest.raises(ConfigError, match="CODER_AGENT_URL"):
+        report(
+            settings_for(link / "report.sock"), AppStatus(AppState.IDLE), writer=Writer(stream=out)
+        )
+    assert "report_socket_untrusted" in out.getvalue()
+
+
+def _structlog_line(fmt: str, event: str, fields: dict[str, object]) -> str:
+    stream = io.StringIO()
+    configure("debug", "json" if fmt == "json" else "console", [Secret(TOKEN)], stream)
+    try:
+        structlog.get_logger("x").warning(event, **fields)
+    finally:
+        structlog.reset_defaults()
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_the_writer_prints_what_structlog_prints_token_masked(fmt: str) -> None:
+    fields: dict[str, object] = {
+        "error": f"server said: Coder-Session-Token: {TOKEN}",
+        "socket": "/run/x/report.sock",
+        "count": 3,
+        "none": None,
+        "quoted": "it's",
+    }
+    ours = io.StringIO()
+    Writer("debug", fmt, (TOKEN,), ours).warning("report_refused", **fields)
+    theirs = _structlog_line(fmt, "report_refused", fields)
+    assert TOKEN not in ours.getvalue()
+    if fmt == "json":
+        mine, reference = json.loads(ours.getvalue()), json.loads(theirs)
+        assert list(mine) == list(reference)
+        assert {k: v for k, v in mine.items() if k != "timestamp"} == {
+            k: v for k, v in reference.items() if k != "timestamp"
+        }
+    else:
+        assert ours.getvalue().split(" ", 1)[1] == theirs.split(" ", 1)[1]
+
+
+def test_the_writer_honours_the_level() -> None:
+    out = io.StringIO()
+    writer = Writer("warning", "json", (), out)
+    writer.info("quiet")
+    writer.error("loud")
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["loud"]
