@@ -2,7 +2,8 @@
 
 Every JSON answer any test here receives is validated against AgentAPI's OpenAPI document
 (tests/contracts/agentapi-openapi.json) by a response hook, and every `/events` frame any test
-reads against the matching `oneOf` schema of the event stream; `test_contract_*` make sure every route and event kind is covered.
+reads against the matching `oneOf` schema of the event stream; `test_contract_*` make sure every
+route and event kind is covered.
 """
 
 from __future__ import annotations
