@@ -7,8 +7,11 @@ path then runs in its own scope under one deadline (the shutdown budget), and a 
 cancels that scope too ("hurry": the upload is abandoned). SIGHUP is logged and ignored: the
 configuration is read once at start, so a restart is the way to change it.
 
-The stop path depends on nothing the watchers were doing: it uses its own calls, and the mirror
-only as a fallback when AgentAPI does not answer in time.
+The stop path uploads straight from the live mirror when the `/events` stream was connected and
+replayed at the moment of the stop (the mirror then *is* the fresh state, and re-fetching a
+history of megabytes only delays the upload); otherwise it fetches `/messages` with its own call
+and keeps the mirror as the fallback when AgentAPI does not answer in time. `snapshot` run beside
+the daemon asks it (over the report socket) to do the same upload at once (`snapshot_now`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import ctypes
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from functools import partial
 
 import anyio
 import anyio.abc
@@ -101,6 +105,7 @@ class Daemon:
         self._stop_scope = anyio.CancelScope()
         self.ready = anyio.Event()
         self._outcome: Outcome | None = None
+        self._live_at_stop = False
 
     # -- observations -------------------------------------------------------------------------
 
@@ -141,6 +146,8 @@ class Daemon:
         """First call: stop watching and save the snapshot. Second call: hurry, abandon it."""
         if not self._watch_scope.cancel_called:
             log.info("stop_requested", reason=reason)
+            # Judged now: cancelling the watchers ends the stream, which then is no longer live.
+            self._live_at_stop = self.mirror.current
             self._watch_scope.cancel()
         else:
             log.warning("stop_hurried", reason=reason)
@@ -163,7 +170,11 @@ class Daemon:
             socket_path = self.settings.socket_path
             if socket_path is not None:
                 try:
-                    await group.start(serve_reports, socket_path, self.explicit_report)
+                    await group.start(
+                        partial(serve_reports, on_snapshot=self.snapshot_now),
+                        socket_path,
+                        self.explicit_report,
+                    )
                 except (ConfigError, OSError) as exc:
                     # Explicit reports then go straight to Coder; watching goes on regardless.
                     log.error("report_socket_unavailable", error=str(exc))
@@ -207,16 +218,36 @@ class Daemon:
         async with anyio.create_task_group() as group:
             if self.reporting and self.reporter.pending is not None:
                 group.start_soon(self._flush_reports, deadline)
-            outcome = await save_snapshot(
-                task_id=self.settings.task_id,
-                agentapi=self.agentapi,
-                coder=self.coder,
-                deadline=deadline,
-                fetch_timeout=self.settings.stop_fetch_timeout,
-                fallback=self.mirror.messages() if len(self.mirror) else None,
-            )
+            outcome = await self._save_snapshot(deadline, live=self._live_at_stop)
             self._outcome = outcome
         return outcome
+
+    async def snapshot_now(self) -> tuple[str, int]:
+        """`snapshot` run beside the daemon: the stop path's upload now; watching goes on.
+
+        Returns the outcome's word and exit code for the report socket's answer.
+        """
+        deadline = self.clock() + self.settings.shutdown_budget
+        outcome = await self._save_snapshot(deadline, live=self.mirror.current)
+        return outcome.value, int(outcome.exit_code)
+
+    async def _save_snapshot(self, deadline: float, *, live: bool) -> Outcome:
+        """Upload from the live mirror when the event stream is current; else fetch first.
+
+        A connected, replayed `/events` stream makes the mirror the fresh state: re-fetching the
+        whole history (megabytes) would only make the stop slower. The mirror stays the
+        fallback when the fetch fails.
+        """
+        messages = self.mirror.messages() if len(self.mirror) else None
+        return await save_snapshot(
+            task_id=self.settings.task_id,
+            agentapi=self.agentapi,
+            coder=self.coder,
+            deadline=deadline,
+            fetch_timeout=self.settings.stop_fetch_timeout,
+            live=messages if live else None,
+            fallback=messages,
+        )
 
     async def _flush_reports(self, deadline: float) -> None:
         with anyio.move_on_after(max(0.0, deadline - self.clock())):
@@ -252,6 +283,8 @@ class Daemon:
             except (RemoteError, TimeoutError) as exc:
                 failures += 1
                 self._agentapi_problem(exc)
+            finally:
+                self.mirror.mark_stale()  # the stream is gone: the mirror may fall behind
             await anyio.sleep(RECONNECT_BACKOFF.wait(max(1, failures)))
 
     async def _follow_events(self) -> bool:

@@ -1,8 +1,10 @@
 """The stop path: read the conversation, build the snapshot, upload it, all inside one deadline.
 
 Shared by the one-shot hook (`python -m agent snapshot`) and the daemon's SIGTERM handling. It
-depends on nothing but its arguments: the daemon passes its live mirror as the fallback, so a
-dead or blocked AgentAPI at stop still leaves the newest messages saved.
+depends on nothing but its arguments. The daemon passes its mirror as `live` when the event
+stream was connected and current (then nothing is fetched: the upload starts at once), and as
+the fallback otherwise, so a dead or blocked AgentAPI at stop still leaves the newest messages
+saved.
 """
 
 from __future__ import annotations
@@ -77,16 +79,23 @@ async def save_snapshot(
     deadline: float,
     fetch_timeout: float,
     fallback: Sequence[Message] | None = None,
+    live: Sequence[Message] | None = None,
 ) -> Outcome:
     """Fetch, build and upload the task's log snapshot before `deadline` (anyio clock).
 
-    Never raises for a remote failure: every ending is an Outcome, logged once.
+    `live`: messages known to be current (a connected event stream's mirror): uploaded without
+    fetching. Never raises for a remote failure: every ending is an Outcome, logged once.
     """
     if task_id is None:
         log.info("snapshot_skipped", reason="no task id (CODER_TASK_ID is not set)")
         return Outcome.SKIPPED
-    remaining = deadline - anyio.current_time()
-    messages = await fetch_messages(agentapi, max(0.05, min(fetch_timeout, remaining)), fallback)
+    if live is not None:
+        messages: Sequence[Message] | None = live
+        log.debug("snapshot_from_live_mirror", count=len(live))
+    else:
+        remaining = deadline - anyio.current_time()
+        within = max(0.05, min(fetch_timeout, remaining))
+        messages = await fetch_messages(agentapi, within, fallback)
     if messages is None:
         log.error("snapshot_failed", reason="AgentAPI did not answer and no mirror to fall back on")
         return Outcome.NO_CONVERSATION

@@ -81,7 +81,12 @@ _COUNT_CHUNK = 1 << 18
 
 
 class SnapshotMessage(Protocol):
-    """What the builder needs of a message; agent.agentapi.Message fits."""
+    """What the builder needs of a message; agent.agentapi.Message fits.
+
+    A message may also have an int `cut_bytes`: UTF-8 bytes already dropped from the beginning
+    of its content (the daemon's mirror keeps only a long message's tail). They count in K, so
+    the body is the same as from the whole message.
+    """
 
     @property
     def id(self) -> int: ...
@@ -184,7 +189,8 @@ class _Part:
         content = message.content
         prefix = b'{"id":%d,"content":' % message.id
         suffix = b',"role":' + _encode(message.role) + b',"time":' + _encode(message.time) + b"}"
-        original = _utf8_len(content)
+        # A mirror that kept only a long message's tail says how much it dropped.
+        original = utf8_len(content) + getattr(message, "cut_bytes", 0)
         size = max_bytes + 1 if len(content) > max_bytes else len(_encode(content))
         minimal = min(size, len(_encode(marker(original))))
         return cls(message, prefix, suffix, size, original, minimal)
@@ -244,7 +250,7 @@ def _cut(part: _Part, allotment: int) -> bytes:
         room = allotment - len(_encode(marker(cut))) + 2  # the marker literal's quotes are shared
         start = _tail_start(content, room)
         tail = content[start:]
-        now_cut = part.original - _utf8_len(tail)
+        now_cut = part.original - utf8_len(tail)
         if len(str(now_cut)) == len(str(cut)):
             return _encode(marker(now_cut) + tail)
         cut = now_cut  # a shorter count: the marker shrank, so the tail may grow
@@ -292,7 +298,7 @@ def _encode(text: str) -> bytes:
     return json.dumps(text, ensure_ascii=False).encode("utf-8", errors="backslashreplace")
 
 
-def _utf8_len(text: str) -> int:
+def utf8_len(text: str) -> int:
     """UTF-8 length of `text`, a lone surrogate at its 3 bytes; bounded memory for long texts."""
     if text.isascii():
         return len(text)

@@ -18,8 +18,8 @@ from agent.daemon import Daemon
 from agent.models import AppState, AppStatus
 from agent.settings import Secret, Settings
 from agent.shutdown import Outcome
-from tests.fakes import FakeAgentAPI, FakeCoder, Scripted, wait_until
-from tests.socketclient import send_to_daemon
+from tests.fakes import FakeAgentAPI, FakeCoder, Scripted, message, wait_until
+from tests.socketclient import request, send_to_daemon
 
 pytestmark = pytest.mark.anyio
 TASK = UUID("6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b")
@@ -119,12 +119,17 @@ async def test_stop_uses_the_mirror_when_agentapi_is_dead(settings: Settings) ->
 
 async def test_stop_uses_the_mirror_when_messages_blocks(settings: Settings) -> None:
     async with running(settings) as handle:
-        await wait_until(lambda: len(handle.daemon.mirror) == 1)
+        await wait_until(lambda: len(handle.daemon.mirror) == 1 and handle.daemon.mirror.current)
+        # The stream is gone, so the stop path fetches; the fetch then hangs.
+        handle.agentapi.events_status = 500
+        await handle.agentapi.end_streams()
+        await wait_until(lambda: not handle.daemon.mirror.current)
         handle.agentapi.block_messages = True
         start = anyio.current_time()
         assert await stop(handle) == 0
         assert anyio.current_time() - start < settings.shutdown_budget
     assert json.loads(handle.coder.snapshots[0])["messages"][0]["content"] == "Welcome"
+    assert "GET /messages" in handle.agentapi.requests
 
 
 async def test_stop_retries_the_upload_through_503s(settings: Settings) -> None:
@@ -284,3 +289,44 @@ async def test_an_unusable_socket_path_does_not_stop_the_daemon(
     async with running(replace(settings, socket_path=too_long)) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         assert await stop(handle) == 0
+
+
+async def test_a_live_stream_is_uploaded_at_stop_without_fetching(settings: Settings) -> None:
+    async with running(settings) as handle:
+        await handle.agentapi.put_message("user", "hello")
+        await handle.agentapi.put_message("agent", "hi there")
+        await wait_until(lambda: len(handle.daemon.mirror) == 3 and handle.daemon.mirror.current)
+        assert await stop(handle) == 0
+    assert "GET /messages" not in handle.agentapi.requests
+    body = json.loads(handle.coder.snapshots[0])
+    assert [m["content"] for m in body["messages"]] == ["Welcome", "hello", "hi there"]
+
+
+async def test_after_the_stream_ended_the_stop_path_fetches(settings: Settings) -> None:
+    async with running(settings) as handle:
+        await wait_until(lambda: handle.daemon.mirror.current)
+        handle.agentapi.events_status = 500
+        await handle.agentapi.end_streams()
+        await wait_until(lambda: not handle.daemon.mirror.current)
+        # Said while the stream was down: only a fresh fetch can know it.
+        handle.agentapi.messages.append(message(1, "user", "said while the stream was down"))
+        assert await stop(handle) == 0
+    assert "GET /messages" in handle.agentapi.requests
+    body = json.loads(handle.coder.snapshots[0])
+    assert body["messages"][-1]["content"] == "said while the stream was down"
+
+
+async def test_snapshot_now_over_the_socket_and_the_daemon_goes_on(settings: Settings) -> None:
+    assert settings.socket_path is not None
+    async with running(settings) as handle:
+        await handle.agentapi.put_message("user", "save me")
+        await wait_until(lambda: len(handle.daemon.mirror) == 2 and handle.daemon.mirror.current)
+        answer = await request(settings.socket_path, {"request": "snapshot"})
+        assert answer == {"ok": True, "outcome": "uploaded", "exit_code": 0}
+        assert len(handle.coder.snapshots) == 1
+        assert "GET /messages" not in handle.agentapi.requests
+        await handle.agentapi.put_message("agent", "still watching")
+        await wait_until(lambda: len(handle.daemon.mirror) == 3)
+        assert await stop(handle) == 0
+    assert len(handle.coder.snapshots) == 2
+    assert json.loads(handle.coder.snapshots[1])["messages"][-1]["content"] == "still watching"

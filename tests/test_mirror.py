@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+
 from agent.agentapi import Message
-from agent.mirror import Mirror
+from agent.mirror import Mirror, MirroredMessage
+from agent.snapshot import build_snapshot
 from tests.fakes import TIME
+from tests.test_snapshot_properties import HISTORIES, SETTINGS, Drawn, history
 
 
 def msg(id_: int, content: str = "x", role: str = "agent") -> Message:
@@ -46,3 +50,60 @@ def test_memory_stays_bounded_for_a_long_history() -> None:
         mirror.update(msg(i, "y" * 5000))
     assert len(mirror) == 10
     assert sum(len(m.content) for m in mirror.messages()) == 10_000
+
+
+def test_current_only_between_a_replay_and_the_end_of_its_stream() -> None:
+    mirror = Mirror()
+    assert not mirror.current
+    mirror.begin_replay()
+    mirror.update(msg(0))
+    assert not mirror.current  # mid-replay: the picture is not complete yet
+    mirror.end_replay()
+    assert mirror.current
+    mirror.update(msg(1))
+    assert mirror.current
+    mirror.mark_stale()
+    assert not mirror.current
+    mirror.begin_replay()
+    mirror.end_replay()
+    assert mirror.current
+    mirror.replace_all([msg(0)])  # a fetched history: current only when it was read
+    assert not mirror.current
+
+
+def test_other_roles_do_not_push_a_message_out() -> None:
+    mirror = Mirror(keep=2)
+    mirror.update(msg(0, "a", "user"))
+    mirror.update(msg(1, "b", "agent"))
+    mirror.update(msg(2, "c", "system"))
+    assert [m.id for m in mirror.messages()] == [0, 1]
+
+
+@given(HISTORIES)
+@settings(SETTINGS, max_examples=60)
+def test_a_snapshot_from_the_mirror_is_the_snapshot_of_the_whole_history(
+    drawn: list[Drawn],
+) -> None:
+    # Ten messages within the budget are kept whole; of a longer one the tail and the count of
+    # what was dropped: either way the body is byte for byte the one the whole history gives.
+    messages = [
+        Message(id=m.id, role=m.role, content=m.content, time=m.time) for m in history(drawn)
+    ]
+    streamed, fetched = Mirror(), Mirror()
+    for message in messages:
+        streamed.update(message)
+    fetched.replace_all(messages)
+    expected = build_snapshot(messages)
+    assert build_snapshot(streamed.messages()) == expected
+    assert build_snapshot(fetched.messages()) == expected
+
+
+def test_a_long_message_keeps_its_dropped_count() -> None:
+    mirror = Mirror(max_chars=70_000)
+    whole = msg(0, "é" * 100_000 + "THE END")
+    mirror.update(whole)
+    kept = mirror.messages()[0]
+    assert isinstance(kept, MirroredMessage)
+    assert len(kept.content) == 70_000
+    assert kept.cut_bytes == 2 * (100_007 - 70_000)  # the dropped "é"s, two bytes each
+    assert build_snapshot([kept]) == build_snapshot([whole])

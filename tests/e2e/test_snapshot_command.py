@@ -8,7 +8,8 @@ import anyio
 import pytest
 
 from standins.coder import Fault
-from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, start_agent
+from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, start_agent, terminate
+from tests.fakes import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +92,22 @@ async def test_bad_configuration_exits_2_naming_the_variable(peers: Peers) -> No
     code, stderr = await finish(await start_agent(["snapshot", "--budget", "-3"], peers.env()))
     assert code == 2
     assert "--budget (CODER_TASK_AGENT_SHUTDOWN_BUDGET)" in stderr
+
+
+async def test_with_a_daemon_running_the_daemon_uploads(peers: Peers) -> None:
+    peers.agentapi.put_message("user", "Save this now")  # before the daemon: in its replay
+    daemon = await start_agent(["run"], peers.env())
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    code, stderr = await finish(await start_agent(["snapshot"], peers.env()))
+    assert code == 0, stderr
+    events = [json.loads(line)["event"] for line in stderr.splitlines()]
+    assert events == ["snapshot_by_daemon"]
+    (request,) = peers.snapshot_requests()
+    assert request["status"] == 204
+    body = peers.snapshot()
+    assert body is not None
+    assert body["messages"][-1]["content"] == "Save this now"
+    terminate(daemon)
+    code, daemon_log = await finish(daemon)
+    assert code == 0
+    assert "snapshot_requested" in daemon_log
