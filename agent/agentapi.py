@@ -194,7 +194,7 @@ class AgentAPIClient:
                         continue
                     yield event
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, "GET /events") from None
+            raise _transport_error(exc, f"GET {self._url('/events')}") from None
 
     async def _request(
         self,
@@ -213,10 +213,22 @@ class AgentAPIClient:
                 timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
             )
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, what) from None
+            # The URL, not only the path: "which AgentAPI was it trying?" is the first question.
+            raise _transport_error(exc, f"{method} {self._url(path)}") from None
         if not 200 <= response.status_code < 300:
             raise _status_error(response, what)
         return response
+
+    def _url(self, path: str) -> str:
+        return str(self._http.base_url.join(path))
+
+
+def parse_messages(body: bytes) -> list[Message]:
+    """A `GET /messages` answer's messages; raises BadResponse when it breaks the contract."""
+    try:
+        return _MessagesResponse.model_validate_json(body).messages
+    except ValidationError as exc:
+        raise BadResponse(SERVICE, "GET /messages", _first_error(exc)) from None
 
 
 def _transport_error(exc: httpx.HTTPError, what: str) -> TransportError:

@@ -71,6 +71,27 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("summary", nargs="?", default="", help="a short summary for the user")
     report.add_argument("--uri", default="", help="a link for the user (a PR, a preview...)")
     _add_setting_flags(report, "--socket", "--log-level", "--log-format")
+
+    stop = commands.add_parser(
+        "stop-hook",
+        help="drop-in for the agentapi module's stop script: snapshot, then stop AgentAPI",
+        description=(
+            "Replaces agentapi-shutdown.sh of Coder's agentapi module. Reads the conversation "
+            "first, asks AgentAPI to save its state (SIGUSR1, when ARG_ENABLE_STATE_PERSISTENCE "
+            "is true), uploads the snapshot, then stops AgentAPI (SIGTERM, SIGKILL after "
+            "CODER_TASK_AGENT_AGENTAPI_STOP_TIMEOUT). Reads the module's ARG_TASK_ID, "
+            "ARG_TASK_LOG_SNAPSHOT, ARG_AGENTAPI_PORT, ARG_ENABLE_STATE_PERSISTENCE, "
+            "ARG_PID_FILE_PATH and ARG_MODULE_DIR_NAME; CODER_TASK_ID and "
+            "CODER_MCP_AI_AGENTAPI_URL win when set. Needs CODER_AGENT_URL and the agent token "
+            "for the snapshot. Exits 0 whatever happened (a failing stop script marks the "
+            "workspace's shutdown as errored); the outcome is logged."
+        ),
+    )
+    stop.add_argument(
+        "--strict", action="store_true", help="exit with the outcome's code (see README)"
+    )
+    _add_setting_flags(stop, "--agentapi-url", "--budget", "--log-level", "--log-format")
+
     return parser
 
 
@@ -79,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     command: str = args.command
+
+    if command == "stop-hook":
+        # Never a configuration error exit: problems are logged and the rest of the stop runs.
+        from agent.stophook import run_stop_hook  # noqa: PLC0415
+
+        return run_stop_hook(_setting_flags(args), strict=args.strict)
 
     from agent.errors import ConfigError  # noqa: PLC0415
     from agent.models import ExitCode  # noqa: PLC0415
@@ -98,12 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _settings(args: argparse.Namespace) -> Settings:
     from agent.settings import load_settings  # noqa: PLC0415
 
-    flags = {
+    return load_settings(flags=_setting_flags(args))
+
+
+def _setting_flags(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    return {
         variable: (flag, value)
         for flag, variable in _SETTING_FLAGS.items()
         if (value := getattr(args, _dest(flag), None)) is not None
     }
-    return load_settings(flags=flags)
 
 
 def _logging(settings: Settings) -> None:

@@ -79,7 +79,9 @@ class CoderClient:
             else:
                 response = await self._http.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
-            raise TransportError(SERVICE, what, f"{type(exc).__name__}: {exc}") from None
+            # Name the server tried (the URL never carries the token: it travels in a header).
+            url = self._http.base_url.join(path)
+            raise TransportError(SERVICE, f"{what} {url}", f"{type(exc).__name__}: {exc}") from None
         if 200 <= response.status_code < 300:
             return
         raise status_error(SERVICE, what, response, not_found_unsupported=not_found_unsupported)

@@ -10,6 +10,7 @@ Variables follow Coder's conventions where Coder has one (`CODER_AGENT_URL`, `CO
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -32,7 +33,8 @@ _SLUG = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
 # ever gets the chance to echo a malformed value in one of its own error messages.
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")
 
-Mode = Literal["events", "poll"]
+# `hooks`: no AgentAPI to watch; status comes only from the agent's own hooks (`hook ...`).
+Mode = Literal["events", "poll", "hooks"]
 LogFormat = Literal["auto", "json", "console"]
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -87,6 +89,9 @@ class Settings:
     poll_interval: float = 1.0
     # `running` without a new user message reports working only after lasting this long.
     working_debounce: float = 3.0
+    # The stop hook's wait for AgentAPI to exit after SIGTERM, before SIGKILL. AgentAPI's own
+    # shutdown gives its HTTP server 5 s and then its agent process 5 s: 10 s covers both.
+    agentapi_stop_timeout: float = 10.0
     socket_path: Path | None = None
     log_level: str = "info"
     log_format: LogFormat = "auto"
@@ -148,15 +153,28 @@ _TUNABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "REQUEST_TIMEOUT": ("request_timeout", _positive_seconds),
     "AGENTAPI_TIMEOUT": ("agentapi_timeout", _positive_seconds),
     "STOP_FETCH_TIMEOUT": ("stop_fetch_timeout", _positive_seconds),
-    "MODE": ("mode", _choice("events", "poll")),
+    "MODE": ("mode", _choice("events", "poll", "hooks")),
     "POLL_INTERVAL": ("poll_interval", _positive_seconds),
     "WORKING_DEBOUNCE": ("working_debounce", _positive_seconds),
+    "AGENTAPI_STOP_TIMEOUT": ("agentapi_stop_timeout", _positive_seconds),
     "SOCKET": ("socket_path", _path),
     "LOG_LEVEL": ("log_level", _choice(*LOG_LEVELS)),
     "LOG_FORMAT": ("log_format", _choice("auto", "json", "console")),
     "TLS_VERIFY": ("tls_verify", _boolean),
 }
 TUNABLE_VARIABLES = tuple(PREFIX + suffix for suffix in _TUNABLES)
+# Every variable this program reads; a `CODER_TASK_AGENT_*` name outside it is a typo.
+KNOWN_VARIABLES = (
+    "CODER_AGENT_URL",
+    "CODER_AGENT_TOKEN",
+    "CODER_AGENT_TOKEN_FILE",
+    "CODER_TASK_ID",
+    "CODER_MCP_APP_STATUS_SLUG",
+    "CODER_MCP_AI_AGENTAPI_URL",
+    *TUNABLE_VARIABLES,
+)
+# `CODER_MCP_AI_AGENTAPI_URL=none`: there is no AgentAPI (hooks mode).
+NO_AGENTAPI = "none"
 
 
 def load_settings(
@@ -189,9 +207,11 @@ def load_settings(
     values: dict[str, object] = {}
 
     agentapi = get("CODER_MCP_AI_AGENTAPI_URL")
-    values["agentapi_url"] = _url(
-        name("CODER_MCP_AI_AGENTAPI_URL"), agentapi or DEFAULT_AGENTAPI_URL
-    )
+    no_agentapi = agentapi is not None and agentapi.strip().lower() == NO_AGENTAPI
+    if not no_agentapi:
+        values["agentapi_url"] = _url(
+            name("CODER_MCP_AI_AGENTAPI_URL"), agentapi or DEFAULT_AGENTAPI_URL
+        )
     coder = get("CODER_AGENT_URL")
     values["coder_url"] = None if coder is None else _url(name("CODER_AGENT_URL"), coder)
     values["token"] = _token(source, warnings)
@@ -205,13 +225,7 @@ def load_settings(
 
     slug = get("CODER_MCP_APP_STATUS_SLUG")
     if slug is not None:
-        slug = slug.strip()
-        if not _SLUG.match(slug):
-            raise ConfigError(
-                name("CODER_MCP_APP_STATUS_SLUG"),
-                f"{slug!r} is not an app slug (lower-case letters, digits, single hyphens)",
-            )
-        values["app_slug"] = slug
+        values["app_slug"] = _slug(name("CODER_MCP_APP_STATUS_SLUG"), slug)
 
     for suffix, (attribute, parser) in _TUNABLES.items():
         variable = PREFIX + suffix
@@ -223,6 +237,15 @@ def load_settings(
         except ValueError as exc:
             raise ConfigError(name(variable), str(exc)) from None
 
+    if no_agentapi:
+        # There is no AgentAPI: a mode that watches one cannot work.
+        if values.get("mode", "hooks") != "hooks":
+            raise ConfigError(
+                name(PREFIX + "MODE"),
+                f"cannot watch AgentAPI when CODER_MCP_AI_AGENTAPI_URL is {NO_AGENTAPI!r}",
+            )
+        values["mode"] = "hooks"
+    warnings.extend(misspelled_variables(source))
     if values.get("tls_verify") is False:
         warnings.append(f"{PREFIX}TLS_VERIFY is off: the Coder server's certificate is not checked")
     if "socket_path" not in values:
@@ -230,6 +253,28 @@ def load_settings(
     values["warnings"] = tuple(warnings)
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+
+
+def misspelled_variables(env: Mapping[str, str]) -> list[str]:
+    """A warning for each `CODER_TASK_AGENT_*` variable this program does not read.
+
+    A typo (`CODER_TASK_AGENT_SHUTDOWN_BUGDET`) would otherwise be ignored in silence and the
+    default used; the warning names the nearest known variable.
+    """
+    problems = []
+    for variable in sorted(env):
+        if not variable.startswith(PREFIX) or variable in KNOWN_VARIABLES:
+            continue
+        # Compared without the shared prefix, which would make every name look close.
+        candidates = {
+            known.removeprefix(PREFIX).removeprefix("CODER_"): known for known in KNOWN_VARIABLES
+        }
+        nearest = difflib.get_close_matches(
+            variable.removeprefix(PREFIX), list(candidates), n=1, cutoff=0.6
+        )
+        hint = f"; did you mean {candidates[nearest[0]]}?" if nearest else ""
+        problems.append(f"{variable} is not a setting of this program and is ignored{hint}")
+    return problems
 
 
 def default_socket_path(env: Mapping[str, str]) -> Path:
@@ -245,6 +290,15 @@ def default_socket_path(env: Mapping[str, str]) -> Path:
     if xdg:
         return Path(xdg) / "coder-task-agent" / "report.sock"
     return Path("/tmp") / f"coder-task-agent-{os.getuid()}" / "report.sock"  # noqa: S108
+
+
+def _slug(variable: str, raw: str) -> str:
+    slug = raw.strip()
+    if not _SLUG.match(slug):
+        raise ConfigError(
+            variable, f"{slug!r} is not an app slug (lower-case letters, digits, single hyphens)"
+        )
+    return slug
 
 
 def _url(variable: str, raw: str) -> str:
@@ -302,3 +356,70 @@ def _checked_token(variable: str, raw: str) -> Secret:
     if not _TOKEN.match(value):
         raise ConfigError(variable, "the token has characters a header cannot carry")
     return Secret(value)
+
+
+@dataclass(frozen=True)
+class StopHookInputs:
+    """What Coder's agentapi module hands its stop script (`ARG_*`), beyond our own settings."""
+
+    # `ARG_TASK_LOG_SNAPSHOT`: the module's script takes a snapshot unless it is not `true`.
+    snapshot: bool = True
+    # `ARG_ENABLE_STATE_PERSISTENCE=true`: ask AgentAPI to save its state (SIGUSR1) first.
+    state_persistence: bool = False
+    # Where AgentAPI wrote its PID (`ARG_PID_FILE_PATH`, else `$HOME/$ARG_MODULE_DIR_NAME/...`).
+    pid_file: Path | None = None
+    # Where AgentAPI saves its state, when no better source (its own environment) says.
+    state_file: Path | None = None
+    # Problems with the inputs: each is logged and its part skipped, never a failed stop.
+    problems: tuple[str, ...] = ()
+
+
+def stop_hook_environment(
+    env: Mapping[str, str] | None = None,
+) -> tuple[dict[str, str], StopHookInputs]:
+    """The stop hook's view of the environment: `ARG_*` inputs mapped onto our variables.
+
+    Returns the environment to load settings from (ours win where both are set) and the inputs
+    that have no variable of ours. Never raises: a task id that is not a UUID is dropped (and
+    reported in `problems`) so that the rest of the stop still happens.
+    """
+    source = dict(os.environ if env is None else env)
+    merged = dict(source)
+    problems: list[str] = []
+
+    def arg(name: str) -> str:
+        return source.get(name, "").strip()
+
+    task_variable = "CODER_TASK_ID" if source.get("CODER_TASK_ID", "").strip() else "ARG_TASK_ID"
+    task = source.get(task_variable, "").strip()
+    merged.pop("CODER_TASK_ID", None)
+    if task:
+        try:
+            merged["CODER_TASK_ID"] = str(UUID(task))
+        except ValueError:
+            problems.append(f"{task_variable}: {task!r} is not a UUID; no snapshot is taken")
+
+    if not source.get("CODER_MCP_AI_AGENTAPI_URL", "").strip() and arg("ARG_AGENTAPI_PORT"):
+        port = arg("ARG_AGENTAPI_PORT")
+        if port.isascii() and port.isdigit() and 0 < int(port) < 65536:
+            merged["CODER_MCP_AI_AGENTAPI_URL"] = f"http://localhost:{int(port)}"
+        else:
+            problems.append(f"ARG_AGENTAPI_PORT: {port!r} is not a port; using 3284")
+
+    module_dir = arg("ARG_MODULE_DIR_NAME")
+    home = source.get("HOME", "")
+    module_path = Path(home) / module_dir if module_dir and home else None
+    pid_file = arg("ARG_PID_FILE_PATH")
+    state_file = arg("ARG_STATE_FILE_PATH")
+    inputs = StopHookInputs(
+        snapshot=source.get("ARG_TASK_LOG_SNAPSHOT", "true").strip() == "true",
+        state_persistence=arg("ARG_ENABLE_STATE_PERSISTENCE") == "true",
+        pid_file=Path(pid_file) if pid_file else _under(module_path, "agentapi.pid"),
+        state_file=Path(state_file) if state_file else _under(module_path, "agentapi-state.json"),
+        problems=tuple(problems),
+    )
+    return merged, inputs
+
+
+def _under(directory: Path | None, name: str) -> Path | None:
+    return None if directory is None else directory / name

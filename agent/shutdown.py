@@ -97,7 +97,9 @@ async def save_snapshot(
         within = max(0.05, min(fetch_timeout, remaining))
         messages = await fetch_messages(agentapi, within, fallback)
     if messages is None:
-        log.error("snapshot_failed", reason="AgentAPI did not answer and no mirror to fall back on")
+        log.error(
+            "snapshot_failed", reason="AgentAPI did not answer, so there is no conversation to save"
+        )
         return Outcome.NO_CONVERSATION
     snapshot = build_snapshot(messages)
     if snapshot is None:

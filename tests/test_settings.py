@@ -10,7 +10,15 @@ from uuid import UUID
 import pytest
 
 from agent.errors import ConfigError
-from agent.settings import Secret, Settings, default_socket_path, load_settings
+from agent.settings import (
+    TUNABLE_VARIABLES,
+    Secret,
+    Settings,
+    default_socket_path,
+    load_settings,
+    misspelled_variables,
+    stop_hook_environment,
+)
 
 TASK = "6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b"
 BASE = {"CODER_AGENT_URL": "https://coder.example.com/", "CODER_AGENT_TOKEN": "tok-123"}
@@ -185,3 +193,109 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.mode = "poll"  # type: ignore[misc]
+
+
+def test_no_agentapi_means_hooks_mode() -> None:
+    assert load_settings({"CODER_MCP_AI_AGENTAPI_URL": "none"}).mode == "hooks"
+    assert load_settings({"CODER_MCP_AI_AGENTAPI_URL": "None"}).mode == "hooks"
+    assert load_settings({"CODER_TASK_AGENT_MODE": "hooks"}).mode == "hooks"
+    with pytest.raises(ConfigError, match="CODER_TASK_AGENT_MODE: cannot watch AgentAPI"):
+        load_settings({"CODER_MCP_AI_AGENTAPI_URL": "none", "CODER_TASK_AGENT_MODE": "poll"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "nearest"),
+    [
+        ("CODER_TASK_AGENT_SHUTDOWN_BUGDET", "CODER_TASK_AGENT_SHUTDOWN_BUDGET"),
+        ("CODER_TASK_AGENT_LOGLEVEL", "CODER_TASK_AGENT_LOG_LEVEL"),
+        ("CODER_TASK_AGENT_TASK_ID", "CODER_TASK_ID"),
+        ("CODER_TASK_AGENT_XYZZY", None),
+    ],
+)
+def test_misspelled_variable_is_warned_naming_the_nearest(
+    variable: str, nearest: str | None
+) -> None:
+    (warning,) = load_settings({variable: "3"}).warnings
+    assert warning.startswith(f"{variable} is not a setting of this program and is ignored")
+    if nearest is None:
+        assert "did you mean" not in warning
+    else:
+        assert warning.endswith(f"did you mean {nearest}?")
+
+
+def test_every_known_variable_is_silent() -> None:
+    env = dict.fromkeys(TUNABLE_VARIABLES, "1")
+    assert misspelled_variables(env) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "task", "url", "pid_file", "state_file", "snapshot", "persistence", "problem"),
+    [
+        # The module's inputs alone.
+        (
+            {"ARG_TASK_ID": TASK, "ARG_AGENTAPI_PORT": "3300", "ARG_MODULE_DIR_NAME": ".claude"},
+            TASK,
+            "http://localhost:3300",
+            "/home/u/.claude/agentapi.pid",
+            "/home/u/.claude/agentapi-state.json",
+            True,
+            False,
+            None,
+        ),
+        # Ours win; an explicit PID file wins over the module directory; only `true` enables.
+        (
+            {
+                "ARG_TASK_ID": "not-it",
+                "CODER_TASK_ID": TASK,
+                "ARG_AGENTAPI_PORT": "1",
+                "CODER_MCP_AI_AGENTAPI_URL": "http://127.0.0.1:9999",
+                "ARG_PID_FILE_PATH": "/run/a.pid",
+                "ARG_MODULE_DIR_NAME": ".claude",
+                "ARG_TASK_LOG_SNAPSHOT": "false",
+                "ARG_ENABLE_STATE_PERSISTENCE": "true",
+            },
+            TASK,
+            "http://127.0.0.1:9999",
+            "/run/a.pid",
+            "/home/u/.claude/agentapi-state.json",
+            False,
+            True,
+            None,
+        ),
+        # Nothing: no PID file known, the snapshot on (the module's default), default port.
+        ({}, None, None, None, None, True, False, None),
+        # A task id that is not a UUID, a port that is not a port: logged, never fatal.
+        (
+            {"ARG_TASK_ID": "task-7", "ARG_AGENTAPI_PORT": "http"},
+            None,
+            None,
+            None,
+            None,
+            True,
+            False,
+            "ARG_TASK_ID: 'task-7' is not a UUID",
+        ),
+    ],
+)
+def test_stop_hook_environment(  # noqa: PLR0917 - one row of the table
+    env: dict[str, str],
+    task: str | None,
+    url: str | None,
+    pid_file: str | None,
+    state_file: str | None,
+    snapshot: bool,
+    persistence: bool,
+    problem: str | None,
+) -> None:
+    merged, inputs = stop_hook_environment({"HOME": "/home/u", **env})
+    settings = load_settings(merged)
+    assert settings.task_id == (UUID(task) if task else None)
+    assert settings.agentapi_url == (url or "http://localhost:3284")
+    assert inputs.pid_file == (Path(pid_file) if pid_file else None)
+    assert inputs.state_file == (Path(state_file) if state_file else None)
+    assert inputs.snapshot is snapshot
+    assert inputs.state_persistence is persistence
+    if problem is None:
+        assert inputs.problems == ()
+    else:
+        assert inputs.problems[0].startswith(problem)

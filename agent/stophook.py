@@ -1,0 +1,486 @@
+"""`coder-task-agent stop-hook`: a drop-in for the agentapi module's `agentapi-shutdown.sh`.
+
+Coder's `agentapi` Terraform module stops AgentAPI with a bash script run at workspace stop. It
+(a) sends SIGUSR1 so that AgentAPI >= 0.12 saves its state, then sleeps 1 s; (b) uploads the log
+snapshot with jq, counting characters where the server counts bytes; (c) SIGTERMs AgentAPI and
+waits for it with no upper bound; and always exits 0, because a failing stop script marks the
+agent's shutdown as errored. This command takes the same `ARG_*` inputs (agent.settings,
+`stop_hook_environment`) and does the same steps, each one bounded:
+
+1. `GET /messages` before anything else. The Coder agent runs every stop script at once, and the
+   module's own script SIGTERMs AgentAPI as soon as it starts when it finds the PID file: the
+   conversation must be read before that, so only the standard library is imported until then.
+2. SIGUSR1 when state persistence is on and the running AgentAPI has a state file, then a wait
+   that ends as soon as the state file is replaced (AgentAPI writes a temporary file and renames
+   it), at most STATE_SAVE_WAIT. It runs beside step 3, not before it.
+3. The snapshot upload: the stop path shared with `snapshot` and the daemon (agent.shutdown).
+4. SIGTERM, a wait of at most `agentapi_stop_timeout`, then SIGKILL (logged as a warning).
+
+It exits 0 whatever happened, the outcome logged; `--strict` gives the ExitCode of the outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError
+from agent.models import ExitCode
+from agent.settings import Settings, StopHookInputs, load_settings, stop_hook_environment
+
+if TYPE_CHECKING:
+    import structlog.typing
+
+    from agent.shutdown import Outcome
+
+# The module's script sleeps this long after SIGUSR1; the wait here ends sooner when the save
+# can be seen. AgentAPI skips the save when nothing changed since the last one, so no change
+# may ever come: the bound is what ends the wait then.
+STATE_SAVE_WAIT = 1.0
+# After SIGKILL the kernel ends the process at once; this only covers a loaded machine.
+KILL_WAIT = 2.0
+POLL_INTERVAL = 0.02
+# `agentapi --version` prints e.g. "agentapi version 0.12.1"; state persistence needs 0.12.0.
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)\s*$")
+STATE_MIN_VERSION = (0, 12, 0)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The raw `GET /messages` answer, or why there is none (the URL tried, never a token)."""
+
+    body: bytes | None
+    error: str | None = None
+
+
+def fetch_messages_now(url: str, timeout: float) -> Fetched:
+    """`GET {url}/messages` with the standard library, all of it within `timeout` seconds."""
+    target = f"{url}/messages"
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    connection = connection_class(parts.netloc, timeout=timeout)
+    try:
+        connection.request(
+            "GET", (parts.path or "") + "/messages", headers={"User-Agent": "coder-task-agent"}
+        )
+        response = connection.getresponse()
+        chunks = []
+        while chunk := response.read1(1 << 20):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise TimeoutError("the answer took longer than the timeout")
+    except (OSError, http.client.HTTPException) as exc:
+        detail = str(exc) or "no answer"
+        return Fetched(None, f"AgentAPI GET {target}: {type(exc).__name__}: {detail}")
+    finally:
+        connection.close()
+    if response.status != 200:
+        return Fetched(None, f"AgentAPI GET {target} answered {response.status}")
+    return Fetched(b"".join(chunks))
+
+
+class AgentAPIProcess:
+    """The AgentAPI process named by its PID file, signalled through a pidfd when possible.
+
+    A pidfd pins the process: a PID reused after AgentAPI exited is never signalled by mistake,
+    and the wait for its exit is an event, not a poll (it also works for a process that is not
+    our child, and sees a zombie as gone).
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self._fd = os.pidfd_open(pid)
+
+    def close(self) -> None:
+        """Release the pidfd."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def alive(self) -> bool:
+        """True while the process runs (a zombie counts as gone)."""
+        if self._fd is not None:
+            readable, _, _ = select.select([self._fd], [], [], 0)
+            return not readable
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return _proc_state(self.pid) not in ("Z", "X", None)
+
+    def send(self, signum: signal.Signals) -> bool:
+        """Send `signum`; False when the process is gone or not ours to signal."""
+        try:
+            if self._fd is not None:
+                signal.pidfd_send_signal(self._fd, signum)
+            else:
+                os.kill(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    async def wait_exit(self, within: float) -> bool:
+        """Wait at most `within` seconds for the process to end; True when it did."""
+        import anyio  # noqa: PLC0415 - only imported once the conversation is read
+
+        with anyio.move_on_after(within):
+            if self._fd is not None:
+                await anyio.wait_readable(self._fd)
+                return True
+            # No pidfd (an old kernel): poll, the process is not ours to wait for.
+            while True:
+                if not self.alive():
+                    return True
+                await anyio.sleep(POLL_INTERVAL)
+        return not self.alive()
+
+    def state_file(self) -> tuple[bool, Path | None]:
+        """(known, path): whether AgentAPI's own configuration could be read, and its state file.
+
+        main.sh of the module exports AGENTAPI_STATE_FILE (and AGENTAPI_SAVE_STATE) only when the
+        installed AgentAPI supports state persistence; `--state-file` may also be on its command
+        line. Unknown when /proc cannot be read (another user, not Linux).
+        """
+        try:
+            environ = Path(f"/proc/{self.pid}/environ").read_bytes().split(b"\0")
+            argv = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False, None
+        env = dict(item.decode(errors="replace").partition("=")[::2] for item in environ if item)
+        path = env.get("AGENTAPI_STATE_FILE", "")
+        save = env.get("AGENTAPI_SAVE_STATE", "")
+        for index, raw in enumerate(argv):
+            arg = raw.decode(errors="replace")
+            if arg == "--state-file" and index + 1 < len(argv):
+                path = argv[index + 1].decode(errors="replace")
+            elif arg.startswith("--state-file="):
+                path = arg.partition("=")[2]
+            elif arg.startswith("--save-state="):
+                save = arg.partition("=")[2]
+        if not path or save.strip().lower() == "false":
+            return True, None
+        return True, Path(path)
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the state follows the last ')'.
+    return stat.rpartition(")")[2].split()[0]
+
+
+def read_pid(path: Path) -> tuple[int | None, str]:
+    """The PID in `path`, or None and why not."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return None, f"no PID file at {path}"
+    except OSError as exc:
+        return None, f"the PID file {path} cannot be read ({type(exc).__name__})"
+    if not (text.isascii() and text.isdigit()) or int(text) <= 1:
+        return None, f"the PID file {path} holds no PID ({text[:40]!r})"
+    return int(text), ""
+
+
+def version_supports_state(output: str) -> bool:
+    """Whether `agentapi --version` output names a version with state persistence.
+
+    Like the module's check: a version that is not x.y.z (a custom build) passes.
+    """
+    match = _VERSION.search(output.strip())
+    if match is None:
+        return True
+    return tuple(int(part) for part in match.groups()) >= STATE_MIN_VERSION
+
+
+def _agentapi_version(timeout: float = 1.0) -> str:
+    try:
+        done = subprocess.run(
+            ["agentapi", "--version"],  # noqa: S607 - the module's check, on the same PATH
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            text=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout
+
+
+def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def run_stop_hook(
+    flags: Mapping[str, tuple[str, str]], *, strict: bool, env: Mapping[str, str] | None = None
+) -> int:
+    """The whole stop hook; returns 0 unless `strict` (then the outcome's ExitCode)."""
+    started = time.monotonic()
+    merged, inputs = stop_hook_environment(env)
+    problems = list(inputs.problems)
+    try:
+        settings = load_settings(merged, flags)
+    except ConfigError as exc:
+        problems.append(f"{exc}; no snapshot is taken")
+        settings = _fallback_settings(merged)
+        usable = False
+    else:
+        usable = True
+    snapshot = usable and inputs.snapshot and settings.task_id is not None
+    fetched = None
+    if snapshot and settings.mode != "hooks":
+        # Step 1, before anything else (see the module docstring).
+        fetched = fetch_messages_now(settings.agentapi_url, settings.stop_fetch_timeout)
+    if snapshot:
+        try:
+            settings.require_coder()
+        except ConfigError as exc:
+            problems.append(f"{exc}; no snapshot is taken")
+            snapshot = False
+
+    import anyio  # noqa: PLC0415
+    import structlog  # noqa: PLC0415
+
+    from agent.logconfig import configure  # noqa: PLC0415
+
+    configure(
+        settings.log_level,
+        settings.log_format,
+        secrets=[settings.token] if settings.token else [],
+    )
+    log = structlog.get_logger("agent.stophook")
+    for warning in settings.warnings:
+        log.warning("configuration_warning", problem=warning)
+    for problem in problems:
+        log.error("stop_hook_input_problem", problem=problem)
+    remaining = settings.shutdown_budget - (time.monotonic() - started)
+    outcome = anyio.run(_stop, settings, inputs, fetched if snapshot else None, remaining)
+    code = outcome.exit_code
+    if code == ExitCode.OK and problems:
+        code = ExitCode.USAGE
+    log.info("stop_hook_finished", outcome=outcome.value, exit_code=int(code), strict=strict)
+    return int(code) if strict else 0
+
+
+def _fallback_settings(merged: Mapping[str, str]) -> Settings:
+    """Settings good enough to stop AgentAPI when the full set is unusable."""
+    keep = (
+        "CODER_MCP_AI_AGENTAPI_URL",
+        "CODER_TASK_AGENT_LOG_LEVEL",
+        "CODER_TASK_AGENT_LOG_FORMAT",
+    )
+    for subset in ({k: merged[k] for k in keep if k in merged}, {}):
+        with contextlib.suppress(ConfigError):
+            return load_settings(subset)
+    return Settings()  # pragma: no cover - the empty environment always loads
+
+
+async def _stop(
+    settings: Settings, inputs: StopHookInputs, fetched: Fetched | None, remaining: float
+) -> Outcome:
+    """Steps 2 to 4 (step 1 ran before the event loop existed)."""
+    import anyio  # noqa: PLC0415
+
+    from agent.shutdown import Outcome  # noqa: PLC0415
+
+    log = _log()
+    deadline = anyio.current_time() + max(0.0, remaining)
+    process = _find_process(inputs)
+    log.info(
+        "stop_hook_started",
+        agentapi=None if settings.mode == "hooks" else settings.agentapi_url,
+        agentapi_pid=process.pid if process else None,
+        snapshot=fetched is not None,
+        state_persistence=inputs.state_persistence,
+    )
+    outcome = Outcome.INTERRUPTED
+    work = anyio.CancelScope()
+    try:
+        async with anyio.create_task_group() as outer:
+
+            async def hurry_on_signal() -> None:
+                # Our own SIGTERM (the stop script's timeout): abandon the upload and the state
+                # wait, but still stop AgentAPI, which is bounded anyway.
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        log.warning("stop_hook_hurried", signal=signal.Signals(signum).name)
+                        work.cancel()
+
+            outer.start_soon(hurry_on_signal)
+            with work:
+                async with anyio.create_task_group() as group:
+                    if process is not None:
+                        group.start_soon(_save_state, process, inputs)
+                    outcome = await _snapshot(settings, inputs, fetched, deadline)
+            if process is not None:
+                await _terminate(process, settings.agentapi_stop_timeout)
+            outer.cancel_scope.cancel()
+    finally:
+        if process is not None:
+            process.close()
+    return outcome
+
+
+def _log() -> structlog.typing.FilteringBoundLogger:
+    import structlog  # noqa: PLC0415
+
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("agent.stophook")
+    return logger
+
+
+async def _snapshot(
+    settings: Settings, inputs: StopHookInputs, fetched: Fetched | None, deadline: float
+) -> Outcome:
+    from agent.agentapi import AgentAPIClient, parse_messages  # noqa: PLC0415
+    from agent.coder import CoderClient  # noqa: PLC0415
+    from agent.errors import BadResponse  # noqa: PLC0415
+    from agent.shutdown import Outcome, save_snapshot  # noqa: PLC0415
+    from agent.transport import agentapi_http, coder_http  # noqa: PLC0415
+
+    log = _log()
+    if not inputs.snapshot:
+        log.info("snapshot_skipped", reason="ARG_TASK_LOG_SNAPSHOT is not true")
+        return Outcome.SKIPPED
+    if settings.mode == "hooks":
+        log.info("snapshot_skipped", reason="there is no AgentAPI (CODER_MCP_AI_AGENTAPI_URL=none)")
+        return Outcome.SKIPPED
+    if fetched is None:
+        log.info("snapshot_skipped", reason="no usable task id or Coder settings (logged above)")
+        return Outcome.SKIPPED
+    if fetched.body is None:
+        log.error(
+            "snapshot_failed",
+            reason="AgentAPI did not answer, so there is no conversation to save",
+            error=fetched.error,
+        )
+        return Outcome.NO_CONVERSATION
+    try:
+        messages = parse_messages(fetched.body)
+    except BadResponse as exc:
+        log.error(
+            "snapshot_failed", reason="AgentAPI's answer is not a conversation", error=str(exc)
+        )
+        return Outcome.NO_CONVERSATION
+    url, token = settings.require_coder()
+    async with agentapi_http(settings) as agentapi, coder_http(settings, url, token) as coder:
+        return await save_snapshot(
+            task_id=settings.task_id,
+            agentapi=AgentAPIClient(agentapi),
+            coder=CoderClient(coder, settings.app_slug),
+            deadline=deadline,
+            fetch_timeout=settings.stop_fetch_timeout,
+            live=messages,
+        )
+
+
+def _find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
+    log = _log()
+    if inputs.pid_file is None:
+        log.info(
+            "agentapi_pid_unknown",
+            reason="neither ARG_PID_FILE_PATH nor ARG_MODULE_DIR_NAME is set: AgentAPI is not "
+            "signalled",
+        )
+        return None
+    pid, why = read_pid(inputs.pid_file)
+    if pid is None:
+        log.info("agentapi_pid_unknown", reason=f"{why}: AgentAPI is not signalled")
+        return None
+    process = AgentAPIProcess(pid)
+    if not process.alive():
+        log.info("agentapi_already_stopped", pid=pid)
+        process.close()
+        return None
+    return process
+
+
+async def _save_state(process: AgentAPIProcess, inputs: StopHookInputs) -> None:
+    """Step 2: SIGUSR1 and a wait that ends when the state file is replaced."""
+    import anyio  # noqa: PLC0415
+
+    log = _log()
+    if not inputs.state_persistence:
+        log.info("agentapi_state_save_skipped", reason="ARG_ENABLE_STATE_PERSISTENCE is not true")
+        return
+    known, path = process.state_file()
+    if known and path is None:
+        log.info("agentapi_state_save_skipped", reason="AgentAPI runs without a state file")
+        return
+    if not known:
+        # Its configuration cannot be read: ask the binary, as the module's script does.
+        # SIGUSR1 stops an AgentAPI older than 0.12 (the signal's default action).
+        version = await anyio.to_thread.run_sync(_agentapi_version)
+        if not version_supports_state(version):
+            log.info(
+                "agentapi_state_save_skipped",
+                reason=f"AgentAPI {version.strip()!r} is older than 0.12 (SIGUSR1 would stop it)",
+            )
+            return
+        path = inputs.state_file
+    before = _file_identity(path)
+    started = anyio.current_time()
+    if not process.send(signal.SIGUSR1):
+        log.info("agentapi_state_save_skipped", reason="AgentAPI is gone")
+        return
+    with anyio.move_on_after(STATE_SAVE_WAIT):
+        # A file written by another process: nothing to wait on but its metadata.
+        while True:
+            if path is not None and _file_identity(path) != before:
+                break
+            await anyio.sleep(POLL_INTERVAL)
+        waited = anyio.current_time() - started
+        log.info("agentapi_state_saved", path=str(path), waited_ms=round(waited * 1000))
+        return
+    log.info(
+        "agentapi_state_save_unconfirmed",
+        path=str(path) if path else None,
+        waited_s=STATE_SAVE_WAIT,
+        reason="no new state file seen (nothing changed since the last save, or a slow save)",
+    )
+
+
+async def _terminate(process: AgentAPIProcess, within: float) -> None:
+    """Step 4: SIGTERM, at most `within` seconds, then SIGKILL."""
+    import anyio  # noqa: PLC0415
+
+    log = _log()
+    started = anyio.current_time()
+    if not process.send(signal.SIGTERM):
+        log.info("agentapi_already_stopped", pid=process.pid)
+        return
+    if await process.wait_exit(within):
+        elapsed = anyio.current_time() - started
+        log.info("agentapi_stopped", pid=process.pid, after_ms=round(elapsed * 1000))
+        return
+    log.warning(
+        "agentapi_killed", pid=process.pid, reason=f"still running {within:g} s after SIGTERM"
+    )
+    process.send(signal.SIGKILL)
+    if not await process.wait_exit(KILL_WAIT):
+        log.error("agentapi_not_stopped", pid=process.pid, reason="still running after SIGKILL")

@@ -1,0 +1,118 @@
+"""The stop hook's parts that need no Coder: PID files, versions, AgentAPI's own configuration."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from agent.stophook import (
+    AgentAPIProcess,
+    fetch_messages_now,
+    read_pid,
+    version_supports_state,
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "pid", "words"),
+    [
+        ("4242\n", 4242, ""),
+        ("", None, "holds no PID"),
+        ("12abc", None, "holds no PID"),
+        ("1", None, "holds no PID"),  # never init
+        (None, None, "no PID file at"),
+    ],
+)
+def test_read_pid(tmp_path: Path, content: str | None, pid: int | None, words: str) -> None:
+    path = tmp_path / "agentapi.pid"
+    if content is not None:
+        path.write_text(content)
+    found, why = read_pid(path)
+    assert found == pid
+    assert words in why
+
+
+@pytest.mark.parametrize(
+    ("output", "supported"),
+    [
+        ("agentapi version 0.12.0\n", True),
+        ("agentapi version 0.12.1", True),
+        ("agentapi version 1.0.0", True),
+        ("agentapi version 0.11.9", False),
+        ("agentapi version 0.10.0", False),
+        ("agentapi version latest", True),  # the module's rule: not x.y.z passes
+        ("", True),
+    ],
+)
+def test_version_supports_state(output: str, supported: bool) -> None:
+    assert version_supports_state(output) is supported
+
+
+def _sleeper(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    """A process that says when it runs (before that, /proc shows its parent's environment)."""
+    code = "import time; print('ready', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"
+    return child
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "args", "expected"),
+    [
+        (
+            {"AGENTAPI_STATE_FILE": "/s/state.json", "AGENTAPI_SAVE_STATE": "true"},
+            (),
+            "/s/state.json",
+        ),
+        ({}, ("--state-file", "/s/a.json"), "/s/a.json"),
+        ({}, ("--state-file=/s/b.json",), "/s/b.json"),
+        ({"AGENTAPI_STATE_FILE": "/s/c.json", "AGENTAPI_SAVE_STATE": "false"}, (), None),
+        ({}, (), None),
+    ],
+)
+def test_state_file_is_read_from_the_running_process(
+    extra_env: dict[str, str], args: tuple[str, ...], expected: str | None
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAPI_")}
+    child = _sleeper({**env, **extra_env}, *args)
+    try:
+        process = AgentAPIProcess(child.pid)
+        try:
+            assert process.state_file() == (True, Path(expected) if expected else None)
+        finally:
+            process.close()
+    finally:
+        child.kill()
+        child.communicate()
+
+
+@pytest.mark.anyio
+async def test_process_signals_and_exit_through_the_pidfd() -> None:
+    child = _sleeper(dict(os.environ))
+    process = AgentAPIProcess(child.pid)
+    try:
+        assert process.alive()
+        with anyio.fail_after(10):
+            assert not await process.wait_exit(0.05)
+            assert process.send(signal.SIGTERM)
+            # Not reaped yet (a zombie of this test): still counts as gone.
+            assert await process.wait_exit(10)
+        assert not process.alive()
+    finally:
+        process.close()
+        child.communicate()
+    assert not process.send(signal.SIGTERM)  # reaped: gone
+
+
+def test_fetch_names_the_url_when_nothing_answers() -> None:
+    fetched = fetch_messages_now("http://127.0.0.1:9", 2.0)
+    assert fetched.body is None
+    assert fetched.error is not None
+    assert fetched.error.startswith("AgentAPI GET http://127.0.0.1:9/messages: ")
