@@ -267,13 +267,9 @@ def run_stop_hook(
     import anyio  # noqa: PLC0415
     import structlog  # noqa: PLC0415
 
-    from agent.logconfig import configure  # noqa: PLC0415
+    from agent.logconfig import configure_from  # noqa: PLC0415
 
-    configure(
-        settings.log_level,
-        settings.log_format,
-        secrets=[settings.token] if settings.token else [],
-    )
+    configure_from(settings)
     log = structlog.get_logger("agent.stophook")
     for warning in settings.warnings:
         log.warning("configuration_warning", problem=warning)
