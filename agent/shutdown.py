@@ -84,7 +84,8 @@ async def save_snapshot(
     """Fetch, build and upload the task's log snapshot before `deadline` (anyio clock).
 
     `live`: messages known to be current (a connected event stream's mirror, or what the stop
-    hook read before anything else): uploaded without fetching. Never raises for a remote failure: every ending is an Outcome, logged once.
+    hook read before anything else): uploaded without fetching. Never raises for a remote
+    failure: every ending is an Outcome, logged once.
     """
     if task_id is None:
         log.info("snapshot_skipped", reason="no task id (CODER_TASK_ID is not set)")
