@@ -31,9 +31,10 @@ _SETTING_FLAGS = {
     "--log-format": "CODER_TASK_AGENT_LOG_FORMAT",
 }
 _FLAG_HELP = {
-    "--agentapi-url": "AgentAPI base URL (default http://localhost:3284)",
+    "--agentapi-url": "AgentAPI base URL (default http://localhost:3284); none: no AgentAPI",
     "--budget": "seconds the whole stop path may take (default 5)",
-    "--mode": "events (follow /events) or poll (GET /status every interval)",
+    "--mode": "events (follow /events), poll (GET /status every interval) or hooks (no "
+    "AgentAPI: status from the agent's hooks only)",
     "--poll-interval": "seconds between polls in poll mode (default 1)",
     "--socket": "path of the report socket",
     "--log-level": "debug, info, warning or error",
@@ -41,9 +42,22 @@ _FLAG_HELP = {
 }
 
 
+# What each flag takes, as --help shows it (the values are checked with the variable's rules).
+_FLAG_METAVAR = {
+    "--agentapi-url": "URL",
+    "--budget": "SECONDS",
+    "--mode": "{events,poll,hooks}",
+    "--poll-interval": "SECONDS",
+    "--socket": "PATH",
+    "--log-level": "{debug,info,warning,error}",
+    "--log-format": "{auto,json,console}",
+}
+
+
 def _add_setting_flags(parser: argparse.ArgumentParser, *flags: str) -> None:
     for flag in flags:
-        parser.add_argument(flag, dest=_dest(flag), metavar="VALUE", help=_FLAG_HELP[flag])
+        help_text = f"{_FLAG_HELP[flag]} [{_SETTING_FLAGS[flag]}]"
+        parser.add_argument(flag, dest=_dest(flag), metavar=_FLAG_METAVAR[flag], help=help_text)
 
 
 def _dest(flag: str) -> str:
@@ -60,7 +74,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="the daemon: watch AgentAPI, report, snapshot on stop")
+    run = commands.add_parser(
+        "run",
+        help="the daemon: watch AgentAPI, report, snapshot on stop",
+        description=(
+            "Watch AgentAPI (and take the agent's hook reports) and report the task's status to "
+            "Coder when it changes; on SIGTERM, save the conversation as the task's log "
+            "snapshot. Required: CODER_AGENT_URL and the agent token (CODER_AGENT_TOKEN, "
+            "CODER_AGENT_TOKEN_FILE or the systemd credential coder-agent-token). Wanted: "
+            "CODER_MCP_APP_STATUS_SLUG (without it no status is reported) and CODER_TASK_ID "
+            "(without it no snapshot is saved). Every setting is an environment variable "
+            "(README, Configuration); a flag overrides the variable named after its help."
+        ),
+    )
     _add_setting_flags(run, *_SETTING_FLAGS)
 
     snap = commands.add_parser("snapshot", help="one-shot: upload the conversation and exit")
@@ -92,6 +118,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(stop, "--agentapi-url", "--budget", "--log-level", "--log-format")
 
+    hook = commands.add_parser(
+        "hook",
+        help="report the task's status from an agent's own hook (Claude Code, Codex)",
+        description=(
+            "Map an agent's hook event to a status report and hand it to the daemon (or "
+            "straight to Coder when none runs). claude-code: the hook event as JSON on stdin "
+            "(a Claude Code command hook). codex: the JSON as the last argument (Codex's "
+            "`notify` program). Always exits 0: a hook never fails the agent; problems are "
+            "logged on stderr. The mapping is in README, 'Status from the agent's hooks'."
+        ),
+    )
+    hook.add_argument("agent", choices=("claude-code", "codex"), help="which agent calls")
+    hook.add_argument("payload", nargs="*", help="codex: the notify JSON (Codex appends it)")
+    _add_setting_flags(hook, "--socket", "--log-level", "--log-format")
+
     return parser
 
 
@@ -106,6 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.stophook import run_stop_hook  # noqa: PLC0415
 
         return run_stop_hook(_setting_flags(args), strict=args.strict)
+    if command == "hook":
+        # Never fails the agent: exits 0, problems logged (agent.hookcmd).
+        from agent.hookcmd import run_hook  # noqa: PLC0415
+
+        return run_hook(args.agent, args.payload, _setting_flags(args))
 
     from agent.errors import ConfigError  # noqa: PLC0415
     from agent.models import ExitCode  # noqa: PLC0415

@@ -62,9 +62,13 @@ async def serve_reports(
     on_report: Callable[[AppStatus], None],
     *,
     on_snapshot: SnapshotNow | None = None,
+    on_hook_report: Callable[[AppStatus], None] | None = None,
     task_status: anyio.abc.TaskStatus[Path] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on `path` until cancelled, handing each valid report to `on_report`.
+
+    A report marked `"source": "hook"` (from `hook claude-code` / `hook codex`) goes to
+    `on_hook_report` instead, when given: the rules treat a hook's idle differently.
 
     A snapshot request runs `on_snapshot` (refused when None) and answers with its exit code.
     """
@@ -78,7 +82,9 @@ async def serve_reports(
         async with listener:
             os.chmod(path, 0o600)
             task_status.started(path)
-            await listener.serve(lambda stream: _handle(stream, on_report, on_snapshot))
+            await listener.serve(
+                lambda stream: _handle(stream, on_report, on_snapshot, on_hook_report)
+            )
     finally:
         _remove(path)
 
@@ -104,6 +110,7 @@ async def _handle(
     stream: anyio.abc.SocketStream,
     on_report: Callable[[AppStatus], None],
     on_snapshot: SnapshotNow | None = None,
+    on_hook_report: Callable[[AppStatus], None] | None = None,
 ) -> None:
     async with stream:
         try:
@@ -117,15 +124,16 @@ async def _handle(
             if _is_snapshot_request(raw):
                 await _serve_snapshot(stream, on_snapshot)
                 return
-            status = _parse_request(raw)
+            status, from_hook = _parse_request(raw)
         except (ValueError, UsageError, TimeoutError) as exc:
             log.warning("report_refused", reason=str(exc) or type(exc).__name__)
             await _reply(stream, {"ok": False, "error": str(exc) or "timed out"})
             return
         except (anyio.EndOfStream, anyio.BrokenResourceError):
             return
-        log.info("report_received", state=str(status.state), message=status.message)
-        on_report(status)
+        source = "hook" if from_hook else "report"
+        log.info("report_received", state=str(status.state), message=status.message, source=source)
+        (on_hook_report if from_hook and on_hook_report is not None else on_report)(status)
         await _reply(stream, {"ok": True})
 
 
@@ -153,13 +161,15 @@ async def _serve_snapshot(stream: anyio.abc.SocketStream, on_snapshot: SnapshotN
     await _reply(stream, {"ok": True, "outcome": outcome, "exit_code": code})
 
 
-def _parse_request(raw: bytes) -> AppStatus:
+def _parse_request(raw: bytes) -> tuple[AppStatus, bool]:
+    """The report, and whether it came from the agent's hooks (`"source": "hook"`)."""
     request = json.loads(raw)
     if not isinstance(request, dict):
         raise UsageError("request", "must be a JSON object")
-    return parse_report(
+    status = parse_report(
         _field(request, "state"), _field(request, "message"), _field(request, "uri")
     )
+    return status, request.get("source") == "hook"
 
 
 def _field(request: dict[str, Any], key: str) -> str:

@@ -120,6 +120,10 @@ class Daemon:
         """A report from the report socket."""
         self.observe(ExplicitReport(status, self.clock()))
 
+    def hook_report(self, status: AppStatus) -> None:
+        """A report from the agent's lifecycle hooks (rule 7 in agent.status)."""
+        self.observe(ExplicitReport(status, self.clock(), from_hook=True))
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self, handle_signals: bool = True) -> int:
@@ -171,7 +175,11 @@ class Daemon:
             if socket_path is not None:
                 try:
                     await group.start(
-                        partial(serve_reports, on_snapshot=self.snapshot_now),
+                        partial(
+                            serve_reports,
+                            on_snapshot=self.snapshot_now,
+                            on_hook_report=self.hook_report,
+                        ),
                         socket_path,
                         self.explicit_report,
                     )
@@ -186,12 +194,19 @@ class Daemon:
                 )
             group.start_soon(self._supervised, self._ticker)
             group.start_soon(self._supervised, self._watchdog)
-            watch = self._watch_events if self.settings.mode == "events" else self._watch_poll
-            group.start_soon(self._supervised, watch)
+            hooks_only = self.settings.mode == "hooks"
+            if not hooks_only:
+                watch = self._watch_events if self.settings.mode == "events" else self._watch_poll
+                group.start_soon(self._supervised, watch)
             log.info(
                 "daemon_started",
-                agentapi=self.settings.agentapi_url,
+                agentapi=None if hooks_only else self.settings.agentapi_url,
                 mode=self.settings.mode,
+                status_from=(
+                    "the agent's hooks only (no AgentAPI)"
+                    if hooks_only
+                    else "AgentAPI and the agent's hooks"
+                ),
                 task_id=str(self.settings.task_id) if self.settings.task_id else None,
                 app_slug=self.settings.app_slug,
                 socket=str(socket_path) if socket_path else None,
@@ -238,6 +253,9 @@ class Daemon:
         whole history (megabytes) would only make the stop slower. The mirror stays the
         fallback when the fetch fails.
         """
+        if self.settings.mode == "hooks":
+            log.info("snapshot_skipped", reason="there is no AgentAPI (hooks mode) to read it from")
+            return Outcome.SKIPPED
         messages = self.mirror.messages() if len(self.mirror) else None
         return await save_snapshot(
             task_id=self.settings.task_id,
@@ -412,6 +430,8 @@ class Daemon:
 
     def _status_text(self) -> str:
         source = f"watching {self.settings.agentapi_url} ({self.settings.mode})"
+        if self.settings.mode == "hooks":
+            source = "status from the agent's hooks (no AgentAPI)"
         if self._agentapi_failing:
             source += ", AgentAPI not answering"
         delivered = self.reporter.delivered

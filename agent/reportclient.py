@@ -337,6 +337,7 @@ def report(
     *,
     timeout: float = REQUEST_TIMEOUT,
     writer: Writer | None = None,
+    source: str = "report",
 ) -> ExitCode:
     """Deliver an explicit report: to the running daemon, or straight to Coder when none listens.
 
@@ -351,6 +352,9 @@ def report(
     reason = "no report socket configured"
     if path is not None:
         request = {"state": status.state.value, "message": status.message, "uri": status.uri}
+        if source != "report":
+            # `hook`: the daemon's rules let a hook's idle yield to an explicit complete.
+            request["source"] = source
         try:
             answer = exchange(path, request, timeout)
         except NoDaemon as exc:

@@ -17,6 +17,10 @@ The rules (numbers as in the issue):
    agent has not started yet, and reporting idle then would flap working -> idle -> working.
 5. An explicit report sets state, message and uri as given.
 6. (Delivery) a report identical to the last delivered one is not sent: see agent.reporter.
+7. A report from the agent's lifecycle hooks (agent.hookmap) is an explicit report, except that
+   its idle does not replace an explicit complete or failed (rule 4 holds for hooks too); and a
+   `stable` reading does not replace an idle already shown, so a hook's words ("Turn finished",
+   "Waiting for permission to use Bash") stay instead of flapping to "Waiting for input".
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class ExplicitReport:
 
     status: AppStatus
     at: float
+    # From the agent's lifecycle hooks (`hook claude-code`, `hook codex`): rule 7.
+    from_hook: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,9 @@ def resync(state: RulesState) -> RulesState:
 def step(state: RulesState, observation: Observation, debounce: float) -> RulesState:
     """Apply one observation; the result's `wanted` is what the task should show."""
     match observation:
-        case ExplicitReport(status=status):
+        case ExplicitReport(status=status, from_hook=from_hook):
+            if from_hook and status.state is AppState.IDLE and state.sticky:
+                return state
             sticky = status.state in (AppState.COMPLETE, AppState.FAILED)
             return replace(state, wanted=status, sticky=sticky, running_since=None)
         case UserMessageSeen(id=user_id, content=content, at=at):
@@ -150,7 +158,7 @@ def _status(state: RulesState, status: AgentStatus, at: float) -> RulesState:
         return replace(state, running_since=at)
     # stable
     state = replace(state, running_since=None)
-    if state.prompt_pending_since is not None or state.sticky:
+    if state.prompt_pending_since is not None or state.sticky or _showing_idle(state):
         return state
     return replace(state, wanted=AppStatus(AppState.IDLE, IDLE_MESSAGE))
 
@@ -168,6 +176,10 @@ def _due(state: RulesState, at: float, debounce: float) -> RulesState:
         if state.agent_status == "stable" and not state.sticky:
             state = replace(state, wanted=AppStatus(AppState.IDLE, IDLE_MESSAGE))
     return state
+
+
+def _showing_idle(state: RulesState) -> bool:
+    return state.wanted is not None and state.wanted.state is AppState.IDLE
 
 
 def _showing_working(state: RulesState) -> bool:

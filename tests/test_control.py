@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -13,7 +14,7 @@ from agent.control import prepare_socket_dir, serve_reports
 from agent.errors import ConfigError, UsageError
 from agent.models import AppState, AppStatus
 from agent.reportclient import parse_report
-from tests.socketclient import send_to_daemon
+from tests.socketclient import request, send_to_daemon
 
 pytestmark = pytest.mark.anyio
 
@@ -112,3 +113,26 @@ async def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
             await group.start(serve_reports, path, lambda status: None)
             assert await send_to_daemon(path, AppStatus(AppState.IDLE)) == {"ok": True}
             group.cancel_scope.cancel()
+
+
+async def test_a_hook_report_goes_to_the_hook_handler(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "report.sock"
+    explicit: list[AppStatus] = []
+    hooks: list[AppStatus] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            await group.start(
+                functools.partial(serve_reports, on_hook_report=hooks.append),
+                path,
+                explicit.append,
+            )
+            turn: dict[str, object] = {
+                "state": "idle",
+                "message": "Turn finished",
+                "source": "hook",
+            }
+            assert await request(path, turn) == {"ok": True}
+            assert await request(path, {"state": "complete", "message": "Done"}) == {"ok": True}
+            group.cancel_scope.cancel()
+    assert hooks == [AppStatus(AppState.IDLE, "Turn finished")]
+    assert explicit == [AppStatus(AppState.COMPLETE, "Done")]

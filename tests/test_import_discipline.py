@@ -29,6 +29,8 @@ FAST_OURS = {
     "agent",
     "agent.cli",
     "agent.errors",
+    "agent.hookcmd",
+    "agent.hookmap",
     "agent.models",
     "agent.reportclient",
     "agent.settings",
@@ -83,16 +85,28 @@ async def snapshot_now() -> tuple[str, int]:
     return "uploaded", 0
 
 
-@pytest.mark.parametrize("args", [["report", "complete", "Done"], ["snapshot"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "complete", "Done"],
+        ["snapshot"],
+        ["hook", "codex", '{"type": "agent-turn-complete", "last-assistant-message": "Done"}'],
+    ],
+)
 async def test_handed_to_a_daemon_only_the_standard_library(
     tmp_path: Path, args: list[str]
 ) -> None:
     received: list[AppStatus] = []
+    hooks: list[AppStatus] = []
     path = tmp_path / "run" / "report.sock"
     with anyio.fail_after(60):
         async with anyio.create_task_group() as group:
             await group.start(
-                functools.partial(serve_reports, on_snapshot=snapshot_now), path, received.append
+                functools.partial(
+                    serve_reports, on_snapshot=snapshot_now, on_hook_report=hooks.append
+                ),
+                path,
+                received.append,
             )
             code, modules, logs = await imported(args, base_env(tmp_path))
             group.cancel_scope.cancel()
@@ -101,6 +115,8 @@ async def test_handed_to_a_daemon_only_the_standard_library(
     ours = {m for m in modules if m.split(".")[0] == "agent"}
     assert ours <= FAST_OURS
     assert "agent.reportclient" in ours
+    if args[0] == "hook":
+        assert [(s.state.value, s.message) for s in hooks] == [("idle", "Turn finished")]
     assert TOKEN not in logs
     if args[0] == "report":
         assert [s.message for s in received] == ["Done"]

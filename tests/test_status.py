@@ -258,3 +258,54 @@ def test_next_deadline() -> None:
     assert next_deadline(state, DEBOUNCE) == 7.0
     state = step(state, Tick(7), DEBOUNCE)
     assert next_deadline(state, DEBOUNCE) is None
+
+
+def hook(state: AppState, message: str, at: float) -> ExplicitReport:
+    return ExplicitReport(AppStatus(state, message), at, from_hook=True)
+
+
+@pytest.mark.parametrize("explicit", [COMPLETE, FAILED])
+def test_rule7_a_hook_idle_does_not_replace_complete_or_failed(explicit: AppStatus) -> None:
+    observations: list[Observation] = [
+        hook(AppState.WORKING, "Fix the bug", 0),
+        ExplicitReport(explicit, 5),
+        hook(AppState.IDLE, "Turn finished", 6),  # Claude Code's Stop hook, after `report`
+        hook(AppState.IDLE, "Session ended", 7),
+    ]
+    assert run(observations)[-3:] == [explicit] * 3
+
+
+def test_rule7_a_hook_working_ends_the_hold() -> None:
+    observations: list[Observation] = [
+        ExplicitReport(COMPLETE, 0),
+        hook(AppState.WORKING, "Now the docs", 1),  # a new prompt
+        hook(AppState.IDLE, "Turn finished", 2),
+    ]
+    assert run(observations) == [
+        COMPLETE,
+        AppStatus(AppState.WORKING, "Now the docs"),
+        AppStatus(AppState.IDLE, "Turn finished"),
+    ]
+
+
+def test_rule7_stable_keeps_an_idle_already_shown() -> None:
+    """AgentAPI and hooks together: the hook's words stay, no second idle report."""
+    permission = AppStatus(AppState.IDLE, "Waiting for permission to use Bash")
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        prompt(1, at=1),
+        StatusSeen("running", 1.5),
+        hook(AppState.IDLE, permission.message, 4),
+        StatusSeen("stable", 6),  # a permission prompt reads stable
+    ]
+    assert changes(observations) == [
+        IDLE,
+        AppStatus(AppState.WORKING, "Fix the login bug"),
+        permission,
+    ]
+
+
+def test_rule7_an_explicit_idle_still_replaces_complete() -> None:
+    """Only a hook's idle yields: `report idle` is the agent speaking on purpose."""
+    idle = AppStatus(AppState.IDLE, "Waiting for the API key")
+    assert run([ExplicitReport(COMPLETE, 0), ExplicitReport(idle, 1)]) == [COMPLETE, idle]

@@ -34,6 +34,7 @@ observation_kinds = st.one_of(
     st.tuples(st.just("status"), st.sampled_from(["running", "stable"])),
     st.tuples(st.just("user"), st.integers(min_value=0, max_value=30)),
     st.tuples(st.just("explicit"), st.sampled_from(list(AppState))),
+    st.tuples(st.just("hook"), st.sampled_from([AppState.WORKING, AppState.IDLE])),
     st.tuples(st.just("tick"), st.none()),
 )
 plans = st.lists(st.tuples(observation_kinds, st.floats(min_value=0.0, max_value=5.0)), max_size=60)
@@ -50,7 +51,11 @@ def observations(plan: list[tuple[tuple[str, object], float]]) -> list[Observati
             out.append(UserMessageSeen(int(str(value)), f"prompt {value}", now))
         elif kind == "explicit":
             state = AppState(str(value))
-            out.append(ExplicitReport(AppStatus(state, f"{state.value} by hook"), now))
+            out.append(ExplicitReport(AppStatus(state, f"{state.value} by report"), now))
+        elif kind == "hook":
+            state = AppState(str(value))
+            status = AppStatus(state, f"{state.value} by hook")
+            out.append(ExplicitReport(status, now, from_hook=True))
         else:
             out.append(Tick(now))
     return out

@@ -1,0 +1,141 @@
+"""`hook claude-code` / `hook codex` as real subprocesses, with and without a daemon.
+
+The daemon runs without AgentAPI (`CODER_MCP_AI_AGENTAPI_URL=none`): its status comes from the
+agent's hooks only, which is how Coder's newer Claude Code and Codex modules run the agents.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+
+import anyio
+import pytest
+
+from tests.e2e.conftest import TOKEN, Peers, finish, start_agent, terminate
+from tests.fakes import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def hook(
+    agent: str, env: Mapping[str, str], stdin: bytes = b"", *args: str
+) -> tuple[int, str]:
+    """Run `python -m agent hook AGENT ARGS` with `stdin`; its exit code and stderr.
+
+    Asserts what every hook run must give the agent: nothing on stdout (Claude Code adds a
+    prompt hook's stdout to the model's context) and no token anywhere.
+    """
+    with anyio.fail_after(30):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "agent", "hook", agent, *args],
+            input=stdin,
+            env=dict(env),
+            check=False,
+        )
+    stderr = result.stderr.decode("utf-8", errors="replace")
+    assert result.stdout == b""
+    assert TOKEN not in stderr
+    return result.returncode, stderr
+
+
+def claude(event: str, **fields: object) -> bytes:
+    return json.dumps({"session_id": "s1", "hook_event_name": event, **fields}).encode()
+
+
+def statuses(peers: Peers) -> list[tuple[str, str]]:
+    return [(row["state"], row["message"]) for row in peers.coder.store.statuses()]
+
+
+async def test_a_daemon_without_agentapi_reports_from_hooks(peers: Peers) -> None:
+    env = peers.env(CODER_MCP_AI_AGENTAPI_URL="none")
+    daemon = await start_agent(["run"], env)
+    socket = peers.workdir / "run" / "report.sock"
+    await wait_until(socket.exists, within=20)
+
+    code, _ = await hook("claude-code", env, claude("SessionStart", source="startup"))
+    assert code == 0
+    await wait_until(lambda: len(statuses(peers)) == 1, within=10)
+    prompt = claude("UserPromptSubmit", prompt="Refactor the parser\nand its tests")
+    assert (await hook("claude-code", env, prompt))[0] == 0
+    tool = claude("PreToolUse", tool_name="Bash", tool_input={"command": "pytest"})
+    assert (await hook("claude-code", env, tool))[0] == 0
+    await wait_until(lambda: len(statuses(peers)) == 3, within=10)
+    code, stderr = await finish(await start_agent(["report", "complete", "Opened PR #3"], env))
+    assert code == 0, stderr
+    # Claude Code's Stop and SessionEnd come after the agent's own `report complete`: they
+    # must not turn the task back to idle.
+    assert (await hook("claude-code", env, claude("Stop", stop_hook_active=False)))[0] == 0
+    assert (await hook("claude-code", env, claude("SessionEnd", reason="other")))[0] == 0
+    terminate(daemon)  # the stop path flushes anything still pending
+    code, stderr = await finish(daemon)
+    assert code == 0, stderr
+    assert statuses(peers) == [
+        ("idle", "Waiting for input"),
+        ("working", "Refactor the parser"),
+        ("working", "Using Bash"),
+        ("complete", "Opened PR #3"),
+    ]
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    (started,) = [line for line in lines if line["event"] == "daemon_started"]
+    assert started["agentapi"] is None
+    assert started["mode"] == "hooks"
+    assert "hooks only" in started["status_from"]
+    assert not any(line["event"].startswith("agentapi_") for line in lines)
+    assert list(peers.agentapi.requests) == []  # AgentAPI was never asked anything
+    (skipped,) = [line for line in lines if line["event"] == "snapshot_skipped"]
+    assert "no AgentAPI" in skipped["reason"]
+
+
+async def test_without_a_daemon_a_hook_reports_straight_to_coder(peers: Peers) -> None:
+    env = peers.env()
+    payload = json.dumps(
+        {"type": "agent-turn-complete", "turn-id": "1", "last-assistant-message": "Done."}
+    )
+    code, stderr = await hook("codex", env, b"", payload)
+    assert code == 0, stderr
+    assert statuses(peers) == [("idle", "Turn finished")]
+    assert "report_direct" in stderr
+
+
+@pytest.mark.parametrize(
+    ("agent", "stdin", "args", "words"),
+    [
+        ("claude-code", b"not json", (), "the event is not JSON"),
+        ("claude-code", b"[1, 2]", (), "the event is not a JSON object"),
+        ("codex", b"", (), "Codex passes the event as an argument"),
+    ],
+)
+async def test_bad_input_never_fails_the_agent(
+    peers: Peers, agent: str, stdin: bytes, args: tuple[str, ...], words: str
+) -> None:
+    code, stderr = await hook(agent, peers.env(), stdin, *args)
+    assert code == 0
+    (line,) = [json.loads(line) for line in stderr.splitlines() if "hook_failed" in line]
+    assert words in line["error"]
+    assert statuses(peers) == []
+
+
+async def test_coder_down_never_fails_the_agent(peers: Peers) -> None:
+    env = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_REQUEST_TIMEOUT="0.3")
+    code, stderr = await hook("claude-code", env, claude("Stop"))
+    assert code == 0
+    assert "report_failed" in stderr
+    assert "http://127.0.0.1:9/api/v2/workspaceagents/me/app-status" in stderr
+
+
+async def test_an_event_that_reports_nothing_sends_nothing(peers: Peers) -> None:
+    code, stderr = await hook("claude-code", peers.env(), claude("PostToolUse", tool_name="Bash"))
+    assert code == 0
+    assert stderr == ""
+    assert statuses(peers) == []
+
+
+def test_hook_is_in_the_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "hook", "--help"], capture_output=True, check=False
+    )
+    assert result.returncode == 0
+    assert b"claude-code" in result.stdout

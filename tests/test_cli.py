@@ -1,0 +1,34 @@
+"""The command line's help: what a newcomer reads first must name what the command needs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def help_text(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", *args, "--help"], capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return " ".join(result.stdout.decode().split())  # argparse wraps at the terminal width
+
+
+def test_run_help_describes_the_daemon_and_names_what_it_needs() -> None:
+    text = help_text("run")
+    assert "report the task's status to Coder" in text
+    for variable in ("CODER_AGENT_URL", "CODER_AGENT_TOKEN", "CODER_MCP_APP_STATUS_SLUG"):
+        assert variable in text
+    assert "--mode {events,poll,hooks}" in text
+    assert "--log-level {debug,info,warning,error}" in text
+    assert "VALUE" not in text
+    assert "[CODER_TASK_AGENT_SHUTDOWN_BUDGET]" in text  # each flag names its variable
+
+
+@pytest.mark.parametrize(
+    ("command", "words"), [("stop-hook", "ARG_PID_FILE_PATH"), ("hook", "stdin")]
+)
+def test_new_commands_say_what_they_read(command: str, words: str) -> None:
+    assert words in help_text(command)
