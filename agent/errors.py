@@ -2,7 +2,8 @@
 
 Every failure the daemon can meet is one of these, so callers decide by branch and never by
 inspecting library exceptions. httpx exceptions are translated at the client boundary (the
-`agentapi` and `coder` modules) and nowhere else.
+`agentapi` and `coder` modules) and nowhere else; the Coder agent socket's answers and socket
+errors in `agentsocket`.
 
     AgentError
     ├── ConfigError          bad configuration at start; names the variable (or flag)
@@ -10,13 +11,16 @@ inspecting library exceptions. httpx exceptions are translated at the client bou
     └── RemoteError          the other service did not do what was asked
         ├── TryAgain         worth retrying: the same request may succeed later
         │   ├── TransportError    connection refused or reset, timeout, DNS, TLS
+        │   │   └── NotListening  no agent socket, or nobody listens on it: nothing was sent
         │   ├── ServerError       5xx (other than AgentAPI's "agent busy" answer)
         │   └── RateLimited       429
         │   (both carry the server's Retry-After, which retries honour)
         ├── Rejected         a 4xx: the request itself is wrong; retrying it cannot help
         │   ├── Unauthorized      401: missing, malformed or unknown token
         │   └── AgentBusy         AgentAPI refused a message while the agent is running
-        ├── Unsupported      404 on the log-snapshot route: this server has no Coder Tasks
+        ├── Unsupported      404 on the log-snapshot route: this server has no Coder Tasks;
+        │                    `unknown rpc` on the agent socket: an agent without the method
+        ├── UntrustedSocket  the agent socket is another user's, a symlink, or not a socket
         └── BadResponse      an answer that is not what the contract says (garbage, wrong types)
 
 `tenacity` retries the TryAgain branch only. No message here ever contains the agent token:
@@ -92,6 +96,10 @@ class RateLimited(TryAgain):
         self.retry_after = retry_after
 
 
+class NotListening(TransportError):
+    """Nothing listens at the agent socket (absent, or refused): the request was never sent."""
+
+
 class Rejected(RemoteError):
     """The server refused the request as wrong (a 4xx); retrying it cannot help."""
 
@@ -105,7 +113,15 @@ class AgentBusy(Rejected):
 
 
 class Unsupported(RemoteError):
-    """The server has no such route (404 on log-snapshot: Coder Tasks disabled or task gone)."""
+    """The server has no such route or method.
+
+    404 on log-snapshot (Coder Tasks disabled or task gone), or `unknown rpc` from an agent
+    socket that predates the method.
+    """
+
+
+class UntrustedSocket(RemoteError):
+    """The agent socket is not ours to trust (another user's, a symlink...): never used."""
 
 
 class BadResponse(RemoteError):

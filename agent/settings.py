@@ -35,6 +35,9 @@ _TOKEN = re.compile(r"^[\x21-\x7e]+$")
 
 # `hooks`: no AgentAPI to watch; status comes only from the agent's own hooks (`hook ...`).
 Mode = Literal["events", "poll", "hooks"]
+StatusTransport = Literal["auto", "socket", "http"]
+# The Coder agent's own default for CODER_AGENT_SOCKET_PATH (Coder >= v2.32).
+DEFAULT_AGENT_SOCKET = Path("/tmp/coder-agent.sock")  # noqa: S108 - the agent's own default
 LogFormat = Literal["auto", "json", "console"]
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -93,6 +96,10 @@ class Settings:
     # shutdown gives its HTTP server 5 s and then its agent process 5 s: 10 s covers both.
     agentapi_stop_timeout: float = 10.0
     socket_path: Path | None = None
+    # How status reaches Coder: the agent's socket (no token), the HTTP PATCH, or `auto` (the
+    # socket when the agent there answers, else HTTP). See agent.delivery.
+    status_transport: StatusTransport = "auto"
+    agent_socket_path: Path = DEFAULT_AGENT_SOCKET
     log_level: str = "info"
     log_format: LogFormat = "auto"
     tls_verify: bool = True
@@ -158,6 +165,7 @@ _TUNABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "WORKING_DEBOUNCE": ("working_debounce", _positive_seconds),
     "AGENTAPI_STOP_TIMEOUT": ("agentapi_stop_timeout", _positive_seconds),
     "SOCKET": ("socket_path", _path),
+    "STATUS_TRANSPORT": ("status_transport", _choice("auto", "socket", "http")),
     "LOG_LEVEL": ("log_level", _choice(*LOG_LEVELS)),
     "LOG_FORMAT": ("log_format", _choice("auto", "json", "console")),
     "TLS_VERIFY": ("tls_verify", _boolean),
@@ -215,6 +223,10 @@ def load_settings(
     coder = get("CODER_AGENT_URL")
     values["coder_url"] = None if coder is None else _url(name("CODER_AGENT_URL"), coder)
     values["token"] = _token(source, warnings)
+
+    agent_socket = get("CODER_AGENT_SOCKET_PATH")
+    if agent_socket is not None:
+        values["agent_socket_path"] = Path(agent_socket.strip())
 
     task = get("CODER_TASK_ID")
     if task is not None:

@@ -86,6 +86,7 @@ def test_tunables() -> None:
         ("CODER_TASK_AGENT_MODE", "push", "events, poll"),
         ("CODER_TASK_AGENT_LOG_LEVEL", "loud", "one of"),
         ("CODER_TASK_AGENT_TLS_VERIFY", "maybe", "true or false"),
+        ("CODER_TASK_AGENT_STATUS_TRANSPORT", "grpc", "auto, socket, http"),
         ("CODER_AGENT_TOKEN", "has space", "characters a header cannot carry"),
     ],
 )
@@ -95,6 +96,24 @@ def test_bad_values_name_the_variable(variable: str, value: str, words: str) -> 
     assert caught.value.variable == variable
     assert str(caught.value).startswith(f"{variable}: ")
     assert words in str(caught.value)
+
+
+def test_status_transport_and_agent_socket() -> None:
+    defaults = load_settings({})
+    assert defaults.status_transport == "auto"
+    assert defaults.agent_socket_path == Path("/tmp/coder-agent.sock")
+    settings = load_settings(
+        {
+            "CODER_TASK_AGENT_STATUS_TRANSPORT": " Socket ",
+            "CODER_AGENT_SOCKET_PATH": " /run/agent/a.sock ",
+        }
+    )
+    assert settings.status_transport == "socket"
+    assert settings.agent_socket_path == Path("/run/agent/a.sock")
+    assert load_settings({"CODER_TASK_AGENT_STATUS_TRANSPORT": "http"}).status_transport == "http"
+    assert load_settings({"CODER_AGENT_SOCKET_PATH": " "}).agent_socket_path == Path(
+        "/tmp/coder-agent.sock"
+    )
 
 
 def test_flags_win_and_are_named() -> None:
