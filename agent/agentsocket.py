@@ -132,8 +132,9 @@ def _peer_uid(stream: anyio.abc.SocketStream) -> int:
 class _Connection:
     """One open connection: its stream, the next stream id, the reader's state."""
 
-    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, stream: anyio.abc.SocketStream, identity: SocketIdentity | None) -> None:
         self.stream = stream
+        self.identity = identity
         self.next_stream = 1
         self.parser = drpc.FrameParser()
         self.packets = drpc.PacketAssembler()
@@ -142,8 +143,9 @@ class _Connection:
 class AgentSocketClient:
     """Calls the agent socket at `path`; each method makes ONE attempt under `timeout` seconds.
 
-    The connection is opened on first use and kept; any failure other than an Error answer
-    closes it (its state is unknown), and the next call opens a fresh one.
+    The connection is opened on first use and kept while the socket file is the same one; any
+    failure other than an Error answer closes it (its state is unknown), and the next call
+    opens a fresh one.
     """
 
     def __init__(self, path: Path, timeout: float, *, uid: int | None = None) -> None:
@@ -203,7 +205,12 @@ class AgentSocketClient:
         return answer
 
     async def _exchange(self, method: str, request: bytes, what: str) -> bytes | drpc.RemoteFailure:
-        connection = self._connection or await self._connect(what)
+        identity = socket_identity(self.path)
+        if self._connection is not None and self._connection.identity != identity:
+            # The socket file was replaced or removed (the agent restarted): this connection
+            # leads to a process that is gone or going.
+            await self.aclose()
+        connection = self._connection or await self._connect(what, identity)
         call = drpc.UnaryCall(connection.next_stream)
         connection.next_stream += 1
         # Three separate frames, as dRPC's own client writes them.
@@ -224,7 +231,7 @@ class AgentSocketClient:
                 if answer is not None:
                     return answer
 
-    async def _connect(self, what: str) -> _Connection:
+    async def _connect(self, what: str, identity: SocketIdentity | None) -> _Connection:
         check_socket(self.path, self._uid)
         try:
             stream = await anyio.connect_unix(self.path)
@@ -243,7 +250,7 @@ class AgentSocketClient:
                 f"the process serving {str(self.path)!r} runs as uid {peer}, "
                 f"not as this process's uid {self._uid}: refused",
             )
-        self._connection = _Connection(stream)
+        self._connection = _Connection(stream, identity)
         return self._connection
 
 

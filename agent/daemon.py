@@ -43,6 +43,7 @@ from agent.models import AppStatus
 from agent.reporter import Reporter
 from agent.retry import RECONNECT_BACKOFF
 from agent.sdnotify import Notifier
+from agent.sender import StatusSender, open_sender
 from agent.settings import Settings
 from agent.shutdown import Outcome, save_snapshot
 from agent.status import (
@@ -89,6 +90,8 @@ class Daemon:
         coder: CoderClient,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = anyio.current_time,
+        *,
+        sender: StatusSender | None = None,
     ) -> None:
         self.settings = settings
         self.agentapi = agentapi
@@ -97,7 +100,9 @@ class Daemon:
         self.clock = clock
         self.rules = RulesState()
         self.mirror = Mirror()
-        self.reporter = Reporter(coder.patch_app_status, on_delivered=self._show_status)
+        # The status transport (agent socket or HTTP); plain HTTP when none is given.
+        self.sender = sender or StatusSender("http", None, socket=None, http=coder.patch_app_status)
+        self.reporter = Reporter(self.sender, on_delivered=self._show_status)
         self.reporting = settings.app_slug is not None
         self._rules_changed = anyio.Event()
         self._agentapi_failing = False
@@ -198,6 +203,7 @@ class Daemon:
             if not hooks_only:
                 watch = self._watch_events if self.settings.mode == "events" else self._watch_poll
                 group.start_soon(self._supervised, watch)
+            transport = await self.sender.choose() if self.reporting else None
             log.info(
                 "daemon_started",
                 agentapi=None if hooks_only else self.settings.agentapi_url,
@@ -210,6 +216,7 @@ class Daemon:
                 task_id=str(self.settings.task_id) if self.settings.task_id else None,
                 app_slug=self.settings.app_slug,
                 socket=str(socket_path) if socket_path else None,
+                status_transport=transport,
             )
             self.notifier.notify(READY="1", STATUS=self._status_text())
             self.ready.set()
@@ -436,17 +443,14 @@ class Daemon:
             source += ", AgentAPI not answering"
         delivered = self.reporter.delivered
         last = f"{delivered.state.value} {delivered.message!r}" if delivered else "nothing yet"
-        return f"{source}; last delivered: {last}"
+        return f"{source}; status via {self.sender.transport}; last delivered: {last}"
 
 
 async def run_daemon(settings: Settings) -> int:
     """Build the clients from settings and run the daemon; returns the exit code."""
     url, token = settings.require_coder()
     async with agentapi_http(settings) as agentapi, coder_http(settings, url, token) as coder:
-        daemon = Daemon(
-            settings,
-            AgentAPIClient(agentapi),
-            CoderClient(coder, settings.app_slug),
-            Notifier(),
-        )
-        return await daemon.run()
+        client = CoderClient(coder, settings.app_slug)
+        async with open_sender(settings, client.patch_app_status) as sender:
+            daemon = Daemon(settings, AgentAPIClient(agentapi), client, Notifier(), sender=sender)
+            return await daemon.run()

@@ -5,12 +5,14 @@ build the snapshot, upload it with retries, all within the shutdown budget, and 
 that says what happened (see agent.cli). A SIGTERM or SIGINT while it runs means "hurry": it
 stops at once.
 
-`report` (`report_once`): the fallback of `agent.reportclient` when no daemon listens. What the
-server answers is logged through the redacting logger, never printed raw.
+`report` (`report_once`): the fallback of `agent.reportclient` when no daemon listens, by the
+Coder agent's socket or HTTP as `agent.sender` chooses. What the server answers is logged
+through the redacting logger, never printed raw.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 
 import anyio
@@ -22,7 +24,8 @@ from agent.errors import ConfigError, Rejected, RemoteError, Unsupported
 from agent.logconfig import configure_from
 from agent.models import AppStatus, ExitCode
 from agent.retry import deliver
-from agent.settings import Secret, Settings
+from agent.sender import open_sender
+from agent.settings import Settings
 from agent.shutdown import Outcome, save_snapshot
 from agent.transport import agentapi_http, coder_http
 
@@ -64,21 +67,22 @@ def report_once(settings: Settings, status: AppStatus) -> ExitCode:
 
     Raises ConfigError when Coder or the app slug is not configured.
     """
-    url, token = settings.require_coder()
+    if settings.status_transport == "http" or (
+        settings.status_transport == "auto" and not os.path.lexists(settings.agent_socket_path)
+    ):
+        settings.require_coder()  # HTTP is the only way: say what it lacks before anything
     if settings.app_slug is None:
         raise ConfigError("CODER_MCP_APP_STATUS_SLUG", "is required to report a status")
     configure_from(settings)
-    return anyio.run(_report, settings, url, token, settings.app_slug, status)
+    return anyio.run(_report, settings, status)
 
 
-async def _report(
-    settings: Settings, url: str, token: Secret, app_slug: str, status: AppStatus
-) -> ExitCode:
-    async with coder_http(settings, url, token) as http:
-        client = CoderClient(http, app_slug)
+async def _report(settings: Settings, status: AppStatus) -> ExitCode:
+    # The agent's socket or HTTP, chosen as the daemon chooses (the token only for HTTP).
+    async with open_sender(settings) as send:
         deadline = anyio.current_time() + 2 * settings.request_timeout
         try:
-            await deliver(lambda: client.patch_app_status(status), deadline=deadline)
+            await deliver(lambda: send(status), deadline=deadline)
         except Unsupported as exc:
             log.error("report_failed", reason="unsupported", error=str(exc))
             return ExitCode.REJECTED
@@ -88,5 +92,5 @@ async def _report(
         except RemoteError as exc:
             log.error("report_failed", reason="not delivered in time", error=str(exc))
             return ExitCode.UNDELIVERED
-    log.info("report_delivered", state=status.state.value, direct=True)
+    log.info("report_delivered", state=status.state.value, direct=True, transport=send.transport)
     return ExitCode.OK

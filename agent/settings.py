@@ -225,8 +225,9 @@ def load_settings(
     values["token"] = _token(source, warnings)
 
     agent_socket = get("CODER_AGENT_SOCKET_PATH")
-    if agent_socket is not None:
-        values["agent_socket_path"] = Path(agent_socket.strip())
+    values["agent_socket_path"] = (
+        Path(agent_socket.strip()) if agent_socket else DEFAULT_AGENT_SOCKET
+    )
 
     task = get("CODER_TASK_ID")
     if task is not None:

@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "standins.coder",
         "Coder stand-in: records statuses and snapshots, serves a task page (default port 3000)",
     ),
+    "agent-socket": (
+        "standins.agentsocket",
+        "the Coder agent's local socket (dRPC Ping, UpdateAppStatus; /tmp/coder-agent.sock)",
+    ),
     "demo": (
         "standins.demo",
         "the whole loop on this machine: stand-ins, daemon, a prompt, a stop",

@@ -35,6 +35,9 @@ def agent_environment(
         "CODER_MCP_APP_STATUS_SLUG": app_slug,
         "CODER_MCP_AI_AGENTAPI_URL": agentapi_url,
         "CODER_TASK_AGENT_SOCKET": str(socket),
+        # Never the real agent's socket of the machine the tests run on (a Coder workspace):
+        # a test that wants one serves a stand-in there.
+        "CODER_AGENT_SOCKET_PATH": str(socket.parent / "coder-agent.sock"),
         "CODER_TASK_AGENT_LOG_FORMAT": "json",
         **extra,
     }

@@ -1,0 +1,359 @@
+"""Choosing the status transport: the agent's socket (real Unix socket, stand-in agent) or HTTP.
+
+The HTTP side is a recording coroutine (the HTTP client has its own tests); the socket side is
+the agent-socket stand-in served from the test's event loop.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import pytest
+from structlog.testing import capture_logs
+
+from agent.agentsocket import AgentSocketClient
+from agent.clock import ManualClock
+from agent.errors import (
+    ConfigError,
+    NotListening,
+    Rejected,
+    TransportError,
+    TryAgain,
+    Unsupported,
+)
+from agent.models import AppState, AppStatus
+from agent.reporter import Reporter
+from agent.retry import Backoff
+from agent.sender import StatusSender, open_sender
+from agent.settings import Settings, StatusTransport
+from standins.agentsocket import AgentSocketStandIn, SocketFault, run_agent_socket_standin
+from tests.fakes import wait_until
+
+pytestmark = pytest.mark.anyio
+
+WORKING = AppStatus(AppState.WORKING, "Working on it")
+IDLE = AppStatus(AppState.IDLE, "Turn finished")
+COMPLETE = AppStatus(AppState.COMPLETE, "Done", "https://example.com/pr/1")
+
+
+class Http:
+    """The HTTP way, recorded."""
+
+    def __init__(self) -> None:
+        self.sent: list[AppStatus] = []
+
+    async def send(self, status: AppStatus) -> None:
+        self.sent.append(status)
+
+
+class Agent:
+    """A stand-in agent socket that the test can stop and start again at the same path."""
+
+    def __init__(self, path: Path, group: anyio.abc.TaskGroup) -> None:
+        self.path = path
+        self.group = group
+        self.standin = AgentSocketStandIn()
+        self._scope: anyio.CancelScope | None = None
+
+    async def start(self, standin: AgentSocketStandIn | None = None) -> AgentSocketStandIn:
+        self.standin = standin or AgentSocketStandIn()
+        scope = anyio.CancelScope()
+        self._scope = scope
+
+        async def serve(*, task_status: anyio.abc.TaskStatus[Path]) -> None:
+            with scope:
+                await run_agent_socket_standin(self.standin, self.path, task_status=task_status)
+
+        await self.group.start(serve)
+        return self.standin
+
+    async def stop(self) -> None:
+        assert self._scope is not None
+        self._scope.cancel()
+        await wait_until(lambda: not self.path.exists())
+
+    def sent(self) -> list[tuple[str, str, str]]:
+        return [(s.state, s.message, s.uri) for s in self.standin.statuses]
+
+
+@asynccontextmanager
+async def setup(
+    tmp_path: Path,
+    mode: StatusTransport = "auto",
+    *,
+    timeout: float = 5.0,  # noqa: ASYNC109 - the client's per-call deadline, not this one's
+    clock: ManualClock | None = None,
+) -> AsyncIterator[tuple[Agent, StatusSender, Http]]:
+    path = tmp_path / "coder-agent.sock"
+    http = Http()
+    with anyio.fail_after(20):
+        async with (
+            anyio.create_task_group() as group,
+            AgentSocketClient(path, timeout) as client,
+        ):
+            sender = StatusSender(
+                mode,
+                "agent",
+                socket=None if mode == "http" else client,
+                http=http.send,
+                clock=clock or ManualClock(),
+            )
+            yield Agent(path, group), sender, http
+            group.cancel_scope.cancel()
+
+
+def wire(status: AppStatus) -> tuple[str, str, str]:
+    return (status.state.wire, status.message, status.uri)
+
+
+async def test_auto_without_a_socket_is_http(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (_agent, sender, http):
+        assert sender.transport == "auto"
+        with capture_logs() as logs:
+            assert await sender.choose() == "http"
+            await sender(WORKING)
+    assert http.sent == [WORKING]
+    assert logs[0]["event"] == "status_transport_chosen"
+    assert logs[0]["transport"] == "http"
+    assert "no agent socket" in logs[0]["reason"]
+
+
+async def test_auto_prefers_the_socket(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (agent, sender, http):
+        standin = await agent.start()
+        assert await sender.choose() == "socket"
+        for status in (WORKING, IDLE, COMPLETE):
+            await sender(status)
+        assert agent.sent() == [wire(WORKING), wire(IDLE), wire(COMPLETE)]
+        # One Ping to decide, then the three calls, on one connection.
+        assert [c.method for c in standin.calls] == ["Ping"] + ["UpdateAppStatus"] * 3
+        assert standin.connections == 1
+    assert http.sent == []
+
+
+async def test_an_agent_without_the_method_means_http_without_asking_again(
+    tmp_path: Path,
+) -> None:
+    async with setup(tmp_path) as (agent, sender, http):
+        standin = await agent.start(AgentSocketStandIn(methods=("Ping",)))
+        assert await sender.choose() == "socket"
+        with capture_logs() as logs:
+            await sender(WORKING)  # unknown rpc: not applied, so sent by HTTP at once
+        assert sender.transport == "http"
+        await sender(IDLE)
+        assert [c.answer.split(":")[0] for c in standin.calls] == ["ok", "error"]
+    assert http.sent == [WORKING, IDLE]
+    changed = [e for e in logs if e["event"] == "status_transport_changed"]
+    assert changed[0]["transport"] == "http"
+    assert "unknown rpc" in changed[0]["reason"]
+
+
+async def test_an_agent_without_ping_means_http(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (agent, sender, http):
+        await agent.start(AgentSocketStandIn(methods=()))
+        assert await sender.choose() == "http"
+        await sender(WORKING)
+    assert http.sent == [WORKING]
+
+
+async def test_not_connected_is_try_again_on_the_socket(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (agent, sender, http):
+        standin = await agent.start()
+        standin.faults.append(SocketFault("not_connected"))
+        with pytest.raises(TryAgain, match="agent not connected to coderd") as caught:
+            await sender(WORKING)
+        assert not isinstance(caught.value, TransportError)
+        assert sender.transport == "socket"
+        await sender(WORKING)
+        assert agent.sent() == [wire(WORKING)]
+    assert http.sent == []
+
+
+async def test_a_validation_error_is_a_rejection(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (agent, sender, http):
+        standin = await agent.start()
+        standin.faults.append(SocketFault("reject"))
+        with pytest.raises(Rejected, match="Message is too long") as caught:
+            await sender(WORKING)
+        assert caught.value.status == 400
+    assert http.sent == []
+
+
+async def test_a_drop_mid_call_is_try_again_then_the_socket_is_asked_again(
+    tmp_path: Path,
+) -> None:
+    async with setup(tmp_path) as (agent, sender, http):
+        standin = await agent.start()
+        standin.faults.append(SocketFault("drop", apply=True))
+        with pytest.raises(TransportError, match="closed the connection"):
+            await sender(WORKING)
+        # Applied before the drop: the server has it, but we cannot know; a retry sends it
+        # again (the reporter decides what to retry; the sender never sends twice by itself).
+        await sender(WORKING)
+        assert [c.method for c in standin.calls] == [
+            "Ping",
+            "UpdateAppStatus",
+            "Ping",
+            "UpdateAppStatus",
+        ]
+        assert standin.connections == 2
+    assert http.sent == []
+
+
+async def test_a_slow_answer_times_out(tmp_path: Path) -> None:
+    async with setup(tmp_path, timeout=0.3) as (agent, sender, http):
+        standin = await agent.start()
+        standin.faults.append(SocketFault("slow", delay=30.0))
+        with pytest.raises(TransportError, match="no answer within"):
+            await sender(WORKING)
+        await sender(IDLE)  # a fresh connection; the stand-in answers Ping at once
+        assert agent.sent() == [wire(IDLE)]
+    assert http.sent == []
+
+
+async def test_switches_when_the_socket_goes_and_comes_back(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (agent, sender, http):
+        await agent.start()
+        await sender(WORKING)
+        first = agent.sent()
+        await agent.stop()
+        with capture_logs() as logs:
+            await sender(IDLE)
+            assert sender.transport == "http"
+            await agent.start()  # an agent restart: a new socket file, asked afresh
+            await sender(COMPLETE)
+            assert sender.transport == "socket"
+        assert first == [wire(WORKING)]
+        assert agent.sent() == [wire(COMPLETE)]
+    assert http.sent == [IDLE]
+    changes = [e for e in logs if e["event"] == "status_transport_changed"]
+    assert [(e["previous"], e["transport"]) for e in changes] == [
+        ("socket", "http"),
+        ("http", "socket"),
+    ]
+
+
+async def test_a_socket_that_does_not_answer_is_asked_again_only_later(tmp_path: Path) -> None:
+    clock = ManualClock()
+    accepted: list[int] = []
+    async with setup(tmp_path, timeout=0.2, clock=clock) as (
+        agent,
+        sender,
+        http,
+    ):
+
+        async def hang(stream: anyio.abc.SocketStream) -> None:
+            accepted.append(1)
+            async with stream:
+                await anyio.sleep_forever()
+
+        async def serve(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            async with await anyio.create_unix_listener(agent.path) as listener:
+                task_status.started()
+                await listener.serve(hang)
+
+        await agent.group.start(serve)
+        await sender(WORKING)  # Ping times out: HTTP
+        await sender(IDLE)  # within the minute: HTTP without asking
+        assert len(accepted) == 1
+        clock.advance(61)
+        await sender(COMPLETE)  # asked again (and again no answer)
+        await wait_until(lambda: len(accepted) == 2)
+    assert http.sent == [WORKING, IDLE, COMPLETE]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="changing a file's owner needs root")
+async def test_another_users_socket_is_refused_and_said_so(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (agent, sender, http):
+        standin = await agent.start()
+        os.chown(agent.path, 4242, -1)
+        with capture_logs() as logs:
+            assert await sender.choose() == "http"
+            await sender(WORKING)
+        assert standin.connections == 0
+    assert http.sent == [WORKING]
+    refused = [e for e in logs if e["event"] == "agent_socket_refused"]
+    assert len(refused) == 1
+    assert "belongs to uid 4242" in refused[0]["reason"]
+    assert refused[0]["log_level"] == "warning"
+
+
+async def test_forced_socket_never_uses_http(tmp_path: Path) -> None:
+    async with setup(tmp_path, mode="socket") as (agent, sender, http):
+        assert sender.transport == "socket"
+        with capture_logs() as logs:
+            assert await sender.choose() == "socket"
+        assert logs[0]["event"] == "agent_socket_unavailable"
+        with pytest.raises(NotListening):
+            await sender(WORKING)
+        standin = await agent.start()
+        await sender(WORKING)
+        standin.methods = ("Ping",)
+        with pytest.raises(Unsupported):
+            await sender(IDLE)
+    assert http.sent == []
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="changing a file's owner needs root")
+async def test_forced_socket_refuses_another_users_socket_but_keeps_trying(
+    tmp_path: Path,
+) -> None:
+    async with setup(tmp_path, mode="socket") as (agent, sender, http):
+        standin = await agent.start()
+        os.chown(agent.path, 4242, -1)
+        with pytest.raises(TransportError, match="belongs to uid 4242"):
+            await sender(WORKING)
+        assert standin.connections == 0
+    assert http.sent == []
+
+
+async def test_forced_http_never_touches_the_socket(tmp_path: Path) -> None:
+    async with setup(tmp_path, mode="http") as (agent, sender, http):
+        standin = await agent.start()
+        assert await sender.choose() == "http"
+        await sender(WORKING)
+        assert standin.connections == 0
+    assert http.sent == [WORKING]
+
+
+async def test_http_needed_but_not_configured(tmp_path: Path) -> None:
+    sender = StatusSender("http", "agent", socket=None, http=None)
+    with pytest.raises(ConfigError, match="CODER_AGENT_TOKEN"):
+        await sender(WORKING)
+    with pytest.raises(ValueError, match="needs the agent-socket client"):
+        StatusSender("auto", "agent", socket=None, http=None)
+
+
+async def test_open_sender_builds_http_only_when_needed(tmp_path: Path) -> None:
+    settings = Settings(app_slug="agent", agent_socket_path=tmp_path / "none.sock")
+    with anyio.fail_after(10):
+        async with open_sender(settings) as sender:
+            # No socket, and no Coder configured: the HTTP way says what is missing.
+            with pytest.raises(ConfigError, match="CODER_AGENT_URL"):
+                await sender(WORKING)
+        async with open_sender(Settings(status_transport="http")) as sender:
+            assert sender.transport == "http"
+
+
+async def test_a_switch_mid_run_neither_resends_nor_loses(tmp_path: Path) -> None:
+    # The reporter over the sender: each state delivered exactly once, by whichever way.
+    async with setup(tmp_path) as (agent, sender, http):
+        await agent.start()
+        reporter = Reporter(sender, Backoff(base=0.001, cap=0.004))
+        agent.group.start_soon(reporter.run)
+        reporter.want(WORKING)
+        await wait_until(lambda: reporter.delivered == WORKING)
+        await agent.stop()
+        reporter.want(IDLE)
+        await wait_until(lambda: reporter.delivered == IDLE)
+        standin = await agent.start()
+        standin.faults.append(SocketFault("not_connected"))  # the agent still reconnecting
+        reporter.want(COMPLETE)
+        await wait_until(lambda: reporter.delivered == COMPLETE)
+        assert agent.sent() == [wire(COMPLETE)]
+    assert http.sent == [IDLE]
