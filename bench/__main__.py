@@ -29,7 +29,6 @@ from agent.reporter import Reporter
 from bench.harness import (
     SLUG,
     TOKEN,
-    Peers,
     cpu_seconds,
     daemon_log,
     hwm_kb,
@@ -42,6 +41,7 @@ from bench.harness import (
     stop,
     wait_for,
 )
+from bench.hooks import bench_hooks, reference_available, run_reference, timed
 from standins.coder import Fault
 
 RESULTS = Path(__file__).parent / "results"
@@ -90,9 +90,10 @@ class Table:
 
 
 async def bench_stop(table: Table, repeats: int, workdir: Path) -> None:
-    targets = {"2000 x 2 KB": 0.050, "10 x 1 MB": 0.150, "1 x 5 MB": 0.150}
+    skip = reference_available()
     for name, contents in histories().items():
-        samples = []
+        samples: list[float] = []
+        reference: list[float] = []
         for _ in range(repeats):
             async with peers(workdir) as p:
                 p.agentapi.replace_history(contents)
@@ -109,55 +110,54 @@ async def bench_stop(table: Table, repeats: int, workdir: Path) -> None:
                 samples.append(p.arrivals.snapshots[0][0] - start)
                 with anyio.fail_after(20):
                     assert await process.wait() == 0, daemon_log(workdir)
-        target = targets.get(name)
+                if skip is None:  # side by side: the same history, the same stand-ins
+                    reference.append(await run_reference(p, workdir))
+        ours = median(samples)
+        if skip is not None:
+            table.add("stop snapshot (daemon)", name, ours * 1000, "ms", "-", None, skip)
+            continue
+        faster = median(reference) / ours
+        small = name == "10 small"
         table.add(
             "stop snapshot (daemon)",
             name,
-            median(samples) * 1000,
+            ours * 1000,
             "ms",
-            f"< {target * 1000:.0f} ms" if target else "-",
-            None if target is None else median(samples) < target,
+            ">= 20x ref" + (", < 3 ms" if small else ""),
+            faster >= 20 and (ours < 0.003 or not small),
+            f"reference script {median(reference) * 1000:.0f} ms: {faster:.0f}x faster",
         )
 
 
-def naive_pipeline(p: Peers, header_file: Path) -> list[str]:
-    url = f"{p.coder_url}/api/v2/workspaceagents/me/tasks/{p.env()['CODER_TASK_ID']}/log-snapshot"
-    return [
-        "bash",
-        "-c",
-        f"curl -s {p.agentapi_url}/messages | jq -c '{{messages: .messages[-10:]}}' | "
-        f"curl -s -o /dev/null -X POST -H @{header_file} -H 'content-type: application/json' "
-        f"--data-binary @- '{url}?format=agentapi'",
-    ]
-
-
 async def bench_oneshot(table: Table, repeats: int, workdir: Path) -> None:
-    header_file = workdir / "headers"
-    header_file.write_text(f"Coder-Session-Token: {TOKEN}\n")
-    header_file.chmod(0o600)
+    skip = reference_available()
     for name, contents in histories().items():
-        ours, naive = [], []
+        ours: list[float] = []
+        reference: list[float] = []
         async with peers(workdir) as p:
             p.agentapi.replace_history(contents)
+            # No daemon listens here: the one-shot path itself.
+            env = p.env(CODER_TASK_AGENT_SOCKET=str(workdir / "nobody" / "report.sock"))
             for _ in range(repeats):
-                start = time.perf_counter()
-                result = await anyio.run_process(
-                    [sys.executable, "-m", "agent", "snapshot"], env=p.env(), check=False
-                )
-                ours.append(time.perf_counter() - start)
-                assert result.returncode == 0, result.stderr.decode()[-500:]
-                start = time.perf_counter()
-                await anyio.run_process(naive_pipeline(p, header_file), check=False)
-                naive.append(time.perf_counter() - start)
-        target = 0.5 if name == "10 x 1 MB" else (0.2 if name in ("10 small",) else None)
+                ours.append(await timed([sys.executable, "-m", "agent", "snapshot"], env))
+                if skip is None:
+                    reference.append(await run_reference(p, workdir))
+        if skip is not None:
+            table.add("one-shot snapshot", name, median(ours), "s", "-", None, skip)
+            continue
+        ratio = median(ours) / median(reference)
+        large = name in ("10 x 1 MB", "1 x 5 MB")
+        small = name == "10 small"
+        target = "<= 0.2x ref" if large else ("<= 1.25x ref" if small else "-")
+        met = ratio <= 0.2 if large else (ratio <= 1.25 if small else None)
         table.add(
             "one-shot snapshot",
             name,
             median(ours),
             "s",
-            f"< {target} s" if target else "-",
-            None if target is None else median(ours) < target,
-            f"curl|jq|curl: {median(naive):.3f} s",
+            target,
+            met,
+            f"reference script {median(reference):.3f} s: {ratio:.2f}x",
         )
 
 
@@ -368,6 +368,7 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         chosen: dict[str, Callable[[], Any]] = {
+            "hooks": lambda: bench_hooks(table, args.hook_repeats, workdir),
             "stop": lambda: bench_stop(table, args.repeats, workdir),
             "oneshot": lambda: bench_oneshot(table, args.repeats, workdir),
             "latency": lambda: bench_latency(table, args.flips, workdir),
@@ -397,10 +398,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
-        "--only", nargs="*", choices=["stop", "oneshot", "latency", "idle", "growth", "fleet"]
+        "--only",
+        nargs="*",
+        choices=["hooks", "stop", "oneshot", "latency", "idle", "growth", "fleet"],
     )
     args = parser.parse_args()
     args.repeats = 2 if args.quick else 7
+    args.hook_repeats = 3 if args.quick else 31
     args.flips = 10 if args.quick else 100
     args.idle_seconds = 5.0 if args.quick else 180.0
     args.rewrite_seconds = 3.0 if args.quick else 60.0

@@ -1,0 +1,112 @@
+"""Benchmarks of the hook paths (issue 14), side by side in one run, medians.
+
+- the interpreter's floor (`python -c pass`), `report` and `snapshot` handed to a running daemon,
+  run in turn in every repeat so that a noisy machine weighs on all of them alike;
+- Coder's reference stop script (bash + curl + jq, `reference-stop.sh`), the yardstick of the
+  one-shot `snapshot` and of the daemon's stop path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+
+from bench.harness import TASK_ID, TOKEN, Peers, daemon_log, median, peers, start_daemon, stop
+from bench.harness import wait_for as wait_until
+
+REFERENCE = Path(__file__).parent / "reference-stop.sh"
+MISSING = [tool for tool in ("bash", "curl", "jq") if shutil.which(tool) is None]
+
+
+def reference_available() -> str | None:
+    """None when the reference script can run, else why not."""
+    if MISSING:
+        return f"reference script skipped: {', '.join(MISSING)} not installed"
+    return None
+
+
+def header_file(workdir: Path) -> Path:
+    path = workdir / "headers"
+    path.write_text(f"Coder-Session-Token: {TOKEN}\n")
+    path.chmod(0o600)
+    return path
+
+
+def reference_env(p: Peers, workdir: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "AGENTAPI_URL": p.agentapi_url,
+        "CODER_AGENT_URL": p.coder_url,
+        "TASK_ID": TASK_ID,
+        "HEADER_FILE": str(header_file(workdir)),
+    }
+
+
+async def timed(argv: list[str], env: dict[str, str]) -> float:
+    """Exec to exit of `argv`, in seconds; the command must succeed."""
+    start = time.perf_counter()
+    result = await anyio.run_process(argv, env=env, check=False)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, (argv, result.stderr.decode()[-800:])
+    return elapsed
+
+
+async def run_reference(p: Peers, workdir: Path) -> float:
+    """One run of the reference script against the stand-ins."""
+    return await timed(["bash", str(REFERENCE)], reference_env(p, workdir))
+
+
+class Rows(Protocol):
+    """The results table of `bench.__main__`."""
+
+    def add(
+        self,
+        group: str,
+        case: str,
+        value: float,
+        unit: str,
+        target: str,
+        ok: bool | None,
+        note: str = "",
+    ) -> None: ...
+
+
+async def bench_hooks(table: Rows, repeats: int, workdir: Path) -> None:
+    """`report` and `snapshot` handed to a running daemon against the interpreter's floor."""
+    add = table.add
+    floor: list[float] = []
+    report: list[float] = []
+    snap: list[float] = []
+    async with peers(workdir) as p:
+        p.agentapi.replace_history([f"message {i}: short text" for i in range(3)])
+        env = p.env()
+        process = await start_daemon(env)
+        await wait_until(lambda: bool(p.arrivals.statuses))
+        await anyio.sleep(0.3)  # the replay settles into the mirror
+        agent = [sys.executable, "-m", "agent"]
+        for i in range(repeats):
+            floor.append(await timed([sys.executable, "-c", "pass"], env))
+            state = "working" if i % 2 else "idle"
+            report.append(await timed([*agent, "report", state, f"step {i}"], env))
+            snap.append(await timed([*agent, "snapshot"], env))
+        assert await stop(process) == 0, daemon_log(workdir)
+    base = median(floor)
+    add("hooks (daemon running)", "python -c pass (the floor)", base * 1000, "ms", "-", None)
+    for name, samples in (("report", report), ("snapshot", snap)):
+        ratio = median(samples) / base
+        add(
+            "hooks (daemon running)",
+            f"{name}, whole process",
+            median(samples) * 1000,
+            "ms",
+            "<= 3x floor",
+            ratio <= 3.0,
+            f"{ratio:.2f}x the floor",
+        )
