@@ -12,12 +12,16 @@ Exit codes: `agent.models.ExitCode` (README's table is that enum).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+    from agent.hookconfig import HookSettings
     from agent.settings import Settings
 
 # Flags that stand for a setting: flag -> variable. Errors name both.
@@ -65,6 +69,8 @@ def _dest(flag: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse  # noqa: PLC0415 - not on the hooks' fast path
+
     from agent import __version__  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
@@ -138,8 +144,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    from agent.errors import ConfigError  # noqa: PLC0415
+    from agent.models import ExitCode  # noqa: PLC0415
+
+    fast = _fast_command(args_list)
+    if fast is not None:
+        try:
+            return _fast(*fast)
+        except ConfigError as exc:
+            print(f"coder-task-agent: configuration error: {exc}", file=sys.stderr)
+            return ExitCode.USAGE
     parser = _parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(args_list)
     command: str = args.command
 
     if command == "stop-hook":
@@ -153,9 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_hook(args.agent, args.payload, _setting_flags(args))
 
-    from agent.errors import ConfigError  # noqa: PLC0415
-    from agent.models import ExitCode  # noqa: PLC0415
-
     try:
         settings = _settings(args)
         if command == "snapshot":
@@ -166,6 +180,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"coder-task-agent: configuration error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+
+
+# -- the hooks' fast path: `report` and `snapshot` without argparse or agent.settings ----------
+
+# What each fast command accepts besides its positional arguments (min, max).
+_FAST = {
+    "report": ((1, 2), ("--uri", "--socket", "--log-level", "--log-format")),
+    "snapshot": ((0, 0), ("--agentapi-url", "--budget", "--log-level", "--log-format")),
+}
+
+
+def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | None:
+    """`report` or `snapshot` in their plain forms: command, positionals, options.
+
+    argparse costs more than the rest of the hooks' path; anything this does not recognise
+    exactly (help, abbreviations, a repeated or unknown option, a value that looks like an
+    option) returns None and goes to argparse, which then behaves as it always did.
+    """
+    if not argv or argv[0] not in _FAST:
+        return None
+    (least, most), allowed = _FAST[argv[0]]
+    positional: list[str] = []
+    options: dict[str, str] = {}
+    rest = iter(argv[1:])
+    for arg in rest:
+        if not arg.startswith("-"):
+            positional.append(arg)
+            continue
+        name, equals, value = arg.partition("=")
+        if name not in allowed or name in options:
+            return None
+        if not equals:
+            value = next(rest, "-")
+            if value.startswith("-"):
+                return None
+        options[name] = value
+    if not least <= len(positional) <= most:
+        return None
+    return argv[0], positional, options
+
+
+def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
+    from agent import reportclient  # noqa: PLC0415
+    from agent.hookconfig import load_hook_settings  # noqa: PLC0415
+
+    flags = {
+        _SETTING_FLAGS[flag]: (flag, value)
+        for flag, value in options.items()
+        if flag in _SETTING_FLAGS
+    }
+    settings = load_hook_settings(flags=flags)
+    if command == "report":
+        summary = positional[1] if len(positional) > 1 else ""
+        status = reportclient.parse_report(positional[0], summary, options.get("--uri", ""))
+        return reportclient.report(settings, status)
+    return _snapshot(settings)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -194,13 +264,14 @@ def _logging(settings: Settings) -> None:
             log.warning("configuration_warning", problem=warning)
 
 
-def _snapshot(settings: Settings) -> int:
+def _snapshot(hook_settings: Settings | HookSettings) -> int:
     from agent import reportclient  # noqa: PLC0415
 
     # A running daemon saves from its live mirror over warm connections: ask it first.
-    code = reportclient.snapshot(settings)
+    code = reportclient.snapshot(hook_settings)
     if code is not None:
         return code
+    settings = reportclient.full_settings(hook_settings)
     settings.require_coder()
 
     import anyio  # noqa: PLC0415

@@ -3,16 +3,31 @@
 Pure: no I/O, no third-party imports. The pure rules (`status`), the snapshot builder, both
 clients and the command line import these from here, so importing the rules never loads an
 HTTP library (see README, "Architecture").
+
+The hooks' fast path (`agent.reportclient`) imports this module too, and must not pay for
+`typing` (it pulls in `re` and more): `AgentStatus` is therefore built on first use, and
+`TYPE_CHECKING` is a plain constant that type checkers treat as true.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Literal
 
-# AgentAPI's `/status` and `status_change` values.
-AgentStatus = Literal["running", "stable"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    # AgentAPI's `/status` and `status_change` values.
+    AgentStatus = Literal["running", "stable"]
+else:
+
+    def __getattr__(name: str) -> object:
+        if name == "AgentStatus":
+            from typing import Literal  # noqa: PLC0415 - off the fast path
+
+            return Literal["running", "stable"]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # The server refuses a status message longer than this many UTF-8 bytes (exactly 160 is fine).
 MAX_STATUS_MESSAGE_BYTES = 160
@@ -33,13 +48,43 @@ class AppState(enum.StrEnum):
         return "failure" if self is AppState.FAILED else self.value
 
 
-@dataclass(frozen=True)
 class AppStatus:
-    """One app-status report. Two reports are the same report when all three fields are."""
+    """One app-status report, immutable. Two reports are the same report when all three fields are.
 
+    Written out rather than a frozen dataclass: the hooks' fast path imports this module, and
+    importing `dataclasses` alone costs about as much as the rest of that path.
+    """
+
+    __slots__ = ("message", "state", "uri")
+    __match_args__ = ("state", "message", "uri")
     state: AppState
-    message: str = ""
-    uri: str = ""
+    message: str
+    uri: str
+
+    def __init__(self, state: AppState, message: str = "", uri: str = "") -> None:
+        object.__setattr__(self, "state", state)
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "uri", uri)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"AppStatus is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"AppStatus is immutable: cannot delete {name!r}")
+
+    def _key(self) -> tuple[AppState, str, str]:
+        return (self.state, self.message, self.uri)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not AppStatus:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"AppStatus(state={self.state!r}, message={self.message!r}, uri={self.uri!r})"
 
 
 class ExitCode(enum.IntEnum):

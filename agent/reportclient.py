@@ -34,7 +34,6 @@ Output goes through a tiny redacting writer that prints exactly what the structl
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -43,14 +42,17 @@ import stat
 import struct
 import sys
 import time
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from agent.errors import ConfigError, UsageError
+from agent.hookconfig import HookSettings
 from agent.models import AppState, AppStatus, ExitCode
 
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, ClassVar, TextIO
+
     from agent.settings import Settings
 
 # How long the daemon has to answer a report: it only queues it, so this is generous.
@@ -92,74 +94,77 @@ class Untrusted(ConfigError):
         super().__init__(SOCKET_VARIABLE, problem)
 
 
-def check_ancestors(directory: Path) -> None:
+def check_ancestors(directory: str | os.PathLike[str]) -> None:
     """Check every existing directory from `/` down to `directory` (included), without links.
 
     Raises Untrusted for a component owned by another user (root excepted), a world- or
     group-writable one without the sticky bit, or a symlink that root does not own.
     """
     uid = os.getuid()
-    # abspath, not resolve(): resolving would follow the very links checked here.
-    directory = Path(os.path.abspath(directory))
-    current = Path(directory.anchor)
-    for part in directory.parts[1:]:
-        current = current / part
+    # abspath, not realpath: resolving would follow the very links checked here.
+    current = ""
+    for part in os.path.abspath(directory).split("/")[1:]:
+        if not part:
+            continue
+        current = f"{current}/{part}"
         try:
             info = os.lstat(current)
         except FileNotFoundError:
             return
         if stat.S_ISLNK(info.st_mode):
             if info.st_uid != 0:
-                raise Untrusted(f"{str(current)!r} is a symlink (not followed)")
+                raise Untrusted(f"{current!r} is a symlink (not followed)")
             continue  # made by root: the lstat of the next component follows it
         if not stat.S_ISDIR(info.st_mode):
-            raise Untrusted(f"{str(current)!r} is not a directory")
+            raise Untrusted(f"{current!r} is not a directory")
         if info.st_uid not in (uid, 0):
-            raise Untrusted(f"{str(current)!r} belongs to another user (uid {info.st_uid})")
+            raise Untrusted(f"{current!r} belongs to another user (uid {info.st_uid})")
         writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
         if writable and not info.st_mode & stat.S_ISVTX:
-            raise Untrusted(f"{str(current)!r} is writable by other users")
+            raise Untrusted(f"{current!r} is writable by other users")
 
 
-def open_private_dir(directory: Path) -> int:
+def open_private_dir(directory: str | os.PathLike[str]) -> int:
     """A descriptor of the socket's directory after every check; the caller closes it.
 
     Raises FileNotFoundError when it does not exist, Untrusted when it is not private to us.
     """
-    check_ancestors(directory.parent)
+    directory = os.path.abspath(directory)
+    check_ancestors(os.path.dirname(directory))
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(directory, flags)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise Untrusted(f"{str(directory)!r} is a symlink or not a directory") from None
+            raise Untrusted(f"{directory!r} is a symlink or not a directory") from None
         raise
     info = os.fstat(fd)
     problem = None
     if info.st_uid not in (os.getuid(), 0):
-        problem = f"{str(directory)!r} belongs to another user (uid {info.st_uid})"
+        problem = f"{directory!r} belongs to another user (uid {info.st_uid})"
     elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        problem = f"{str(directory)!r} is writable by other users"
+        problem = f"{directory!r} is writable by other users"
     if problem is not None:
         os.close(fd)
         raise Untrusted(problem)
     return fd
 
 
-def make_private_dir(directory: Path) -> None:
+def make_private_dir(directory: str | os.PathLike[str]) -> None:
     """Create the socket's directory (0700, missing parents too) or check the existing one.
 
     The daemon's side of the checks above: nothing is followed through a symlink.
     """
-    missing: list[Path] = []
-    current = directory
-    while not os.path.lexists(current) and current != current.parent:
+    missing: list[str] = []
+    current = os.path.abspath(directory)
+    while not os.path.lexists(current) and current != os.path.dirname(current):
         missing.append(current)
-        current = current.parent
+        current = os.path.dirname(current)
     for path in reversed(missing):
-        # Made meanwhile by someone else: checked below like any existing directory.
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue  # made meanwhile by someone else: checked below like any existing one
     os.close(open_private_dir(directory))
 
 
@@ -171,58 +176,61 @@ class Unanswered(Exception):
     """A daemon took the request (or holds the socket) but gave no usable answer."""
 
 
-def _connect(path: Path, timeout: float) -> socket.socket:
+def _connect(path: str, timeout: float) -> socket.socket:
     """A connected socket to the daemon at `path`, every check passed."""
+    parent, name = os.path.split(os.path.abspath(path))
     try:
-        fd = open_private_dir(path.parent)
+        fd = open_private_dir(parent)
     except FileNotFoundError:
-        raise NoDaemon(f"{str(path.parent)!r} does not exist") from None
+        raise NoDaemon(f"{parent!r} does not exist") from None
     except OSError as exc:
-        raise Unanswered(f"cannot open {str(path.parent)!r}: {exc.strerror}") from None
+        raise Unanswered(f"cannot open {parent!r}: {exc.strerror}") from None
     try:
         try:
-            info = os.stat(path.name, dir_fd=fd, follow_symlinks=False)
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
-            raise NoDaemon(f"no socket at {str(path)!r}") from None
+            raise NoDaemon(f"no socket at {path!r}") from None
         if not stat.S_ISSOCK(info.st_mode):
-            raise Untrusted(f"{str(path)!r} is not a socket (a symlink is not followed)")
+            raise Untrusted(f"{path!r} is not a socket (a symlink is not followed)")
         if info.st_uid not in (os.getuid(), 0):
-            raise Untrusted(f"{str(path)!r} belongs to another user (uid {info.st_uid})")
+            raise Untrusted(f"{path!r} belongs to another user (uid {info.st_uid})")
         # Through the directory already checked: nothing can be swapped in between.
-        through = f"/proc/self/fd/{fd}/{path.name}"
+        through = f"/proc/self/fd/{fd}/{name}"
         usable = len(through) <= _SUN_PATH_MAX and os.path.isdir("/proc/self/fd")
-        address = through if usable else str(path)
+        address = through if usable else path
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
             sock.connect(address)
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
-            raise NoDaemon(f"nothing listens on {str(path)!r}") from None
+            raise NoDaemon(f"nothing listens on {path!r}") from None
         except TimeoutError:
             sock.close()
             raise Unanswered(f"the daemon did not accept within {timeout:g} s") from None
         except OSError as exc:
             sock.close()
-            raise Unanswered(f"cannot connect to {str(path)!r}: {exc.strerror}") from None
+            raise Unanswered(f"cannot connect to {path!r}: {exc.strerror}") from None
     finally:
         os.close(fd)
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, peer_uid, _gid = struct.unpack("3i", creds)
     if peer_uid not in (os.getuid(), 0):
         sock.close()
-        raise Untrusted(f"{str(path)!r} is served by another user (uid {peer_uid})")
+        raise Untrusted(f"{path!r} is served by another user (uid {peer_uid})")
     return sock
 
 
-def exchange(path: Path, request: Mapping[str, object], timeout: float) -> dict[str, Any]:
+def exchange(
+    path: str | os.PathLike[str], request: Mapping[str, object], timeout: float
+) -> dict[str, Any]:
     """Send one request line to the daemon at `path` and return its answer.
 
     Raises NoDaemon (nothing listens: safe to go direct), Untrusted, or Unanswered (a daemon
     is there but gave no answer within `timeout` s, overall: it may still act on the request).
     """
     deadline = time.monotonic() + timeout
-    sock = _connect(path, timeout)
+    sock = _connect(os.fspath(path), timeout)
     with sock:
         try:
             sock.sendall(json.dumps(request).encode() + b"\n")
@@ -272,10 +280,13 @@ class Writer:
         self._secrets = tuple(s for s in secrets if s)
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> Writer:
-        """The writer `settings` ask for."""
-        token = settings.token.reveal() if settings.token is not None else ""
-        return cls(settings.log_level, settings.log_format, (token,))
+    def for_settings(cls, settings: Settings | HookSettings) -> Writer:
+        """The writer `settings` ask for, masking the token."""
+        if isinstance(settings, HookSettings):
+            secrets = settings.secrets
+        else:
+            secrets = (settings.token.reveal(),) if settings.token is not None else ()
+        return cls(settings.log_level, settings.log_format, secrets)
 
     def debug(self, event: str, **fields: object) -> None:
         """Write a debug line."""
@@ -332,7 +343,7 @@ def _console_repr(value: object) -> str:
 
 
 def report(
-    settings: Settings,
+    settings: Settings | HookSettings,
     status: AppStatus,
     *,
     timeout: float = REQUEST_TIMEOUT,
@@ -360,13 +371,13 @@ def report(
         except NoDaemon as exc:
             reason = str(exc)
         except Untrusted as exc:
-            out.warning("report_socket_untrusted", error=exc.problem, socket=str(path))
+            out.warning("report_socket_untrusted", error=exc.problem, socket=os.fspath(path))
             reason = "the report socket is not trusted"
         except Unanswered as exc:
             out.error(
                 "report_unconfirmed",
                 error=str(exc),
-                socket=str(path),
+                socket=os.fspath(path),
                 note="the daemon may still deliver it; not sent a second time",
             )
             return ExitCode.UNDELIVERED
@@ -379,11 +390,20 @@ def report(
     out.info("report_direct", reason=reason)
     from agent.oneshot import report_once  # noqa: PLC0415 - the heavy path, only when needed
 
-    return report_once(settings, status)
+    return report_once(full_settings(settings), status)
+
+
+def full_settings(settings: Settings | HookSettings) -> Settings:
+    """The whole, validated configuration (the direct paths need it); raises ConfigError."""
+    if not isinstance(settings, HookSettings):
+        return settings
+    from agent.settings import load_settings  # noqa: PLC0415 - only off the fast path
+
+    return load_settings(flags=settings.flags)
 
 
 def snapshot(
-    settings: Settings, *, timeout: float | None = None, writer: Writer | None = None
+    settings: Settings | HookSettings, *, timeout: float | None = None, writer: Writer | None = None
 ) -> ExitCode | None:
     """Ask the running daemon to save the conversation now; None when no daemon listens.
 
@@ -401,10 +421,10 @@ def snapshot(
     except NoDaemon:
         return None
     except Untrusted as exc:
-        out.warning("report_socket_untrusted", error=exc.problem, socket=str(path))
+        out.warning("report_socket_untrusted", error=exc.problem, socket=os.fspath(path))
         return None
     except Unanswered as exc:
-        out.error("snapshot_unconfirmed", error=str(exc), socket=str(path))
+        out.error("snapshot_unconfirmed", error=str(exc), socket=os.fspath(path))
         return ExitCode.UNDELIVERED
     code = answer.get("exit_code")
     outcome = str(answer.get("outcome", ""))[:40]

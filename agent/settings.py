@@ -1,8 +1,10 @@
 """Configuration, read once at start from the environment (and CLI flags), validated, frozen.
 
-This is the only module that reads the environment. Every problem is a `ConfigError` naming the
-variable (and the flag, when the value came from one), raised before anything starts. The agent
-token is held in a `Secret` whose repr and str never show it.
+This is the only module that reads the environment, with one exception: the hooks' fast path
+reads its four settings through `agent.hookconfig`, whose parsers this module uses too. Every
+problem is a `ConfigError` naming the variable (and the flag, when the value came from one),
+raised before anything starts. The agent token is held in a `Secret` whose repr and str never
+show it.
 
 Variables follow Coder's conventions where Coder has one (`CODER_AGENT_URL`, `CODER_AGENT_TOKEN`,
 `CODER_MCP_APP_STATUS_SLUG`, ...); the daemon's own tunables share the prefix `CODER_TASK_AGENT_`.
@@ -11,7 +13,6 @@ Variables follow Coder's conventions where Coder has one (`CODER_AGENT_URL`, `CO
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 import stat
@@ -23,8 +24,10 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from agent.errors import ConfigError
+from agent.hookconfig import LOG_LEVELS, PREFIX, choice, positive_seconds
+from agent.hookconfig import default_socket_path as _default_socket_path
+from agent.hookconfig import socket_path as _socket_path
 
-PREFIX = "CODER_TASK_AGENT_"
 CREDENTIAL_NAME = "coder-agent-token"
 DEFAULT_AGENTAPI_URL = "http://localhost:3284"
 # Coder's own rule for app slugs: lower-case letters and digits, single inner hyphens.
@@ -39,7 +42,6 @@ StatusTransport = Literal["auto", "socket", "http"]
 # The Coder agent's own default for CODER_AGENT_SOCKET_PATH (Coder >= v2.32).
 DEFAULT_AGENT_SOCKET = Path("/tmp/coder-agent.sock")  # noqa: S108 - the agent's own default
 LogFormat = Literal["auto", "json", "console"]
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class Secret:
@@ -120,24 +122,12 @@ class Settings:
 
 
 # Tunables: variable suffix -> (field, parser). Flags reuse the same parsers.
-def _positive_seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"must be a positive number of seconds, got {raw!r}")
-    return value
+_positive_seconds = positive_seconds
+_choice = choice
 
 
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}, got {raw!r}")
-        return value
-
-    return parse
+def _path(raw: str) -> Path:
+    return Path(_socket_path(raw))
 
 
 def _boolean(raw: str) -> bool:
@@ -147,12 +137,6 @@ def _boolean(raw: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"must be true or false, got {raw!r}")
-
-
-def _path(raw: str) -> Path:
-    if not raw.strip():
-        raise ValueError("must not be empty")
-    return Path(raw)
 
 
 _TUNABLES: dict[str, tuple[str, Callable[[str], object]]] = {
@@ -291,18 +275,8 @@ def misspelled_variables(env: Mapping[str, str]) -> list[str]:
 
 
 def default_socket_path(env: Mapping[str, str]) -> Path:
-    """Where the report socket lives when CODER_TASK_AGENT_SOCKET is not set.
-
-    systemd's RuntimeDirectory (private to the unit's user), else the user's XDG runtime
-    directory, else a per-user directory under /tmp that the daemon creates with mode 0700.
-    """
-    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    if runtime:
-        return Path(runtime) / "report.sock"
-    xdg = env.get("XDG_RUNTIME_DIR", "")
-    if xdg:
-        return Path(xdg) / "coder-task-agent" / "report.sock"
-    return Path("/tmp") / f"coder-task-agent-{os.getuid()}" / "report.sock"  # noqa: S108
+    """Where the report socket lives when CODER_TASK_AGENT_SOCKET is not set (see hookconfig)."""
+    return Path(_default_socket_path(env))
 
 
 def _slug(variable: str, raw: str) -> str:
