@@ -94,13 +94,39 @@ class Untrusted(ConfigError):
         super().__init__(SOCKET_VARIABLE, problem)
 
 
+def system_owners(uid_map: str, overflow_uid: int) -> tuple[int, ...]:
+    """The uids that stand for the system (root) when looking at directories above ours.
+
+    In a user namespace that maps only some ids (systemd's `PrivateUsers=yes`, rootless
+    containers) every file of an unmapped owner, root's `/run` and `/run/user` included, shows
+    the kernel's overflow uid (65534). Such a namespace cannot tell root from other unmapped
+    users: the overflow uid is then accepted for the directories *above* the socket's own, which
+    stays held to the strict rule (ours, private), and is reached through its opened descriptor.
+    """
+    full = uid_map.split() == ["0", "0", "4294967295"]
+    return (0,) if full else (0, overflow_uid)
+
+
+def _system_owners() -> tuple[int, ...]:
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as uid_map:
+            mapping = uid_map.read()
+        with open("/proc/sys/kernel/overflowuid", encoding="ascii") as overflow:
+            overflow_uid = int(overflow.read().strip())
+    except (OSError, ValueError):
+        return (0,)
+    return system_owners(mapping, overflow_uid)
+
+
 def check_ancestors(directory: str | os.PathLike[str]) -> None:
     """Check every existing directory from `/` down to `directory` (included), without links.
 
-    Raises Untrusted for a component owned by another user (root excepted), a world- or
-    group-writable one without the sticky bit, or a symlink that root does not own.
+    Raises Untrusted for a component owned by another user (root, or what stands for root in
+    a user namespace, excepted: see `system_owners`), a world- or group-writable one without
+    the sticky bit, or a symlink that root does not own.
     """
     uid = os.getuid()
+    system = _system_owners()
     # abspath, not realpath: resolving would follow the very links checked here.
     current = ""
     for part in os.path.abspath(directory).split("/")[1:]:
@@ -112,12 +138,12 @@ def check_ancestors(directory: str | os.PathLike[str]) -> None:
         except FileNotFoundError:
             return
         if stat.S_ISLNK(info.st_mode):
-            if info.st_uid != 0:
+            if info.st_uid not in system:
                 raise Untrusted(f"{current!r} is a symlink (not followed)")
             continue  # made by root: the lstat of the next component follows it
         if not stat.S_ISDIR(info.st_mode):
             raise Untrusted(f"{current!r} is not a directory")
-        if info.st_uid not in (uid, 0):
+        if info.st_uid != uid and info.st_uid not in system:
             raise Untrusted(f"{current!r} belongs to another user (uid {info.st_uid})")
         writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
         if writable and not info.st_mode & stat.S_ISVTX:

@@ -25,6 +25,7 @@ from agent.reportclient import (
     make_private_dir,
     report,
     snapshot,
+    system_owners,
 )
 from agent.settings import Secret, Settings
 
@@ -222,3 +223,18 @@ def test_the_writer_honours_the_level() -> None:
     writer.info("quiet")
     writer.error("loud")
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["loud"]
+
+
+@pytest.mark.parametrize(
+    ("uid_map", "owners"),
+    [
+        ("         0          0 4294967295\n", (0,)),  # the initial namespace: root is root
+        ("      1000       1000          1\n", (0, 65534)),  # systemd PrivateUsers=yes
+        ("         0       1000          1\n         1     100000      65536\n", (0, 65534)),
+    ],
+    ids=["initial", "private-users", "rootless"],
+)
+def test_in_a_user_namespace_the_overflow_uid_stands_for_root_above_the_socket_dir(
+    uid_map: str, owners: tuple[int, ...]
+) -> None:
+    assert system_owners(uid_map, 65534) == owners
