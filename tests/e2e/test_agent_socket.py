@@ -8,6 +8,8 @@ stand-in's request log tells the HTTP ones apart.
 from __future__ import annotations
 
 import json
+import socket
+import sys
 from pathlib import Path
 
 import anyio
@@ -88,11 +90,15 @@ async def send_prompt(peers: Peers, text: str) -> None:
         assert answer.status_code == 200, answer.text
 
 
-async def test_the_daemon_reports_through_the_socket(peers: Peers) -> None:
+async def test_the_daemon_reports_through_the_socket(peers: Peers, tmp_path: Path) -> None:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
     async with anyio.create_task_group() as group:
         agent = AgentSocket(peers, group)
         standin = await agent.start()
-        process = await start_agent(["run"], peers.env())
+        env = peers.env(NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
+        process = await start_agent(["run"], env)
         log = Log(process)
         await log.delivered(1)
         await send_prompt(peers, "Write the release notes")
@@ -110,6 +116,16 @@ async def test_the_daemon_reports_through_the_socket(peers: Peers) -> None:
     started = next(e for e in events(stderr) if e["event"] == "daemon_started")
     assert started["status_transport"] == "socket"
     assert standin.protocol_errors == []
+    # systemd's STATUS= says it too.
+    notices = []
+    with notify:
+        while True:
+            try:
+                notices.append(notify.recv(65536).decode())
+            except BlockingIOError:
+                break
+    ready = next(n for n in notices if "READY=1" in n)
+    assert "status via socket" in ready
 
 
 async def test_report_without_a_daemon_needs_no_token_on_the_socket(peers: Peers) -> None:
@@ -216,3 +232,24 @@ async def test_forced_socket_waits_for_the_agent(peers: Peers) -> None:
     assert relayed(standin) == ["idle"]
     assert patched(peers) == []
     assert sum(e["event"] == "status_delivery_failed" for e in events(stderr)) <= 1
+
+
+async def test_a_hook_without_a_daemon_uses_the_socket(peers: Peers) -> None:
+    env = peers.env()
+    del env["CODER_AGENT_TOKEN"], env["CODER_AGENT_URL"]
+    event = json.dumps({"hook_event_name": "UserPromptSubmit", "prompt": "Add a changelog"})
+    async with anyio.create_task_group() as group:
+        agent = AgentSocket(peers, group)
+        standin = await agent.start()
+        with anyio.fail_after(30):
+            result = await anyio.run_process(
+                [sys.executable, "-m", "agent", "hook", "claude-code"],
+                input=event.encode(),
+                env=env,
+                check=False,
+            )
+        group.cancel_scope.cancel()
+    assert result.returncode == 0
+    assert result.stdout == b""
+    assert [(s.state, s.message) for s in standin.statuses] == [("working", "Add a changelog")]
+    assert peers.coder.requests == []
