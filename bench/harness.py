@@ -20,8 +20,8 @@ import anyio.abc
 
 from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from standins.coder import CoderStandIn, run_coder_standin
+from standins.coder.store import Store, Task
 from standins.environment import agent_environment
-from standins.store import Store, Task
 
 TOKEN = "bench-token-5e1f0c7a"  # noqa: S105 - a made-up token for loopback stand-ins
 TASK_ID = "7d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d"

@@ -38,7 +38,7 @@ import anyio.abc
 import structlog
 
 from agent import drpc
-from standins.store import Store
+from standins.coder.store import Store
 
 log = structlog.get_logger("standins.agentsocket")
 
@@ -198,7 +198,7 @@ class AgentSocketStandIn:
                 (
                     t
                     for t in self.store.tasks()
-                    if not t.other_workspace and request.slug in t.app_slugs
+                    if not t.other_workspace and t.has_app(request.slug)
                 ),
                 None,
             )

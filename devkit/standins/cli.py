@@ -15,11 +15,11 @@ PROG = "coder-task-agent-dev"
 # command -> (module with `main(argv) -> int`, one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "agentapi": (
-        "standins.agentapi",
+        "standins.agentapi.cli",
         "AgentAPI stand-in with a scripted agent (default port 3284)",
     ),
     "coder": (
-        "standins.coder",
+        "standins.coder.cli",
         "Coder stand-in: records statuses and snapshots, serves a task page (default port 3000)",
     ),
     "agent-socket": (

@@ -30,9 +30,17 @@ from standins.environment import agent_environment
 
 TASK_ID = "8b2e7c1a-5f3d-4e6b-9a0c-1d2e3f4a5b6c"
 USER = "demo"
-SLUG = "agent"
+# README's example slug: the Coder stand-in is told to accept exactly this one, like a template's
+# `coder_app`.
+SLUG = "claude-code"
 PROMPT = "Fix the failing date parser test and explain the fix"
 STEP_TIMEOUT = 20.0
+# The last line: how to keep a stand-in up from this checkout (the demo's stop with it).
+TIP = (
+    "(the stand-ins stop with the demo; to keep a task page up, run from this checkout\n"
+    " `CODER_AGENT_TOKEN=any-token uv run coder-task-agent-dev coder` (or .venv/bin/...);\n"
+    " `uv run coder-task-agent-dev coder --help` says how to point the daemon at it)"
+)
 
 
 class DemoFailed(Exception):
@@ -304,10 +312,7 @@ class Demo:
         if not any(PROMPT in str(e.get("content", "")) for e in entries):
             raise DemoFailed("the snapshot does not hold the prompt")
         c.ok(f"{len(entries)} messages saved; the task page was {coder}/tasks/{USER}/{TASK_ID}")
-        c.raw(
-            "(the stand-ins stop with the demo; run `uv run coder-task-agent-dev coder` yourself "
-            "to keep a page up)"
-        )
+        c.raw(TIP)
 
     def expect_status(
         self, http: httpx.Client, coder: str, state: str, timeout: float = STEP_TIMEOUT

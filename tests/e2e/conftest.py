@@ -19,8 +19,8 @@ import pytest
 
 from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from standins.coder import CoderStandIn, RequestRecord, run_coder_standin
+from standins.coder.store import Store, Task
 from standins.environment import agent_environment
-from standins.store import Store, Task
 
 TOKEN = "e2e-token-7f3a9c2d41b8"  # recognisable: must never show in a log or argv
 TASK_ID = "0b7e3c2a-1d4f-4a5b-8c6d-7e8f9a0b1c2d"

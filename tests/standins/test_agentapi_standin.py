@@ -36,7 +36,7 @@ from standins.agentapi import (
     require_loopback,
     run_agentapi_standin,
 )
-from standins.scenario import (
+from standins.agentapi.scenario import (
     DEFAULT_FINISH,
     GeneratedOutput,
     PromptScript,

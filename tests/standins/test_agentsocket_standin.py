@@ -22,7 +22,7 @@ import pytest
 from agent import drpc
 from agent.agentsocket import AgentSocketClient
 from standins.agentsocket import AgentSocketStandIn, SocketFault, run_agent_socket_standin
-from standins.store import Store, Task
+from standins.coder.store import Store, Task
 from tests.fakes import wait_until
 from tests.test_drpc import PING_CLOSE_SEND, PING_INVOKE, PING_MESSAGE, UPDATE_PATH
 

@@ -33,8 +33,8 @@ from standins.coder import (
     Fault,
     run_coder_standin,
 )
+from standins.coder.store import Store, Task
 from standins.http import Request, Response, json_response, serve
-from standins.store import Store, Task
 
 TOKEN = "standin-token-5d1c9b7e2a"
 UUID_TOKEN = "5f0c4e55-33a8-4c1b-9a46-0c6cf1b8e2d7"

@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from standins.coder import CoderStandIn, run_coder_standin
+from standins.coder.store import Store, Task
 from standins.http import Handler, Request, Response, json_response, serve
-from standins.store import Store, Task
 
 TOKEN = "page-token-8e21"
 TASK = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
@@ -252,6 +252,13 @@ async def test_page_shows_the_timeline_and_the_saved_conversation_as_text(
     assert dom.tags("b") == []
     assert len(dom.tags("script")) == 1  # the page's own
     assert int(dom.tags("body")[0].attrs["data-refreshes"]) >= 2
+    # Loaded: no placeholder left, and three statuses leave the timeline open.
+    assert dom.tags("body")[0].attrs["data-loaded"] == "true"
+    assert "Loading" not in dom.text()
+    assert dom.by_id("conversation").attrs["aria-busy"] == "false"
+    assert dom.by_id("refreshed").text().startswith("20")
+    assert "open" in dom.by_id("timeline-section").attrs
+    assert dom.by_id("timeline-count").text() == "(3 statuses, newest first)"
 
 
 @needs_chromium
@@ -300,6 +307,61 @@ async def test_page_refreshes_by_itself_from_live_to_snapshot(tmp_path: Path) ->
     assert dom.by_id("conversation-source").attrs["data-source"] == "snapshot"
     assert "saved at shutdown" in dom.by_id("conversation").text()
     assert "live hello" not in dom.by_id("conversation").text()
+
+
+async def test_page_shows_a_loading_state_until_its_first_fetch(tmp_path: Path) -> None:
+    # What the browser shows before the script's first fetch answers: the page as served.
+    with anyio.fail_after(10):
+        async with serving(tmp_path) as page:
+            answer = await page.http.get(f"/tasks/alice/{TASK}")
+    dom = parse(answer.text)
+    assert dom.tags("body")[0].attrs["data-loaded"] == "false"
+    assert dom.by_id("refreshed").text() == "loading…"
+    assert "never" not in dom.by_id("refreshed").text()
+    conversation = dom.by_id("conversation")
+    assert conversation.attrs["aria-busy"] == "true"
+    assert "Loading the conversation" in conversation.text()
+    assert "Loading" in dom.by_id("timeline").text()
+
+
+@needs_chromium
+async def test_a_long_timeline_collapses_so_the_conversation_stays_in_view(
+    tmp_path: Path,
+) -> None:
+    with anyio.fail_after(90):
+        async with serving(tmp_path) as page:
+            for turn in range(4):
+                await page.status("working", f"Turn {turn}")
+                await page.status("idle", f"Done with turn {turn}")
+            page.agentapi.messages = [
+                {"id": 0, "content": "the conversation", "role": "agent", "time": TIME}
+            ]
+            dom = await dump_dom(page.url, tmp_path / "profile")
+
+    section = dom.by_id("timeline-section")
+    assert section.tag == "details"
+    assert "open" not in section.attrs, "eight statuses: collapsed"
+    assert dom.by_id("timeline-count").text() == "(8 statuses, newest first)"
+    assert len(dom.by_id("timeline").tags("li")) == 8, "still there, one click away"
+    assert "the conversation" in dom.by_id("conversation").text()
+
+
+@needs_chromium
+async def test_a_task_that_cannot_be_read_does_not_stay_loading(tmp_path: Path) -> None:
+    def wrap(standin: CoderStandIn, inner: Handler) -> Handler:
+        async def handler(request: Request) -> Response:
+            if request.path.startswith("/api/v2/tasks/"):
+                return json_response({"message": "Internal error."}, status=500)
+            return await inner(request)
+
+        return handler
+
+    with anyio.fail_after(90):
+        async with serving(tmp_path, wrap) as page:
+            dom = await dump_dom(page.url, tmp_path / "profile")
+    assert "HTTP 500: Internal error." in dom.by_id("page-error").text()
+    assert dom.by_id("conversation").text() == "not loaded: see the error above"
+    assert dom.by_id("conversation").attrs["aria-busy"] == "false"
 
 
 async def test_page_is_self_contained_with_a_strict_policy(tmp_path: Path) -> None:

@@ -66,7 +66,8 @@ class Task:
     """A task as the stand-in knows it.
 
     `owner` is the user name in `/api/v2/tasks/{user}/...`; `app_slugs` are the `coder_app`
-    slugs of this workspace's agent that report for the task; `other_workspace` marks a task
+    slugs of this workspace's agent that report for the task (empty: any slug, for a stand-in
+    that should accept whatever slug the user configured); `other_workspace` marks a task
     that exists on the server but belongs to another workspace (its snapshot route answers 404).
     Raises ValueError for an id that is not a UUID or an unknown status.
     """
@@ -78,6 +79,10 @@ class Task:
     app_slugs: tuple[str, ...] = ("agent",)
     agentapi_url: str = "http://localhost:3284"
     other_workspace: bool = False
+
+    def has_app(self, slug: str) -> bool:
+        """Whether `slug` names an app that reports for this task."""
+        return not self.app_slugs or slug in self.app_slugs
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", str(uuid.UUID(self.id)))
