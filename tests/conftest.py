@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,22 @@ import pytest
 def anyio_backend() -> str:
     """The daemon runs on asyncio; tests pin it."""
     return "asyncio"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _never_the_real_agent_socket() -> Iterator[None]:
+    """Run inside a Coder workspace, the suite must not report to the real agent's socket.
+
+    Settings read from the environment (and every subprocess that inherits it) get a path that
+    does not exist; a test that wants an agent socket serves a stand-in at a path of its own.
+    """
+    previous = os.environ.get("CODER_AGENT_SOCKET_PATH")
+    os.environ["CODER_AGENT_SOCKET_PATH"] = "/nonexistent/coder-task-agent-tests/coder-agent.sock"
+    yield
+    if previous is None:
+        del os.environ["CODER_AGENT_SOCKET_PATH"]
+    else:
+        os.environ["CODER_AGENT_SOCKET_PATH"] = previous
 
 
 @pytest.fixture(autouse=True)

@@ -79,6 +79,8 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "CODER_TASK_ID": "0b7e3c2a-1d4f-4a5b-8c6d-7e8f9a0b1c2d",
         "CODER_MCP_APP_STATUS_SLUG": "agent",
         "CODER_TASK_AGENT_SOCKET": str(tmp_path / "run" / "report.sock"),
+        # Not the real agent's socket (a direct report would go there when it exists).
+        "CODER_AGENT_SOCKET_PATH": str(tmp_path / "coder-agent.sock"),
         "CODER_TASK_AGENT_LOG_FORMAT": "json",
         **extra,
     }
