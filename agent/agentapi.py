@@ -223,6 +223,21 @@ class AgentAPIClient:
         return str(self._http.base_url.join(path))
 
 
+class _StateFile(_Model):
+    # AgentAPI's state file names the text `message`, as its events do.
+    messages: list[MessageUpdate]
+
+
+def parse_state_file(body: bytes) -> list[Message]:
+    """The conversation in AgentAPI's state file (`--state-file`; written on SIGUSR1 and when it
+    stops). Raises BadResponse when the file is not one."""
+    try:
+        state = _StateFile.model_validate_json(body)
+    except ValidationError as exc:
+        raise BadResponse(SERVICE, "state file", _first_error(exc)) from None
+    return [update.as_message() for update in state.messages]
+
+
 def parse_messages(body: bytes) -> list[Message]:
     """A `GET /messages` answer's messages; raises BadResponse when it breaks the contract."""
     try:

@@ -42,6 +42,7 @@ from agent.settings import Settings, StopHookInputs, load_settings, stop_hook_en
 if TYPE_CHECKING:
     import structlog.typing
 
+    from agent.agentapi import Message
     from agent.shutdown import Outcome
 
 # The module's script sleeps this long after SIGUSR1; the wait here ends sooner when the save
@@ -315,6 +316,10 @@ async def _stop(
         snapshot=fetched is not None,
         state_persistence=inputs.state_persistence,
     )
+    # Read while AgentAPI still runs: its /proc entry goes when it exits.
+    known, state_file = process.state_file() if process is not None else (False, None)
+    if state_file is None and not known:
+        state_file = inputs.state_file
     outcome = Outcome.INTERRUPTED
     work = anyio.CancelScope()
     try:
@@ -332,8 +337,11 @@ async def _stop(
             with work:
                 async with anyio.create_task_group() as group:
                     if process is not None:
-                        group.start_soon(_save_state, process, inputs)
-                    outcome = await _snapshot(settings, inputs, fetched, deadline)
+                        group.start_soon(_save_state, process, inputs, known, state_file)
+                    saved = state_file if inputs.state_persistence else None
+                    outcome = await _snapshot(
+                        settings, inputs, fetched, deadline, process=process, state_file=saved
+                    )
             if process is not None:
                 await _terminate(process, settings.agentapi_stop_timeout)
             outer.cancel_scope.cancel()
@@ -351,7 +359,13 @@ def _log() -> structlog.typing.FilteringBoundLogger:
 
 
 async def _snapshot(
-    settings: Settings, inputs: StopHookInputs, fetched: Fetched | None, deadline: float
+    settings: Settings,
+    inputs: StopHookInputs,
+    fetched: Fetched | None,
+    deadline: float,
+    *,
+    process: AgentAPIProcess | None,
+    state_file: Path | None,
 ) -> Outcome:
     from agent.agentapi import AgentAPIClient, parse_messages  # noqa: PLC0415
     from agent.coder import CoderClient  # noqa: PLC0415
@@ -369,20 +383,25 @@ async def _snapshot(
     if fetched is None:
         log.info("snapshot_skipped", reason="no usable task id or Coder settings (logged above)")
         return Outcome.SKIPPED
+    messages: list[Message] | None = None
     if fetched.body is None:
-        log.error(
-            "snapshot_failed",
-            reason="AgentAPI did not answer, so there is no conversation to save",
-            error=fetched.error,
-        )
-        return Outcome.NO_CONVERSATION
-    try:
-        messages = parse_messages(fetched.body)
-    except BadResponse as exc:
-        log.error(
-            "snapshot_failed", reason="AgentAPI's answer is not a conversation", error=str(exc)
-        )
-        return Outcome.NO_CONVERSATION
+        log.warning("agentapi_messages_failed", error=fetched.error)
+        messages = await _from_state_file(state_file, process, deadline)
+        if messages is None:
+            log.error(
+                "snapshot_failed",
+                reason="AgentAPI did not answer, so there is no conversation to save",
+                error=fetched.error,
+            )
+            return Outcome.NO_CONVERSATION
+    else:
+        try:
+            messages = parse_messages(fetched.body)
+        except BadResponse as exc:
+            log.error(
+                "snapshot_failed", reason="AgentAPI's answer is not a conversation", error=str(exc)
+            )
+            return Outcome.NO_CONVERSATION
     url, token = settings.require_coder()
     async with agentapi_http(settings) as agentapi, coder_http(settings, url, token) as coder:
         return await save_snapshot(
@@ -393,6 +412,38 @@ async def _snapshot(
             fetch_timeout=settings.stop_fetch_timeout,
             live=messages,
         )
+
+
+async def _from_state_file(
+    path: Path | None, process: AgentAPIProcess | None, deadline: float
+) -> list[Message] | None:
+    """The conversation AgentAPI saved in its state file, when `/messages` could not be read.
+
+    That happens when the module's own stop script SIGTERMed AgentAPI first: AgentAPI then
+    saves its state (when persistence is on) and stops answering. If it is still stopping, its
+    exit is awaited (at most half the time left), so the file holds its last save.
+    """
+    import anyio  # noqa: PLC0415
+
+    from agent.agentapi import parse_state_file  # noqa: PLC0415
+    from agent.errors import BadResponse  # noqa: PLC0415
+
+    log = _log()
+    if path is None:
+        return None
+    if process is not None and process.alive():
+        await process.wait_exit(max(0.0, (deadline - anyio.current_time()) / 2))
+    try:
+        body = await anyio.Path(path).read_bytes()
+        age = time.time() - (await anyio.Path(path).stat()).st_mtime
+        messages = parse_state_file(body)
+    except (OSError, BadResponse) as exc:
+        log.warning("agentapi_state_file_unusable", path=str(path), error=str(exc))
+        return None
+    log.info(
+        "snapshot_from_state_file", path=str(path), messages=len(messages), age_s=round(age, 1)
+    )
+    return messages
 
 
 def _find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
@@ -416,15 +467,19 @@ def _find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
     return process
 
 
-async def _save_state(process: AgentAPIProcess, inputs: StopHookInputs) -> None:
-    """Step 2: SIGUSR1 and a wait that ends when the state file is replaced."""
+async def _save_state(
+    process: AgentAPIProcess, inputs: StopHookInputs, known: bool, path: Path | None
+) -> None:
+    """Step 2: SIGUSR1 and a wait that ends when the state file is replaced.
+
+    `known`, `path`: what AgentAPI's own configuration says of its state file (`state_file`).
+    """
     import anyio  # noqa: PLC0415
 
     log = _log()
     if not inputs.state_persistence:
         log.info("agentapi_state_save_skipped", reason="ARG_ENABLE_STATE_PERSISTENCE is not true")
         return
-    known, path = process.state_file()
     if known and path is None:
         log.info("agentapi_state_save_skipped", reason="AgentAPI runs without a state file")
         return
@@ -438,7 +493,6 @@ async def _save_state(process: AgentAPIProcess, inputs: StopHookInputs) -> None:
                 reason=f"AgentAPI {version.strip()!r} is older than 0.12 (SIGUSR1 would stop it)",
             )
             return
-        path = inputs.state_file
     before = _file_identity(path)
     started = anyio.current_time()
     if not process.send(signal.SIGUSR1):

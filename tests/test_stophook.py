@@ -11,6 +11,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from agent.agentapi import parse_state_file
+from agent.errors import BadResponse
 from agent.stophook import (
     AgentAPIProcess,
     fetch_messages_now,
@@ -116,3 +118,19 @@ def test_fetch_names_the_url_when_nothing_answers() -> None:
     assert fetched.body is None
     assert fetched.error is not None
     assert fetched.error.startswith("AgentAPI GET http://127.0.0.1:9/messages: ")
+
+
+def test_state_file_in_agentapis_format() -> None:
+    body = (
+        b'{"version":1,"messages":[{"id":0,"message":"Welcome","role":"agent",'
+        b'"time":"2026-01-01T10:00:00.123456789Z"},{"id":1,"message":"Go","role":"user",'
+        b'"time":"2026-01-01T10:00:01+02:00"}],"initial_prompt":"","initial_prompt_sent":true}'
+    )
+    messages = parse_state_file(body)
+    assert [(m.id, m.role, m.content) for m in messages] == [
+        (0, "agent", "Welcome"),
+        (1, "user", "Go"),
+    ]
+    assert messages[0].time == "2026-01-01T10:00:00.123456789Z"  # as AgentAPI wrote it
+    with pytest.raises(BadResponse, match="state file"):
+        parse_state_file(b'{"version":1}')

@@ -5,9 +5,11 @@ test's event loop. This one behaves as AgentAPI >= 0.12 does towards a stop scri
 
 - serves `GET /messages` on loopback (the conversation in DIR/messages.json, else a default);
 - writes its PID file (`--pid-file`) once listening, and removes it when it exits on a signal;
-- on SIGUSR1 saves its "state" to `AGENTAPI_STATE_FILE` (from its environment, as the agentapi
-  module passes it) by writing a temporary file and renaming it, as AgentAPI does;
-- on SIGTERM exits 0, unless `--ignore-term` (then only SIGKILL ends it).
+- on SIGUSR1 saves its state to `AGENTAPI_STATE_FILE` (from its environment, as the agentapi
+  module passes it) in AgentAPI's format, by writing a temporary file and renaming it, as
+  AgentAPI does;
+- on SIGTERM saves its state the same way and exits 0, unless `--ignore-term` (then only
+  SIGKILL ends it).
 
 Everything it sees goes to DIR/record, one line each, in order (`GET /messages`, `SIGUSR1`,
 `SIGTERM`), and its port to DIR/port once it listens.
@@ -65,18 +67,36 @@ def main(argv: list[str] | None = None) -> int:
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    def on_usr1(signum: int, frame: FrameType | None) -> None:
-        record.write("SIGUSR1\n")
+    def save_state() -> None:
         state = os.environ.get("AGENTAPI_STATE_FILE")
         if state:
+            # AgentAPI's AgentState: the text is `message`, not `content`.
+            saved = [
+                {"id": m["id"], "message": m["content"], "role": m["role"], "time": m["time"]}
+                for m in messages
+            ]
             temporary = Path(state + ".tmp")
-            temporary.write_text(json.dumps({"version": 1, "messages": messages}))
+            temporary.write_text(
+                json.dumps(
+                    {
+                        "version": 1,
+                        "messages": saved,
+                        "initial_prompt": "",
+                        "initial_prompt_sent": False,
+                    }
+                )
+            )
             temporary.rename(state)
+
+    def on_usr1(signum: int, frame: FrameType | None) -> None:
+        record.write("SIGUSR1\n")
+        save_state()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         record.write("SIGTERM\n")
         if args.ignore_term:
             return
+        save_state()
         if args.pid_file is not None:
             args.pid_file.unlink(missing_ok=True)
         record.close()

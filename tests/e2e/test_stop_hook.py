@@ -224,3 +224,37 @@ async def test_snapshot_off_and_no_state_file(peers: Peers, home: Path) -> None:
     assert peers.snapshot_requests() == []
     skipped = [e for e in events(stderr) if e["event"] == "agentapi_state_save_skipped"]
     assert skipped[0]["reason"] == "AgentAPI runs without a state file"
+
+
+async def test_race_lost_the_conversation_comes_from_the_state_file(
+    peers: Peers, home: Path
+) -> None:
+    """The module's own script SIGTERMed AgentAPI first: it saved its state and stopped."""
+    state = home / MODULE_DIR / "agentapi-state.json"
+    pid_file = home / MODULE_DIR / "agentapi.pid"
+    fake = await start_fake_agentapi(
+        peers.workdir / "agentapi", pid_file=pid_file, state_file=state
+    )
+    fake.process.terminate()  # what the module's script does as soon as it starts
+    with anyio.fail_after(10):
+        assert await fake.process.wait() == 0
+    env = hook_env(
+        peers,
+        home,
+        fake.port,
+        ARG_MODULE_DIR_NAME=MODULE_DIR,
+        ARG_ENABLE_STATE_PERSISTENCE="true",
+    )
+    code, stderr = await finish(await start_agent(["stop-hook", "--strict"], env))
+    assert code == 0, stderr
+    stored = peers.snapshot()
+    assert stored is not None
+    assert [m["content"] for m in stored["messages"]][-1] == "Fixed: it raced a timer"
+    (used,) = [e for e in events(stderr) if e["event"] == "snapshot_from_state_file"]
+    assert used["path"] == str(state)
+    assert used["messages"] == 3
+    # Without state persistence there is nothing to fall back on: exit 3 under --strict.
+    env["ARG_ENABLE_STATE_PERSISTENCE"] = "false"
+    code, stderr = await finish(await start_agent(["stop-hook", "--strict"], env))
+    assert code == 3
+    assert "snapshot_from_state_file" not in names(stderr)
