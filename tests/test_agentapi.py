@@ -105,7 +105,8 @@ async def test_transport_error() -> None:
     fake = FakeAgentAPI()
     fake.down = True
     async with fake.client() as http:
-        with pytest.raises(TransportError, match="ConnectError"):
+        # The URL tried, not only the path: "which AgentAPI?" is the first question.
+        with pytest.raises(TransportError, match="GET http://localhost:3284/status: ConnectError"):
             await AgentAPIClient(http).status()
 
 

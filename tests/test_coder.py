@@ -105,7 +105,11 @@ async def test_snapshot_upload_request() -> None:
         (Scripted(503, b""), ServerError, "503"),
         (Scripted(429, b"slow down", {"retry-after": "7"}), RateLimited, "slow down"),
         (Scripted(307, b"", {"location": "https://evil.test/"}), Rejected, "redirect"),
-        (Scripted(0, transport_error=True), TransportError, "ConnectError"),
+        (
+            Scripted(0, transport_error=True),
+            TransportError,
+            "POST log-snapshot http://coder.test/api/v2/workspaceagents/me/tasks/",
+        ),
     ],
 )
 async def test_snapshot_errors_map_to_the_tree(
