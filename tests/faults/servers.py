@@ -58,7 +58,12 @@ async def reset_server(
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
         async with stream:
-            await stream.receive(65536)
+            try:
+                await stream.receive(65536)
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                # A client cut off by its deadline between connecting and sending: nothing to
+                # answer (this raised out of the server and failed the test under load).
+                return
             if hits is not None:
                 hits.append(1)
             await stream.send(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"partial')
