@@ -60,6 +60,9 @@ async def test_a_daemon_without_agentapi_reports_from_hooks(peers: Peers) -> Non
     await wait_until(lambda: len(statuses(peers)) == 1, within=10)
     prompt = claude("UserPromptSubmit", prompt="Refactor the parser\nand its tests")
     assert (await hook("claude-code", env, prompt))[0] == 0
+    # Each delivered before the next: the reporter sends the latest, so two reports in quick
+    # succession could rightly become one.
+    await wait_until(lambda: len(statuses(peers)) == 2, within=10)
     tool = claude("PreToolUse", tool_name="Bash", tool_input={"command": "pytest"})
     assert (await hook("claude-code", env, tool))[0] == 0
     await wait_until(lambda: len(statuses(peers)) == 3, within=10)
