@@ -254,11 +254,21 @@ async def run_agent_socket_standin(
 ) -> None:
     """Serve `standin` on the Unix socket `path` (mode 0600) until cancelled; removes it after."""
     path.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink, before serving
+    # Bound and listening under a temporary name, then renamed into place: the path appears only
+    # once connections are accepted (between bind and listen a client would be refused).
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    staging.unlink(missing_ok=True)
     old_mask = os.umask(0o177)
     try:
-        listener = await anyio.create_unix_listener(path)
+        listener = await anyio.create_unix_listener(staging)
     finally:
         os.umask(old_mask)
+    try:
+        os.replace(staging, path)
+    except OSError:
+        await listener.aclose()
+        staging.unlink(missing_ok=True)
+        raise
     try:
         async with listener:
             task_status.started(path)
