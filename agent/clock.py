@@ -10,6 +10,7 @@ import math
 from typing import Protocol
 
 import anyio
+import anyio.lowlevel
 
 
 class Clock(Protocol):
@@ -55,7 +56,16 @@ class ManualClock:
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
         self._moved = anyio.Event()
-        self.sleepers = 0
+        self._dues: list[float] = []
+
+    @property
+    def sleepers(self) -> int:
+        """How many tasks are waiting on this clock."""
+        return len(self._dues)
+
+    def next_due(self) -> float | None:
+        """The earliest time a waiting task wakes at, if any task waits."""
+        return min(self._dues, default=None)
 
     def now(self) -> float:
         """The time the test last set."""
@@ -68,7 +78,7 @@ class ManualClock:
     async def wait(self, event: anyio.Event, seconds: float) -> bool:
         """Return when `event` is set or the clock passed now + seconds."""
         due = self._now + max(0.0, seconds)
-        self.sleepers += 1
+        self._dues.append(due)
         try:
             while not event.is_set() and self._now < due:
                 moved = self._moved
@@ -82,8 +92,23 @@ class ManualClock:
                     await moved.wait()
                     group.cancel_scope.cancel()
         finally:
-            self.sleepers -= 1
+            self._dues.remove(due)
         return event.is_set()
+
+    async def advance_to_next(self) -> float:
+        """Move to the earliest sleeper's time; return once every task due then has run on.
+
+        Returns the new time. Raises LookupError when nobody waits on the clock.
+        """
+        due = self.next_due()
+        if due is None:
+            raise LookupError("no task waits on this clock")
+        self.advance(max(0.0, due - self._now))
+        # Each woken task leaves its wait (and may wait again, later): until then it still
+        # holds a due time <= now. Yield until none does.
+        while any(d <= self._now for d in self._dues):
+            await anyio.lowlevel.checkpoint()
+        return self._now
 
     def advance(self, seconds: float) -> None:
         """Move time forward and wake every sleeper whose time has come."""

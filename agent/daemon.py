@@ -1,7 +1,10 @@
 """`python -m agent run`: the long-running daemon.
 
-One task group holds the watchers: the AgentAPI watcher (the `/events` stream, or polling), the
-debounce ticker, the status reporter, the report socket and the systemd watchdog. A signal task
+The daemon orchestrates: it owns the lifecycle, the supervision of its tasks and the stop path,
+and it is where observations meet the rules. One task group holds the tasks: the AgentAPI
+watcher (`agent.watchers`: the `/events` stream, or polling, feeding observations back here), the
+debounce ticker, the status reporter, the report socket and the systemd watchdog. Every read of
+the time and every wait goes through one injected `Clock`, so tests drive it by hand. A signal task
 outside that group turns the first SIGTERM/SIGINT into cancellation of the watchers; the stop
 path then runs in its own scope under one deadline (the shutdown budget), and a second signal
 cancels that scope too ("hurry": the upload is abandoned). SIGHUP is logged and ignored: the
@@ -16,28 +19,19 @@ the daemon asks it (over the report socket) to do the same upload at once (`snap
 
 from __future__ import annotations
 
-import ctypes
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import anyio
 import anyio.abc
 import structlog
 
-from agent.agentapi import (
-    AgentAPIClient,
-    AgentErrorEvent,
-    MalformedEvent,
-    Message,
-    MessageUpdate,
-    StatusChange,
-    UnknownEvent,
-)
+from agent.agentapi import AgentAPIClient
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder import CoderClient
 from agent.control import serve_reports
-from agent.errors import ConfigError, Rejected, RemoteError
+from agent.errors import ConfigError
 from agent.mirror import Mirror
 from agent.models import AppStatus
 from agent.reporter import Reporter
@@ -46,38 +40,11 @@ from agent.sdnotify import Notifier
 from agent.sender import StatusSender, open_sender
 from agent.settings import Settings
 from agent.shutdown import Outcome, save_snapshot
-from agent.status import (
-    ExplicitReport,
-    Observation,
-    RulesState,
-    StatusSeen,
-    Tick,
-    UserMessageSeen,
-    next_deadline,
-    resync,
-    step,
-)
+from agent.status import ExplicitReport, Observation, RulesState, Tick, next_deadline, step
 from agent.transport import agentapi_http, coder_http
+from agent.watchers import watcher_for
 
 log = structlog.get_logger("agent.daemon")
-
-# In poll mode, while the agent runs, refresh the mirror this often (its last message grows);
-# otherwise `/messages` is fetched only when the status changes: histories reach megabytes.
-POLL_MESSAGES_REFRESH = 5.0
-# A `/messages` answer with more messages than this was megabytes of short-lived objects.
-LARGE_HISTORY = 200
-
-
-def release_heap() -> None:
-    """Hand memory freed after a multi-megabyte answer back to the OS (glibc; else a no-op).
-
-    The daemon keeps only ten messages, but the allocator keeps the pages the whole history
-    needed while it was parsed: without this, one 4 MB poll leaves RSS ~10 MB higher for good.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        return
 
 
 class Daemon:
@@ -89,7 +56,7 @@ class Daemon:
         agentapi: AgentAPIClient,
         coder: CoderClient,
         notifier: Notifier | None = None,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Clock = SYSTEM_CLOCK,
         *,
         sender: StatusSender | None = None,
     ) -> None:
@@ -102,7 +69,7 @@ class Daemon:
         self.mirror = Mirror()
         # The status transport (agent socket or HTTP); plain HTTP when none is given.
         self.sender = sender or StatusSender("http", None, socket=None, http=coder.patch_app_status)
-        self.reporter = Reporter(self.sender, on_delivered=self._show_status)
+        self.reporter = Reporter(self.sender, on_delivered=self._show_status, clock=clock)
         self.reporting = settings.app_slug is not None
         self._rules_changed = anyio.Event()
         self._agentapi_failing = False
@@ -116,18 +83,21 @@ class Daemon:
 
     def observe(self, observation: Observation) -> None:
         """Feed one observation to the rules and hand the wanted status to the reporter."""
-        self.rules = step(self.rules, observation, self.settings.working_debounce)
+        before = self.rules
+        self.rules = step(before, observation, self.settings.working_debounce)
+        if self.rules.restarts != before.restarts:
+            log.info("agentapi_restart_detected", restarts=self.rules.restarts)
         if self.reporting:
             self.reporter.want(self.rules.wanted)
         self._rules_changed.set()
 
     def explicit_report(self, status: AppStatus) -> None:
         """A report from the report socket."""
-        self.observe(ExplicitReport(status, self.clock()))
+        self.observe(ExplicitReport(status, self.clock.now()))
 
     def hook_report(self, status: AppStatus) -> None:
         """A report from the agent's lifecycle hooks (rule 7 in agent.status)."""
-        self.observe(ExplicitReport(status, self.clock(), from_hook=True))
+        self.observe(ExplicitReport(status, self.clock.now(), from_hook=True))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -201,8 +171,8 @@ class Daemon:
             group.start_soon(self._supervised, self._watchdog)
             hooks_only = self.settings.mode == "hooks"
             if not hooks_only:
-                watch = self._watch_events if self.settings.mode == "events" else self._watch_poll
-                group.start_soon(self._supervised, watch)
+                watcher = watcher_for(self.settings, self.agentapi, self, self.mirror, self.clock)
+                group.start_soon(self._supervised, watcher.run)
             transport = await self.sender.choose() if self.reporting else None
             log.info(
                 "daemon_started",
@@ -229,14 +199,14 @@ class Daemon:
                 await task()
             except Exception:  # logged with its traceback, then restarted
                 failures += 1
-                log.exception("task_failed", task=task.__name__, failures=failures)
-                await anyio.sleep(RECONNECT_BACKOFF.wait(failures))
+                log.exception("task_failed", task=_name(task), failures=failures)
+                await self.clock.sleep(RECONNECT_BACKOFF.wait(failures))
             else:
                 return
 
     async def _stop(self) -> Outcome:
         self.notifier.notify(STOPPING="1", STATUS="stopping: saving the conversation")
-        deadline = self.clock() + self.settings.shutdown_budget
+        deadline = self.clock.now() + self.settings.shutdown_budget
         async with anyio.create_task_group() as group:
             if self.reporting and self.reporter.pending is not None:
                 group.start_soon(self._flush_reports, deadline)
@@ -249,7 +219,7 @@ class Daemon:
 
         Returns the outcome's word and exit code for the report socket's answer.
         """
-        deadline = self.clock() + self.settings.shutdown_budget
+        deadline = self.clock.now() + self.settings.shutdown_budget
         outcome = await self._save_snapshot(deadline, live=self.mirror.current)
         return outcome.value, int(outcome.exit_code)
 
@@ -272,10 +242,11 @@ class Daemon:
             fetch_timeout=self.settings.stop_fetch_timeout,
             live=messages if live else None,
             fallback=messages,
+            clock=self.clock,
         )
 
     async def _flush_reports(self, deadline: float) -> None:
-        with anyio.move_on_after(max(0.0, deadline - self.clock())):
+        with anyio.move_on_after(max(0.0, deadline - self.clock.now())):
             if await self.reporter.flush(deadline):
                 return
         pending = self.reporter.pending
@@ -285,125 +256,20 @@ class Daemon:
             message=pending.message if pending else None,
         )
 
-    # -- watchers -----------------------------------------------------------------------------
+    # -- what the watchers tell (agent.watchers.Observer) ---------------------------------------
 
-    async def _watch_events(self) -> None:
-        failures = 0
-        first = True
-        while True:
-            if not first:
-                await self._poll_status_once()
-            first = False
-            try:
-                if await self._follow_events():
-                    failures = 0
-                log.info("agentapi_events_ended")
-            except Rejected as exc:
-                if exc.status in (404, 405):
-                    log.warning("agentapi_events_unavailable", fallback="poll", error=str(exc))
-                    await self._watch_poll()
-                    return
-                failures += 1
-                self._agentapi_problem(exc)
-            except (RemoteError, TimeoutError) as exc:
-                failures += 1
-                self._agentapi_problem(exc)
-            finally:
-                self.mirror.mark_stale()  # the stream is gone: the mirror may fall behind
-            await anyio.sleep(RECONNECT_BACKOFF.wait(max(1, failures)))
-
-    async def _follow_events(self) -> bool:
-        """Follow one connection of `/events`; True when at least one event arrived."""
-        self.rules = resync(self.rules)
-        self.mirror.begin_replay()
-        replaying = True
-        got_any = False
-        events = self.agentapi.events()
-        async with aclosing(events):
-            iterator: AsyncIterator[object] = aiter(events)
-            # The replay starts at once on connect; silence here means a hung server.
-            with anyio.fail_after(self.settings.agentapi_timeout):
-                event = await anext(iterator, None)
-            while event is not None:
-                if not got_any:
-                    got_any = True
-                    self._agentapi_ok()
-                if isinstance(event, StatusChange) and replaying:
-                    replaying = False
-                    self.mirror.end_replay()
-                self._apply_event(event)
-                event = await anext(iterator, None)
-        return got_any
-
-    def _apply_event(self, event: object) -> None:
-        now = self.clock()
-        match event:
-            case MessageUpdate():
-                message = event.as_message()
-                self.mirror.update(message)
-                if message.role == "user":
-                    self.observe(UserMessageSeen(message.id, message.content, now))
-            case StatusChange(status=status):
-                self.observe(StatusSeen(status, now))
-            case AgentErrorEvent(message=text, level=level):
-                log.warning("agent_error", level=level, error=text[:500])
-            case MalformedEvent(name=name, error=error):
-                log.warning("agentapi_event_malformed", name=name, error=error)
-            case UnknownEvent(name=name, size=size):
-                log.debug("agentapi_event_unknown", name=name, size=size)
-
-    async def _poll_status_once(self) -> None:
-        """Before a reconnect: one `/status`, so no transition is missed while disconnected."""
-        try:
-            status = await self.agentapi.status()
-        except RemoteError as exc:
-            log.debug("agentapi_status_unavailable", error=str(exc))
-            return
-        self.observe(StatusSeen(status.status, self.clock()))
-
-    async def _watch_poll(self) -> None:
-        last_status: str | None = None
-        last_fetch = float("-inf")
-        failures = 0
-        while True:
-            try:
-                status = (await self.agentapi.status()).status
-                now = self.clock()
-                refresh = status == "running" and now - last_fetch >= POLL_MESSAGES_REFRESH
-                if status != last_status or refresh:
-                    self._apply_messages(await self.agentapi.messages())
-                    last_fetch = now
-            except RemoteError as exc:
-                failures += 1
-                self._agentapi_problem(exc)
-                await anyio.sleep(
-                    max(self.settings.poll_interval, RECONNECT_BACKOFF.wait(failures))
-                )
-                continue
-            failures = 0
-            self._agentapi_ok()
-            last_status = status
-            self.observe(StatusSeen(status, self.clock()))
-            await anyio.sleep(self.settings.poll_interval)
-
-    def _apply_messages(self, messages: list[Message]) -> None:
-        self.mirror.replace_all(messages)
-        if len(messages) > LARGE_HISTORY:
-            release_heap()
-        users = [m for m in messages if m.role == "user"]
-        if users:
-            newest = max(users, key=lambda m: m.id)
-            self.observe(UserMessageSeen(newest.id, newest.content, self.clock()))
-
-    def _agentapi_problem(self, exc: Exception) -> None:
+    def agentapi_problem(self, error: Exception) -> None:
+        """AgentAPI failed: logged once per outage, shown in systemd's status line."""
+        text = str(error) or type(error).__name__
         if not self._agentapi_failing:
             self._agentapi_failing = True
-            log.warning("agentapi_unavailable", error=str(exc) or type(exc).__name__)
+            log.warning("agentapi_unavailable", error=text)
             self.notifier.notify(STATUS=self._status_text())
         else:
-            log.debug("agentapi_still_unavailable", error=str(exc) or type(exc).__name__)
+            log.debug("agentapi_still_unavailable", error=text)
 
-    def _agentapi_ok(self) -> None:
+    def agentapi_ok(self) -> None:
+        """AgentAPI answered again."""
         if self._agentapi_failing:
             self._agentapi_failing = False
             log.info("agentapi_recovered")
@@ -419,10 +285,9 @@ class Daemon:
             if due is None:
                 await self._rules_changed.wait()
                 continue
-            with anyio.move_on_after(max(0.0, due - self.clock())):
-                await self._rules_changed.wait()
-            if self.clock() >= due:
-                self.observe(Tick(self.clock()))
+            await self.clock.wait(self._rules_changed, due - self.clock.now())
+            if self.clock.now() >= due:
+                self.observe(Tick(self.clock.now()))
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
@@ -430,7 +295,7 @@ class Daemon:
             return
         while True:
             self.notifier.notify(WATCHDOG="1")
-            await anyio.sleep(interval)
+            await self.clock.sleep(interval)
 
     def _show_status(self, delivered: AppStatus) -> None:
         self.notifier.notify(STATUS=self._status_text())
@@ -444,6 +309,12 @@ class Daemon:
         delivered = self.reporter.delivered
         last = f"{delivered.state.value} {delivered.message!r}" if delivered else "nothing yet"
         return f"{source}; status via {self.sender.transport}; last delivered: {last}"
+
+
+def _name(task: Callable[..., object]) -> str:
+    owner = getattr(task, "__self__", None)
+    name = getattr(task, "__name__", repr(task))
+    return f"{type(owner).__name__}.{name}" if owner is not None else name
 
 
 async def run_daemon(settings: Settings) -> int:

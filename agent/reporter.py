@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import structlog
 
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import Rejected, RemoteError, TryAgain
 from agent.models import AppStatus
 from agent.retry import REPORT_BACKOFF, Backoff
@@ -32,10 +33,12 @@ class Reporter:
         send: Send,
         backoff: Backoff = REPORT_BACKOFF,
         on_delivered: Callable[[AppStatus], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._send = send
         self._backoff = backoff
         self._on_delivered = on_delivered
+        self._clock = clock
         self._wanted: AppStatus | None = None
         self._delivered: AppStatus | None = None
         self._rejected: AppStatus | None = None
@@ -93,10 +96,9 @@ class Reporter:
                 if failures == 1:
                     log.warning("status_delivery_failed", state=str(target.state), error=str(exc))
                 wait = self._backoff.next_wait(failures, exc)
-                if deadline is not None and anyio.current_time() + wait >= deadline:
+                if deadline is not None and self._clock.now() + wait >= deadline:
                     return False
-                with anyio.move_on_after(wait):
-                    await self._changed.wait()
+                await self._clock.wait(self._changed, wait)
                 continue
             except Rejected as exc:
                 self._rejected = target

@@ -17,6 +17,7 @@ import anyio
 import structlog
 
 from agent.agentapi import AgentAPIClient, Message
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder import CoderClient
 from agent.errors import RemoteError, TryAgain, Unsupported
 from agent.models import ExitCode
@@ -80,8 +81,9 @@ async def save_snapshot(
     fetch_timeout: float,
     fallback: Sequence[Message] | None = None,
     live: Sequence[Message] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Outcome:
-    """Fetch, build and upload the task's log snapshot before `deadline` (anyio clock).
+    """Fetch, build and upload the task's log snapshot before `deadline` (on `clock`).
 
     `live`: messages known to be current (a connected event stream's mirror, or what the stop
     hook read before anything else): uploaded without fetching. Never raises for a remote
@@ -94,7 +96,7 @@ async def save_snapshot(
         messages: Sequence[Message] | None = live
         log.debug("snapshot_from_live_mirror", count=len(live))
     else:
-        remaining = deadline - anyio.current_time()
+        remaining = deadline - clock.now()
         within = max(0.05, min(fetch_timeout, remaining))
         messages = await fetch_messages(agentapi, within, fallback)
     if messages is None:
@@ -117,6 +119,7 @@ async def save_snapshot(
         await deliver(
             lambda: coder.upload_log_snapshot(task_id, snapshot.body),
             deadline=deadline,
+            clock=clock,
             on_retry=on_retry,
         )
     except Unsupported:

@@ -8,9 +8,15 @@ The rules (numbers as in the issue):
 1. The first status observation is reported: `running` -> working, `stable` -> idle.
 2. A new user message (a user id higher than any seen) -> working at once, with the message's
    first line (shortened) as the status message. User messages seen before the first status
-   observation, or during a reconnect's replay (see `resync`), are history: they set the baseline.
+   observation are history: they set the baseline. A later whole history (`HistorySeen`: a
+   `/messages` answer, or an `/events` replay after a reconnect) keeps that baseline, so a prompt
+   sent while the stream was down is reported with its text; only a history that proves AgentAPI
+   restarted (ids went backwards, or the first user message is not the one known) starts a new
+   baseline, and then its user messages are new (they were sent to the restarted server).
 3. `running` without a new user message (a person typing, a spinner) -> working only once it has
-   lasted `debounce` seconds; a shorter blip reports nothing.
+   lasted `debounce` seconds; a shorter blip reports nothing. Only a *change* to `running`
+   starts that clock: a poller reads `running` again every interval, a stream says it once, and
+   both must give the same result (an explicit complete is not undone by a repeated reading).
 4. `stable` -> idle, except that an explicit complete or failed stays until the agent is
    observed working again (rule 2 or 3). Right after a new user message, a `stable` reading is
    not taken as the end of the turn until the agent was seen running or `debounce` passed: the
@@ -25,7 +31,10 @@ The rules (numbers as in the issue):
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from agent.models import AgentStatus, AppState, AppStatus, shorten
 
@@ -50,6 +59,72 @@ class UserMessageSeen:
     at: float
 
 
+class MessageLike(Protocol):
+    """What the rules read of a message (AgentAPI's `Message` has these)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def content(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class HistorySeen:
+    """The whole conversation as AgentAPI holds it now (`/messages`, or an `/events` replay).
+
+    Only what the rules need of it: the highest id, the first user message (its id and a digest
+    of its text: user messages are never rewritten, so a continuation keeps it) and the newest
+    user message. Build it with `history_of` or `HistoryBuilder`.
+    """
+
+    last_id: int | None
+    first_user: tuple[int, str] | None
+    newest_user: tuple[int, str] | None
+    at: float
+
+
+class HistoryBuilder:
+    """Accumulates a history message by message (an `/events` replay arrives one at a time)."""
+
+    def __init__(self) -> None:
+        self._last_id: int | None = None
+        self._first_user: tuple[int, str] | None = None
+        self._newest_user: tuple[int, str] | None = None
+
+    def add(self, message_id: int, role: str, content: str) -> None:
+        """Take one message of the history (any order, rewrites allowed)."""
+        if self._last_id is None or message_id > self._last_id:
+            self._last_id = message_id
+        if role != "user":
+            return
+        if self._first_user is None or message_id <= self._first_user[0]:
+            self._first_user = (message_id, digest(content))
+        if self._newest_user is None or message_id >= self._newest_user[0]:
+            self._newest_user = (message_id, content)
+
+    def seen(self, at: float) -> HistorySeen:
+        """The observation of the history accumulated so far."""
+        return HistorySeen(self._last_id, self._first_user, self._newest_user, at)
+
+
+def history_of(messages: Iterable[MessageLike], at: float) -> HistorySeen:
+    """The observation of a whole `/messages` answer."""
+    builder = HistoryBuilder()
+    for message in messages:
+        builder.add(message.id, message.role, message.content)
+    return builder.seen(at)
+
+
+def digest(text: str) -> str:
+    """A short, stable fingerprint of a message text (text from outside may hold surrogates)."""
+    data = text.encode("utf-8", errors="surrogatepass")
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
 @dataclass(frozen=True)
 class ExplicitReport:
     """Somebody (the agent's hook) reported a status explicitly."""
@@ -67,7 +142,7 @@ class Tick:
     at: float
 
 
-Observation = StatusSeen | UserMessageSeen | ExplicitReport | Tick
+Observation = StatusSeen | UserMessageSeen | HistorySeen | ExplicitReport | Tick
 
 
 @dataclass(frozen=True)
@@ -77,7 +152,14 @@ class RulesState:
     agent_status: AgentStatus | None = None
     # Highest user message id known; None until one is seen.
     last_user_id: int | None = None
-    # True until the first status observation after start or a resync: user ids are baseline.
+    # Highest message id of any role known from a history or a user message.
+    last_id: int | None = None
+    # The first user message of the conversation: (id, digest). A history without it, or with
+    # a different one, is another conversation: AgentAPI restarted.
+    first_user: tuple[int, str] | None = None
+    # How many AgentAPI restarts the histories proved (the daemon logs each).
+    restarts: int = 0
+    # True until the first status observation: user ids seen until then are the baseline.
     replaying: bool = True
     # When the current `running` stretch began, if it has not yet been reported as working.
     running_since: float | None = None
@@ -87,14 +169,6 @@ class RulesState:
     sticky: bool = False
     # What the task should show now; None until something was observed.
     wanted: AppStatus | None = None
-
-
-def resync(state: RulesState) -> RulesState:
-    """Start of a reconnect replay: user ids seen until the next status are history again.
-
-    AgentAPI may have restarted (ids start over), so the baseline is rebuilt from the replay.
-    """
-    return replace(state, replaying=True, last_user_id=None)
 
 
 def step(state: RulesState, observation: Observation, debounce: float) -> RulesState:
@@ -107,6 +181,8 @@ def step(state: RulesState, observation: Observation, debounce: float) -> RulesS
             return replace(state, wanted=status, sticky=sticky, running_since=None)
         case UserMessageSeen(id=user_id, content=content, at=at):
             return _user_message(state, user_id, content, at)
+        case HistorySeen():
+            return _history(state, observation)
         case StatusSeen(status=status, at=at):
             return _due(_status(state, status, at), at, debounce)
         case Tick(at=at):
@@ -130,11 +206,51 @@ def first_line(text: str) -> str:
     return WORKING_MESSAGE
 
 
+def restarted(state: RulesState, history: HistorySeen) -> bool:
+    """True when `history` cannot be a continuation of what the rules have seen."""
+    if state.last_id is None:
+        return False
+    if history.last_id is None or history.last_id < state.last_id:
+        return True  # ids went backwards (a fresh AgentAPI counts from 0 again)
+    return state.first_user is not None and history.first_user != state.first_user
+
+
+def _history(state: RulesState, history: HistorySeen) -> RulesState:
+    fresh = restarted(state, history)
+    if fresh:
+        state = replace(
+            state,
+            last_user_id=None,
+            last_id=None,
+            first_user=None,
+            restarts=state.restarts + 1,
+        )
+    last_id = history.last_id
+    if state.last_id is not None and (last_id is None or last_id < state.last_id):
+        last_id = state.last_id
+    state = replace(state, last_id=last_id, first_user=state.first_user or history.first_user)
+    if history.newest_user is None:
+        return state
+    user_id, content = history.newest_user
+    if fresh:
+        # A restarted AgentAPI's user messages were all sent after the restart: new work.
+        return _new_prompt(state, user_id, content, history.at)
+    return _user_message(state, user_id, content, history.at)
+
+
 def _user_message(state: RulesState, user_id: int, content: str, at: float) -> RulesState:
+    if state.last_id is None or user_id > state.last_id:
+        state = replace(state, last_id=user_id)
+    if state.first_user is None:
+        state = replace(state, first_user=(user_id, digest(content)))
     known = state.last_user_id
     if state.replaying or (known is not None and user_id <= known):
         newest = user_id if known is None else max(known, user_id)
         return replace(state, last_user_id=newest)
+    return _new_prompt(state, user_id, content, at)
+
+
+def _new_prompt(state: RulesState, user_id: int, content: str, at: float) -> RulesState:
     return replace(
         state,
         last_user_id=user_id,
@@ -147,10 +263,15 @@ def _user_message(state: RulesState, user_id: int, content: str, at: float) -> R
 
 def _status(state: RulesState, status: AgentStatus, at: float) -> RulesState:
     first = state.agent_status is None
+    unchanged = state.agent_status == status
     state = replace(state, agent_status=status, replaying=False)
     if first and state.wanted is None:
         wanted = AppState.WORKING if status == "running" else AppState.IDLE
         return replace(state, wanted=AppStatus(wanted, _default_message(wanted)))
+    if unchanged:
+        # A repeated reading (a poll, a replay) is no transition: rule 3's clock starts only on
+        # a change, so polling and the event stream decide alike.
+        return state
     if status == "running":
         state = replace(state, prompt_pending_since=None)
         if _showing_working(state) or state.running_since is not None:

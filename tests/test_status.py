@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pytest
 
@@ -11,18 +12,28 @@ from agent.status import (
     IDLE_MESSAGE,
     WORKING_MESSAGE,
     ExplicitReport,
+    HistorySeen,
     Observation,
     RulesState,
     StatusSeen,
     Tick,
     UserMessageSeen,
     first_line,
+    history_of,
     next_deadline,
-    resync,
     step,
 )
 
 DEBOUNCE = 3.0
+
+
+@dataclass(frozen=True)
+class Msg:
+    id: int
+    role: str
+    content: str
+
+
 WORKING = AppStatus(AppState.WORKING, WORKING_MESSAGE)
 IDLE = AppStatus(AppState.IDLE, IDLE_MESSAGE)
 COMPLETE = AppStatus(AppState.COMPLETE, "Fixed the bug", "https://git/pr/7")
@@ -222,17 +233,23 @@ def test_start_running_then_stable() -> None:
     assert changes([StatusSeen("running", 0), StatusSeen("stable", 9)]) == [WORKING, IDLE]
 
 
+def history(*users: tuple[int, str], last_id: int | None = None, at: float = 0.0) -> Observation:
+    """A whole history: the agent's startup screen (id 0), then these user messages."""
+    messages = [Msg(0, "agent", "Welcome"), *(Msg(i, "user", text) for i, text in users)]
+    if last_id is not None:
+        messages.append(Msg(last_id, "agent", "answer"))
+    return history_of(messages, at)
+
+
 def test_reconnect_replay_does_not_change_the_wanted_status() -> None:
     state = RulesState()
-    for observation in [prompt(1), prompt(3), StatusSeen("stable", 0), prompt(5, at=3)]:
+    for observation in [history((1, "a"), (3, "b")), StatusSeen("stable", 0), prompt(5, at=3)]:
         state = step(state, observation, DEBOUNCE)
     before = state.wanted
     state = step(state, StatusSeen("stable", 60), DEBOUNCE)
     settled = state.wanted
-    state = resync(state)
-    for observation in [prompt(1, at=70), prompt(3, at=70), prompt(5, at=70)]:
-        state = step(state, observation, DEBOUNCE)
-        assert state.wanted == settled
+    state = step(state, history((1, "a"), (3, "b"), (5, "Fix"), at=70), DEBOUNCE)
+    assert state.wanted == settled
     state = step(state, StatusSeen("stable", 70), DEBOUNCE)
     assert before == AppStatus(AppState.WORKING, "Fix the login bug")
     assert state.wanted == settled == IDLE
@@ -240,15 +257,57 @@ def test_reconnect_replay_does_not_change_the_wanted_status() -> None:
     assert state.wanted == AppStatus(AppState.WORKING, "next")
 
 
+def test_a_prompt_sent_while_the_stream_was_down_is_reported_from_the_replay() -> None:
+    state = RulesState()
+    for observation in [history((1, "a")), StatusSeen("stable", 0)]:
+        state = step(state, observation, DEBOUNCE)
+    assert state.wanted == IDLE
+    state = step(state, history((1, "a"), (3, "Deploy it\nnow"), at=10), DEBOUNCE)
+    assert state.wanted == AppStatus(AppState.WORKING, "Deploy it")
+    assert state.restarts == 0
+
+
+@pytest.mark.parametrize(
+    ("after", "why"),
+    [
+        (history(at=5), "ids went backwards: only the startup screen"),
+        (history((1, "another conversation"), at=5), "the first user message differs"),
+        (history((1, "a"), at=5), "same first prompt, but ids went backwards"),
+    ],
+)
+def test_agentapi_restart_is_proved_by_the_history(after: HistorySeen, why: str) -> None:
+    state = RulesState()
+    for observation in [history((1, "a"), (3, "b"), last_id=4), StatusSeen("stable", 0)]:
+        state = step(state, observation, DEBOUNCE)
+    state = step(state, after, DEBOUNCE)
+    assert state.restarts == 1, why
+
+
 def test_agentapi_restart_resets_the_baseline() -> None:
     state = RulesState()
-    for observation in [prompt(41), StatusSeen("stable", 0)]:
+    for observation in [history((41, "old")), StatusSeen("stable", 0)]:
         state = step(state, observation, DEBOUNCE)
-    state = resync(state)
-    for observation in [StatusSeen("stable", 5)]:  # a fresh AgentAPI: no user message yet
-        state = step(state, observation, DEBOUNCE)
+    state = step(state, history(at=5), DEBOUNCE)  # a fresh AgentAPI: no user message yet
+    assert (state.restarts, state.wanted) == (1, IDLE)
     state = step(state, prompt(1, "first prompt after restart", at=6), DEBOUNCE)
     assert state.wanted == AppStatus(AppState.WORKING, "first prompt after restart")
+
+
+def test_a_prompt_already_in_a_restarted_history_is_new() -> None:
+    state = RulesState()
+    for observation in [history((41, "old")), StatusSeen("stable", 0)]:
+        state = step(state, observation, DEBOUNCE)
+    state = step(state, history((1, "sent after the restart"), at=5), DEBOUNCE)
+    assert state.wanted == AppStatus(AppState.WORKING, "sent after the restart")
+
+
+def test_a_repeated_running_reading_does_not_undo_an_explicit_complete() -> None:
+    # A poller reads `running` every interval after the hook said complete; the stream would
+    # have said it once. Both must keep the complete until a real change.
+    observations: list[Observation] = [StatusSeen("running", 0), ExplicitReport(COMPLETE, 1)]
+    observations += [StatusSeen("running", 1 + t / 2) for t in range(20)]
+    observations += [Tick(20), StatusSeen("stable", 21), Tick(30)]
+    assert changes(observations) == [WORKING, COMPLETE]
 
 
 def test_next_deadline() -> None:
