@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
@@ -49,6 +50,13 @@ class _Redactor:
         return self._scrub(repr(value))
 
 
+def _monotonic(
+    logger: object, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    event["mono"] = round(time.monotonic(), 4)
+    return event
+
+
 def configure(
     level: str = "info",
     fmt: LogFormat = "auto",
@@ -62,6 +70,9 @@ def configure(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Monotonic seconds: durations measured from the log itself (a deadline kept or not)
+        # hold whatever the wall clock or the machine's load did.
+        _monotonic,
     ]
     # Tracebacks are rendered to text *before* the redactor runs, in both formats, so that a
     # secret inside an exception message is masked too.

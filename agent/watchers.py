@@ -193,6 +193,7 @@ class EventsWatcher:
             except RemoteError as exc:
                 log.debug("agentapi_status_unavailable", error=str(exc))
             else:
+                self._observer.agentapi_ok()
                 self._observer.observe(StatusSeen(status.status, self._clock.now()))
             remaining = reconnect_at - self._clock.now()
             if remaining <= 0:

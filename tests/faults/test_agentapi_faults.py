@@ -15,7 +15,7 @@ from standins.http import Request, Response, text_response
 from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import TIME, wait_until
 from tests.faults.servers import Behaviour, Scripted, answer, serve_on_loopback, sse
-from tests.faults.test_coder_faults import named
+from tests.faults.test_coder_faults import assert_within_budget, named
 
 pytestmark = pytest.mark.anyio
 _ = peers
@@ -56,7 +56,18 @@ async def stop_daemon(process: anyio.abc.Process) -> tuple[int, str]:
 async def test_agentapi_not_started_then_up(peers: Peers) -> None:
     port = free_port()
     process = await run_daemon_against(peers, f"http://127.0.0.1:{port}")
-    await anyio.sleep(1.5)
+    # Before AgentAPI is up, its port drops every connection: the daemon's tries are seen.
+    tries: list[int] = []
+
+    async def drop(stream: anyio.abc.SocketStream) -> None:
+        tries.append(1)
+        await stream.aclose()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, drop)
+        await wait_until(lambda: len(tries) >= 2, within=20)
+        group.cancel_scope.cancel()
     assert peers.states() == [], "nothing reported before anything was observed"
     late = AgentAPIStandIn()
     async with anyio.create_task_group() as group:
@@ -154,11 +165,9 @@ async def test_messages_blocking_at_stop_uses_the_mirror(peers: Peers) -> None:
 
     async with daemon_against(peers, behaviour) as (_, process):
         await wait_until(lambda: peers.states() == ["idle"], within=20)
-        start = anyio.current_time()
         code, stderr = await stop_daemon(process)
-        elapsed = anyio.current_time() - start
     assert code == 0, stderr
-    assert elapsed < 5.0, "within the default budget"
+    assert_within_budget(stderr, start="stop_requested")
     body = peers.snapshot()
     assert body is not None
     assert body["messages"][0]["content"] == "mirrored"

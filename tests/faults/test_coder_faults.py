@@ -15,7 +15,9 @@ from tests.faults.servers import Scripted, answer, reset_server, serve_on_loopba
 pytestmark = pytest.mark.anyio
 _ = peers  # the fixture, shared with the end-to-end tests
 BUDGET = 2.0
-START_UP = 2.0  # interpreter start-up on a loaded 2-core machine, on top of the budget
+# Past its deadline the stop path only cancels and logs; on a loaded 2-core machine a
+# scheduling delay can still add a little. Measured on the process's own monotonic clock.
+OVERRUN = 1.0
 
 
 def events(stderr: str) -> list[dict[str, object]]:
@@ -28,19 +30,35 @@ def named(stderr: str, event: str) -> list[dict[str, object]]:
     return [line for line in events(stderr) if line["event"] == event]
 
 
-async def snapshot_against(peers: Peers, coder_url: str, **env: str) -> tuple[int, str, float]:
-    start = anyio.current_time()
-    process = await start_agent(
-        ["snapshot"],
-        peers.env(
-            CODER_AGENT_URL=coder_url,
-            CODER_TASK_AGENT_SHUTDOWN_BUDGET=str(BUDGET),
-            CODER_TASK_AGENT_REQUEST_TIMEOUT="1",
-            **env,
-        ),
-    )
-    code, stderr = await finish(process)
-    return code, stderr, anyio.current_time() - start
+def stop_path_seconds(stderr: str, start: str = "snapshot_started") -> tuple[float, float]:
+    """How long the stop path took by the process's own monotonic clock, and its budget.
+
+    From the `start` line to the process's last log line; the budget is the one
+    `snapshot_started` logged. Timing from outside would also count interpreter start-up and
+    the machine's load; the process's own timestamps hold on a busy machine.
+    """
+    lines = events(stderr)
+    first = next(line for line in lines if line["event"] == start)
+    budget = next(line for line in lines if line["event"] == "snapshot_started")["budget_s"]
+    assert isinstance(budget, float | int)
+    elapsed = float(str(lines[-1]["mono"])) - float(str(first["mono"]))
+    return elapsed, float(budget)
+
+
+def assert_within_budget(stderr: str, start: str = "snapshot_started") -> None:
+    elapsed, budget = stop_path_seconds(stderr, start)
+    assert elapsed <= budget + OVERRUN, f"the stop path took {elapsed:.2f} s of {budget} s"
+
+
+async def snapshot_against(peers: Peers, coder_url: str, **env: str) -> tuple[int, str]:
+    settings = {
+        "CODER_AGENT_URL": coder_url,
+        "CODER_TASK_AGENT_SHUTDOWN_BUDGET": str(BUDGET),
+        "CODER_TASK_AGENT_REQUEST_TIMEOUT": "1",
+        **env,
+    }
+    process = await start_agent(["snapshot"], peers.env(**settings))
+    return await finish(process)
 
 
 @pytest.mark.parametrize(
@@ -72,10 +90,10 @@ async def test_snapshot_faults(
     server = Scripted(behaviour)  # type: ignore[arg-type]
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
-        code, stderr, elapsed = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
         group.cancel_scope.cancel()
     assert code == expected_code, stderr
-    assert elapsed < BUDGET + START_UP, f"{name}: the stop budget was exceeded"
+    assert_within_budget(stderr)
     attempts = len(server.requests)
     if retried:
         assert attempts >= 2, f"{name} is worth retrying"
@@ -91,23 +109,27 @@ async def test_retry_after_is_honoured(peers: Peers) -> None:
     async def behaviour(request: Request) -> Response:
         times.append(anyio.current_time())
         if len(times) == 1:
-            return await answer(503, {"message": "later"}, [("retry-after", "1")])(request)
+            return await answer(503, {"message": "later"}, [("retry-after", "2")])(request)
         return Response(status=204)
 
     server = Scripted(behaviour)
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
-        code, stderr, _ = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        code, stderr = await snapshot_against(
+            peers, f"http://127.0.0.1:{port}", CODER_TASK_AGENT_SHUTDOWN_BUDGET="8"
+        )
         group.cancel_scope.cancel()
     assert code == 0, stderr
     assert len(times) == 2
-    assert times[1] - times[0] >= 1.0
+    # The policy alone would retry within 0.2 s; load can shift when each request is read,
+    # not shrink a 2 s wait to under 1.5 s.
+    assert times[1] - times[0] >= 1.5
 
 
 async def test_connection_refused(peers: Peers) -> None:
-    code, stderr, elapsed = await snapshot_against(peers, "http://127.0.0.1:9")
+    code, stderr = await snapshot_against(peers, "http://127.0.0.1:9")
     assert code == 5
-    assert elapsed < BUDGET + START_UP
+    assert_within_budget(stderr)
     assert len(named(stderr, "snapshot_failed")) == 1
 
 
@@ -117,11 +139,11 @@ async def test_reset_mid_response(peers: Peers) -> None:
         port = await group.start(
             lambda task_status: reset_server(task_status=task_status, hits=hits)
         )
-        code, stderr, elapsed = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
         group.cancel_scope.cancel()
     assert code == 5, stderr
     assert len(hits) >= 2, "a reset is worth retrying"
-    assert elapsed < BUDGET + START_UP
+    assert_within_budget(stderr)
 
 
 async def test_redirect_to_another_origin_is_not_followed(peers: Peers) -> None:
@@ -130,7 +152,7 @@ async def test_redirect_to_another_origin_is_not_followed(peers: Peers) -> None:
         other = await group.start(serve_on_loopback, elsewhere.handle)
         redirect = Scripted(answer(307, None, [("location", f"http://127.0.0.2:{other}/steal")]))
         port = await group.start(serve_on_loopback, redirect.handle)
-        code, stderr, _ = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
         group.cancel_scope.cancel()
     assert code == 4, stderr
     assert len(redirect.requests) == 1
@@ -162,20 +184,21 @@ async def test_status_reports_survive_an_outage_and_deliver_the_latest(peers: Pe
         peers.agentapi.set_status("running")
         await wait_until(lambda: any(p["state"] == "working" for p in patches), within=20)
         peers.agentapi.set_status("stable")
-        await anyio.sleep(0.5)
+        await wait_until(lambda: patches[-1]["state"] == "idle", within=20)
         outage.set()
         await wait_until(lambda: bool(accepted), within=40)
         assert accepted == [patches[-1]]
         assert accepted[0]["state"] == "idle", "the latest state, not a stale one"
         delivered = len(patches)
-        await anyio.sleep(1.0)
-        assert len(patches) == delivered, "nothing more once the latest is delivered"
         terminate(process)
         code, stderr = await finish(process)
         group.cancel_scope.cancel()
     assert code == 0, stderr
+    assert len(patches) == delivered, "nothing more once the latest is delivered"
     failures = named(stderr, "status_delivery_failed")
-    assert 1 <= len(failures) <= 3, "one line per streak, not one per retry"
+    tried = [(p["state"], p["message"]) for p in patches[:-1]]
+    streaks = sum(1 for i, p in enumerate(tried) if i == 0 or tried[i - 1] != p)
+    assert 1 <= len(failures) <= streaks < len(tried), "one line per streak, not per retry"
 
 
 async def test_status_rejection_is_not_retried(peers: Peers) -> None:
@@ -198,12 +221,11 @@ async def test_status_rejection_is_not_retried(peers: Peers) -> None:
         port = await group.start(serve_on_loopback, server.handle)
         process = await start_agent(["run"], peers.env(CODER_AGENT_URL=f"http://127.0.0.1:{port}"))
         await wait_until(lambda: len(patches) == 1, within=20)
-        await anyio.sleep(1.5)
-        assert len(patches) == 1
         terminate(process)
         code, stderr = await finish(process)
         group.cancel_scope.cancel()
     assert code == 0
+    assert len(patches) == 1, "a rejection is not retried, not even at stop"
     rejected = named(stderr, "status_rejected")
     assert len(rejected) == 1
     assert 'No app found with slug \\"agent\\"' in json.dumps(rejected[0])
