@@ -288,7 +288,7 @@ class Writer:
     """Log lines in the format `agent.logconfig` gives structlog, with the token masked.
 
     JSON lines when stderr is not a terminal, the console rendering on one; same keys, same
-    order (fields, then event, level, timestamp).
+    order (fields, then event, level, timestamp, mono).
     """
 
     _LEVELS: ClassVar[dict[str, int]] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -338,10 +338,16 @@ class Writer:
         stamp += f".{int(now % 1 * 1_000_000):06d}Z"
         record = {key: self._scrub(value) for key, value in fields.items()}
         if self._console:
+            record["mono"] = round(time.monotonic(), 4)
             pairs = " ".join(f"{key}={_console_repr(record[key])}" for key in sorted(record))
             line = f"{stamp} [{level:<9}] {self._scrub(event):<30} {pairs}".rstrip()
         else:
-            record.update(event=self._scrub(event), level=level, timestamp=stamp)
+            record.update(
+                event=self._scrub(event),
+                level=level,
+                timestamp=stamp,
+                mono=round(time.monotonic(), 4),
+            )
             line = json.dumps(record, default=repr)
         try:
             self._stream.write(line + "\n")
