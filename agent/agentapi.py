@@ -19,7 +19,7 @@ from typing import Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent._http import status_error
+from agent._http import overall_deadline, request, status_error, transport_error
 from agent.errors import BadResponse, RemoteError, TransportError
 from agent.models import AgentStatus
 
@@ -31,6 +31,12 @@ _BUSY_PHRASE = "message can only be sent when the agent is waiting for user inpu
 # A single event larger than this is skipped: it is garbage or an attack, not a message
 # (real messages are terminal text, at most a few MB).
 MAX_EVENT_BYTES = 64 * 1024 * 1024
+# The largest `/messages` answer read: histories are terminal text, megabytes for a long session;
+# past this the answer is refused (the stop path then falls back to the mirror) rather than
+# parsed into several times its size in memory.
+MAX_MESSAGES_BYTES = 128 * 1024 * 1024
+# `/status` and `/message` answer a few hundred bytes.
+MAX_SMALL_BODY = 1024 * 1024
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -205,16 +211,20 @@ class AgentAPIClient:
         request_timeout: float | None = None,
     ) -> httpx.Response:
         what = f"{method} {path}"
-        try:
-            response = await self._http.request(
-                method,
-                path,
-                json=json,
-                timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
-            )
-        except httpx.HTTPError as exc:
+        response = await request(
+            self._http,
+            SERVICE,
+            method,
+            path,
+            # One deadline for the whole call: a server trickling a byte a second must not
+            # hold the caller (a per-read timeout never fires then).
+            deadline=overall_deadline(self._http, request_timeout),
+            max_body=MAX_MESSAGES_BYTES if path == "/messages" else MAX_SMALL_BODY,
             # The URL, not only the path: "which AgentAPI was it trying?" is the first question.
-            raise _transport_error(exc, f"{method} {self._url(path)}") from None
+            what=f"{method} {self._url(path)}",
+            json=json,
+            timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
+        )
         if not 200 <= response.status_code < 300:
             raise _status_error(response, what)
         return response
@@ -247,7 +257,7 @@ def parse_messages(body: bytes) -> list[Message]:
 
 
 def _transport_error(exc: httpx.HTTPError, what: str) -> TransportError:
-    return TransportError(SERVICE, what, f"{type(exc).__name__}: {exc}".rstrip(": "))
+    return transport_error(SERVICE, what, exc)
 
 
 def _status_error(response: httpx.Response, what: str) -> RemoteError:

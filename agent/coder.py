@@ -6,7 +6,9 @@ success is 200 (app status) or 204 (snapshot); 404 on the snapshot route means t
 Coder Tasks; other 4xx are rejections, never retried; transport errors, 5xx and 429 are worth
 retrying (`agent.retry.deliver` does that inside the caller's deadline).
 
-Redirects are never followed: the token must not travel to another origin.
+Redirects are never followed: the token must not travel to another origin. Every call has one
+overall deadline (the http client's timeout, for the whole call, not per read) and reads at most
+64 KiB of any answer: the agent-side routes answer `null` or nothing, so more is garbage.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from uuid import UUID
 
 import httpx
 
-from agent._http import status_error
-from agent.errors import Rejected, TransportError
+from agent._http import MAX_ERROR_BODY, overall_deadline, request, status_error
+from agent.errors import Rejected
 from agent.models import AppStatus, shorten
 
 SERVICE = "Coder"
@@ -30,9 +32,16 @@ class CoderClient:
     Each method makes ONE attempt and raises from the `agent.errors` tree; `deliver` retries.
     """
 
-    def __init__(self, http: httpx.AsyncClient, app_slug: str | None = None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        app_slug: str | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self._http = http
         self._app_slug = app_slug
+        # Seconds one whole call may take; default: the client's timeout.
+        self._deadline = overall_deadline(http, deadline)
 
     async def patch_app_status(self, status: AppStatus) -> None:
         """PATCH the task's app status. Raises Rejected (400/401) or TryAgain."""
@@ -67,21 +76,27 @@ class CoderClient:
         params: dict[str, str] | None = None,
         not_found_unsupported: bool = False,
     ) -> None:
-        try:
-            if isinstance(body, bytes):
-                response = await self._http.request(
-                    method,
-                    path,
-                    params=params,
-                    content=body,
-                    headers={"content-type": "application/json"},
-                )
-            else:
-                response = await self._http.request(method, path, params=params, json=body)
-        except httpx.HTTPError as exc:
+        if isinstance(body, bytes):
+            content: dict[str, object] = {
+                "content": body,
+                "headers": {"content-type": "application/json"},
+            }
+        else:
+            content = {"json": body}
+        response = await request(
+            self._http,
+            SERVICE,
+            method,
+            path,
+            deadline=self._deadline,
+            max_body=MAX_ERROR_BODY,
             # Name the server tried (the URL never carries the token: it travels in a header).
-            url = self._http.base_url.join(path)
-            raise TransportError(SERVICE, f"{what} {url}", f"{type(exc).__name__}: {exc}") from None
+            what=f"{what} {self._http.base_url.join(path)}",
+            # The answer to a success is `null` or empty: past the cap it is garbage, ignored.
+            whole_body=False,
+            params=params,
+            **content,
+        )
         if 200 <= response.status_code < 300:
             return
         raise status_error(SERVICE, what, response, not_found_unsupported=not_found_unsupported)

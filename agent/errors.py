@@ -10,8 +10,10 @@ errors in `agentsocket`.
     │   └── UsageError       a bad command-line argument (the report command's state...)
     └── RemoteError          the other service did not do what was asked
         ├── TryAgain         worth retrying: the same request may succeed later
-        │   ├── TransportError    connection refused or reset, timeout, DNS, TLS
-        │   │   └── NotListening  no agent socket, or nobody listens on it: nothing was sent
+        │   ├── TransportError    the request did not complete
+        │   │   ├── NotSent           it never left: connection refused, DNS, connect timeout
+        │   │   │   └── NotListening  no agent socket, or nobody listens on it
+        │   │   └── OutcomeUnknown    it was sent, no answer came: timeout, reset, deadline
         │   ├── ServerError       5xx (other than AgentAPI's "agent busy" answer)
         │   └── RateLimited       429
         │   (both carry the server's Retry-After, which retries honour)
@@ -23,8 +25,14 @@ errors in `agentsocket`.
         ├── UntrustedSocket  the agent socket is another user's, a symlink, or not a socket
         └── BadResponse      an answer that is not what the contract says (garbage, wrong types)
 
-`tenacity` retries the TryAgain branch only. No message here ever contains the agent token:
-errors carry the server's own words (which never echo the header) and the request's path.
+`tenacity` retries the TryAgain branch only. "Not sent" and "outcome unknown" differ for a
+request that changes state: after a NotSent (or any answer, even a 4xx) the server's state is
+what it was; after an OutcomeUnknown (or a 5xx, which the server may send after applying the
+change) it is unknown, so the reporter sends its next wanted status even when it equals the last
+confirmed one. A plain TransportError counts as unknown: that is the safe side.
+
+No message here ever contains the agent token: errors carry the server's own words (which
+never echo the header) and the request's path.
 """
 
 from __future__ import annotations
@@ -71,6 +79,14 @@ class TransportError(TryAgain):
     """The request did not complete: refused, reset, timed out."""
 
 
+class NotSent(TransportError):
+    """The request never reached the server (refused, DNS, connect timeout): nothing changed."""
+
+
+class OutcomeUnknown(TransportError):
+    """The request was sent but no full answer came: the server may or may not have applied it."""
+
+
 class ServerError(TryAgain):
     """The server answered 5xx (a 503 may carry Retry-After)."""
 
@@ -96,7 +112,7 @@ class RateLimited(TryAgain):
         self.retry_after = retry_after
 
 
-class NotListening(TransportError):
+class NotListening(NotSent):
     """Nothing listens at the agent socket (absent, or refused): the request was never sent."""
 
 

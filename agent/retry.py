@@ -18,7 +18,7 @@ import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.errors import RemoteError, TransportError, TryAgain
+from agent.errors import NotSent, OutcomeUnknown, RemoteError, TryAgain
 
 T = TypeVar("T")
 
@@ -52,6 +52,9 @@ REPORT_BACKOFF = Backoff(base=0.5, cap=30.0)
 # Reconnects to AgentAPI and restarts of a failed task: quickly at first (a restart takes a
 # second), then up to every 10 s.
 RECONNECT_BACKOFF = Backoff(base=0.25, cap=10.0)
+# A failing accept() on the report socket (EMFILE while clients hold descriptors): short waits,
+# since a report client gives up after 2 s and descriptors come back as clients leave.
+ACCEPT_BACKOFF = Backoff(base=0.05, cap=1.0)
 
 
 async def deliver(
@@ -98,10 +101,10 @@ async def deliver(
         with attempt:
             remaining = deadline - clock.now()
             if remaining <= 0:
-                raise TransportError(service, "request", "deadline reached before the attempt")
+                raise NotSent(service, "request", "deadline reached before the attempt")
             try:
                 with anyio.fail_after(remaining):
                     return await call()
             except TimeoutError:
-                raise TransportError(service, "request", "no answer before the deadline") from None
+                raise OutcomeUnknown(service, "request", "no answer before the deadline") from None
     raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover

@@ -1,0 +1,149 @@
+"""The HTTP boundary: hostile headers, trickling answers, oversized bodies."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from agent._http import MAX_RETRY_AFTER, request, retry_after_seconds, transport_error
+from agent.errors import BadResponse, NotSent, OutcomeUnknown
+
+pytestmark = pytest.mark.anyio
+
+# Header bytes as a server can send them (anything but the line ends that frame headers).
+header_bytes = st.binary(max_size=64).filter(lambda b: b"\r" not in b and b"\n" not in b)
+# Digits of other scripts, written as escapes (they look like ASCII digits).
+digits = st.sampled_from(
+    ["\u0663", "\u06f3", "\u0969", "\uff13", "\u00b2", "\u2460", "\U0001d7d1", "1", "9"]
+)
+
+
+@given(header_bytes)
+@example("٣٠".encode())  # Arabic-Indic digits: str.isdigit() says yes, float() would accept
+@example("\uff13".encode())  # fullwidth 3
+@example("²".encode())  # superscript: isdigit() True, float() raises
+@example(b"9" * 400)
+@example(b"-5")
+@example(b"1e9")
+@example(b"nan")
+@example(b"inf")
+@example(b"Wed, 21 Oct 2015 07:28:00 GMT")
+@example(b"Wed, 21 Oct 99999 07:28:00 GMT")
+@example(b"\xff\xfe")
+@settings(max_examples=400, deadline=None)
+def test_any_retry_after_is_a_bounded_delay_or_nothing(raw: bytes) -> None:
+    response = httpx.Response(503, headers=[(b"retry-after", raw)])
+    value = retry_after_seconds(response, now=1_700_000_000.0)
+    assert value is None or (math.isfinite(value) and 0.0 <= value <= MAX_RETRY_AFTER)
+
+
+@given(st.lists(digits, min_size=1, max_size=6).map("".join))
+@settings(max_examples=200, deadline=None)
+def test_only_ascii_digits_count_as_a_delay(text: str) -> None:
+    response = httpx.Response(503, headers=[(b"retry-after", text.encode())])
+    value = retry_after_seconds(response, now=0.0)
+    if text.isascii():
+        assert value == (float(text) if float(text) <= MAX_RETRY_AFTER else None)
+    else:
+        assert value is None
+
+
+def test_retry_after_in_range() -> None:
+    assert retry_after_seconds(httpx.Response(503, headers={"retry-after": " 7 "})) == 7.0
+    too_long = httpx.Response(503, headers={"retry-after": str(int(MAX_RETRY_AFTER) + 1)})
+    assert retry_after_seconds(too_long) is None
+
+
+def streaming(chunks: AsyncIterator[bytes], status: int = 200) -> httpx.AsyncClient:
+    async def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, stream=_Stream(chunks))
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://x")
+
+
+class _Stream(httpx.AsyncByteStream):
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield chunk
+
+
+async def test_a_trickling_answer_is_cut_at_the_overall_deadline() -> None:
+    sent: list[int] = []
+
+    async def trickle() -> AsyncIterator[bytes]:
+        while True:
+            sent.append(1)
+            yield b" "
+            await anyio.sleep(0.01)  # each read answers well within any per-read timeout
+
+    async with streaming(trickle()) as http:
+        start = anyio.current_time()
+        with anyio.fail_after(10), pytest.raises(OutcomeUnknown, match="no full answer"):
+            await request(http, "Coder", "GET", "/x", deadline=0.3, max_body=1 << 20)
+        elapsed = anyio.current_time() - start
+    assert elapsed < 5.0, "the overall deadline, not the per-read timeout, ended the call"
+    assert len(sent) > 2
+
+
+async def test_an_oversized_answer_is_not_read_whole() -> None:
+    produced: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        chunk = b"x" * 65536
+        while True:
+            produced.append(len(chunk))
+            yield chunk
+
+    async with streaming(endless()) as http:
+        with anyio.fail_after(10), pytest.raises(BadResponse, match="exceeds"):
+            await request(http, "AgentAPI", "GET", "/messages", deadline=5, max_body=1 << 20)
+    assert sum(produced) <= (1 << 20) + 65536
+
+
+async def test_an_oversized_error_answer_keeps_its_first_words() -> None:
+    async def big() -> AsyncIterator[bytes]:
+        yield b'{"message": "overloaded"}' + b" " * 200_000
+
+    async with streaming(big(), status=503) as http:
+        with anyio.fail_after(10):
+            response = await request(http, "Coder", "PATCH", "/x", deadline=5, max_body=1024)
+    assert response.status_code == 503
+    assert response.content.startswith(b'{"message": "overloaded"}')
+    assert len(response.content) <= 64 * 1024
+
+
+async def test_a_success_cut_at_the_cap_is_accepted_when_the_body_does_not_matter() -> None:
+    async def big() -> AsyncIterator[bytes]:
+        yield b"n" * 100_000
+
+    async with streaming(big()) as http:
+        with anyio.fail_after(10):
+            response = await request(
+                http, "Coder", "PATCH", "/x", deadline=5, max_body=1024, whole_body=False
+            )
+    assert response.status_code == 200
+    assert len(response.content) == 1024
+
+
+def test_not_sent_versus_outcome_unknown() -> None:
+    req = httpx.Request("PATCH", "http://x/")
+    assert isinstance(
+        transport_error("C", "w", httpx.ConnectError("refused", request=req)), NotSent
+    )
+    assert isinstance(transport_error("C", "w", httpx.ConnectTimeout("t", request=req)), NotSent)
+    for late in (
+        httpx.ReadTimeout("t", request=req),
+        httpx.ReadError("reset", request=req),
+        httpx.RemoteProtocolError("closed", request=req),
+        httpx.WriteTimeout("t", request=req),
+    ):
+        assert isinstance(transport_error("C", "w", late), OutcomeUnknown)
