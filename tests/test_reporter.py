@@ -6,7 +6,8 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from agent.errors import Rejected, ServerError
+from agent.clock import ManualClock
+from agent.errors import NotSent, OutcomeUnknown, RateLimited, Rejected, ServerError
 from agent.models import AppState, AppStatus
 from agent.reporter import Reporter
 from agent.retry import Backoff
@@ -136,3 +137,155 @@ async def test_flush_gives_up_at_the_deadline() -> None:
     assert done is False
     assert reporter.pending == COMPLETE
     assert 2 <= len(server.attempts) < 1000
+
+
+# -- outcomes unknown: the server's state is in doubt after a send that was not answered ---------
+
+
+class DoubtfulServer:
+    """Applies every report; for the next `unknown` sends, raises as if the answer was lost."""
+
+    def __init__(self) -> None:
+        self.applied: list[AppStatus] = []
+        self.failures: list[Exception] = []
+
+    async def send(self, status: AppStatus) -> None:
+        if self.failures:
+            error = self.failures.pop(0)
+            if not isinstance(error, NotSent):
+                self.applied.append(status)  # applied, but the answer never came back
+            raise error
+        self.applied.append(status)
+
+
+LOST = OutcomeUnknown("Coder", "PATCH app-status", "ReadTimeout")
+REFUSED = NotSent("Coder", "PATCH app-status", "ConnectError: refused")
+
+
+async def test_after_an_unknown_outcome_an_equal_report_is_sent_again() -> None:
+    # idle confirmed; working applied but its answer lost; the turn ends: idle equals the last
+    # confirmed report, yet the server holds working, so idle must be sent.
+    server = DoubtfulServer()
+    clock = ManualClock()
+    reporter = Reporter(server.send, Backoff(base=10, cap=10), clock=clock)
+    with anyio.fail_after(5):
+        reporter.want(IDLE)
+        assert await reporter.flush()
+        server.failures.append(LOST)
+        reporter.want(WORKING)
+        assert not await reporter.flush(deadline=clock.now())  # gave up after the lost answer
+        assert reporter.in_doubt
+        reporter.want(IDLE)
+        assert reporter.pending == IDLE
+        assert await reporter.flush()
+    assert server.applied == [IDLE, WORKING, IDLE]
+    assert not reporter.in_doubt
+
+
+async def test_a_report_that_never_left_keeps_the_confirmed_state() -> None:
+    server = DoubtfulServer()
+    clock = ManualClock()
+    reporter = Reporter(server.send, Backoff(base=10, cap=10), clock=clock)
+    with anyio.fail_after(5):
+        reporter.want(IDLE)
+        assert await reporter.flush()
+        server.failures.append(REFUSED)
+        reporter.want(WORKING)
+        assert not await reporter.flush(deadline=clock.now())
+        assert not reporter.in_doubt
+        reporter.want(IDLE)
+        assert reporter.pending is None, "the server still holds idle: nothing to send"
+    assert server.applied == [IDLE]
+
+
+@pytest.mark.parametrize(
+    ("error", "doubt"),
+    [
+        (ServerError("Coder", "PATCH app-status", "boom", status=500), True),
+        (ServerError("Coder", "PATCH app-status", "gateway", status=504), True),
+        (RateLimited("Coder", "PATCH app-status", "slow down"), False),
+        (Rejected("Coder", "PATCH app-status", "bad", status=400), False),
+        (REFUSED, False),
+        (LOST, True),
+    ],
+)
+async def test_which_failures_leave_the_server_in_doubt(error: Exception, doubt: bool) -> None:
+    async def send(status: AppStatus) -> None:
+        if status == WORKING:
+            raise error
+
+    clock = ManualClock()
+    reporter = Reporter(send, Backoff(base=10, cap=10), clock=clock)
+    reporter.want(IDLE)
+    with anyio.fail_after(5):
+        assert await reporter.flush()
+        reporter.want(WORKING)
+        await reporter.flush(deadline=clock.now())
+    assert reporter.in_doubt is doubt
+
+
+async def test_a_send_cancelled_in_flight_leaves_the_server_in_doubt() -> None:
+    # The stop path cancels the reporter mid-send: the PATCH may have been applied.
+    server = Server()
+    reporter = Reporter(server.send, FAST)
+    reporter.want(IDLE)
+    with anyio.fail_after(5):
+        assert await reporter.flush()
+        server.gate = anyio.Event()
+        reporter.want(WORKING)
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(reporter.flush)
+                await wait_until(lambda: len(server.attempts) == 2)
+                scope.cancel()
+        reporter.want(IDLE)
+        assert reporter.pending == IDLE, "the stop path must confirm idle"
+        server.gate.set()
+        assert await reporter.flush()
+    assert server.delivered == [IDLE, IDLE]
+
+
+async def test_retry_waits_run_on_the_injected_clock() -> None:
+    server = Server(fail=2)
+    clock = ManualClock()
+    reporter = Reporter(server.send, Backoff(base=8, cap=8), clock=clock)
+    with capture_logs() as logs, anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(reporter.run)
+            reporter.want(WORKING)
+            await wait_until(lambda: len(server.attempts) == 1 and clock.sleepers == 1)
+            clock.advance(8)
+            await wait_until(lambda: len(server.attempts) == 2 and clock.sleepers == 1)
+            clock.advance(8)
+            await settle(reporter)
+            group.cancel_scope.cancel()
+    assert server.delivered == [WORKING]
+    failures = [entry for entry in logs if entry["event"] == "status_delivery_failed"]
+    assert len(failures) == 1
+    assert failures[0]["outcome"] == "unknown"  # a 503 may come after the row was stored
+
+
+async def test_flush_deadline_is_on_the_injected_clock() -> None:
+    server = Server(fail=1000)
+    clock = ManualClock(start=100.0)
+    reporter = Reporter(server.send, Backoff(base=1, cap=1), clock=clock)
+    reporter.want(COMPLETE)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            result: list[bool] = []
+
+            async def flush() -> None:
+                result.append(await reporter.flush(deadline=103.0))
+
+            group.start_soon(flush)
+            for attempt in range(1, 10):
+                await wait_until(lambda: bool(result) or clock.sleepers == 1)
+                if result:
+                    break
+                clock.advance(1)
+                # Wait for the retry the advance released (or the end) before moving again.
+                await wait_until(
+                    lambda n=attempt: bool(result) or len(server.attempts) > n  # type: ignore[misc]
+                )
+    assert result == [False]
+    assert 2 <= len(server.attempts) <= 4

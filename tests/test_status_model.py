@@ -1,7 +1,13 @@
 """Model-based test of the rules and the reporter under random observations and failures.
 
-Whatever happens, the sequence the server receives never holds two identical reports in a row,
-and once delivery settles it ends with what the rules want for the last observation.
+Sends fail in every way a network can fail them: refused before they left (nothing applied),
+answered 503 or cut off after being sent, with the server having applied the report or not
+(the reporter cannot tell which). Whatever happens:
+
+- every send carries the newest wanted status (never a stale one after a newer one);
+- the server never applies the same report twice in a row unless the first of the two was
+  applied without the reporter learning it (an unknown outcome must be resolved by re-sending);
+- once delivery settles, the server's state is what the rules want for the last observation.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ServerError
+from agent.clock import ManualClock
+from agent.errors import NotSent, OutcomeUnknown, RemoteError, ServerError
 from agent.models import AppState, AppStatus
 from agent.reporter import Reporter
 from agent.retry import Backoff
@@ -61,32 +68,60 @@ def observations(plan: list[tuple[tuple[str, object], float]]) -> list[Observati
     return out
 
 
+# How a failed send fails: (error, whether the server applied the report anyway).
+FAILURES: list[tuple[RemoteError, bool]] = [
+    (NotSent("Coder", "PATCH app-status", "ConnectError: refused"), False),
+    (ServerError("Coder", "PATCH app-status", "flaky", status=503), False),
+    (ServerError("Coder", "PATCH app-status", "failed after storing", status=500), True),
+    (OutcomeUnknown("Coder", "PATCH app-status", "ReadTimeout"), True),
+    (OutcomeUnknown("Coder", "PATCH app-status", "RemoteProtocolError: reset"), False),
+]
+
+
 def check(plan: list[tuple[tuple[str, object], float]], failure_rate: float, seed: int) -> None:
     rng = random.Random(seed)
+    # What the server applied, and whether the reporter learnt of it (got the 200).
     received: list[AppStatus] = []
+    confirmed: list[bool] = []
+    reporter: Reporter | None = None
 
     async def send(status: AppStatus) -> None:
+        assert reporter is not None
+        assert status == reporter.wanted, "a send must carry the newest wanted status"
         if rng.random() < failure_rate:
-            raise ServerError("Coder", "PATCH app-status", "flaky", status=503)
+            error, applied = rng.choice(FAILURES)
+            if applied:
+                received.append(status)
+                confirmed.append(False)
+            raise error
         received.append(status)
+        confirmed.append(True)
 
     async def scenario() -> RulesState:
-        reporter = Reporter(send, Backoff(base=0.0, cap=0.0))
+        nonlocal reporter
+        reporter = Reporter(send, Backoff(base=0.0, cap=0.0), clock=ManualClock())
         state = RulesState()
         for observation in observations(plan):
             state = step(state, observation, DEBOUNCE)
             reporter.want(state.wanted)
-            if rng.random() < 0.5:  # sometimes several changes pile up before a flush
+            roll = rng.random()
+            if roll < 0.3:  # sometimes several changes pile up before a flush
                 with anyio.fail_after(5):
                     await reporter.flush()
+            elif roll < 0.6:
+                # A flush cut short after its first failure, as a newer observation or the
+                # stop path's deadline does: an unknown outcome is left unresolved.
+                with anyio.fail_after(5):
+                    await reporter.flush(deadline=0.0)
         with anyio.fail_after(5):
             await reporter.flush()
         assert reporter.pending is None
         return state
 
     final = anyio.run(scenario)
-    for before, after in itertools.pairwise(received):
-        assert before != after, "two identical reports in a row"
+    for (before, known), after in itertools.pairwise(zip(received, confirmed, strict=True)):
+        if before == after[0]:
+            assert not known, "the same report applied twice in a row after a confirmed send"
     if final.wanted is None:
         assert received == []
     else:
