@@ -32,6 +32,7 @@ else:
 # The server refuses a status message longer than this many UTF-8 bytes (exactly 160 is fine).
 MAX_STATUS_MESSAGE_BYTES = 160
 ELLIPSIS = "…"
+REPLACEMENT = "\ufffd"
 
 
 class AppState(enum.StrEnum):
@@ -53,6 +54,12 @@ class AppStatus:
 
     Written out rather than a frozen dataclass: the hooks' fast path imports this module, and
     importing `dataclasses` alone costs about as much as the rest of that path.
+
+    Built from text that comes from outside (a hook's argument, a prompt, a socket request),
+    so construction is the boundary: what UTF-8 cannot carry is replaced (`clean_text`) and the
+    message is shortened to the server's limit (`shorten`). Every path that reports (socket,
+    direct, hooks, the rules) therefore sends the same bytes for the same input, and nothing
+    later can fail to encode it.
     """
 
     __slots__ = ("message", "state", "uri")
@@ -63,8 +70,8 @@ class AppStatus:
 
     def __init__(self, state: AppState, message: str = "", uri: str = "") -> None:
         object.__setattr__(self, "state", state)
-        object.__setattr__(self, "message", message)
-        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "message", shorten(message))
+        object.__setattr__(self, "uri", clean_text(uri))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"AppStatus is immutable: cannot set {name!r}")
@@ -98,9 +105,28 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 6  # a second signal asked to hurry: the work was abandoned
 
 
+def clean_text(text: str) -> str:
+    """`text` with what UTF-8 or the server's database cannot hold replaced by U+FFFD.
+
+    Lone surrogates are what Python makes of bytes that are not UTF-8 (a Latin-1 commit subject
+    passed as an argument arrives as U+DC80-U+DCFF); encoding them raises. NUL is refused by
+    the server's database (PostgreSQL text), which answers 500 and so would be retried forever.
+    """
+    if text.isascii():
+        return text.replace("\x00", REPLACEMENT) if "\x00" in text else text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Rare, and short texts: a plain loop keeps `re` off the hooks' fast path.
+        text = "".join(REPLACEMENT if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text.replace("\x00", REPLACEMENT) if "\x00" in text else text
+
+
 def shorten(text: str, limit: int = MAX_STATUS_MESSAGE_BYTES) -> str:
-    """`text` cut to at most `limit` UTF-8 bytes, at a character boundary, ending in an ellipsis."""
-    raw = text.encode("utf-8", errors="surrogatepass")
+    """`text` cleaned (`clean_text`) and cut to at most `limit` UTF-8 bytes, at a character
+    boundary, ending in an ellipsis. Idempotent: shortening a shortened text changes nothing."""
+    text = clean_text(text)
+    raw = text.encode("utf-8")
     if len(raw) <= limit:
         return text
     keep = limit - len(ELLIPSIS.encode())
@@ -110,4 +136,4 @@ def shorten(text: str, limit: int = MAX_STATUS_MESSAGE_BYTES) -> str:
         cut = cut[:-1]
     if cut and cut[-1] >= 0xC0:
         cut = cut[:-1]
-    return cut.decode("utf-8", errors="surrogatepass").rstrip() + ELLIPSIS
+    return cut.decode("utf-8").rstrip() + ELLIPSIS

@@ -23,7 +23,7 @@ from agent.errors import (
     Unauthorized,
     Unsupported,
 )
-from agent.models import AppState, AppStatus, shorten
+from agent.models import AppState, AppStatus, clean_text, shorten
 from agent.retry import Backoff, deliver
 from tests.fakes import TOKEN, FakeCoder, Scripted
 
@@ -75,12 +75,13 @@ def test_shorten_edges() -> None:
 @given(st.text(max_size=400))
 def test_shorten_property(text: str) -> None:
     out = shorten(text)
-    assert len(out.encode("utf-8", errors="surrogatepass")) <= 160
-    if len(text.encode("utf-8", errors="surrogatepass")) <= 160:
-        assert out == text
+    assert len(out.encode("utf-8")) <= 160  # strict: nothing unencodable is left
+    cleaned = clean_text(text)
+    if len(cleaned.encode("utf-8")) <= 160:
+        assert out == cleaned
     else:
         assert out.endswith("…")
-        assert text.startswith(out[:-1])
+        assert cleaned.startswith(out[:-1])
 
 
 async def test_snapshot_upload_request() -> None:
