@@ -15,6 +15,7 @@ daemon's stop-path upload now (`_serve_snapshot`).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -31,6 +32,7 @@ import structlog
 from agent.errors import ConfigError, UsageError
 from agent.models import AppStatus
 from agent.reportclient import make_private_dir, parse_report
+from agent.retry import ACCEPT_BACKOFF
 
 log = structlog.get_logger("agent.control")
 
@@ -40,6 +42,11 @@ REQUEST_TIMEOUT = 2.0
 # `snapshot` asks the daemon to save the conversation now: an async callable returning the
 # stop path's outcome word and exit code (see `_serve_snapshot`).
 SnapshotNow = Callable[[], Awaitable[tuple[str, int]]]
+# Clients served at once; more wait in the listen backlog (a report takes milliseconds).
+MAX_CLIENTS = 32
+# A check that something listens on an existing socket: a live daemon answers at once.
+PROBE_TIMEOUT = 1.0
+SOCKET_VARIABLE = "CODER_TASK_AGENT_SOCKET"
 
 
 def prepare_socket_dir(path: Path) -> None:
@@ -52,9 +59,19 @@ def prepare_socket_dir(path: Path) -> None:
     except ConfigError:
         raise
     except OSError as exc:
-        raise ConfigError(
-            "CODER_TASK_AGENT_SOCKET", f"cannot use {str(path.parent)!r}: {exc}"
-        ) from None
+        raise ConfigError(SOCKET_VARIABLE, f"cannot use {str(path.parent)!r}: {exc}") from None
+
+
+def check_socket_free(path: Path) -> None:
+    """Raise SocketInUse when a live daemon serves `path` (a stale socket is not an error).
+
+    Run at start, before anything else, so a second daemon refuses to start instead of taking
+    the socket over; `serve_reports` repeats the check under its lock.
+    """
+    prepare_socket_dir(path)
+    lock = _lock(path)
+    os.close(lock)
+    _check_existing(path)
 
 
 async def serve_reports(
@@ -71,39 +88,160 @@ async def serve_reports(
     `on_hook_report` instead, when given: the rules treat a hook's idle differently.
 
     A snapshot request runs `on_snapshot` (refused when None) and answers with its exit code.
+
+    Raises SocketInUse when another live daemon serves `path`; a socket left by a daemon that
+    is gone is replaced. Nothing a client does ends the server: a failing client is logged and
+    dropped, a failing accept (EMFILE: descriptors exhausted) backs off and goes on.
     """
-    _prepare(path)
-    old_mask = os.umask(0o177)
-    try:
-        listener = await anyio.create_unix_listener(path)
-    finally:
-        os.umask(old_mask)
-    try:
-        async with listener:
-            os.chmod(path, 0o600)
-            task_status.started(path)
-            await listener.serve(
-                lambda stream: _handle(stream, on_report, on_snapshot, on_hook_report)
-            )
-    finally:
-        _remove(path)
-
-
-def _prepare(path: Path) -> None:
     prepare_socket_dir(path)
-    if stat.S_ISSOCK(_lstat_mode(path)):
-        path.unlink()  # left over from a process that is gone (we hold the private directory)
-
-
-def _lstat_mode(path: Path) -> int:
+    # Held for the server's life: the kernel releases it when the process dies, however it
+    # dies, so "locked" means "a live daemon" and a killed daemon leaves nothing to clean up.
+    lock = _lock(path)
     try:
-        return os.lstat(path).st_mode
+        _check_existing(path)
+        old_mask = os.umask(0o177)
+        try:
+            listener = await anyio.create_unix_listener(path)
+        finally:
+            os.umask(old_mask)
+        ours = os.lstat(path).st_ino
+        try:
+            async with listener:
+                os.chmod(path, 0o600, follow_symlinks=False)
+                task_status.started(path)
+                await _accept_loop(
+                    listener,
+                    lambda stream: _handle(stream, on_report, on_snapshot, on_hook_report),
+                )
+        finally:
+            _remove(path, ours)
+    finally:
+        os.close(lock)
+
+
+class SocketInUse(ConfigError):
+    """Another live daemon serves the report socket; this one must not take it over."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        owner = f"daemon (pid {pid})" if pid else "daemon"
+        super().__init__(
+            SOCKET_VARIABLE,
+            f"{str(path)!r} is served by another running {owner}; stop it first, "
+            "or give this one another socket",
+        )
+        self.path = path
+        self.pid = pid
+
+
+def _lock(path: Path) -> int:
+    """Take the socket's lock file (beside it, never through a link); raises SocketInUse."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(SOCKET_VARIABLE, f"cannot use {str(lock_path)!r}: {exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _read_pid(fd)
+        os.close(fd)
+        raise SocketInUse(path, pid) from None
+    except OSError as exc:
+        os.close(fd)
+        raise ConfigError(SOCKET_VARIABLE, f"cannot lock {str(lock_path)!r}: {exc}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _check_existing(path: Path) -> None:
+    """Remove a stale socket at `path`; refuse a live one, a link or anything else."""
+    try:
+        info = os.lstat(path)
     except FileNotFoundError:
-        return 0
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(SOCKET_VARIABLE, f"{str(path)!r} is a symbolic link; not replacing it")
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ConfigError(SOCKET_VARIABLE, f"{str(path)!r} exists and is not a socket")
+    live, pid = _probe(path)
+    if live:
+        # Served by a process that does not hold the lock (an older daemon): still not ours.
+        raise SocketInUse(path, pid)
+    path.unlink(missing_ok=True)  # left by a daemon that is gone
 
 
-def _remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
+def _probe(path: Path) -> tuple[bool, int | None]:
+    """Whether something accepts connections on `path`, and its pid when the kernel says."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(PROBE_TIMEOUT)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False, None
+        except OSError:
+            return True, None  # a full backlog or a timeout: a live but busy server
+        creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, _uid, _gid = struct.unpack("3i", creds)
+        return True, pid or None
+
+
+def _remove(path: Path, inode: int) -> None:
+    """Remove the socket if it is still the one this server bound (never another's)."""
+    try:
+        if os.lstat(path).st_ino == inode:
+            path.unlink()
+    except FileNotFoundError:
+        return
+
+
+async def _accept_loop(
+    listener: anyio.abc.SocketListener,
+    handle: Callable[[anyio.abc.SocketStream], Awaitable[None]],
+) -> None:
+    # At most MAX_CLIENTS connections are served at once; the others wait in the kernel's
+    # backlog, so clients holding connections cannot take every descriptor of the daemon.
+    slots = anyio.Semaphore(MAX_CLIENTS)
+    failures = 0
+    async with anyio.create_task_group() as group:
+        while True:
+            await slots.acquire()
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                slots.release()
+                failures += 1
+                if failures == 1:
+                    log.error("report_accept_failed", error=f"{type(exc).__name__}: {exc}")
+                await anyio.sleep(ACCEPT_BACKOFF.wait(failures))
+                continue
+            if failures:
+                log.info("report_accept_recovered", failures=failures)
+                failures = 0
+            group.start_soon(_serve_client, stream, handle, slots)
+
+
+async def _serve_client(
+    stream: anyio.abc.SocketStream,
+    handle: Callable[[anyio.abc.SocketStream], Awaitable[None]],
+    slots: anyio.Semaphore,
+) -> None:
+    """One client, supervised: whatever it sends, the server goes on."""
+    try:
+        await handle(stream)
+    except Exception as exc:  # noqa: BLE001 - a bad client is dropped, never the server's end
+        # The type only: the text or a traceback could carry the client's bytes.
+        log.warning("report_client_failed", error=type(exc).__name__)
+    finally:
+        slots.release()
 
 
 async def _handle(
@@ -163,7 +301,11 @@ async def _serve_snapshot(stream: anyio.abc.SocketStream, on_snapshot: SnapshotN
 
 def _parse_request(raw: bytes) -> tuple[AppStatus, bool]:
     """The report, and whether it came from the agent's hooks (`"source": "hook"`)."""
-    request = json.loads(raw)
+    try:
+        request = json.loads(raw)
+    except RecursionError:
+        # Deeply nested JSON under the size limit: json raises this, not a ValueError.
+        raise ValueError("request nested too deeply") from None
     if not isinstance(request, dict):
         raise UsageError("request", "must be a JSON object")
     status = parse_report(

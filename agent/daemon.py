@@ -30,7 +30,7 @@ import structlog
 from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder import CoderClient
-from agent.control import serve_reports
+from agent.control import SocketInUse, check_socket_free, serve_reports
 from agent.errors import ConfigError
 from agent.mirror import Mirror
 from agent.models import AppStatus
@@ -158,6 +158,10 @@ class Daemon:
                         socket_path,
                         self.explicit_report,
                     )
+                except SocketInUse as exc:
+                    # Lost a race with another daemon starting at the same moment: that one
+                    # serves reports; this one still watches and saves the snapshot.
+                    log.error("report_socket_in_use", error=str(exc))
                 except (ConfigError, OSError) as exc:
                     # Explicit reports then go straight to Coder; watching goes on regardless.
                     log.error("report_socket_unavailable", error=str(exc))
@@ -246,9 +250,17 @@ class Daemon:
         )
 
     async def _flush_reports(self, deadline: float) -> None:
-        with anyio.move_on_after(max(0.0, deadline - self.clock.now())):
-            if await self.reporter.flush(deadline):
-                return
+        """Confirm the final status within the budget; never fails the stop path.
+
+        Pending includes a status whose send was cut off in flight by the stop (its outcome is
+        unknown), so a PATCH in flight at SIGTERM is sent again here rather than trusted.
+        """
+        try:
+            with anyio.move_on_after(max(0.0, deadline - self.clock.now())):
+                if await self.reporter.flush(deadline):
+                    return
+        except Exception:  # the snapshot beside this must be saved whatever a report does
+            log.exception("status_flush_failed")
         pending = self.reporter.pending
         log.warning(
             "status_not_delivered_at_stop",
@@ -320,6 +332,15 @@ def _name(task: Callable[..., object]) -> str:
 async def run_daemon(settings: Settings) -> int:
     """Build the clients from settings and run the daemon; returns the exit code."""
     url, token = settings.require_coder()
+    if settings.socket_path is not None:
+        # A second daemon for the same socket refuses to start (exit 2, naming the socket and
+        # the other process) instead of taking reports away from the live one.
+        try:
+            check_socket_free(settings.socket_path)
+        except SocketInUse:
+            raise
+        except ConfigError:
+            pass  # an unusable path is not fatal: the socket server logs it and goes on
     async with agentapi_http(settings) as agentapi, coder_http(settings, url, token) as coder:
         client = CoderClient(coder, settings.app_slug)
         async with open_sender(settings, client.patch_app_status) as sender:

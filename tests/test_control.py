@@ -9,8 +9,16 @@ from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
-from agent.control import prepare_socket_dir, serve_reports
+from agent.control import (
+    MAX_CLIENTS,
+    MAX_REQUEST_BYTES,
+    SocketInUse,
+    check_socket_free,
+    prepare_socket_dir,
+    serve_reports,
+)
 from agent.errors import ConfigError, UsageError
 from agent.models import AppState, AppStatus
 from agent.reportclient import parse_report
@@ -136,3 +144,121 @@ async def test_a_hook_report_goes_to_the_hook_handler(tmp_path: Path) -> None:
             group.cancel_scope.cancel()
     assert hooks == [AppStatus(AppState.IDLE, "Turn finished")]
     assert explicit == [AppStatus(AppState.COMPLETE, "Done")]
+
+
+# -- a second daemon, a stale socket, links: the socket is claimed, never stolen ----------------
+
+
+async def test_a_live_socket_is_not_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "report.sock"
+    received: list[AppStatus] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            await group.start(serve_reports, path, received.append)
+            with pytest.raises(SocketInUse) as caught:
+                check_socket_free(path)
+            assert caught.value.pid == os.getpid()
+            assert str(path) in str(caught.value)
+            assert f"pid {os.getpid()}" in str(caught.value)
+            with pytest.raises(SocketInUse):
+                await serve_reports(path, lambda status: None)
+            # The live server still has its socket and still answers.
+            assert await send_to_daemon(path, AppStatus(AppState.IDLE)) == {"ok": True}
+            group.cancel_scope.cancel()
+    assert received == [AppStatus(AppState.IDLE)]
+
+
+async def test_a_live_socket_without_the_lock_is_not_taken_over(tmp_path: Path) -> None:
+    # A server that does not hold the lock file (an older daemon): found by connecting.
+    path = tmp_path / "report.sock"
+    os.chmod(tmp_path, 0o700)
+    with anyio.fail_after(5):
+        listener = await anyio.create_unix_listener(path)
+        async with listener:
+            with pytest.raises(SocketInUse) as caught:
+                check_socket_free(path)
+    assert caught.value.pid == os.getpid()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+def test_something_else_at_the_socket_path_is_refused_and_kept(tmp_path: Path, kind: str) -> None:
+    os.chmod(tmp_path, 0o700)
+    path = tmp_path / "report.sock"
+    target = tmp_path / "elsewhere"
+    target.write_text("keep me")
+    if kind == "symlink":
+        path.symlink_to(target)
+    else:
+        path.write_text("keep me")
+    with pytest.raises(ConfigError) as caught:
+        check_socket_free(path)
+    assert caught.value.variable == "CODER_TASK_AGENT_SOCKET"
+    assert os.path.lexists(path)
+    assert target.read_text() == "keep me"
+
+
+# -- a bad client never ends the server --------------------------------------------------------
+
+
+async def ask(path: Path, line: bytes) -> bytes:
+    stream = await anyio.connect_unix(path)
+    async with stream:
+        await stream.send(line)
+        answer = b""
+        while not answer.endswith(b"\n"):
+            try:
+                answer += await stream.receive()
+            except anyio.EndOfStream:
+                break
+        return answer
+
+
+async def test_deeply_nested_json_is_refused_and_the_server_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "report.sock"
+    received: list[AppStatus] = []
+    nested = b"[" * 8000 + b"]" * 8000 + b"\n"  # under the size limit, deeper than json allows
+    assert len(nested) < MAX_REQUEST_BYTES
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            await group.start(serve_reports, path, received.append)
+            answer = await ask(path, nested)
+            assert b'"ok": false' in answer
+            assert b"nested too deeply" in answer
+            assert await ask(path, b'{"state": "idle", "message": "after"}\n') == b'{"ok": true}\n'
+            group.cancel_scope.cancel()
+    assert received == [AppStatus(AppState.IDLE, "after")]
+
+
+async def test_a_failing_handler_drops_that_client_only(tmp_path: Path) -> None:
+    path = tmp_path / "report.sock"
+    received: list[AppStatus] = []
+
+    def on_report(status: AppStatus) -> None:
+        if status.message == "boom":
+            raise RuntimeError("a bug in the report handler")
+        received.append(status)
+
+    with capture_logs() as logs, anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            await group.start(serve_reports, path, on_report)
+            assert await ask(path, b'{"state": "idle", "message": "boom"}\n') == b""
+            assert await ask(path, b'{"state": "idle", "message": "ok"}\n') == b'{"ok": true}\n'
+            group.cancel_scope.cancel()
+    assert received == [AppStatus(AppState.IDLE, "ok")]
+    assert [e["error"] for e in logs if e["event"] == "report_client_failed"] == ["RuntimeError"]
+
+
+async def test_clients_holding_connections_do_not_block_the_next_report(tmp_path: Path) -> None:
+    # More idle clients than served slots: the rest wait in the backlog until one times out
+    # or leaves; here they leave, and the real report goes through.
+    path = tmp_path / "report.sock"
+    received: list[AppStatus] = []
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            await group.start(serve_reports, path, received.append)
+            holders = [await anyio.connect_unix(path) for _ in range(MAX_CLIENTS + 5)]
+            for holder in holders:
+                await holder.aclose()
+            assert await ask(path, b'{"state": "idle", "message": "x"}\n') == b'{"ok": true}\n'
+            group.cancel_scope.cancel()
+    assert received == [AppStatus(AppState.IDLE, "x")]
