@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
+from standins.coder import CoderStandIn
 from standins.http import Handler, Request, Response, json_response, serve
 
 Behaviour = Callable[[Request], Awaitable[Response]]
@@ -88,3 +89,51 @@ def sse(*frames: tuple[str, object], end: bool = True, raw: bytes = b"") -> Beha
         return Response(headers=[("content-type", "text/event-stream")], stream=stream())
 
     return behaviour
+
+
+@dataclass
+class LossyCoder:
+    """In front of the Coder stand-in: every request reaches it (and is applied there); while
+    `losing` is set, the answer is withheld: its headers go out, then its body trickles one
+    byte every 0.2 s until `released` is set. What the daemon sees is a PATCH applied but never
+    answered (with a per-read timeout the trickle would hold it for ever)."""
+
+    coder: CoderStandIn
+    losing: bool = False
+    released: anyio.Event = field(default_factory=anyio.Event)
+    # (state of a PATCH or "" for other routes, whether its answer was withheld)
+    seen: list[tuple[str, bool]] = field(default_factory=list)
+
+    def states_seen(self) -> list[tuple[str, bool]]:
+        return [(state, lost) for state, lost in self.seen if state]
+
+    async def handle(self, request: Request) -> Response:
+        response = await self.coder.handle(request)
+        state = ""
+        if request.method == "PATCH":
+            state = str(request.json().get("state", ""))
+        lost = self.losing
+        self.seen.append((state, lost))
+        if not lost:
+            return response
+        released = self.released
+        body = response.body
+
+        async def trickle() -> AsyncIterator[bytes]:
+            while not released.is_set():
+                yield b" "
+                with anyio.move_on_after(0.2):
+                    await released.wait()
+            yield body
+
+        headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
+        return Response(status=response.status, headers=headers, stream=trickle())
+
+
+def collapse(states: list[str]) -> list[str]:
+    """`states` without immediate repeats (a re-send after a lost answer repeats one)."""
+    out: list[str] = []
+    for state in states:
+        if not out or out[-1] != state:
+            out.append(state)
+    return out
