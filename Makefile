@@ -5,7 +5,7 @@ TOOLS := .cache/tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint types unit slow system bench sync clean
+.PHONY: demo test lint types unit slow system bench soak sync clean
 
 demo: sync
 	$(UV) run --frozen coder-task-agent-dev demo
@@ -30,6 +30,10 @@ system: sync
 
 bench: sync
 	$(UV) run --frozen python -m bench
+
+# 30 minutes of everything at once against the stand-ins; writes bench/results/soak.json.
+soak: sync
+	$(UV) run --frozen python -m bench.soak
 
 sync: $(UV)
 	$(UV) sync --frozen --quiet
