@@ -216,11 +216,14 @@ async def _accept_loop(
             await slots.acquire()
             try:
                 stream = await listener.accept()
-            except OSError as exc:
+            except (OSError, anyio.BrokenResourceError) as exc:
+                # anyio wraps accept()'s OSError (EMFILE, ENFILE, ENOBUFS...) in
+                # BrokenResourceError; the listening socket itself is still fine.
                 slots.release()
                 failures += 1
                 if failures == 1:
-                    log.error("report_accept_failed", error=f"{type(exc).__name__}: {exc}")
+                    cause = exc.__cause__ or exc
+                    log.error("report_accept_failed", error=f"{type(cause).__name__}: {cause}")
                 await anyio.sleep(ACCEPT_BACKOFF.wait(failures))
                 continue
             if failures:
