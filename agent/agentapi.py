@@ -7,6 +7,12 @@ is being sent, so every call carries a timeout and a timeout means "no answer ye
 
 Message times are kept as the RFC 3339 text AgentAPI sent: Go prints nanoseconds, which a Python
 datetime would round, and the snapshot must carry them as given.
+
+A `/messages` answer is read tolerantly: one malformed message must not cost the whole history
+(the snapshot would then post nothing). Every message that can be understood is kept, the others
+are dropped and logged. Roles are normalised to the two Coder reads back (`user`, `agent`; any
+other role makes every later read of the task's logs fail with 500): older servers and the
+task-log view name them `"type": "input"/"output"`.
 """
 
 from __future__ import annotations
@@ -17,11 +23,22 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import structlog
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from agent._http import overall_deadline, request, status_error, transport_error
 from agent.errors import BadResponse, RemoteError, TransportError
 from agent.models import AgentStatus
+
+log = structlog.get_logger("agent.agentapi")
 
 SERVICE = "AgentAPI"
 # RFC 3339 date-time, the form Coder's snapshot endpoint parses (fraction of any length).
@@ -53,6 +70,29 @@ def _check_time(value: str) -> str:
     return value
 
 
+# Every name a role has gone by, to the two Coder can read back.
+_ROLES = {
+    "user": "user",
+    "input": "user",
+    "human": "user",
+    "agent": "agent",
+    "output": "agent",
+    "assistant": "agent",
+}
+
+
+def normalise_role(value: object) -> str:
+    """`user` or `agent` for any known name of a role; raises ValueError for anything else."""
+    role = _ROLES.get(value.strip().lower()) if isinstance(value, str) else None
+    if role is None:
+        raise ValueError("role is neither user nor agent (nor input/output)")
+    return role
+
+
+# The role under its current name, or the older `type` (input/output).
+_ROLE_FIELD = Field(validation_alias=AliasChoices("role", "type"))
+
+
 class StatusResponse(_Model):
     """`GET /status`."""
 
@@ -65,11 +105,12 @@ class Message(_Model):
     """One conversation message; the last agent message is rewritten in place under its id."""
 
     id: int = Field(strict=True)
-    role: str
+    role: str = _ROLE_FIELD
     content: str
     time: str
 
     _time = field_validator("time")(_check_time)
+    _role = field_validator("role", mode="before")(normalise_role)
 
 
 class _MessagesResponse(_Model):
@@ -80,11 +121,12 @@ class MessageUpdate(_Model):
     """`message_update` event: the full text of one message (created or rewritten)."""
 
     id: int = Field(strict=True)
-    role: str
+    role: str = _ROLE_FIELD
     message: str
     time: str
 
     _time = field_validator("time")(_check_time)
+    _role = field_validator("role", mode="before")(normalise_role)
 
     def as_message(self) -> Message:
         """The same data in the shape of a `/messages` entry."""
@@ -159,7 +201,7 @@ class AgentAPIClient:
     async def messages(self, request_timeout: float | None = None) -> list[Message]:
         """`GET /messages`: the whole history, oldest first."""
         response = await self._request("GET", "/messages", request_timeout=request_timeout)
-        return _parse(_MessagesResponse, response, "GET /messages").messages
+        return parse_messages(response.content)
 
     async def send_message(
         self,
@@ -249,11 +291,42 @@ def parse_state_file(body: bytes) -> list[Message]:
 
 
 def parse_messages(body: bytes) -> list[Message]:
-    """A `GET /messages` answer's messages; raises BadResponse when it breaks the contract."""
+    """A `GET /messages` answer's messages, every one that can be understood.
+
+    Raises BadResponse only when the answer as a whole is not a messages list (not JSON, no
+    `messages` array); a malformed message is dropped and logged (`agentapi_messages_dropped`).
+    """
     try:
         return _MessagesResponse.model_validate_json(body).messages
+    except ValidationError:
+        pass  # the exact path failed: sort the understandable messages from the rest
+    try:
+        raw = _LOOSE.validate_json(body)
     except ValidationError as exc:
         raise BadResponse(SERVICE, "GET /messages", _first_error(exc)) from None
+    kept: list[Message] = []
+    dropped: list[str] = []
+    for index, item in enumerate(raw.items):
+        try:
+            kept.append(Message.model_validate(item))
+        except ValidationError as exc:
+            dropped.append(f"messages.{index}: {_first_error(exc)}")
+    if dropped:
+        log.warning(
+            "agentapi_messages_dropped",
+            dropped=len(dropped),
+            kept=len(kept),
+            first=dropped[0][:300],
+        )
+    return kept
+
+
+class _LooseMessages(_Model):
+    # The envelope only: each item is checked on its own so one bad item costs only itself.
+    items: list[object] = Field(validation_alias="messages")
+
+
+_LOOSE = TypeAdapter(_LooseMessages)
 
 
 def _transport_error(exc: httpx.HTTPError, what: str) -> TransportError:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import anyio
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from agent.agentapi import (
     AgentAPIClient,
@@ -17,6 +18,8 @@ from agent.agentapi import (
     StatusChange,
     UnknownEvent,
     _sse_frames,
+    parse_event,
+    parse_messages,
 )
 from agent.errors import AgentBusy, BadResponse, Rejected, ServerError, TransportError
 from tests.fakes import TIME, FakeAgentAPI
@@ -46,11 +49,8 @@ async def test_status_and_messages_ignore_schema_and_unknown_keys() -> None:
     [
         b"not json",
         b'{"status": "thinking"}',
-        b'{"messages": [{"id": "1", "role": "user", "content": "x", "time": "'
-        + TIME.encode()
-        + b'"}]}',
-        b'{"messages": [{"id": 1, "role": "user", "content": "x", "time": "yesterday"}]}',
         b'{"messages": null}',
+        # A malformed message is not garbage as a whole: it is dropped alone (see below).
     ],
 )
 async def test_garbage_is_a_bad_response(body: bytes) -> None:
@@ -199,3 +199,79 @@ async def test_sse_parser_refuses_a_giant_event(monkeypatch: pytest.MonkeyPatch)
         await collect(b"event: x\ndata: " + b"a" * 200)
     with pytest.raises(BadResponse, match="size limit"):
         await collect(b"event: x\n" + b"data: aaaaaaaaaaaaaaa\n" * 20)
+
+
+# -- tolerant /messages: every message that can be understood, roles as Coder reads them --------
+
+
+def test_one_malformed_message_costs_only_itself() -> None:
+    body = json.dumps(
+        {
+            "$schema": "x",
+            "messages": [
+                {"id": 0, "role": "agent", "content": "welcome", "time": TIME},
+                {"id": "one", "role": "user", "content": "bad id", "time": TIME},
+                {"id": 2, "role": "user", "content": "fix it", "time": "yesterday"},
+                None,
+                {"id": 3, "role": "robot", "content": "unknown role", "time": TIME},
+                {"id": 4, "role": "user", "content": "kept", "time": TIME},
+            ],
+        }
+    ).encode()
+    with capture_logs() as logs:
+        messages = parse_messages(body)
+    assert [(m.id, m.role, m.content) for m in messages] == [
+        (0, "agent", "welcome"),
+        (4, "user", "kept"),
+    ]
+    (dropped,) = [e for e in logs if e["event"] == "agentapi_messages_dropped"]
+    assert (dropped["dropped"], dropped["kept"]) == (4, 2)
+    assert "fix it" not in json.dumps(dropped), "message bodies are not logged"
+
+
+@pytest.mark.parametrize(
+    ("given", "role"),
+    [
+        ({"type": "input"}, "user"),
+        ({"type": "output"}, "agent"),
+        ({"role": "User"}, "user"),
+        ({"role": "assistant"}, "agent"),
+        ({"role": "agent", "type": "input"}, "agent"),  # the current name wins
+    ],
+)
+def test_old_role_names_are_normalised(given: dict[str, str], role: str) -> None:
+    body = json.dumps({"messages": [{"id": 1, "content": "hello", "time": TIME, **given}]}).encode()
+    (message,) = parse_messages(body)
+    assert message.role == role
+
+
+def test_a_message_update_with_an_old_role_name_is_normalised() -> None:
+    event = parse_event(
+        "message_update", json.dumps({"id": 1, "type": "output", "message": "x", "time": TIME})
+    )
+    assert isinstance(event, MessageUpdate)
+    assert event.as_message().role == "agent"
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"messages": 5}', b"{}"])
+def test_an_answer_that_is_not_a_history_is_refused(body: bytes) -> None:
+    with pytest.raises(BadResponse):
+        parse_messages(body)
+
+
+async def test_messages_from_the_client_are_read_tolerantly() -> None:
+    payload = {
+        "messages": [
+            {"id": 0, "type": "output", "content": "hi", "time": TIME},
+            {"id": 1, "role": "user", "content": 7, "time": TIME},
+        ]
+    }
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=payload)
+
+    transport = httpx.MockTransport(handler)
+    async with httpx.AsyncClient(transport=transport, base_url="http://agentapi") as http:
+        with anyio.fail_after(5):
+            messages = await AgentAPIClient(http).messages()
+    assert [(m.id, m.role) for m in messages] == [(0, "agent")]
