@@ -82,11 +82,15 @@ _ROLES = {
 
 
 def normalise_role(value: object) -> str:
-    """`user` or `agent` for any known name of a role; raises ValueError for anything else."""
-    role = _ROLES.get(value.strip().lower()) if isinstance(value, str) else None
-    if role is None:
-        raise ValueError("role is neither user nor agent (nor input/output)")
-    return role
+    """`user` or `agent` for any known name of those roles; another role as it came.
+
+    Messages of another role are kept here and left out where a snapshot is built (and
+    counted in `agentapi_messages_dropped`): the mirror and the builder keep user and agent only.
+    Raises ValueError when the role is not text.
+    """
+    if not isinstance(value, str):
+        raise ValueError("role is not text")  # noqa: TRY004 - pydantic reports ValueError only
+    return _ROLES.get(value.strip().lower(), value)
 
 
 # The role under its current name, or the older `type` (input/output).
@@ -297,9 +301,12 @@ def parse_messages(body: bytes) -> list[Message]:
     `messages` array); a malformed message is dropped and logged (`agentapi_messages_dropped`).
     """
     try:
-        return _MessagesResponse.model_validate_json(body).messages
+        messages = _MessagesResponse.model_validate_json(body).messages
     except ValidationError:
         pass  # the exact path failed: sort the understandable messages from the rest
+    else:
+        _log_dropped(messages, [])
+        return messages
     try:
         raw = _LOOSE.validate_json(body)
     except ValidationError as exc:
@@ -311,14 +318,21 @@ def parse_messages(body: bytes) -> list[Message]:
             kept.append(Message.model_validate(item))
         except ValidationError as exc:
             dropped.append(f"messages.{index}: {_first_error(exc)}")
-    if dropped:
+    _log_dropped(kept, dropped)
+    return kept
+
+
+def _log_dropped(kept: list[Message], dropped: list[str]) -> None:
+    other = sum(1 for m in kept if m.role not in ("user", "agent"))
+    if dropped or other:
         log.warning(
             "agentapi_messages_dropped",
-            dropped=len(dropped),
-            kept=len(kept),
-            first=dropped[0][:300],
+            dropped=len(dropped) + other,
+            malformed=len(dropped),
+            other_roles=other,
+            kept=len(kept) - other,
+            first=dropped[0][:300] if dropped else "a role other than user or agent",
         )
-    return kept
 
 
 class _LooseMessages(_Model):

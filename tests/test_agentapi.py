@@ -222,10 +222,11 @@ def test_one_malformed_message_costs_only_itself() -> None:
         messages = parse_messages(body)
     assert [(m.id, m.role, m.content) for m in messages] == [
         (0, "agent", "welcome"),
+        (3, "robot", "unknown role"),  # kept here, left out of any snapshot
         (4, "user", "kept"),
     ]
     (dropped,) = [e for e in logs if e["event"] == "agentapi_messages_dropped"]
-    assert (dropped["dropped"], dropped["kept"]) == (4, 2)
+    assert (dropped["dropped"], dropped["malformed"], dropped["kept"]) == (4, 3, 2)
     assert "fix it" not in json.dumps(dropped), "message bodies are not logged"
 
 
