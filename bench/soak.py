@@ -49,9 +49,9 @@ from bench.harness import (
     wait_for,
 )
 from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
+from standins.agentapi.scenario import PromptScript, Scenario
 from standins.coder import CoderStandIn, Fault, run_coder_standin
-from standins.scenario import PromptScript, Scenario
-from standins.store import Task
+from standins.coder.store import Task
 
 RESULTS = Path(__file__).parent / "results"
 SAMPLE_EVERY = 5.0
