@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Protocol
 
-import anyio
 import structlog
 
 from agent.agentapi import (
@@ -207,12 +206,11 @@ class EventsWatcher:
         self._mirror.begin_replay()
         replay: HistoryBuilder | None = HistoryBuilder()
         got_any = False
-        events = self._agentapi.events()
+        # The replay starts at once on connect: silence before it means a hung server.
+        events = self._agentapi.events(silence_timeout=self._settings.agentapi_timeout)
         async with aclosing(events):
             iterator: AsyncIterator[object] = aiter(events)
-            # The replay starts at once on connect; silence here means a hung server.
-            with anyio.fail_after(self._settings.agentapi_timeout):
-                event = await anext(iterator, None)
+            event = await anext(iterator, None)
             while event is not None:
                 if not got_any:
                     got_any = True

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 
 import anyio
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from agent.agentapi import (
@@ -15,6 +18,7 @@ from agent.agentapi import (
     AgentErrorEvent,
     MalformedEvent,
     MessageUpdate,
+    OversizedFrame,
     StatusChange,
     UnknownEvent,
     _sse_frames,
@@ -170,7 +174,7 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
         yield part
 
 
-async def collect(*parts: bytes) -> list[tuple[str, str]]:
+async def collect(*parts: bytes) -> list[tuple[str, str | OversizedFrame]]:
     return [frame async for frame in _sse_frames(chunks(*parts))]
 
 
@@ -193,12 +197,65 @@ async def test_sse_parser_byte_by_byte_and_utf8() -> None:
     assert frames == [("message_update", '{"message":"héllo 👍"}')]
 
 
-async def test_sse_parser_refuses_a_giant_event(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("agent.agentapi.MAX_EVENT_BYTES", 100)
-    with pytest.raises(BadResponse, match="size limit"):
-        await collect(b"event: x\ndata: " + b"a" * 200)
-    with pytest.raises(BadResponse, match="size limit"):
-        await collect(b"event: x\n" + b"data: aaaaaaaaaaaaaaa\n" * 20)
+async def test_sse_parser_skips_a_giant_event_and_follows_on() -> None:
+    after = b"event: b\ndata: 2\n\n"
+    long_line = b"event: x\ndata: " + b"a" * 200 + b"\n\n"
+    many_lines = b"event: y\n" + b"data: aaaaaaaaaaaaaaa\n" * 20 + b"\n"
+    for giant in (long_line, many_lines):
+        for size in (1, 7, 64, len(giant)):  # the giant frame in pieces of every size
+            pieces = [giant[i : i + size] for i in range(0, len(giant), size)]
+            frames = [f async for f in _sse_frames(chunks(*pieces, after), limit=100)]
+            assert [name for name, _ in frames] == [giant.split(b"\n")[0][7:].decode(), "b"]
+            skipped = frames[0][1]
+            assert isinstance(skipped, OversizedFrame)
+            assert skipped.size > 100
+            assert frames[1] == ("b", "2")
+
+
+async def test_sse_parser_is_linear() -> None:
+    # 32 MB in 4 KB chunks: the old parser rescanned the buffer per chunk (about 128 GB of
+    # scanning here); a linear one needs well under a second of CPU. CPU time, not wall time,
+    # so a busy machine does not matter.
+    size, piece = 32 * 1024 * 1024, 4096
+    payload = b"event: message_update\ndata: " + b"x" * size + b"\n\n"
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for i in range(0, len(payload), piece):
+            yield payload[i : i + piece]
+
+    started = time.process_time()
+    frames = [f async for f in _sse_frames(pieces(), limit=64 * 1024 * 1024)]
+    assert time.process_time() - started < 10.0
+    assert len(frames) == 1
+    data = frames[0][1]
+    assert isinstance(data, str)
+    assert len(data) == size
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
+@settings(max_examples=60, deadline=None)
+def test_sse_parser_gives_the_same_frames_however_the_bytes_are_split(cuts: list[int]) -> None:
+    stream = (
+        b"event: a\r\ndata: 1\r\n\r\nevent: b\rdata: 2\r\r: c\ndata:x\ndata: y\n\n"
+        b"event: big\ndata: " + b"z" * 150 + b"\n\nevent: d\ndata: 4\r\n\r\n"
+    )
+    pieces, at = [], 0
+    for cut in cuts:
+        pieces.append(stream[at : at + cut])
+        at += cut
+    pieces.append(stream[at:])
+
+    async def parse() -> list[tuple[str, object]]:
+        return [f async for f in _sse_frames(chunks(*pieces), limit=100)]
+
+    frames = anyio.run(parse)
+    assert [(n, d if isinstance(d, str) else "skipped") for n, d in frames] == [
+        ("a", "1"),
+        ("b", "2"),
+        ("message", "x\ny"),
+        ("big", "skipped"),
+        ("d", "4"),
+    ]
 
 
 # -- tolerant /messages: every message that can be understood, roles as Coder reads them --------

@@ -3,6 +3,7 @@ recovers, and still saves the conversation at stop."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -184,3 +185,40 @@ async def test_a_50_mb_message_at_stop(peers: Peers) -> None:
     body = peers.snapshot()
     assert body is not None
     assert body["messages"][-1]["content"].endswith(" THE END")
+
+
+async def test_an_oversized_event_is_skipped_and_the_stream_followed(peers: Peers) -> None:
+    # One message over the 64 MiB frame cap in the replay: skipped and logged, the frames after
+    # it are followed on the same connection (it used to reconnect, replay and hit it forever).
+    from agent.agentapi import MAX_EVENT_BYTES  # noqa: PLC0415
+
+    async def behaviour(request: Request) -> Response:
+        if request.path == "/status":
+            return await answer(200, {"status": "stable", "agent_type": "x"})(request)
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield b'event: message_update\ndata: {"id": 0, "role": "agent", "message": "'
+            piece = b"x" * (1024 * 1024)
+            for _ in range(MAX_EVENT_BYTES // len(piece) + 1):
+                yield piece
+            yield b'", "time": "' + TIME.encode() + b'"}\n\n'
+            for name, data in (
+                ("status_change", {"status": "stable", "agent_type": "x"}),
+                ("message_update", {"id": 1, "role": "user", "message": "after it", "time": TIME}),
+                ("status_change", {"status": "running", "agent_type": "x"}),
+            ):
+                yield f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            await anyio.sleep_forever()
+
+        return Response(headers=[("content-type", "text/event-stream")], stream=stream())
+
+    async with daemon_against(peers, behaviour) as (server, process):
+        # (The reporter sends only the latest: idle may be superseded before it is sent.)
+        await wait_until(lambda: peers.states()[-1:] == ["working"], within=60)
+        code, stderr = await stop_daemon(process)
+    assert code == 0, stderr
+    assert [r.path for r in server.requests].count("/events") == 1, "no reconnect loop"
+    skipped = named(stderr, "agentapi_event_malformed")
+    assert len(skipped) == 1
+    assert "limit" in str(skipped[0]["error"])
+    assert peers.coder.store.statuses()[-1]["message"] == "after it"
