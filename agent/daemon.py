@@ -63,7 +63,7 @@ class Daemon:
         self.settings = settings
         self.agentapi = agentapi
         self.coder = coder
-        self.notifier = notifier or Notifier({})
+        self.notifier = notifier or Notifier()
         self.clock = clock
         self.rules = RulesState()
         self.mirror = Mirror()
@@ -344,5 +344,11 @@ async def run_daemon(settings: Settings) -> int:
     async with agentapi_http(settings) as agentapi, coder_http(settings, url, token) as coder:
         client = CoderClient(coder, settings.app_slug)
         async with open_sender(settings, client.patch_app_status) as sender:
-            daemon = Daemon(settings, AgentAPIClient(agentapi), client, Notifier(), sender=sender)
+            daemon = Daemon(
+                settings,
+                AgentAPIClient(agentapi),
+                client,
+                Notifier.for_settings(settings),
+                sender=sender,
+            )
             return await daemon.run()

@@ -2,17 +2,18 @@
 
 A datagram of `KEY=VALUE` lines to the socket named by `NOTIFY_SOCKET` (a path, or an abstract
 socket when it starts with `@`). Everything here is a no-op when `NOTIFY_SOCKET` is unset, so the
-daemon runs the same outside systemd. Failures to notify are logged, never raised: systemd's
-bookkeeping must not take the daemon down.
+daemon runs the same outside systemd. The variables are read by `agent.settings` (the only
+reader of the environment); this module gets them from there. Failures to notify are logged,
+never raised: systemd's bookkeeping must not take the daemon down.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-from collections.abc import Mapping
 
 import structlog
+
+from agent.settings import Settings
 
 log = structlog.get_logger("agent.sdnotify")
 
@@ -20,11 +21,15 @@ log = structlog.get_logger("agent.sdnotify")
 class Notifier:
     """Sends notifications to systemd, if systemd asked for them."""
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        source = os.environ if env is None else env
-        address = source.get("NOTIFY_SOCKET", "")
+    def __init__(self, address: str = "", watchdog_interval: float | None = None) -> None:
         self._address = "\0" + address[1:] if address.startswith("@") else address
-        self.watchdog_interval = _watchdog_interval(source)
+        # Half the period systemd expects pings within, or None without a watchdog.
+        self.watchdog_interval = watchdog_interval
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Notifier:
+        """The notifier the settings describe (NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID)."""
+        return cls(settings.notify_socket, settings.watchdog_interval)
 
     @property
     def enabled(self) -> bool:
@@ -44,14 +49,3 @@ class Notifier:
             log.warning("sd_notify_failed", error=str(exc))
             return False
         return True
-
-
-def _watchdog_interval(env: Mapping[str, str]) -> float | None:
-    """Half the watchdog period systemd expects pings within, or None without a watchdog."""
-    usec = env.get("WATCHDOG_USEC", "")
-    pid = env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
-        return None
-    if pid and pid != str(os.getpid()):
-        return None
-    return int(usec) / 2_000_000

@@ -13,6 +13,7 @@ Variables follow Coder's conventions where Coder has one (`CODER_AGENT_URL`, `CO
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import stat
@@ -42,6 +43,7 @@ StatusTransport = Literal["auto", "socket", "http"]
 # The Coder agent's own default for CODER_AGENT_SOCKET_PATH (Coder >= v2.32).
 DEFAULT_AGENT_SOCKET = Path("/tmp/coder-agent.sock")  # noqa: S108 - the agent's own default
 LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class Secret:
@@ -102,11 +104,32 @@ class Settings:
     # socket when the agent there answers, else HTTP). See agent.delivery.
     status_transport: StatusTransport = "auto"
     agent_socket_path: Path = DEFAULT_AGENT_SOCKET
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
     tls_verify: bool = True
+    # systemd's notify socket (`NOTIFY_SOCKET`) and half its watchdog period (`WATCHDOG_USEC`,
+    # for this process only: `WATCHDOG_PID`); empty and None outside systemd.
+    notify_socket: str = ""
+    watchdog_interval: float | None = None
     # Problems worth a warning but not a refusal (a world-readable token file, TLS off...).
     warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Validate however the settings were built (tests and tools build them directly)."""
+        for variable, (attribute, parser) in _TUNABLES.items():
+            value = getattr(self, attribute)
+            if parser is _positive_seconds:
+                if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                    raise ConfigError(
+                        PREFIX + variable, f"must be a positive number, got {value!r}"
+                    )
+            elif isinstance(value, str) and parser is not _path:
+                try:
+                    parser(value)
+                except ValueError as exc:
+                    raise ConfigError(PREFIX + variable, str(exc)) from None
+        if self.watchdog_interval is not None and not self.watchdog_interval > 0:
+            raise ConfigError("WATCHDOG_USEC", "must be a positive number of microseconds")
 
     def require_coder(self) -> tuple[str, Secret]:
         """The Coder URL and token, or a ConfigError naming what is missing."""
@@ -247,6 +270,7 @@ def load_settings(
         warnings.append(f"{PREFIX}TLS_VERIFY is off: the Coder server's certificate is not checked")
     if "socket_path" not in values:
         values["socket_path"] = default_socket_path(source)
+    values.update(notify_socket=source.get("NOTIFY_SOCKET", ""), **_watchdog(source))
     values["warnings"] = tuple(warnings)
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
@@ -410,3 +434,18 @@ def stop_hook_environment(
 
 def _under(directory: Path | None, name: str) -> Path | None:
     return None if directory is None else directory / name
+
+
+def _watchdog(env: Mapping[str, str]) -> dict[str, float | None]:
+    return {"watchdog_interval": _watchdog_interval(env)}
+
+
+def _watchdog_interval(env: Mapping[str, str]) -> float | None:
+    """Half the watchdog period systemd expects pings within, or None without a watchdog."""
+    usec = env.get("WATCHDOG_USEC", "")
+    pid = env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid and pid != str(os.getpid()):
+        return None  # the watchdog is another process's (a parent that exec'd us kept its env)
+    return int(usec) / 2_000_000

@@ -318,3 +318,27 @@ def test_stop_hook_environment(  # noqa: PLR0917 - one row of the table
         assert inputs.problems == ()
     else:
         assert inputs.problems[0].startswith(problem)
+
+
+@pytest.mark.parametrize(
+    ("changes", "variable"),
+    [
+        ({"shutdown_budget": -1.0}, "CODER_TASK_AGENT_SHUTDOWN_BUDGET"),
+        ({"poll_interval": 0.0}, "CODER_TASK_AGENT_POLL_INTERVAL"),
+        ({"working_debounce": float("nan")}, "CODER_TASK_AGENT_WORKING_DEBOUNCE"),
+        ({"mode": "sometimes"}, "CODER_TASK_AGENT_MODE"),
+        ({"log_level": "loud"}, "CODER_TASK_AGENT_LOG_LEVEL"),
+        ({"log_format": "xml"}, "CODER_TASK_AGENT_LOG_FORMAT"),
+        ({"watchdog_interval": 0.0}, "WATCHDOG_USEC"),
+    ],
+)
+def test_settings_built_directly_are_validated(changes: dict[str, object], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings(**changes)  # type: ignore[arg-type]
+    assert caught.value.variable == variable
+
+
+def test_systemd_variables_are_read_by_settings_only() -> None:
+    settings = load_settings({"NOTIFY_SOCKET": "@sd", "WATCHDOG_USEC": "8000000"})
+    assert (settings.notify_socket, settings.watchdog_interval) == ("@sd", 4.0)
+    assert load_settings({}).watchdog_interval is None

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from agent.sdnotify import Notifier
+from agent.settings import load_settings
 from tests.e2e.conftest import Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until
 
@@ -62,16 +63,19 @@ async def test_notifications_through_the_daemons_life(
 
 
 def test_notifier_is_a_no_op_without_systemd() -> None:
-    notifier = Notifier({})
+    notifier = Notifier.for_settings(load_settings({}))
     assert notifier.enabled is False
     assert notifier.notify(READY="1") is False
     assert notifier.watchdog_interval is None
 
 
 def test_watchdog_interval_and_abstract_addresses(tmp_path: Path) -> None:
-    assert Notifier({"WATCHDOG_USEC": "30000000"}).watchdog_interval == 15.0
-    assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}).watchdog_interval is None
-    assert Notifier({"WATCHDOG_USEC": "zero"}).watchdog_interval is None
-    abstract = Notifier({"NOTIFY_SOCKET": "@no-such-listener"})
+    def notifier(env: dict[str, str]) -> Notifier:
+        return Notifier.for_settings(load_settings(env))
+
+    assert notifier({"WATCHDOG_USEC": "30000000"}).watchdog_interval == 15.0
+    assert notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}).watchdog_interval is None
+    assert notifier({"WATCHDOG_USEC": "zero"}).watchdog_interval is None
+    abstract = notifier({"NOTIFY_SOCKET": "@no-such-listener"})
     assert abstract.enabled is True
     assert abstract.notify(READY="1") is False, "a failed notification is logged, not raised"
