@@ -145,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["run"]:
+        # Before anything slow: a SIGTERM from now on takes the daemon's stop path.
+        from agent import earlystop  # noqa: PLC0415
+
+        earlystop.install()
     from agent.errors import ConfigError  # noqa: PLC0415
     from agent.models import ExitCode  # noqa: PLC0415
 

@@ -27,6 +27,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from agent import earlystop, laststate
 from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder import CoderClient
@@ -71,6 +72,9 @@ class Daemon:
         self.sender = sender or StatusSender("http", None, socket=None, http=coder.patch_app_status)
         self.reporter = Reporter(self.sender, on_delivered=self._show_status, clock=clock)
         self.reporting = settings.app_slug is not None
+        # The last explicit complete/failed, kept where a restart after a crash finds it.
+        socket_path = settings.socket_path
+        self._last_report = socket_path.parent / laststate.FILE_NAME if socket_path else None
         self._rules_changed = anyio.Event()
         self._agentapi_failing = False
         self._watch_scope = anyio.CancelScope()
@@ -87,6 +91,14 @@ class Daemon:
         self.rules = step(before, observation, self.settings.working_debounce)
         if self.rules.restarts != before.restarts:
             log.info("agentapi_restart_detected", restarts=self.rules.restarts)
+        if self._last_report is not None and (before.sticky, before.wanted) != (
+            self.rules.sticky,
+            self.rules.wanted,
+        ):
+            if self.rules.sticky and self.rules.wanted is not None:
+                laststate.save(self._last_report, self.rules.wanted)
+            elif before.sticky:
+                laststate.clear(self._last_report)
         if self.reporting:
             self.reporter.want(self.rules.wanted)
         self._rules_changed.set()
@@ -106,6 +118,7 @@ class Daemon:
 
         Returns the exit code (the stop path's Outcome's).
         """
+        self._restore_last_report()
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 # Handlers first: a SIGTERM during start-up must take the stop path too.
@@ -120,6 +133,16 @@ class Daemon:
         outcome = Outcome.INTERRUPTED if self._outcome is None else self._outcome
         log.info("daemon_stopped", outcome=outcome.value, exit_code=int(outcome.exit_code))
         return int(outcome.exit_code)
+
+    def _restore_last_report(self) -> None:
+        """After a crash: the explicit complete/failed sent before it holds again."""
+        if self._last_report is None:
+            return
+        status = laststate.load(self._last_report)
+        if status is None:
+            return
+        log.info("last_report_restored", state=status.state.value, message=status.message)
+        self.observe(ExplicitReport(status, self.clock.now()))
 
     def request_stop(self, reason: str = "requested") -> None:
         """First call: stop watching and save the snapshot. Second call: hurry, abandon it."""
@@ -137,6 +160,10 @@ class Daemon:
     ) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             task_status.started()
+            early = earlystop.requested()
+            if early is not None:
+                # Arrived while Python was still importing: the stop path runs all the same.
+                self.request_stop(early)
             async for signum in signals:
                 name = signal.Signals(signum).name
                 if signum == signal.SIGHUP:

@@ -330,3 +330,25 @@ async def test_snapshot_now_over_the_socket_and_the_daemon_goes_on(settings: Set
         assert await stop(handle) == 0
     assert len(handle.coder.snapshots) == 2
     assert json.loads(handle.coder.snapshots[1])["messages"][-1]["content"] == "still watching"
+
+
+async def test_an_explicit_complete_survives_a_crash_and_restart(settings: Settings) -> None:
+    # The first daemon is never stopped cleanly (a crash, a SIGKILL): only its runtime
+    # directory survives. The next one must not report idle over the complete.
+    assert settings.socket_path is not None
+    saved = settings.socket_path.parent / "last-report.json"
+    done = AppStatus(AppState.COMPLETE, "Opened PR #12", "https://git.example/pr/12")
+    async with running(settings) as first:
+        await wait_until(lambda: first.states() == ["idle"])
+        first.daemon.explicit_report(done)
+        await wait_until(lambda: first.states() == ["idle", "complete"])
+        assert saved.exists()
+        assert await stop(first) == 0
+    assert saved.exists(), "kept across a stop: only a new turn ends it"
+    async with running(settings) as second:
+        await wait_until(lambda: second.states() == ["complete"])
+        await second.agentapi.put_message("user", "next task")
+        await wait_until(lambda: second.states() == ["complete", "working"])
+        await wait_until(lambda: not saved.exists())
+        assert await stop(second) == 0
+    assert second.coder.statuses[0]["uri"] == "https://git.example/pr/12"
