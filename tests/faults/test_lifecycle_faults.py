@@ -27,6 +27,11 @@ def catches_sigterm(pid: int) -> bool:
     return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
 
 
+def memory_map(pid: int) -> str:
+    """The files the process has mapped (its loaded shared objects among them)."""
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
 async def test_sigterm_right_after_exec_takes_the_stop_path(peers: Peers) -> None:
     peers.agentapi.put_message("user", "keep this conversation")
     process = await start_agent(["run"], peers.env())
@@ -34,7 +39,7 @@ async def test_sigterm_right_after_exec_takes_the_stop_path(peers: Peers) -> Non
     # loaded. The handler must come before the slow imports (pydantic's compiled core is one).
     await wait_until(lambda: catches_sigterm(process.pid), within=20)
     process.send_signal(signal.SIGSTOP)
-    loaded = Path(f"/proc/{process.pid}/maps").read_text()
+    loaded = memory_map(process.pid)
     terminate(process)
     process.send_signal(signal.SIGCONT)
     assert "pydantic_core" not in loaded, "SIGTERM was not handled before the slow imports"
