@@ -161,7 +161,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"coder-task-agent: configuration error: {exc}", file=sys.stderr)
             return ExitCode.USAGE
     parser = _parser()
-    args = parser.parse_args(args_list)
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:
+        # Claude Code reads a hook's exit 2 as "block the prompt / the tool call": a mistyped
+        # `hook` command line must not stop the agent (argparse has printed the problem).
+        if args_list[:1] == ["hook"] and exc.code == ExitCode.USAGE:
+            return ExitCode.OK
+        raise
     command: str = args.command
 
     if command == "stop-hook":
@@ -192,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # What each fast command accepts besides its positional arguments (min, max).
 _FAST = {
     "report": ((1, 2), ("--uri", "--socket", "--log-level", "--log-format")),
+    # `hook AGENT [PAYLOAD]`: Claude Code runs it at every prompt and tool call.
+    "hook": ((1, 2), ("--socket", "--log-level", "--log-format")),
     "snapshot": ((0, 0), ("--agentapi-url", "--budget", "--log-level", "--log-format")),
 }
 
@@ -223,18 +232,26 @@ def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | No
         options[name] = value
     if not least <= len(positional) <= most:
         return None
+    if argv[0] == "hook" and positional[0] not in ("claude-code", "codex"):
+        return None  # argparse names the choices
     return argv[0], positional, options
 
 
 def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
-    from agent import reportclient  # noqa: PLC0415
-    from agent.hookconfig import load_hook_settings  # noqa: PLC0415
-
     flags = {
         _SETTING_FLAGS[flag]: (flag, value)
         for flag, value in options.items()
         if flag in _SETTING_FLAGS
     }
+    if command == "hook":
+        # Never fails the agent: exits 0, problems logged (agent.hookcmd).
+        from agent.hookcmd import run_hook  # noqa: PLC0415
+
+        return run_hook(positional[0], positional[1:], flags)
+
+    from agent import reportclient  # noqa: PLC0415
+    from agent.hookconfig import load_hook_settings  # noqa: PLC0415
+
     settings = load_hook_settings(flags=flags)
     if command == "report":
         summary = positional[1] if len(positional) > 1 else ""

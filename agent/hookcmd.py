@@ -18,13 +18,18 @@ import os
 import select
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import BinaryIO
 
 from agent.errors import ConfigError
+from agent.hookconfig import HookSettings, load_hook_settings
 from agent.hookmap import claude_code, codex
-from agent.models import AppStatus
-from agent.settings import Settings, load_settings
+
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import BinaryIO
+
+    from agent.models import AppStatus
 
 # A prompt can be long, but a hook event beyond this is not one: it is cut, not read whole.
 MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -69,7 +74,7 @@ def parse_event(raw: bytes | str) -> Mapping[str, object]:
     return event
 
 
-def hand_over(settings: Settings, status: AppStatus) -> None:
+def hand_over(settings: HookSettings, status: AppStatus) -> None:
     """Give the report to whoever delivers it: the one line to change when the client changes."""
     from agent import reportclient  # noqa: PLC0415
 
@@ -85,9 +90,11 @@ def run_hook(
     env: Mapping[str, str] | None = None,
 ) -> int:
     """The `hook AGENT` command; always returns 0 (problems are logged)."""
-    settings: Settings | None = None
+    settings: HookSettings | None = None
     try:
-        settings = load_settings(env, flags)
+        # The fast path's settings (agent.hookconfig): the rest is read only if the report
+        # must go straight to Coder (agent.reportclient).
+        settings = load_hook_settings(env, flags)
         raw = _read_event(agent, arguments, stdin)
         status = MAPPINGS[agent](parse_event(raw))
         if status is not None:
@@ -105,7 +112,7 @@ def _read_event(agent: str, arguments: Sequence[str], stdin: BinaryIO | None) ->
     return read_stdin(stdin if stdin is not None else sys.stdin.buffer)
 
 
-def _log_problem(settings: Settings | None, agent: str, exc: Exception) -> None:
+def _log_problem(settings: HookSettings | None, agent: str, exc: Exception) -> None:
     from agent.reportclient import Writer  # noqa: PLC0415
 
     writer = Writer.for_settings(settings) if settings is not None else Writer()

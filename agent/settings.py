@@ -12,7 +12,6 @@ Variables follow Coder's conventions where Coder has one (`CODER_AGENT_URL`, `CO
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -286,6 +285,8 @@ def misspelled_variables(env: Mapping[str, str]) -> list[str]:
     for variable in sorted(env):
         if not variable.startswith(PREFIX) or variable in KNOWN_VARIABLES:
             continue
+        import difflib  # noqa: PLC0415 - only for a misspelling: every command reads settings
+
         # Compared without the shared prefix, which would make every name look close.
         candidates = {
             known.removeprefix(PREFIX).removeprefix("CODER_"): known for known in KNOWN_VARIABLES

@@ -32,3 +32,14 @@ def test_run_help_describes_the_daemon_and_names_what_it_needs() -> None:
 )
 def test_new_commands_say_what_they_read(command: str, words: str) -> None:
     assert words in help_text(command)
+
+
+@pytest.mark.parametrize("args", [["hook", "claude"], ["hook", "codex", "--bogus"], ["hook"]])
+def test_a_mistyped_hook_never_exits_2(args: list[str]) -> None:
+    """Claude Code takes a hook's exit 2 as "block": the agent must go on."""
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", *args], capture_output=True, check=False
+    )
+    assert result.returncode == 0
+    assert b"usage:" in result.stderr
+    assert result.stdout == b""

@@ -118,13 +118,8 @@ async def test_handed_to_a_daemon_only_the_standard_library(
     assert code == 0, logs
     assert tops(modules) & HEAVY == set(), logs
     ours = {m for m in modules if m.split(".")[0] == "agent"}
-    if args[0] == "hook":
-        # `hook` still parses with argparse and reads the whole agent.settings: no third-party
-        # import, but not yet the standard library's lightest path that report/snapshot take.
-        assert ours <= FAST_OURS | {"agent.settings"}
-    else:
-        assert tops(modules) & SLOW_STDLIB == set(), logs
-        assert ours <= FAST_OURS
+    assert tops(modules) & SLOW_STDLIB == set(), logs
+    assert ours <= FAST_OURS
     assert "agent.reportclient" in ours
     if args[0] == "hook":
         assert [(s.state.value, s.message) for s in hooks] == [("idle", "Turn finished")]
