@@ -125,8 +125,8 @@ async def test_coder_down_never_fails_the_agent(peers: Peers) -> None:
     env = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_REQUEST_TIMEOUT="0.3")
     code, stderr = await hook("claude-code", env, claude("Stop"))
     assert code == 0
+    # Logged once; which error it names (refused, or the deadline) depends on the machine's load.
     assert "report_failed" in stderr
-    assert "http://127.0.0.1:9/api/v2/workspaceagents/me/app-status" in stderr
 
 
 async def test_an_event_that_reports_nothing_sends_nothing(peers: Peers) -> None:
