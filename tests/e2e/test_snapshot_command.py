@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-import anyio
 import pytest
 
 from standins.coder import Fault
 from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, start_agent, terminate
 from tests.fakes import wait_until
+from tests.faults.test_coder_faults import assert_within_budget
 
 pytestmark = pytest.mark.anyio
 
@@ -70,10 +70,10 @@ async def test_retries_through_503_then_uploads(peers: Peers) -> None:
 
 async def test_coder_down_exits_5_within_the_budget(peers: Peers) -> None:
     env = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_SHUTDOWN_BUDGET="1")
-    start = anyio.current_time()
     code, stderr = await finish(await start_agent(["snapshot"], env))
     assert code == 5, stderr
-    assert anyio.current_time() - start < 1 + 2.0  # the budget plus interpreter start-up
+    # By the process's own clock: timing from outside would count start-up and the load too.
+    assert_within_budget(stderr)
 
 
 async def test_agentapi_down_exits_3(peers: Peers) -> None:
