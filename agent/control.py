@@ -107,7 +107,9 @@ async def serve_reports(
         ours = os.lstat(path).st_ino
         try:
             async with listener:
-                os.chmod(path, 0o600, follow_symlinks=False)
+                # Not follow_symlinks=False: glibc before 2.32 refuses that even for a socket; the
+                # path was bound by us a moment ago in our private directory.
+                os.chmod(path, 0o600)
                 task_status.started(path)
                 await _accept_loop(
                     listener,
