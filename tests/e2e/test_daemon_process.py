@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 
-import anyio
 import httpx
 import pytest
 
@@ -48,12 +48,22 @@ async def test_status_flips_reach_coder_in_order_and_sigterm_saves(peers: Peers,
     }
 
 
+def refuses(url: str) -> bool:
+    """True once nothing listens at `url` (a connection is refused)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 async def test_sigterm_with_agentapi_dead_uses_the_mirror(peers: Peers) -> None:
     peers.agentapi.put_message("user", "remember me")
     process = await start_agent(["run"], peers.env())
     await wait_until(lambda: peers.states() == ["idle"], within=15)
     peers.kill_agentapi()
-    await anyio.sleep(0.3)
+    await wait_until(lambda: refuses(peers.agentapi_url), within=15)
     terminate(process)
     code, stderr = await finish(process)
     assert code == 0, stderr
@@ -109,9 +119,10 @@ async def test_report_command_refuses_bad_input(peers: Peers) -> None:
 async def test_second_sigterm_hurries(peers: Peers) -> None:
     process = await start_agent(["run"], peers.env(CODER_TASK_AGENT_SHUTDOWN_BUDGET="30"))
     await wait_until(lambda: peers.states() == ["idle"], within=15)
-    peers.coder.faults += [Fault("log-snapshot", 503, times=1000, delay=60)]
+    slow = Fault("log-snapshot", 503, times=1000, delay=60)
+    peers.coder.faults.append(slow)
     terminate(process)
-    await anyio.sleep(1.0)  # the upload is now hanging on the slow server
+    await wait_until(lambda: slow.times < 1000, within=15)  # the upload hangs on the server
     assert process.returncode is None
     process.send_signal(signal.SIGTERM)
     code, stderr = await finish(process, within=10)
