@@ -219,4 +219,8 @@ async def test_the_command(tmp_path: Path) -> None:
     finally:
         if process.returncode is None:
             process.kill()
+        # Closes the stderr pipe too: left open, a failure here would fail an unrelated test
+        # later with a ResourceWarning.
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
     assert not path.exists()
