@@ -6,7 +6,6 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 
 from agent.sdnotify import Notifier
@@ -46,8 +45,12 @@ async def test_notifications_through_the_daemons_life(
     env = peers.env(NOTIFY_SOCKET=address, WATCHDOG_USEC="200000")
     process = await start_agent(["run"], env)
     await wait_until(lambda: peers.states() == ["idle"], within=15)
-    await anyio.sleep(0.5)
-    drain(sock, received)
+
+    def pinged() -> bool:
+        drain(sock, received)
+        return sum("WATCHDOG=1" in m for m in received) >= 3
+
+    await wait_until(pinged, within=15)
     terminate(process)
     code, stderr = await finish(process)
     drain(sock, received)

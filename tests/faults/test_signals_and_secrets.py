@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 
 from standins.coder import Fault
@@ -37,13 +38,37 @@ async def test_sigterm_before_the_first_observation(peers: Peers) -> None:
     assert peers.states() == []
 
 
+async def listen_when_free(port: int) -> anyio.abc.Listener[anyio.abc.SocketStream]:
+    """A listener on `port` once the stand-in that held it has let it go (within 10 s)."""
+    with anyio.fail_after(10):
+        while True:
+            try:
+                return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+            except OSError:
+                await anyio.sleep(0.01)
+
+
 async def test_sigterm_during_a_backoff_sleep(peers: Peers) -> None:
     peers.kill_agentapi()
-    process = await start_agent(["run"], peers.env())
-    await wait_until(started(peers), within=20)
-    await anyio.sleep(2.0)  # several reconnect attempts: now inside a backoff sleep
-    terminate(process)
-    code, stderr = await finish(process)
+    # AgentAPI's port now drops every connection at once, and counts them: once the daemon has
+    # come back several times, it is between attempts, in a backoff wait.
+    attempts = 0
+
+    async def drop(stream: anyio.abc.SocketStream) -> None:
+        nonlocal attempts
+        attempts += 1
+        await stream.aclose()
+
+    port = int(peers.agentapi_url.rsplit(":", 1)[1])
+    listener = await listen_when_free(port)
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, drop)
+        process = await start_agent(["run"], peers.env())
+        await wait_until(started(peers), within=20)
+        await wait_until(lambda: attempts >= 3, within=30)
+        terminate(process)
+        code, stderr = await finish(process)
+        group.cancel_scope.cancel()
     assert code == 3
     assert_within_budget(stderr, start="stop_requested")
 
@@ -72,8 +97,7 @@ async def test_sighup_is_logged_and_ignored(peers: Peers) -> None:
     process = await start_agent(["run"], peers.env())
     await wait_until(lambda: peers.states() == ["idle"], within=15)
     process.send_signal(signal.SIGHUP)
-    await anyio.sleep(0.5)
-    assert process.returncode is None
+    # Still watching after it: SIGHUP's default action would have ended the process at once.
     peers.agentapi.put_message("user", "still watching")
     await wait_until(lambda: peers.states() == ["idle", "working"], within=15)
     terminate(process)
