@@ -19,8 +19,9 @@ lint: sync
 types: sync
 	$(UV) run --frozen mypy
 
+# Three workers on two cores: most tests wait on real subprocesses and sockets, not the CPU.
 unit: sync
-	$(UV) run --frozen pytest --cov --cov-report=term
+	$(UV) run --frozen pytest -n 3 --cov --cov-report=term
 
 slow: sync
 	$(UV) run --frozen pytest -m slow -q
