@@ -72,8 +72,8 @@ def release_heap() -> None:
         return
 
 
-class PollWatcher:
-    """`GET /status` every poll interval; `GET /messages` on a change, and while running."""
+class _Watcher:
+    """What both watchers are built from: AgentAPI, the rules' observer, the mirror, the clock."""
 
     def __init__(
         self,
@@ -91,6 +91,10 @@ class PollWatcher:
         self._mirror = mirror
         self._clock = clock
         self._backoff = backoff
+
+
+class PollWatcher(_Watcher):
+    """`GET /status` every poll interval; `GET /messages` on a change, and while running."""
 
     async def run(self) -> None:
         """Poll until cancelled."""
@@ -125,30 +129,13 @@ class PollWatcher:
             release_heap()
 
 
-class EventsWatcher:
+class EventsWatcher(_Watcher):
     """Follows `/events`, reconnecting with backoff; falls back to polling without a stream.
 
     While the stream is down, `/status` is still read every poll interval, so a transition is
     reported on time however long the outage; the replay after a reconnect is observed as one
     `HistorySeen`, so a prompt sent meanwhile is reported with its text.
     """
-
-    def __init__(
-        self,
-        agentapi: AgentAPIClient,
-        settings: Settings,
-        observer: Observer,
-        mirror: Mirror,
-        clock: Clock,
-        *,
-        backoff: Backoff = RECONNECT_BACKOFF,
-    ) -> None:
-        self._agentapi = agentapi
-        self._settings = settings
-        self._observer = observer
-        self._mirror = mirror
-        self._clock = clock
-        self._backoff = backoff
 
     async def run(self) -> None:
         """Follow the stream until cancelled."""
