@@ -150,12 +150,33 @@ def check_ancestors(directory: str | os.PathLike[str]) -> None:
             raise Untrusted(f"{current!r} is writable by other users")
 
 
+def _through_system_links(directory: str) -> str:
+    """`directory`, its last component followed while it is a symlink the system made.
+
+    systemd's `DynamicUser=` with `RuntimeDirectoryPreserve=` keeps the runtime directory in
+    `/run/private/` and links it from `/run/NAME` (the path `$RUNTIME_DIRECTORY` names). Only a
+    link owned by root (see `system_owners`) is followed, as higher up the path; the directory
+    it leads to is then held to the strict rule like any other.
+    """
+    system = _system_owners()
+    for _ in range(8):  # a bounded walk: a loop of links ends as "not a directory" below
+        try:
+            info = os.lstat(directory)
+        except OSError:
+            return directory
+        if not stat.S_ISLNK(info.st_mode) or info.st_uid not in system:
+            return directory
+        target = os.readlink(directory)
+        directory = os.path.normpath(os.path.join(os.path.dirname(directory), target))
+    return directory
+
+
 def open_private_dir(directory: str | os.PathLike[str]) -> int:
     """A descriptor of the socket's directory after every check; the caller closes it.
 
     Raises FileNotFoundError when it does not exist, Untrusted when it is not private to us.
     """
-    directory = os.path.abspath(directory)
+    directory = _through_system_links(os.path.abspath(directory))
     check_ancestors(os.path.dirname(directory))
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:

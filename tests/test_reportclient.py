@@ -22,6 +22,7 @@ from agent.reportclient import (
     Unanswered,
     Untrusted,
     Writer,
+    _connect,
     exchange,
     make_private_dir,
     report,
@@ -79,12 +80,33 @@ def test_a_hung_daemon_is_unanswered_not_absent(private: Path, listening: socket
         exchange(private / "report.sock", REQUEST, 0.2)
 
 
+def users_link(link: Path, target: Path) -> Path:
+    """A symlink made by a user (not by root: root's links are the system's, see below)."""
+    link.symlink_to(target)
+    if os.getuid() == 0:
+        os.lchown(link, OTHER_UID, OTHER_UID)
+    return link
+
+
+@as_root
+def test_a_directory_the_system_links_is_followed(tmp_path: Path, private: Path) -> None:
+    # systemd's DynamicUser= + RuntimeDirectoryPreserve=: /run/NAME -> private/NAME, root's link.
+    link = tmp_path / "link"
+    link.symlink_to(private)
+    prepare_socket_dir(link / "report.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(private / "report.sock"))
+    sock.listen(1)
+    with sock:
+        connected = _connect(str(link / "report.sock"), 1.0)
+        connected.close()
+
+
 def test_a_symlinked_directory_is_refused(tmp_path: Path, private: Path) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(private / "report.sock"))
     sock.listen(1)
-    link = tmp_path / "link"
-    link.symlink_to(private)
+    link = users_link(tmp_path / "link", private)
     with sock, pytest.raises(Untrusted, match="symlink"):
         exchange(link / "report.sock", REQUEST, 1.0)
 
@@ -134,8 +156,7 @@ def test_another_users_directory_higher_up_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_daemon_does_not_follow_a_symlinked_directory(tmp_path: Path, private: Path) -> None:
-    link = tmp_path / "link"
-    link.symlink_to(private)
+    link = users_link(tmp_path / "link", private)
     with pytest.raises(ConfigError, match="symlink"):
         prepare_socket_dir(link / "report.sock")
 
@@ -175,8 +196,7 @@ def test_a_hung_daemon_snapshot_is_undelivered(private: Path, listening: socket.
 
 
 def test_an_untrusted_socket_with_no_coder_is_a_config_error(tmp_path: Path, private: Path) -> None:
-    link = tmp_path / "link"
-    link.symlink_to(private)
+    link = users_link(tmp_path / "link", private)
     out = io.StringIO()
     with pytest.raises(ConfigError, match="CODER_AGENT_URL"):
         report(

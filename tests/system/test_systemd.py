@@ -158,7 +158,8 @@ def test_runs_sandboxed_without_privileges(unit: Machine, standins: StandIns) ->
     assert fields["NoNewPrivs"] == "1"
     assert fields["Seccomp"] == "2"  # filter mode: SystemCallFilter=
     # The report socket is in its private runtime directory, which only its user can enter.
-    listing = unit.run("stat", "-c", "%a %U", "/run/coder-task-agent").stdout.split()
+    # (-L: kept across restarts, it lives in /run/private and systemd links it from here.)
+    listing = unit.run("stat", "-L", "-c", "%a %U", "/run/coder-task-agent").stdout.split()
     assert listing[0] == "700"
     assert unit.run("test", "-S", "/run/coder-task-agent/report.sock", check=False).returncode == 0
     # The credential is where the daemon looks for it, and not in its environment.
