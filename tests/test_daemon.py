@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -92,6 +92,35 @@ async def stop(handle: Running) -> int:
     return handle.exit_code
 
 
+async def drive(clock: ManualClock, done: Callable[[], bool]) -> None:
+    """Move the manual clock from one due time to the next (whenever a task waits on it) until
+    `done`: every wait the daemon takes passes in order, and no real time is waited for."""
+    with anyio.fail_after(10):
+        while not done():
+            await wait_until(lambda: done() or clock.next_due() is not None)
+            if not done():
+                await clock.advance_to_next()
+
+
+async def settled() -> None:
+    """Return once every task is blocked: whatever the last step set off has run."""
+    with anyio.fail_after(5):
+        await anyio.wait_all_tasks_blocked()
+
+
+async def stop_on(clock: ManualClock, handle: Running) -> int:
+    """`stop`, moving the manual clock through the stop path's waits (retry backoffs)."""
+    handle.daemon.request_stop("test")
+    return await exited_on(clock, handle)
+
+
+async def exited_on(clock: ManualClock, handle: Running) -> int:
+    """The exit code of a stop already requested, moving the manual clock through its waits."""
+    await drive(clock, lambda: handle.exit_code is not None)
+    assert handle.exit_code is not None
+    return handle.exit_code
+
+
 async def test_events_mode_reports_each_change_in_order(settings: Settings) -> None:
     async with running(settings) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
@@ -143,10 +172,18 @@ async def test_stop_uses_the_mirror_when_messages_blocks(settings: Settings) -> 
 
 async def test_stop_retries_the_upload_through_503s(settings: Settings) -> None:
     coder = FakeCoder()
-    async with running(settings, coder=coder) as handle:
+    clock = ManualClock()
+    async with running(settings, coder=coder, clock=clock) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         coder.script += [Scripted(503), Scripted(503)]
-        assert await stop(handle) == 0
+        handle.daemon.request_stop("test")
+        await wait_until(lambda: clock.next_due() is not None)
+        # The first 503 was answered; the retry waits for its backoff on the clock, not before.
+        await settled()
+        assert len([r for r in coder.requests if r.method == "POST"]) == 1
+        assert handle.exit_code is None
+        assert await exited_on(clock, handle) == 0
+        assert clock.now() > 0, "the retries waited their backoff"
     uploads = [r for r in coder.requests if r.method == "POST"]
     assert len(uploads) == 3
     assert len(coder.snapshots) == 1
@@ -174,13 +211,7 @@ async def test_stop_undelivered_within_the_budget(settings: Settings) -> None:
         await wait_until(lambda: handle.states() == ["idle"])
         coder.script += [Scripted(503)] * 10_000
         start = clock.now()
-        handle.daemon.request_stop("test")
-        with anyio.fail_after(10):
-            while handle.exit_code is None:
-                await wait_until(lambda: handle.exit_code is not None or clock.sleepers > 0)
-                if handle.exit_code is None and clock.next_due() is not None:
-                    await clock.advance_to_next()
-        assert handle.exit_code == Outcome.UNDELIVERED.exit_code
+        assert await stop_on(clock, handle) == Outcome.UNDELIVERED.exit_code
         assert clock.now() - start <= settings.shutdown_budget
     uploads = [r for r in coder.requests if r.method == "POST"]
     assert len(uploads) >= 3, "retried through the budget"
@@ -206,10 +237,16 @@ async def test_second_stop_hurries(settings: Settings) -> None:
 
 
 async def test_reconnect_polls_status_and_does_not_resend(settings: Settings) -> None:
-    async with running(settings) as handle:
+    clock = ManualClock()
+    async with running(settings, clock=clock) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         await handle.agentapi.end_streams()
-        await wait_until(lambda: handle.agentapi.requests.count("GET /events") == 2)
+        # Ended: the watcher reads /status and waits out its reconnect backoff on the clock.
+        await wait_until(lambda: clock.next_due() is not None)
+        await settled()
+        assert handle.agentapi.requests.count("GET /events") == 1, "no reconnect before the wait"
+        await drive(clock, lambda: handle.agentapi.requests.count("GET /events") == 2)
+        assert clock.now() > 0
         await wait_until(lambda: handle.agentapi.subscribers == 1)
         assert "GET /status" in handle.agentapi.requests
         await handle.agentapi.put_message("user", "next task")
@@ -218,44 +255,70 @@ async def test_reconnect_polls_status_and_does_not_resend(settings: Settings) ->
 
 
 async def test_a_transition_during_the_disconnection_is_seen(settings: Settings) -> None:
-    async with running(settings) as handle:
+    clock = ManualClock()
+    async with running(settings, clock=clock) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         handle.agentapi.down = True
         await handle.agentapi.end_streams()
-        await wait_until(lambda: handle.daemon._agentapi_failing)
+        # The reconnect, after its backoff on the clock, finds AgentAPI down.
+        await drive(clock, lambda: handle.daemon._agentapi_failing)
         handle.agentapi.status = "running"
         handle.agentapi.down = False
-        await wait_until(lambda: handle.states() == ["idle", "working"])
+        # Seen by the next /status read (a poll interval on), then reported once the running
+        # has lasted the debounce: both waits pass on the clock.
+        await drive(clock, lambda: handle.states() == ["idle", "working"])
+        assert clock.now() >= settings.working_debounce
         assert await stop(handle) == 0
 
 
 async def test_events_unavailable_falls_back_to_polling(settings: Settings) -> None:
     agentapi = FakeAgentAPI()
     agentapi.events_status = 404
-    async with running(settings, agentapi=agentapi) as handle:
+    clock = ManualClock()
+    async with running(settings, agentapi=agentapi, clock=clock) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         agentapi.messages.append(
             {"id": 1, "role": "user", "content": "go", "time": "2025-06-01T10:00:00Z"}
         )
         agentapi.status = "running"
+        # Nothing is read until the poll interval passes on the clock...
+        await wait_until(lambda: clock.next_due() == settings.poll_interval)
+        await settled()
+        assert handle.states() == ["idle"]
+        # ...then the poll sees the new prompt, reported at once (no debounce for a prompt).
+        await clock.advance_to_next()
         await wait_until(lambda: handle.states() == ["idle", "working"])
+        assert clock.now() == settings.poll_interval
         assert handle.coder.statuses[-1]["message"] == "go"
         assert await stop(handle) == 0
 
 
 async def test_polling_fetches_messages_only_on_change(settings: Settings) -> None:
-    async with running(replace(settings, mode="poll")) as handle:
-        await wait_until(lambda: handle.agentapi.requests.count("GET /status") >= 30)
-        assert handle.agentapi.requests.count("GET /messages") == 1
+    clock = ManualClock()
+    async with running(replace(settings, mode="poll"), clock=clock) as handle:
+        requests = handle.agentapi.requests
+        await wait_until(lambda: requests.count("GET /status") == 1)
+        for polls in range(2, 31):
+            # One /status read per interval, and not before the interval has passed.
+            await wait_until(lambda: clock.next_due() is not None)
+            await settled()
+            assert requests.count("GET /status") == polls - 1
+            await clock.advance_to_next()
+            await wait_until(lambda: requests.count("GET /status") == polls)  # noqa: B023
+        assert clock.now() == pytest.approx(29 * settings.poll_interval)
+        assert requests.count("GET /messages") == 1
         handle.agentapi.status = "running"
-        await wait_until(lambda: handle.states() == ["idle", "working"])
-        assert handle.agentapi.requests.count("GET /messages") == 2
+        await drive(clock, lambda: handle.states() == ["idle", "working"])
+        assert requests.count("GET /messages") == 2
         assert await stop(handle) == 0
 
 
 async def test_explicit_report_through_the_socket_is_sticky(settings: Settings) -> None:
     assert settings.socket_path is not None
-    async with running(settings) as handle:
+    # On the manual clock the running blip stays shorter than the debounce however slow the
+    # machine (on real time, a run slower than the debounce would report working, rightly).
+    clock = ManualClock()
+    async with running(settings, clock=clock) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         done = AppStatus(AppState.COMPLETE, "Opened PR #12", "https://git.example/pr/12")
         answer = await send_to_daemon(settings.socket_path, done)
@@ -263,9 +326,12 @@ async def test_explicit_report_through_the_socket_is_sticky(settings: Settings) 
         await wait_until(lambda: handle.states() == ["idle", "complete"])
         await handle.agentapi.set_status("running")
         await wait_until(lambda: handle.daemon.rules.agent_status == "running")
+        await settled()
+        assert handle.states() == ["idle", "complete"], "a blip does not undo the complete"
         await handle.agentapi.set_status("stable")
         # Observed: the rules hold the complete (the reporter would deliver a change at once).
         await wait_until(lambda: handle.daemon.rules.agent_status == "stable")
+        await settled()
         assert handle.states() == ["idle", "complete"]
         assert handle.coder.statuses[-1]["uri"] == "https://git.example/pr/12"
         assert await stop(handle) == 0
@@ -274,12 +340,18 @@ async def test_explicit_report_through_the_socket_is_sticky(settings: Settings) 
 
 async def test_a_pending_report_is_flushed_at_stop(settings: Settings) -> None:
     coder = FakeCoder()
-    async with running(settings, coder=coder) as handle:
+    clock = ManualClock()
+    async with running(settings, coder=coder, clock=clock) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         coder.script += [Scripted(503)]
         handle.daemon.explicit_report(AppStatus(AppState.COMPLETE, "done"))
         await wait_until(lambda: len(coder.requests) >= 2)
-        assert await stop(handle) == 0
+        # The reporter waits its backoff on the clock, which never moves: only the stop's
+        # flush can deliver it.
+        await wait_until(lambda: clock.next_due() is not None)
+        await settled()
+        assert len(coder.requests) == 2
+        assert await stop_on(clock, handle) == 0
     assert handle.states() == ["idle", "complete"]
 
 
@@ -289,6 +361,25 @@ async def test_garbage_and_unknown_events_are_survived(settings: Settings) -> No
         await handle.agentapi.send_raw_event(b"event: message_update\ndata: {not json\n\n")
         await handle.agentapi.send_raw_event(b"event: future_thing\ndata: {}\n\n")
         await handle.agentapi.set_status("running")
+        await wait_until(lambda: handle.states() == ["idle", "working"])
+        assert await stop(handle) == 0
+
+
+async def test_running_is_reported_once_the_debounce_passed(settings: Settings) -> None:
+    # The ticker waits on the clock: before the debounce has passed nothing is reported, at
+    # the debounce the working is.
+    clock = ManualClock()
+    async with running(settings, clock=clock) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        await handle.agentapi.set_status("running")
+        await wait_until(lambda: handle.daemon.rules.agent_status == "running")
+        await wait_until(lambda: clock.next_due() == settings.working_debounce)
+        await settled()
+        assert handle.states() == ["idle"]
+        clock.advance(settings.working_debounce * 0.9)
+        await settled()
+        assert handle.states() == ["idle"], "not before the debounce"
+        assert await clock.advance_to_next() == settings.working_debounce
         await wait_until(lambda: handle.states() == ["idle", "working"])
         assert await stop(handle) == 0
 
