@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agent.models import AppState, AppStatus, shorten
+from agent.models import AppState, AppStatus, first_line, shorten
 
 IDLE_WAITING = "Waiting for input"
 TURN_FINISHED = "Turn finished"
@@ -80,14 +80,6 @@ def codex(event: Mapping[str, object]) -> AppStatus | None:
     if _text(event, "type") == "agent-turn-complete":
         return AppStatus(AppState.IDLE, TURN_FINISHED)
     return None
-
-
-def first_line(text: str, default: str) -> str:
-    """The first non-blank line of `text`, stripped and shortened; `default` when none."""
-    for line in text.splitlines():
-        if line.strip():
-            return shorten(line.strip())
-    return default
 
 
 def _text(event: Mapping[str, object], key: str) -> str:

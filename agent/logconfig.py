@@ -16,9 +16,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from agent.redaction import scrub
 from agent.settings import LogFormat, Secret, Settings
-
-REDACTED = "[REDACTED]"
 
 
 class _Redactor:
@@ -32,22 +31,8 @@ class _Redactor:
     ) -> MutableMapping[str, Any]:
         if self._values:
             for key, value in event.items():
-                event[key] = self._scrub(value)
+                event[key] = scrub(value, self._values)
         return event
-
-    def _scrub(self, value: object) -> object:
-        if isinstance(value, str):
-            for secret in self._values:
-                if secret in value:
-                    value = value.replace(secret, REDACTED)
-            return value
-        if isinstance(value, dict):
-            return {k: self._scrub(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [self._scrub(v) for v in value]
-        if isinstance(value, (int, float, bool)) or value is None:
-            return value
-        return self._scrub(repr(value))
 
 
 def _monotonic(

@@ -137,3 +137,11 @@ def shorten(text: str, limit: int = MAX_STATUS_MESSAGE_BYTES) -> str:
     if cut and cut[-1] >= 0xC0:
         cut = cut[:-1]
     return cut.decode("utf-8").rstrip() + ELLIPSIS
+
+
+def first_line(text: str, default: str) -> str:
+    """The first non-blank line of `text`, stripped and shortened; `default` when there is none."""
+    for line in text.splitlines():
+        if line.strip():
+            return shorten(line.strip())
+    return default

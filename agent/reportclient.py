@@ -46,6 +46,7 @@ import time
 from agent.errors import ConfigError, UsageError
 from agent.hookconfig import HookSettings
 from agent.models import AppState, AppStatus, ExitCode
+from agent.redaction import scrub
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
@@ -62,7 +63,6 @@ SNAPSHOT_MARGIN = 2.0
 # A report is a state, 160 bytes of message and a URI; an answer is smaller still.
 MAX_LINE_BYTES = 16 * 1024
 SOCKET_VARIABLE = "CODER_TASK_AGENT_SOCKET"
-REDACTED = "[REDACTED]"
 _NEEDS_SUMMARY = (AppState.COMPLETE, AppState.FAILED)
 # AF_UNIX paths are limited to 108 bytes including the terminating NUL.
 _SUN_PATH_MAX = 107
@@ -357,14 +357,14 @@ class Writer:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
         stamp += f".{int(now % 1 * 1_000_000):06d}Z"
-        record = {key: self._scrub(value) for key, value in fields.items()}
+        record = {key: scrub(value, self._secrets) for key, value in fields.items()}
         if self._console:
             record["mono"] = round(time.monotonic(), 4)
             pairs = " ".join(f"{key}={_console_repr(record[key])}" for key in sorted(record))
-            line = f"{stamp} [{level:<9}] {self._scrub(event):<30} {pairs}".rstrip()
+            line = f"{stamp} [{level:<9}] {scrub(event, self._secrets):<30} {pairs}".rstrip()
         else:
             record.update(
-                event=self._scrub(event),
+                event=scrub(event, self._secrets),
                 level=level,
                 timestamp=stamp,
                 mono=round(time.monotonic(), 4),
@@ -375,15 +375,6 @@ class Writer:
             self._stream.flush()
         except (OSError, ValueError):
             return  # stderr closed: nothing to tell
-
-    def _scrub(self, value: object) -> object:
-        if isinstance(value, str):
-            for secret in self._secrets:
-                value = value.replace(secret, REDACTED)
-            return value
-        if isinstance(value, (int, float, bool)) or value is None:
-            return value
-        return self._scrub(repr(value))
 
 
 def _console_repr(value: object) -> str:

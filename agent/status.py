@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from agent.models import AgentStatus, AppState, AppStatus, shorten
+from agent.models import AgentStatus, AppState, AppStatus, first_line
 
 WORKING_MESSAGE = "Working"
 IDLE_MESSAGE = "Waiting for input"
@@ -198,14 +198,6 @@ def next_deadline(state: RulesState, debounce: float) -> float | None:
     return min(times) if times else None
 
 
-def first_line(text: str) -> str:
-    """The first non-blank line of a prompt, stripped and shortened for a status message."""
-    for line in text.splitlines():
-        if line.strip():
-            return shorten(line.strip())
-    return WORKING_MESSAGE
-
-
 def restarted(state: RulesState, history: HistorySeen) -> bool:
     """True when `history` cannot be a continuation of what the rules have seen."""
     if state.last_id is None:
@@ -254,7 +246,7 @@ def _new_prompt(state: RulesState, user_id: int, content: str, at: float) -> Rul
     return replace(
         state,
         last_user_id=user_id,
-        wanted=AppStatus(AppState.WORKING, first_line(content)),
+        wanted=AppStatus(AppState.WORKING, first_line(content, WORKING_MESSAGE)),
         sticky=False,
         running_since=None,
         prompt_pending_since=at,

@@ -36,6 +36,7 @@ FAST_OURS = {
     "agent.hookmap",
     "agent.hookconfig",
     "agent.models",
+    "agent.redaction",
     "agent.reportclient",
 }
 NEVER_ON_ONE_SHOT = {

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from agent.logconfig import REDACTED, configure
+from agent.logconfig import configure
+from agent.redaction import REDACTED
 from agent.settings import Secret
 
 SECRET = "tok-5f2b9c1e7d"

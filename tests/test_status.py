@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from agent.models import AppState, AppStatus
+from agent.models import AppState, AppStatus, first_line
 from agent.status import (
     IDLE_MESSAGE,
     WORKING_MESSAGE,
@@ -18,7 +18,6 @@ from agent.status import (
     StatusSeen,
     Tick,
     UserMessageSeen,
-    first_line,
     history_of,
     next_deadline,
     step,
@@ -103,7 +102,7 @@ def test_rule2_prompt_message_is_shortened_to_160_bytes() -> None:
     state = step(state, prompt(1, "ü" * 500, at=1), DEBOUNCE)
     assert state.wanted is not None
     assert len(state.wanted.message.encode()) <= 160
-    assert first_line("") == WORKING_MESSAGE
+    assert first_line("", WORKING_MESSAGE) == WORKING_MESSAGE
 
 
 def test_rule3_typing_blip_sends_nothing() -> None:
