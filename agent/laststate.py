@@ -6,6 +6,11 @@ complete or failed against idle, but only in memory. The daemon saves such a rep
 restores it at start. The file is written atomically (a private temporary file, then a rename)
 with mode 0600, read without following a symlink, and removed once the report no longer holds.
 A file that cannot be read or parsed is ignored (and logged): it must never stop the daemon.
+
+The direct path (`report` or a hook with no daemon listening) keeps the same file, in the same
+directory, through `DirectMemory`: without it each hook process would start from nothing, and
+Claude Code's `Stop` after the agent's own `report complete` would turn the task back to idle.
+The decision is the daemon's own rule (`agent.status.step`), applied to what the file holds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import structlog
 
 from agent.models import AppState, AppStatus
+from agent.status import ExplicitReport, RulesState, step
 
 log = structlog.get_logger("agent.laststate")
 FILE_NAME = "last-report.json"
@@ -71,3 +77,54 @@ def clear(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("last_report_not_cleared", path=str(path), error=str(exc))
+
+
+def _sticky(status: AppStatus | None) -> bool:
+    return status is not None and status.state in (AppState.COMPLETE, AppState.FAILED)
+
+
+class DirectMemory:
+    """The reporting rules' memory for reports sent straight to Coder (no daemon listens).
+
+    `held(status, from_hook)` says whether the rules keep what Coder shows instead (a hook's
+    idle after an explicit complete or failed); `delivered(status, from_hook)` records a report
+    Coder confirmed. A report that was not delivered changes nothing: the file then still says
+    what Coder was last known to show.
+    """
+
+    def __init__(self, directory: Path | None) -> None:
+        # The report socket's directory: the daemon's own file, so a daemon started later
+        # restores what the direct path recorded, and the other way round.
+        self.path = None if directory is None else directory / FILE_NAME
+        self._saved = None if self.path is None else load(self.path)
+
+    def _after(self, status: AppStatus, from_hook: bool) -> tuple[RulesState, RulesState]:
+        before = RulesState(wanted=self._saved, sticky=_sticky(self._saved))
+        return before, step(before, ExplicitReport(status, 0.0, from_hook=from_hook), 0.0)
+
+    def held(self, status: AppStatus, *, from_hook: bool) -> AppStatus | None:
+        """What Coder keeps showing instead of `status`, or None when `status` is to be sent."""
+        before, after = self._after(status, from_hook)
+        return before.wanted if after is before else None
+
+    def delivered(self, status: AppStatus, *, from_hook: bool) -> None:
+        """Coder confirmed `status`: remember it while it holds, forget the old one otherwise."""
+        if self.path is None:
+            return
+        _, after = self._after(status, from_hook)
+        if after.sticky:
+            _make_private_dir(self.path.parent)
+            save(self.path, status)
+        elif self._saved is not None:
+            clear(self.path)
+        self._saved = status if after.sticky else None
+
+
+def _make_private_dir(directory: Path) -> None:
+    """The daemon's directory checks (0700, ours); a failure shows as `last_report_not_saved`."""
+    from agent.reportclient import Untrusted, make_private_dir  # noqa: PLC0415
+
+    try:
+        make_private_dir(directory)
+    except (OSError, Untrusted) as exc:
+        log.debug("last_report_directory", path=str(directory), error=str(exc))

@@ -32,6 +32,7 @@ import structlog
 from agent.agentapi import AgentAPIClient
 from agent.coder import CoderClient
 from agent.errors import ConfigError, Rejected, RemoteError, Unsupported
+from agent.laststate import DirectMemory
 from agent.logconfig import configure_from
 from agent.models import AppStatus, ExitCode
 from agent.retry import deliver
@@ -73,9 +74,11 @@ async def snapshot_once(settings: Settings) -> int:
     return int(outcome.exit_code)
 
 
-def report_once(settings: Settings, status: AppStatus) -> ExitCode:
+def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = False) -> ExitCode:
     """PATCH `status` to Coder with retries inside two request timeouts; returns the exit code.
 
+    The reporting rules hold here too, with the daemon's memory file (agent.laststate): a hook's
+    idle after an explicit complete or failed is not sent (exit 0, logged `report_held`).
     Raises ConfigError when Coder or the app slug is not configured.
     """
     if settings.status_transport == "http" or (
@@ -85,7 +88,20 @@ def report_once(settings: Settings, status: AppStatus) -> ExitCode:
     if settings.app_slug is None:
         raise ConfigError("CODER_MCP_APP_STATUS_SLUG", "is required to report a status")
     configure_from(settings)
-    return anyio.run(_report, settings, status)
+    memory = DirectMemory(settings.socket_path.parent if settings.socket_path else None)
+    shown = memory.held(status, from_hook=from_hook)
+    if shown is not None:
+        log.info(
+            "report_held",
+            state=status.state.value,
+            shown=shown.state.value,
+            reason=f"a hook's {status.state.value} does not replace an explicit {shown.state.value}",
+        )
+        return ExitCode.OK
+    code = anyio.run(_report, settings, status)
+    if code is ExitCode.OK:
+        memory.delivered(status, from_hook=from_hook)
+    return code
 
 
 async def _report(settings: Settings, status: AppStatus) -> ExitCode:

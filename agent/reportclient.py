@@ -434,7 +434,7 @@ def report(
     out.info("report_direct", reason=reason)
     from agent.oneshot import report_once  # noqa: PLC0415 - the heavy path, only when needed
 
-    return report_once(full_settings(settings), status)
+    return report_once(full_settings(settings), status, from_hook=source == "hook")
 
 
 def full_settings(settings: Settings | HookSettings) -> Settings:

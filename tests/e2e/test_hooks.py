@@ -103,6 +103,33 @@ async def test_without_a_daemon_a_hook_reports_straight_to_coder(peers: Peers) -
     assert "report_direct" in stderr
 
 
+async def test_without_a_daemon_the_rules_still_hold(peers: Peers) -> None:
+    """Each hook is its own process: the rules' memory is the daemon's file, kept between them."""
+    env = peers.env()
+    code, stderr = await finish(await start_agent(["report", "complete", "Opened PR #3"], env))
+    assert code == 0, stderr
+    assert "report_direct" in stderr
+    # Claude Code's Stop after the agent's own `report complete`: not sent, the task stays done.
+    code, stderr = await hook("claude-code", env, claude("Stop", stop_hook_active=False))
+    assert code == 0
+    (held,) = [json.loads(line) for line in stderr.splitlines() if "report_held" in line]
+    assert (held["state"], held["shown"]) == ("idle", "complete")
+    assert statuses(peers) == [("complete", "Opened PR #3")]
+    # A daemon started now restores it (the same file), as after a crash.
+    daemon = await start_agent(["run"], peers.env(CODER_MCP_AI_AGENTAPI_URL="none"))
+    await wait_until((peers.workdir / "run" / "report.sock").exists, within=20)
+    terminate(daemon)
+    code, stderr = await finish(daemon)
+    assert code == 0, stderr
+    assert "last_report_restored" in stderr
+    # The next prompt ends the hold; the turn's end is idle again.
+    prompt = claude("UserPromptSubmit", prompt="Now the docs")
+    assert (await hook("claude-code", env, prompt))[0] == 0
+    assert (await hook("claude-code", env, claude("Stop", stop_hook_active=False)))[0] == 0
+    assert statuses(peers)[-2:] == [("working", "Now the docs"), ("idle", "Turn finished")]
+    assert not (peers.workdir / "run" / "last-report.json").exists()
+
+
 @pytest.mark.parametrize(
     ("agent", "stdin", "args", "words"),
     [
