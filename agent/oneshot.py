@@ -95,7 +95,7 @@ def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = Fals
             "report_held",
             state=status.state.value,
             shown=shown.state.value,
-            reason=f"a hook's {status.state.value} does not replace an explicit {shown.state.value}",
+            reason="a hook's idle does not replace an explicit complete or failed",
         )
         return ExitCode.OK
     code = anyio.run(_report, settings, status)
