@@ -32,7 +32,6 @@ import structlog
 from agent.agentapi import AgentAPIClient
 from agent.coder import CoderClient
 from agent.errors import ConfigError, Rejected, RemoteError, Unsupported
-from agent.laststate import DirectMemory
 from agent.logconfig import configure_from
 from agent.models import AppStatus, ExitCode
 from agent.retry import deliver
@@ -88,6 +87,9 @@ def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = Fals
     if settings.app_slug is None:
         raise ConfigError("CODER_MCP_APP_STATUS_SLUG", "is required to report a status")
     configure_from(settings)
+    # The rules' memory: only this path needs it (and agent.status), not `snapshot`.
+    from agent.laststate import DirectMemory  # noqa: PLC0415
+
     memory = DirectMemory(settings.socket_path.parent if settings.socket_path else None)
     shown = memory.held(status, from_hook=from_hook)
     if shown is not None:

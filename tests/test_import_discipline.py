@@ -46,6 +46,9 @@ NEVER_ON_ONE_SHOT = {
     "agent.reporter",
     "agent.status",
 }
+# A report sent straight to Coder applies the reporting rules (agent.status) to the memory file
+# the daemon keeps (agent.laststate): the rules, not the daemon.
+NEVER_ON_DIRECT_REPORT = NEVER_ON_ONE_SHOT - {"agent.status"}
 NEVER_EXCEPT_ITS_COMMAND = {"standins", "agent.standins", "agent.demo"}
 
 
@@ -136,7 +139,7 @@ async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Pa
     assert code == 5, logs  # nothing listens at the Coder URL: not delivered
     assert "report_direct" in logs
     assert {"httpx", "anyio"} <= tops(modules)
-    assert modules & (NEVER_ON_ONE_SHOT | NEVER_EXCEPT_ITS_COMMAND) == set()
+    assert modules & (NEVER_ON_DIRECT_REPORT | NEVER_EXCEPT_ITS_COMMAND) == set()
 
 
 async def test_snapshot_without_a_daemon_imports_no_daemon_part(tmp_path: Path) -> None:
