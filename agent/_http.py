@@ -1,93 +1,58 @@
-"""HTTP answers into the error tree: the one place that reads status codes and error headers.
+"""httpx answers into the error tree, and one bounded request.
 
-Both clients (`agentapi`, `coder`) translate an unsuccessful answer here, so "try again",
-"rejected" and "unsupported" mean the same thing whichever server said it. Everything a server
-sends is treated as hostile: bodies are shortened and decoded leniently, headers parsed
-defensively (a garbled `Retry-After` is ignored, never an exception), and `request` gives every
-call one overall deadline and reads the answer through a size cap (per-read timeouts let a
-server trickling a byte a second hold a caller for ever; an unbounded read lets a 400 MB answer
-take 800 MB of memory). httpx's own exceptions are translated here too, into "not sent" (the
-request never left) and "outcome unknown" (it left; the server may have applied it).
+Both clients (`agentapi`, `coder`) translate an unsuccessful answer here, through the rules of
+`agent.httperrors` (shared with the one-shot snapshot's standard-library path), so "try again",
+"rejected" and "unsupported" mean the same thing whichever server said it and whichever client
+asked. `request` gives every call one overall deadline and reads the answer through a size cap
+(per-read timeouts let a server trickling a byte a second hold a caller for ever; an unbounded
+read lets a 400 MB answer take 800 MB of memory). httpx's own exceptions are translated here
+too, into "not sent" (the request never left) and "outcome unknown" (it left; the server may
+have applied it).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import anyio
 import httpx
 
-from agent.errors import (
-    AgentBusy,
-    BadResponse,
-    NotSent,
-    OutcomeUnknown,
-    RateLimited,
-    Rejected,
-    RemoteError,
-    ServerError,
-    TransportError,
-    Unauthorized,
-    Unsupported,
+from agent import httperrors
+from agent.errors import BadResponse, NotSent, OutcomeUnknown, RemoteError, TransportError
+from agent.httperrors import (
+    MAX_DETAIL_CHARS,
+    MAX_ERROR_BODY,
+    MAX_RETRY_AFTER,
+    answer_error,
+    parse_retry_after,
 )
 
-# How much of a server's own words an error keeps.
-MAX_DETAIL_CHARS = 300
-# How much of an error answer is read: the detail keeps 300 characters of it.
-MAX_ERROR_BODY = 64 * 1024
+__all__ = [
+    "MAX_DETAIL_CHARS",
+    "MAX_ERROR_BODY",
+    "MAX_RETRY_AFTER",
+    "overall_deadline",
+    "problem_detail",
+    "request",
+    "retry_after_seconds",
+    "status_error",
+    "transport_error",
+]
+
 # Used when the http client has no read timeout to take the overall deadline from.
 DEFAULT_DEADLINE = 10.0
 # httpx errors raised before any byte of the request left: the server saw nothing.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-# A Retry-After beyond a day is garbage or hostile; it is treated as absent.
-MAX_RETRY_AFTER = 86_400.0
 
 
 def problem_detail(response: httpx.Response) -> str:
     """The server's own words from a problem+json (or plain text) error answer, shortened."""
-    text = response.content[: 64 * 1024].decode("utf-8", errors="replace")
-    try:
-        body: Any = json.loads(text)
-    except (ValueError, RecursionError):
-        return _printable(text)
-    if not isinstance(body, dict):
-        return _printable(text)
-    parts = [str(body[k]) for k in ("title", "detail", "message") if body.get(k)]
-    errors = body.get("errors")
-    if isinstance(errors, list):
-        parts += [str(e["message"]) for e in errors if isinstance(e, dict) and e.get("message")]
-    return _printable("; ".join(parts)) if parts else _printable(text)
-
-
-def _printable(text: str) -> str:
-    cleaned = "".join(c if c.isprintable() else " " for c in text.strip()[:MAX_DETAIL_CHARS])
-    return cleaned.strip()
+    return httperrors.problem_detail(response.content)
 
 
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
     """The Retry-After hint in seconds (delta or HTTP date), or None when absent or garbled."""
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    # ASCII digits only: str.isdigit() also accepts other scripts' digits and superscripts.
-    if raw and raw.isascii() and raw.isdigit():
-        # Past 15 digits it is far beyond the cap anyway; never convert an unbounded string.
-        value = float(raw) if len(raw) <= 15 else math.inf
-        return value if value <= MAX_RETRY_AFTER else None
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    try:
-        delta = when.timestamp() - (time.time() if now is None else now)
-    except (OverflowError, OSError, ValueError):
-        return None
-    return max(0.0, delta) if delta <= MAX_RETRY_AFTER else None
+    return parse_retry_after(response.headers.get("retry-after"), now)
 
 
 def status_error(
@@ -98,22 +63,16 @@ def status_error(
     not_found_unsupported: bool = False,
     busy_phrase: str | None = None,
 ) -> RemoteError:
-    """The error for an answer outside 2xx."""
-    detail = problem_detail(response)
-    status = response.status_code
-    if status == 404 and not_found_unsupported:
-        return Unsupported(service, what, detail or "no such route", status=404)
-    if status == 429:
-        return RateLimited(service, what, detail, retry_after_seconds(response))
-    if status >= 500:
-        if busy_phrase is not None and busy_phrase in detail:
-            return AgentBusy(service, what, detail, status=status)
-        return ServerError(service, what, detail, status, retry_after_seconds(response))
-    if status == 401:
-        return Unauthorized(service, what, detail, status=status)
-    if 300 <= status < 400:
-        return Rejected(service, what, "redirect not followed (the token stays here)", status)
-    return Rejected(service, what, detail, status=status)
+    """The error for an answer outside 2xx (`agent.httperrors.answer_error`)."""
+    return answer_error(
+        service,
+        what,
+        response.status_code,
+        response.content,
+        response.headers.get("retry-after"),
+        not_found_unsupported=not_found_unsupported,
+        busy_phrase=busy_phrase,
+    )
 
 
 def transport_error(service: str, what: str, exc: httpx.HTTPError) -> TransportError:

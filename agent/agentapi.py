@@ -8,11 +8,12 @@ is being sent, so every call carries a timeout and a timeout means "no answer ye
 Message times are kept as the RFC 3339 text AgentAPI sent: Go prints nanoseconds, which a Python
 datetime would round, and the snapshot must carry them as given.
 
-A `/messages` answer is read tolerantly: one malformed message must not cost the whole history
-(the snapshot would then post nothing). Every message that can be understood is kept, the others
-are dropped and logged. Roles are normalised to the two Coder reads back (`user`, `agent`; any
-other role makes every later read of the task's logs fail with 500): older servers and the
-task-log view name them `"type": "input"/"output"`.
+A `/messages` answer is read tolerantly, by `agent.conversation`'s rule (shared with the
+one-shot snapshot's standard-library path): one malformed message must not cost the whole
+history. Roles are normalised to the two Coder reads back (`user`, `agent`; any other role makes
+every later read of the task's logs fail with 500): older servers and the task-log view name
+them `"type": "input"/"output"`. The models' validators are that module's too, so a message
+means the same in an event, a state file and `/messages`.
 """
 
 from __future__ import annotations
@@ -30,20 +31,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    TypeAdapter,
     ValidationError,
     field_validator,
 )
 
 from agent._http import overall_deadline, request, status_error, transport_error
+from agent.conversation import check_time, normalise_role, read_history
 from agent.errors import BadResponse, RemoteError, TransportError
 from agent.models import AgentStatus
 
 log = structlog.get_logger("agent.agentapi")
 
 SERVICE = "AgentAPI"
-# RFC 3339 date-time, the form Coder's snapshot endpoint parses (fraction of any length).
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 # The phrase AgentAPI puts in its 500 answer to a message sent while the agent is running.
 _BUSY_PHRASE = "message can only be sent when the agent is waiting for user input"
 # A single event larger than this is skipped: it is garbage or an attack, not a message
@@ -63,35 +62,6 @@ class _Model(BaseModel):
     # defer_build: a model's validator is built on first use, so the stop hook pays only for
     # the models its path uses.
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
-
-
-def _check_time(value: str) -> str:
-    if not _RFC3339.match(value):
-        raise ValueError("time is not RFC 3339")
-    return value
-
-
-# Every name a role has gone by, to the two Coder can read back.
-_ROLES = {
-    "user": "user",
-    "input": "user",
-    "human": "user",
-    "agent": "agent",
-    "output": "agent",
-    "assistant": "agent",
-}
-
-
-def normalise_role(value: object) -> str:
-    """`user` or `agent` for any known name of those roles; another role as it came.
-
-    Messages of another role are kept here and left out where a snapshot is built (and
-    counted in `agentapi_messages_dropped`): the mirror and the builder keep user and agent only.
-    Raises ValueError when the role is not text.
-    """
-    if not isinstance(value, str):
-        raise ValueError("role is not text")  # noqa: TRY004 - pydantic reports ValueError only
-    return _ROLES.get(value.strip().lower(), value)
 
 
 # The role under its current name, or the older `type` (input/output).
@@ -114,12 +84,8 @@ class Message(_Model):
     content: str
     time: str
 
-    _time = field_validator("time")(_check_time)
+    _time = field_validator("time")(check_time)
     _role = field_validator("role", mode="before")(normalise_role)
-
-
-class _MessagesResponse(_Model):
-    messages: list[Message]
 
 
 class MessageUpdate(_Model):
@@ -130,7 +96,7 @@ class MessageUpdate(_Model):
     message: str
     time: str
 
-    _time = field_validator("time")(_check_time)
+    _time = field_validator("time")(check_time)
     _role = field_validator("role", mode="before")(normalise_role)
 
     def as_message(self) -> Message:
@@ -313,50 +279,20 @@ def parse_state_file(body: bytes) -> list[Message]:
 def parse_messages(body: bytes) -> list[Message]:
     """A `GET /messages` answer's messages, every one that can be understood.
 
-    Raises BadResponse only when the answer as a whole is not a messages list (not JSON, no
-    `messages` array); a malformed message is dropped and logged (`agentapi_messages_dropped`).
+    The rule is `agent.conversation`'s (shared with the one-shot snapshot's standard-library
+    path). Raises BadResponse only when the answer as a whole is not a messages list (not JSON,
+    no `messages` array); a malformed message is dropped and logged
+    (`agentapi_messages_dropped`).
     """
-    try:
-        messages = _MessagesResponse.model_validate_json(body).messages
-    except ValidationError:
-        pass  # the exact path failed: sort the understandable messages from the rest
-    else:
-        _log_dropped(messages, [])
-        return messages
-    try:
-        raw = _LOOSE.validate_json(body)
-    except ValidationError as exc:
-        raise BadResponse(SERVICE, "GET /messages", _first_error(exc)) from None
-    kept: list[Message] = []
-    dropped: list[str] = []
-    for index, item in enumerate(raw.items):
-        try:
-            kept.append(Message.model_validate(item))
-        except ValidationError as exc:
-            dropped.append(f"messages.{index}: {_first_error(exc)}")
-    _log_dropped(kept, dropped)
-    return kept
-
-
-def _log_dropped(kept: list[Message], dropped: list[str]) -> None:
-    other = sum(1 for m in kept if m.role not in ("user", "agent"))
-    if dropped or other:
-        log.warning(
-            "agentapi_messages_dropped",
-            dropped=len(dropped) + other,
-            malformed=len(dropped),
-            other_roles=other,
-            kept=len(kept) - other,
-            first=dropped[0][:300] if dropped else "a role other than user or agent",
-        )
-
-
-class _LooseMessages(_Model):
-    # The envelope only: each item is checked on its own so one bad item costs only itself.
-    items: list[object] = Field(validation_alias="messages")
-
-
-_LOOSE = TypeAdapter(_LooseMessages)
+    history = read_history(body)
+    dropped = history.dropped_fields()
+    if dropped is not None:
+        log.warning("agentapi_messages_dropped", **dropped)
+    # Checked already, by the same rule as Message's validators: built without validating again.
+    return [
+        Message.model_construct(id=m.id, role=m.role, content=m.content, time=m.time)
+        for m in history.messages
+    ]
 
 
 def _transport_error(exc: httpx.HTTPError, what: str) -> TransportError:

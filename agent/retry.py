@@ -1,5 +1,9 @@
 """The one retry policy: how long to wait before trying again, and the retry loop for one call.
 
+The policy itself (Backoff, the policies, the waits of a delivery) is `agent.backoff`, apart
+from anyio and tenacity so that the one-shot snapshot's standard-library path shares it; this
+module re-exports it and holds the async loop.
+
 Every retry in the daemon takes its waits from here: deliveries to Coder (`deliver`), the
 reporter's loop (which keeps its own "a newer report cuts the wait short" loop but asks
 `next_wait` how long), the supervisor's restarts and the watchers' reconnects. Only the
@@ -9,52 +13,36 @@ beyond the policy's cap or the caller's deadline.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from agent.backoff import (
+    ACCEPT_BACKOFF,
+    CALL_BACKOFF,
+    RECONNECT_BACKOFF,
+    REPORT_BACKOFF,
+    Backoff,
+    cut_off,
+    delivery_wait,
+    gives_up,
+    no_time_left,
+)
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.errors import NotSent, OutcomeUnknown, RemoteError, TryAgain
+from agent.errors import RemoteError, TryAgain
+
+__all__ = [
+    "ACCEPT_BACKOFF",
+    "CALL_BACKOFF",
+    "RECONNECT_BACKOFF",
+    "REPORT_BACKOFF",
+    "Backoff",
+    "deliver",
+]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with full jitter: a random wait in [0, min(cap, base * 2**n)]."""
-
-    base: float = 0.2
-    cap: float = 5.0
-
-    def wait(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        """Seconds to wait before retry number `attempt` (1 for the first retry)."""
-        ceiling: float = min(self.cap, self.base * 2.0 ** (min(attempt, 64) - 1))
-        return rng() * ceiling
-
-    def next_wait(self, attempt: int, error: BaseException | None = None) -> float:
-        """The wait before retry `attempt` after `error`: the server's hint, within the cap."""
-        wait = self.wait(attempt)
-        hint = error.retry_after if isinstance(error, TryAgain) else None
-        if hint is not None:
-            wait = max(wait, min(hint, self.cap))
-        return wait
-
-
-# Single calls inside a deadline (the snapshot upload, a direct report): quick retries.
-CALL_BACKOFF = Backoff(base=0.2, cap=5.0)
-# The status reporter: first retry within half a second, then up to every 30 s (a long outage
-# must not become a storm from every workspace at once; full jitter spreads them).
-REPORT_BACKOFF = Backoff(base=0.5, cap=30.0)
-# Reconnects to AgentAPI and restarts of a failed task: quickly at first (a restart takes a
-# second), then up to every 10 s.
-RECONNECT_BACKOFF = Backoff(base=0.25, cap=10.0)
-# A failing accept() on the report socket (EMFILE while clients hold descriptors): short waits,
-# since a report client gives up after 2 s and descriptors come back as clients leave.
-ACCEPT_BACKOFF = Backoff(base=0.05, cap=1.0)
 
 
 async def deliver(
@@ -74,15 +62,13 @@ async def deliver(
     deadline. Rejected and Unsupported errors are raised at once.
     """
 
+    # The waits and the "give up" are agent.backoff's, shared with the blocking loop there.
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        delay: float = backoff.wait(state.attempt_number)
-        if isinstance(exc, TryAgain) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
-        return delay
+        return delivery_wait(backoff, state.attempt_number, exc)
 
     def stop(state: RetryCallState) -> bool:
-        return clock.now() + state.upcoming_sleep >= deadline
+        return gives_up(clock.now(), state.upcoming_sleep, deadline)
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -101,10 +87,10 @@ async def deliver(
         with attempt:
             remaining = deadline - clock.now()
             if remaining <= 0:
-                raise NotSent(service, "request", "deadline reached before the attempt")
+                raise no_time_left(service)
             try:
                 with anyio.fail_after(remaining):
                     return await call()
             except TimeoutError:
-                raise OutcomeUnknown(service, "request", "no answer before the deadline") from None
+                raise cut_off(service) from None
     raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover

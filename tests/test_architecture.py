@@ -13,7 +13,7 @@ PRODUCT = ROOT / "agent"
 # Pure decision modules: no I/O, no clock, no globals; they import only each other and these
 # parts of the standard library.
 PURE = {"agent.models", "agent.errors", "agent.status", "agent.snapshot", "agent.drpc"}
-PURE |= {"agent.hookmap", "agent.redaction"}
+PURE |= {"agent.hookmap", "agent.redaction", "agent.conversation", "agent.stoppath"}
 PURE_STDLIB = {
     "__future__",
     "collections",

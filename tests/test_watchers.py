@@ -43,7 +43,6 @@ WORKING = AppStatus(AppState.WORKING, WORKING_MESSAGE)
 COMPLETE = AppStatus(AppState.COMPLETE, "Opened PR #7")
 
 
-@dataclass(frozen=True)
 class Fixed(Backoff):
     """The policy's ceiling every time: reconnect waits the test can count on."""
 

@@ -1,0 +1,141 @@
+"""AgentAPI's `GET /messages` answer, read and checked without pydantic: one rule for both paths.
+
+Why a module of its own: the answer is read by the typed client (`agent.agentapi`, for the
+daemon and the stop hook) and by the one-shot snapshot's standard-library path
+(`agent.plainsnapshot`, which must not import pydantic). Both read it here, so both keep and
+drop exactly the same messages. The per-message rule is the one `agent.agentapi.Message`
+states for events too (a property test holds the two to each other).
+
+Read tolerantly: one malformed message must not cost the whole history (the snapshot would
+then post nothing). Every message that can be understood is kept, the others are dropped and
+counted. A message is understood when it is an object with an integer `id` (not a boolean), a
+role as text (`role`, or the older `type` when `role` is absent), a text `content` and an
+RFC 3339 `time`; unknown keys are ignored (every answer carries `$schema`). Roles are
+normalised to the two Coder reads back (`user`, `agent`); any other role is kept here and left
+out where a snapshot is built. The answer as a whole must be a UTF-8 JSON object whose
+`messages` is an array. Times are kept as the text AgentAPI sent (Go prints nanoseconds, which
+a Python datetime would round). Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from agent.errors import BadResponse
+
+SERVICE = "AgentAPI"
+# RFC 3339 date-time, the form Coder's snapshot endpoint parses (fraction of any length).
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+# Every name a role has gone by, to the two Coder can read back.
+ROLES = {
+    "user": "user",
+    "input": "user",
+    "human": "user",
+    "agent": "agent",
+    "output": "agent",
+    "assistant": "agent",
+}
+
+
+def check_time(value: str) -> str:
+    """`value` when it is RFC 3339 text; ValueError otherwise."""
+    if not RFC3339.match(value):
+        raise ValueError("time is not RFC 3339")
+    return value
+
+
+def normalise_role(value: object) -> str:
+    """`user` or `agent` for any known name of those roles; another role as it came.
+
+    Raises ValueError when the role is not text.
+    """
+    if not isinstance(value, str):
+        raise ValueError("role is not text")  # noqa: TRY004 - pydantic reports ValueError only
+    return ROLES.get(value.strip().lower(), value)
+
+
+class WireMessage:
+    """One message as checked here; fits `agent.snapshot.SnapshotMessage`."""
+
+    __slots__ = ("content", "id", "role", "time")
+
+    def __init__(self, id: int, role: str, content: str, time: str) -> None:
+        self.id = id
+        self.role = role
+        self.content = content
+        self.time = time
+
+    def __repr__(self) -> str:
+        return f"WireMessage(id={self.id!r}, role={self.role!r}, time={self.time!r})"
+
+
+def check_message(item: object) -> WireMessage:
+    """`item` (one decoded entry of `messages`) as a message; ValueError saying what is wrong."""
+    if not isinstance(item, dict):
+        raise ValueError("not an object")  # noqa: TRY004 - a reason the caller collects
+    ident = item.get("id")
+    if not isinstance(ident, int) or isinstance(ident, bool):
+        raise ValueError("id: not an integer")  # noqa: TRY004
+    if "role" in item:
+        role = normalise_role(item["role"])
+    elif "type" in item:
+        role = normalise_role(item["type"])
+    else:
+        raise ValueError("role: missing")
+    content = item.get("content")
+    if not isinstance(content, str):
+        raise ValueError("content: not text")  # noqa: TRY004
+    time = item.get("time")
+    if not isinstance(time, str):
+        raise ValueError("time: not text")  # noqa: TRY004
+    return WireMessage(ident, role, content, check_time(time))
+
+
+class History:
+    """A `/messages` answer as read: the messages kept, and why each other one was dropped."""
+
+    __slots__ = ("dropped", "messages")
+
+    def __init__(self, messages: list[WireMessage], dropped: list[str]) -> None:
+        self.messages = messages
+        self.dropped = dropped
+
+    def dropped_fields(self) -> dict[str, object] | None:
+        """The fields of the `agentapi_messages_dropped` line, or None when nothing is left out
+        of a snapshot (a malformed message, or one of a role other than user or agent)."""
+        other = sum(1 for m in self.messages if m.role not in ("user", "agent"))
+        if not self.dropped and not other:
+            return None
+        return {
+            "dropped": len(self.dropped) + other,
+            "malformed": len(self.dropped),
+            "other_roles": other,
+            "kept": len(self.messages) - other,
+            "first": self.dropped[0][:300] if self.dropped else "a role other than user or agent",
+        }
+
+
+def read_history(body: bytes) -> History:
+    """A `GET /messages` answer's messages, every one that can be understood.
+
+    Raises BadResponse only when the answer as a whole is not a messages list (not UTF-8 JSON,
+    not an object, no `messages` array).
+    """
+    try:
+        answer: object = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise BadResponse(SERVICE, "GET /messages", f"body: not JSON ({exc})"[:300]) from None
+    if not isinstance(answer, dict):
+        raise BadResponse(SERVICE, "GET /messages", "body: not a JSON object")
+    items = answer.get("messages")
+    if not isinstance(items, list):
+        raise BadResponse(SERVICE, "GET /messages", "messages: not an array")
+    kept: list[WireMessage] = []
+    dropped: list[str] = []
+    for index, item in enumerate(items):
+        try:
+            kept.append(check_message(item))
+        except ValueError as exc:
+            dropped.append(f"messages.{index}: {exc}")
+    return History(kept, dropped)

@@ -1,0 +1,119 @@
+"""The retry policy's arithmetic and the blocking delivery loop (`agent.backoff`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.backoff import CALL_BACKOFF, Backoff, deliver_blocking, delivery_wait, gives_up
+from agent.errors import NotSent, Rejected, ServerError, TryAgain
+from agent.retry import CALL_BACKOFF as RETRY_CALL_BACKOFF
+from agent.retry import Backoff as RetryBackoff
+
+
+class Clock:
+    """Blocking time the test drives: sleeping moves it."""
+
+    def __init__(self) -> None:
+        self.time = 100.0
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.time += seconds
+
+
+def test_one_policy_whichever_module_it_is_imported_from() -> None:
+    assert RetryBackoff is Backoff
+    assert RETRY_CALL_BACKOFF is CALL_BACKOFF
+    assert Backoff(0.2, 5.0) == CALL_BACKOFF
+    assert hash(Backoff(0.2, 5.0)) == hash(CALL_BACKOFF)
+    with pytest.raises(AttributeError):
+        CALL_BACKOFF.cap = 1.0
+
+
+def test_the_server_hint_wins_when_longer_and_the_deadline_decides() -> None:
+    hinted = ServerError("Coder", "POST", "busy", 503, retry_after=3.0)
+    assert delivery_wait(CALL_BACKOFF, 1, hinted, rng=lambda: 1.0) == 3.0
+    assert delivery_wait(CALL_BACKOFF, 1, None, rng=lambda: 1.0) == 0.2
+    assert delivery_wait(CALL_BACKOFF, 10, None, rng=lambda: 1.0) == 5.0
+    assert gives_up(now=10.0, wait=3.0, deadline=13.0)
+    assert not gives_up(now=10.0, wait=2.9, deadline=13.0)
+
+
+def test_try_again_is_retried_until_it_succeeds() -> None:
+    clock = Clock()
+    calls: list[float] = []
+    retries: list[float] = []
+
+    def call(remaining: float) -> str:
+        calls.append(remaining)
+        if len(calls) < 3:
+            raise ServerError("Coder", "POST", "down", 503)
+        return "done"
+
+    result = deliver_blocking(
+        call,
+        deadline=clock.time + 5.0,
+        now=clock.now,
+        sleep=clock.sleep,
+        on_retry=lambda exc, wait: retries.append(wait),
+    )
+    assert result == "done"
+    assert len(calls) == 3
+    assert retries == clock.slept
+    assert calls[0] == 5.0
+    assert calls[2] == pytest.approx(5.0 - sum(clock.slept))
+
+
+def test_a_hint_past_the_deadline_is_not_waited_for() -> None:
+    clock = Clock()
+
+    def call(remaining: float) -> None:
+        raise ServerError("Coder", "POST", "later", 503, retry_after=10.0)
+
+    with pytest.raises(ServerError):
+        deliver_blocking(call, deadline=clock.time + 5.0, now=clock.now, sleep=clock.sleep)
+    assert clock.slept == []
+
+
+def test_a_rejection_is_raised_at_once() -> None:
+    clock = Clock()
+    calls = 0
+
+    def call(remaining: float) -> None:
+        nonlocal calls
+        calls += 1
+        raise Rejected("Coder", "POST", "bad", 400)
+
+    with pytest.raises(Rejected):
+        deliver_blocking(call, deadline=clock.time + 5.0, now=clock.now, sleep=clock.sleep)
+    assert calls == 1
+
+
+def test_no_time_left_is_not_sent() -> None:
+    clock = Clock()
+    with pytest.raises(NotSent):
+        deliver_blocking(
+            lambda remaining: None, deadline=clock.time, now=clock.now, sleep=clock.sleep
+        )
+
+
+def test_waits_stay_within_the_deadline() -> None:
+    clock = Clock()
+
+    def call(remaining: float) -> None:
+        clock.time += min(remaining, 0.3)  # each attempt takes a while, then fails
+        raise TryAgain("Coder", "POST", "again")
+
+    with pytest.raises(TryAgain):
+        deliver_blocking(
+            call,
+            deadline=clock.time + 5.0,
+            now=clock.now,
+            sleep=clock.sleep,
+            backoff=Backoff(0.2, 1.0),
+        )
+    assert clock.time <= 100.0 + 5.0
