@@ -1,12 +1,21 @@
-"""The one clock seam: where every module reads the time and waits.
+"""The one clock seam: where every module reads the time, waits, and cuts work off.
 
-Production code takes a `Clock` (default `SYSTEM_CLOCK`, anyio's monotonic clock and sleeps);
-tests pass a `ManualClock` and move time forward themselves, so nothing waits for real seconds.
+Production code takes a `Clock` (default `SYSTEM_CLOCK`, anyio's monotonic clock, sleeps and
+cancel scopes); tests pass a `ManualClock` and move time forward themselves, so nothing waits
+for real seconds. No other module of the product calls `anyio.sleep`, `anyio.current_time`,
+`anyio.move_on_after` or `anyio.fail_after` (tests/test_architecture.py checks it).
+
+The exception: the stdlib-only fast paths (`agent.reportclient`, `agent.hookconfig`, and the
+others named in the architecture test's STDLIB_FAST_PATHS) must not import anyio at all (issue
+14: a hook's `report` costs about what starting Python costs), so they keep the standard
+library's own timeouts (`socket.settimeout`, `time.monotonic`) on their blocking sockets.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 import anyio
@@ -28,6 +37,14 @@ class Clock(Protocol):
         """Wait for `event` at most `seconds`; True when it was set."""
         ...
 
+    def move_on_after(self, seconds: float) -> AbstractContextManager[anyio.CancelScope]:
+        """A cancel scope cut off `seconds` from now on this clock (see `cancelled_caught`)."""
+        ...
+
+    def fail_after(self, seconds: float) -> AbstractContextManager[anyio.CancelScope]:
+        """Like `move_on_after`, but raises TimeoutError when its own deadline cut it off."""
+        ...
+
 
 class SystemClock:
     """anyio's clock: the event loop's monotonic time."""
@@ -46,26 +63,46 @@ class SystemClock:
             await event.wait()
         return event.is_set()
 
+    def move_on_after(self, seconds: float) -> AbstractContextManager[anyio.CancelScope]:
+        """anyio.move_on_after."""
+        return anyio.move_on_after(seconds)
+
+    def fail_after(self, seconds: float) -> AbstractContextManager[anyio.CancelScope]:
+        """anyio.fail_after (TimeoutError when the deadline cut the body off)."""
+        return anyio.fail_after(seconds)
+
 
 SYSTEM_CLOCK = SystemClock()
 
 
 class ManualClock:
-    """A clock that moves only when a test calls `advance`; sleepers wake when their time comes."""
+    """A clock that moves only when a test calls `advance`.
+
+    Sleepers wake, and cancel scopes opened with `move_on_after`/`fail_after` are cancelled,
+    when their time comes.
+    """
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
         self._moved = anyio.Event()
         self._dues: list[float] = []
+        # Open scopes whose deadline has not come yet, and those cut off but not yet left.
+        self._scopes: list[_Deadline] = []
+        self._expired: list[_Deadline] = []
 
     @property
     def sleepers(self) -> int:
         """How many tasks are waiting on this clock."""
         return len(self._dues)
 
+    @property
+    def deadlines(self) -> int:
+        """How many open cancel scopes of this clock have a deadline still to come."""
+        return len(self._scopes)
+
     def next_due(self) -> float | None:
-        """The earliest time a waiting task wakes at, if any task waits."""
-        return min(self._dues, default=None)
+        """The earliest time a sleeper wakes at or a scope is cut off at, if there is one."""
+        return min([*self._dues, *(d.due for d in self._scopes)], default=None)
 
     def now(self) -> float:
         """The time the test last set."""
@@ -95,8 +132,54 @@ class ManualClock:
             self._dues.remove(due)
         return event.is_set()
 
+    @contextmanager
+    def move_on_after(self, seconds: float) -> Iterator[anyio.CancelScope]:
+        """A cancel scope that `advance` cancels once the clock reaches now + seconds.
+
+        Zero or negative seconds cancel it at once (its body stops at its first checkpoint);
+        infinite seconds never do.
+        """
+        deadline = self._open(seconds)
+        try:
+            with deadline.scope:
+                yield deadline.scope
+        finally:
+            self._close(deadline)
+
+    @contextmanager
+    def fail_after(self, seconds: float) -> Iterator[anyio.CancelScope]:
+        """`move_on_after` that raises TimeoutError when its own deadline cut the body off.
+
+        An outer cancellation propagates as itself; an exception from the body propagates
+        unchanged.
+        """
+        deadline = self._open(seconds)
+        try:
+            with deadline.scope:
+                yield deadline.scope
+        finally:
+            self._close(deadline)
+        if deadline.scope.cancelled_caught and deadline.fired:
+            raise TimeoutError
+
+    def _open(self, seconds: float) -> _Deadline:
+        if math.isnan(seconds):
+            raise ValueError("a deadline must be a number of seconds")
+        deadline = _Deadline(self._now + seconds, anyio.CancelScope())
+        if seconds <= 0:
+            deadline.fire()
+            self._expired.append(deadline)
+        elif math.isfinite(seconds):
+            self._scopes.append(deadline)
+        return deadline
+
+    def _close(self, deadline: _Deadline) -> None:
+        for pending in (self._scopes, self._expired):
+            if deadline in pending:
+                pending.remove(deadline)
+
     async def advance_to_next(self) -> float:
-        """Move to the earliest sleeper's time; return once every task due then has run on.
+        """Move to the earliest due time; return once every task due then has run on.
 
         Returns the new time. Raises LookupError when nobody waits on the clock.
         """
@@ -105,15 +188,37 @@ class ManualClock:
             raise LookupError("no task waits on this clock")
         self.advance(max(0.0, due - self._now))
         # Each woken task leaves its wait (and may wait again, later): until then it still
-        # holds a due time <= now. Yield until none does.
-        while any(d <= self._now for d in self._dues):
+        # holds a due time <= now. Each cut-off scope is left by its task. Yield until then.
+        while self._expired or any(d <= self._now for d in self._dues):
             await anyio.lowlevel.checkpoint()
         return self._now
 
     def advance(self, seconds: float) -> None:
-        """Move time forward and wake every sleeper whose time has come."""
+        """Move time forward, wake every sleeper and cut off every scope whose time has come."""
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError("time only moves forward")
         self._now += seconds
+        for deadline in [d for d in self._scopes if d.due <= self._now]:
+            self._scopes.remove(deadline)
+            # Cancelling another task's scope from this one is allowed: anyio delivers it at
+            # that task's next checkpoint.
+            deadline.fire()
+            self._expired.append(deadline)
         moved, self._moved = self._moved, anyio.Event()
         moved.set()
+
+
+class _Deadline:
+    """One ManualClock cancel scope and when it is cut off."""
+
+    __slots__ = ("due", "fired", "scope")
+
+    def __init__(self, due: float, scope: anyio.CancelScope) -> None:
+        self.due = due
+        self.scope = scope
+        # True once the clock (not some other code) cancelled the scope.
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        self.scope.cancel()
