@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import httpx
 
 from agent import httperrors
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import BadResponse, NotSent, OutcomeUnknown, RemoteError, TransportError
 from agent.httperrors import (
     MAX_DETAIL_CHARS,
@@ -101,6 +101,7 @@ async def request(
     max_body: int,
     what: str | None = None,
     whole_body: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
     **kwargs: Any,
 ) -> httpx.Response:
     """One call under one overall `deadline` (seconds), its answer read through `max_body`.
@@ -108,11 +109,12 @@ async def request(
     Returns the answer with its body read (whatever the status). Raises NotSent,
     OutcomeUnknown (no full answer before the deadline, a reset, ...), or, with `whole_body`,
     BadResponse when a successful answer is larger than `max_body` (without it, the body is
-    cut there; an error answer is always cut to its first MAX_ERROR_BODY bytes).
+    cut there; an error answer is always cut to its first MAX_ERROR_BODY bytes). The deadline
+    is on `clock`.
     """
     what = what or f"{method} {path}"
     try:
-        with anyio.fail_after(deadline):
+        with clock.fail_after(deadline):
             async with http.stream(method, path, **kwargs) as response:
                 ok = 200 <= response.status_code < 300
                 body, complete = await _read_capped(response, max_body if ok else MAX_ERROR_BODY)

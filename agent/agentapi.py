@@ -23,7 +23,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-import anyio
 import httpx
 import structlog
 from pydantic import (
@@ -36,6 +35,7 @@ from pydantic import (
 )
 
 from agent._http import overall_deadline, request, status_error, transport_error
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.conversation import check_time, normalise_role, read_history
 from agent.errors import BadResponse, RemoteError, TransportError
 from agent.models import AgentStatus
@@ -158,11 +158,12 @@ class AgentAPIClient:
     """Calls one AgentAPI server through an injected `httpx.AsyncClient`.
 
     The client must be built with the AgentAPI `base_url` and a timeout (see `build_http`).
-    Every method raises from the `agent.errors` tree only.
+    Every method raises from the `agent.errors` tree only. Deadlines are on `clock`.
     """
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._http = http
+        self._clock = clock
 
     async def status(self, request_timeout: float | None = None) -> StatusResponse:
         """`GET /status`."""
@@ -211,7 +212,7 @@ class AgentAPIClient:
                     await response.aread()
                     raise _status_error(response, "GET /events")
                 seen = [False]
-                pieces = _until_first(response.aiter_bytes(), silence_timeout, seen)
+                pieces = _until_first(response.aiter_bytes(), silence_timeout, seen, self._clock)
                 async for name, data in _sse_frames(pieces):
                     seen[0] = True
                     if isinstance(data, OversizedFrame):
@@ -251,6 +252,7 @@ class AgentAPIClient:
             # The URL, not only the path: "which AgentAPI was it trying?" is the first question.
             what=f"{method} {self._url(path)}",
             json=json,
+            clock=self._clock,
             timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
         )
         if not 200 <= response.status_code < 300:
@@ -317,7 +319,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 async def _until_first(
-    chunks: AsyncIterator[bytes], within: float | None, seen: list[bool]
+    chunks: AsyncIterator[bytes], within: float | None, seen: list[bool], clock: Clock
 ) -> AsyncIterator[bytes]:
     """`chunks`, each within `within` seconds of the last until `seen[0]` (an event came)."""
     iterator = aiter(chunks)
@@ -325,7 +327,7 @@ async def _until_first(
         if within is None or seen[0]:
             chunk = await anext(iterator, None)
         else:
-            with anyio.fail_after(within):
+            with clock.fail_after(within):
                 chunk = await anext(iterator, None)
         if chunk is None:
             return

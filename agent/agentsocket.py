@@ -28,6 +28,7 @@ import anyio
 import anyio.abc
 
 from agent import drpc
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import (
     NotListening,
     RateLimited,
@@ -148,9 +149,12 @@ class AgentSocketClient:
     opens a fresh one.
     """
 
-    def __init__(self, path: Path, timeout: float, *, uid: int | None = None) -> None:
+    def __init__(
+        self, path: Path, timeout: float, *, uid: int | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.path = path
         self.timeout = timeout
+        self._clock = clock
         self._uid = os.getuid() if uid is None else uid
         self._connection: _Connection | None = None
         self._lock = anyio.Lock()
@@ -182,7 +186,7 @@ class AgentSocketClient:
     async def _call(self, method: str, request: bytes, what: str) -> bytes:
         async with self._lock:
             try:
-                with anyio.fail_after(self.timeout):
+                with self._clock.fail_after(self.timeout):
                     answer = await self._exchange(method, request, what)
             except TimeoutError:
                 await self.aclose()

@@ -18,6 +18,7 @@ from uuid import UUID
 import httpx
 
 from agent._http import MAX_ERROR_BODY, overall_deadline, request, status_error
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import Rejected
 from agent.models import AppStatus, shorten
 
@@ -37,8 +38,11 @@ class CoderClient:
         http: httpx.AsyncClient,
         app_slug: str | None = None,
         deadline: float | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._http = http
+        self._clock = clock
         self._app_slug = app_slug
         # Seconds one whole call may take; default: the client's timeout.
         self._deadline = overall_deadline(http, deadline)
@@ -94,6 +98,7 @@ class CoderClient:
             what=f"{what} {self._http.base_url.join(path)}",
             # The answer to a success is `null` or empty: past the cap it is garbage, ignored.
             whole_body=False,
+            clock=self._clock,
             params=params,
             **content,
         )

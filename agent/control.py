@@ -29,6 +29,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import ConfigError, UsageError
 from agent.models import AppStatus
 from agent.reportclient import make_private_dir, parse_report
@@ -80,6 +81,7 @@ async def serve_reports(
     *,
     on_snapshot: SnapshotNow | None = None,
     on_hook_report: Callable[[AppStatus], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
     task_status: anyio.abc.TaskStatus[Path] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on `path` until cancelled, handing each valid report to `on_report`.
@@ -91,7 +93,8 @@ async def serve_reports(
 
     Raises SocketInUse when another live daemon serves `path`; a socket left by a daemon that
     is gone is replaced. Nothing a client does ends the server: a failing client is logged and
-    dropped, a failing accept (EMFILE: descriptors exhausted) backs off and goes on.
+    dropped, a failing accept (EMFILE: descriptors exhausted) backs off and goes on. Request
+    timeouts and backoffs are on `clock`.
     """
     prepare_socket_dir(path)
     # Held for the server's life: the kernel releases it when the process dies, however it
@@ -113,7 +116,8 @@ async def serve_reports(
                 task_status.started(path)
                 await _accept_loop(
                     listener,
-                    lambda stream: _handle(stream, on_report, on_snapshot, on_hook_report),
+                    lambda stream: _handle(stream, on_report, on_snapshot, on_hook_report, clock),
+                    clock,
                 )
         finally:
             _remove(path, ours)
@@ -208,6 +212,7 @@ def _remove(path: Path, inode: int) -> None:
 async def _accept_loop(
     listener: anyio.abc.SocketListener,
     handle: Callable[[anyio.abc.SocketStream], Awaitable[None]],
+    clock: Clock,
 ) -> None:
     # At most MAX_CLIENTS connections are served at once; the others wait in the kernel's
     # backlog, so clients holding connections cannot take every descriptor of the daemon.
@@ -226,7 +231,7 @@ async def _accept_loop(
                 if failures == 1:
                     cause = exc.__cause__ or exc
                     log.error("report_accept_failed", error=f"{type(cause).__name__}: {cause}")
-                await anyio.sleep(ACCEPT_BACKOFF.wait(failures))
+                await clock.sleep(ACCEPT_BACKOFF.wait(failures))
                 continue
             if failures:
                 log.info("report_accept_recovered", failures=failures)
@@ -254,6 +259,7 @@ async def _handle(
     on_report: Callable[[AppStatus], None],
     on_snapshot: SnapshotNow | None = None,
     on_hook_report: Callable[[AppStatus], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     async with stream:
         try:
@@ -262,7 +268,7 @@ async def _handle(
                 log.warning("report_refused", reason="peer is another user", peer_uid=peer_uid)
                 await _reply(stream, {"ok": False, "error": "permission denied"})
                 return
-            with anyio.fail_after(REQUEST_TIMEOUT):
+            with clock.fail_after(REQUEST_TIMEOUT):
                 raw = await _read_line(stream)
             if _is_snapshot_request(raw):
                 await _serve_snapshot(stream, on_snapshot)

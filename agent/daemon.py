@@ -181,6 +181,7 @@ class Daemon:
                             serve_reports,
                             on_snapshot=self.snapshot_now,
                             on_hook_report=self.hook_report,
+                            clock=self.clock,
                         ),
                         socket_path,
                         self.explicit_report,
@@ -283,7 +284,7 @@ class Daemon:
         unknown), so a PATCH in flight at SIGTERM is sent again here rather than trusted.
         """
         try:
-            with anyio.move_on_after(max(0.0, deadline - self.clock.now())):
+            with self.clock.move_on_after(deadline - self.clock.now()):
                 if await self.reporter.flush(deadline):
                     return
         except Exception:  # the snapshot beside this must be saved whatever a report does
@@ -356,8 +357,8 @@ def _name(task: Callable[..., object]) -> str:
     return f"{type(owner).__name__}.{name}" if owner is not None else name
 
 
-async def run_daemon(settings: Settings) -> int:
-    """Build the clients from settings and run the daemon; returns the exit code."""
+async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
+    """Build the clients from settings and run the daemon on `clock`; returns the exit code."""
     url, token = settings.require_coder()
     if settings.socket_path is not None:
         # A second daemon for the same socket refuses to start (exit 2, naming the socket and
@@ -369,13 +370,14 @@ async def run_daemon(settings: Settings) -> int:
         except ConfigError:
             pass  # an unusable path is not fatal: the socket server logs it and goes on
     async with agentapi_http(settings) as agentapi, coder_http(settings, url, token) as coder:
-        client = CoderClient(coder, settings.app_slug)
-        async with open_sender(settings, client.patch_app_status) as sender:
+        client = CoderClient(coder, settings.app_slug, clock=clock)
+        async with open_sender(settings, client.patch_app_status, clock) as sender:
             daemon = Daemon(
                 settings,
-                AgentAPIClient(agentapi),
+                AgentAPIClient(agentapi, clock=clock),
                 client,
                 Notifier.for_settings(settings),
+                clock,
                 sender=sender,
             )
             return await daemon.run()

@@ -30,6 +30,7 @@ import anyio
 import structlog
 
 from agent.agentapi import AgentAPIClient
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder import CoderClient
 from agent.errors import ConfigError, Rejected, RemoteError, Unsupported
 from agent.logconfig import configure_from
@@ -43,10 +44,10 @@ from agent.transport import agentapi_http, coder_http
 log = structlog.get_logger("agent.oneshot")
 
 
-async def snapshot_once(settings: Settings) -> int:
+async def snapshot_once(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
     """Run the stop path once under `settings.shutdown_budget`; returns the exit code."""
     url, token = settings.require_coder()
-    deadline = anyio.current_time() + settings.shutdown_budget
+    deadline = clock.now() + settings.shutdown_budget
     outcome = Outcome.INTERRUPTED
     async with (
         agentapi_http(settings) as agentapi_client,
@@ -64,10 +65,11 @@ async def snapshot_once(settings: Settings) -> int:
         group.start_soon(stop_on_signal)
         outcome = await save_snapshot(
             task_id=settings.task_id,
-            agentapi=AgentAPIClient(agentapi_client),
-            coder=CoderClient(coder_client, settings.app_slug),
+            agentapi=AgentAPIClient(agentapi_client, clock=clock),
+            coder=CoderClient(coder_client, settings.app_slug, clock=clock),
             deadline=deadline,
             fetch_timeout=settings.stop_fetch_timeout,
+            clock=clock,
         )
         group.cancel_scope.cancel()
     return int(outcome.exit_code)
@@ -100,18 +102,18 @@ def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = Fals
             reason="a hook's idle does not replace an explicit complete or failed",
         )
         return ExitCode.OK
-    code = anyio.run(_report, settings, status)
+    code = anyio.run(_report, settings, status, SYSTEM_CLOCK)
     if code is ExitCode.OK:
         memory.delivered(status, from_hook=from_hook)
     return code
 
 
-async def _report(settings: Settings, status: AppStatus) -> ExitCode:
+async def _report(settings: Settings, status: AppStatus, clock: Clock) -> ExitCode:
     # The agent's socket or HTTP, chosen as the daemon chooses (the token only for HTTP).
-    async with open_sender(settings) as send:
-        deadline = anyio.current_time() + 2 * settings.request_timeout
+    async with open_sender(settings, clock=clock) as send:
+        deadline = clock.now() + 2 * settings.request_timeout
         try:
-            await deliver(lambda: send(status), deadline=deadline)
+            await deliver(lambda: send(status), deadline=deadline, clock=clock)
         except Unsupported as exc:
             log.error("report_failed", reason="unsupported", error=str(exc))
             return ExitCode.REJECTED

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from agent.backoff import (
@@ -89,7 +88,7 @@ async def deliver(
             if remaining <= 0:
                 raise no_time_left(service)
             try:
-                with anyio.fail_after(remaining):
+                with clock.fail_after(remaining):
                     return await call()
             except TimeoutError:
                 raise cut_off(service) from None

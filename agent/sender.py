@@ -242,16 +242,16 @@ async def open_sender(
         socket = None
         if settings.status_transport != "http":
             socket = await stack.enter_async_context(
-                AgentSocketClient(settings.agent_socket_path, settings.request_timeout)
+                AgentSocketClient(settings.agent_socket_path, settings.request_timeout, clock=clock)
             )
         if http is None and settings.status_transport != "socket":
-            http = _lazy_http(settings, stack)
+            http = _lazy_http(settings, stack, clock)
         yield StatusSender(
             settings.status_transport, settings.app_slug, socket=socket, http=http, clock=clock
         )
 
 
-def _lazy_http(settings: Settings, stack: AsyncExitStack) -> Send:
+def _lazy_http(settings: Settings, stack: AsyncExitStack, clock: Clock) -> Send:
     built: list[Send] = []
 
     async def send(status: AppStatus) -> None:
@@ -261,7 +261,7 @@ def _lazy_http(settings: Settings, stack: AsyncExitStack) -> Send:
 
             url, token = settings.require_coder()
             client = await stack.enter_async_context(coder_http(settings, url, token))
-            built.append(CoderClient(client, settings.app_slug).patch_app_status)
+            built.append(CoderClient(client, settings.app_slug, clock=clock).patch_app_status)
         await built[0](status)
 
     return send

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-import anyio
 import structlog
 
 from agent import stoppath
@@ -34,10 +33,11 @@ async def fetch_messages(
     agentapi: AgentAPIClient,
     within: float,
     fallback: Sequence[Message] | None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Sequence[Message] | None:
     """A fresh `/messages`, or `fallback` when AgentAPI fails or does not answer `within` s."""
     try:
-        with anyio.fail_after(within):
+        with clock.fail_after(within):
             messages = await agentapi.messages(request_timeout=within)
     except TimeoutError:
         stoppath.fetch_timed_out(log, within, fallback)
@@ -75,7 +75,7 @@ async def save_snapshot(
         log.debug("snapshot_from_live_mirror", count=len(live))
     else:
         within = stoppath.fetch_window(fetch_timeout, deadline - clock.now())
-        messages = await fetch_messages(agentapi, within, fallback)
+        messages = await fetch_messages(agentapi, within, fallback, clock)
     if messages is None:
         return stoppath.no_conversation(log)
     snapshot = stoppath.build(log, messages)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import structlog.typing
 
     from agent.agentapi import Message
+    from agent.clock import Clock
     from agent.shutdown import Outcome
 
 # The module's script sleeps this long after SIGUSR1; the wait here ends sooner when the save
@@ -138,11 +139,11 @@ class AgentAPIProcess:
             return False
         return True
 
-    async def wait_exit(self, within: float) -> bool:
-        """Wait at most `within` seconds for the process to end; True when it did."""
+    async def wait_exit(self, within: float, clock: Clock) -> bool:
+        """Wait at most `within` seconds (on `clock`) for the process to end; True when it did."""
         import anyio  # noqa: PLC0415 - only imported once the conversation is read
 
-        with anyio.move_on_after(within):
+        with clock.move_on_after(within):
             if self._fd is not None:
                 await anyio.wait_readable(self._fd)
                 return True
@@ -150,7 +151,7 @@ class AgentAPIProcess:
             while True:
                 if not self.alive():
                     return True
-                await anyio.sleep(POLL_INTERVAL)
+                await clock.sleep(POLL_INTERVAL)
         return not self.alive()
 
     def state_file(self) -> tuple[bool, Path | None]:
@@ -268,6 +269,7 @@ def run_stop_hook(
     import anyio  # noqa: PLC0415
     import structlog  # noqa: PLC0415
 
+    from agent.clock import SYSTEM_CLOCK  # noqa: PLC0415
     from agent.logconfig import configure_from  # noqa: PLC0415
 
     configure_from(settings)
@@ -277,7 +279,9 @@ def run_stop_hook(
     for problem in problems:
         log.error("stop_hook_input_problem", problem=problem)
     remaining = settings.shutdown_budget - (time.monotonic() - started)
-    outcome = anyio.run(_stop, settings, inputs, fetched if snapshot else None, remaining)
+    outcome = anyio.run(
+        _stop, settings, inputs, fetched if snapshot else None, remaining, SYSTEM_CLOCK
+    )
     code = outcome.exit_code
     if code == ExitCode.OK and problems:
         code = ExitCode.USAGE
@@ -299,15 +303,19 @@ def _fallback_settings(merged: Mapping[str, str]) -> Settings:
 
 
 async def _stop(
-    settings: Settings, inputs: StopHookInputs, fetched: Fetched | None, remaining: float
+    settings: Settings,
+    inputs: StopHookInputs,
+    fetched: Fetched | None,
+    remaining: float,
+    clock: Clock,
 ) -> Outcome:
-    """Steps 2 to 4 (step 1 ran before the event loop existed)."""
+    """Steps 2 to 4 (step 1 ran before the event loop existed), timed on `clock`."""
     import anyio  # noqa: PLC0415
 
     from agent.shutdown import Outcome  # noqa: PLC0415
 
     log = _log()
-    deadline = anyio.current_time() + max(0.0, remaining)
+    deadline = clock.now() + max(0.0, remaining)
     process = _find_process(inputs)
     log.info(
         "stop_hook_started",
@@ -337,13 +345,19 @@ async def _stop(
             with work:
                 async with anyio.create_task_group() as group:
                     if process is not None:
-                        group.start_soon(_save_state, process, inputs, known, state_file)
+                        group.start_soon(_save_state, process, inputs, known, state_file, clock)
                     saved = state_file if inputs.state_persistence else None
                     outcome = await _snapshot(
-                        settings, inputs, fetched, deadline, process=process, state_file=saved
+                        settings,
+                        inputs,
+                        fetched,
+                        deadline,
+                        process=process,
+                        state_file=saved,
+                        clock=clock,
                     )
             if process is not None:
-                await _terminate(process, settings.agentapi_stop_timeout)
+                await _terminate(process, settings.agentapi_stop_timeout, clock)
             outer.cancel_scope.cancel()
     finally:
         if process is not None:
@@ -366,6 +380,7 @@ async def _snapshot(
     *,
     process: AgentAPIProcess | None,
     state_file: Path | None,
+    clock: Clock,
 ) -> Outcome:
     from agent.agentapi import AgentAPIClient, parse_messages  # noqa: PLC0415
     from agent.coder import CoderClient  # noqa: PLC0415
@@ -386,7 +401,7 @@ async def _snapshot(
     messages: list[Message] | None = None
     if fetched.body is None:
         log.warning("agentapi_messages_failed", error=fetched.error)
-        messages = await _from_state_file(state_file, process, deadline)
+        messages = await _from_state_file(state_file, process, deadline, clock)
         if messages is None:
             log.error(
                 "snapshot_failed",
@@ -406,16 +421,17 @@ async def _snapshot(
     async with agentapi_http(settings) as agentapi, coder_http(settings, url, token) as coder:
         return await save_snapshot(
             task_id=settings.task_id,
-            agentapi=AgentAPIClient(agentapi),
-            coder=CoderClient(coder, settings.app_slug),
+            agentapi=AgentAPIClient(agentapi, clock=clock),
+            coder=CoderClient(coder, settings.app_slug, clock=clock),
             deadline=deadline,
             fetch_timeout=settings.stop_fetch_timeout,
             live=messages,
+            clock=clock,
         )
 
 
 async def _from_state_file(
-    path: Path | None, process: AgentAPIProcess | None, deadline: float
+    path: Path | None, process: AgentAPIProcess | None, deadline: float, clock: Clock
 ) -> list[Message] | None:
     """The conversation AgentAPI saved in its state file, when `/messages` could not be read.
 
@@ -432,7 +448,7 @@ async def _from_state_file(
     if path is None:
         return None
     if process is not None and process.alive():
-        await process.wait_exit(max(0.0, (deadline - anyio.current_time()) / 2))
+        await process.wait_exit(max(0.0, (deadline - clock.now()) / 2), clock)
     try:
         body = await anyio.Path(path).read_bytes()
         age = time.time() - (await anyio.Path(path).stat()).st_mtime
@@ -468,7 +484,7 @@ def _find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
 
 
 async def _save_state(
-    process: AgentAPIProcess, inputs: StopHookInputs, known: bool, path: Path | None
+    process: AgentAPIProcess, inputs: StopHookInputs, known: bool, path: Path | None, clock: Clock
 ) -> None:
     """Step 2: SIGUSR1 and a wait that ends when the state file is replaced.
 
@@ -494,17 +510,17 @@ async def _save_state(
             )
             return
     before = _file_identity(path)
-    started = anyio.current_time()
+    started = clock.now()
     if not process.send(signal.SIGUSR1):
         log.info("agentapi_state_save_skipped", reason="AgentAPI is gone")
         return
-    with anyio.move_on_after(STATE_SAVE_WAIT):
+    with clock.move_on_after(STATE_SAVE_WAIT):
         # A file written by another process: nothing to wait on but its metadata.
         while True:
             if path is not None and _file_identity(path) != before:
                 break
-            await anyio.sleep(POLL_INTERVAL)
-        waited = anyio.current_time() - started
+            await clock.sleep(POLL_INTERVAL)
+        waited = clock.now() - started
         log.info("agentapi_state_saved", path=str(path), waited_ms=round(waited * 1000))
         return
     log.info(
@@ -515,22 +531,20 @@ async def _save_state(
     )
 
 
-async def _terminate(process: AgentAPIProcess, within: float) -> None:
-    """Step 4: SIGTERM, at most `within` seconds, then SIGKILL."""
-    import anyio  # noqa: PLC0415
-
+async def _terminate(process: AgentAPIProcess, within: float, clock: Clock) -> None:
+    """Step 4: SIGTERM, at most `within` seconds (on `clock`), then SIGKILL."""
     log = _log()
-    started = anyio.current_time()
+    started = clock.now()
     if not process.send(signal.SIGTERM):
         log.info("agentapi_already_stopped", pid=process.pid)
         return
-    if await process.wait_exit(within):
-        elapsed = anyio.current_time() - started
+    if await process.wait_exit(within, clock):
+        elapsed = clock.now() - started
         log.info("agentapi_stopped", pid=process.pid, after_ms=round(elapsed * 1000))
         return
     log.warning(
         "agentapi_killed", pid=process.pid, reason=f"still running {within:g} s after SIGTERM"
     )
     process.send(signal.SIGKILL)
-    if not await process.wait_exit(KILL_WAIT):
+    if not await process.wait_exit(KILL_WAIT, clock):
         log.error("agentapi_not_stopped", pid=process.pid, reason="still running after SIGKILL")

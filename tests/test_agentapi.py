@@ -25,8 +25,9 @@ from agent.agentapi import (
     parse_event,
     parse_messages,
 )
+from agent.clock import ManualClock
 from agent.errors import AgentBusy, BadResponse, Rejected, ServerError, TransportError
-from tests.fakes import TIME, FakeAgentAPI
+from tests.fakes import TIME, FakeAgentAPI, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -112,6 +113,90 @@ async def test_transport_error() -> None:
         # The URL tried, not only the path: "which AgentAPI?" is the first question.
         with pytest.raises(TransportError, match="GET http://localhost:3284/status: ConnectError"):
             await AgentAPIClient(http).status()
+
+
+class _Silent(httpx.AsyncByteStream):
+    """An event stream that sends what the test puts in `chunks` and nothing else."""
+
+    def __init__(self, chunks: anyio.abc.ObjectReceiveStream[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async with self._chunks:
+            async for chunk in self._chunks:
+                yield chunk
+
+
+async def test_silence_before_the_first_event_is_cut_on_the_clock_and_only_then() -> None:
+    clock = ManualClock()
+    send, receive = anyio.create_memory_object_stream[bytes](0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_Silent(receive))
+
+    seen: list[object] = []
+    timed_out: list[float] = []
+    with anyio.fail_after(10):
+        async with (
+            httpx.AsyncClient(
+                base_url="http://localhost:3284", transport=httpx.MockTransport(handler)
+            ) as http,
+            send,
+            receive,
+            anyio.create_task_group() as group,
+        ):
+
+            async def consume() -> None:
+                try:
+                    async for event in AgentAPIClient(http, clock=clock).events(silence_timeout=5):
+                        seen.append(event)
+                except TimeoutError:
+                    timed_out.append(clock.now())
+
+            group.start_soon(consume)
+            await wait_until(lambda: clock.deadlines == 1)
+            clock.advance(4)
+            # A piece of a frame (not yet an event) restarts the wait for the next piece.
+            await send.send(b"event: status_change\n")
+            await wait_until(lambda: clock.next_due() == 9.0)
+            clock.advance(4)
+            await anyio.wait_all_tasks_blocked()
+            assert timed_out == [], "each gap was shorter than the silence timeout"
+            assert await clock.advance_to_next() == 9.0
+    assert timed_out == [9.0]
+    assert seen == []
+
+
+async def test_after_the_first_event_silence_is_the_callers_to_judge() -> None:
+    clock = ManualClock()
+    send, receive = anyio.create_memory_object_stream[bytes](0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_Silent(receive))
+
+    seen: list[object] = []
+    with anyio.fail_after(10):
+        async with (
+            httpx.AsyncClient(
+                base_url="http://localhost:3284", transport=httpx.MockTransport(handler)
+            ) as http,
+            send,
+            receive,
+            anyio.create_task_group() as group,
+        ):
+
+            async def consume() -> None:
+                async for event in AgentAPIClient(http, clock=clock).events(silence_timeout=5):
+                    seen.append(event)
+
+            group.start_soon(consume)
+            await send.send(b'event: status_change\ndata: {"status":"stable","agent_type":"x"}\n\n')
+            await wait_until(lambda: len(seen) == 1)
+            await wait_until(lambda: clock.deadlines == 0)
+            clock.advance(3600)
+            await anyio.wait_all_tasks_blocked()
+            group.cancel_scope.cancel()
+    assert [type(event).__name__ for event in seen] == ["StatusChange"]
 
 
 async def test_events_replay_then_changes_then_end() -> None:

@@ -18,6 +18,7 @@ import anyio.abc
 import pytest
 
 from agent.agentsocket import AgentSocketClient, check_socket, classify, socket_identity
+from agent.clock import ManualClock
 from agent.drpc import RemoteFailure
 from agent.errors import (
     NotListening,
@@ -213,14 +214,34 @@ async def test_a_malformed_answer_ends_the_connection(
 
 async def test_no_answer_in_time(path: Path) -> None:
     async def handler(stream: anyio.abc.SocketStream) -> None:
+        await read_exactly(stream, len(PING_CALL))
+        received.set()
         await anyio.sleep_forever()
 
+    received = anyio.Event()
+    clock = ManualClock()
+    failed: list[BaseException] = []
     with anyio.fail_after(10):
-        async with raw_server(path, handler), AgentSocketClient(path, 0.2) as client:
-            started = anyio.current_time()
-            with pytest.raises(TransportError, match=r"no answer within 0\.2 s"):
-                await client.ping()
-            assert anyio.current_time() - started >= 0.2
+        async with (
+            raw_server(path, handler),
+            AgentSocketClient(path, 0.2, clock=clock) as client,
+            anyio.create_task_group() as group,
+        ):
+
+            async def call() -> None:
+                try:
+                    await client.ping()
+                except TransportError as exc:
+                    failed.append(exc)
+
+            group.start_soon(call)
+            await received.wait()
+            clock.advance(0.19)
+            await anyio.wait_all_tasks_blocked()
+            assert failed == [], "not before its timeout"
+            assert await clock.advance_to_next() == pytest.approx(0.2)
+    assert len(failed) == 1
+    assert "no answer within 0.2 s" in str(failed[0])
 
 
 async def test_cancelled_mid_call_drops_the_connection(path: Path) -> None:

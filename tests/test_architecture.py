@@ -35,6 +35,16 @@ ONLY_FROM = {
     "agent.watchers": {"agent.daemon"},
 }
 DEV_TOOLS = {"standins", "devkit", "bench", "tests"}
+# The one clock seam (issue 12): only agent.clock reads anyio's clock, sleeps on it or opens a
+# cancel scope with a deadline; everything else takes an injected `Clock`, so tests drive time.
+CLOCK = "agent.clock"
+ANYIO_TIME = {"sleep", "sleep_until", "current_time", "move_on_after", "fail_after"}
+# Reading the process's clock to schedule or wait in async code goes through the Clock too.
+STDLIB_TIME = {"monotonic", "monotonic_ns", "perf_counter", "sleep"}
+# Stdlib-only fast paths (tests/test_import_discipline.py): they must not import anyio, so
+# agent.clock is out of their reach and they keep the standard library's timeouts
+# (`socket.settimeout`, `time.monotonic`). Add a module here only for that reason.
+STDLIB_FAST_PATHS = {"agent.reportclient", "agent.hookconfig", "agent.hookcmd"}
 
 
 def module_name(path: Path) -> str:
@@ -96,6 +106,64 @@ def test_the_product_never_imports_the_stand_ins_or_other_dev_tools() -> None:
         if imported.split(".")[0] in DEV_TOOLS
     }
     assert offenders == set()
+
+
+def clock_reads(source: str) -> set[str]:
+    """Where `source` reads or waits on time outside the Clock seam (`name` at line N)."""
+    found: set[str] = set()
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "anyio" and node.attr in ANYIO_TIME:
+                found.add(f"anyio.{node.attr} at line {node.lineno}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "anyio":
+            found.update(
+                f"anyio.{alias.name} at line {node.lineno}"
+                for alias in node.names
+                if alias.name in ANYIO_TIME
+            )
+        elif isinstance(node, ast.AsyncFunctionDef):
+            found.update(
+                f"time.{inner.attr} at line {inner.lineno}"
+                for inner in ast.walk(node)
+                if isinstance(inner, ast.Attribute)
+                and isinstance(inner.value, ast.Name)
+                and inner.value.id == "time"
+                and inner.attr in STDLIB_TIME
+            )
+    return found
+
+
+def test_only_the_clock_module_reads_time_or_sets_deadlines() -> None:
+    sources = {
+        module_name(path): path.read_text(encoding="utf-8") for path in PRODUCT.rglob("*.py")
+    }
+    assert sources.keys() >= STDLIB_FAST_PATHS | {CLOCK}, "renamed: update this test and README"
+    offenders = {
+        f"{module}: {read}"
+        for module, source in sources.items()
+        if module != CLOCK and module not in STDLIB_FAST_PATHS
+        for read in clock_reads(source)
+    }
+    assert offenders == set()
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import anyio\nanyio.sleep(1)", {"anyio.sleep at line 2"}),
+        ("with anyio.fail_after(2):\n    pass", {"anyio.fail_after at line 1"}),
+        ("from anyio import move_on_after, Event", {"anyio.move_on_after at line 1"}),
+        ("t = anyio.current_time", {"anyio.current_time at line 1"}),
+        ("async def f():\n    return time.monotonic()", {"time.monotonic at line 2"}),
+        ("async def f():\n    def g():\n        time.sleep(1)", {"time.sleep at line 3"}),
+        # Sync code before the event loop exists (the stop hook's first step) may time itself.
+        ("def f():\n    return time.monotonic()", set()),
+        ("anyio.lowlevel.checkpoint\nclock.fail_after(1)", set()),
+    ],
+)
+def test_the_clock_checker_sees_every_form(source: str, expected: set[str]) -> None:
+    assert clock_reads(source) == expected
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent._http import retry_after_seconds
+from agent.clock import ManualClock
 from agent.coder import CoderClient
 from agent.errors import (
     RateLimited,
@@ -25,7 +26,7 @@ from agent.errors import (
 )
 from agent.models import AppState, AppStatus, clean_text, shorten
 from agent.retry import Backoff, deliver
-from tests.fakes import TOKEN, FakeCoder, Scripted
+from tests.fakes import TOKEN, FakeCoder, Scripted, wait_until
 
 TASK = UUID("6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b")
 pytestmark = pytest.mark.anyio
@@ -212,30 +213,42 @@ async def test_deliver_never_retries_a_rejection(status: int) -> None:
 
 
 async def test_deliver_stops_before_the_deadline() -> None:
+    # Every wait is taken on the manual clock, moved by this test from one due time to the
+    # next: the deadline is checked exactly, whatever the machine is doing.
     fake = FakeCoder()
     fake.script += [Scripted(503)] * 1000
-    with anyio.fail_after(2):
-        async with fake.client() as http:
-            client = CoderClient(http)
-            start = anyio.current_time()
-            planned: list[float] = []  # when each retry's wait would end
+    clock = ManualClock(start=50.0)
+    planned: list[float] = []  # when each retry's wait would end
+    failed: list[BaseException] = []
 
-            def on_retry(exc: RemoteError, wait: float) -> None:
-                planned.append(anyio.current_time() + wait)
+    def on_retry(exc: RemoteError, wait: float) -> None:
+        planned.append(clock.now() + wait)
 
-            with pytest.raises(TryAgain):
-                await deliver(
-                    lambda: client.upload_log_snapshot(TASK, b"{}"),
-                    deadline=start + 0.2,
-                    backoff=Backoff(base=0.01, cap=0.05),
-                    on_retry=on_retry,
-                )
-            # No wait is ever planned past the deadline (checked on the loop's own timestamps,
-            # not against a wall-clock margin that a loaded machine would break).
-            assert planned
-            assert all(end < start + 0.2 for end in planned)
-            assert anyio.current_time() - start < 0.2 + 1.0
-    assert 2 <= len(fake.requests) < 1000
+    with anyio.fail_after(10):
+        async with fake.client() as http, anyio.create_task_group() as group:
+            client = CoderClient(http, clock=clock)
+
+            async def call() -> None:
+                try:
+                    await deliver(
+                        lambda: client.upload_log_snapshot(TASK, b"{}"),
+                        deadline=50.2,
+                        backoff=Backoff(base=0.01, cap=0.05),
+                        clock=clock,
+                        on_retry=on_retry,
+                    )
+                except TryAgain as exc:
+                    failed.append(exc)
+
+            group.start_soon(call)
+            while not failed:
+                await wait_until(lambda: bool(failed) or clock.sleepers > 0)
+                if clock.sleepers:
+                    await clock.advance_to_next()
+    assert planned
+    assert all(end < 50.2 for end in planned), "no wait is planned past the deadline"
+    assert clock.now() < 50.2
+    assert len(fake.requests) == len(planned) + 1 >= 3
 
 
 async def test_deliver_honours_retry_after_only_when_it_fits() -> None:
@@ -254,15 +267,29 @@ async def test_deliver_honours_retry_after_only_when_it_fits() -> None:
 
 async def test_deliver_cuts_a_slow_attempt_at_the_deadline() -> None:
     fake = FakeCoder()
-    fake.script.append(Scripted(204, delay=30))
-    with anyio.fail_after(2):
-        async with fake.client() as http:
-            client = CoderClient(http)
-            with pytest.raises(TransportError, match="deadline"):
-                await deliver(
-                    lambda: client.upload_log_snapshot(TASK, b"{}"),
-                    deadline=anyio.current_time() + 0.1,
-                )
+    fake.script.append(Scripted(204, delay=3600))  # answers long after any deadline here
+    clock = ManualClock()
+    failed: list[BaseException] = []
+    with anyio.fail_after(10):
+        async with fake.client() as http, anyio.create_task_group() as group:
+            client = CoderClient(http, clock=clock)
+
+            async def call() -> None:
+                try:
+                    await deliver(
+                        lambda: client.upload_log_snapshot(TASK, b"{}"), deadline=0.1, clock=clock
+                    )
+                except TransportError as exc:
+                    failed.append(exc)
+
+            group.start_soon(call)
+            await wait_until(lambda: len(fake.requests) == 1)
+            clock.advance(0.09)
+            await anyio.wait_all_tasks_blocked()
+            assert failed == [], "not cut before the deadline"
+            assert await clock.advance_to_next() == pytest.approx(0.1)
+    assert len(failed) == 1
+    assert "deadline" in str(failed[0])
 
 
 async def test_missing_slug_is_a_rejection() -> None:

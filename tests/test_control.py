@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import socket
 import stat
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 from structlog.testing import capture_logs
 
+from agent.clock import ManualClock
 from agent.control import (
     MAX_CLIENTS,
     MAX_REQUEST_BYTES,
+    REQUEST_TIMEOUT,
     SocketInUse,
+    _accept_loop,
     check_socket_free,
     prepare_socket_dir,
     serve_reports,
@@ -22,6 +28,7 @@ from agent.control import (
 from agent.errors import ConfigError, UsageError
 from agent.models import AppState, AppStatus
 from agent.reportclient import parse_report
+from tests.fakes import wait_until
 from tests.socketclient import request, send_to_daemon
 
 pytestmark = pytest.mark.anyio
@@ -262,3 +269,79 @@ async def test_clients_holding_connections_do_not_block_the_next_report(tmp_path
             assert await ask(path, b'{"state": "idle", "message": "x"}\n') == b'{"ok": true}\n'
             group.cancel_scope.cancel()
     assert received == [AppStatus(AppState.IDLE, "x")]
+
+
+async def test_a_silent_client_is_refused_at_the_request_timeout_on_the_clock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "report.sock"
+    clock = ManualClock()
+    received: list[AppStatus] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            await group.start(functools.partial(serve_reports, clock=clock), path, received.append)
+            async with await anyio.connect_unix(path) as stream:
+                await wait_until(lambda: clock.deadlines == 1)
+                clock.advance(REQUEST_TIMEOUT * 0.9)
+                await anyio.wait_all_tasks_blocked()
+                assert clock.deadlines == 1, "still waiting for the request line"
+                assert await clock.advance_to_next() == REQUEST_TIMEOUT
+                answer = await stream.receive()
+            group.cancel_scope.cancel()
+    assert b'"ok": false' in answer
+    assert b"timed out" in answer
+    assert received == []
+
+
+class FlakyListener(anyio.abc.SocketListener):
+    """A real listener whose first `failures` accepts fail with EMFILE, as a full fd table does."""
+
+    def __init__(self, real: anyio.abc.SocketListener, failures: int) -> None:
+        self.real = real
+        self.failures = failures
+        self.accepts = 0
+
+    async def accept(self) -> anyio.abc.SocketStream:
+        self.accepts += 1
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return await self.real.accept()
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
+
+    @property
+    def _raw_socket(self) -> socket.socket:
+        return self.real.extra(anyio.abc.SocketAttribute.raw_socket)
+
+
+async def test_failing_accepts_back_off_on_the_clock_and_recover(tmp_path: Path) -> None:
+    path = tmp_path / "report.sock"
+    clock = ManualClock()
+    served: list[int] = []
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            served.append(1)
+
+    with capture_logs() as logs, anyio.fail_after(5):
+        listener = FlakyListener(await anyio.create_unix_listener(path), failures=3)
+        async with listener, anyio.create_task_group() as group:
+            group.start_soon(_accept_loop, listener, handle, clock)
+            for failed in range(1, 4):
+                # Each failure waits its backoff on the clock; no new accept before it passed.
+                await wait_until(lambda: clock.sleepers == 1)
+                await anyio.wait_all_tasks_blocked()
+                assert listener.accepts == failed
+                await clock.advance_to_next()
+            await wait_until(lambda: listener.accepts == 4)
+            async with await anyio.connect_unix(path):
+                await wait_until(lambda: served == [1])
+            group.cancel_scope.cancel()
+    events = [entry["event"] for entry in logs]
+    assert events.count("report_accept_failed") == 1, "logged once per streak"
+    assert "Too many open files" in next(
+        entry["error"] for entry in logs if entry["event"] == "report_accept_failed"
+    )
+    assert events.count("report_accept_recovered") == 1

@@ -10,6 +10,7 @@ from pathlib import Path
 from uuid import UUID
 
 import anyio
+import httpx
 import pytest
 from structlog.testing import capture_logs
 
@@ -20,7 +21,7 @@ from agent.daemon import Daemon
 from agent.models import AppState, AppStatus
 from agent.settings import Secret, Settings
 from agent.shutdown import Outcome
-from tests.fakes import FakeAgentAPI, FakeCoder, Scripted, message, wait_until
+from tests.fakes import FakeAgentAPI, FakeCoder, Recorded, Scripted, message, wait_until
 from tests.socketclient import request, send_to_daemon
 
 pytestmark = pytest.mark.anyio
@@ -71,8 +72,9 @@ async def running(
         ):
             daemon = Daemon(
                 settings,
-                AgentAPIClient(agentapi_http),
-                CoderClient(coder_http, settings.app_slug),
+                # One clock for everything, request deadlines included, as run_daemon does.
+                AgentAPIClient(agentapi_http, clock=clock),
+                CoderClient(coder_http, settings.app_slug, clock=clock),
                 clock=clock,
             )
             handle = Running(daemon, agentapi, coder)
@@ -98,7 +100,10 @@ async def drive(clock: ManualClock, done: Callable[[], bool]) -> None:
     with anyio.fail_after(10):
         while not done():
             await wait_until(lambda: done() or clock.next_due() is not None)
-            if not done():
+            # Let whatever is running reach its next wait first: a due time read while a task
+            # is still being cancelled out of its wait would move the clock for nobody.
+            await settled()
+            if not done() and clock.next_due() is not None:
                 await clock.advance_to_next()
 
 
@@ -155,7 +160,8 @@ async def test_stop_uses_the_mirror_when_agentapi_is_dead(settings: Settings) ->
 
 
 async def test_stop_uses_the_mirror_when_messages_blocks(settings: Settings) -> None:
-    async with running(settings) as handle:
+    clock = ManualClock()
+    async with running(settings, clock=clock) as handle:
         await wait_until(lambda: len(handle.daemon.mirror) == 1 and handle.daemon.mirror.current)
         # The stream is gone, so the stop path fetches; the fetch then hangs.
         handle.agentapi.events_status = 500
@@ -163,9 +169,16 @@ async def test_stop_uses_the_mirror_when_messages_blocks(settings: Settings) -> 
         await wait_until(lambda: not handle.daemon.mirror.current)
         handle.agentapi.block_messages = True
         with capture_logs() as logs:
-            assert await stop(handle) == 0
+            handle.daemon.request_stop("test")
+            # The fetch waits on the clock, which has not moved: nothing is uploaded yet.
+            await wait_until(lambda: "GET /messages" in handle.agentapi.requests)
+            await settled()
+            assert handle.coder.snapshots == []
+            stopping_at = clock.now()
+            assert await exited_on(clock, handle) == 0
     (gave_up,) = [e for e in logs if e["event"] == "agentapi_messages_timeout"]
     assert gave_up["timeout_s"] == settings.stop_fetch_timeout, "cut at its own timeout"
+    assert clock.now() - stopping_at == pytest.approx(settings.stop_fetch_timeout)
     assert json.loads(handle.coder.snapshots[0])["messages"][0]["content"] == "Welcome"
     assert "GET /messages" in handle.agentapi.requests
 
@@ -353,6 +366,36 @@ async def test_a_pending_report_is_flushed_at_stop(settings: Settings) -> None:
         assert len(coder.requests) == 2
         assert await stop_on(clock, handle) == 0
     assert handle.states() == ["idle", "complete"]
+
+
+class HangingPatches(FakeCoder):
+    """Coder whose status PATCHes never answer once `hang` is set; uploads still succeed."""
+
+    hang = False
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.hang and request.method == "PATCH":
+            self.requests.append(Recorded(request.method, request.url.path, "", {}, b""))
+            await anyio.sleep_forever()
+        return await super().handle(request)
+
+
+async def test_a_hanging_status_flush_is_cut_at_the_budget(settings: Settings) -> None:
+    # The flush beside the upload gets the stop's budget on the daemon's clock, and no more.
+    coder = HangingPatches()
+    clock = ManualClock()
+    async with running(settings, coder=coder, clock=clock) as handle:
+        await wait_until(lambda: handle.states() == ["idle"])
+        coder.hang = True
+        handle.daemon.explicit_report(AppStatus(AppState.COMPLETE, "done"))
+        await wait_until(lambda: [r.method for r in coder.requests].count("PATCH") == 2)
+        with capture_logs() as logs:
+            stopping_at = clock.now()
+            assert await stop_on(clock, handle) == 0, "the snapshot went all the same"
+    assert clock.now() - stopping_at == pytest.approx(settings.shutdown_budget)
+    assert len(coder.snapshots) == 1
+    (undelivered,) = [e for e in logs if e["event"] == "status_not_delivered_at_stop"]
+    assert undelivered["state"] == "complete"
 
 
 async def test_garbage_and_unknown_events_are_survived(settings: Settings) -> None:

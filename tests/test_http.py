@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent._http import MAX_RETRY_AFTER, request, retry_after_seconds, transport_error
+from agent.clock import ManualClock
 from agent.errors import BadResponse, NotSent, OutcomeUnknown
 
 pytestmark = pytest.mark.anyio
@@ -77,21 +78,36 @@ class _Stream(httpx.AsyncByteStream):
 
 
 async def test_a_trickling_answer_is_cut_at_the_overall_deadline() -> None:
-    sent: list[int] = []
+    # Bytes keep coming (so no per-read timeout could ever fire); only the overall deadline,
+    # on the injected clock, ends the call, and only once the clock reaches it.
+    clock = ManualClock()
+    failed: list[BaseException] = []
+    # Unbuffered: each send returns only once the call has taken the byte.
+    send, receive = anyio.create_memory_object_stream[bytes](0)
 
     async def trickle() -> AsyncIterator[bytes]:
-        while True:
-            sent.append(1)
-            yield b" "
-            await anyio.sleep(0.01)  # each read answers well within any per-read timeout
+        async with receive:
+            async for chunk in receive:
+                yield chunk
 
-    async with streaming(trickle()) as http:
-        start = anyio.current_time()
-        with anyio.fail_after(10), pytest.raises(OutcomeUnknown, match="no full answer"):
-            await request(http, "Coder", "GET", "/x", deadline=0.3, max_body=1 << 20)
-        elapsed = anyio.current_time() - start
-    assert elapsed < 5.0, "the overall deadline, not the per-read timeout, ended the call"
-    assert len(sent) > 2
+    async def call(http: httpx.AsyncClient) -> None:
+        try:
+            await request(http, "Coder", "GET", "/x", deadline=0.3, max_body=1 << 20, clock=clock)
+        except OutcomeUnknown as exc:
+            failed.append(exc)
+
+    with anyio.fail_after(10):
+        async with streaming(trickle()) as http, anyio.create_task_group() as group, send, receive:
+            group.start_soon(call, http)
+            for _ in range(3):
+                await send.send(b" ")
+            clock.advance(0.29)
+            for _ in range(3):
+                await send.send(b" ")
+            assert failed == [], "not before the deadline"
+            assert await clock.advance_to_next() == pytest.approx(0.3)
+    assert len(failed) == 1
+    assert "no full answer within 0.3 s" in str(failed[0])
 
 
 async def test_an_oversized_answer_is_not_read_whole() -> None:

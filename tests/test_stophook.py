@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from agent.agentapi import parse_state_file
+from agent.clock import ManualClock
 from agent.errors import BadResponse
 from agent.stophook import (
     AgentAPIProcess,
@@ -19,6 +20,7 @@ from agent.stophook import (
     read_pid,
     version_supports_state,
 )
+from tests.fakes import wait_until
 
 
 @pytest.mark.parametrize(
@@ -101,11 +103,22 @@ async def test_process_signals_and_exit_through_the_pidfd() -> None:
     process = AgentAPIProcess(child.pid)
     try:
         assert process.alive()
+        clock = ManualClock()
+        results: list[bool] = []
         with anyio.fail_after(10):
-            assert not await process.wait_exit(0.05)
+            async with anyio.create_task_group() as group:
+
+                async def wait() -> None:
+                    results.append(await process.wait_exit(0.05, clock))
+
+                group.start_soon(wait)
+                await wait_until(lambda: clock.deadlines == 1)
+                await clock.advance_to_next()
+            assert results == [False], "still running when its time was up"
             assert process.send(signal.SIGTERM)
-            # Not reaped yet (a zombie of this test): still counts as gone.
-            assert await process.wait_exit(10)
+            # Not reaped yet (a zombie of this test): still counts as gone. The manual clock
+            # never moves here: only the exit can end this wait.
+            assert await process.wait_exit(10, clock)
         assert not process.alive()
     finally:
         process.close()
