@@ -2,9 +2,9 @@
 
 A datagram of `KEY=VALUE` lines to the socket named by `NOTIFY_SOCKET` (a path, or an abstract
 socket when it starts with `@`). Everything here is a no-op when `NOTIFY_SOCKET` is unset, so the
-daemon runs the same outside systemd. The variables are read by `agent.settings` (the only
-reader of the environment); this module gets them from there. Failures to notify are logged,
-never raised: systemd's bookkeeping must not take the daemon down.
+daemon runs the same outside systemd. The variables are read into `agent.settings` (through
+`agent.environment`, the only reader of the environment); this module gets them from there.
+Failures to notify are logged, never raised: systemd's bookkeeping must not take the daemon down.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Configuration, read once at start from the environment (and CLI flags), validated, frozen.
 
-This is the only module that reads the environment, with one exception: the hooks' fast path
-reads its four settings through `agent.hookconfig`, whose parsers this module uses too. Every
-problem is a `ConfigError` naming the variable (and the flag, when the value came from one),
-raised before anything starts. The agent token is held in a `Secret` whose repr and str never
-show it.
+`Settings` is what every part of the daemon is configured with, and it validates whatever
+builds it. `load_settings` builds it from the environment, read through `agent.environment`
+(the one reader of the environment, whose table names every variable and whose `read` the
+hooks' fast path and the stop hook's `ARG_*` mapping use too). Every problem is a `ConfigError`
+naming the variable (and the flag, when the value came from one), raised before anything
+starts. The agent token is held in a `Secret` whose repr and str never show it.
 
 Variables follow Coder's conventions where Coder has one (`CODER_AGENT_URL`, `CODER_AGENT_TOKEN`,
 `CODER_MCP_APP_STATUS_SLUG`, ...); the daemon's own tunables share the prefix `CODER_TASK_AGENT_`.
@@ -23,10 +24,19 @@ from typing import Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from agent.environment import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    PREFIX,
+    Environment,
+    boolean,
+    choice,
+    positive_seconds,
+    socket_path,
+    text,
+    verbatim,
+)
 from agent.errors import ConfigError
-from agent.hookconfig import LOG_LEVELS, PREFIX, choice, positive_seconds
-from agent.hookconfig import default_socket_path as _default_socket_path
-from agent.hookconfig import socket_path as _socket_path
 
 CREDENTIAL_NAME = "coder-agent-token"
 DEFAULT_AGENTAPI_URL = "http://localhost:3284"
@@ -149,16 +159,10 @@ _choice = choice
 
 
 def _path(raw: str) -> Path:
-    return Path(_socket_path(raw))
+    return Path(socket_path(raw))
 
 
-def _boolean(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"must be true or false, got {raw!r}")
+_boolean = boolean
 
 
 _TUNABLES: dict[str, tuple[str, Callable[[str], object]]] = {
@@ -173,20 +177,10 @@ _TUNABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "SOCKET": ("socket_path", _path),
     "STATUS_TRANSPORT": ("status_transport", _choice("auto", "socket", "http")),
     "LOG_LEVEL": ("log_level", _choice(*LOG_LEVELS)),
-    "LOG_FORMAT": ("log_format", _choice("auto", "json", "console")),
+    "LOG_FORMAT": ("log_format", _choice(*LOG_FORMATS)),
     "TLS_VERIFY": ("tls_verify", _boolean),
 }
 TUNABLE_VARIABLES = tuple(PREFIX + suffix for suffix in _TUNABLES)
-# Every variable this program reads; a `CODER_TASK_AGENT_*` name outside it is a typo.
-KNOWN_VARIABLES = (
-    "CODER_AGENT_URL",
-    "CODER_AGENT_TOKEN",
-    "CODER_AGENT_TOKEN_FILE",
-    "CODER_TASK_ID",
-    "CODER_MCP_APP_STATUS_SLUG",
-    "CODER_MCP_AI_AGENTAPI_URL",
-    *TUNABLE_VARIABLES,
-)
 # `CODER_MCP_AI_AGENTAPI_URL=none`: there is no AgentAPI (hooks mode).
 NO_AGENTAPI = "none"
 
@@ -197,146 +191,99 @@ def load_settings(
 ) -> Settings:
     """Read and validate the configuration.
 
-    `env` defaults to `os.environ`. `flags` maps a variable name to `(flag, value)` for values
-    given on the command line; they win over the environment and errors name both.
+    `env` defaults to the process environment. `flags` maps a variable name to `(flag, value)`
+    for values given on the command line; they win over the environment and errors name both.
     Raises ConfigError naming the first bad variable.
     """
-    source = dict(os.environ if env is None else env)
-    given = dict(flags or {})
-    names: dict[str, str] = {}
-    for variable, (flag, value) in given.items():
-        source[variable] = value
-        names[variable] = f"{flag} ({variable})"
-
-    def name(variable: str) -> str:
-        return names.get(variable, variable)
-
-    def get(variable: str) -> str | None:
-        value = source.get(variable)
-        if value is None or (variable not in given and value.strip() == ""):
-            return None
-        return value
-
+    environment = Environment(env, flags)
     warnings: list[str] = []
     values: dict[str, object] = {}
 
-    agentapi = get("CODER_MCP_AI_AGENTAPI_URL")
-    no_agentapi = agentapi is not None and agentapi.strip().lower() == NO_AGENTAPI
-    if not no_agentapi:
-        values["agentapi_url"] = _url(
-            name("CODER_MCP_AI_AGENTAPI_URL"), agentapi or DEFAULT_AGENTAPI_URL
-        )
-    coder = get("CODER_AGENT_URL")
-    values["coder_url"] = None if coder is None else _url(name("CODER_AGENT_URL"), coder)
-    values["token"] = _token(source, warnings)
-
-    agent_socket = get("CODER_AGENT_SOCKET_PATH")
-    values["agent_socket_path"] = (
-        Path(agent_socket.strip()) if agent_socket else DEFAULT_AGENT_SOCKET
+    agentapi = environment.read("CODER_MCP_AI_AGENTAPI_URL", _agentapi_url, DEFAULT_AGENTAPI_URL)
+    if agentapi is not None:
+        values["agentapi_url"] = agentapi
+    values["coder_url"] = environment.read("CODER_AGENT_URL", _url, None)
+    values["token"] = _token(environment, warnings)
+    values["agent_socket_path"] = environment.read(
+        "CODER_AGENT_SOCKET_PATH", _agent_socket, DEFAULT_AGENT_SOCKET
     )
-
-    task = get("CODER_TASK_ID")
-    if task is not None:
-        try:
-            values["task_id"] = UUID(task.strip())
-        except ValueError:
-            raise ConfigError(name("CODER_TASK_ID"), "must be a UUID (the task's id)") from None
-
-    slug = get("CODER_MCP_APP_STATUS_SLUG")
-    if slug is not None:
-        values["app_slug"] = _slug(name("CODER_MCP_APP_STATUS_SLUG"), slug)
-
+    values["task_id"] = environment.read("CODER_TASK_ID", _task_id, None)
+    values["app_slug"] = environment.read("CODER_MCP_APP_STATUS_SLUG", _slug, None)
     for suffix, (attribute, parser) in _TUNABLES.items():
-        variable = PREFIX + suffix
-        raw = get(variable)
-        if raw is None:
-            continue
-        try:
-            values[attribute] = parser(raw)
-        except ValueError as exc:
-            raise ConfigError(name(variable), str(exc)) from None
+        if environment.is_set(PREFIX + suffix):
+            values[attribute] = environment.read(PREFIX + suffix, parser, None)
 
-    if no_agentapi:
+    if agentapi is None:
         # There is no AgentAPI: a mode that watches one cannot work.
         if values.get("mode", "hooks") != "hooks":
             raise ConfigError(
-                name(PREFIX + "MODE"),
+                environment.name(PREFIX + "MODE"),
                 f"cannot watch AgentAPI when CODER_MCP_AI_AGENTAPI_URL is {NO_AGENTAPI!r}",
             )
         values["mode"] = "hooks"
-    warnings.extend(misspelled_variables(source))
+    warnings.extend(environment.misspelled())
     if values.get("tls_verify") is False:
         warnings.append(f"{PREFIX}TLS_VERIFY is off: the Coder server's certificate is not checked")
     if "socket_path" not in values:
-        values["socket_path"] = default_socket_path(source)
-    values.update(notify_socket=source.get("NOTIFY_SOCKET", ""), **_watchdog(source))
+        values["socket_path"] = Path(environment.default_socket_path())
+    values["notify_socket"] = environment.read("NOTIFY_SOCKET", verbatim, "")
+    values["watchdog_interval"] = _watchdog_interval(environment)
     values["warnings"] = tuple(warnings)
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
 
 
-def misspelled_variables(env: Mapping[str, str]) -> list[str]:
-    """A warning for each `CODER_TASK_AGENT_*` variable this program does not read.
-
-    A typo (`CODER_TASK_AGENT_SHUTDOWN_BUGDET`) would otherwise be ignored in silence and the
-    default used; the warning names the nearest known variable.
-    """
-    problems = []
-    for variable in sorted(env):
-        if not variable.startswith(PREFIX) or variable in KNOWN_VARIABLES:
-            continue
-        import difflib  # noqa: PLC0415 - only for a misspelling: every command reads settings
-
-        # Compared without the shared prefix, which would make every name look close.
-        candidates = {
-            known.removeprefix(PREFIX).removeprefix("CODER_"): known for known in KNOWN_VARIABLES
-        }
-        nearest = difflib.get_close_matches(
-            variable.removeprefix(PREFIX), list(candidates), n=1, cutoff=0.6
-        )
-        hint = f"; did you mean {candidates[nearest[0]]}?" if nearest else ""
-        problems.append(f"{variable} is not a setting of this program and is ignored{hint}")
-    return problems
+def _agentapi_url(raw: str) -> str | None:
+    """AgentAPI's URL, or None for `none` (there is no AgentAPI: hooks mode)."""
+    if raw.strip().lower() == NO_AGENTAPI:
+        return None
+    return _url(raw)
 
 
-def default_socket_path(env: Mapping[str, str]) -> Path:
-    """Where the report socket lives when CODER_TASK_AGENT_SOCKET is not set (see hookconfig)."""
-    return Path(_default_socket_path(env))
+def _agent_socket(raw: str) -> Path:
+    return Path(raw.strip())
 
 
-def _slug(variable: str, raw: str) -> str:
+def _task_id(raw: str) -> UUID:
+    try:
+        return UUID(raw.strip())
+    except ValueError:
+        raise ValueError("must be a UUID (the task's id)") from None
+
+
+def _slug(raw: str) -> str:
     slug = raw.strip()
     if not _SLUG.match(slug):
-        raise ConfigError(
-            variable, f"{slug!r} is not an app slug (lower-case letters, digits, single hyphens)"
+        raise ValueError(
+            f"{slug!r} is not an app slug (lower-case letters, digits, single hyphens)"
         )
     return slug
 
 
-def _url(variable: str, raw: str) -> str:
+def _url(raw: str) -> str:
     value = raw.strip()
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise ConfigError(variable, f"{value!r} is not a valid URL") from None
+        raise ValueError(f"{value!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(variable, f"{value!r} is not an http(s) URL with a host")
+        raise ValueError(f"{value!r} is not an http(s) URL with a host")
     if parts.username or parts.password:
-        raise ConfigError(variable, "must not carry credentials")
+        raise ValueError("must not carry credentials")
     if parts.query or parts.fragment:
-        raise ConfigError(variable, "must not have a query or fragment")
+        raise ValueError("must not have a query or fragment")
     return value.rstrip("/")
 
 
-def _token(env: Mapping[str, str], warnings: list[str]) -> Secret | None:
-    direct = env.get("CODER_AGENT_TOKEN", "")
-    if direct.strip():
-        return _checked_token("CODER_AGENT_TOKEN", direct)
-    path = env.get("CODER_AGENT_TOKEN_FILE", "")
-    if path.strip():
+def _token(environment: Environment, warnings: list[str]) -> Secret | None:
+    direct = environment.read("CODER_AGENT_TOKEN", _token_value, None)
+    if direct is not None:
+        return direct
+    path = environment.read("CODER_AGENT_TOKEN_FILE", verbatim, None)
+    if path is not None:
         return _token_file("CODER_AGENT_TOKEN_FILE", Path(path), warnings)
-    credentials = env.get("CREDENTIALS_DIRECTORY", "")
+    credentials = environment.read("CREDENTIALS_DIRECTORY", verbatim, "")
     if credentials:
         candidate = Path(credentials) / CREDENTIAL_NAME
         if candidate.exists():
@@ -347,7 +294,7 @@ def _token(env: Mapping[str, str], warnings: list[str]) -> Secret | None:
 def _token_file(variable: str, path: Path, warnings: list[str]) -> Secret:
     try:
         info = path.stat()
-        text = path.read_text(encoding="utf-8")
+        content = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(variable, f"token file {str(path)!r} does not exist") from None
     except PermissionError:
@@ -358,15 +305,19 @@ def _token_file(variable: str, path: Path, warnings: list[str]) -> Secret:
         ) from None
     if info.st_mode & stat.S_IROTH:
         warnings.append(f"{variable}: token file {str(path)!r} is readable by every user")
-    return _checked_token(variable, text)
+    try:
+        return _token_value(content)
+    except ValueError as exc:
+        raise ConfigError(variable, str(exc)) from None
 
 
-def _checked_token(variable: str, raw: str) -> Secret:
+def _token_value(raw: str) -> Secret:
+    """The token, checked; ValueError (never showing it) when it cannot be sent."""
     value = raw.strip()
     if not value:
-        raise ConfigError(variable, "the token is empty")
+        raise ValueError("the token is empty")
     if not _TOKEN.match(value):
-        raise ConfigError(variable, "the token has characters a header cannot carry")
+        raise ValueError("the token has characters a header cannot carry")
     return Secret(value)
 
 
@@ -391,60 +342,57 @@ def stop_hook_environment(
 ) -> tuple[dict[str, str], StopHookInputs]:
     """The stop hook's view of the environment: `ARG_*` inputs mapped onto our variables.
 
-    Returns the environment to load settings from (ours win where both are set) and the inputs
-    that have no variable of ours. Never raises: a task id that is not a UUID is dropped (and
-    reported in `problems`) so that the rest of the stop still happens.
+    `env` defaults to the process environment. Returns the environment to load settings from
+    (ours win where both are set) and the inputs that have no variable of ours. Never raises:
+    a task id that is not a UUID is dropped (and reported in `problems`) so that the rest of
+    the stop still happens.
     """
-    source = dict(os.environ if env is None else env)
-    merged = dict(source)
+    environment = Environment(env)
     problems: list[str] = []
 
     def arg(name: str) -> str:
-        return source.get(name, "").strip()
+        return environment.read(name, text, "")
 
-    task_variable = "CODER_TASK_ID" if source.get("CODER_TASK_ID", "").strip() else "ARG_TASK_ID"
-    task = source.get(task_variable, "").strip()
-    merged.pop("CODER_TASK_ID", None)
+    task_variable = "CODER_TASK_ID" if environment.is_set("CODER_TASK_ID") else "ARG_TASK_ID"
+    task = arg(task_variable)
+    mapped: dict[str, str | None] = {"CODER_TASK_ID": None}
     if task:
         try:
-            merged["CODER_TASK_ID"] = str(UUID(task))
+            mapped["CODER_TASK_ID"] = str(UUID(task))
         except ValueError:
             problems.append(f"{task_variable}: {task!r} is not a UUID; no snapshot is taken")
 
-    if not source.get("CODER_MCP_AI_AGENTAPI_URL", "").strip() and arg("ARG_AGENTAPI_PORT"):
-        port = arg("ARG_AGENTAPI_PORT")
+    port = arg("ARG_AGENTAPI_PORT")
+    if not environment.is_set("CODER_MCP_AI_AGENTAPI_URL") and port:
         if port.isascii() and port.isdigit() and 0 < int(port) < 65536:
-            merged["CODER_MCP_AI_AGENTAPI_URL"] = f"http://localhost:{int(port)}"
+            mapped["CODER_MCP_AI_AGENTAPI_URL"] = f"http://localhost:{int(port)}"
         else:
             problems.append(f"ARG_AGENTAPI_PORT: {port!r} is not a port; using 3284")
 
     module_dir = arg("ARG_MODULE_DIR_NAME")
-    home = source.get("HOME", "")
+    home = environment.read("HOME", verbatim, "")
     module_path = Path(home) / module_dir if module_dir and home else None
     pid_file = arg("ARG_PID_FILE_PATH")
     state_file = arg("ARG_STATE_FILE_PATH")
     inputs = StopHookInputs(
-        snapshot=source.get("ARG_TASK_LOG_SNAPSHOT", "true").strip() == "true",
+        # Unset or blank: the module's default, true.
+        snapshot=environment.read("ARG_TASK_LOG_SNAPSHOT", text, "true") == "true",
         state_persistence=arg("ARG_ENABLE_STATE_PERSISTENCE") == "true",
         pid_file=Path(pid_file) if pid_file else _under(module_path, "agentapi.pid"),
         state_file=Path(state_file) if state_file else _under(module_path, "agentapi-state.json"),
         problems=tuple(problems),
     )
-    return merged, inputs
+    return environment.replaced(mapped).mapping(), inputs
 
 
 def _under(directory: Path | None, name: str) -> Path | None:
     return None if directory is None else directory / name
 
 
-def _watchdog(env: Mapping[str, str]) -> dict[str, float | None]:
-    return {"watchdog_interval": _watchdog_interval(env)}
-
-
-def _watchdog_interval(env: Mapping[str, str]) -> float | None:
+def _watchdog_interval(environment: Environment) -> float | None:
     """Half the watchdog period systemd expects pings within, or None without a watchdog."""
-    usec = env.get("WATCHDOG_USEC", "")
-    pid = env.get("WATCHDOG_PID", "")
+    usec = environment.read("WATCHDOG_USEC", verbatim, "")
+    pid = environment.read("WATCHDOG_PID", verbatim, "")
     if not usec.isdigit() or int(usec) == 0:
         return None
     if pid and pid != str(os.getpid()):

@@ -31,6 +31,7 @@ SLOW_STDLIB = {"argparse", "dataclasses", "inspect", "pathlib", "typing", "uuid"
 FAST_OURS = {
     "agent",
     "agent.cli",
+    "agent.environment",
     "agent.errors",
     "agent.hookcmd",
     "agent.hookmap",

@@ -9,14 +9,13 @@ from uuid import UUID
 
 import pytest
 
+from agent.environment import Environment
 from agent.errors import ConfigError
 from agent.settings import (
     TUNABLE_VARIABLES,
     Secret,
     Settings,
-    default_socket_path,
     load_settings,
-    misspelled_variables,
     stop_hook_environment,
 )
 
@@ -201,11 +200,14 @@ def test_require_coder() -> None:
 
 
 def test_default_socket_path() -> None:
-    assert default_socket_path({"RUNTIME_DIRECTORY": "/run/a:/run/b"}) == Path("/run/a/report.sock")
-    assert default_socket_path({"XDG_RUNTIME_DIR": "/run/user/1000"}) == Path(
+    def default(env: dict[str, str]) -> Path | None:
+        return load_settings(env).socket_path
+
+    assert default({"RUNTIME_DIRECTORY": "/run/a:/run/b"}) == Path("/run/a/report.sock")
+    assert default({"XDG_RUNTIME_DIR": "/run/user/1000"}) == Path(
         "/run/user/1000/coder-task-agent/report.sock"
     )
-    assert default_socket_path({}) == Path(f"/tmp/coder-task-agent-{os.getuid()}/report.sock")
+    assert default({}) == Path(f"/tmp/coder-task-agent-{os.getuid()}/report.sock")
 
 
 def test_settings_are_frozen() -> None:
@@ -244,7 +246,7 @@ def test_misspelled_variable_is_warned_naming_the_nearest(
 
 def test_every_known_variable_is_silent() -> None:
     env = dict.fromkeys(TUNABLE_VARIABLES, "1")
-    assert misspelled_variables(env) == []
+    assert Environment(env).misspelled() == []
 
 
 @pytest.mark.parametrize(
