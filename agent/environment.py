@@ -68,6 +68,10 @@ VARIABLES = {
     # The user's session.
     "XDG_RUNTIME_DIR": "the user's runtime directory",
     "HOME": "the user's home directory",
+    # The CA conventions httpx follows (and a client of ours must follow alike). Proxies,
+    # `*_proxy` in any case, are a family rather than names: see `Environment.proxies`.
+    "SSL_CERT_FILE": "a CA bundle",
+    "SSL_CERT_DIR": "a directory of CA certificates",
     # What Coder's agentapi module hands its stop script (the stop hook's inputs).
     "ARG_TASK_ID": "the task id",
     "ARG_AGENTAPI_PORT": "AgentAPI's port",
@@ -193,6 +197,14 @@ class Environment:
             else:
                 source[variable] = value
         return Environment(source, self._flags)
+
+    def proxies(self) -> dict[str, str]:
+        """The proxy variables set, as httpx and urllib find them: `*_proxy` in any case."""
+        return {
+            name: value
+            for name, value in self._source.items()
+            if name.lower().endswith("_proxy") and value.strip()
+        }
 
     def mapping(self) -> dict[str, str]:
         """A copy of the variables (flags not applied), to build another Environment from."""

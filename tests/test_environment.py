@@ -116,3 +116,10 @@ def test_parsers_refuse_with_the_value_named() -> None:
         choice("a", "b")("c")
     with pytest.raises(ValueError, match="positive"):
         positive_seconds("inf")
+
+
+def test_proxies_are_every_proxy_variable_in_any_case() -> None:
+    environment = Environment(
+        {"HTTPS_PROXY": "http://p:3128", "no_proxy": "localhost", "ftp_proxy": " ", "PATH": "/"}
+    )
+    assert environment.proxies() == {"HTTPS_PROXY": "http://p:3128", "no_proxy": "localhost"}
