@@ -247,14 +247,22 @@ async def test_no_answer_in_time(path: Path) -> None:
 async def test_cancelled_mid_call_drops_the_connection(path: Path) -> None:
     async def handler(stream: anyio.abc.SocketStream) -> None:
         await read_exactly(stream, len(PING_CALL))
+        called.set()
         if len(connections) > 1:
             await stream.send(ANSWER)
         await anyio.sleep_forever()
 
+    called = anyio.Event()
     with anyio.fail_after(10):
         async with raw_server(path, handler) as connections, AgentSocketClient(path, 5.0) as client:
-            with anyio.move_on_after(0.1):
-                await client.ping()
+            async with anyio.create_task_group() as group:
+
+                async def cancel_once_called() -> None:
+                    await called.wait()
+                    group.cancel_scope.cancel()
+
+                group.start_soon(cancel_once_called)
+                await client.ping()  # cancelled while waiting for the answer
             await client.ping()
     assert len(connections) == 2
 

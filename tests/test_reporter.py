@@ -110,13 +110,16 @@ async def test_never_a_stale_report_after_a_newer_one() -> None:
 async def test_a_rejection_is_logged_once_and_not_retried() -> None:
     rejection = Rejected("Coder", "PATCH app-status", 'No app found with slug "x"', status=400)
     server = Server(fail=1, error=rejection)
-    reporter = Reporter(server.send, FAST)
+    clock = ManualClock()
+    reporter = Reporter(server.send, FAST, clock=clock)
     with capture_logs() as logs, anyio.fail_after(5):
         async with anyio.create_task_group() as group:
             group.start_soon(reporter.run)
             reporter.want(WORKING)
             await settle(reporter)
-            await anyio.sleep(0.02)
+            await anyio.wait_all_tasks_blocked()
+            # A retry would be waiting for its backoff on the clock: nothing waits.
+            assert clock.sleepers == 0
             assert server.attempts == [WORKING]
             reporter.want(IDLE)  # a different report is tried afresh
             await settle(reporter)

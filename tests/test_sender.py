@@ -7,7 +7,7 @@ the agent-socket stand-in served from the test's event loop.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -91,20 +91,45 @@ async def setup(
 ) -> AsyncIterator[tuple[Agent, StatusSender, Http]]:
     path = tmp_path / "coder-agent.sock"
     http = Http()
+    clock = clock or ManualClock()
     with anyio.fail_after(20):
         async with (
             anyio.create_task_group() as group,
-            AgentSocketClient(path, timeout) as client,
+            # One clock for the sender and its socket client: a call times out only when the
+            # test moves the clock (see `out_of_time`).
+            AgentSocketClient(path, timeout, clock=clock) as client,
         ):
             sender = StatusSender(
                 mode,
                 "agent",
                 socket=None if mode == "http" else client,
                 http=http.send,
-                clock=clock or ManualClock(),
+                clock=clock,
             )
             yield Agent(path, group), sender, http
             group.cancel_scope.cancel()
+
+
+async def out_of_time(clock: ManualClock, call: Awaitable[None]) -> Exception | None:
+    """Run `call` until it waits for an answer that does not come, then move the clock past
+    its deadline; what it raised, or None."""
+    raised: list[Exception | None] = []
+
+    async def run() -> None:
+        try:
+            await call
+        except Exception as exc:
+            raised.append(exc)
+        else:
+            raised.append(None)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        await wait_until(lambda: clock.deadlines > 0)
+        await anyio.wait_all_tasks_blocked()
+        assert raised == [], "the call waits for its answer until the clock moves"
+        await clock.advance_to_next()
+    return raised[0]
 
 
 def wire(status: AppStatus) -> tuple[str, str, str]:
@@ -206,11 +231,13 @@ async def test_a_drop_mid_call_is_try_again_then_the_socket_is_asked_again(
 
 
 async def test_a_slow_answer_times_out(tmp_path: Path) -> None:
-    async with setup(tmp_path, timeout=0.3) as (agent, sender, http):
+    clock = ManualClock()
+    async with setup(tmp_path, timeout=0.3, clock=clock) as (agent, sender, http):
         standin = await agent.start()
-        standin.faults.append(SocketFault("slow", delay=30.0))
-        with pytest.raises(TransportError, match="no answer within"):
-            await sender(WORKING)
+        standin.faults.append(SocketFault("slow", delay=3600.0))
+        raised = await out_of_time(clock, sender(WORKING))
+        assert isinstance(raised, TransportError)
+        assert "no answer within 0.3 s" in str(raised)
         await sender(IDLE)  # a fresh connection; the stand-in answers Ping at once
         assert agent.sent() == [wire(IDLE)]
     assert http.sent == []
@@ -258,12 +285,12 @@ async def test_a_socket_that_does_not_answer_is_asked_again_only_later(tmp_path:
                 await listener.serve(hang)
 
         await agent.group.start(serve)
-        await sender(WORKING)  # Ping times out: HTTP
+        assert await out_of_time(clock, sender(WORKING)) is None  # Ping times out: HTTP
         await sender(IDLE)  # within the minute: HTTP without asking
         assert len(accepted) == 1
         clock.advance(61)
-        await sender(COMPLETE)  # asked again (and again no answer)
-        await wait_until(lambda: len(accepted) == 2)
+        assert await out_of_time(clock, sender(COMPLETE)) is None  # asked again, no answer
+        assert len(accepted) == 2
     assert http.sent == [WORKING, IDLE, COMPLETE]
 
 
