@@ -15,14 +15,20 @@ from it without fetching the whole history again.
 
 A reconnect replays the whole history; `begin_replay`/`end_replay` build the new picture aside
 and swap it in only once complete, so a stream that dies mid-replay leaves the old one intact.
+
+`snapshot()` is the snapshot body of the mirrored messages, built at most once per change of
+them: the stop path then uploads bytes that are ready (building ten long messages costs
+milliseconds), and the daemon builds them while nothing happens (`on_change` tells it when to).
+Every change of the mirrored messages moves `version`, so a body built before a change is never
+taken for the current one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from agent.agentapi import Message
-from agent.snapshot import ROLES, utf8_len
+from agent.snapshot import ROLES, Snapshot, build_snapshot, utf8_len
 
 # 256 Ki characters: at least 256 KiB of UTF-8, four times what a whole snapshot may hold.
 MIRROR_MAX_CHARS = 256 * 1024
@@ -37,12 +43,37 @@ class MirroredMessage(Message):
 class Mirror:
     """The `keep` newest messages by id."""
 
-    def __init__(self, keep: int = 10, max_chars: int = MIRROR_MAX_CHARS) -> None:
+    def __init__(
+        self,
+        keep: int = 10,
+        max_chars: int = MIRROR_MAX_CHARS,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self._keep = keep
         self._max_chars = max_chars
+        self._on_change = on_change
         self._live: dict[int, Message] = {}
         self._staging: dict[int, Message] | None = None
         self._current = False
+        self._version = 0
+        # The snapshot of `_live` as it was at `_built[0]` (a version).
+        self._built: tuple[int, Snapshot | None] | None = None
+
+    @property
+    def version(self) -> int:
+        """Moves on every change of the mirrored messages (a replay in progress is not one)."""
+        return self._version
+
+    @property
+    def snapshot_ready(self) -> bool:
+        """True when `snapshot()` would not build: the body of the current messages is kept."""
+        return self._built is not None and self._built[0] == self._version
+
+    def snapshot(self) -> Snapshot | None:
+        """The snapshot of the mirrored messages (None without any); built once per version."""
+        if self._built is None or self._built[0] != self._version:
+            self._built = (self._version, build_snapshot(self.messages()))
+        return self._built[1]
 
     @property
     def current(self) -> bool:
@@ -55,8 +86,10 @@ class Mirror:
 
     def update(self, message: Message) -> None:
         """Add a message or rewrite it in place."""
-        target = self._live if self._staging is None else self._staging
-        self._put(target, message)
+        if self._staging is not None:
+            self._put(self._staging, message)
+        elif self._put(self._live, message):
+            self._changed()
 
     def replace_all(self, messages: Iterable[Message]) -> None:
         """Replace the mirror with a fresh history (a `/messages` answer)."""
@@ -66,6 +99,7 @@ class Mirror:
         self._live = fresh
         self._staging = None
         self._current = False  # a fetched history is current only at the instant it was read
+        self._changed()
 
     def begin_replay(self) -> None:
         """A reconnect starts: collect the replayed history aside."""
@@ -78,6 +112,7 @@ class Mirror:
             self._live = self._staging
             self._staging = None
             self._current = True
+            self._changed()
 
     def messages(self) -> list[Message]:
         """The mirrored messages, oldest first."""
@@ -86,9 +121,15 @@ class Mirror:
     def __len__(self) -> int:
         return len(self._live)
 
-    def _put(self, target: dict[int, Message], message: Message) -> None:
+    def _changed(self) -> None:
+        self._version += 1
+        if self._on_change is not None:
+            self._on_change()
+
+    def _put(self, target: dict[int, Message], message: Message) -> bool:
+        """Put `message` in `target`; False when it is left out (and `target` unchanged)."""
         if message.role not in ROLES:
-            return  # never in a snapshot: it must not push a message that is out of the ten
+            return False  # never in a snapshot: it must not push a message out of the ten
         if len(message.content) > self._max_chars:
             content = message.content
             keep = self._max_chars
@@ -103,6 +144,7 @@ class Mirror:
         if message.id not in target and len(target) >= self._keep:
             oldest = min(target)
             if message.id < oldest:
-                return
+                return False
             del target[oldest]
         target[message.id] = message
+        return True

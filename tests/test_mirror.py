@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.agentapi import Message
 from agent.mirror import Mirror, MirroredMessage
@@ -107,3 +108,80 @@ def test_a_long_message_keeps_its_dropped_count() -> None:
     assert len(kept.content) == 70_000
     assert kept.cut_bytes == 2 * (100_007 - 70_000)  # the dropped "é"s, two bytes each
     assert build_snapshot([kept]) == build_snapshot([whole])
+
+
+def test_the_version_moves_only_when_the_mirrored_messages_change() -> None:
+    changes: list[int] = []
+    mirror = Mirror(keep=2, on_change=lambda: changes.append(mirror.version))
+    mirror.update(msg(5, "a"))
+    mirror.update(msg(5, "a grew"))  # rewritten in place: a change
+    mirror.update(msg(6, "b"))
+    assert changes == [1, 2, 3]
+    mirror.update(msg(1, "older than the two kept"))
+    mirror.update(msg(7, "c", "system"))  # never mirrored
+    mirror.begin_replay()
+    mirror.update(msg(0, "replayed"))  # aside until the replay is complete
+    mirror.mark_stale()
+    assert changes == [1, 2, 3]
+    mirror.end_replay()
+    mirror.replace_all([msg(0, "fetched")])
+    assert changes == [1, 2, 3, 4, 5]
+
+
+def test_the_snapshot_is_built_once_per_change() -> None:
+    mirror = Mirror()
+    assert not mirror.snapshot_ready
+    assert mirror.snapshot() is None  # nothing mirrored: nothing to upload
+    mirror.update(msg(0, "hello"))
+    assert not mirror.snapshot_ready
+    first = mirror.snapshot()
+    assert first == build_snapshot([msg(0, "hello")])
+    assert mirror.snapshot_ready
+    assert mirror.snapshot() is first, "kept, not built again"
+    mirror.update(msg(0, "hello again"))
+    assert not mirror.snapshot_ready
+    assert mirror.snapshot() == build_snapshot([msg(0, "hello again")])
+
+
+# One step of a mirror's life: ("update", id, role, text), ("fetch", [(id, role, text)...]),
+# ("begin",), ("end",), ("stale",) or ("snapshot",) (the daemon building the body ahead).
+STEP_IDS = st.integers(min_value=0, max_value=14)
+STEP_ROLES = st.sampled_from(["agent", "user", "system"])
+STEP_TEXTS = st.sampled_from(["", "a", "b" * 70_000, '"\\\x01' * 9_000, "漢字👍"])
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("update"), STEP_IDS, STEP_ROLES, STEP_TEXTS),
+        st.tuples(
+            st.just("fetch"), st.lists(st.tuples(STEP_IDS, STEP_ROLES, STEP_TEXTS), max_size=12)
+        ),
+        st.tuples(st.sampled_from(["begin", "end", "stale", "snapshot", "snapshot"])),
+    ),
+    max_size=40,
+)
+
+
+@given(STEPS)
+@settings(SETTINGS, max_examples=80)
+def test_the_kept_snapshot_is_always_the_snapshot_of_the_mirror(
+    steps: list[tuple[object, ...]],
+) -> None:
+    # Whenever the body was built ahead and whatever changed since, what `snapshot()` hands the
+    # stop path is the body of the messages mirrored at that moment: never a stale one.
+    mirror = Mirror(keep=10, max_chars=100_000)
+    for step in steps:
+        match step:
+            case ("update", int(id_), str(role), str(text)):
+                mirror.update(msg(id_, text, role))
+            case ("fetch", list(items)):
+                mirror.replace_all(msg(i, t, r) for i, r, t in items)
+            case ("begin",):
+                mirror.begin_replay()
+            case ("end",):
+                mirror.end_replay()
+            case ("stale",):
+                mirror.mark_stale()
+            case _:
+                mirror.snapshot()
+        if mirror.snapshot_ready:
+            assert mirror.snapshot() == build_snapshot(mirror.messages())
+    assert mirror.snapshot() == build_snapshot(mirror.messages())
