@@ -3,18 +3,27 @@
 The daemon orchestrates: it owns the lifecycle, the supervision of its tasks and the stop path,
 and it is where observations meet the rules. One task group holds the tasks: the AgentAPI
 watcher (`agent.watchers`: the `/events` stream, or polling, feeding observations back here), the
-debounce ticker, the status reporter, the report socket and the systemd watchdog. Every read of
-the time and every wait goes through one injected `Clock`, so tests drive it by hand. A signal task
-outside that group turns the first SIGTERM/SIGINT into cancellation of the watchers; the stop
-path then runs in its own scope under one deadline (the shutdown budget), and a second signal
-cancels that scope too ("hurry": the upload is abandoned). SIGHUP is logged and ignored: the
-configuration is read once at start, so a restart is the way to change it.
+debounce ticker, the status reporter, the report socket, the systemd watchdog and the task that
+keeps the snapshot body ready. Every read of the time and every wait goes through one injected
+`Clock`, so tests drive it by hand. A signal task outside that group turns the first
+SIGTERM/SIGINT into the stop path, which runs in its own scope under one deadline (the shutdown
+budget); a second signal cancels that scope too ("hurry": the upload is abandoned). SIGHUP is
+logged and ignored: the configuration is read once at start, so a restart is the way to change
+it.
 
 The stop path uploads straight from the live mirror when the `/events` stream was connected and
 replayed at the moment of the stop (the mirror then *is* the fresh state, and re-fetching a
 history of megabytes only delays the upload); otherwise it fetches `/messages` with its own call
 and keeps the mirror as the fallback when AgentAPI does not answer in time. `snapshot` run beside
 the daemon asks it (over the report socket) to do the same upload at once (`snapshot_now`).
+
+The stop path is the measure of this daemon (SIGTERM to snapshot stored, issue 14), so what can
+be done before the signal is: the mirror's snapshot body is built once the mirror has been quiet
+for `PREPARE_AFTER` (nothing is built while nothing changes), and what the signal captures is
+that body as it is at that instant. The watchers are torn down (the stream, the report socket,
+the reporter: a millisecond or two of unwinding on the one event loop) only once the upload's
+first attempt has ended, or `TEARDOWN_GRACE` after the signal when it hangs, so that they do not
+delay the request; the final status is flushed after that, within the same deadline.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import anyio.abc
 import structlog
 
 from agent import earlystop, laststate
-from agent.agentapi import AgentAPIClient
+from agent.agentapi import AgentAPIClient, Message
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder import CoderClient
 from agent.control import SocketInUse, check_socket_free, serve_reports
@@ -41,11 +50,20 @@ from agent.sdnotify import Notifier
 from agent.sender import StatusSender, open_sender
 from agent.settings import Settings
 from agent.shutdown import Outcome, save_snapshot
+from agent.snapshot import Snapshot
 from agent.status import ExplicitReport, Observation, RulesState, Tick, next_deadline, step
 from agent.transport import agentapi_http, coder_http
 from agent.watchers import watcher_for
 
 log = structlog.get_logger("agent.daemon")
+
+# Seconds the mirror must stay unchanged before its snapshot body is built ahead of a stop:
+# AgentAPI sends an update for every change of the screen while the agent writes (several a
+# second), so a pause this long means the agent stopped writing; a build costs at most a few ms.
+PREPARE_AFTER = 0.1
+# Seconds the watchers keep running after the stop signal while the upload's first attempt has
+# neither ended nor failed (a hung connect): then they are torn down beside it all the same.
+TEARDOWN_GRACE = 0.1
 
 
 class Daemon:
@@ -67,7 +85,8 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.rules = RulesState()
-        self.mirror = Mirror()
+        self._mirror_changed = anyio.Event()
+        self.mirror = Mirror(on_change=self._on_mirror_change)
         # The status transport (agent socket or HTTP); plain HTTP when none is given.
         self.sender = sender or StatusSender("http", None, socket=None, http=coder.patch_app_status)
         self.reporter = Reporter(self.sender, on_delivered=self._show_status, clock=clock)
@@ -81,7 +100,12 @@ class Daemon:
         self._stop_scope = anyio.CancelScope()
         self.ready = anyio.Event()
         self._outcome: Outcome | None = None
-        self._live_at_stop = False
+        self._stop_requested = anyio.Event()
+        self._watchers_down = anyio.Event()
+        # What the stop signal captured: the mirror's snapshot when the stream was current
+        # (uploaded as it was at that instant), and its messages (the fallback of a fetch).
+        self._live_at_stop: Snapshot | None = None
+        self._mirrored_at_stop: list[Message] | None = None
 
     # -- observations -------------------------------------------------------------------------
 
@@ -123,8 +147,8 @@ class Daemon:
             if handle_signals:
                 # Handlers first: a SIGTERM during start-up must take the stop path too.
                 await outer.start(self._signals)
-            with self._watch_scope:
-                await self._watch_all()
+            outer.start_soon(self._watch)
+            await self._stop_requested.wait()
             with self._stop_scope:
                 await self._stop()
             outer.cancel_scope.cancel()
@@ -146,11 +170,17 @@ class Daemon:
 
     def request_stop(self, reason: str = "requested") -> None:
         """First call: stop watching and save the snapshot. Second call: hurry, abandon it."""
-        if not self._watch_scope.cancel_called:
+        if not self._stop_requested.is_set():
+            # Captured now: the snapshot is the mirror at the signal (the watchers run on for a
+            # moment), and live only when the stream was current (its end makes it stale).
+            if len(self.mirror):
+                self._mirrored_at_stop = self.mirror.messages()
+                if self.mirror.current:
+                    self._live_at_stop = self.mirror.snapshot()
+            self._stop_requested.set()
+            if not self.ready.is_set():
+                self._watch_scope.cancel()  # still starting: nothing to hold the upload up
             log.info("stop_requested", reason=reason)
-            # Judged now: cancelling the watchers ends the stream, which then is no longer live.
-            self._live_at_stop = self.mirror.current
-            self._watch_scope.cancel()
         else:
             log.warning("stop_hurried", reason=reason)
             self._stop_scope.cancel()
@@ -170,6 +200,13 @@ class Daemon:
                     log.info("signal_ignored", signal=name, reason="restart to reload settings")
                 else:
                     self.request_stop(name)
+
+    async def _watch(self) -> None:
+        try:
+            with self._watch_scope:
+                await self._watch_all()
+        finally:
+            self._watchers_down.set()
 
     async def _watch_all(self) -> None:
         async with anyio.create_task_group() as group:
@@ -202,6 +239,9 @@ class Daemon:
             group.start_soon(self._supervised, self._ticker)
             group.start_soon(self._supervised, self._watchdog)
             hooks_only = self.settings.mode == "hooks"
+            if self.settings.mode == "events" and self.settings.task_id is not None:
+                # Only a current stream's mirror is uploaded as it is (polling fetches at stop).
+                group.start_soon(self._supervised, self._prepare_snapshot)
             if not hooks_only:
                 watcher = watcher_for(self.settings, self.agentapi, self, self.mirror, self.clock)
                 group.start_soon(self._supervised, watcher.run)
@@ -237,14 +277,32 @@ class Daemon:
                 return
 
     async def _stop(self) -> Outcome:
-        self.notifier.notify(STOPPING="1", STATUS="stopping: saving the conversation")
         deadline = self.clock.now() + self.settings.shutdown_budget
+        attempted = anyio.Event()
         async with anyio.create_task_group() as group:
-            if self.reporting and self.reporter.pending is not None:
-                group.start_soon(self._flush_reports, deadline)
-            outcome = await self._save_snapshot(deadline, live=self._live_at_stop)
+            # Runs once the upload waits on the network: nothing else goes before it.
+            group.start_soon(self._wind_down, attempted, deadline)
+            outcome = await self._save_snapshot(
+                deadline,
+                live=self._live_at_stop,
+                fallback=self._mirrored_at_stop,
+                attempted=attempted,
+            )
             self._outcome = outcome
         return outcome
+
+    async def _wind_down(self, attempted: anyio.Event, deadline: float) -> None:
+        """Beside the upload: tell systemd, tear the watchers down, flush the final status.
+
+        The watchers go once the upload's first attempt is over (or TEARDOWN_GRACE after the
+        signal when it hangs): their unwinding would otherwise delay the request on the one
+        event loop. The flush waits for the reporter's own task to end: one send at a time.
+        """
+        self.notifier.notify(STOPPING="1", STATUS="stopping: saving the conversation")
+        await self.clock.wait(attempted, TEARDOWN_GRACE)
+        self._watch_scope.cancel()
+        if self.reporting:
+            await self._flush_reports(deadline)
 
     async def snapshot_now(self) -> tuple[str, int]:
         """`snapshot` run beside the daemon: the stop path's upload now; watching goes on.
@@ -252,49 +310,62 @@ class Daemon:
         Returns the outcome's word and exit code for the report socket's answer.
         """
         deadline = self.clock.now() + self.settings.shutdown_budget
-        outcome = await self._save_snapshot(deadline, live=self.mirror.current)
+        mirrored = len(self.mirror) > 0
+        outcome = await self._save_snapshot(
+            deadline,
+            live=self.mirror.snapshot() if mirrored and self.mirror.current else None,
+            fallback=self.mirror.messages() if mirrored else None,
+        )
         return outcome.value, int(outcome.exit_code)
 
-    async def _save_snapshot(self, deadline: float, *, live: bool) -> Outcome:
-        """Upload from the live mirror when the event stream is current; else fetch first.
+    async def _save_snapshot(
+        self,
+        deadline: float,
+        *,
+        live: Snapshot | None,
+        fallback: list[Message] | None,
+        attempted: anyio.Event | None = None,
+    ) -> Outcome:
+        """Upload the live mirror's snapshot when the event stream is current; else fetch first.
 
         A connected, replayed `/events` stream makes the mirror the fresh state: re-fetching the
-        whole history (megabytes) would only make the stop slower. The mirror stays the
-        fallback when the fetch fails.
+        whole history (megabytes) would only make the stop slower. The mirror's messages stay
+        the fallback when the fetch fails.
         """
         if self.settings.mode == "hooks":
             log.info("snapshot_skipped", reason="there is no AgentAPI (hooks mode) to read it from")
             return Outcome.SKIPPED
-        messages = self.mirror.messages() if len(self.mirror) else None
         return await save_snapshot(
             task_id=self.settings.task_id,
             agentapi=self.agentapi,
             coder=self.coder,
             deadline=deadline,
             fetch_timeout=self.settings.stop_fetch_timeout,
-            live=messages if live else None,
-            fallback=messages,
+            live=live,
+            fallback=fallback,
             clock=self.clock,
+            attempted=attempted,
         )
 
     async def _flush_reports(self, deadline: float) -> None:
         """Confirm the final status within the budget; never fails the stop path.
 
-        Pending includes a status whose send was cut off in flight by the stop (its outcome is
-        unknown), so a PATCH in flight at SIGTERM is sent again here rather than trusted.
+        Runs once the watchers are down, so the reporter's own task no longer sends. Pending
+        includes a status whose send was cut off in flight by that teardown (its outcome is
+        unknown), so such a PATCH is sent again here rather than trusted.
         """
         try:
             with self.clock.move_on_after(deadline - self.clock.now()):
+                await self._watchers_down.wait()
                 if await self.reporter.flush(deadline):
                     return
         except Exception:  # the snapshot beside this must be saved whatever a report does
             log.exception("status_flush_failed")
         pending = self.reporter.pending
-        log.warning(
-            "status_not_delivered_at_stop",
-            state=pending.state.value if pending else None,
-            message=pending.message if pending else None,
-        )
+        if pending is not None:
+            log.warning(
+                "status_not_delivered_at_stop", state=pending.state.value, message=pending.message
+            )
 
     # -- what the watchers tell (agent.watchers.Observer) ---------------------------------------
 
@@ -314,6 +385,28 @@ class Daemon:
             self._agentapi_failing = False
             log.info("agentapi_recovered")
             self.notifier.notify(STATUS=self._status_text())
+
+    # -- the snapshot body, kept ready ----------------------------------------------------------
+
+    def _on_mirror_change(self) -> None:
+        self._mirror_changed.set()
+
+    async def _prepare_snapshot(self) -> None:
+        """Build the mirror's snapshot body once the mirror has been quiet for PREPARE_AFTER.
+
+        Waits without a timer while the body is ready (or the stream is down: the stop path
+        then fetches), and wakes at most once per PREPARE_AFTER while the mirror changes: no CPU
+        while nothing happens, little while the agent writes.
+        """
+        while True:
+            self._mirror_changed = anyio.Event()
+            if self.mirror.snapshot_ready or not self.mirror.current:
+                await self._mirror_changed.wait()
+                continue
+            version = self.mirror.version
+            await self.clock.sleep(PREPARE_AFTER)
+            if self.mirror.version == version:
+                self.mirror.snapshot()
 
     # -- timers -------------------------------------------------------------------------------
 

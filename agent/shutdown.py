@@ -2,10 +2,10 @@
 
 Shared by the daemon's SIGTERM handling, the stop hook, and the one-shot hook (`python -m agent
 snapshot`) when it cannot take its standard-library path (`agent.plainsnapshot`). It
-depends on nothing but its arguments. The daemon passes its mirror as `live` when the event
-stream was connected and current (then nothing is fetched: the upload starts at once), and as
-the fallback otherwise, so a dead or blocked AgentAPI at stop still leaves the newest messages
-saved.
+depends on nothing but its arguments. The daemon passes its mirror's snapshot as `live` when the
+event stream was connected and current (then nothing is fetched or built: the upload starts at
+once), and the mirror's messages as the fallback otherwise, so a dead or blocked AgentAPI at
+stop still leaves the newest messages saved.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
+import anyio
 import structlog
 
 from agent import stoppath
@@ -57,28 +58,64 @@ async def save_snapshot(
     deadline: float,
     fetch_timeout: float,
     fallback: Sequence[Message] | None = None,
-    live: Sequence[Message] | None = None,
+    live: Sequence[Message] | Snapshot | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    attempted: anyio.Event | None = None,
 ) -> Outcome:
     """Fetch, build and upload the task's log snapshot before `deadline` (on `clock`).
 
     `live`: messages known to be current (a connected event stream's mirror, or what the stop
-    hook read before anything else): uploaded without fetching. Never raises for a remote
-    failure: every ending is an Outcome, logged once (the steps and lines are
-    `agent.stoppath`'s, shared with the standard-library one-shot path).
+    hook read before anything else), or their snapshot already built: uploaded without
+    fetching. `attempted` is set once the first upload attempt has ended, whatever its outcome,
+    or when there is nothing to upload (the daemon tears its watchers down then, rather than
+    while the upload is being sent). Never raises for a remote failure: every ending is an
+    Outcome, logged once (the steps and lines are `agent.stoppath`'s, shared with the
+    standard-library one-shot path).
     """
+    try:
+        return await _save(
+            task_id=task_id,
+            agentapi=agentapi,
+            coder=coder,
+            deadline=deadline,
+            fetch_timeout=fetch_timeout,
+            fallback=fallback,
+            live=live,
+            clock=clock,
+            attempted=attempted,
+        )
+    finally:
+        if attempted is not None:
+            attempted.set()
+
+
+async def _save(
+    *,
+    task_id: UUID | None,
+    agentapi: AgentAPIClient,
+    coder: CoderClient,
+    deadline: float,
+    fetch_timeout: float,
+    fallback: Sequence[Message] | None,
+    live: Sequence[Message] | Snapshot | None,
+    clock: Clock,
+    attempted: anyio.Event | None,
+) -> Outcome:
     if task_id is None:
         return stoppath.no_task(log)
     stoppath.started(log, deadline - clock.now(), client="httpx")
-    if live is not None:
-        messages: Sequence[Message] | None = live
-        log.debug("snapshot_from_live_mirror", count=len(live))
+    if isinstance(live, Snapshot):
+        snapshot: Snapshot | Outcome = live
     else:
-        within = stoppath.fetch_window(fetch_timeout, deadline - clock.now())
-        messages = await fetch_messages(agentapi, within, fallback, clock)
-    if messages is None:
-        return stoppath.no_conversation(log)
-    snapshot = stoppath.build(log, messages)
+        if live is not None:
+            messages: Sequence[Message] | None = live
+            log.debug("snapshot_from_live_mirror", count=len(live))
+        else:
+            within = stoppath.fetch_window(fetch_timeout, deadline - clock.now())
+            messages = await fetch_messages(agentapi, within, fallback, clock)
+        if messages is None:
+            return stoppath.no_conversation(log)
+        snapshot = stoppath.build(log, messages)
     if not isinstance(snapshot, Snapshot):
         return snapshot
     body = snapshot.body
@@ -87,6 +124,8 @@ async def save_snapshot(
     def on_retry(exc: RemoteError, wait: float) -> None:
         nonlocal retries
         retries += 1
+        if attempted is not None:
+            attempted.set()
         stoppath.retrying(log, exc, wait, retries)
 
     try:

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
 from agent.coder import CoderClient
-from agent.daemon import Daemon
+from agent.daemon import TEARDOWN_GRACE, Daemon
 from agent.models import AppState, AppStatus
 from agent.settings import Secret, Settings
 from agent.shutdown import Outcome
@@ -508,3 +508,95 @@ async def test_an_explicit_complete_survives_a_crash_and_restart(settings: Setti
         await wait_until(lambda: not saved.exists())
         assert await stop(second) == 0
     assert second.coder.statuses[0]["uri"] == "https://git.example/pr/12"
+
+
+class GatedCoder(FakeCoder):
+    """Notes what was still up when a snapshot upload arrived; holds it while `gate` is closed.
+
+    `gate` is an anyio.Event the test sets to let held uploads be answered; its client allows
+    a call a long time, so that only the stop path's own waits (on the manual clock) matter.
+    """
+
+    def __init__(self, agentapi: FakeAgentAPI, socket_path: Path) -> None:
+        super().__init__()
+        self.agentapi = agentapi
+        self.socket_path = socket_path
+        self.gate: anyio.Event | None = None
+        # (event stream subscribers, report socket present) when each upload arrived
+        self.at_upload: list[tuple[int, bool]] = []
+
+    def client(self) -> httpx.AsyncClient:
+        client = super().client()
+        client.timeout = httpx.Timeout(60.0)
+        return client
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.at_upload.append((self.agentapi.subscribers, self.socket_path.exists()))
+            if self.gate is not None:
+                await self.gate.wait()
+        return await super().handle(request)
+
+
+async def test_the_upload_goes_before_the_watchers_are_torn_down(settings: Settings) -> None:
+    # Their unwinding (the stream, the socket, the reporter) runs on the same event loop: it
+    # must not come between the signal and the request.
+    assert settings.socket_path is not None
+    agentapi = FakeAgentAPI()
+    coder = GatedCoder(agentapi, settings.socket_path)
+    clock = ManualClock()
+    async with running(settings, agentapi=agentapi, coder=coder, clock=clock) as handle:
+        await wait_until(lambda: handle.daemon.mirror.current and handle.states() == ["idle"])
+        assert await stop_on(clock, handle) == 0
+    assert coder.at_upload == [(1, True)], "the stream and the socket were still up"
+    assert agentapi.subscribers == 0
+    assert not settings.socket_path.exists()
+    assert len(coder.snapshots) == 1
+
+
+async def test_a_hanging_upload_holds_the_watchers_only_for_the_grace(settings: Settings) -> None:
+    socket_path = settings.socket_path
+    assert socket_path is not None
+    agentapi = FakeAgentAPI()
+    coder = GatedCoder(agentapi, socket_path)
+    coder.gate = anyio.Event()
+    clock = ManualClock()
+    settings = replace(settings, shutdown_budget=30.0)
+    async with running(settings, agentapi=agentapi, coder=coder, clock=clock) as handle:
+        await wait_until(lambda: handle.daemon.mirror.current and handle.states() == ["idle"])
+        handle.daemon.request_stop("first")
+        await wait_until(lambda: len(coder.at_upload) == 1)
+        # Still watching: a report sent now is taken and delivered like any other.
+        done = AppStatus(AppState.COMPLETE, "Saved")
+        assert await send_to_daemon(socket_path, done) == {"ok": True}
+        await wait_until(lambda: handle.states() == ["idle", "complete"])
+        assert agentapi.subscribers == 1
+        # The grace passes on the clock with the upload still unanswered: torn down beside it.
+        clock.advance(TEARDOWN_GRACE)
+        await wait_until(lambda: agentapi.subscribers == 0 and not socket_path.exists())
+        assert handle.exit_code is None, "the upload still goes on"
+        handle.daemon.request_stop("second")
+        await wait_until(lambda: handle.exit_code is not None)
+    assert handle.exit_code == Outcome.INTERRUPTED.exit_code
+    assert coder.snapshots == []
+
+
+async def test_the_snapshot_is_the_mirror_at_the_signal(settings: Settings) -> None:
+    clock = ManualClock()
+    async with running(settings, clock=clock) as handle:
+        mirror = handle.daemon.mirror
+        await wait_until(lambda: mirror.current and handle.states() == ["idle"])
+        # The body is built ahead once the mirror has been quiet...
+        await drive(clock, lambda: mirror.snapshot_ready)
+        # ...and not taken for the current one after a change.
+        await handle.agentapi.put_message("user", "said just before the stop")
+        await wait_until(lambda: len(mirror) == 2)
+        assert not mirror.snapshot_ready
+        handle.daemon.request_stop("test")
+        # Applied by the watchers after the signal (they run on while the upload is sent):
+        # not part of the snapshot, which is the mirror as it was at the signal.
+        await handle.agentapi.put_message("agent", "said after the stop")
+        assert await exited_on(clock, handle) == 0
+    body = json.loads(handle.coder.snapshots[0])
+    assert [m["content"] for m in body["messages"]] == ["Welcome", "said just before the stop"]
+    assert "GET /messages" not in handle.agentapi.requests
