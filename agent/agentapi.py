@@ -36,22 +36,22 @@ from pydantic import (
 
 from agent._http import overall_deadline, request, status_error, transport_error
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.conversation import check_time, normalise_role, read_history
+from agent.conversation import (
+    BUSY_PHRASE,
+    MAX_MESSAGES_BYTES,
+    check_time,
+    normalise_role,
+    read_history,
+)
 from agent.errors import BadResponse, RemoteError, TransportError
 from agent.models import AgentStatus
 
 log = structlog.get_logger("agent.agentapi")
 
 SERVICE = "AgentAPI"
-# The phrase AgentAPI puts in its 500 answer to a message sent while the agent is running.
-_BUSY_PHRASE = "message can only be sent when the agent is waiting for user input"
 # A single event larger than this is skipped: it is garbage or an attack, not a message
 # (real messages are terminal text, at most a few MB).
 MAX_EVENT_BYTES = 64 * 1024 * 1024
-# The largest `/messages` answer read: histories are terminal text, megabytes for a long session;
-# past this the answer is refused (the stop path then falls back to the mirror) rather than
-# parsed into several times its size in memory.
-MAX_MESSAGES_BYTES = 128 * 1024 * 1024
 # `/status` and `/message` answer a few hundred bytes.
 MAX_SMALL_BODY = 1024 * 1024
 
@@ -302,7 +302,7 @@ def _transport_error(exc: httpx.HTTPError, what: str) -> TransportError:
 
 
 def _status_error(response: httpx.Response, what: str) -> RemoteError:
-    return status_error(SERVICE, what, response, busy_phrase=_BUSY_PHRASE)
+    return status_error(SERVICE, what, response, busy_phrase=BUSY_PHRASE)
 
 
 def _parse(model: type[M], response: httpx.Response, what: str) -> M:

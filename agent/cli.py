@@ -2,7 +2,8 @@
 
 Commands import only what their own path needs. `report` and `snapshot` run from agent hooks
 at every step and every stop: handed to a running daemon they import the standard library only
-(`agent.reportclient`); the direct paths (no daemon) import httpx and the rest only then.
+(`agent.reportclient`); so does `snapshot` without a daemon (`agent.plainsnapshot`) unless a
+proxy is configured; the direct `report` path imports httpx and the rest only then.
 `tests/test_import_discipline.py` holds every entry path to this.
 The local stand-ins and the demo are not part of the product: they are `coder-task-agent-dev`
 (devkit/ in the repository).
@@ -295,6 +296,13 @@ def _snapshot(hook_settings: Settings | HookSettings) -> int:
         return code
     settings = reportclient.full_settings(hook_settings)
     settings.require_coder()
+    # No daemon: the standard library's path when it applies (no proxy configured...), else
+    # httpx's. Both behave alike (agent.plainsnapshot says why two, and when which).
+    from agent import plainsnapshot  # noqa: PLC0415
+
+    plain = plainsnapshot.snapshot_once(settings)
+    if plain is not None:
+        return plain
 
     import anyio  # noqa: PLC0415
 

@@ -21,9 +21,11 @@ from agent._http import MAX_ERROR_BODY, overall_deadline, request, status_error
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import Rejected
 from agent.models import AppStatus, shorten
+from agent.plainhttp import SNAPSHOT_QUERY, TOKEN_HEADER, snapshot_route
+
+__all__ = ["SERVICE", "TOKEN_HEADER", "CoderClient"]
 
 SERVICE = "Coder"
-TOKEN_HEADER = "Coder-Session-Token"  # noqa: S105 - a header name, not a secret
 
 
 class CoderClient:
@@ -63,10 +65,10 @@ class CoderClient:
         """POST the snapshot body. Raises Unsupported (404), Rejected or TryAgain."""
         await self._send(
             "POST",
-            f"/api/v2/workspaceagents/me/tasks/{task_id}/log-snapshot",
+            snapshot_route(task_id),
             "POST log-snapshot",
             body,
-            params={"format": "agentapi"},
+            params=SNAPSHOT_QUERY,
             not_found_unsupported=True,
         )
 

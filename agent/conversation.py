@@ -25,6 +25,12 @@ import re
 from agent.errors import BadResponse
 
 SERVICE = "AgentAPI"
+# The largest `/messages` answer read: histories are terminal text, megabytes for a long session;
+# past this the answer is refused (the stop path then falls back to the mirror) rather than
+# parsed into several times its size in memory.
+MAX_MESSAGES_BYTES = 128 * 1024 * 1024
+# The phrase AgentAPI puts in its 500 answer to a message sent while the agent is running.
+BUSY_PHRASE = "message can only be sent when the agent is waiting for user input"
 # RFC 3339 date-time, the form Coder's snapshot endpoint parses (fraction of any length).
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 # Every name a role has gone by, to the two Coder can read back.

@@ -5,16 +5,19 @@ build the snapshot, upload it with retries, all within the shutdown budget, and 
 that says what happened (see agent.cli). A SIGTERM or SIGINT while it runs means "hurry": it
 stops at once.
 
-Which HTTP client, and why httpx here (issue 14 allowed the standard library's http.client on
-this one path only if it behaved exactly like the httpx path, proven by the same fault tests):
-this path keeps httpx and the typed AgentAPI client. A second implementation of the stop path
-(timeouts and the overall deadline, TLS verification and CA bundle, proxy variables, no
-redirects, Retry-After, the error tree and exit codes, validation of `/messages` without
-pydantic) would be a second thing to keep identical forever, for a path that only runs when no
-daemon does: with the daemon running, `snapshot` asks it and costs about what starting Python
-costs. The price is start-up: on small histories this path is several times slower than
-Coder's reference script (bench/README.md has the figures); on multi-megabyte histories it is
-faster, because it reads the history once and never re-serialises it.
+Which HTTP client (issue 14 allowed the standard library's http.client on this one path only if
+it behaved exactly like the httpx path, proven by the same fault tests): the standard library
+(sockets and `agent.plainhttp`, not http.client, see there), in `agent.plainsnapshot`, which
+`agent.cli` runs first; this module's `snapshot_once` (httpx
+and the typed AgentAPI client) runs only when that path hands over: a proxy variable is set
+(httpx honours them, the plain client does not), or a CA source cannot be loaded. An earlier
+version kept httpx here, to avoid a second implementation of the stop path; it missed the
+target (about 8x Coder's reference script on small histories, almost all of it importing
+httpx, pydantic, structlog, anyio and tenacity). The second implementation is kept small
+instead: everything but the two requests is shared (the `/messages` rule, the snapshot
+builder, the retry waits, the answer-to-error rules, each ending's outcome, exit code and log
+line), and the snapshot fault and end-to-end tests run against both paths. bench/README.md has
+the figures.
 
 `report` (`report_once`): the fallback of `agent.reportclient` when no daemon listens, by the
 Coder agent's socket or HTTP as `agent.sender` chooses. What the server answers is logged

@@ -11,10 +11,10 @@ import ssl
 
 import httpx
 
-from agent.coder import TOKEN_HEADER
+from agent.plainhttp import TOKEN_HEADER, USER_AGENT
 from agent.settings import Secret, Settings
 
-USER_AGENT = "coder-task-agent"
+__all__ = ["USER_AGENT", "agentapi_http", "coder_http"]
 
 
 def agentapi_http(settings: Settings) -> httpx.AsyncClient:

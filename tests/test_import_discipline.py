@@ -143,12 +143,39 @@ async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Pa
     assert modules & (NEVER_ON_DIRECT_REPORT | NEVER_EXCEPT_ITS_COMMAND) == set()
 
 
-async def test_snapshot_without_a_daemon_imports_no_daemon_part(tmp_path: Path) -> None:
+# The one-shot snapshot's standard-library path: ours that it may use besides FAST_OURS.
+PLAIN_OURS = FAST_OURS | {
+    "agent.backoff",
+    "agent.conversation",
+    "agent.httperrors",
+    "agent.plainhttp",
+    "agent.plainsnapshot",
+    "agent.settings",
+    "agent.snapshot",
+    "agent.stoppath",
+}
+
+
+async def test_snapshot_without_a_daemon_takes_the_standard_library_path(tmp_path: Path) -> None:
     code, modules, logs = await imported(
         ["snapshot"], base_env(tmp_path, CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5")
     )
     assert code == 3, logs  # no AgentAPI, no daemon mirror: no conversation
-    assert "agent.oneshot" in modules
+    assert "agent.plainsnapshot" in modules
+    assert tops(modules) & HEAVY == set(), logs
+    assert tops(modules) & {"ssl", "certifi", "http", "email", "asyncio", "threading"} == set()
+    ours = {m for m in modules if m.split(".")[0] == "agent"}
+    assert ours <= PLAIN_OURS, ours - PLAIN_OURS
+    assert TOKEN not in logs
+
+
+async def test_snapshot_with_a_proxy_takes_the_httpx_path(tmp_path: Path) -> None:
+    env = base_env(
+        tmp_path, CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5", HTTPS_PROXY="http://127.0.0.1:9"
+    )
+    code, modules, logs = await imported(["snapshot"], env)
+    assert code == 3, logs
+    assert {"agent.oneshot", "httpx"} <= modules
     assert modules & (NEVER_ON_ONE_SHOT | NEVER_EXCEPT_ITS_COMMAND) == set()
 
 

@@ -12,6 +12,11 @@ from pathlib import Path
 
 # Inherited variables that would point the child at the wrong Coder or systemd.
 _DROPPED_PREFIXES = ("CODER_", "NOTIFY_SOCKET", "WATCHDOG_")
+# Inherited variables that would route the child's requests to the stand-ins through a proxy
+# or change which CA it trusts (the tests that want them set them).
+_DROPPED_NAMES = frozenset(
+    {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ssl_cert_file", "ssl_cert_dir"}
+)
 
 
 def agent_environment(
@@ -25,7 +30,11 @@ def agent_environment(
     **extra: str,
 ) -> dict[str, str]:
     """The child's environment: the token travels here, never on a command line."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES)}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_DROPPED_PREFIXES) and k.lower() not in _DROPPED_NAMES
+    }
     return {
         **base,
         "PYTHONUNBUFFERED": "1",

@@ -9,6 +9,7 @@ keep-alive, fixed-length and streamed (chunked) responses, and a bounded request
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import anyio.abc
 import h11
+from anyio.streams.tls import TLSListener
 
 # 64 MiB: enough for any realistic request the stand-ins see (a 10 MB upload, a huge snapshot
 # attempt), small enough that a runaway client cannot exhaust memory.
@@ -79,17 +81,25 @@ async def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    tls: ssl.SSLContext | None = None,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `handler` on host:port until cancelled; reports the bound port through task_status."""
+    """Serve `handler` on host:port until cancelled; reports the bound port through task_status.
+
+    With `tls` (a server context), HTTPS: a client that refuses the certificate is dropped.
+    """
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
     async with listener:
         bound = listener.extra(anyio.abc.SocketAttribute.local_port)
         task_status.started(bound)
-        await listener.serve(lambda stream: _serve_connection(stream, handler))
+        if tls is None:
+            await listener.serve(lambda stream: _serve_connection(stream, handler))
+        else:
+            secure = TLSListener(listener, tls, standard_compatible=False)
+            await secure.serve(lambda stream: _serve_connection(stream, handler))
 
 
-async def _serve_connection(stream: anyio.abc.SocketStream, handler: Handler) -> None:
+async def _serve_connection(stream: anyio.abc.ByteStream, handler: Handler) -> None:
     conn = h11.Connection(h11.SERVER)
     async with stream:
         try:
@@ -116,7 +126,7 @@ async def _serve_connection(stream: anyio.abc.SocketStream, handler: Handler) ->
             await _send_simple(conn, stream, 400, b"bad request")
 
 
-async def _read_request(conn: h11.Connection, stream: anyio.abc.SocketStream) -> Request | None:
+async def _read_request(conn: h11.Connection, stream: anyio.abc.ByteStream) -> Request | None:
     head: h11.Request | None = None
     body = bytearray()
     while True:
@@ -152,7 +162,7 @@ async def _read_request(conn: h11.Connection, stream: anyio.abc.SocketStream) ->
 
 
 async def _send_response(
-    conn: h11.Connection, stream: anyio.abc.SocketStream, response: Response
+    conn: h11.Connection, stream: anyio.abc.ByteStream, response: Response
 ) -> None:
     headers = list(response.headers)
     if response.stream is None:
@@ -169,7 +179,7 @@ async def _send_response(
 
 
 async def _send_simple(
-    conn: h11.Connection, stream: anyio.abc.SocketStream, status: int, body: bytes
+    conn: h11.Connection, stream: anyio.abc.ByteStream, status: int, body: bytes
 ) -> None:
     if conn.our_state is not h11.SEND_RESPONSE:
         return

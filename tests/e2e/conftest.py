@@ -17,6 +17,7 @@ import anyio.abc
 import httpx
 import pytest
 
+from agent.plainsnapshot import FORCE_VARIABLE, applies
 from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from standins.coder import CoderStandIn, RequestRecord, run_coder_standin
 from standins.coder.store import Store, Task
@@ -35,6 +36,8 @@ class Peers:
     coder_url: str
     workdir: Path
     agentapi_scope: anyio.CancelScope
+    # Which HTTP path a one-shot `snapshot` takes (the `oneshot` fixture runs a test on both).
+    oneshot: str = "stdlib"
 
     def kill_agentapi(self) -> None:
         """Stop serving AgentAPI: its port refuses connections from now on."""
@@ -49,8 +52,12 @@ class Peers:
             task_id=TASK_ID,
             app_slug=SLUG,
             socket=self.workdir / "run" / "report.sock",
-            **{"CODER_TASK_AGENT_WORKING_DEBOUNCE": "0.3", **extra},
+            **{"CODER_TASK_AGENT_WORKING_DEBOUNCE": "0.3", **self.path_switch(), **extra},
         )
+
+    def path_switch(self) -> dict[str, str]:
+        """The environment that sends a one-shot `snapshot` down `self.oneshot`'s path."""
+        return {FORCE_VARIABLE: "httpx"} if self.oneshot == "httpx" else {}
 
     def states(self) -> list[str]:
         return [row["state"] for row in self.coder.store.statuses()]
@@ -87,7 +94,16 @@ async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
         coder.store.close()
 
 
+@pytest.fixture(params=["stdlib", "httpx"])
+def oneshot(request: pytest.FixtureRequest, peers: Peers) -> str:
+    """Run the test once on each path of the one-shot `snapshot` (they must behave alike)."""
+    peers.oneshot = request.param
+    return str(request.param)
+
+
 STARTED: list[anyio.abc.Process] = []
+# The HTTP path each started process must log in `snapshot_started` (checked by `finish`).
+CLIENT: dict[int, str] = {}
 
 
 async def start_agent(args: list[str], env: Mapping[str, str]) -> anyio.abc.Process:
@@ -100,6 +116,10 @@ async def start_agent(args: list[str], env: Mapping[str, str]) -> anyio.abc.Proc
         stderr=subprocess.PIPE,
     )
     STARTED.append(process)
+    if args[:1] == ["snapshot"]:
+        CLIENT[process.pid] = "stdlib" if applies(env) is None else "httpx"
+    elif args[:1] in (["run"], ["stop-hook"]):
+        CLIENT[process.pid] = "httpx"
     return process
 
 
@@ -129,6 +149,12 @@ async def finish(process: anyio.abc.Process, within: float = 20.0) -> tuple[int,
     # Every daemon process of the end-to-end and fault suites runs with this recognisable
     # token: it must never reach a log line, whatever the test was about.
     assert TOKEN not in stderr, "the agent token leaked into the output"
+    expected = CLIENT.pop(process.pid, None)
+    for line in stderr.splitlines():
+        if line.startswith("{") and '"snapshot_started"' in line:
+            started = json.loads(line)
+            if started.get("event") == "snapshot_started":
+                assert started.get("client") == expected, f"not the {expected} path: {line}"
     return code, stderr
 
 

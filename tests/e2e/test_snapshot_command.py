@@ -14,6 +14,7 @@ from tests.faults.test_coder_faults import assert_within_budget
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.usefixtures("oneshot")
 async def test_snapshot_uploads_the_conversation(peers: Peers) -> None:
     peers.agentapi.put_message("user", "Refactor the parser 漢字 👍")
     peers.agentapi.put_message("agent", "Done: " + "x" * 200_000)
@@ -37,6 +38,7 @@ async def test_snapshot_uploads_the_conversation(peers: Peers) -> None:
     assert "snapshot_uploaded" in events
 
 
+@pytest.mark.usefixtures("oneshot")
 async def test_no_task_id_is_skipped(peers: Peers) -> None:
     code, stderr = await finish(await start_agent(["snapshot"], peers.env(CODER_TASK_ID="")))
     assert code == 0
@@ -45,6 +47,7 @@ async def test_no_task_id_is_skipped(peers: Peers) -> None:
     assert peers.snapshot_requests() == []
 
 
+@pytest.mark.usefixtures("oneshot")
 async def test_server_without_tasks_is_unsupported(peers: Peers) -> None:
     peers.coder.tasks_enabled = False
     code, stderr = await finish(await start_agent(["snapshot"], peers.env()))
@@ -52,6 +55,7 @@ async def test_server_without_tasks_is_unsupported(peers: Peers) -> None:
     assert "unsupported by this server" in stderr
 
 
+@pytest.mark.usefixtures("oneshot")
 async def test_rejected_upload_exits_4(peers: Peers) -> None:
     code, stderr = await finish(
         await start_agent(["snapshot"], peers.env(CODER_AGENT_TOKEN="wrong-token"))
@@ -61,6 +65,7 @@ async def test_rejected_upload_exits_4(peers: Peers) -> None:
     assert "wrong-token" not in stderr
 
 
+@pytest.mark.usefixtures("oneshot")
 async def test_retries_through_503_then_uploads(peers: Peers) -> None:
     peers.coder.faults += [Fault("log-snapshot", 503, times=2)]
     code, stderr = await finish(await start_agent(["snapshot"], peers.env()))
@@ -68,6 +73,7 @@ async def test_retries_through_503_then_uploads(peers: Peers) -> None:
     assert [r["status"] for r in peers.snapshot_requests()] == [503, 503, 204]
 
 
+@pytest.mark.usefixtures("oneshot")
 async def test_coder_down_exits_5_within_the_budget(peers: Peers) -> None:
     env = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_SHUTDOWN_BUDGET="1")
     code, stderr = await finish(await start_agent(["snapshot"], env))
@@ -76,6 +82,7 @@ async def test_coder_down_exits_5_within_the_budget(peers: Peers) -> None:
     assert_within_budget(stderr)
 
 
+@pytest.mark.usefixtures("oneshot")
 async def test_agentapi_down_exits_3(peers: Peers) -> None:
     env = peers.env(CODER_MCP_AI_AGENTAPI_URL="http://127.0.0.1:9")
     code, stderr = await finish(await start_agent(["snapshot"], env))

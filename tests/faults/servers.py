@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -28,9 +29,12 @@ class Scripted:
 
 
 async def serve_on_loopback(
-    handler: Handler, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+    handler: Handler,
+    *,
+    tls: ssl.SSLContext | None = None,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    await serve(handler, task_status=task_status)
+    await serve(handler, tls=tls, task_status=task_status)
 
 
 def answer(

@@ -13,13 +13,22 @@ import pytest
 
 from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from standins.http import Request, Response, text_response
-from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, peers, start_agent, terminate
+from tests.e2e.conftest import (
+    TASK_ID,
+    TOKEN,
+    Peers,
+    finish,
+    oneshot,
+    peers,
+    start_agent,
+    terminate,
+)
 from tests.fakes import TIME, wait_until
 from tests.faults.servers import Behaviour, Scripted, answer, serve_on_loopback, sse
 from tests.faults.test_coder_faults import assert_within_budget, named
 
 pytestmark = pytest.mark.anyio
-_ = peers
+_ = (peers, oneshot)
 
 
 def free_port() -> int:
@@ -175,6 +184,7 @@ async def test_messages_blocking_at_stop_uses_the_mirror(peers: Peers) -> None:
     assert TOKEN not in stderr
 
 
+@pytest.mark.usefixtures("oneshot")
 async def test_a_50_mb_message_at_stop(peers: Peers) -> None:
     peers.agentapi.put_message("agent", "tail-marker " + "m" * 50_000_000 + " THE END")
     # The Python stand-in serialises 50 MB far slower than AgentAPI (Go): on a loaded machine

@@ -1,0 +1,319 @@
+"""The one-shot `snapshot` (no daemon) against misbehaving servers, on both of its HTTP paths.
+
+Every test here runs twice (the `oneshot` fixture): on the standard-library path that runs by
+default and on the httpx path (`_CODER_TASK_AGENT_ONESHOT=httpx`), and `finish` checks that the
+process took the path asked for. Both must end alike: same exit code, same log events, the
+deadline kept by the process's own clock, the token in no output.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import pytest
+import trustme
+
+from standins.http import Request, Response, json_response, text_response
+from tests.e2e.conftest import TASK_ID, Peers, finish, oneshot, peers, start_agent
+from tests.fakes import TIME
+from tests.faults.servers import Behaviour, Scripted, answer, serve_on_loopback
+from tests.faults.test_coder_faults import (
+    BUDGET,
+    OVERRUN,
+    assert_within_budget,
+    named,
+    snapshot_against,
+    stop_path_seconds,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("oneshot")]
+_ = (peers, oneshot)
+
+GOOD = {"id": 1, "role": "user", "content": "keep me", "time": TIME}
+
+
+async def snapshot_from(peers: Peers, agentapi: Behaviour, **env: str) -> tuple[int, str]:
+    """The one-shot snapshot with a scripted AgentAPI (the Coder stand-in receives the upload)."""
+    server = Scripted(agentapi)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        settings = {
+            "CODER_MCP_AI_AGENTAPI_URL": f"http://127.0.0.1:{port}",
+            "CODER_TASK_AGENT_SHUTDOWN_BUDGET": str(BUDGET),
+            **env,
+        }
+        result = await finish(await start_agent(["snapshot"], peers.env(**settings)))
+        group.cancel_scope.cancel()
+    return result
+
+
+@pytest.mark.parametrize(
+    ("name", "behaviour"),
+    [
+        ("not JSON", lambda request: _raw(b"<html>oops</html>")),
+        ("null", answer(200, None)),
+        ("wrong types", answer(200, {"status": 42, "messages": "many"})),
+        ("no messages key", answer(200, {"$schema": "x"})),
+        ("500", answer(500, {"title": "Internal Server Error", "status": 500})),
+        ("Host 400", lambda request: _text_400()),
+        ("redirect", answer(302, None, [("location", "http://127.0.0.1:9/messages")])),
+    ],
+)
+async def test_an_answer_that_is_not_a_conversation_is_exit_3(
+    peers: Peers, name: str, behaviour: Behaviour
+) -> None:
+    code, stderr = await snapshot_from(peers, behaviour)
+    assert code == 3, f"{name}: {stderr}"
+    assert len(named(stderr, "agentapi_messages_failed")) == 1
+    assert len(named(stderr, "snapshot_failed")) == 1
+    assert peers.snapshot_requests() == [], "nothing is uploaded in place of the conversation"
+
+
+async def _raw(body: bytes) -> Response:
+    return Response(status=200, body=body, headers=[("content-type", "application/json")])
+
+
+async def _text_400() -> Response:
+    return text_response("Invalid host header", status=400)
+
+
+async def test_one_malformed_message_costs_only_itself(peers: Peers) -> None:
+    history = {
+        "$schema": "x",
+        "messages": [
+            {"id": 0, "role": "agent", "content": "welcome", "time": TIME},
+            {"id": "one", "role": "user", "content": "bad id", "time": TIME},
+            {"id": 2, "type": "input", "content": "old role name", "time": TIME},
+            {"id": 3, "role": "robot", "content": "not uploaded", "time": TIME},
+            {"id": 4, "role": "agent", "content": "bad time", "time": "yesterday"},
+        ],
+    }
+    code, stderr = await snapshot_from(peers, answer(200, history))
+    assert code == 0, stderr
+    body = peers.snapshot()
+    assert body is not None
+    assert [(m["id"], m["role"]) for m in body["messages"]] == [(0, "agent"), (2, "user")]
+    (dropped,) = named(stderr, "agentapi_messages_dropped")
+    assert (dropped["dropped"], dropped["malformed"], dropped["other_roles"]) == (3, 2, 1)
+    assert "bad id" not in stderr, "message bodies are not logged"
+
+
+async def test_a_hanging_agentapi_is_cut_off_at_the_fetch_timeout(peers: Peers) -> None:
+    async def hang(request: Request) -> Response:
+        await anyio.sleep(60)
+        return json_response({"messages": [GOOD]})
+
+    code, stderr = await snapshot_from(peers, hang, CODER_TASK_AGENT_STOP_FETCH_TIMEOUT="0.5")
+    assert code == 3, stderr
+    (timeout,) = named(stderr, "agentapi_messages_timeout")
+    assert timeout["timeout_s"] == 0.5
+    elapsed, _ = stop_path_seconds(stderr)
+    assert elapsed <= 0.5 + OVERRUN
+
+
+async def test_a_trickling_agentapi_is_cut_off_at_the_fetch_timeout(peers: Peers) -> None:
+    async def trickle(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b'{"messages": ['
+            while True:  # a byte at a time: a per-read timeout would never fire
+                await anyio.sleep(0.05)
+                yield b" "
+
+        return Response(headers=[("content-type", "application/json")], stream=body())
+
+    code, stderr = await snapshot_from(peers, trickle, CODER_TASK_AGENT_STOP_FETCH_TIMEOUT="0.5")
+    assert code == 3, stderr
+    elapsed, _ = stop_path_seconds(stderr)
+    assert elapsed <= 0.5 + OVERRUN
+
+
+async def test_a_chunked_history_is_read_whole(peers: Peers) -> None:
+    messages = [{"id": i, "role": "agent", "content": f"line {i}", "time": TIME} for i in range(5)]
+    text = json.dumps({"messages": messages}).encode()
+
+    async def chunked(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            for at in range(0, len(text), 7):
+                yield text[at : at + 7]
+
+        return Response(headers=[("content-type", "application/json")], stream=body())
+
+    code, stderr = await snapshot_from(peers, chunked)
+    assert code == 0, stderr
+    body = peers.snapshot()
+    assert body is not None
+    assert [m["content"] for m in body["messages"]] == [f"line {i}" for i in range(5)]
+
+
+@pytest.mark.parametrize(("count", "size"), [(10, 1_000_000), (1, 5_000_000)])
+async def test_a_multi_megabyte_history_keeps_the_newest_tail(
+    peers: Peers, count: int, size: int
+) -> None:
+    for i in range(count):
+        # 14 UTF-8 bytes a repeat: terminal text, box drawing and shades.
+        peers.agentapi.put_message("agent", f"start {i} " + "│ ░▒▓ " * (size // 14) + f" end {i}")
+    # The Python stand-in serialises megabytes far slower than AgentAPI (Go) on a loaded machine.
+    env = peers.env(CODER_TASK_AGENT_STOP_FETCH_TIMEOUT="30", CODER_TASK_AGENT_SHUTDOWN_BUDGET="40")
+    code, stderr = await finish(await start_agent(["snapshot"], env), within=60)
+    assert code == 0, stderr
+    stored = peers.coder.store.snapshot(TASK_ID)
+    assert stored is not None
+    assert len(stored[0]) <= 65536
+    body = json.loads(stored[0])
+    assert body["messages"][-1]["content"].endswith(f" end {count - 1}")
+    (uploaded,) = named(stderr, "snapshot_uploaded")
+    assert int(str(uploaded["truncated"])) >= 1
+
+
+async def test_a_trickling_coder_is_cut_off_and_retried_within_the_budget(peers: Peers) -> None:
+    async def trickle(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            while True:
+                await anyio.sleep(0.05)
+                yield b" "
+
+        return Response(status=200, stream=body())
+
+    server = Scripted(trickle)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        group.cancel_scope.cancel()
+    assert code == 5, stderr
+    assert len(server.requests) >= 2, "cut off at the request timeout (1 s), then retried"
+    assert_within_budget(stderr)
+
+
+async def test_a_retry_after_past_the_deadline_is_not_waited_for(peers: Peers) -> None:
+    server = Scripted(answer(503, {"message": "later"}, [("retry-after", "60")]))
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        group.cancel_scope.cancel()
+    assert code == 5, stderr
+    assert len(server.requests) == 1, "a wait past the deadline is not taken"
+    elapsed, budget = stop_path_seconds(stderr)
+    assert elapsed < budget, "the last error is raised at once, not at the deadline"
+    (failed,) = named(stderr, "snapshot_failed")
+    assert "503" in str(failed["error"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_during_the_upload_stops_at_once(
+    peers: Peers, signum: signal.Signals
+) -> None:
+    arrived = anyio.Event()
+
+    async def hang(request: Request) -> Response:
+        arrived.set()
+        await anyio.sleep(60)
+        return Response(status=204)
+
+    server = Scripted(hang)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        env = peers.env(
+            CODER_AGENT_URL=f"http://127.0.0.1:{port}", CODER_TASK_AGENT_SHUTDOWN_BUDGET="30"
+        )
+        process = await start_agent(["snapshot"], env)
+        with anyio.fail_after(30):
+            await arrived.wait()
+        process.send_signal(signum)
+        code, stderr = await finish(process)
+        group.cancel_scope.cancel()
+    assert code == 6, stderr
+    (interrupted,) = named(stderr, "snapshot_interrupted")
+    assert interrupted["signal"] == signum.name
+    assert named(stderr, "snapshot_failed") == []
+    assert named(stderr, "snapshot_uploaded") == []
+    elapsed, budget = stop_path_seconds(stderr)
+    assert elapsed < budget / 2, "it stopped on the signal, not at the deadline"
+
+
+async def test_a_proxy_variable_hands_over_to_the_httpx_path(peers: Peers) -> None:
+    # NO_PROXY alone changes nothing httpx does here; the upload works either way, by httpx
+    # (`finish` checks the path: httpx whenever a proxy variable is set).
+    code, stderr = await finish(await start_agent(["snapshot"], peers.env(NO_PROXY="localhost")))
+    assert code == 0, stderr
+    assert named(stderr, "snapshot_started")[0]["client"] == "httpx"
+
+
+# -- TLS: a real HTTPS server on loopback with a certificate from a CA made here -----------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+async def snapshot_over_tls(
+    peers: Peers, ca: trustme.CA, tmp_path: Path, **env: str
+) -> tuple[int, str, Scripted]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server = Scripted(_stored)
+    async with anyio.create_task_group() as group:
+        port = await group.start(lambda task_status: _serve_tls(server, context, task_status))
+        code, stderr = await snapshot_against(peers, f"https://127.0.0.1:{port}", **env)
+        group.cancel_scope.cancel()
+    return code, stderr, server
+
+
+async def _stored(request: Request) -> Response:
+    return Response(status=204)
+
+
+async def _serve_tls(
+    server: Scripted, context: ssl.SSLContext, task_status: anyio.abc.TaskStatus[int]
+) -> None:
+    await serve_on_loopback(server.handle, tls=context, task_status=task_status)
+
+
+async def test_an_unknown_certificate_is_refused_by_default(
+    peers: Peers, ca: trustme.CA, tmp_path: Path
+) -> None:
+    code, stderr, server = await snapshot_over_tls(peers, ca, tmp_path)
+    assert code == 5, stderr
+    assert server.requests == [], "nothing was sent to a server that could not be verified"
+    (failed,) = named(stderr, "snapshot_failed")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(failed["error"])
+    assert_within_budget(stderr)
+
+
+async def test_ssl_cert_file_is_trusted(peers: Peers, ca: trustme.CA, tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    code, stderr, server = await snapshot_over_tls(peers, ca, tmp_path, SSL_CERT_FILE=str(bundle))
+    assert code == 0, stderr
+    assert len(server.requests) == 1
+    assert named(stderr, "snapshot_uploaded")
+
+
+async def test_tls_verification_off_accepts_it_with_a_warning(
+    peers: Peers, ca: trustme.CA, tmp_path: Path
+) -> None:
+    code, stderr, server = await snapshot_over_tls(
+        peers, ca, tmp_path, CODER_TASK_AGENT_TLS_VERIFY="false"
+    )
+    assert code == 0, stderr
+    assert len(server.requests) == 1
+    (warning,) = named(stderr, "configuration_warning")
+    assert "TLS_VERIFY is off" in str(warning["problem"])
+
+
+async def test_a_ca_file_that_cannot_be_loaded_fails_as_the_httpx_path_does(
+    peers: Peers, ca: trustme.CA, tmp_path: Path
+) -> None:
+    # httpx raises while it builds its client (an uncaught FileNotFoundError): the standard
+    # library's path does not try to do better, it hands over and the outcome is the same.
+    missing = str(tmp_path / "no-such-ca.pem")
+    env = peers.env(CODER_AGENT_URL="https://127.0.0.1:9", SSL_CERT_FILE=missing)
+    code, stderr = await finish(await start_agent(["snapshot"], env))
+    assert code == 1, stderr
+    assert "FileNotFoundError" in stderr
