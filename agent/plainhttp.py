@@ -93,12 +93,15 @@ class Origin:
         return self.base + "/" + path.lstrip("/")
 
 
-def tls_context(*, verify: bool, trust_env: bool, env: Mapping[str, str]) -> ssl.SSLContext:
+def tls_context(
+    *, verify: bool, trust_env: bool, cert_file: str = "", cert_dir: str = ""
+) -> ssl.SSLContext:
     """The TLS context httpx builds for `verify` and `trust_env` (httpx 0.28 `_config.py`).
 
-    Verified: the CA file in SSL_CERT_FILE, else the directory in SSL_CERT_DIR (both only with
-    `trust_env`), else certifi's bundle. Not verified: no certificate or name check at all.
-    Raises OSError or ssl.SSLError when a CA source cannot be loaded (as httpx would).
+    Verified: the CA file `cert_file` (SSL_CERT_FILE), else the directory `cert_dir`
+    (SSL_CERT_DIR), both only with `trust_env`, else certifi's bundle. Not verified: no
+    certificate or name check at all. Raises OSError or ssl.SSLError when a CA source cannot be
+    loaded (as httpx would).
     """
     import ssl  # noqa: PLC0415 - only for an https URL
 
@@ -106,10 +109,10 @@ def tls_context(*, verify: bool, trust_env: bool, env: Mapping[str, str]) -> ssl
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    elif trust_env and env.get("SSL_CERT_FILE"):
-        context = ssl.create_default_context(cafile=env["SSL_CERT_FILE"])
-    elif trust_env and env.get("SSL_CERT_DIR"):
-        context = ssl.create_default_context(capath=env["SSL_CERT_DIR"])
+    elif trust_env and cert_file:
+        context = ssl.create_default_context(cafile=cert_file)
+    elif trust_env and cert_dir:
+        context = ssl.create_default_context(capath=cert_dir)
     else:
         import certifi  # noqa: PLC0415 - httpx's own CA bundle, a dependency of httpx
 

@@ -19,19 +19,18 @@ When it does not apply, the httpx path runs instead (`applies`, `snapshot_once` 
 - a CA source cannot be loaded (SSL_CERT_FILE or SSL_CERT_DIR pointing nowhere): the httpx path
   fails the way it always has;
 - `_CODER_TASK_AGENT_ONESHOT=httpx`: tests run both paths with it (not a setting).
-Reading those variables here is the one exception to "only agent.settings reads the
-environment", as it is httpx's own when it builds its client.
+Those variables are read through `agent.environment`, as everything else is.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
 from agent import stoppath
 from agent.backoff import cut_off, deliver_blocking
 from agent.conversation import BUSY_PHRASE, MAX_MESSAGES_BYTES, read_history
+from agent.environment import Environment, verbatim
 from agent.errors import OutcomeUnknown, RemoteError
 from agent.httperrors import MAX_ERROR_BODY, answer_error
 from agent.plainhttp import (
@@ -50,7 +49,7 @@ from agent.stoppath import Outcome
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
     from types import FrameType
 
     from agent.conversation import WireMessage
@@ -58,17 +57,15 @@ if TYPE_CHECKING:
 
 # Tests only: `httpx` runs the httpx path, so that one suite proves both behave alike.
 FORCE_VARIABLE = "_CODER_TASK_AGENT_ONESHOT"
-# What httpx's Coder client reads from the environment (trust_env) to route through a proxy.
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
-def applies(env: Mapping[str, str]) -> str | None:
+def applies(environment: Environment) -> str | None:
     """None when this path may run; else why the httpx path must."""
-    if env.get(FORCE_VARIABLE, "") == "httpx":
+    if environment.read(FORCE_VARIABLE, verbatim, "") == "httpx":
         return f"{FORCE_VARIABLE}=httpx"
-    for name, value in env.items():
-        if name.lower() in PROXY_VARIABLES and value.strip():
-            return f"{name} is set (httpx honours proxies)"
+    proxies = environment.proxies()
+    if proxies:
+        return f"{min(proxies)} is set (httpx honours proxies)"
     return None
 
 
@@ -87,28 +84,33 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 class _Tls:
     """The TLS contexts of both servers, built before anything is sent (None: plain http)."""
 
-    def __init__(self, settings: Settings, coder_url: str, env: Mapping[str, str]) -> None:
+    def __init__(self, settings: Settings, coder_url: str, environment: Environment) -> None:
         # AgentAPI: verified, httpx's bundle only (its client does not trust the environment).
         self.agentapi: ssl.SSLContext | None = None
         self.coder: ssl.SSLContext | None = None
         if settings.agentapi_url.startswith("https://"):
-            self.agentapi = tls_context(verify=True, trust_env=False, env=env)
+            self.agentapi = tls_context(verify=True, trust_env=False)
         if coder_url.startswith("https://"):
-            self.coder = tls_context(verify=settings.tls_verify, trust_env=True, env=env)
+            self.coder = tls_context(
+                verify=settings.tls_verify,
+                trust_env=True,
+                cert_file=environment.read("SSL_CERT_FILE", verbatim, ""),
+                cert_dir=environment.read("SSL_CERT_DIR", verbatim, ""),
+            )
 
 
-def snapshot_once(settings: Settings, env: Mapping[str, str] | None = None) -> int | None:
+def snapshot_once(settings: Settings, environment: Environment | None = None) -> int | None:
     """Run the stop path once under `settings.shutdown_budget`; the exit code.
 
     None when this path does not apply (see the module docstring) and nothing has been done:
     the caller then runs the httpx path. Raises ConfigError when Coder is not configured.
     """
-    source = os.environ if env is None else env
-    if applies(source) is not None:
+    environment = Environment() if environment is None else environment
+    if applies(environment) is not None:
         return None
     url, token = settings.require_coder()
     try:
-        tls = _Tls(settings, url, source)
+        tls = _Tls(settings, url, environment)
     except OSError:  # ssl.SSLError is one: a CA source that cannot be loaded
         return None
     deadline = time.monotonic() + settings.shutdown_budget

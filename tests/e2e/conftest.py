@@ -17,6 +17,7 @@ import anyio.abc
 import httpx
 import pytest
 
+from agent.environment import Environment
 from agent.plainsnapshot import FORCE_VARIABLE, applies
 from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from standins.coder import CoderStandIn, RequestRecord, run_coder_standin
@@ -117,7 +118,7 @@ async def start_agent(args: list[str], env: Mapping[str, str]) -> anyio.abc.Proc
     )
     STARTED.append(process)
     if args[:1] == ["snapshot"]:
-        CLIENT[process.pid] = "stdlib" if applies(env) is None else "httpx"
+        CLIENT[process.pid] = "stdlib" if applies(Environment(env)) is None else "httpx"
     elif args[:1] in (["run"], ["stop-hook"]):
         CLIENT[process.pid] = "httpx"
     return process
