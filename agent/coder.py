@@ -96,8 +96,10 @@ class CoderClient:
             path,
             deadline=self._deadline,
             max_body=MAX_ERROR_BODY,
-            # Name the server tried (the URL never carries the token: it travels in a header).
-            what=f"{what} {self._http.base_url.join(path)}",
+            # Name the URL tried (never carrying the token: it travels in a header) as httpx
+            # makes it, the base URL's path then `path`; URL.join would drop that base path,
+            # and costs 40-250 us (a tenth of the stop path's budget) for a text read on errors.
+            what=f"{what} {str(self._http.base_url).rstrip('/')}{path}",
             # The answer to a success is `null` or empty: past the cap it is garbage, ignored.
             whole_body=False,
             clock=self._clock,

@@ -129,6 +129,20 @@ async def test_snapshot_errors_map_to_the_tree(
         assert caught.value.retry_after == 7.0
 
 
+async def test_an_error_names_the_url_requested_under_a_base_path() -> None:
+    # httpx appends the path to the base URL's own path (a Coder behind a path prefix); the
+    # error must name that URL, not the one URL.join would make without the prefix.
+    fake = FakeCoder()
+    fake.script.append(Scripted(0, transport_error=True))
+    async with httpx.AsyncClient(
+        base_url="http://coder.test/prefix", transport=fake.transport()
+    ) as http:
+        with pytest.raises(TransportError) as caught:
+            await CoderClient(http).upload_log_snapshot(TASK, b"{}")
+    assert fake.requests[0].path.startswith("/prefix/api/v2/")
+    assert f"http://coder.test/prefix/api/v2/workspaceagents/me/tasks/{TASK}/" in str(caught.value)
+
+
 async def test_app_status_404_is_a_rejection_not_unsupported() -> None:
     fake = FakeCoder()
     fake.script.append(Scripted(404, b"{}"))
