@@ -101,7 +101,10 @@ class Daemon:
         self.ready = anyio.Event()
         self._outcome: Outcome | None = None
         self._stop_requested = anyio.Event()
+        self._stop_deadline = 0.0  # on the clock, set by the stop: the shutdown budget from then
+        self._attempted = anyio.Event()  # the upload's first attempt is over
         self._watchers_down = anyio.Event()
+        self._wound_down = anyio.Event()
         # What the stop signal captured: the mirror's snapshot when the stream was current
         # (uploaded as it was at that instant), and its messages (the fallback of a fetch).
         self._live_at_stop: Snapshot | None = None
@@ -148,9 +151,17 @@ class Daemon:
                 # Handlers first: a SIGTERM during start-up must take the stop path too.
                 await outer.start(self._signals)
             outer.start_soon(self._watch)
+            # Started now and waiting, so that the signal spawns nothing before the upload.
+            outer.start_soon(self._wind_down)
             await self._stop_requested.wait()
             with self._stop_scope:
-                await self._stop()
+                self._outcome = await self._save_snapshot(
+                    self._stop_deadline,
+                    live=self._live_at_stop,
+                    fallback=self._mirrored_at_stop,
+                    attempted=self._attempted,
+                )
+                await self._wound_down.wait()  # the final status too, within the same budget
             outer.cancel_scope.cancel()
         # Set as soon as the stop path knows it: a second signal arriving after the upload
         # finished must not turn a saved snapshot into "interrupted".
@@ -171,6 +182,7 @@ class Daemon:
     def request_stop(self, reason: str = "requested") -> None:
         """First call: stop watching and save the snapshot. Second call: hurry, abandon it."""
         if not self._stop_requested.is_set():
+            self._stop_deadline = self.clock.now() + self.settings.shutdown_budget
             # Captured now: the snapshot is the mirror at the signal (the watchers run on for a
             # moment), and live only when the stream was current (its end makes it stale).
             if len(self.mirror):
@@ -276,33 +288,21 @@ class Daemon:
             else:
                 return
 
-    async def _stop(self) -> Outcome:
-        deadline = self.clock.now() + self.settings.shutdown_budget
-        attempted = anyio.Event()
-        async with anyio.create_task_group() as group:
-            # Runs once the upload waits on the network: nothing else goes before it.
-            group.start_soon(self._wind_down, attempted, deadline)
-            outcome = await self._save_snapshot(
-                deadline,
-                live=self._live_at_stop,
-                fallback=self._mirrored_at_stop,
-                attempted=attempted,
-            )
-            self._outcome = outcome
-        return outcome
+    async def _wind_down(self) -> None:
+        """From the stop on, beside the upload: tell systemd, tear the watchers down, flush the
+        final status.
 
-    async def _wind_down(self, attempted: anyio.Event, deadline: float) -> None:
-        """Beside the upload: tell systemd, tear the watchers down, flush the final status.
-
-        The watchers go once the upload's first attempt is over (or TEARDOWN_GRACE after the
-        signal when it hangs): their unwinding would otherwise delay the request on the one
+        All of it once the upload's first attempt is over (or TEARDOWN_GRACE after the signal
+        when it hangs): the watchers' unwinding would otherwise delay the request on the one
         event loop. The flush waits for the reporter's own task to end: one send at a time.
         """
+        await self._stop_requested.wait()
+        await self.clock.wait(self._attempted, TEARDOWN_GRACE)
         self.notifier.notify(STOPPING="1", STATUS="stopping: saving the conversation")
-        await self.clock.wait(attempted, TEARDOWN_GRACE)
         self._watch_scope.cancel()
         if self.reporting:
-            await self._flush_reports(deadline)
+            await self._flush_reports(self._stop_deadline)
+        self._wound_down.set()
 
     async def snapshot_now(self) -> tuple[str, int]:
         """`snapshot` run beside the daemon: the stop path's upload now; watching goes on.
