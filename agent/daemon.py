@@ -161,6 +161,7 @@ class Daemon:
                     fallback=self._mirrored_at_stop,
                     attempted=self._attempted,
                 )
+                self._attempted.set()  # also when nothing was to upload (hooks mode)
                 await self._wound_down.wait()  # the final status too, within the same budget
             outer.cancel_scope.cancel()
         # Set as soon as the stop path knows it: a second signal arriving after the upload

@@ -600,3 +600,15 @@ async def test_the_snapshot_is_the_mirror_at_the_signal(settings: Settings) -> N
     body = json.loads(handle.coder.snapshots[0])
     assert [m["content"] for m in body["messages"]] == ["Welcome", "said just before the stop"]
     assert "GET /messages" not in handle.agentapi.requests
+
+
+async def test_in_hooks_mode_the_stop_does_not_wait_for_an_upload(settings: Settings) -> None:
+    # Nothing is uploaded without AgentAPI: the watchers go and the status is flushed at once,
+    # not after the grace (the manual clock never moves here).
+    clock = ManualClock()
+    async with running(replace(settings, mode="hooks"), clock=clock) as handle:
+        handle.daemon.hook_report(AppStatus(AppState.WORKING, "Editing"))
+        await wait_until(lambda: handle.states() == ["working"])
+        assert await stop(handle) == 0
+    assert clock.now() == 0
+    assert handle.coder.snapshots == []
