@@ -294,20 +294,28 @@ def _snapshot(hook_settings: Settings | HookSettings) -> int:
     code = reportclient.snapshot(hook_settings)
     if code is not None:
         return code
-    settings = reportclient.full_settings(hook_settings)
-    settings.require_coder()
     # No daemon: the standard library's path when it applies (no proxy configured...), else
-    # httpx's. Both behave alike (agent.plainsnapshot says why two, and when which).
+    # httpx's. Both behave alike (agent.plainsnapshot says why two, and when which). The
+    # configuration is read and checked in full either way; `Settings` (dataclasses, pathlib,
+    # uuid...) only for the httpx path.
     from agent import plainsnapshot  # noqa: PLC0415
 
-    plain = plainsnapshot.snapshot_once(settings)
+    configuration = plainsnapshot.configuration_for(hook_settings)
+    configuration.require_coder()
+    plain = plainsnapshot.snapshot_once(configuration)
     if plain is not None:
         return plain
 
     import anyio  # noqa: PLC0415
 
+    from agent.hookconfig import HookSettings  # noqa: PLC0415
     from agent.oneshot import snapshot_once  # noqa: PLC0415
+    from agent.settings import settings_from  # noqa: PLC0415
 
+    if isinstance(hook_settings, HookSettings):
+        settings = settings_from(configuration)
+    else:
+        settings = hook_settings
     _logging(settings)
     return anyio.run(snapshot_once, settings)
 

@@ -264,13 +264,12 @@ def _resolve(
             (socket.AF_INET, socket.SOCK_STREAM, 0, "", ("127.0.0.1", port)),
             (socket.AF_INET6, socket.SOCK_STREAM, 0, "", ("::1", port, 0, 0)),
         ]
+    family = _address_family(host)
+    if family is not None:
+        # An address already: no lookup (getaddrinfo would also load the idna codec).
+        address = (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+        return [(family, socket.SOCK_STREAM, 0, "", address)]
     flags = socket.AI_ADDRCONFIG
-    if _is_address(host):
-        flags |= socket.AI_NUMERICHOST
-        try:
-            return _addresses(host, port, flags)
-        except OSError as exc:
-            raise NotSent(service, what, f"ConnectError: {exc}") from None
     import threading  # noqa: PLC0415 - only to bound a name lookup by the deadline
 
     found: list[object] = []
@@ -299,14 +298,15 @@ def _addresses(
     return [(f, k, p, c, tuple(a)) for f, k, p, c, a in found]
 
 
-def _is_address(host: str) -> bool:
+def _address_family(host: str) -> socket.AddressFamily | None:
+    """AF_INET or AF_INET6 when `host` is an address of that family; None for a name."""
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, host)
         except OSError:
             continue
-        return True
-    return False
+        return family
+    return None
 
 
 def _head(

@@ -29,6 +29,7 @@ import time
 
 from agent import stoppath
 from agent.backoff import cut_off, deliver_blocking
+from agent.configuration import Configuration, read_configuration
 from agent.conversation import BUSY_PHRASE, MAX_MESSAGES_BYTES, read_history
 from agent.environment import Environment, verbatim
 from agent.errors import OutcomeUnknown, RemoteError
@@ -53,10 +54,30 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from agent.conversation import WireMessage
+    from agent.hookconfig import HookSettings
     from agent.settings import Settings
 
 # Tests only: `httpx` runs the httpx path, so that one suite proves both behave alike.
 FORCE_VARIABLE = "_CODER_TASK_AGENT_ONESHOT"
+
+
+def configuration_for(settings: Settings | HookSettings | Configuration) -> Configuration:
+    """The whole configuration, read and checked (`agent.configuration`); raises ConfigError.
+
+    From the hooks' fast path (`HookSettings`, which keep the command line's settings) it is
+    read now, without building `Settings`; `Settings` (argparse's path) are used as they are.
+    """
+    if isinstance(settings, Configuration):
+        return settings
+    flags = getattr(settings, "flags", None)
+    if flags is not None:
+        return read_configuration(Environment(flags=flags))
+    # Settings: already read and checked; their paths and task id back to text.
+    values = {name: getattr(settings, name) for name in Configuration.__annotations__}
+    for name in ("task_id", "socket_path", "agent_socket_path"):
+        if values[name] is not None:
+            values[name] = str(values[name])
+    return Configuration(values)
 
 
 def applies(environment: Environment) -> str | None:
@@ -84,7 +105,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 class _Tls:
     """The TLS contexts of both servers, built before anything is sent (None: plain http)."""
 
-    def __init__(self, settings: Settings, coder_url: str, environment: Environment) -> None:
+    def __init__(self, settings: Configuration, coder_url: str, environment: Environment) -> None:
         # AgentAPI: verified, httpx's bundle only (its client does not trust the environment).
         self.agentapi: ssl.SSLContext | None = None
         self.coder: ssl.SSLContext | None = None
@@ -99,7 +120,7 @@ class _Tls:
             )
 
 
-def snapshot_once(settings: Settings, environment: Environment | None = None) -> int | None:
+def snapshot_once(settings: Configuration, environment: Environment | None = None) -> int | None:
     """Run the stop path once under `settings.shutdown_budget`; the exit code.
 
     None when this path does not apply (see the module docstring) and nothing has been done:
@@ -114,7 +135,7 @@ def snapshot_once(settings: Settings, environment: Environment | None = None) ->
     except OSError:  # ssl.SSLError is one: a CA source that cannot be loaded
         return None
     deadline = time.monotonic() + settings.shutdown_budget
-    out = Writer.for_settings(settings)
+    out = Writer(settings.log_level, settings.log_format, (token.reveal(),))
     for warning in settings.warnings:
         out.warning("configuration_warning", problem=warning)
     previous = {
@@ -132,7 +153,7 @@ def snapshot_once(settings: Settings, environment: Environment | None = None) ->
 
 
 def _save(
-    settings: Settings, url: str, token: str, tls: _Tls, *, deadline: float, out: Writer
+    settings: Configuration, url: str, token: str, tls: _Tls, *, deadline: float, out: Writer
 ) -> Outcome:
     """`agent.shutdown.save_snapshot`, step for step, blocking."""
     task_id = settings.task_id

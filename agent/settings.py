@@ -14,72 +14,50 @@ Variables follow Coder's conventions where Coder has one (`CODER_AGENT_URL`, `CO
 from __future__ import annotations
 
 import math
-import os
-import re
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 from uuid import UUID
 
-from agent.environment import (
-    LOG_FORMATS,
-    LOG_LEVELS,
-    PREFIX,
-    Environment,
-    boolean,
-    choice,
-    positive_seconds,
-    socket_path,
-    text,
-    verbatim,
+from agent.configuration import (
+    CREDENTIAL_NAME,
+    DEFAULT_AGENTAPI_URL,
+    NO_AGENTAPI,
+    TUNABLES,
+    Configuration,
+    Secret,
+    read_configuration,
+    require_coder,
 )
+from agent.configuration import DEFAULT_AGENT_SOCKET as _DEFAULT_AGENT_SOCKET
+from agent.environment import PREFIX, Environment, positive_seconds, socket_path, text, verbatim
 from agent.errors import ConfigError
 
-CREDENTIAL_NAME = "coder-agent-token"
-DEFAULT_AGENTAPI_URL = "http://localhost:3284"
-# Coder's own rule for app slugs: lower-case letters and digits, single inner hyphens.
-_SLUG = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
-# A token travels in an HTTP header: visible ASCII only. Checked here so that no HTTP library
-# ever gets the chance to echo a malformed value in one of its own error messages.
-_TOKEN = re.compile(r"^[\x21-\x7e]+$")
+__all__ = [
+    "CREDENTIAL_NAME",
+    "DEFAULT_AGENTAPI_URL",
+    "DEFAULT_AGENT_SOCKET",
+    "NO_AGENTAPI",
+    "TUNABLE_VARIABLES",
+    "LogFormat",
+    "LogLevel",
+    "Mode",
+    "Secret",
+    "Settings",
+    "StatusTransport",
+    "StopHookInputs",
+    "load_settings",
+    "stop_hook_environment",
+]
 
 # `hooks`: no AgentAPI to watch; status comes only from the agent's own hooks (`hook ...`).
 Mode = Literal["events", "poll", "hooks"]
 StatusTransport = Literal["auto", "socket", "http"]
 # The Coder agent's own default for CODER_AGENT_SOCKET_PATH (Coder >= v2.32).
-DEFAULT_AGENT_SOCKET = Path("/tmp/coder-agent.sock")  # noqa: S108 - the agent's own default
+DEFAULT_AGENT_SOCKET = Path(_DEFAULT_AGENT_SOCKET)
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-
-
-class Secret:
-    """A string that never shows itself in a repr, str, log line or exception."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself, for the one place that must send it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("a Secret is not serialisable")
 
 
 @dataclass(frozen=True)
@@ -142,183 +120,46 @@ class Settings:
 
     def require_coder(self) -> tuple[str, Secret]:
         """The Coder URL and token, or a ConfigError naming what is missing."""
-        if self.coder_url is None:
-            raise ConfigError("CODER_AGENT_URL", "is required (the Coder server's base URL)")
-        if self.token is None:
-            raise ConfigError(
-                "CODER_AGENT_TOKEN",
-                "no agent token: set CODER_AGENT_TOKEN, CODER_AGENT_TOKEN_FILE, "
-                f"or the systemd credential {CREDENTIAL_NAME!r}",
-            )
-        return self.coder_url, self.token
+        return require_coder(self.coder_url, self.token)
 
 
-# Tunables: variable suffix -> (field, parser). Flags reuse the same parsers.
+# Tunables: variable suffix -> (field, parser), agent.configuration's; the socket is a Path here.
 _positive_seconds = positive_seconds
-_choice = choice
 
 
 def _path(raw: str) -> Path:
     return Path(socket_path(raw))
 
 
-_boolean = boolean
-
-
 _TUNABLES: dict[str, tuple[str, Callable[[str], object]]] = {
-    "SHUTDOWN_BUDGET": ("shutdown_budget", _positive_seconds),
-    "REQUEST_TIMEOUT": ("request_timeout", _positive_seconds),
-    "AGENTAPI_TIMEOUT": ("agentapi_timeout", _positive_seconds),
-    "STOP_FETCH_TIMEOUT": ("stop_fetch_timeout", _positive_seconds),
-    "MODE": ("mode", _choice("events", "poll", "hooks")),
-    "POLL_INTERVAL": ("poll_interval", _positive_seconds),
-    "WORKING_DEBOUNCE": ("working_debounce", _positive_seconds),
-    "AGENTAPI_STOP_TIMEOUT": ("agentapi_stop_timeout", _positive_seconds),
-    "SOCKET": ("socket_path", _path),
-    "STATUS_TRANSPORT": ("status_transport", _choice("auto", "socket", "http")),
-    "LOG_LEVEL": ("log_level", _choice(*LOG_LEVELS)),
-    "LOG_FORMAT": ("log_format", _choice(*LOG_FORMATS)),
-    "TLS_VERIFY": ("tls_verify", _boolean),
+    suffix: (attribute, _path if attribute == "socket_path" else parser)
+    for suffix, (attribute, parser) in TUNABLES.items()
 }
 TUNABLE_VARIABLES = tuple(PREFIX + suffix for suffix in _TUNABLES)
-# `CODER_MCP_AI_AGENTAPI_URL=none`: there is no AgentAPI (hooks mode).
-NO_AGENTAPI = "none"
 
 
 def load_settings(
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, tuple[str, str]] | None = None,
 ) -> Settings:
-    """Read and validate the configuration.
+    """Read and validate the configuration (`agent.configuration`), as `Settings`.
 
     `env` defaults to the process environment. `flags` maps a variable name to `(flag, value)`
     for values given on the command line; they win over the environment and errors name both.
     Raises ConfigError naming the first bad variable.
     """
-    environment = Environment(env, flags)
-    warnings: list[str] = []
-    values: dict[str, object] = {}
+    return settings_from(read_configuration(Environment(env, flags)))
 
-    agentapi = environment.read("CODER_MCP_AI_AGENTAPI_URL", _agentapi_url, DEFAULT_AGENTAPI_URL)
-    if agentapi is not None:
-        values["agentapi_url"] = agentapi
-    values["coder_url"] = environment.read("CODER_AGENT_URL", _url, None)
-    values["token"] = _token(environment, warnings)
-    values["agent_socket_path"] = environment.read(
-        "CODER_AGENT_SOCKET_PATH", _agent_socket, DEFAULT_AGENT_SOCKET
-    )
-    values["task_id"] = environment.read("CODER_TASK_ID", _task_id, None)
-    values["app_slug"] = environment.read("CODER_MCP_APP_STATUS_SLUG", _slug, None)
-    for suffix, (attribute, parser) in _TUNABLES.items():
-        if environment.is_set(PREFIX + suffix):
-            values[attribute] = environment.read(PREFIX + suffix, parser, None)
 
-    if agentapi is None:
-        # There is no AgentAPI: a mode that watches one cannot work.
-        if values.get("mode", "hooks") != "hooks":
-            raise ConfigError(
-                environment.name(PREFIX + "MODE"),
-                f"cannot watch AgentAPI when CODER_MCP_AI_AGENTAPI_URL is {NO_AGENTAPI!r}",
-            )
-        values["mode"] = "hooks"
-    warnings.extend(environment.misspelled())
-    if values.get("tls_verify") is False:
-        warnings.append(f"{PREFIX}TLS_VERIFY is off: the Coder server's certificate is not checked")
-    if "socket_path" not in values:
-        values["socket_path"] = Path(environment.default_socket_path())
-    values["notify_socket"] = environment.read("NOTIFY_SOCKET", verbatim, "")
-    values["watchdog_interval"] = _watchdog_interval(environment)
-    values["warnings"] = tuple(warnings)
+def settings_from(configuration: Configuration) -> Settings:
+    """`configuration` as `Settings`: its paths as Paths, its task id as a UUID."""
+    values = configuration.fields()
+    values["socket_path"] = Path(str(values["socket_path"]))
+    values["agent_socket_path"] = Path(str(values["agent_socket_path"]))
+    task = values["task_id"]
+    values["task_id"] = None if task is None else UUID(str(task))
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
-
-
-def _agentapi_url(raw: str) -> str | None:
-    """AgentAPI's URL, or None for `none` (there is no AgentAPI: hooks mode)."""
-    if raw.strip().lower() == NO_AGENTAPI:
-        return None
-    return _url(raw)
-
-
-def _agent_socket(raw: str) -> Path:
-    return Path(raw.strip())
-
-
-def _task_id(raw: str) -> UUID:
-    try:
-        return UUID(raw.strip())
-    except ValueError:
-        raise ValueError("must be a UUID (the task's id)") from None
-
-
-def _slug(raw: str) -> str:
-    slug = raw.strip()
-    if not _SLUG.match(slug):
-        raise ValueError(
-            f"{slug!r} is not an app slug (lower-case letters, digits, single hyphens)"
-        )
-    return slug
-
-
-def _url(raw: str) -> str:
-    value = raw.strip()
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValueError(f"{value!r} is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL with a host")
-    if parts.username or parts.password:
-        raise ValueError("must not carry credentials")
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or fragment")
-    return value.rstrip("/")
-
-
-def _token(environment: Environment, warnings: list[str]) -> Secret | None:
-    direct = environment.read("CODER_AGENT_TOKEN", _token_value, None)
-    if direct is not None:
-        return direct
-    path = environment.read("CODER_AGENT_TOKEN_FILE", verbatim, None)
-    if path is not None:
-        return _token_file("CODER_AGENT_TOKEN_FILE", Path(path), warnings)
-    credentials = environment.read("CREDENTIALS_DIRECTORY", verbatim, "")
-    if credentials:
-        candidate = Path(credentials) / CREDENTIAL_NAME
-        if candidate.exists():
-            return _token_file(f"$CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}", candidate, warnings)
-    return None
-
-
-def _token_file(variable: str, path: Path, warnings: list[str]) -> Secret:
-    try:
-        info = path.stat()
-        content = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(variable, f"token file {str(path)!r} does not exist") from None
-    except PermissionError:
-        raise ConfigError(variable, f"token file {str(path)!r} is not readable") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            variable, f"token file {str(path)!r} cannot be read ({type(exc).__name__})"
-        ) from None
-    if info.st_mode & stat.S_IROTH:
-        warnings.append(f"{variable}: token file {str(path)!r} is readable by every user")
-    try:
-        return _token_value(content)
-    except ValueError as exc:
-        raise ConfigError(variable, str(exc)) from None
-
-
-def _token_value(raw: str) -> Secret:
-    """The token, checked; ValueError (never showing it) when it cannot be sent."""
-    value = raw.strip()
-    if not value:
-        raise ValueError("the token is empty")
-    if not _TOKEN.match(value):
-        raise ValueError("the token has characters a header cannot carry")
-    return Secret(value)
 
 
 @dataclass(frozen=True)
@@ -387,14 +228,3 @@ def stop_hook_environment(
 
 def _under(directory: Path | None, name: str) -> Path | None:
     return None if directory is None else directory / name
-
-
-def _watchdog_interval(environment: Environment) -> float | None:
-    """Half the watchdog period systemd expects pings within, or None without a watchdog."""
-    usec = environment.read("WATCHDOG_USEC", verbatim, "")
-    pid = environment.read("WATCHDOG_PID", verbatim, "")
-    if not usec.isdigit() or int(usec) == 0:
-        return None
-    if pid and pid != str(os.getpid()):
-        return None  # the watchdog is another process's (a parent that exec'd us kept its env)
-    return int(usec) / 2_000_000

@@ -58,9 +58,31 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+
+# A plain constant that type checkers treat as true: the one-shot snapshot imports this module
+# and must not pay for `typing` or `dataclasses` (issue 14), so the classes are written out.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Protocol
+
+    class SnapshotMessage(Protocol):
+        """What the builder needs of a message; agent.agentapi.Message fits.
+
+        A message may also have an int `cut_bytes`: UTF-8 bytes already dropped from the beginning
+        of its content (the daemon's mirror keeps only a long message's tail). They count in K, so
+        the body is the same as from the whole message.
+        """
+
+        @property
+        def id(self) -> int: ...
+        @property
+        def role(self) -> str: ...
+        @property
+        def content(self) -> str: ...
+        @property
+        def time(self) -> str: ...  # RFC 3339 text as AgentAPI sent it (nanoseconds survive)
+
 
 # The server reads the body through this limit and answers 400 past it.
 MAX_BODY_BYTES = 65536
@@ -80,32 +102,40 @@ _MAX_MARKS = 8
 _COUNT_CHUNK = 1 << 18
 
 
-class SnapshotMessage(Protocol):
-    """What the builder needs of a message; agent.agentapi.Message fits.
-
-    A message may also have an int `cut_bytes`: UTF-8 bytes already dropped from the beginning
-    of its content (the daemon's mirror keeps only a long message's tail). They count in K, so
-    the body is the same as from the whole message.
-    """
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def role(self) -> str: ...
-    @property
-    def content(self) -> str: ...
-    @property
-    def time(self) -> str: ...  # RFC 3339 text as AgentAPI sent it (nanoseconds survive)
-
-
-@dataclass(frozen=True)
 class Snapshot:
-    """The body to POST and what went into it."""
+    """The body to POST and what went into it. Immutable; equal when every field is."""
 
+    __slots__ = ("body", "dropped", "message_count", "truncated")
     body: bytes  # the exact bytes to POST
     message_count: int  # messages included
     dropped: int  # messages of the window left out entirely
     truncated: int  # messages whose beginning was cut
+
+    def __init__(self, *, body: bytes, message_count: int, dropped: int, truncated: int) -> None:
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "message_count", message_count)
+        object.__setattr__(self, "dropped", dropped)
+        object.__setattr__(self, "truncated", truncated)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Snapshot is immutable: cannot set {name!r}")
+
+    def _key(self) -> tuple[bytes, int, int, int]:
+        return (self.body, self.message_count, self.dropped, self.truncated)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Snapshot(body=<{len(self.body)} bytes>, message_count={self.message_count}, "
+            f"dropped={self.dropped}, truncated={self.truncated})"
+        )
 
 
 def marker(cut_bytes: int) -> str:
@@ -173,16 +203,27 @@ def build_snapshot(
     )
 
 
-@dataclass(frozen=True)
 class _Part:
     """One message, measured: the JSON around its content, the sizes of its content literal."""
 
-    message: SnapshotMessage
-    prefix: bytes  # {"id":N,"content":
-    suffix: bytes  # ,"role":"...","time":"..."}
-    size: int  # the whole literal; max_bytes + 1 stands for "more than any budget"
-    original: int  # UTF-8 bytes of the content (a lone surrogate counts 3)
-    minimal: int  # the smaller of `size` and the literal of the marker alone
+    __slots__ = ("message", "minimal", "original", "prefix", "size", "suffix")
+
+    def __init__(
+        self,
+        message: SnapshotMessage,
+        *,
+        prefix: bytes,  # {"id":N,"content":
+        suffix: bytes,  # ,"role":"...","time":"..."}
+        size: int,  # the whole literal; max_bytes + 1 stands for "more than any budget"
+        original: int,  # UTF-8 bytes of the content (a lone surrogate counts 3)
+        minimal: int,  # the smaller of `size` and the literal of the marker alone
+    ) -> None:
+        self.message = message
+        self.prefix = prefix
+        self.suffix = suffix
+        self.size = size
+        self.original = original
+        self.minimal = minimal
 
     @classmethod
     def of(cls, message: SnapshotMessage, max_bytes: int) -> _Part:
@@ -193,7 +234,9 @@ class _Part:
         original = utf8_len(content) + getattr(message, "cut_bytes", 0)
         size = max_bytes + 1 if len(content) > max_bytes else len(_encode(content))
         minimal = min(size, len(_encode(marker(original))))
-        return cls(message, prefix, suffix, size, original, minimal)
+        return cls(
+            message, prefix=prefix, suffix=suffix, size=size, original=original, minimal=minimal
+        )
 
 
 def _frame(parts: Sequence[_Part]) -> int:

@@ -150,7 +150,7 @@ PLAIN_OURS = FAST_OURS | {
     "agent.httperrors",
     "agent.plainhttp",
     "agent.plainsnapshot",
-    "agent.settings",
+    "agent.configuration",
     "agent.snapshot",
     "agent.stoppath",
 }
@@ -164,6 +164,8 @@ async def test_snapshot_without_a_daemon_takes_the_standard_library_path(tmp_pat
     assert "agent.plainsnapshot" in modules
     assert tops(modules) & HEAVY == set(), logs
     assert tops(modules) & {"ssl", "certifi", "http", "email", "asyncio", "threading"} == set()
+    # urllib.parse is how a URL is checked (agent.configuration): the one slow module kept.
+    assert tops(modules) & SLOW_STDLIB == {"urllib"}, logs
     ours = {m for m in modules if m.split(".")[0] == "agent"}
     assert ours <= PLAIN_OURS, ours - PLAIN_OURS
     assert TOKEN not in logs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,10 +18,12 @@ from agent.snapshot import (
     MAX_BODY_BYTES,
     MIN_BODY_BYTES,
     Snapshot,
-    SnapshotMessage,
     build_snapshot,
     marker,
 )
+
+if TYPE_CHECKING:
+    from agent.snapshot import SnapshotMessage
 
 TIME = "2025-01-02T03:04:05.123456789Z"
 # What compact JSON escapes, and how (Python's json: the short escapes, else \u00XX).
