@@ -39,6 +39,21 @@ async def test_snapshot_uploads_the_conversation(peers: Peers) -> None:
 
 
 @pytest.mark.usefixtures("oneshot")
+async def test_the_full_command_line_takes_the_same_path(peers: Peers) -> None:
+    # A repeated option is argparse's to parse (not the hooks' fast path): `Settings` are read
+    # first, and the one-shot path still runs from them.
+    peers.agentapi.put_message("user", "parsed by argparse")
+    args = ["snapshot", "--budget", "4", "--budget", "5", "--log-level", "debug"]
+    code, stderr = await finish(await start_agent(args, peers.env()))
+    assert code == 0, stderr
+    started = [json.loads(line) for line in stderr.splitlines() if "snapshot_started" in line]
+    assert started[0]["budget_s"] <= 5
+    body = peers.snapshot()
+    assert body is not None
+    assert body["messages"][-1]["content"] == "parsed by argparse"
+
+
+@pytest.mark.usefixtures("oneshot")
 async def test_no_task_id_is_skipped(peers: Peers) -> None:
     code, stderr = await finish(await start_agent(["snapshot"], peers.env(CODER_TASK_ID="")))
     assert code == 0
