@@ -14,8 +14,8 @@ while it runs stops it at once with the interrupted exit code. The fault and end
 tests run against both paths.
 
 When it does not apply, the httpx path runs instead (`applies`, `snapshot_once` returning None):
-- a proxy variable is set (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY or NO_PROXY, any case): httpx
-  routes Coder requests through it, and this client speaks to servers directly;
+- a proxy variable is set (any `*_proxy` in any case: HTTP_PROXY, HTTPS_PROXY, ALL_PROXY,
+  NO_PROXY...): httpx routes Coder requests by them, and this client speaks to servers directly;
 - a CA source cannot be loaded (SSL_CERT_FILE or SSL_CERT_DIR pointing nowhere): the httpx path
   fails the way it always has;
 - `_CODER_TASK_AGENT_ONESHOT=httpx`: tests run both paths with it (not a setting).

@@ -165,6 +165,23 @@ async def test_nothing_listening_is_not_sent() -> None:
             await anyio.to_thread.run_sync(call)
 
 
+async def test_a_name_that_does_not_resolve_is_not_sent_within_the_deadline() -> None:
+    # `.invalid` never resolves (RFC 6761); the lookup runs in a thread, bounded by the deadline.
+    call = functools.partial(
+        request,
+        Origin("http://coder.invalid:3000"),
+        "GET",
+        "/",
+        service="Test",
+        what="GET /",
+        timeout=10.0,
+        max_body=10,
+        error_body=10,
+    )
+    with anyio.fail_after(30), pytest.raises((NotSent, TimeoutError)):
+        await anyio.to_thread.run_sync(call)
+
+
 async def test_a_silent_server_times_out() -> None:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)

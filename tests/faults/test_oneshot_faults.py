@@ -183,7 +183,10 @@ async def test_a_trickling_coder_is_cut_off_and_retried_within_the_budget(peers:
     server = Scripted(trickle)
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
-        code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        # 4 s: room for a second attempt after the first is cut at 1 s, however slow the start.
+        code, stderr = await snapshot_against(
+            peers, f"http://127.0.0.1:{port}", CODER_TASK_AGENT_SHUTDOWN_BUDGET="4"
+        )
         group.cancel_scope.cancel()
     assert code == 5, stderr
     assert len(server.requests) >= 2, "cut off at the request timeout (1 s), then retried"
