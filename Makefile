@@ -20,8 +20,13 @@ types: sync
 	$(UV) run --frozen mypy
 
 # Three workers on two cores: most tests wait on real subprocesses and sockets, not the CPU.
+# worksteal: an idle worker takes half of a busy one's queue, so the run ends when the work
+# does (`load` hands a quarter of the tests out up front, and one worker can be left with the
+# slow ones; tests/conftest.py orders the longest first). Bytecode is written even where the
+# environment says not to: otherwise every worker rewrites every test module's assertions, and
+# every `python -m agent` the tests start compiles its modules again, on every run.
 unit: sync
-	$(UV) run --frozen pytest -n 3 --cov --cov-report=term
+	env -u PYTHONDONTWRITEBYTECODE $(UV) run --frozen pytest -n 3 --dist worksteal --cov --cov-report=term
 
 slow: sync
 	$(UV) run --frozen pytest -m slow -q

@@ -4,8 +4,33 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# Where a test's time goes, longest first: property runs of many examples (CPU), then real
+# processes waited on (e2e, faults), then in-process loopback servers (standins), then the rest.
+_SLOW_DIRECTORIES = {"e2e": 1, "faults": 1, "standins": 2}
+_QUICK = 3
+
+
+def _expected_length(item: pytest.Item) -> int:
+    """0 for the longest kind of test, `_QUICK` for the quickest."""
+    if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        return 0
+    relative = Path(str(item.path)).relative_to(Path(__file__).parent)
+    return _SLOW_DIRECTORIES.get(relative.parts[0], _QUICK)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first, the many quick ones last.
+
+    pytest-xdist hands tests out in this order: when a long one comes last, one worker is still
+    busy with it while the others idle, and `make test` waits for it. With the quick ones last,
+    the workers fill the end of the run evenly. The sort is stable, so the order is the same on
+    every worker (xdist requires that) and, within a kind, is the collection order.
+    """
+    items.sort(key=_expected_length)
 
 
 @pytest.fixture
