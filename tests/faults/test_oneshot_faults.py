@@ -9,6 +9,7 @@ deadline kept by the process's own clock, the token in no output.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import ssl
 from collections.abc import AsyncIterator
@@ -296,6 +297,19 @@ async def test_ssl_cert_file_is_trusted(peers: Peers, ca: trustme.CA, tmp_path: 
     assert code == 0, stderr
     assert len(server.requests) == 1
     assert named(stderr, "snapshot_uploaded")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl hashes the CA directory")
+async def test_ssl_cert_dir_is_trusted(peers: Peers, ca: trustme.CA, tmp_path: Path) -> None:
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    hashed = await anyio.run_process(["openssl", "x509", "-hash", "-noout", "-in", str(pem)])
+    directory = tmp_path / "certs"
+    directory.mkdir()
+    (directory / f"{hashed.stdout.decode().strip()}.0").write_bytes(pem.read_bytes())
+    code, stderr, server = await snapshot_over_tls(peers, ca, tmp_path, SSL_CERT_DIR=str(directory))
+    assert code == 0, stderr
+    assert len(server.requests) == 1
 
 
 async def test_tls_verification_off_accepts_it_with_a_warning(
