@@ -133,3 +133,31 @@ async def test_with_a_daemon_running_the_daemon_uploads(peers: Peers) -> None:
     code, daemon_log = await finish(daemon)
     assert code == 0
     assert "snapshot_requested" in daemon_log
+
+
+def shape(stderr: str) -> list[tuple[str, str, list[str]]]:
+    """Each log line's event, level and field names: what both paths must print alike."""
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [(line["event"], line["level"], sorted(line)) for line in lines]
+
+
+@pytest.mark.parametrize(
+    "scenario", ["uploaded after a 503", "unsupported", "rejected", "agentapi down"]
+)
+async def test_both_paths_print_the_same_lines(peers: Peers, scenario: str) -> None:
+    peers.agentapi.put_message("user", "the same on both paths")
+    env = {"CODER_TASK_AGENT_LOG_LEVEL": "debug"}
+    if scenario == "rejected":
+        env["CODER_AGENT_TOKEN"] = "wrong-token"
+    if scenario == "agentapi down":
+        env["CODER_MCP_AI_AGENTAPI_URL"] = "http://127.0.0.1:9"
+    peers.coder.tasks_enabled = scenario != "unsupported"
+    results = {}
+    for path in ("stdlib", "httpx"):
+        if scenario == "uploaded after a 503":
+            peers.coder.faults += [Fault("log-snapshot", 503, times=1)]
+        peers.oneshot = path
+        results[path] = await finish(await start_agent(["snapshot"], peers.env(**env)))
+    (stdlib_code, stdlib_log), (httpx_code, httpx_log) = results["stdlib"], results["httpx"]
+    assert stdlib_code == httpx_code, (stdlib_log, httpx_log)
+    assert shape(stdlib_log) == shape(httpx_log), (stdlib_log, httpx_log)
