@@ -21,8 +21,10 @@ does what `agent._http.request` does over httpx, for those two requests only, an
 
 Why not `http.client`: it imports the `email` package to parse headers, about 15 ms on this
 machine, a third of the reference script's whole run; the HTTP/1.1 this client reads (a status
-line, headers, a length or chunks) is short enough to read here, and `tests/test_plainhttp.py`
-pins it. One request per connection (`Connection: close`): the path makes two, to two servers. No
+line, headers, a length or chunks) is short enough to read here. It reads it by h11's grammar
+(h11 reads the httpx path's answers), so both paths accept and refuse the same answers:
+`tests/test_plainhttp_differential.py` holds the two to it on generated well-formed answers and
+on damaged ones, and `tests/test_plainhttp.py` pins the rules over a real socket. One request per connection (`Connection: close`): the path makes two, to two servers. No
 `Accept-Encoding` but identity: nothing to decode. Standard library only; `ssl` (and `certifi`,
 httpx's own CA bundle) only when a URL is https, `threading` only to look a name up.
 """
@@ -30,6 +32,7 @@ httpx's own CA bundle) only when a URL is https, `threading` only to look a name
 from __future__ import annotations
 
 import io
+import re
 import socket
 import time
 
@@ -45,8 +48,9 @@ if TYPE_CHECKING:
 USER_AGENT = "coder-task-agent"
 TOKEN_HEADER = "Coder-Session-Token"  # noqa: S105 - a header name, not a secret
 SNAPSHOT_QUERY = {"format": "agentapi"}
-# The status line and headers of an answer: these servers send a few hundred bytes.
-MAX_HEAD_BYTES = 64 * 1024
+# The status line and headers of an answer (these servers send a few hundred bytes): the bound
+# httpcore gives h11 on the httpx path.
+MAX_HEAD_BYTES = 100 * 1024
 # A chunk-size line, extensions included.
 MAX_LINE_BYTES = 4096
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -357,37 +361,85 @@ def _read_head(reader: Reader) -> tuple[int, dict[str, str]]:
     """The status and headers of the final answer (1xx answers before it are skipped)."""
     while True:
         status, headers = _one_head(reader)
-        if not 100 <= status < 200 or status == 101:
+        if status == 101:
+            raise _ProtocolError("101 Switching Protocols, and no switch was asked for")
+        if not 100 <= status < 200:
             return status, headers
 
 
-def _one_head(reader: Reader) -> tuple[int, dict[str, str]]:
+# The grammar h11 (the httpx path's parser) reads answers with, so that both paths accept and
+# refuse the same answers (tests/test_plainhttp_differential.py holds them to it).
+_STATUS_LINE = re.compile(rb"HTTP/[0-9]\.[0-9] ([0-9]{3})(?: [^\x00\r\n]*)?")
+_FIELD = re.compile(
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*"
+)
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*\r\n")
+_LENGTH = re.compile(rb"[0-9]+")
+
+
+def _lines(reader: Reader, what: str) -> list[bytes]:
+    """The lines of a head (or of trailers) up to the blank one, obsolete folds joined."""
     size = 0
     lines: list[bytes] = []
+    first_field = 1 if what == "headers" else 0  # a head starts with its status line
     while True:
         line = reader.readline(MAX_HEAD_BYTES + 1)
         size += len(line)
         if size > MAX_HEAD_BYTES:
-            raise _ProtocolError(f"the answer's head exceeds {MAX_HEAD_BYTES} bytes")
+            raise _ProtocolError(f"the answer's {what} exceed {MAX_HEAD_BYTES} bytes")
         if not line.endswith(b"\n"):
-            raise _ProtocolError("the server closed the connection before the answer's head")
-        line = line.rstrip(b"\r\n")
+            raise _ProtocolError(f"the server closed the connection before the answer's {what}")
+        line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
         if not line:
-            if lines:
-                break
-            continue  # blank lines before a status line are tolerated (RFC 9112 2.2)
+            return lines
+        if line[:1] in (b" ", b"\t"):
+            if len(lines) <= first_field:
+                raise _ProtocolError(f"a continuation line with nothing to continue: {line[:80]!r}")
+            lines[-1] += b" " + line.lstrip(b" \t")  # an obsolete line fold (RFC 9112 5.2)
+            continue
         lines.append(line)
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if not version.startswith(b"HTTP/1.") or not (code.isdigit() and len(code) == 3):
-        raise _ProtocolError(f"not an HTTP/1.1 status line: {lines[0][:80]!r}")
-    headers: dict[str, str] = {}
-    for raw in lines[1:]:
-        name, colon, value = raw.partition(b":")
-        if not colon or not name or name != name.strip():
+
+
+def _fields(lines: list[bytes]) -> list[tuple[str, str]]:
+    fields = []
+    for raw in lines:
+        match = _FIELD.fullmatch(raw)
+        if match is None:
             raise _ProtocolError(f"malformed header line: {raw[:80]!r}")
-        headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
-    return int(code), headers
+        fields.append((match[1].decode("ascii").lower(), match[2].decode("latin-1")))
+    return fields
+
+
+def _one_head(reader: Reader) -> tuple[int, dict[str, str]]:
+    lines = _lines(reader, "headers")
+    status = _STATUS_LINE.fullmatch(lines[0]) if lines else None
+    if status is None:
+        raise _ProtocolError(f"not an HTTP/1.1 status line: {(lines or [b''])[0][:80]!r}")
+    code = int(status[1])
+    if code < 100:
+        raise _ProtocolError(f"status {code} is not an HTTP status")
+    fields = _fields(lines[1:])
+    headers = dict(fields)  # a repeated header keeps its last value
+    lengths = [
+        part.strip()
+        for name, value in fields
+        if name == "content-length"
+        for part in value.split(",")
+    ]
+    if lengths:
+        if not all(_LENGTH.fullmatch(part.encode("latin-1")) for part in lengths):
+            raise _ProtocolError(f"malformed content-length {headers['content-length'][:40]!r}")
+        if len({int(part) for part in lengths}) > 1:
+            raise _ProtocolError("conflicting content-length headers")
+        headers["content-length"] = str(int(lengths[0]))
+    encodings = [value for name, value in fields if name == "transfer-encoding"]
+    if len(encodings) > 1:
+        raise _ProtocolError("more than one transfer-encoding header")
+    if encodings:
+        if encodings[0].strip().lower() != "chunked":
+            raise _ProtocolError(f"unsupported transfer-encoding {encodings[0][:40]!r}")
+        headers["transfer-encoding"] = "chunked"
+    return code, headers
 
 
 def _read_body(
@@ -396,17 +448,12 @@ def _read_body(
     """At most `limit` bytes of the body, and whether that was all of it (stops reading there)."""
     if status in (204, 304):
         return b"", True
-    encoding = headers.get("transfer-encoding", "").lower()
-    if encoding:
-        if encoding.rsplit(",", 1)[-1].strip() != "chunked":
-            raise _ProtocolError(f"unsupported transfer-encoding {encoding[:40]!r}")
+    if "transfer-encoding" in headers:  # checked by _one_head: chunked, and it beats a length
         return _read_chunked(reader, limit)
     length_text = headers.get("content-length")
     if length_text is None:
         data = reader.read(limit + 1)  # until the server closes
         return (data, True) if len(data) <= limit else (data[:limit], False)
-    if not (length_text.isascii() and length_text.isdigit()):
-        raise _ProtocolError(f"malformed content-length {length_text[:40]!r}")
     length = int(length_text)
     data = reader.read(min(length, limit))
     if len(data) < min(length, limit):
@@ -419,17 +466,12 @@ def _read_chunked(reader: Reader, limit: int) -> tuple[bytes, bool]:
     size = 0
     while True:
         line = reader.readline(MAX_LINE_BYTES)
-        if not line.endswith(b"\n"):
-            raise _ProtocolError("malformed or incomplete chunked body")
-        length_text = line.split(b";", 1)[0].strip()
-        try:
-            length = int(length_text, 16)
-        except ValueError:
-            raise _ProtocolError(f"malformed chunk size {length_text[:40]!r}") from None
-        if length < 0:
-            raise _ProtocolError("negative chunk size")
+        match = _CHUNK_SIZE.fullmatch(line)
+        if match is None:
+            raise _ProtocolError(f"malformed or incomplete chunk header {line[:40]!r}")
+        length = int(match[1], 16)
         if length == 0:
-            _skip_trailers(reader)
+            _fields(_lines(reader, "trailers"))  # read, checked, and dropped
             return b"".join(chunks), True
         if size + length > limit:
             chunks.append(_exactly(reader, limit - size))
@@ -445,14 +487,3 @@ def _exactly(reader: Reader, count: int) -> bytes:
     if len(data) < count:
         raise _ProtocolError("the server closed the connection before the whole body")
     return data
-
-
-def _skip_trailers(reader: Reader) -> None:
-    size = 0
-    while True:
-        line = reader.readline(MAX_HEAD_BYTES)
-        size += len(line)
-        if not line.endswith(b"\n") or size > MAX_HEAD_BYTES:
-            raise _ProtocolError("malformed trailers")
-        if line in (b"\r\n", b"\n"):
-            return

@@ -72,7 +72,7 @@ async def exchange(
         ),
         (b"HTTP/1.1 200 OK\r\n\r\nuntil the end", 200, b"until the end"),
         (b"HTTP/1.1 204 No Content\r\n\r\n", 204, b""),
-        (b"\r\nHTTP/1.0 503 Busy\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n", 503, b""),
+        (b"HTTP/1.0 503 Busy\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n", 503, b""),
     ],
 )
 async def test_answers_are_read_whole(canned: bytes, status: int, body: bytes) -> None:
@@ -121,6 +121,8 @@ async def test_an_error_answer_is_cut_to_its_own_cap() -> None:
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nok",
         b"HTTP/1.1 200 OK\r\nContent-",
         b"",
+        # h11 (the httpx path) refuses a blank line before the status line: so does this one.
+        b"\r\nHTTP/1.0 503 Busy\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n",
     ],
 )
 async def test_a_malformed_or_cut_answer_has_an_unknown_outcome(canned: bytes) -> None:
