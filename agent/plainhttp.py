@@ -24,8 +24,9 @@ machine, a third of the reference script's whole run; the HTTP/1.1 this client r
 line, headers, a length or chunks) is short enough to read here. It reads it by h11's grammar
 (h11 reads the httpx path's answers), so both paths accept and refuse the same answers:
 `tests/test_plainhttp_differential.py` holds the two to it on generated well-formed answers and
-on damaged ones, and `tests/test_plainhttp.py` pins the rules over a real socket. One request per connection (`Connection: close`): the path makes two, to two servers. No
-`Accept-Encoding` but identity: nothing to decode. Standard library only; `ssl` (and `certifi`,
+on damaged ones, and `tests/test_plainhttp.py` pins the rules over a real socket. One request
+per connection (`Connection: close`): the path makes two, to two servers. No `Accept-Encoding`
+but identity: nothing to decode. Standard library only; `ssl` (and `certifi`,
 httpx's own CA bundle) only when a URL is https, `threading` only to look a name up.
 """
 
