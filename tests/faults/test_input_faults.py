@@ -183,7 +183,13 @@ async def test_a_proxy_echoing_the_token_cannot_put_it_in_the_output(
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
         url = f"http://127.0.0.1:{port}"
-        env = peers.env(CODER_AGENT_URL=url, CODER_TASK_AGENT_SHUTDOWN_BUDGET="2")
+        # A 500 is retried until the deadline: a direct report's is twice the request timeout
+        # (10 s by default), 4 s here; the echo is answered at once, so no attempt times out.
+        env = peers.env(
+            CODER_AGENT_URL=url,
+            CODER_TASK_AGENT_SHUTDOWN_BUDGET="2",
+            CODER_TASK_AGENT_REQUEST_TIMEOUT="2",
+        )
         # The direct report path (no daemon listening), then the snapshot command.
         code, stderr = await run(["report", "complete", "Done"], env)
         assert code in (4, 5), stderr
