@@ -139,12 +139,8 @@ class ManualClock:
         Zero or negative seconds cancel it at once (its body stops at its first checkpoint);
         infinite seconds never do.
         """
-        deadline = self._open(seconds)
-        try:
-            with deadline.scope:
-                yield deadline.scope
-        finally:
-            self._close(deadline)
+        with self._deadline(seconds) as deadline:
+            yield deadline.scope
 
     @contextmanager
     def fail_after(self, seconds: float) -> Iterator[anyio.CancelScope]:
@@ -153,14 +149,20 @@ class ManualClock:
         An outer cancellation propagates as itself; an exception from the body propagates
         unchanged.
         """
+        with self._deadline(seconds) as deadline:
+            yield deadline.scope
+        if deadline.scope.cancelled_caught and deadline.fired:
+            raise TimeoutError
+
+    @contextmanager
+    def _deadline(self, seconds: float) -> Iterator[_Deadline]:
+        """The scope of either timeout, registered with this clock while it is open."""
         deadline = self._open(seconds)
         try:
             with deadline.scope:
-                yield deadline.scope
+                yield deadline
         finally:
             self._close(deadline)
-        if deadline.scope.cancelled_caught and deadline.fired:
-            raise TimeoutError
 
     def _open(self, seconds: float) -> _Deadline:
         if math.isnan(seconds):
