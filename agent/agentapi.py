@@ -34,7 +34,7 @@ from pydantic import (
     field_validator,
 )
 
-from agent._http import overall_deadline, request, status_error, transport_error
+from agent._http import overall_deadline, request, status_error, transport_error, url_of
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.conversation import (
     BUSY_PHRASE,
@@ -260,7 +260,7 @@ class AgentAPIClient:
         return response
 
     def _url(self, path: str) -> str:
-        return str(self._http.base_url.join(path))
+        return url_of(self._http, path)
 
 
 class _StateFile(_Model):
