@@ -35,6 +35,8 @@ class CoderClient:
     Each method makes ONE attempt and raises from the `agent.errors` tree; `deliver` retries.
     """
 
+    client = "httpx"  # how `snapshot_started` names this path
+
     def __init__(
         self,
         http: httpx.AsyncClient,

@@ -40,7 +40,9 @@ from agent import earlystop, laststate
 from agent.agentapi import AgentAPIClient, Message
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder import CoderClient
+from agent.coderline import CoderLine, line_for
 from agent.control import SocketInUse, check_socket_free, serve_reports
+from agent.environment import Environment
 from agent.errors import ConfigError
 from agent.mirror import Mirror
 from agent.models import AppStatus
@@ -49,7 +51,7 @@ from agent.retry import RECONNECT_BACKOFF
 from agent.sdnotify import Notifier
 from agent.sender import StatusSender, open_sender
 from agent.settings import Settings
-from agent.shutdown import Outcome, save_snapshot
+from agent.shutdown import Outcome, SnapshotUploader, save_snapshot
 from agent.snapshot import Snapshot
 from agent.status import ExplicitReport, Observation, RulesState, Tick, next_deadline, step
 from agent.transport import agentapi_http, coder_http
@@ -78,10 +80,15 @@ class Daemon:
         clock: Clock = SYSTEM_CLOCK,
         *,
         sender: StatusSender | None = None,
+        line: CoderLine | None = None,
     ) -> None:
         self.settings = settings
         self.agentapi = agentapi
         self.coder = coder
+        # The snapshot goes up the daemon's own line when it has one (agent.coderline), else
+        # through the httpx client.
+        self.line = line
+        self.uploader: SnapshotUploader = line if line is not None else coder
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.rules = RulesState()
@@ -339,7 +346,7 @@ class Daemon:
         return await save_snapshot(
             task_id=self.settings.task_id,
             agentapi=self.agentapi,
-            coder=self.coder,
+            coder=self.uploader,
             deadline=deadline,
             fetch_timeout=self.settings.stop_fetch_timeout,
             live=live,
@@ -408,6 +415,10 @@ class Daemon:
             await self.clock.sleep(PREPARE_AFTER)
             if self.mirror.version == version:
                 self.mirror.snapshot()
+                if self.line is not None:
+                    # The stop will come some time after a quiet moment: the connection
+                    # it uploads on is opened now, not then.
+                    self.line.warm_soon()
 
     # -- timers -------------------------------------------------------------------------------
 
@@ -463,7 +474,11 @@ async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
             raise
         except ConfigError:
             pass  # an unusable path is not fatal: the socket server logs it and goes on
-    async with agentapi_http(settings) as agentapi, coder_http(settings, url, token) as coder:
+    async with (
+        agentapi_http(settings) as agentapi,
+        coder_http(settings, url, token) as coder,
+        line_for(settings, Environment(), clock) as line,
+    ):
         client = CoderClient(coder, settings.app_slug, clock=clock)
         async with open_sender(settings, client.patch_app_status, clock) as sender:
             daemon = Daemon(
@@ -473,5 +488,6 @@ async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
                 Notifier.for_settings(settings),
                 clock,
                 sender=sender,
+                line=line,
             )
             return await daemon.run()

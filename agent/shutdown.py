@@ -11,6 +11,7 @@ stop still leaves the newest messages saved.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 from uuid import UUID
 
 import anyio
@@ -19,15 +20,25 @@ import structlog
 from agent import stoppath
 from agent.agentapi import AgentAPIClient, Message
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.coder import CoderClient
 from agent.errors import RemoteError
 from agent.retry import deliver
 from agent.snapshot import Snapshot
 from agent.stoppath import Outcome
 
-__all__ = ["Outcome", "fetch_messages", "save_snapshot"]
+__all__ = ["Outcome", "SnapshotUploader", "fetch_messages", "save_snapshot"]
 
 log = structlog.get_logger("agent.shutdown")
+
+
+class SnapshotUploader(Protocol):
+    """What uploads the snapshot: `agent.coder.CoderClient` (httpx) or the daemon's own line
+    (`agent.coderline.CoderLine`, h11 over a kept connection). One attempt per call, errors from
+    the `agent.errors` tree; `client` names the path in `snapshot_started`."""
+
+    @property
+    def client(self) -> str: ...
+
+    async def upload_log_snapshot(self, task_id: UUID, body: bytes) -> None: ...
 
 
 async def fetch_messages(
@@ -54,7 +65,7 @@ async def save_snapshot(
     *,
     task_id: UUID | None,
     agentapi: AgentAPIClient,
-    coder: CoderClient,
+    coder: SnapshotUploader,
     deadline: float,
     fetch_timeout: float,
     fallback: Sequence[Message] | None = None,
@@ -93,7 +104,7 @@ async def _save(
     *,
     task_id: UUID | None,
     agentapi: AgentAPIClient,
-    coder: CoderClient,
+    coder: SnapshotUploader,
     deadline: float,
     fetch_timeout: float,
     fallback: Sequence[Message] | None,
@@ -103,7 +114,7 @@ async def _save(
 ) -> Outcome:
     if task_id is None:
         return stoppath.no_task(log)
-    stoppath.started(log, deadline - clock.now(), client="httpx")
+    stoppath.started(log, deadline - clock.now(), client=coder.client)
     if isinstance(live, Snapshot):
         snapshot: Snapshot | Outcome = live
     else:

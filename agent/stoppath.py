@@ -69,7 +69,7 @@ def no_task(log: Log) -> Outcome:
 def started(log: Log, budget: float, client: str) -> None:
     """The stop path's first line; with the `mono` field of every line, this makes its duration
     checkable from the process's own log (tests do, on a loaded machine, instead of timing from
-    outside). `client` names the HTTP path (`httpx` or `stdlib`)."""
+    outside). `client` names the HTTP path (`httpx`, `stdlib`, or the daemon's `h11` line)."""
     log.info("snapshot_started", budget_s=round(budget, 3), client=client)
 
 

@@ -119,7 +119,10 @@ async def start_agent(args: list[str], env: Mapping[str, str]) -> anyio.abc.Proc
     STARTED.append(process)
     if args[:1] == ["snapshot"]:
         CLIENT[process.pid] = "stdlib" if applies(Environment(env)) is None else "httpx"
-    elif args[:1] in (["run"], ["stop-hook"]):
+    elif args[:1] == ["run"]:
+        # The daemon's own line (agent.coderline), unless a proxy variable hands it to httpx.
+        CLIENT[process.pid] = "httpx" if Environment(env).proxies() else "h11"
+    elif args[:1] == ["stop-hook"]:
         CLIENT[process.pid] = "httpx"
     return process
 

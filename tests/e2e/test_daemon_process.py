@@ -82,6 +82,18 @@ async def test_sigterm_with_coder_503_twice_then_204(peers: Peers) -> None:
     assert [r["status"] for r in peers.snapshot_requests()] == [503, 503, 204]
 
 
+async def test_a_proxy_variable_hands_the_daemons_upload_to_httpx(peers: Peers) -> None:
+    # httpx honours proxies, the daemon's own line does not: with a proxy variable set the
+    # snapshot goes up through httpx (`finish` checks the path `snapshot_started` names).
+    process = await start_agent(["run"], peers.env(NO_PROXY="localhost,127.0.0.1"))
+    await wait_until(lambda: peers.states() == ["idle"], within=15)
+    terminate(process)
+    code, stderr = await finish(process)
+    assert code == 0, stderr
+    assert '"client": "httpx"' in stderr
+    assert len(peers.snapshot_requests()) == 1
+
+
 async def test_report_command_through_the_daemon(peers: Peers) -> None:
     process = await start_agent(["run"], peers.env())
     await wait_until(lambda: peers.states() == ["idle"], within=15)
