@@ -25,8 +25,8 @@ errors in `agentsocket`.
         ├── UntrustedSocket  the agent socket is another user's, a symlink, or not a socket
         └── BadResponse      an answer that is not what the contract says (garbage, wrong types)
 
-`tenacity` retries the TryAgain branch only. "Not sent" and "outcome unknown" differ for a
-request that changes state: after a NotSent (or any answer, even a 4xx) the server's state is
+`agent.retry.deliver` retries the TryAgain branch only. "Not sent" and "outcome unknown" differ
+for a request that changes state: after a NotSent (or any answer, even a 4xx) the server's state is
 what it was; after an OutcomeUnknown (or a 5xx, which the server may send after applying the
 change) it is unknown, so the reporter sends its next wanted status even when it equals the last
 confirmed one. A plain TransportError counts as unknown: that is the safe side.

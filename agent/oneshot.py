@@ -13,8 +13,8 @@ and the typed AgentAPI client) runs only when that path hands over: a proxy vari
 (httpx honours them, the plain client does not), or a CA source cannot be loaded. An earlier
 version kept httpx here, to avoid a second implementation of the stop path; it missed the
 target (about 8x Coder's reference script on small histories, almost all of it importing
-httpx, pydantic, structlog, anyio and tenacity). The second implementation is kept small
-instead: everything but the two requests is shared (the `/messages` rule, the snapshot
+httpx, pydantic, structlog, anyio and tenacity, since dropped). The second implementation is
+kept small instead: everything but the two requests is shared (the `/messages` rule, the snapshot
 builder, the retry waits, the answer-to-error rules, each ending's outcome, exit code and log
 line), and the snapshot fault and end-to-end tests run against both paths. bench/README.md has
 the figures.

@@ -2,7 +2,7 @@
 
 Why it exists: the one-shot snapshot replaces Coder's bash + curl + jq stop script and must cost
 about what that script costs (issue 14: at most 1.25x on small histories); httpx, pydantic,
-structlog, anyio and tenacity take longer to import than the whole script runs. This shell makes
+structlog and anyio take longer to import than the whole script runs. This shell makes
 the path's two requests with `agent.plainhttp` and does everything else with the parts the httpx
 path (`agent.oneshot`, `agent.shutdown`) uses too: `agent.conversation` reads `/messages`,
 `agent.snapshot` builds the body, `agent.backoff` retries, `agent.httperrors` turns answers
