@@ -22,6 +22,7 @@ from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from standins.coder import CoderStandIn, run_coder_standin
 from standins.coder.store import Store, Task
 from standins.environment import agent_environment
+from standins.http import Request, Response
 
 TOKEN = "bench-token-5e1f0c7a"  # noqa: S105 - a made-up token for loopback stand-ins
 TASK_ID = "7d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -31,10 +32,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass
 class Arrivals:
-    """When the Coder stand-in stored what (perf_counter seconds)."""
+    """When the Coder stand-in stored what (perf_counter seconds), and when each snapshot upload
+    had been received whole (its HTTP layer handed it over, before any routing or storing)."""
 
     statuses: list[tuple[float, str]] = field(default_factory=list)
     snapshots: list[tuple[float, int]] = field(default_factory=list)
+    snapshot_received: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -68,13 +71,25 @@ async def peers(workdir: Path, rate_limit: int = 10**9) -> AsyncIterator[Peers]:
         agentapi_url = f"http://127.0.0.1:{agentapi_port}"
         store = RecordingStore(workdir / f"coder-{time.monotonic_ns()}.db", arrivals)
         task = Task(TASK_ID, "bench", "bench", "active", (SLUG,), agentapi_url)
-        coder = CoderStandIn(store, TOKEN, [task], rate_limit=rate_limit)
+        coder = ReceiptCoder(store, TOKEN, [task], rate_limit=rate_limit)
+        coder.arrivals = arrivals
         coder_port = await group.start(run_coder_standin, coder)
         yield Peers(
             agentapi, coder, agentapi_url, f"http://127.0.0.1:{coder_port}", arrivals, workdir
         )
         group.cancel_scope.cancel()
     store.close()
+
+
+class ReceiptCoder(CoderStandIn):
+    """The Coder stand-in, noting when an upload to the snapshot route was received whole."""
+
+    arrivals: Arrivals
+
+    async def handle(self, request: Request) -> Response:
+        if request.method == "POST" and request.path.endswith("/log-snapshot"):
+            self.arrivals.snapshot_received.append(time.perf_counter())
+        return await super().handle(request)
 
 
 class RecordingStore(Store):
