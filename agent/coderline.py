@@ -22,9 +22,14 @@ What it adds: one connection kept open between uploads. The daemon warms it (`wa
 it prepares the snapshot body, so a stop does not wait for a TCP and TLS handshake. While the
 connection is idle a task keeps reading it: a server or proxy closing it (an idle timeout) is
 noticed at once and the connection dropped, and TLS 1.3's session tickets are consumed there
-rather than read as an answer. A request on a kept connection that fails before any byte of an
-answer came back is sent once more at once on a new connection: the server closed the kept one
-as the request was written (uploading the same snapshot twice stores the same thing).
+rather than read as an answer. A kept connection can also die without a word (a NAT or firewall
+forgetting it, a host gone): TCP keepalive probes it every KEEPALIVE_IDLE s while idle, which
+keeps such a mapping alive and finds a dead peer within about half a minute, and on a kept
+connection the first byte of the answer is awaited only KEPT_ANSWER_WITHIN s, not the whole
+deadline (which is the whole stop budget by default) before the upload goes again on a new one.
+A request on a kept connection that fails or goes unanswered that way is sent once more at once
+on a new connection: uploading the same snapshot twice stores the same thing, and a stop must
+not spend its budget on a connection that is gone.
 
 Not used when a proxy variable is set (httpx honours proxies; this line does not): the daemon
 then uploads through httpx (`agent.daemon.run_daemon` decides).
@@ -32,6 +37,7 @@ then uploads through httpx (`agent.daemon.run_daemon` decides).
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -69,6 +75,16 @@ WHAT = "POST log-snapshot"
 # What a dead or closing connection raises through anyio (ssl.SSLError is an OSError).
 _BROKEN = (OSError, anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError)
 _READ = 65536
+# TCP keepalive on the kept connection: first probe after this many idle seconds, then every
+# KEEPALIVE_INTERVAL s, the peer declared dead after KEEPALIVE_PROBES unanswered. Cloud NATs
+# forget an idle flow after 4-6 minutes without telling either end; a probe every 15 s keeps it.
+KEEPALIVE_IDLE = 15
+KEEPALIVE_INTERVAL = 5
+KEEPALIVE_PROBES = 3
+# Seconds a kept connection may stay silent after the request before it is taken for gone and
+# the upload sent on a new connection. Coder stores a snapshot in milliseconds; a connection
+# that went dead without a word would otherwise hold the upload for the whole deadline.
+KEPT_ANSWER_WITHIN = 1.0
 
 
 class _Stale(Exception):
@@ -195,11 +211,24 @@ class CoderLine:
             # httpx's words for the same failures (httpcore connects through anyio too).
             raise NotSent(SERVICE, what, f"ConnectError: {exc}".rstrip(": ")) from None
 
+    @staticmethod
+    def _probe_while_idle(stream: anyio.abc.ByteStream) -> None:
+        """TCP keepalive on `stream` (see KEEPALIVE_IDLE); where the platform lacks it, none."""
+        try:
+            sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+        except (OSError, AttributeError, anyio.TypedAttributeLookupError):
+            pass  # the first-answer bound below still applies
+
     def _keep(self, stream: anyio.abc.ByteStream) -> None:
         """Keep `stream` for the next upload, watched while idle; or close it."""
         if self._closed or self._idle is not None:
             self._group.start_soon(anyio.aclose_forcefully, stream)
             return
+        self._probe_while_idle(stream)
         idle = _Idle(stream)
         self._idle = idle
         self._group.start_soon(self._watch, idle)
@@ -277,7 +306,9 @@ class CoderLine:
             if watcher_done is not None:
                 await watcher_done.wait()  # the watcher may still be unwinding its read
             try:
-                status, retry_after, answer, whole = await _read_answer(conn, stream)
+                status, retry_after, answer, whole = await _read_answer(
+                    conn, stream, self._clock, KEPT_ANSWER_WITHIN if kept else None
+                )
             except _NoAnswer as exc:
                 if kept and not exc.answered:
                     raise _Stale(exc.detail) from None
@@ -305,13 +336,37 @@ class _NoAnswer(Exception):
 _DISCONNECTED = "RemoteProtocolError: Server disconnected without sending a response."
 
 
+async def _receive(
+    stream: anyio.abc.ByteStream, clock: Clock, within: float | None, *, answered: bool
+) -> bytes:
+    """The next bytes of the answer; b"" at its end. _NoAnswer when the connection broke, or when
+    nothing came `within` s (None: no bound but the caller's deadline)."""
+    data = b""
+    try:
+        if within is None:
+            return await stream.receive(_READ)
+        with clock.move_on_after(within):
+            data = await stream.receive(_READ)
+    except anyio.EndOfStream:
+        return b""
+    except _BROKEN as exc:
+        raise _NoAnswer(f"ReadError: {exc}".rstrip(": "), answered=answered) from None
+    if not data:
+        raise _NoAnswer(f"no answer within {within:g} s", answered=False)
+    return data
+
+
 async def _read_answer(
-    conn: h11.Connection, stream: anyio.abc.ByteStream
+    conn: h11.Connection,
+    stream: anyio.abc.ByteStream,
+    clock: Clock,
+    first_byte_within: float | None,
 ) -> tuple[int, str | None, bytes, bool]:
     """Status, raw Retry-After, the body through MAX_ERROR_BODY, and whether it was read whole.
 
     Raises _NoAnswer when the connection ends or breaks before the answer begins or while it is
-    read, h11.RemoteProtocolError on a malformed answer.
+    read, or when no byte of it came within `first_byte_within` s (None: no bound but the
+    caller's deadline); h11.RemoteProtocolError on a malformed answer.
     """
     answered = False
     status = 0
@@ -321,12 +376,8 @@ async def _read_answer(
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            try:
-                data = await stream.receive(_READ)
-            except anyio.EndOfStream:
-                data = b""
-            except _BROKEN as exc:
-                raise _NoAnswer(f"ReadError: {exc}".rstrip(": "), answered=answered) from None
+            within = None if answered else first_byte_within
+            data = await _receive(stream, clock, within, answered=answered)
             if not data and conn.their_state is h11.SEND_RESPONSE:
                 raise _NoAnswer(_DISCONNECTED, answered=answered)  # httpcore's words
             answered = answered or bool(data)

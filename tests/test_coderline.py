@@ -8,6 +8,7 @@ connection, warmed ahead, watched while idle, replaced when the server closed it
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ import h11
 import pytest
 import trustme
 
+from agent import coderline
 from agent.coder import CoderClient
 from agent.coderline import CoderLine, line_for, open_coder_line
 from agent.configuration import Secret
@@ -262,10 +264,11 @@ class Counting:
     """A keep-alive HTTP/1.1 server on loopback that counts connections and can drop them.
 
     `plan` answers the requests in order: an int is a status to answer, None closes the
-    connection without answering.
+    connection without answering, "silent" never answers and keeps the connection open (a peer
+    gone without a word).
     """
 
-    def __init__(self, plan: list[int | None] | None = None) -> None:
+    def __init__(self, plan: list[int | str | None] | None = None) -> None:
         self.plan = list(plan or [])
         self.connections = 0
         self.requests = 0
@@ -301,6 +304,9 @@ class Counting:
                 if status is None:
                     await stream.aclose()
                     return
+                if status == "silent":
+                    await anyio.sleep_forever()
+                assert isinstance(status, int)
                 await stream.send(conn.send(h11.Response(status_code=status, headers=[])))
                 await stream.send(conn.send(h11.EndOfMessage()))
                 conn.start_next_cycle()
@@ -312,13 +318,13 @@ class Counting:
 
 @asynccontextmanager
 async def counted(
-    plan: list[int | None] | None = None,
+    plan: list[int | str | None] | None = None, deadline: float = DEADLINE
 ) -> AsyncIterator[tuple[Counting, CoderLine]]:
     server = Counting(plan)
     async with anyio.create_task_group() as group:
         port = await group.start(server.serve)
         url = f"http://127.0.0.1:{port}"
-        async with open_coder_line(url, Secret(TOKEN), deadline=DEADLINE, tls=None) as line:
+        async with open_coder_line(url, Secret(TOKEN), deadline=deadline, tls=None) as line:
             yield server, line
         group.cancel_scope.cancel()
 
@@ -357,6 +363,48 @@ async def test_a_kept_connection_closed_as_the_request_goes_out_is_retried_on_a_
         await line.upload_log_snapshot(TASK, BODY)
         await line.upload_log_snapshot(TASK, BODY)
     assert (server.connections, server.requests) == (2, 3)
+
+
+async def test_a_kept_connection_gone_silent_is_left_for_a_new_one_within_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A NAT that forgot the flow, a host gone: the request goes out and nothing ever comes
+    # back. The kept connection is given KEPT_ANSWER_WITHIN, not the whole deadline (by default
+    # the whole stop budget), then the upload goes again on a new connection.
+    monkeypatch.setattr(coderline, "KEPT_ANSWER_WITHIN", 0.05)
+    # Without the bound the second upload would wait out its whole (long) deadline and fail.
+    async with counted([204, "silent", 204], deadline=60) as (server, line):
+        await line.upload_log_snapshot(TASK, BODY)
+        with anyio.fail_after(30):
+            await line.upload_log_snapshot(TASK, BODY)
+    assert (server.connections, server.requests) == (2, 3)
+
+
+async def test_a_slow_answer_on_a_new_connection_gets_the_whole_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The bound is for kept connections only: a new one waits for the answer until the deadline.
+    monkeypatch.setattr(coderline, "KEPT_ANSWER_WITHIN", 0.01)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, Scripted(stored_late(0.2)).handle)
+        async with open_coder_line(
+            f"http://127.0.0.1:{port}", Secret(TOKEN), deadline=DEADLINE * 10, tls=None
+        ) as line:
+            await line.upload_log_snapshot(TASK, BODY)
+        group.cancel_scope.cancel()
+
+
+async def test_a_kept_connection_is_probed_by_tcp_keepalive_while_idle() -> None:
+    async with counted() as (_, line):
+        line.warm_soon()
+        await wait_until(lambda: line.warm)
+        assert line._idle is not None
+        sock = line._idle.stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        idle = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+        assert idle == coderline.KEEPALIVE_IDLE
+        probes = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
+        assert probes == coderline.KEEPALIVE_PROBES
 
 
 async def test_a_new_connection_closed_without_an_answer_is_an_unknown_outcome() -> None:
