@@ -15,7 +15,6 @@ No other module of the product reads `os.environ` (tests/test_architecture.py ch
 
 from __future__ import annotations
 
-import math
 import os
 
 from agent.errors import ConfigError
@@ -33,6 +32,8 @@ PREFIX = "CODER_TASK_AGENT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 DEFAULT_SHUTDOWN_BUDGET = 5.0
+# Not `math.inf`: `math` is an extension module the hooks' path would load for this alone.
+_INFINITY = float("inf")
 
 # Every variable this program reads, and what it is. `read` refuses a name missing here, and a
 # `CODER_TASK_AGENT_*` name set but missing here is a misspelling (see `misspelled`).
@@ -92,7 +93,7 @@ def positive_seconds(raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise ValueError(f"must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
+    if not 0 < value < _INFINITY:  # NaN compares false both ways: refused too
         raise ValueError(f"must be a positive number of seconds, got {raw!r}")
     return value
 

@@ -4,6 +4,8 @@ Why a module of its own, importing the standard library only: agent hooks run `r
 step of a turn and `snapshot` at every stop, so the path that hands a request to a running
 daemon must cost about what starting Python costs. Importing httpx, pydantic, structlog, anyio
 and tenacity takes ten times longer than the whole exchange; none of them is imported here.
+Nor are the standard library's wrappers that cost more than this path uses of them: `socket`
+(`_socket` instead), `json` (`agent.jsonline`) and `struct` (`peer_credentials`).
 Only when no daemon listens does a command take the direct path (`agent.oneshot`), which
 imports what it needs and logs through the redacting structlog logger.
 
@@ -34,15 +36,18 @@ Output goes through a tiny redacting writer that prints exactly what the structl
 
 from __future__ import annotations
 
+# `_socket`, not `socket`: the module `socket` is a wrapper that converts the constants into
+# enums (AddressFamily, SocketKind...) and imports `selectors` at import time; that cost as much
+# as a third of starting the interpreter, for nothing this path uses. `_socket.socket` is the
+# very type `socket.socket` subclasses, with the same methods and errors.
+import _socket
 import errno
-import json
 import os
-import socket
 import stat
-import struct
 import sys
 import time
 
+from agent import jsonline
 from agent.errors import ConfigError, UsageError
 from agent.hookconfig import HookSettings
 from agent.models import AppState, AppStatus, ExitCode
@@ -66,6 +71,8 @@ SOCKET_VARIABLE = "CODER_TASK_AGENT_SOCKET"
 _NEEDS_SUMMARY = (AppState.COMPLETE, AppState.FAILED)
 # AF_UNIX paths are limited to 108 bytes including the terminating NUL.
 _SUN_PATH_MAX = 107
+# SO_PEERCRED answers a `struct ucred`: pid, uid and gid, 32 bits each.
+_UCRED_BYTES = 12
 
 
 def parse_report(state: str, summary: str, uri: str = "") -> AppStatus:
@@ -108,11 +115,12 @@ def system_owners(uid_map: str, overflow_uid: int) -> tuple[int, ...]:
 
 
 def _system_owners() -> tuple[int, ...]:
+    # Read as bytes: a text read would import a codec for this alone.
     try:
-        with open("/proc/self/uid_map", encoding="ascii") as uid_map:
-            mapping = uid_map.read()
-        with open("/proc/sys/kernel/overflowuid", encoding="ascii") as overflow:
-            overflow_uid = int(overflow.read().strip())
+        with open("/proc/self/uid_map", "rb") as uid_map:
+            mapping = uid_map.read().decode("ascii")
+        with open("/proc/sys/kernel/overflowuid", "rb") as overflow:
+            overflow_uid = int(overflow.read())
     except (OSError, ValueError):
         return (0,)
     return system_owners(mapping, overflow_uid)
@@ -215,6 +223,18 @@ def make_private_dir(directory: str | os.PathLike[str]) -> None:
     os.close(open_private_dir(directory))
 
 
+def peer_credentials(ucred: bytes) -> tuple[int, int, int]:
+    """The pid, uid and gid in SO_PEERCRED's answer (`struct ucred`: three 32-bit fields).
+
+    Read without `struct`, whose extension module the hooks' path would load for this alone.
+    """
+    return (
+        int.from_bytes(ucred[0:4], sys.byteorder, signed=True),  # pid_t
+        int.from_bytes(ucred[4:8], sys.byteorder),  # uid_t
+        int.from_bytes(ucred[8:12], sys.byteorder),  # gid_t
+    )
+
+
 class NoDaemon(Exception):
     """Nothing listens at the socket path: the direct path is safe (no duplicate possible)."""
 
@@ -223,7 +243,7 @@ class Unanswered(Exception):
     """A daemon took the request (or holds the socket) but gave no usable answer."""
 
 
-def _connect(path: str, timeout: float) -> socket.socket:
+def _connect(path: str, timeout: float) -> _socket.socket:
     """A connected socket to the daemon at `path`, every check passed."""
     parent, name = os.path.split(os.path.abspath(path))
     try:
@@ -245,7 +265,7 @@ def _connect(path: str, timeout: float) -> socket.socket:
         through = f"/proc/self/fd/{fd}/{name}"
         usable = len(through) <= _SUN_PATH_MAX and os.path.isdir("/proc/self/fd")
         address = through if usable else path
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
             sock.connect(address)
@@ -260,8 +280,8 @@ def _connect(path: str, timeout: float) -> socket.socket:
             raise Unanswered(f"cannot connect to {path!r}: {exc.strerror}") from None
     finally:
         os.close(fd)
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, peer_uid, _gid = struct.unpack("3i", creds)
+    ucred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED_BYTES)
+    peer_uid = peer_credentials(ucred)[1]
     if peer_uid not in (os.getuid(), 0):
         sock.close()
         raise Untrusted(f"{path!r} is served by another user (uid {peer_uid})")
@@ -278,9 +298,9 @@ def exchange(
     """
     deadline = time.monotonic() + timeout
     sock = _connect(os.fspath(path), timeout)
-    with sock:
+    try:  # `_socket.socket` is no context manager
         try:
-            sock.sendall(json.dumps(request).encode() + b"\n")
+            sock.sendall(jsonline.dumps(request).encode() + b"\n")
             data = bytearray()
             while b"\n" not in data and len(data) <= MAX_LINE_BYTES:
                 # One overall deadline, not one per read: a trickling answer cannot stretch it.
@@ -293,8 +313,10 @@ def exchange(
             raise Unanswered(f"no answer from the daemon within {timeout:g} s") from None
         except OSError as exc:
             raise Unanswered(f"the daemon dropped the connection ({exc.strerror})") from None
+    finally:
+        sock.close()
     try:
-        answer = json.loads(bytes(data.split(b"\n", 1)[0]))
+        answer = jsonline.loads(bytes(data.split(b"\n", 1)[0]))
     except (ValueError, RecursionError):
         answer = None
     if not isinstance(answer, dict):
@@ -369,7 +391,7 @@ class Writer:
                 timestamp=stamp,
                 mono=round(time.monotonic(), 4),
             )
-            line = json.dumps(record, default=repr)
+            line = jsonline.dumps(record)
         try:
             self._stream.write(line + "\n")
             self._stream.flush()

@@ -27,6 +27,12 @@ HEAVY = {"httpx", "httpcore", "h11", "pydantic", "pydantic_core", "structlog", "
 # Standard-library modules that cost more than the rest of the fast path: argparse, dataclasses
 # (inspect, ast...), pathlib, typing, and what agent.settings's validation needs.
 SLOW_STDLIB = {"argparse", "dataclasses", "inspect", "pathlib", "typing", "uuid", "urllib"}
+# What the handed-over path does without: `socket` (enums of its constants, `selectors`:
+# agent.reportclient uses `_socket`), `json` (`re`: agent.jsonline), and `struct` and `math`,
+# extension modules each loaded for one call. `hook` reads the agent's JSON event, so it may
+# import `json`.
+HOOK_WRAPPERS = {"socket", "selectors", "struct", "math"}
+WRAPPERS = HOOK_WRAPPERS | {"json", "re"}
 # Stdlib-only modules of ours a fast path may use.
 FAST_OURS = {
     "agent",
@@ -36,6 +42,7 @@ FAST_OURS = {
     "agent.hookcmd",
     "agent.hookmap",
     "agent.hookconfig",
+    "agent.jsonline",
     "agent.models",
     "agent.redaction",
     "agent.reportclient",
@@ -124,6 +131,7 @@ async def test_handed_to_a_daemon_only_the_standard_library(
     assert tops(modules) & HEAVY == set(), logs
     ours = {m for m in modules if m.split(".")[0] == "agent"}
     assert tops(modules) & SLOW_STDLIB == set(), logs
+    assert tops(modules) & (HOOK_WRAPPERS if args[0] == "hook" else WRAPPERS) == set(), logs
     assert ours <= FAST_OURS
     assert "agent.reportclient" in ours
     if args[0] == "hook":

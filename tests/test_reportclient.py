@@ -7,6 +7,7 @@ import json
 import os
 import re
 import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from agent.reportclient import (
     _connect,
     exchange,
     make_private_dir,
+    peer_credentials,
     report,
     snapshot,
     system_owners,
@@ -229,6 +231,8 @@ def test_the_writer_prints_what_structlog_prints_token_masked(fmt: str) -> None:
     theirs = _structlog_line(fmt, "report_refused", fields)
     assert TOKEN not in ours.getvalue()
     if fmt == "json":
+        # Byte for byte but for the times (agent.jsonline writes what json writes).
+        assert _no_times(ours.getvalue()) == _no_times(theirs)
         mine, reference = json.loads(ours.getvalue()), json.loads(theirs)
         assert list(mine) == list(reference)
         assert {k: v for k, v in mine.items() if k not in TIMES} == {
@@ -239,6 +243,10 @@ def test_the_writer_prints_what_structlog_prints_token_masked(fmt: str) -> None:
 
 
 TIMES = ("timestamp", "mono")
+
+
+def _no_times(line: str) -> str:
+    return re.sub(r'"(timestamp|mono)": ("[^"]*"|[0-9.]+)', "", line)
 
 
 def _no_mono(line: str) -> str:
@@ -266,3 +274,15 @@ def test_in_a_user_namespace_the_overflow_uid_stands_for_root_above_the_socket_d
     uid_map: str, owners: tuple[int, ...]
 ) -> None:
     assert system_owners(uid_map, 65534) == owners
+
+
+@pytest.mark.parametrize("ids", [(1, 0, 0), (4242, 1000, 1000), (2**31 - 1, 65534, 65534)])
+def test_peer_credentials_read_struct_ucred(ids: tuple[int, int, int]) -> None:
+    assert peer_credentials(struct.pack("3i", *ids)) == ids
+
+
+def test_peer_credentials_of_a_real_peer() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX)
+    with left, right:
+        ucred = left.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    assert peer_credentials(ucred) == (os.getpid(), os.getuid(), os.getgid())
