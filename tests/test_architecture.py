@@ -14,6 +14,7 @@ PRODUCT = ROOT / "agent"
 # parts of the standard library.
 PURE = {"agent.models", "agent.errors", "agent.status", "agent.snapshot", "agent.drpc"}
 PURE |= {"agent.hookmap", "agent.redaction", "agent.conversation", "agent.stoppath"}
+PURE |= {"agent.jsonline"}
 PURE_STDLIB = {
     "__future__",
     "collections",
