@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
+import anyio
 import httpx
 import pytest
+import trustme
 
 from standins.coder import Fault
 from tests.e2e.conftest import TOKEN, Peers, finish, start_agent, terminate
 from tests.fakes import wait_until
+from tests.faults.servers import serve_on_loopback
 
 pytestmark = pytest.mark.anyio
 
@@ -92,6 +99,56 @@ async def test_a_proxy_variable_hands_the_daemons_upload_to_httpx(peers: Peers) 
     assert code == 0, stderr
     assert '"client": "httpx"' in stderr
     assert len(peers.snapshot_requests()) == 1
+
+
+@asynccontextmanager
+async def coder_over_tls(peers: Peers, ca: trustme.CA) -> AsyncIterator[str]:
+    """The Coder stand-in behind HTTPS on loopback, its certificate from `ca`."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    async with anyio.create_task_group() as group:
+        port = await group.start(
+            lambda task_status: serve_on_loopback(
+                peers.coder.handle, tls=context, task_status=task_status
+            )
+        )
+        yield f"https://127.0.0.1:{port}"
+        group.cancel_scope.cancel()
+
+
+async def test_the_daemons_line_trusts_ssl_cert_file_over_https(
+    peers: Peers, tmp_path: Path
+) -> None:
+    # The line builds its own TLS context from the process's environment, as httpx does.
+    ca = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    peers.agentapi.put_message("user", "over TLS")
+    async with coder_over_tls(peers, ca) as url:
+        env = peers.env(CODER_AGENT_URL=url, SSL_CERT_FILE=str(bundle))
+        process = await start_agent(["run"], env)
+        await wait_until(lambda: peers.states() == ["idle"], within=15)
+        terminate(process)
+        code, stderr = await finish(process)
+    assert code == 0, stderr
+    body = peers.snapshot()
+    assert body is not None
+    assert body["messages"][-1]["content"] == "over TLS"
+
+
+async def test_the_daemons_line_refuses_an_unknown_certificate(
+    peers: Peers, tmp_path: Path
+) -> None:
+    async with coder_over_tls(peers, trustme.CA()) as url:
+        env = peers.env(CODER_AGENT_URL=url, CODER_TASK_AGENT_SHUTDOWN_BUDGET="1")
+        process = await start_agent(["run"], env)
+        # Started (its report socket is there): the status cannot be delivered either.
+        await wait_until((peers.workdir / "run" / "report.sock").exists, within=15)
+        terminate(process)
+        code, stderr = await finish(process)
+    assert code == 5, stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in stderr
+    assert peers.snapshot_requests() == [], "nothing sent to a server that could not be verified"
 
 
 async def test_report_command_through_the_daemon(peers: Peers) -> None:
