@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from agent.errors import NotSent, OutcomeUnknown, TryAgain
+from agent.errors import CutOff, NotSent, TryAgain
 
 # A plain constant that type checkers treat as true: `typing` is not imported on the hooks' path.
 TYPE_CHECKING = False
@@ -105,9 +105,17 @@ def no_time_left(service: str) -> NotSent:
     return NotSent(service, "request", "deadline reached before the attempt")
 
 
-def cut_off(service: str) -> OutcomeUnknown:
-    """The error for an attempt the deadline cut off (it may have reached the server)."""
-    return OutcomeUnknown(service, "request", "no answer before the deadline")
+def cut_off(service: str, before: BaseException | None = None) -> CutOff:
+    """The error for an attempt the deadline cut off (it may have reached the server).
+
+    `before`: the error of the attempt before it, named in the words. When the budget ends in
+    the middle of an attempt, "no answer before the deadline" alone would hide why the earlier
+    ones failed (an unknown certificate, a refused connection), which is what a reader needs.
+    """
+    detail = "no answer before the deadline"
+    if before is not None:
+        detail += f"; the attempt before: {before}"
+    return CutOff(service, "request", detail)
 
 
 def deliver_blocking(
@@ -128,17 +136,21 @@ def deliver_blocking(
     deadline leaves no time for an attempt.
     """
     attempt = 0
+    told: TryAgain | None = None  # the last error that was not a cut-off
     while True:
         remaining = deadline - now()
         if remaining <= 0:
             raise no_time_left("Coder")
         try:
             return call(remaining)
+        except CutOff as exc:
+            error: TryAgain = exc if told is None else cut_off(exc.service, told)
         except TryAgain as exc:
-            attempt += 1
-            wait = delivery_wait(backoff, attempt, exc)
-            if gives_up(now(), wait, deadline):
-                raise
-            if on_retry is not None:
-                on_retry(exc, wait)
-            sleep(wait)
+            error = told = exc
+        attempt += 1
+        wait = delivery_wait(backoff, attempt, error)
+        if gives_up(now(), wait, deadline):
+            raise error
+        if on_retry is not None:
+            on_retry(error, wait)
+        sleep(wait)

@@ -14,6 +14,7 @@ errors in `agentsocket`.
         │   │   ├── NotSent           it never left: connection refused, DNS, connect timeout
         │   │   │   └── NotListening  no agent socket, or nobody listens on it
         │   │   └── OutcomeUnknown    it was sent, no answer came: timeout, reset, deadline
+        │   │       └── CutOff        the caller's deadline ended the attempt
         │   ├── ServerError       5xx (other than AgentAPI's "agent busy" answer)
         │   └── RateLimited       429
         │   (both carry the server's Retry-After, which retries honour)
@@ -85,6 +86,11 @@ class NotSent(TransportError):
 
 class OutcomeUnknown(TransportError):
     """The request was sent but no full answer came: the server may or may not have applied it."""
+
+
+class CutOff(OutcomeUnknown):
+    """The caller's deadline cut an attempt off (`agent.backoff.cut_off`): it may have reached
+    the server. Its words name what the attempt before it told, which says more than the cut."""
 
 
 class ServerError(TryAgain):

@@ -63,6 +63,7 @@ async def deliver(
     path's whole budget for a short conversation, for a loop this size.
     """
     attempt = 0
+    told: TryAgain | None = None  # the last error that was not a cut-off
     while True:
         remaining = deadline - clock.now()
         if remaining <= 0:
@@ -71,9 +72,9 @@ async def deliver(
             with clock.fail_after(remaining):
                 return await call()
         except TimeoutError:
-            error: TryAgain = cut_off(service)
+            error: TryAgain = cut_off(service, told)
         except TryAgain as exc:
-            error = exc
+            error = told = exc
         attempt += 1
         wait = delivery_wait(backoff, attempt, error)
         if gives_up(clock.now(), wait, deadline):

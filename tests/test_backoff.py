@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from agent.backoff import CALL_BACKOFF, Backoff, deliver_blocking, delivery_wait, gives_up
-from agent.errors import NotSent, Rejected, ServerError, TryAgain
+from agent.backoff import (
+    CALL_BACKOFF,
+    Backoff,
+    cut_off,
+    deliver_blocking,
+    delivery_wait,
+    gives_up,
+)
+from agent.errors import CutOff, NotSent, OutcomeUnknown, Rejected, ServerError, TryAgain
 from agent.retry import CALL_BACKOFF as RETRY_CALL_BACKOFF
 from agent.retry import Backoff as RetryBackoff
 
@@ -117,3 +124,33 @@ def test_waits_stay_within_the_deadline() -> None:
             backoff=Backoff(0.2, 1.0),
         )
     assert clock.time <= 100.0 + 5.0
+
+
+def test_an_attempt_cut_off_at_the_deadline_names_what_the_one_before_told() -> None:
+    # The budget ends in the middle of an attempt: "no answer before the deadline" alone would
+    # hide why the earlier attempts failed, which is what the reader of the last line needs.
+    clock = Clock()
+    errors = [NotSent("Coder", "POST", "ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED]")]
+
+    def call(remaining: float) -> None:
+        if errors:
+            raise errors.pop()
+        clock.time += remaining  # this one runs into the deadline
+        raise cut_off("Coder")
+
+    with pytest.raises(CutOff) as failed:
+        deliver_blocking(call, deadline=clock.time + 5.0, now=clock.now, sleep=clock.sleep)
+    assert isinstance(failed.value, OutcomeUnknown), "the server may have seen the last one"
+    assert "no answer before the deadline" in str(failed.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(failed.value)
+
+
+def test_a_cut_off_first_attempt_says_only_that() -> None:
+    clock = Clock()
+
+    def call(remaining: float) -> None:
+        clock.time += remaining
+        raise cut_off("Coder")
+
+    with pytest.raises(CutOff, match=r"no answer before the deadline$"):
+        deliver_blocking(call, deadline=clock.time + 5.0, now=clock.now, sleep=clock.sleep)

@@ -15,6 +15,7 @@ from agent._http import retry_after_seconds
 from agent.clock import ManualClock
 from agent.coder import CoderClient
 from agent.errors import (
+    CutOff,
     RateLimited,
     Rejected,
     RemoteError,
@@ -304,6 +305,38 @@ async def test_deliver_cuts_a_slow_attempt_at_the_deadline() -> None:
             assert await clock.advance_to_next() == pytest.approx(0.1)
     assert len(failed) == 1
     assert "deadline" in str(failed[0])
+
+
+async def test_deliver_cut_off_at_the_deadline_names_what_the_attempt_before_told() -> None:
+    # A 503 with its words, then an attempt the delivery's deadline (1 s, shorter than the
+    # request's own) cuts: the error raised names both.
+    fake = FakeCoder()
+    fake.script += [Scripted(503, b'{"message": "Database is down"}'), Scripted(204, delay=3600)]
+    clock = ManualClock()
+    failed: list[BaseException] = []
+    with anyio.fail_after(10):
+        async with fake.client() as http, anyio.create_task_group() as group:
+            client = CoderClient(http, clock=clock)
+
+            async def call() -> None:
+                try:
+                    await deliver(
+                        lambda: client.upload_log_snapshot(TASK, b"{}"), deadline=1.0, clock=clock
+                    )
+                except TransportError as exc:
+                    failed.append(exc)
+
+            group.start_soon(call)
+            while not failed:
+                await wait_until(lambda: bool(failed) or clock.next_due() is not None)
+                if not failed:
+                    await anyio.wait_all_tasks_blocked()
+                    await clock.advance_to_next()
+    (error,) = failed
+    assert isinstance(error, CutOff)
+    assert "no answer before the deadline" in str(error)
+    assert "Database is down" in str(error)
+    assert len(fake.requests) == 2
 
 
 async def test_missing_slug_is_a_rejection() -> None:
