@@ -37,8 +37,10 @@ from agent.retry import ACCEPT_BACKOFF
 
 log = structlog.get_logger("agent.control")
 
-# A report is a state, 160 bytes of message and a URI: 16 KiB is generous.
-MAX_REQUEST_BYTES = 16 * 1024
+# A report is a state, 160 bytes of message and a URI of at most 8 KiB (MAX_URI_BYTES), written
+# as JSON with ASCII escapes: at worst three times its UTF-8 size (a 3-byte character becomes a
+# 6-character escape). 64 KiB holds any valid report; memory stays bounded per client.
+MAX_REQUEST_BYTES = 64 * 1024
 REQUEST_TIMEOUT = 2.0
 # `snapshot` asks the daemon to save the conversation now: an async callable returning the
 # stop path's outcome word and exit code (see `_serve_snapshot`).

@@ -65,8 +65,12 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT = 2.0
 # A snapshot request waits for the daemon's whole stop-path upload: its budget plus this.
 SNAPSHOT_MARGIN = 2.0
-# A report is a state, 160 bytes of message and a URI; an answer is smaller still.
+# An answer is a few words and an exit code (the daemon's request limit is control's).
 MAX_LINE_BYTES = 16 * 1024
+# A report's URI, in UTF-8 bytes: the same limit on every path (the report socket, straight to
+# Coder), so that no report is delivered one way and refused the other. Browsers and proxies
+# treat URLs past 8 KiB as broken; a link to a pull request or a preview is far shorter.
+MAX_URI_BYTES = 8192
 SOCKET_VARIABLE = "CODER_TASK_AGENT_SOCKET"
 _NEEDS_SUMMARY = (AppState.COMPLETE, AppState.FAILED)
 # AF_UNIX paths are limited to 108 bytes including the terminating NUL.
@@ -86,6 +90,10 @@ def parse_report(state: str, summary: str, uri: str = "") -> AppStatus:
     if not summary and app_state in _NEEDS_SUMMARY:
         raise UsageError("summary", f"is required for {app_state.value}: say what happened")
     uri = uri.strip()
+    size = len(uri.encode("utf-8", "surrogatepass"))
+    if size > MAX_URI_BYTES:
+        # Not echoed: it is long, and a URI may carry a token of its own.
+        raise UsageError("--uri", f"is {size} bytes long; at most {MAX_URI_BYTES}")
     if uri and not uri.startswith(("http://", "https://")):
         raise UsageError("--uri", f"must be an http(s) URL; got {uri!r}")
     return AppStatus(app_state, summary, uri)

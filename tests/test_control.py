@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import pytest
 from structlog.testing import capture_logs
 
@@ -27,7 +28,7 @@ from agent.control import (
 )
 from agent.errors import ConfigError, UsageError
 from agent.models import AppState, AppStatus
-from agent.reportclient import parse_report
+from agent.reportclient import MAX_URI_BYTES, exchange, parse_report
 from tests.fakes import wait_until
 from tests.socketclient import request, send_to_daemon
 
@@ -49,6 +50,7 @@ def test_parse_report_accepts_the_four_states() -> None:
         ("complete", "  ", "", "summary"),
         ("failed", "", "", "summary"),
         ("idle", "x", "javascript:alert(1)", "--uri"),
+        ("idle", "x", "https://example.com/" + "a" * 8200, "--uri"),
     ],
 )
 def test_parse_report_refuses_bad_input(state: str, summary: str, uri: str, argument: str) -> None:
@@ -82,6 +84,26 @@ async def test_socket_round_trip_and_permissions(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+async def test_the_longest_uri_the_report_command_takes_reaches_the_daemon(
+    tmp_path: Path,
+) -> None:
+    # The parser's limit and the socket's agree: the longest URI `parse_report` takes, in the
+    # characters JSON escapes most, still arrives (the direct path would have sent it too).
+    room = MAX_URI_BYTES - len("https://example.com/")
+    uri = "https://example.com/" + "\u20ac" * (room // 3)
+    status = parse_report("idle", "\u20ac" * 200, uri)
+    path = tmp_path / "run" / "report.sock"
+    received: list[AppStatus] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            await group.start(serve_reports, path, received.append)
+            request = {"state": status.state.value, "message": status.message, "uri": status.uri}
+            answer = await anyio.to_thread.run_sync(exchange, path, request, 2.0)
+            group.cancel_scope.cancel()
+    assert answer == {"ok": True}
+    assert received == [status]
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "words"),
     [
@@ -89,7 +111,7 @@ async def test_socket_round_trip_and_permissions(tmp_path: Path) -> None:
         (b"[1, 2]\n", "JSON object"),
         (b'{"state": "done", "message": "x"}\n', "state"),
         (b'{"state": "idle", "message": 5}\n', "must be a string"),
-        (b"x" * 20_000, "too large"),
+        (b"x" * (MAX_REQUEST_BYTES + 1000), "too large"),
     ],
 )
 async def test_malformed_requests_are_refused(
