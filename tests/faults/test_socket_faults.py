@@ -20,6 +20,7 @@ import anyio
 import anyio.abc
 import pytest
 
+from agent.control import MAX_REQUEST_BYTES
 from agent.models import AppState, AppStatus
 from tests.e2e.conftest import TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until
@@ -90,9 +91,9 @@ async def test_hostile_clients_never_end_the_daemon(peers: Peers) -> None:
     async with daemon(peers) as (process, log):
         await wait_until(lambda: peers.states() == ["idle"], within=20)
         path = socket_path(peers)
-        nested = b"[" * 8000 + b"]" * 8000 + b"\n"  # under 16 KiB, deeper than json allows
+        nested = b"[" * 8000 + b"]" * 8000 + b"\n"  # under the limit, deeper than json allows
         assert b"nested too deeply" in await raw_exchange(path, nested)
-        assert b"too large" in await raw_exchange(path, b"x" * 20_000)
+        assert b"too large" in await raw_exchange(path, b"x" * (MAX_REQUEST_BYTES + 1000))
         # A client that connects and leaves at once, one that sends half a line and leaves.
         for line in (b"", b'{"state": "comp'):
             stream = await anyio.connect_unix(path)
