@@ -182,6 +182,26 @@ class AgentAPIProcess:
         return True, Path(path)
 
 
+def started_at(pid: int) -> float | None:
+    """When process `pid` started, in seconds since the epoch (from /proc), or None if unknown.
+
+    Whole seconds at best: the boot time /proc gives is in seconds.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            line
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        # After the command name (which may hold spaces and ')'), the state is field 3 of
+        # proc(5); the start time in clock ticks since boot is field 22.
+        ticks = int(stat.rpartition(")")[2].split()[22 - 3])
+        return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+
+
 def _proc_state(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -189,6 +209,12 @@ def _proc_state(pid: int) -> str | None:
         return None
     # The command name may hold spaces and parentheses: the state follows the last ')'.
     return stat.rpartition(")")[2].split()[0]
+
+
+# Seconds a process may seem to have started after its PID file was written: the boot time in
+# /proc is in whole seconds, some file systems keep coarse timestamps, the clock may be stepped.
+# A PID reused this soon after AgentAPI wrote its file would need AgentAPI to die at once.
+PID_FILE_SLACK = 5.0
 
 
 def read_pid(path: Path) -> tuple[int | None, str]:
@@ -475,12 +501,37 @@ def _find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
     if pid is None:
         log.info("agentapi_pid_unknown", reason=f"{why}: AgentAPI is not signalled")
         return None
-    process = AgentAPIProcess(pid)
+    process = AgentAPIProcess(pid)  # pinned from here on (a pidfd)
     if not process.alive():
         log.info("agentapi_already_stopped", pid=pid)
         process.close()
         return None
+    if _reused(pid, inputs.pid_file):
+        log.warning(
+            "agentapi_pid_reused",
+            pid=pid,
+            reason="the process holding this PID started after the PID file was written: "
+            "not AgentAPI (which ended since), so it is not signalled",
+        )
+        process.close()
+        return None
     return process
+
+
+def _reused(pid: int, pid_file: Path) -> bool:
+    """True when process `pid` started after `pid_file` was written (by PID_FILE_SLACK).
+
+    The module's script writes the PID file right after starting AgentAPI. A process that
+    started later holds a PID that AgentAPI left behind when it ended, and signalling it would
+    stop (then kill) some other program. Unknown times (no /proc) count as not reused: the
+    module's own script signals the PID without any check.
+    """
+    started = started_at(pid)
+    try:
+        written = pid_file.stat().st_mtime
+    except OSError:
+        return False
+    return started is not None and started > written + PID_FILE_SLACK
 
 
 async def _save_state(

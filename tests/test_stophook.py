@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -18,6 +19,7 @@ from agent.stophook import (
     AgentAPIProcess,
     fetch_messages_now,
     read_pid,
+    started_at,
     version_supports_state,
 )
 from tests.fakes import wait_until
@@ -95,6 +97,22 @@ def test_state_file_is_read_from_the_running_process(
     finally:
         child.kill()
         child.communicate()
+
+
+def test_started_at_reads_when_a_process_started() -> None:
+    before = time.time()
+    child = _sleeper(dict(os.environ))
+    try:
+        started = started_at(child.pid)
+    finally:
+        child.kill()
+        child.communicate()
+    assert started is not None
+    # The child started between the two readings; /proc's boot time is in whole seconds, so
+    # the answer may be off by up to a second (not a timing margin: a loaded machine cannot
+    # move it out of this bracket).
+    assert before - 2 <= started <= time.time() + 2
+    assert started_at(2**22 + 1) is None  # past pid_max: no such process
 
 
 @pytest.mark.anyio

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,25 @@ async def test_without_a_pid_file_the_snapshot_is_still_taken(peers: Peers, home
     assert "snapshot_uploaded" in names(stderr)
     (unknown,) = [e for e in events(stderr) if e["event"] == "agentapi_pid_unknown"]
     assert "no PID file at" in str(unknown["reason"])
+
+
+async def test_a_pid_file_older_than_the_process_holding_its_pid_is_not_signalled(
+    peers: Peers, home: Path
+) -> None:
+    # AgentAPI ended long ago and its PID now belongs to another program: the PID file was
+    # written an hour before that program started. Nothing is signalled; the snapshot is saved.
+    pid_file = peers.workdir / "agentapi.pid"
+    fake = await start_fake_agentapi(peers.workdir / "agentapi", pid_file=pid_file)
+    an_hour_ago = time.time() - 3600
+    os.utime(pid_file, (an_hour_ago, an_hour_ago))
+    env = hook_env(peers, home, fake.port, ARG_PID_FILE_PATH=str(pid_file))
+    code, stderr = await finish(await start_agent(["stop-hook"], env))
+    assert code == 0, stderr
+    assert fake.record() == ["GET /messages"], "no signal reached it"
+    assert fake.process.returncode is None
+    assert "snapshot_uploaded" in names(stderr)
+    (reused,) = [e for e in events(stderr) if e["event"] == "agentapi_pid_reused"]
+    assert reused["pid"] == fake.process.pid
 
 
 async def test_agentapi_ignoring_sigterm_is_killed(peers: Peers, home: Path) -> None:
