@@ -323,9 +323,10 @@ def _snapshot(hook_settings: Settings | HookSettings) -> int:
 def _run(settings: Settings) -> int:
     import anyio  # noqa: PLC0415
 
-    from agent.daemon import run_daemon  # noqa: PLC0415
+    from agent.daemon import run_daemon, socket_only  # noqa: PLC0415
 
-    settings.require_coder()
+    if socket_only(settings) is None:
+        settings.require_coder()  # before anything starts, naming what is missing
     _logging(settings)
     return anyio.run(run_daemon, settings)
 

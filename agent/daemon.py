@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 
 import anyio
@@ -75,7 +76,7 @@ class Daemon:
         self,
         settings: Settings,
         agentapi: AgentAPIClient,
-        coder: CoderClient,
+        coder: CoderClient | None,
         notifier: Notifier | None = None,
         clock: Clock = SYSTEM_CLOCK,
         *,
@@ -86,16 +87,21 @@ class Daemon:
         self.agentapi = agentapi
         self.coder = coder
         # The snapshot goes up the daemon's own line when it has one (agent.coderline), else
-        # through the httpx client.
+        # through the httpx client. Neither exists for a daemon without Coder HTTP (hooks mode
+        # through the agent's socket, `socket_only`): it has no snapshot to upload.
         self.line = line
-        self.uploader: SnapshotUploader = line if line is not None else coder
+        self.uploader: SnapshotUploader | None = line if line is not None else coder
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.rules = RulesState()
         self._mirror_changed = anyio.Event()
         self.mirror = Mirror(on_change=self._on_mirror_change)
         # The status transport (agent socket or HTTP); plain HTTP when none is given.
-        self.sender = sender or StatusSender("http", None, socket=None, http=coder.patch_app_status)
+        if sender is None:
+            if coder is None:
+                raise ValueError("a daemon without a Coder client needs its sender")
+            sender = StatusSender("http", None, socket=None, http=coder.patch_app_status)
+        self.sender = sender
         self.reporter = Reporter(self.sender, on_delivered=self._show_status, clock=clock)
         self.reporting = settings.app_slug is not None
         # The last explicit complete/failed, kept where a restart after a crash finds it.
@@ -343,6 +349,9 @@ class Daemon:
         if self.settings.mode == "hooks":
             log.info("snapshot_skipped", reason="there is no AgentAPI (hooks mode) to read it from")
             return Outcome.SKIPPED
+        if self.uploader is None:  # only in hooks mode (socket_only): here for the type checker
+            log.error("snapshot_skipped", reason="no Coder URL and token to upload it with")
+            return Outcome.SKIPPED
         return await save_snapshot(
             task_id=self.settings.task_id,
             agentapi=self.agentapi,
@@ -462,18 +471,29 @@ def _name(task: Callable[..., object]) -> str:
     return f"{type(owner).__name__}.{name}" if owner is not None else name
 
 
+def socket_only(settings: Settings) -> Settings | None:
+    """`settings` for a daemon that needs no Coder HTTP at all, or None when it needs it.
+
+    In hooks mode there is no snapshot to upload, and the Coder agent's socket takes the status
+    without a token (Coder >= v2.32): a workspace whose processes get no agent token can still
+    run the daemon. That is the case when the status transport is `socket`, or `auto` with the
+    Coder URL or token missing (then `socket`: HTTP is no fallback without them). Otherwise
+    the URL and token are required at start, as before.
+    """
+    if settings.mode != "hooks" or settings.status_transport == "http":
+        return None
+    if settings.status_transport == "auto" and settings.coder_url and settings.token:
+        return None
+    return replace(settings, status_transport="socket")
+
+
 async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
     """Build the clients from settings and run the daemon on `clock`; returns the exit code."""
+    alone = socket_only(settings)
+    if alone is not None:
+        return await _run_socket_only(alone, settings, clock)
     url, token = settings.require_coder()
-    if settings.socket_path is not None:
-        # A second daemon for the same socket refuses to start (exit 2, naming the socket and
-        # the other process) instead of taking reports away from the live one.
-        try:
-            check_socket_free(settings.socket_path)
-        except SocketInUse:
-            raise
-        except ConfigError:
-            pass  # an unusable path is not fatal: the socket server logs it and goes on
+    _check_report_socket(settings)
     async with (
         agentapi_http(settings) as agentapi,
         coder_http(settings, url, token) as coder,
@@ -491,3 +511,37 @@ async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
                 line=line,
             )
             return await daemon.run()
+
+
+async def _run_socket_only(settings: Settings, asked: Settings, clock: Clock) -> int:
+    """The daemon of `socket_only`: status through the agent's socket, nothing by HTTP."""
+    if asked.status_transport == "auto":
+        missing = "CODER_AGENT_URL" if not asked.coder_url else "CODER_AGENT_TOKEN"
+        log.warning(
+            "status_socket_only",
+            reason=f"{missing} is not set: the status goes through the agent's socket "
+            f"({settings.agent_socket_path}) only, with no HTTP fallback",
+        )
+    _check_report_socket(settings)
+    async with agentapi_http(settings) as agentapi, open_sender(settings, clock=clock) as sender:
+        daemon = Daemon(
+            settings,
+            AgentAPIClient(agentapi, clock=clock),
+            None,
+            Notifier.for_settings(settings),
+            clock,
+            sender=sender,
+        )
+        return await daemon.run()
+
+
+def _check_report_socket(settings: Settings) -> None:
+    if settings.socket_path is not None:
+        # A second daemon for the same socket refuses to start (exit 2, naming the socket and
+        # the other process) instead of taking reports away from the live one.
+        try:
+            check_socket_free(settings.socket_path)
+        except SocketInUse:
+            raise
+        except ConfigError:
+            pass  # an unusable path is not fatal: the socket server logs it and goes on

@@ -18,7 +18,7 @@ from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
 from agent.coder import CoderClient
 from agent.coderline import CoderLine
-from agent.daemon import TEARDOWN_GRACE, Daemon
+from agent.daemon import TEARDOWN_GRACE, Daemon, socket_only
 from agent.models import AppState, AppStatus
 from agent.settings import Secret, Settings
 from agent.shutdown import Outcome
@@ -617,6 +617,30 @@ async def test_a_quiet_mirror_warms_the_line_and_the_stop_uploads_on_it(
         assert await stop(handle) == 0
     assert (server.connections, server.requests) == (1, 1)
     assert handle.coder.snapshots == [], "the line uploaded it, not the httpx client"
+
+
+@pytest.mark.parametrize(
+    ("mode", "transport", "url", "token", "alone"),
+    [
+        ("events", "auto", None, None, None),  # a snapshot to upload: HTTP is needed
+        ("hooks", "http", None, None, None),  # asked for HTTP: required at start
+        ("hooks", "auto", "https://coder.example.com", "t", None),  # HTTP as the fallback
+        ("hooks", "auto", None, "t", "socket"),
+        ("hooks", "auto", "https://coder.example.com", None, "socket"),
+        ("hooks", "socket", "https://coder.example.com", "t", "socket"),
+    ],
+)
+def test_a_daemon_needs_coder_http_unless_hooks_mode_on_the_socket(
+    mode: str, transport: str, url: str | None, token: str | None, alone: str | None
+) -> None:
+    settings = Settings(
+        mode=mode,  # type: ignore[arg-type]
+        status_transport=transport,  # type: ignore[arg-type]
+        coder_url=url,
+        token=Secret(token) if token else None,
+    )
+    result = socket_only(settings)
+    assert (result.status_transport if result else None) == alone
 
 
 async def test_in_hooks_mode_the_stop_does_not_wait_for_an_upload(settings: Settings) -> None:

@@ -147,6 +147,40 @@ async def test_report_without_a_daemon_needs_no_token_on_the_socket(peers: Peers
     assert delivered["transport"] == "socket"
 
 
+async def test_a_hooks_mode_daemon_needs_no_token_on_the_socket(peers: Peers) -> None:
+    # No AgentAPI, so no snapshot to upload; the agent's socket takes the status without a
+    # token: the daemon runs in a workspace whose processes get none, and says so.
+    env = peers.env(CODER_MCP_AI_AGENTAPI_URL="none")
+    del env["CODER_AGENT_TOKEN"], env["CODER_AGENT_URL"]
+    async with anyio.create_task_group() as group:
+        agent = AgentSocket(peers, group)
+        standin = await agent.start()
+        process = await start_agent(["run"], env)
+        report_socket = peers.workdir / "run" / "report.sock"
+        await wait_until(report_socket.exists, within=15)
+        report = await start_agent(["report", "complete", "Shipped it"], env)
+        assert (await finish(report))[0] == 0
+        await wait_until(lambda: relayed(standin) == ["complete"], within=15)
+        terminate(process)
+        code, stderr = await finish(process)
+        group.cancel_scope.cancel()
+    assert code == 0, stderr
+    assert peers.coder.requests == []
+    (warning,) = [e for e in events(stderr) if e["event"] == "status_socket_only"]
+    assert "CODER_AGENT_URL is not set" in str(warning["reason"])
+    started = next(e for e in events(stderr) if e["event"] == "daemon_started")
+    assert started["status_transport"] == "socket"
+
+
+async def test_a_daemon_that_must_upload_still_needs_the_token(peers: Peers) -> None:
+    # Watching AgentAPI means a snapshot at stop, which only HTTP carries: refused at start.
+    env = peers.env()
+    del env["CODER_AGENT_TOKEN"]
+    code, stderr = await finish(await start_agent(["run"], env))
+    assert code == 2, stderr
+    assert "CODER_AGENT_TOKEN" in stderr
+
+
 async def test_report_without_socket_or_token_names_what_is_missing(peers: Peers) -> None:
     env = peers.env()
     del env["CODER_AGENT_TOKEN"]
