@@ -35,6 +35,7 @@ from functools import partial
 
 import anyio
 import anyio.abc
+import httpx
 import structlog
 
 from agent import earlystop, laststate
@@ -501,16 +502,7 @@ async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
     ):
         client = CoderClient(coder, settings.app_slug, clock=clock)
         async with open_sender(settings, client.patch_app_status, clock) as sender:
-            daemon = Daemon(
-                settings,
-                AgentAPIClient(agentapi, clock=clock),
-                client,
-                Notifier.for_settings(settings),
-                clock,
-                sender=sender,
-                line=line,
-            )
-            return await daemon.run()
+            return await _run(settings, agentapi, client, sender, clock, line=line)
 
 
 async def _run_socket_only(settings: Settings, asked: Settings, clock: Clock) -> int:
@@ -524,15 +516,28 @@ async def _run_socket_only(settings: Settings, asked: Settings, clock: Clock) ->
         )
     _check_report_socket(settings)
     async with agentapi_http(settings) as agentapi, open_sender(settings, clock=clock) as sender:
-        daemon = Daemon(
-            settings,
-            AgentAPIClient(agentapi, clock=clock),
-            None,
-            Notifier.for_settings(settings),
-            clock,
-            sender=sender,
-        )
-        return await daemon.run()
+        return await _run(settings, agentapi, None, sender, clock)
+
+
+async def _run(
+    settings: Settings,
+    agentapi: httpx.AsyncClient,
+    client: CoderClient | None,
+    sender: StatusSender,
+    clock: Clock,
+    *,
+    line: CoderLine | None = None,
+) -> int:
+    daemon = Daemon(
+        settings,
+        AgentAPIClient(agentapi, clock=clock),
+        client,
+        Notifier.for_settings(settings),
+        clock,
+        sender=sender,
+        line=line,
+    )
+    return await daemon.run()
 
 
 def _check_report_socket(settings: Settings) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from uuid import UUID
 
 import anyio
@@ -280,24 +282,33 @@ async def test_deliver_honours_retry_after_only_when_it_fits() -> None:
     assert len(fake.requests) == 1
 
 
+@asynccontextmanager
+async def delivering(
+    fake: FakeCoder, clock: ManualClock, deadline: float
+) -> AsyncIterator[list[BaseException]]:
+    """An upload delivered on `clock` in the background; the list gets what it failed with."""
+    failed: list[BaseException] = []
+    async with fake.client() as http, anyio.create_task_group() as group:
+        client = CoderClient(http, clock=clock)
+
+        async def call() -> None:
+            try:
+                await deliver(
+                    lambda: client.upload_log_snapshot(TASK, b"{}"), deadline=deadline, clock=clock
+                )
+            except TransportError as exc:
+                failed.append(exc)
+
+        group.start_soon(call)
+        yield failed
+
+
 async def test_deliver_cuts_a_slow_attempt_at_the_deadline() -> None:
     fake = FakeCoder()
     fake.script.append(Scripted(204, delay=3600))  # answers long after any deadline here
     clock = ManualClock()
-    failed: list[BaseException] = []
     with anyio.fail_after(10):
-        async with fake.client() as http, anyio.create_task_group() as group:
-            client = CoderClient(http, clock=clock)
-
-            async def call() -> None:
-                try:
-                    await deliver(
-                        lambda: client.upload_log_snapshot(TASK, b"{}"), deadline=0.1, clock=clock
-                    )
-                except TransportError as exc:
-                    failed.append(exc)
-
-            group.start_soon(call)
+        async with delivering(fake, clock, deadline=0.1) as failed:
             await wait_until(lambda: len(fake.requests) == 1)
             clock.advance(0.09)
             await anyio.wait_all_tasks_blocked()
@@ -313,20 +324,8 @@ async def test_deliver_cut_off_at_the_deadline_names_what_the_attempt_before_tol
     fake = FakeCoder()
     fake.script += [Scripted(503, b'{"message": "Database is down"}'), Scripted(204, delay=3600)]
     clock = ManualClock()
-    failed: list[BaseException] = []
     with anyio.fail_after(10):
-        async with fake.client() as http, anyio.create_task_group() as group:
-            client = CoderClient(http, clock=clock)
-
-            async def call() -> None:
-                try:
-                    await deliver(
-                        lambda: client.upload_log_snapshot(TASK, b"{}"), deadline=1.0, clock=clock
-                    )
-                except TransportError as exc:
-                    failed.append(exc)
-
-            group.start_soon(call)
+        async with delivering(fake, clock, deadline=1.0) as failed:
             while not failed:
                 await wait_until(lambda: bool(failed) or clock.next_due() is not None)
                 if not failed:

@@ -12,6 +12,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from uuid import UUID
 
@@ -32,7 +33,14 @@ from agent.settings import Settings
 from agent.transport import coder_http
 from standins.http import Request, Response
 from tests.fakes import wait_until
-from tests.faults.servers import Behaviour, Scripted, answer, reset_server, serve_on_loopback
+from tests.faults.servers import (
+    Behaviour,
+    Scripted,
+    answer,
+    raw_server,
+    reset_server,
+    serve_on_loopback,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -161,26 +169,6 @@ async def test_a_reset_in_the_middle_of_the_answer_reads_the_same() -> None:
     assert line_result == httpx_result
 
 
-async def raw_server(
-    answer_with: bytes | None, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    """Reads one request, sends `answer_with` (None: nothing), closes."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-
-    async def handle(stream: anyio.abc.SocketStream) -> None:
-        async with stream:
-            try:
-                await stream.receive(65536)
-                if answer_with is not None:
-                    await stream.send(answer_with)
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                return
-
-    async with listener:
-        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
-        await listener.serve(handle)
-
-
 @pytest.mark.parametrize(
     "raw",
     [
@@ -196,7 +184,7 @@ async def raw_server(
 )
 async def test_a_damaged_or_odd_answer_reads_the_same(raw: bytes | None) -> None:
     async with anyio.create_task_group() as group:
-        port = await group.start(raw_server, raw)
+        port = await group.start(partial(raw_server, raw))
         httpx_result, line_result = await both(f"http://127.0.0.1:{port}")
         group.cancel_scope.cancel()
     assert line_result == httpx_result

@@ -53,29 +53,41 @@ def answer(
     return behaviour
 
 
-async def reset_server(
+async def raw_server(
+    answer_with: bytes | None,
     *,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     hits: list[int] | None = None,
 ) -> None:
-    """Reads a request, starts an answer, then drops the connection mid-response."""
+    """Reads a request, sends `answer_with` as it is (None: nothing), then closes."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
         async with stream:
             try:
                 await stream.receive(65536)
+                if hits is not None:
+                    hits.append(1)
+                if answer_with is not None:
+                    await stream.send(answer_with)
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 # A client cut off by its deadline between connecting and sending: nothing to
                 # answer (this raised out of the server and failed the test under load).
                 return
-            if hits is not None:
-                hits.append(1)
-            await stream.send(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"partial')
 
     async with listener:
         task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
         await listener.serve(handle)
+
+
+async def reset_server(
+    *,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    hits: list[int] | None = None,
+) -> None:
+    """Reads a request, starts an answer, then drops the connection mid-response."""
+    partial = b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"partial'
+    await raw_server(partial, task_status=task_status, hits=hits)
 
 
 def sse(*frames: tuple[str, object], end: bool = True, raw: bytes = b"") -> Behaviour:
