@@ -12,6 +12,7 @@ have applied it).
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ __all__ = [
     "MAX_DETAIL_CHARS",
     "MAX_ERROR_BODY",
     "MAX_RETRY_AFTER",
+    "TRANSPORT_FAILURES",
     "overall_deadline",
     "problem_detail",
     "request",
@@ -43,6 +45,10 @@ __all__ = [
 DEFAULT_DEADLINE = 10.0
 # httpx errors raised before any byte of the request left: the server saw nothing.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+# What a call through httpx raises when the connection fails. httpcore maps a TLS error to
+# ConnectError only during the handshake: a corrupt record later (a broken middlebox, garbage
+# on the wire) comes out of httpx as the bare ssl.SSLError, which would escape the error tree.
+TRANSPORT_FAILURES = (httpx.HTTPError, ssl.SSLError)
 
 
 def problem_detail(response: httpx.Response) -> str:
@@ -84,8 +90,11 @@ def url_of(http: httpx.AsyncClient, path: str) -> str:
     return f"{str(http.base_url).rstrip('/')}{path}"
 
 
-def transport_error(service: str, what: str, exc: httpx.HTTPError) -> TransportError:
-    """The error for an httpx failure: NotSent when the request never left, else OutcomeUnknown."""
+def transport_error(service: str, what: str, exc: httpx.HTTPError | ssl.SSLError) -> TransportError:
+    """The error for an httpx failure: NotSent when the request never left, else OutcomeUnknown.
+
+    An ssl.SSLError here came after the handshake (see TRANSPORT_FAILURES): the request left.
+    """
     detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
     if isinstance(exc, _NOT_SENT):
         return NotSent(service, what, detail)
@@ -131,7 +140,7 @@ async def request(
         # The connect phase may have been the slow part, but that cannot be told apart here:
         # "unknown" is the safe side (the reporter then re-sends rather than trusting).
         raise OutcomeUnknown(service, what, f"no full answer within {deadline:g} s") from None
-    except httpx.HTTPError as exc:
+    except TRANSPORT_FAILURES as exc:
         raise transport_error(service, what, exc) from None
     if ok and whole_body and not complete:
         raise BadResponse(service, what, f"the answer exceeds {max_body} bytes")

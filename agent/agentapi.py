@@ -19,6 +19,7 @@ means the same in an event, a state file and `/messages`.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -34,7 +35,14 @@ from pydantic import (
     field_validator,
 )
 
-from agent._http import overall_deadline, request, status_error, transport_error, url_of
+from agent._http import (
+    TRANSPORT_FAILURES,
+    overall_deadline,
+    request,
+    status_error,
+    transport_error,
+    url_of,
+)
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.conversation import (
     BUSY_PHRASE,
@@ -228,7 +236,7 @@ class AgentAPIClient:
                         yield MalformedEvent(name=name, error=exc.detail)
                         continue
                     yield event
-        except httpx.HTTPError as exc:
+        except TRANSPORT_FAILURES as exc:
             raise _transport_error(exc, f"GET {self._url('/events')}") from None
 
     async def _request(
@@ -297,7 +305,7 @@ def parse_messages(body: bytes) -> list[Message]:
     ]
 
 
-def _transport_error(exc: httpx.HTTPError, what: str) -> TransportError:
+def _transport_error(exc: httpx.HTTPError | ssl.SSLError, what: str) -> TransportError:
     return transport_error(SERVICE, what, exc)
 
 

@@ -349,6 +349,9 @@ async def _receive(
             data = await stream.receive(_READ)
     except anyio.EndOfStream:
         return b""
+    except ssl.SSLError as exc:
+        # A corrupt TLS record: worded as the httpx path words it (agent._http).
+        raise _NoAnswer(f"SSLError: {exc}", answered=answered) from None
     except _BROKEN as exc:
         raise _NoAnswer(f"ReadError: {exc}".rstrip(": "), answered=answered) from None
     if not data:

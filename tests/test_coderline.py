@@ -21,6 +21,7 @@ import anyio.abc
 import h11
 import pytest
 import trustme
+from anyio.streams.tls import TLSStream
 
 from agent import coderline
 from agent.coder import CoderClient
@@ -243,6 +244,54 @@ async def test_a_trusted_certificate_uploads_and_keeps_the_connection(
             assert line.warm
             await line.upload_log_snapshot(TASK, BODY)
     assert len(server.requests) == 2
+
+
+async def corrupt_after_the_handshake(
+    context: ssl.SSLContext, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """An HTTPS server that reads the request, then writes a TLS record that cannot decrypt."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+
+    async def handle(raw: anyio.abc.SocketStream) -> None:
+        async with raw:
+            try:
+                tls = await TLSStream.wrap(
+                    raw, server_side=True, ssl_context=context, standard_compatible=False
+                )
+                await tls.receive()
+                await raw.send(b"\x17\x03\x03\x00\x20" + b"x" * 32)  # under the TLS layer
+                await raw.receive()  # until the client gives up
+            except (anyio.EndOfStream, anyio.BrokenResourceError, ssl.SSLError, OSError):
+                return
+
+    async with listener:
+        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+        await listener.serve(handle)
+
+
+async def test_a_corrupt_tls_record_after_the_handshake_reads_the_same(
+    ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpcore maps TLS errors only during the handshake: later, httpx raised the bare
+    # ssl.SSLError, outside the error tree. Both paths now say it is an unknown outcome.
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # httpx's client reads it
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    line_tls = tls_context(verify=True, trust_env=True, cert_file=str(bundle))
+    async with anyio.create_task_group() as group:
+        port = await group.start(partial(corrupt_after_the_handshake, context))
+        url = f"https://127.0.0.1:{port}"
+        httpx_result = fingerprint(await outcome("httpx", url))
+        async with open_coder_line(url, Secret(TOKEN), deadline=DEADLINE, tls=line_tls) as line:
+            with pytest.raises(OutcomeUnknown) as failed:
+                await line.upload_log_snapshot(TASK, BODY)
+        group.cancel_scope.cancel()
+    assert httpx_result is not None
+    assert httpx_result[0] is OutcomeUnknown
+    assert "SSLError" in str(httpx_result[1])
+    assert fingerprint(failed.value) == httpx_result
 
 
 # -- the kept connection ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import AsyncIterator
 
 import anyio
@@ -11,7 +12,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent._http import MAX_RETRY_AFTER, request, retry_after_seconds, transport_error
+from agent._http import (
+    MAX_RETRY_AFTER,
+    TRANSPORT_FAILURES,
+    request,
+    retry_after_seconds,
+    transport_error,
+)
 from agent.clock import ManualClock
 from agent.errors import BadResponse, NotSent, OutcomeUnknown
 
@@ -163,3 +170,13 @@ def test_not_sent_versus_outcome_unknown() -> None:
         httpx.WriteTimeout("t", request=req),
     ):
         assert isinstance(transport_error("C", "w", late), OutcomeUnknown)
+
+
+def test_a_tls_error_after_the_handshake_is_an_unknown_outcome() -> None:
+    # httpx lets a corrupt record's ssl.SSLError through bare; every client catches
+    # TRANSPORT_FAILURES and translates it: the request had left.
+    error = ssl.SSLError(1, "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] bad record mac")
+    assert isinstance(error, TRANSPORT_FAILURES)
+    translated = transport_error("AgentAPI", "GET /events", error)
+    assert isinstance(translated, OutcomeUnknown)
+    assert "SSLError" in str(translated)
