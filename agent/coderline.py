@@ -59,8 +59,8 @@ from agent.plainhttp import (
     TOKEN_HEADER,
     USER_AGENT,
     Origin,
+    coder_tls_context,
     snapshot_route,
-    tls_context,
 )
 from agent.settings import Secret, Settings
 
@@ -442,14 +442,12 @@ async def line_for(
         yield None
         return
     url, token = settings.require_coder()
-    tls = None
-    if url.startswith("https://"):
-        tls = tls_context(
-            verify=settings.tls_verify,
-            trust_env=True,
-            cert_file=environment.read("SSL_CERT_FILE", verbatim, ""),
-            cert_dir=environment.read("SSL_CERT_DIR", verbatim, ""),
-        )
+    tls = coder_tls_context(
+        url,
+        verify=settings.tls_verify,
+        cert_file=environment.read("SSL_CERT_FILE", verbatim, ""),
+        cert_dir=environment.read("SSL_CERT_DIR", verbatim, ""),
+    )
     async with open_coder_line(
         url, token, deadline=settings.request_timeout, tls=tls, clock=clock
     ) as line:

@@ -20,7 +20,6 @@ import json
 import os
 import socket
 import stat
-import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import structlog
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import ConfigError, UsageError
 from agent.models import AppStatus
-from agent.reportclient import make_private_dir, parse_report
+from agent.reportclient import make_private_dir, parse_report, peer_of
 from agent.retry import ACCEPT_BACKOFF
 
 log = structlog.get_logger("agent.control")
@@ -197,8 +196,7 @@ def _probe(path: Path) -> tuple[bool, int | None]:
             return False, None
         except OSError:
             return True, None  # a full backlog or a timeout: a live but busy server
-        creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid, _uid, _gid = struct.unpack("3i", creds)
+        pid = peer_of(probe)[0]
         return True, pid or None
 
 
@@ -335,10 +333,7 @@ def _field(request: dict[str, Any], key: str) -> str:
 
 
 def _peer_uid(stream: anyio.abc.SocketStream) -> int:
-    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    return peer_of(stream.extra(anyio.abc.SocketAttribute.raw_socket))[1]
 
 
 async def _read_line(stream: anyio.abc.ByteReceiveStream) -> bytes:

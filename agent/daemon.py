@@ -86,7 +86,6 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.agentapi = agentapi
-        self.coder = coder
         # The snapshot goes up the daemon's own line when it has one (agent.coderline), else
         # through the httpx client. Neither exists for a daemon without Coder HTTP (hooks mode
         # through the agent's socket, `socket_only`): it has no snapshot to upload.

@@ -126,6 +126,16 @@ def tls_context(
     return context
 
 
+def coder_tls_context(
+    url: str, *, verify: bool, cert_file: str, cert_dir: str
+) -> ssl.SSLContext | None:
+    """The context httpx's Coder client would use for `url` (it trusts the environment's
+    SSL_CERT_FILE and SSL_CERT_DIR, given here); None for plain http."""
+    if not url.startswith("https://"):
+        return None
+    return tls_context(verify=verify, trust_env=True, cert_file=cert_file, cert_dir=cert_dir)
+
+
 class Answer:
     """An answer with its body read (through the cap)."""
 

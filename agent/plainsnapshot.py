@@ -38,6 +38,7 @@ from agent.plainhttp import (
     SNAPSHOT_QUERY,
     TOKEN_HEADER,
     Origin,
+    coder_tls_context,
     request,
     snapshot_route,
     tls_context,
@@ -111,13 +112,12 @@ class _Tls:
         self.coder: ssl.SSLContext | None = None
         if settings.agentapi_url.startswith("https://"):
             self.agentapi = tls_context(verify=True, trust_env=False)
-        if coder_url.startswith("https://"):
-            self.coder = tls_context(
-                verify=settings.tls_verify,
-                trust_env=True,
-                cert_file=environment.read("SSL_CERT_FILE", verbatim, ""),
-                cert_dir=environment.read("SSL_CERT_DIR", verbatim, ""),
-            )
+        self.coder = coder_tls_context(
+            coder_url,
+            verify=settings.tls_verify,
+            cert_file=environment.read("SSL_CERT_FILE", verbatim, ""),
+            cert_dir=environment.read("SSL_CERT_DIR", verbatim, ""),
+        )
 
 
 def snapshot_once(settings: Configuration, environment: Environment | None = None) -> int | None:

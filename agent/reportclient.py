@@ -243,6 +243,11 @@ def peer_credentials(ucred: bytes) -> tuple[int, int, int]:
     )
 
 
+def peer_of(sock: _socket.socket) -> tuple[int, int, int]:
+    """The pid, uid and gid of the process at the other end of the Unix socket `sock`."""
+    return peer_credentials(sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED_BYTES))
+
+
 class NoDaemon(Exception):
     """Nothing listens at the socket path: the direct path is safe (no duplicate possible)."""
 
@@ -288,8 +293,7 @@ def _connect(path: str, timeout: float) -> _socket.socket:
             raise Unanswered(f"cannot connect to {path!r}: {exc.strerror}") from None
     finally:
         os.close(fd)
-    ucred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED_BYTES)
-    peer_uid = peer_credentials(ucred)[1]
+    peer_uid = peer_of(sock)[1]
     if peer_uid not in (os.getuid(), 0):
         sock.close()
         raise Untrusted(f"{path!r} is served by another user (uid {peer_uid})")

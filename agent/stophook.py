@@ -187,28 +187,36 @@ def started_at(pid: int) -> float | None:
 
     Whole seconds at best: the boot time /proc gives is in seconds.
     """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
         boot = next(
             line
             for line in Path("/proc/stat").read_text().splitlines()
             if line.startswith("btime ")
         )
-        # After the command name (which may hold spaces and ')'), the state is field 3 of
-        # proc(5); the start time in clock ticks since boot is field 22.
-        ticks = int(stat.rpartition(")")[2].split()[22 - 3])
-        return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+        # The start time, in clock ticks since boot, is field 22 of proc(5).
+        return int(boot.split()[1]) + int(fields[22 - 3]) / os.sysconf("SC_CLK_TCK")
     except (OSError, StopIteration, IndexError, ValueError):
         return None
 
 
 def _proc_state(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """`/proc/PID/stat` from field 3 (the state) on, or None when it cannot be read.
+
+    The command name before them may hold spaces and parentheses: they follow the last ')'.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # The command name may hold spaces and parentheses: the state follows the last ')'.
-    return stat.rpartition(")")[2].split()[0]
+    return stat.rpartition(")")[2].split()
 
 
 # Seconds a process may seem to have started after its PID file was written: the boot time in
