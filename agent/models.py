@@ -4,7 +4,7 @@ Pure: no I/O, no third-party imports. The pure rules (`status`), the snapshot bu
 clients and the command line import these from here, so importing the rules never loads an
 HTTP library (see README, "Architecture").
 
-The hooks' fast path (`agent.reportclient`) imports this module too, and must not pay for
+The hooks' fast path (`agent.reportsocket.client`) imports this module too, and must not pay for
 `typing` (it pulls in `re` and more): `AgentStatus` is therefore built on first use, and
 `TYPE_CHECKING` is a plain constant that type checkers treat as true.
 """

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent import drpc
-from agent.drpc import Frame, FrameParser, Kind, PacketAssembler, ProtocolError
+from agent.coder import drpc
+from agent.coder.drpc import Frame, FrameParser, Kind, PacketAssembler, ProtocolError
 
 PING_PATH = b"/coder.agentsocket.v1.AgentSocket/Ping"  # 38 bytes = 0x26
 UPDATE_PATH = b"/coder.agentsocket.v1.AgentSocket/UpdateAppStatus"  # 49 bytes = 0x31

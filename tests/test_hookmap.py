@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.hookmap import claude_code, codex
+from agent.hooks.mapping import claude_code, codex
 from agent.models import AppState, AppStatus
 
 W, IDLE = AppState.WORKING, AppState.IDLE

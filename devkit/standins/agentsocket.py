@@ -37,7 +37,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from agent import drpc
+from agent.coder import drpc
 from standins.coder.store import Store
 
 log = structlog.get_logger("standins.agentsocket")

@@ -19,8 +19,8 @@ import anyio
 import anyio.abc
 import pytest
 
-from agent import drpc
-from agent.agentsocket import AgentSocketClient
+from agent.coder import drpc
+from agent.coder.agentsocket import AgentSocketClient
 from standins.agentsocket import AgentSocketStandIn, SocketFault, run_agent_socket_standin
 from standins.coder.store import Store, Task
 from tests.fakes import wait_until

@@ -27,7 +27,7 @@ from agent.errors import NotSent, RateLimited, Rejected, RemoteError, TryAgain
 from agent.models import AppStatus
 from agent.retry import REPORT_BACKOFF, Backoff
 
-log = structlog.get_logger("agent.reporter")
+log = structlog.get_logger("agent.daemon.reporter")
 
 Send = Callable[[AppStatus], Awaitable[None]]
 

@@ -1,6 +1,6 @@
 """HTTP answers into the error tree, apart from any HTTP library: status, headers and body in.
 
-Why a module of its own: both HTTP paths translate answers here, the httpx one (`agent._http`,
+Why a module of its own: both HTTP paths translate answers here, the httpx one (`agent.http_async`,
 for both clients) and the one-shot snapshot's standard-library one (`agent.plainhttp`), so
 "try again", "rejected" and "unsupported" mean the same thing whichever path and whichever
 server. Everything a server sends is treated as hostile: bodies are shortened and decoded

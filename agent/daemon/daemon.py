@@ -2,7 +2,8 @@
 
 The daemon orchestrates: it owns the lifecycle, the supervision of its tasks and the stop path,
 and it is where observations meet the rules. One task group holds the tasks: the AgentAPI
-watcher (`agent.watchers`: the `/events` stream, or polling, feeding observations back here), the
+watcher (`agent.daemon.watchers`: the `/events` stream, or polling, feeding observations back
+here), the
 debounce ticker, the status reporter, the report socket, the systemd watchdog and the task that
 keeps the snapshot body ready. Every read of the time and every wait goes through one injected
 `Clock`, so tests drive it by hand. A signal task outside that group turns the first
@@ -38,28 +39,29 @@ import anyio.abc
 import httpx
 import structlog
 
-from agent import earlystop, laststate
+from agent import lastreport as laststate
 from agent.agentapi import AgentAPIClient, Message
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.coder import CoderClient
+from agent.coder.httpapi import CoderClient
+from agent.coder.route import StatusSender, open_sender
 from agent.coderline import CoderLine, line_for
-from agent.control import SocketInUse, check_socket_free, serve_reports
+from agent.daemon.mirror import Mirror
+from agent.daemon.reporter import Reporter
+from agent.daemon.sdnotify import Notifier
+from agent.daemon.watchers import watcher_for
 from agent.environment import Environment
 from agent.errors import ConfigError
-from agent.mirror import Mirror
 from agent.models import AppStatus
-from agent.reporter import Reporter
+from agent.reportsocket.server import SocketInUse, check_socket_free, serve_reports
 from agent.retry import RECONNECT_BACKOFF
-from agent.sdnotify import Notifier
-from agent.sender import StatusSender, open_sender
+from agent.rules import ExplicitReport, Observation, RulesState, Tick, next_deadline, step
 from agent.settings import Settings
-from agent.shutdown import Outcome, SnapshotUploader, save_snapshot
 from agent.snapshot import Snapshot
-from agent.status import ExplicitReport, Observation, RulesState, Tick, next_deadline, step
+from agent.stop import early as earlystop
+from agent.stop.upload import Outcome, SnapshotUploader, save_snapshot
 from agent.transport import agentapi_http, coder_http
-from agent.watchers import watcher_for
 
-log = structlog.get_logger("agent.daemon")
+log = structlog.get_logger("agent.daemon.daemon")
 
 # Seconds the mirror must stay unchanged before its snapshot body is built ahead of a stop:
 # AgentAPI sends an update for every change of the screen while the agent writes (several a
@@ -148,7 +150,7 @@ class Daemon:
         self.observe(ExplicitReport(status, self.clock.now()))
 
     def hook_report(self, status: AppStatus) -> None:
-        """A report from the agent's lifecycle hooks (rule 7 in agent.status)."""
+        """A report from the agent's lifecycle hooks (rule 7 in agent.rules)."""
         self.observe(ExplicitReport(status, self.clock.now(), from_hook=True))
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -384,7 +386,7 @@ class Daemon:
                 "status_not_delivered_at_stop", state=pending.state.value, message=pending.message
             )
 
-    # -- what the watchers tell (agent.watchers.Observer) ---------------------------------------
+    # -- what the watchers tell (agent.daemon.watchers.Observer) ----------------------------
 
     def agentapi_problem(self, error: Exception) -> None:
         """AgentAPI failed: logged once per outage, shown in systemd's status line."""

@@ -15,7 +15,7 @@ import structlog
 
 from agent.settings import Settings
 
-log = structlog.get_logger("agent.sdnotify")
+log = structlog.get_logger("agent.daemon.sdnotify")
 
 
 class Notifier:

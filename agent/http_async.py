@@ -1,7 +1,7 @@
 """httpx answers into the error tree, and one bounded request.
 
 Both clients (`agentapi`, `coder`) translate an unsuccessful answer here, through the rules of
-`agent.httperrors` (shared with the one-shot snapshot's standard-library path), so "try again",
+`agent.wire` (shared with the one-shot snapshot's standard-library path), so "try again",
 "rejected" and "unsupported" mean the same thing whichever server said it and whichever client
 asked. `request` gives every call one overall deadline and reads the answer through a size cap
 (per-read timeouts let a server trickling a byte a second hold a caller for ever; an unbounded
@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 
-from agent import httperrors
+from agent import wire as httperrors
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import BadResponse, NotSent, OutcomeUnknown, RemoteError, TransportError
-from agent.httperrors import (
+from agent.wire import (
     MAX_DETAIL_CHARS,
     MAX_ERROR_BODY,
     MAX_RETRY_AFTER,
@@ -69,7 +69,7 @@ def status_error(
     not_found_unsupported: bool = False,
     busy_phrase: str | None = None,
 ) -> RemoteError:
-    """The error for an answer outside 2xx (`agent.httperrors.answer_error`)."""
+    """The error for an answer outside 2xx (`agent.wire.answer_error`)."""
     return answer_error(
         service,
         what,

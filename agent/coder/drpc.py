@@ -1,9 +1,9 @@
 """dRPC's wire format, as pure functions: frames, packets, one unary call, and the two messages.
 
 The Coder agent serves a Unix socket that speaks plain dRPC (storj.io/drpc: no multiplexer, no
-handshake). This module is the codec and the rules, with no I/O, so that the socket client
-(`agent.agentsocket`) and the stand-in agent share one reading of the wire and the tests can feed
-it bytes worked out by hand. Facts (shared/contracts.md section 4):
+handshake). This module is the codec and the rules, with no I/O, so that the socket
+client (`agent.coder.agentsocket`) and the stand-in agent share one reading of the wire and
+the tests can feed it bytes worked out by hand. Facts (shared/contracts.md section 4):
 
 - A frame is one control byte `kind << 1 | done` (bit 7: the "control" flag, which makes a frame
   of an unknown kind ignorable), then three unsigned LEB128 varints of at most 10 bytes each

@@ -1,7 +1,7 @@
 """The stop path: read the conversation, build the snapshot, upload it, all inside one deadline.
 
 Shared by the daemon's SIGTERM handling, the stop hook, and the one-shot hook (`python -m agent
-snapshot`) when it cannot take its standard-library path (`agent.plainsnapshot`). It
+snapshot`) when it cannot take its standard-library path (`agent.stop.oneshot`). It
 depends on nothing but its arguments. The daemon passes its mirror's snapshot as `live` when the
 event stream was connected and current (then nothing is fetched or built: the upload starts at
 once), and the mirror's messages as the fallback otherwise, so a dead or blocked AgentAPI at
@@ -17,21 +17,21 @@ from uuid import UUID
 import anyio
 import structlog
 
-from agent import stoppath
 from agent.agentapi import AgentAPIClient, Message
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import RemoteError
 from agent.retry import deliver
 from agent.snapshot import Snapshot
-from agent.stoppath import Outcome
+from agent.stop import outcome as stoppath
+from agent.stop.outcome import Outcome
 
 __all__ = ["Outcome", "SnapshotUploader", "fetch_messages", "save_snapshot"]
 
-log = structlog.get_logger("agent.shutdown")
+log = structlog.get_logger("agent.stop.upload")
 
 
 class SnapshotUploader(Protocol):
-    """What uploads the snapshot: `agent.coder.CoderClient` (httpx) or the daemon's own line
+    """What uploads the snapshot: `agent.coder.httpapi.CoderClient` (httpx) or the daemon's own line
     (`agent.coderline.CoderLine`, h11 over a kept connection). One attempt per call, errors from
     the `agent.errors` tree; `client` names the path in `snapshot_started`."""
 
@@ -80,7 +80,7 @@ async def save_snapshot(
     fetching. `attempted` is set once the first upload attempt has ended, whatever its outcome,
     or when there is nothing to upload (the daemon tears its watchers down then, rather than
     while the upload is being sent). Never raises for a remote failure: every ending is an
-    Outcome, logged once (the steps and lines are `agent.stoppath`'s, shared with the
+    Outcome, logged once (the steps and lines are `agent.stop.outcome`'s, shared with the
     standard-library one-shot path).
     """
     try:

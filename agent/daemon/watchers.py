@@ -4,7 +4,7 @@ Two strategies, one contract. `EventsWatcher` follows `/events` (a replay of the
 every connect, then changes); `PollWatcher` reads `/status` every interval and `/messages` when
 it matters. Both feed the same observations to an `Observer` (the daemon): a `HistorySeen` for
 every whole history (a `/messages` answer, a complete replay), a `UserMessageSeen` for a live
-user message, a `StatusSeen` for every status read. The rules in `agent.status` decide what that
+user message, a `StatusSeen` for every status read. The rules in `agent.rules` decide what that
 means, so the two modes give the same results by construction (tests/test_watchers.py proves it
 on shared scenarios).
 
@@ -32,13 +32,13 @@ from agent.agentapi import (
     UnknownEvent,
 )
 from agent.clock import Clock
+from agent.daemon.mirror import Mirror
 from agent.errors import Rejected, RemoteError
-from agent.mirror import Mirror
 from agent.retry import RECONNECT_BACKOFF, Backoff
+from agent.rules import HistoryBuilder, Observation, StatusSeen, UserMessageSeen, history_of
 from agent.settings import Settings
-from agent.status import HistoryBuilder, Observation, StatusSeen, UserMessageSeen, history_of
 
-log = structlog.get_logger("agent.watchers")
+log = structlog.get_logger("agent.daemon.watchers")
 
 # In poll mode, while the agent runs, refresh the history this often (its last message grows);
 # otherwise `/messages` is fetched only when the status changes: histories reach megabytes.

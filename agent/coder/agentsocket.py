@@ -2,8 +2,8 @@
 
 Since Coder v2.32 the workspace agent serves a Unix socket (`CODER_AGENT_SOCKET_PATH`, default
 `/tmp/coder-agent.sock`) and relays app status to coderd over its own connection: no token on
-this path, no re-authentication per report. This is the I/O shell around `agent.drpc` (the pure
-codec): one connection, reused, one call at a time, every call under a deadline.
+this path, no re-authentication per report. This is the I/O shell around `agent.coder.drpc`
+(the pure codec): one connection, reused, one call at a time, every call under a deadline.
 
 Trust: the socket is used only when it is a socket (not a symlink: checked with lstat) owned by
 our own uid, and the peer that answers the connection is checked again by its credentials, so a
@@ -27,8 +27,8 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from agent import drpc
 from agent.clock import SYSTEM_CLOCK, Clock
+from agent.coder import drpc
 from agent.errors import (
     NotListening,
     RateLimited,

@@ -25,8 +25,8 @@ from typing import Literal
 import anyio
 import structlog
 
-from agent.agentsocket import AgentSocketClient, SocketIdentity, socket_identity
 from agent.clock import SYSTEM_CLOCK, Clock
+from agent.coder.agentsocket import AgentSocketClient, SocketIdentity, socket_identity
 from agent.errors import (
     ConfigError,
     NotListening,
@@ -39,7 +39,7 @@ from agent.errors import (
 from agent.models import AppStatus
 from agent.settings import Settings, StatusTransport
 
-log = structlog.get_logger("agent.sender")
+log = structlog.get_logger("agent.coder.route")
 
 Send = Callable[[AppStatus], Awaitable[None]]
 Transport = Literal["socket", "http"]
@@ -256,7 +256,7 @@ def _lazy_http(settings: Settings, stack: AsyncExitStack, clock: Clock) -> Send:
 
     async def send(status: AppStatus) -> None:
         if not built:
-            from agent.coder import CoderClient  # noqa: PLC0415 - only when HTTP is the way
+            from agent.coder.httpapi import CoderClient  # noqa: PLC0415 - only when HTTP is the way
             from agent.transport import coder_http  # noqa: PLC0415
 
             url, token = settings.require_coder()

@@ -6,7 +6,7 @@ overwritten by idle, nothing is sent twice). The socket lives in a directory onl
 user can enter (systemd's RuntimeDirectory, `$XDG_RUNTIME_DIR/coder-task-agent`, or
 `/tmp/coder-task-agent-UID` created 0700), is itself mode 0600, and the daemon also checks the
 peer's uid. This module is the server; the client (`report`, `snapshot`) is
-`agent.reportclient`, which also holds the protocol and the trust checks both sides share.
+`agent.reportsocket.client`, which also holds the protocol and the trust checks both sides share.
 
 Protocol: one JSON line each way. Request `{"state": ..., "message": ..., "uri": ...}`;
 answer `{"ok": true}` or `{"ok": false, "error": "..."}`. `{"request": "snapshot"}` runs the
@@ -31,10 +31,10 @@ import structlog
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import ConfigError, UsageError
 from agent.models import AppStatus
-from agent.reportclient import make_private_dir, parse_report, peer_of
+from agent.reportsocket.client import make_private_dir, parse_report, peer_of
 from agent.retry import ACCEPT_BACKOFF
 
-log = structlog.get_logger("agent.control")
+log = structlog.get_logger("agent.reportsocket.server")
 
 # A report is a state, 160 bytes of message and a URI of at most 8 KiB (MAX_URI_BYTES), written
 # as JSON with ASCII escapes: at worst three times its UTF-8 size (a 3-byte character becomes a
@@ -54,7 +54,7 @@ SOCKET_VARIABLE = "CODER_TASK_AGENT_SOCKET"
 def prepare_socket_dir(path: Path) -> None:
     """Create the socket's directory (0700) or check that an existing one is private to us.
 
-    The same checks as the client's (`agent.reportclient`), none following a symlink.
+    The same checks as the client's (`agent.reportsocket.client`), none following a symlink.
     """
     try:
         make_private_dir(path.parent)

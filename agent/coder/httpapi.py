@@ -17,9 +17,9 @@ from uuid import UUID
 
 import httpx
 
-from agent._http import MAX_ERROR_BODY, overall_deadline, request, status_error, url_of
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import Rejected
+from agent.http_async import MAX_ERROR_BODY, overall_deadline, request, status_error, url_of
 from agent.models import AppStatus, shorten
 from agent.plainhttp import SNAPSHOT_QUERY, TOKEN_HEADER, snapshot_route
 

@@ -1,10 +1,10 @@
 """`coder-task-agent hook claude-code` and `hook codex`: an agent's own hooks as task status.
 
-The shell around agent.hookmap (which decides what each event reports): read the event, map it,
-hand the report over through agent.reportclient (to the running daemon, which applies the
-reporting rules, or straight to Coder when none listens). A hook runs inside the agent's turn,
-so it must never block or fail the agent: the input is read with a bound, the hand-over is
-bounded, and the command always exits 0; a problem is logged, never raised.
+The shell around agent.hooks.mapping (which decides what each event reports): read the event,
+map it, hand the report over through agent.reportsocket.client (to the running daemon, which
+applies the reporting rules, or straight to Coder when none listens). A hook runs inside the
+agent's turn, so it must never block or fail the agent: the input is read with a bound, the
+hand-over is bounded, and the command always exits 0; a problem is logged, never raised.
 
 Claude Code gives a command hook the event as JSON on stdin; Codex runs its `notify` program
 with the JSON as the last argument. Only the standard library is imported on the way to a
@@ -21,7 +21,7 @@ import time
 
 from agent.errors import ConfigError
 from agent.hookconfig import HookSettings, load_hook_settings
-from agent.hookmap import claude_code, codex
+from agent.hooks.mapping import claude_code, codex
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
@@ -76,7 +76,7 @@ def parse_event(raw: bytes | str) -> Mapping[str, object]:
 
 def hand_over(settings: HookSettings, status: AppStatus) -> None:
     """Give the report to whoever delivers it: the one line to change when the client changes."""
-    from agent import reportclient  # noqa: PLC0415
+    from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
     reportclient.report(settings, status, source="hook")
 
@@ -93,7 +93,7 @@ def run_hook(
     settings: HookSettings | None = None
     try:
         # The fast path's settings (agent.hookconfig): the rest is read only if the report
-        # must go straight to Coder (agent.reportclient).
+        # must go straight to Coder (agent.reportsocket.client).
         settings = load_hook_settings(env, flags)
         raw = _read_event(agent, arguments, stdin)
         status = MAPPINGS[agent](parse_event(raw))
@@ -113,7 +113,7 @@ def _read_event(agent: str, arguments: Sequence[str], stdin: BinaryIO | None) ->
 
 
 def _log_problem(settings: HookSettings | None, agent: str, exc: Exception) -> None:
-    from agent.reportclient import Writer  # noqa: PLC0415
+    from agent.reportsocket.client import Writer  # noqa: PLC0415
 
     writer = Writer.for_settings(settings) if settings is not None else Writer()
     writer.error("hook_failed", agent=agent, error=str(exc) or type(exc).__name__)

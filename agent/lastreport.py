@@ -10,7 +10,7 @@ A file that cannot be read or parsed is ignored (and logged): it must never stop
 The direct path (`report` or a hook with no daemon listening) keeps the same file, in the same
 directory, through `DirectMemory`: without it each hook process would start from nothing, and
 Claude Code's `Stop` after the agent's own `report complete` would turn the task back to idle.
-The decision is the daemon's own rule (`agent.status.step`), applied to what the file holds.
+The decision is the daemon's own rule (`agent.rules.step`), applied to what the file holds.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pathlib import Path
 import structlog
 
 from agent.models import AppState, AppStatus
-from agent.status import ExplicitReport, RulesState, step
+from agent.rules import ExplicitReport, RulesState, step
 
-log = structlog.get_logger("agent.laststate")
+log = structlog.get_logger("agent.lastreport")
 FILE_NAME = "last-report.json"
 # A file far larger than any report is not ours to parse.
 _MAX_BYTES = 64 * 1024
@@ -122,7 +122,7 @@ class DirectMemory:
 
 def _make_private_dir(directory: Path) -> None:
     """The daemon's directory checks (0700, ours); a failure shows as `last_report_not_saved`."""
-    from agent.reportclient import Untrusted, make_private_dir  # noqa: PLC0415
+    from agent.reportsocket.client import Untrusted, make_private_dir  # noqa: PLC0415
 
     try:
         make_private_dir(directory)

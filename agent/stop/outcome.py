@@ -1,11 +1,11 @@
 """The stop path's decisions and log lines, apart from any I/O: one place for both shells.
 
 The stop path (read the conversation, build the snapshot, upload it inside one deadline) has two
-shells: `agent.shutdown` (anyio and httpx: the daemon, the stop hook, the one-shot snapshot when
-a proxy is configured) and `agent.plainsnapshot` (the one-shot snapshot with the standard
+shells: `agent.stop.upload` (anyio and httpx: the daemon, the stop hook, the one-shot snapshot when
+a proxy is configured) and `agent.stop.oneshot` (the one-shot snapshot with the standard
 library only). What each ending means (its Outcome and exit code) and the one line it is logged
 as are decided here, so both shells end alike and say so alike. Each step takes the shell's
-logger: structlog's, or `agent.reportclient.Writer` (same events, same fields, token masked).
+logger: structlog's, or `agent.reportsocket.client.Writer` (same events, same fields, token masked).
 Standard library only.
 """
 

@@ -4,10 +4,10 @@ Why it exists: the one-shot snapshot replaces Coder's bash + curl + jq stop scri
 about what that script costs (issue 14: at most 1.25x on small histories); httpx, pydantic,
 structlog and anyio take longer to import than the whole script runs. This shell makes
 the path's two requests with `agent.plainhttp` and does everything else with the parts the httpx
-path (`agent.oneshot`, `agent.shutdown`) uses too: `agent.conversation` reads `/messages`,
-`agent.snapshot` builds the body, `agent.backoff` retries, `agent.httperrors` turns answers
-into the error tree, `agent.stoppath` decides each ending, its exit code and its log line, and
-`agent.reportclient.Writer` prints those lines as structlog would, the token masked. Same
+path (`agent.direct`, `agent.stop.upload`) uses too: `agent.conversation` reads `/messages`,
+`agent.snapshot` builds the body, `agent.backoff` retries, `agent.wire` turns answers
+into the error tree, `agent.stop.outcome` decides each ending, its exit code and its log line, and
+`agent.reportsocket.client.Writer` prints those lines as structlog would, the token masked. Same
 timeouts (`stop_fetch_timeout` for `/messages`, `request_timeout` per Coder attempt), the same
 overall deadline (`shutdown_budget`), no redirects, TLS as httpx verifies it; SIGTERM or SIGINT
 while it runs stops it at once with the interrupted exit code. The fault and end-to-end snapshot
@@ -27,13 +27,11 @@ from __future__ import annotations
 import signal
 import time
 
-from agent import stoppath
 from agent.backoff import cut_off, deliver_blocking
 from agent.configuration import Configuration, read_configuration
 from agent.conversation import BUSY_PHRASE, MAX_MESSAGES_BYTES, read_history
 from agent.environment import Environment, verbatim
 from agent.errors import OutcomeUnknown, RemoteError
-from agent.httperrors import MAX_ERROR_BODY, answer_error
 from agent.plainhttp import (
     SNAPSHOT_QUERY,
     TOKEN_HEADER,
@@ -43,9 +41,11 @@ from agent.plainhttp import (
     snapshot_route,
     tls_context,
 )
-from agent.reportclient import Writer
+from agent.reportsocket.client import Writer
 from agent.snapshot import Snapshot
-from agent.stoppath import Outcome
+from agent.stop import outcome as stoppath
+from agent.stop.outcome import Outcome
+from agent.wire import MAX_ERROR_BODY, answer_error
 
 # A plain constant that type checkers treat as true: `typing` is not imported on the hooks' path.
 TYPE_CHECKING = False
@@ -155,7 +155,7 @@ def snapshot_once(settings: Configuration, environment: Environment | None = Non
 def _save(
     settings: Configuration, url: str, token: str, tls: _Tls, *, deadline: float, out: Writer
 ) -> Outcome:
-    """`agent.shutdown.save_snapshot`, step for step, blocking."""
+    """`agent.stop.upload.save_snapshot`, step for step, blocking."""
     task_id = settings.task_id
     if task_id is None:
         return stoppath.no_task(out)

@@ -5,10 +5,10 @@ agents' lifecycle hooks fire by themselves. Claude Code runs a command hook with
 JSON on stdin (`hook_event_name` and the event's own fields); Codex runs its `notify` program
 with one JSON argument after each turn (`type: agent-turn-complete`). This module decides what
 each event reports, without I/O, so the decisions are a table (tests/test_hookmap.py) and the
-`hook` command (agent.hookcmd) is only a shell around it.
+`hook` command (agent.hooks.command) is only a shell around it.
 
 Every report made here goes to the daemon as a hook report: a hook's `idle` does not replace an
-explicit complete or failed (the rules in agent.status), a hook's `working` does (the agent works
+explicit complete or failed (the rules in agent.rules), a hook's `working` does (the agent works
 again). No event maps to complete or failed: only the agent itself (`report`) knows the task is
 done.
 

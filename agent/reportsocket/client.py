@@ -6,7 +6,7 @@ daemon must cost about what starting Python costs. Importing httpx, pydantic, st
 and tenacity takes ten times longer than the whole exchange; none of them is imported here.
 Nor are the standard library's wrappers that cost more than this path uses of them: `socket`
 (`_socket` instead), `json` (`agent.jsonline`) and `struct` (`peer_credentials`).
-Only when no daemon listens does a command take the direct path (`agent.oneshot`), which
+Only when no daemon listens does a command take the direct path (`agent.direct`), which
 imports what it needs and logs through the redacting structlog logger.
 
 Trust nothing not checked (on a shared `/tmp` another user can pre-create the socket's
@@ -466,7 +466,7 @@ def report(
             out.error("report_refused", error=str(answer.get("error", ""))[:300])
             return ExitCode.REJECTED
     out.info("report_direct", reason=reason)
-    from agent.oneshot import report_once  # noqa: PLC0415 - the heavy path, only when needed
+    from agent.direct import report_once  # noqa: PLC0415 - the heavy path, only when needed
 
     return report_once(full_settings(settings), status, from_hook=source == "hook")
 

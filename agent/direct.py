@@ -7,7 +7,7 @@ stops at once.
 
 Which HTTP client (issue 14 allowed the standard library's http.client on this one path only if
 it behaved exactly like the httpx path, proven by the same fault tests): the standard library
-(sockets and `agent.plainhttp`, not http.client, see there), in `agent.plainsnapshot`, which
+(sockets and `agent.plainhttp`, not http.client, see there), in `agent.stop.oneshot`, which
 `agent.cli` runs first; this module's `snapshot_once` (httpx
 and the typed AgentAPI client) runs only when that path hands over: a proxy variable is set
 (httpx honours them, the plain client does not), or a CA source cannot be loaded. An earlier
@@ -19,8 +19,8 @@ builder, the retry waits, the answer-to-error rules, each ending's outcome, exit
 line), and the snapshot fault and end-to-end tests run against both paths. bench/README.md has
 the figures.
 
-`report` (`report_once`): the fallback of `agent.reportclient` when no daemon listens, by the
-Coder agent's socket or HTTP as `agent.sender` chooses. What the server answers is logged
+`report` (`report_once`): the fallback of `agent.reportsocket.client` when no daemon listens, by the
+Coder agent's socket or HTTP as `agent.coder.route` chooses. What the server answers is logged
 through the redacting logger, never printed raw.
 """
 
@@ -34,17 +34,17 @@ import structlog
 
 from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.coder import CoderClient
+from agent.coder.httpapi import CoderClient
+from agent.coder.route import open_sender
 from agent.errors import ConfigError, Rejected, RemoteError, Unsupported
 from agent.logconfig import configure_from
 from agent.models import AppStatus, ExitCode
 from agent.retry import deliver
-from agent.sender import open_sender
 from agent.settings import Settings
-from agent.shutdown import Outcome, save_snapshot
+from agent.stop.upload import Outcome, save_snapshot
 from agent.transport import agentapi_http, coder_http
 
-log = structlog.get_logger("agent.oneshot")
+log = structlog.get_logger("agent.direct")
 
 
 async def snapshot_once(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
@@ -81,7 +81,7 @@ async def snapshot_once(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
 def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = False) -> ExitCode:
     """PATCH `status` to Coder with retries inside two request timeouts; returns the exit code.
 
-    The reporting rules hold here too, with the daemon's memory file (agent.laststate): a hook's
+    The reporting rules hold here too, with the daemon's memory file (agent.lastreport): a hook's
     idle after an explicit complete or failed is not sent (exit 0, logged `report_held`).
     Raises ConfigError when Coder or the app slug is not configured.
     """
@@ -92,8 +92,8 @@ def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = Fals
     if settings.app_slug is None:
         raise ConfigError("CODER_MCP_APP_STATUS_SLUG", "is required to report a status")
     configure_from(settings)
-    # The rules' memory: only this path needs it (and agent.status), not `snapshot`.
-    from agent.laststate import DirectMemory  # noqa: PLC0415
+    # The rules' memory: only this path needs it (and agent.rules), not `snapshot`.
+    from agent.lastreport import DirectMemory  # noqa: PLC0415
 
     memory = DirectMemory(settings.socket_path.parent if settings.socket_path else None)
     shown = memory.held(status, from_hook=from_hook)

@@ -13,7 +13,7 @@ agent's shutdown as errored. This command takes the same `ARG_*` inputs (agent.s
 2. SIGUSR1 when state persistence is on and the running AgentAPI has a state file, then a wait
    that ends as soon as the state file is replaced (AgentAPI writes a temporary file and renames
    it), at most STATE_SAVE_WAIT. It runs beside step 3, not before it.
-3. The snapshot upload: the stop path shared with `snapshot` and the daemon (agent.shutdown).
+3. The snapshot upload: the stop path shared with `snapshot` and the daemon (agent.stop.upload).
 4. SIGTERM, a wait of at most `agentapi_stop_timeout`, then SIGKILL (logged as a warning).
 
 It exits 0 whatever happened, the outcome logged; `--strict` gives the ExitCode of the outcome.
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from agent.agentapi import Message
     from agent.clock import Clock
-    from agent.shutdown import Outcome
+    from agent.stop.upload import Outcome
 
 # The module's script sleeps this long after SIGUSR1; the wait here ends sooner when the save
 # can be seen. AgentAPI skips the save when nothing changed since the last one, so no change
@@ -307,7 +307,7 @@ def run_stop_hook(
     from agent.logconfig import configure_from  # noqa: PLC0415
 
     configure_from(settings)
-    log = structlog.get_logger("agent.stophook")
+    log = structlog.get_logger("agent.stop.hook")
     for warning in settings.warnings:
         log.warning("configuration_warning", problem=warning)
     for problem in problems:
@@ -346,7 +346,7 @@ async def _stop(
     """Steps 2 to 4 (step 1 ran before the event loop existed), timed on `clock`."""
     import anyio  # noqa: PLC0415
 
-    from agent.shutdown import Outcome  # noqa: PLC0415
+    from agent.stop.upload import Outcome  # noqa: PLC0415
 
     log = _log()
     deadline = clock.now() + max(0.0, remaining)
@@ -402,7 +402,7 @@ async def _stop(
 def _log() -> structlog.typing.FilteringBoundLogger:
     import structlog  # noqa: PLC0415
 
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("agent.stophook")
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("agent.stop.hook")
     return logger
 
 
@@ -417,9 +417,9 @@ async def _snapshot(
     clock: Clock,
 ) -> Outcome:
     from agent.agentapi import AgentAPIClient, parse_messages  # noqa: PLC0415
-    from agent.coder import CoderClient  # noqa: PLC0415
+    from agent.coder.httpapi import CoderClient  # noqa: PLC0415
     from agent.errors import BadResponse  # noqa: PLC0415
-    from agent.shutdown import Outcome, save_snapshot  # noqa: PLC0415
+    from agent.stop.upload import Outcome, save_snapshot  # noqa: PLC0415
     from agent.transport import agentapi_http, coder_http  # noqa: PLC0415
 
     log = _log()
