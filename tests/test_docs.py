@@ -2,7 +2,7 @@
 numbers, log event names, commands) and every link between the pages.
 
 Why: these pages are written by hand beside the code they describe, and nothing else notices
-when one drifts (README's rule numbers once disagreed with agent/status.py's). Each check reads
+when one drifts (README's rule numbers once disagreed with agent/rules.py's). Each check reads
 the page as a reader would, a table or a numbered list, and compares it with the code's own list.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import status
+from agent import rules
 from agent.cli import _parser
 from agent.environment import VARIABLES
 from agent.models import ExitCode
@@ -85,15 +85,15 @@ def test_every_variable_a_table_names_exists(page: Path, heading: str) -> None:
 
 
 def test_the_rules_page_numbers_the_rules_as_the_code_does() -> None:
-    assert status.__doc__
-    in_code = numbered(status.__doc__)
+    assert rules.__doc__
+    in_code = numbered(rules.__doc__)
     assert in_code == list(range(1, len(in_code) + 1))
     assert numbered((DOCS / "rules.md").read_text(encoding="utf-8")) == in_code
 
 
 def test_every_rule_number_the_docs_mention_exists() -> None:
-    assert status.__doc__
-    known = set(numbered(status.__doc__))
+    assert rules.__doc__
+    known = set(numbered(rules.__doc__))
     mentioned = {
         (page.name, int(n))
         for page in PAGES
