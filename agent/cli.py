@@ -144,23 +144,39 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
+    """Entry point; returns the exit code. Nothing escapes it (agent.boundary)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["run"]:
         # Before anything slow: a SIGTERM from now on takes the daemon's stop path.
         from agent.stop import early as earlystop  # noqa: PLC0415
 
         earlystop.install()
-    from agent.errors import ConfigError  # noqa: PLC0415
+    from agent.boundary import contained  # noqa: PLC0415
+
+    command = args_list[0] if args_list else ""
+    return contained(command, lambda: _main(args_list), unexpected=unexpected_exit(args_list))
+
+
+def unexpected_exit(args_list: Sequence[str]) -> int:
+    """What a command exits with when an unexpected fault ends it (docs/operations.md).
+
+    A hook never fails the agent: 0. `stop-hook` exits 0 unless `--strict`. Every other command
+    did not deliver what it was for: UNDELIVERED (5), which a supervisor restarts on.
+    """
+    from agent.models import ExitCode  # noqa: PLC0415
+
+    command = args_list[0] if args_list else ""
+    if command == "hook" or (command == "stop-hook" and "--strict" not in args_list):
+        return int(ExitCode.OK)
+    return int(ExitCode.UNDELIVERED)
+
+
+def _main(args_list: list[str]) -> int:
     from agent.models import ExitCode  # noqa: PLC0415
 
     fast = _fast_command(args_list)
     if fast is not None:
-        try:
-            return _fast(*fast)
-        except ConfigError as exc:
-            print(f"coder-task-agent: configuration error: {exc}", file=sys.stderr)
-            return ExitCode.USAGE
+        return _fast(*fast)
     parser = _parser()
     try:
         args = parser.parse_args(args_list)
@@ -181,18 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Never fails the agent: exits 0, problems logged (agent.hooks.command).
         from agent.hooks.command import run_hook  # noqa: PLC0415
 
-        return run_hook(args.agent, args.payload, _setting_flags(args))
+        return run_hook(args.agent, args.payload, _setting_flags(args), started=_started())
 
-    try:
-        settings = _settings(args)
-        if command == "snapshot":
-            return _snapshot(settings)
-        if command == "run":
-            return _run(settings)
-        return _report(settings, args)
-    except ConfigError as exc:
-        print(f"coder-task-agent: configuration error: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
+    # A ConfigError from here on is exit 2, printed by agent.boundary.
+    settings = _settings(args)
+    if command == "snapshot":
+        return _snapshot(settings)
+    if command == "run":
+        return _run(settings)
+    return _report(settings, args)
 
 
 # -- the hooks' fast path: `report` and `snapshot` without argparse or agent.settings ----------
@@ -248,7 +261,7 @@ def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
         # Never fails the agent: exits 0, problems logged (agent.hooks.command).
         from agent.hooks.command import run_hook  # noqa: PLC0415
 
-        return run_hook(positional[0], positional[1:], flags)
+        return run_hook(positional[0], positional[1:], flags, started=_started())
 
     from agent.hookconfig import load_hook_settings  # noqa: PLC0415
     from agent.reportsocket import client as reportclient  # noqa: PLC0415
@@ -259,6 +272,13 @@ def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
         status = reportclient.parse_report(positional[0], summary, options.get("--uri", ""))
         return reportclient.report(settings, status)
     return _snapshot(settings)
+
+
+def _started() -> float:
+    """The process's start, which the hook budget counts from (agent.hooks.command)."""
+    from agent.hooks.command import process_started  # noqa: PLC0415
+
+    return process_started()
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -21,6 +21,7 @@ import re
 import stat
 
 from agent.environment import (
+    CREDENTIAL_NAME,
     LOG_FORMATS,
     LOG_LEVELS,
     PREFIX,
@@ -38,7 +39,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-CREDENTIAL_NAME = "coder-agent-token"
 DEFAULT_AGENTAPI_URL = "http://localhost:3284"
 # The Coder agent's own default for CODER_AGENT_SOCKET_PATH (Coder >= v2.32).
 DEFAULT_AGENT_SOCKET = "/tmp/coder-agent.sock"  # noqa: S108 - the agent's own default

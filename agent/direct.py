@@ -28,27 +28,31 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import anyio
 import structlog
 
-from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.coder.httpapi import CoderClient
 from agent.coder.route import open_sender
 from agent.errors import ConfigError, Rejected, RemoteError, Unsupported
 from agent.logconfig import configure_from
 from agent.models import AppStatus, ExitCode
 from agent.retry import deliver
 from agent.settings import Settings
-from agent.stop.upload import Outcome, save_snapshot
-from agent.transport import agentapi_http, coder_http
 
 log = structlog.get_logger("agent.direct")
 
 
 async def snapshot_once(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
     """Run the stop path once under `settings.shutdown_budget`; returns the exit code."""
+    # Here, not at the top: `report` straight to Coder (a hook's fallback, within the hook
+    # budget) needs none of AgentAPI's models (pydantic), the snapshot or the uploader.
+    from agent.agentapi import AgentAPIClient  # noqa: PLC0415
+    from agent.coder.httpapi import CoderClient  # noqa: PLC0415
+    from agent.stop.upload import Outcome, save_snapshot  # noqa: PLC0415
+    from agent.transport import agentapi_http, coder_http  # noqa: PLC0415
+
     url, token = settings.require_coder()
     deadline = clock.now() + settings.shutdown_budget
     outcome = Outcome.INTERRUPTED
@@ -78,13 +82,18 @@ async def snapshot_once(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
     return int(outcome.exit_code)
 
 
-def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = False) -> ExitCode:
+def report_once(
+    settings: Settings, status: AppStatus, *, from_hook: bool = False, within: float | None = None
+) -> ExitCode:
     """PATCH `status` to Coder with retries inside two request timeouts; returns the exit code.
+
+    `within` (seconds, a hook's budget) shortens that deadline when it is shorter.
 
     The reporting rules hold here too, with the daemon's memory file (agent.lastreport): a hook's
     idle after an explicit complete or failed is not sent (exit 0, logged `report_held`).
     Raises ConfigError when Coder or the app slug is not configured.
     """
+    started = time.monotonic()
     if settings.status_transport == "http" or (
         settings.status_transport == "auto" and not os.path.lexists(settings.agent_socket_path)
     ):
@@ -105,16 +114,20 @@ def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = Fals
             reason="a hook's idle does not replace an explicit complete or failed",
         )
         return ExitCode.OK
-    code = anyio.run(_report, settings, status, SYSTEM_CLOCK)
+    limit = 2 * settings.request_timeout
+    if within is not None:
+        limit = min(limit, within - (time.monotonic() - started))
+    code = anyio.run(_report, settings, status, SYSTEM_CLOCK, limit)
     if code is ExitCode.OK:
         memory.delivered(status, from_hook=from_hook)
     return code
 
 
-async def _report(settings: Settings, status: AppStatus, clock: Clock) -> ExitCode:
+async def _report(settings: Settings, status: AppStatus, clock: Clock, within: float) -> ExitCode:
+    """Deliver `status` by the way `open_sender` chooses, all of it within `within` seconds."""
+    deadline = clock.now() + within
     # The agent's socket or HTTP, chosen as the daemon chooses (the token only for HTTP).
     async with open_sender(settings, clock=clock) as send:
-        deadline = clock.now() + 2 * settings.request_timeout
         try:
             await deliver(lambda: send(status), deadline=deadline, clock=clock)
         except Unsupported as exc:

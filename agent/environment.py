@@ -32,6 +32,11 @@ PREFIX = "CODER_TASK_AGENT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 DEFAULT_SHUTDOWN_BUDGET = 5.0
+# A hook runs inside the agent's turn (Claude Code's PreToolUse: before every tool call): the
+# whole `hook` command, start to exit, gets this long whatever the network does.
+DEFAULT_HOOK_BUDGET = 1.0
+# The systemd credential that holds the agent token (`LoadCredential=` in the unit).
+CREDENTIAL_NAME = "coder-agent-token"
 # Not `math.inf`: `math` is an extension module the hooks' path would load for this alone.
 _INFINITY = float("inf")
 
@@ -48,6 +53,7 @@ VARIABLES = {
     "CODER_MCP_AI_AGENTAPI_URL": "AgentAPI's URL (`none`: there is no AgentAPI)",
     # This program's tunables.
     PREFIX + "SHUTDOWN_BUDGET": "seconds for the whole stop path",
+    PREFIX + "HOOK_BUDGET": "seconds a `hook` command may take, start to exit",
     PREFIX + "REQUEST_TIMEOUT": "seconds for each Coder request",
     PREFIX + "AGENTAPI_TIMEOUT": "seconds for each AgentAPI read while watching",
     PREFIX + "STOP_FETCH_TIMEOUT": "seconds for the fresh /messages at stop",

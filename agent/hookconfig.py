@@ -13,7 +13,12 @@ configuration as usual.
 
 from __future__ import annotations
 
+import os
+import stat
+
 from agent.environment import (
+    CREDENTIAL_NAME,
+    DEFAULT_HOOK_BUDGET,
     DEFAULT_SHUTDOWN_BUDGET,
     LOG_FORMATS,
     LOG_LEVELS,
@@ -23,6 +28,7 @@ from agent.environment import (
     positive_seconds,
     socket_path,
     text,
+    verbatim,
 )
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
@@ -34,7 +40,15 @@ if TYPE_CHECKING:
 class HookSettings:
     """What `report` and `snapshot` need before they know whether a daemon listens."""
 
-    __slots__ = ("flags", "log_format", "log_level", "secrets", "shutdown_budget", "socket_path")
+    __slots__ = (
+        "flags",
+        "hook_budget",
+        "log_format",
+        "log_level",
+        "secrets",
+        "shutdown_budget",
+        "socket_path",
+    )
 
     def __init__(
         self,
@@ -43,6 +57,7 @@ class HookSettings:
         log_level: str = "info",
         log_format: str = "auto",
         shutdown_budget: float = DEFAULT_SHUTDOWN_BUDGET,
+        hook_budget: float = DEFAULT_HOOK_BUDGET,
         secrets: tuple[str, ...] = (),
         flags: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
@@ -50,6 +65,8 @@ class HookSettings:
         self.log_level = log_level
         self.log_format = log_format
         self.shutdown_budget = shutdown_budget
+        # The whole `hook` command's time, start to exit (agent.hooks.command).
+        self.hook_budget = hook_budget
         # Values to mask in output; the fast path itself never sends them.
         self.secrets = secrets
         # The command line's settings, for `agent.settings` when the direct path is taken.
@@ -78,19 +95,39 @@ def load_hook_settings(
         shutdown_budget=environment.read(
             PREFIX + "SHUTDOWN_BUDGET", positive_seconds, DEFAULT_SHUTDOWN_BUDGET
         ),
-        secrets=_token_values(environment),
+        hook_budget=environment.read(PREFIX + "HOOK_BUDGET", positive_seconds, DEFAULT_HOOK_BUDGET),
+        secrets=token_values(environment),
         flags=environment.flags,
     )
 
 
-def _token_values(environment: Environment) -> tuple[str, ...]:
-    """The agent token, wherever it is configured, only to mask it; unreadable is no error."""
+def token_values(environment: Environment) -> tuple[str, ...]:
+    """The agent token, wherever it is configured, only to mask it; unreadable is no error.
+
+    The file is opened without blocking and read only when it is a regular file: a FIFO put in
+    its place must not hang the command (nor its last line, `agent.boundary`).
+    """
     values = [environment.read("CODER_AGENT_TOKEN", text, "")]
-    path = environment.read("CODER_AGENT_TOKEN_FILE", text, "")
-    if path:
-        try:
-            with open(path, encoding="utf-8") as file:
-                values.append(file.read(4096).strip())
-        except (OSError, UnicodeDecodeError):
-            pass
+    paths = [environment.read("CODER_AGENT_TOKEN_FILE", text, "")]
+    credentials = environment.read("CREDENTIALS_DIRECTORY", verbatim, "")
+    if credentials:
+        paths.append(os.path.join(credentials, CREDENTIAL_NAME))
+    for path in paths:
+        if path:
+            values.append(_read_small(path))
     return tuple(v for v in values if v)
+
+
+def _read_small(path: str) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, 4096).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)

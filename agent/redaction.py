@@ -13,15 +13,36 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 REDACTED = "[REDACTED]"
+# A piece of a secret this long is masked too: text cut from outside (a server's echo shortened
+# to a limit, a message split across lines) can carry part of a token, and 8 characters of a
+# random token are already worth guessing the rest from.
+PIECE = 8
+
+
+def mask(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret, and every piece of PIECE characters of one, replaced by REDACTED.
+
+    Mask, then cut: a caller shortening text from outside masks it first, or the cut could
+    leave a piece of a token that no longer matches the whole.
+    """
+    for secret in secrets:
+        if not secret:
+            continue
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+        if len(secret) <= PIECE:
+            continue
+        for start in range(len(secret) - PIECE + 1):
+            piece = secret[start : start + PIECE]
+            if piece in text:
+                text = text.replace(piece, REDACTED)
+    return text
 
 
 def scrub(value: object, secrets: Sequence[str]) -> object:
-    """`value` with every secret replaced by REDACTED, in strings, containers and reprs."""
+    """`value` masked (`mask`) in strings, containers and reprs."""
     if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
+        return mask(value, secrets) if secrets else value
     if isinstance(value, dict):
         return {key: scrub(item, secrets) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

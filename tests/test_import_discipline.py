@@ -36,6 +36,7 @@ WRAPPERS = HOOK_WRAPPERS | {"json", "re"}
 # Stdlib-only modules of ours a fast path may use.
 FAST_OURS = {
     "agent",
+    "agent.boundary",
     "agent.cli",
     "agent.environment",
     "agent.errors",

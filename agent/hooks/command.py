@@ -22,6 +22,7 @@ import time
 from agent.errors import ConfigError
 from agent.hookconfig import HookSettings, load_hook_settings
 from agent.hooks.mapping import claude_code, codex
+from agent.models import ExitCode
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
@@ -34,8 +35,11 @@ if TYPE_CHECKING:
 # A prompt can be long, but a hook event beyond this is not one: it is cut, not read whole.
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 # Claude Code writes the event and closes stdin at once; run by hand on a terminal, stdin would
-# never end: the read gives up after this long.
+# never end: the read gives up after this long (or when the hook budget ends, if sooner).
 STDIN_WAIT = 5.0
+# Of the hook budget, what is kept for the exit: closing connections after a cut-off attempt,
+# the interpreter's teardown with httpx and anyio loaded (0.1-0.2 s measured on 2 loaded cores).
+EXIT_RESERVE = 0.3
 
 MAPPINGS: dict[str, Callable[[Mapping[str, object]], AppStatus | None]] = {
     "claude-code": claude_code,
@@ -55,7 +59,7 @@ def read_stdin(stream: BinaryIO, within: float = STDIN_WAIT) -> bytes:
         left = deadline - time.monotonic()
         readable, _, _ = select.select([fd], [], [], max(0.0, left))
         if not readable:
-            raise TimeoutError(f"no complete event on stdin within {within:g} s")
+            raise TimeoutError(f"no complete event on stdin within {within:.2g} s")
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             return bytes(data)
@@ -74,11 +78,14 @@ def parse_event(raw: bytes | str) -> Mapping[str, object]:
     return event
 
 
-def hand_over(settings: HookSettings, status: AppStatus) -> None:
-    """Give the report to whoever delivers it: the one line to change when the client changes."""
+def hand_over(settings: HookSettings, status: AppStatus, within: float) -> int:
+    """Give the report to whoever delivers it, within `within` seconds; returns the exit code.
+
+    The one line to change when the client changes.
+    """
     from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
-    reportclient.report(settings, status, source="hook")
+    return reportclient.report(settings, status, source="hook", within=within)
 
 
 def run_hook(
@@ -88,28 +95,70 @@ def run_hook(
     *,
     stdin: BinaryIO | None = None,
     env: Mapping[str, str] | None = None,
+    started: float | None = None,
 ) -> int:
-    """The `hook AGENT` command; always returns 0 (problems are logged)."""
+    """The `hook AGENT` command; always returns 0 (problems are logged).
+
+    The whole of it runs within the hook budget (CODER_TASK_AGENT_HOOK_BUDGET, 1 s by default)
+    from `started` (`time.monotonic()`; the command passes its process's start, see
+    `process_started`; by default now): reading the event and handing the report over each get
+    what is left of it, less EXIT_RESERVE for the exit. A report not delivered within it is
+    logged (`hook_failed`) and given up: the agent must not wait for Coder.
+    """
+    started = time.monotonic() if started is None else started
     settings: HookSettings | None = None
     try:
         # The fast path's settings (agent.hookconfig): the rest is read only if the report
         # must go straight to Coder (agent.reportsocket.client).
         settings = load_hook_settings(env, flags)
-        raw = _read_event(agent, arguments, stdin)
+        end = started + max(settings.hook_budget - EXIT_RESERVE, settings.hook_budget / 2)
+        raw = _read_event(agent, arguments, stdin, end - time.monotonic())
         status = MAPPINGS[agent](parse_event(raw))
-        if status is not None:
-            hand_over(settings, status)
+        code = 0 if status is None else hand_over(settings, status, end - time.monotonic())
     except (ConfigError, ValueError, TimeoutError, OSError) as exc:
         _log_problem(settings, agent, exc)
+        return 0
+    if code != 0:
+        _log_problem(settings, agent, TimeoutError(_undelivered(code, settings.hook_budget)))
     return 0
 
 
-def _read_event(agent: str, arguments: Sequence[str], stdin: BinaryIO | None) -> bytes | str:
+def process_started() -> float:
+    """When this process started, on `time.monotonic()`'s scale (now, when that is unknown).
+
+    The budget is the agent's wait, which begins at the exec, before the interpreter's own
+    start (tens of milliseconds, more on a loaded machine). /proc gives the start in clock
+    ticks since boot; CLOCK_BOOTTIME is the same clock, and monotonic runs with it while the
+    machine is awake.
+    """
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19])  # field 22, `starttime`; the split starts at field 3
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return now
+    return now - min(max(age, 0.0), 60.0)
+
+
+def _undelivered(code: int, budget: float) -> str:
+    if code == ExitCode.REJECTED:
+        return f"the report was refused (exit {code}; the line above says why)"
+    return (
+        f"the report was not delivered within the hook budget of {budget:g} s (exit {code}; "
+        "the line above says why); given up so as not to hold the agent"
+    )
+
+
+def _read_event(
+    agent: str, arguments: Sequence[str], stdin: BinaryIO | None, within: float
+) -> bytes | str:
     if agent == "codex":
         if not arguments:
             raise ValueError("Codex passes the event as an argument; none was given")
         return arguments[-1]
-    return read_stdin(stdin if stdin is not None else sys.stdin.buffer)
+    return read_stdin(stdin if stdin is not None else sys.stdin.buffer, min(STDIN_WAIT, within))
 
 
 def _log_problem(settings: HookSettings | None, agent: str, exc: Exception) -> None:

@@ -427,13 +427,19 @@ def report(
     timeout: float = REQUEST_TIMEOUT,
     writer: Writer | None = None,
     source: str = "report",
+    within: float | None = None,
 ) -> ExitCode:
     """Deliver an explicit report: to the running daemon, or straight to Coder when none listens.
 
     The entry point for every caller (the `report` command, agent hooks). Never raises for a
     delivery problem: the outcome is the exit code, logged once. Raises ConfigError only when
-    the direct path is needed and Coder is not configured.
+    the direct path is needed and Coder is not configured. `within` bounds the whole call in
+    seconds (a hook's budget); without it the daemon gets `timeout` and the direct path its
+    own deadline (two request timeouts).
     """
+    end = None if within is None else time.monotonic() + within
+    if within is not None:
+        timeout = max(min(timeout, within), 1e-3)
     out = writer if writer is not None else Writer.for_settings(settings)
     for warning in settings.warnings:
         out.warning("configuration_warning", problem=warning)
@@ -468,7 +474,9 @@ def report(
     out.info("report_direct", reason=reason)
     from agent.direct import report_once  # noqa: PLC0415 - the heavy path, only when needed
 
-    return report_once(full_settings(settings), status, from_hook=source == "hook")
+    full = full_settings(settings)
+    left = None if end is None else end - time.monotonic()
+    return report_once(full, status, from_hook=source == "hook", within=left)
 
 
 def full_settings(settings: Settings | HookSettings) -> Settings:

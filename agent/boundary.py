@@ -1,0 +1,158 @@
+"""The containment boundary: whatever escapes a command becomes one log line and an exit code.
+
+Why a module of its own: every entry point (`run`, `report`, `snapshot`, `hook`, `stop-hook`)
+must end with its documented exit code whatever goes wrong, never with a traceback, and a hook
+must never fail the agent. The error tree (`agent.errors`) covers what we raise on purpose; this
+is the one place for everything else (a RecursionError from a nested file, a UnicodeEncodeError
+from a library, an OSError nobody expected, a bug). `agent.cli` runs every command through
+`contained`; the daemon's task supervision logs through `describe` the same way.
+
+A fault is one line, event `unexpected_error`, with the exception's type, its message masked
+then cut (`agent.redaction.mask`: a token split by a cut would otherwise come out), and where it
+was raised (`at`: file and line in `agent/`), so a bug can be found without a traceback.
+
+The standard descriptors are made safe first: a hook run with stdin, stdout or stderr closed would
+otherwise find `sys.stderr` None (and die writing its first line), and the next socket it opens
+would take descriptor 1 or 2, so that a stray write went down that socket. Standard library only,
+nothing at import: this runs on the hooks' fast path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+EVENT = "unexpected_error"
+# The message of a fault, in characters, after masking: a line, not a dump.
+MAX_MESSAGE_CHARS = 300
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def contained(command: str, body: Callable[[], int], *, unexpected: int) -> int:
+    """Run `body` (a command) and return its exit code, or `unexpected` when it raises.
+
+    A ConfigError is the command's usage error: printed (masked) and exit 2, except for a hook,
+    whose configuration problems its own code logs (it returns 0 whatever). KeyboardInterrupt
+    (Ctrl-C) is exit 6, interrupted; a hook still exits `unexpected` (0). SystemExit passes
+    (argparse's own exits). Anything else: one `unexpected_error` line, exit `unexpected`.
+    """
+    from agent.errors import ConfigError  # noqa: PLC0415 - stdlib-only, light
+    from agent.models import ExitCode  # noqa: PLC0415
+
+    safe_standard_streams()
+    try:
+        return body()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        _line("command_interrupted", command=command, signal="SIGINT")
+        return unexpected if command == "hook" else int(ExitCode.INTERRUPTED)
+    except BaseException as exc:  # noqa: BLE001 - the boundary: nothing passes it
+        leaf = first_leaf(exc)
+        if isinstance(leaf, ConfigError) and command != "hook":
+            _print(f"coder-task-agent: configuration error: {leaf}")
+            return int(ExitCode.USAGE)
+        _line(EVENT, command=command, **describe(leaf))
+        return unexpected
+
+
+def describe(exc: BaseException) -> dict[str, str]:
+    """The fields of an `unexpected_error` line: type, masked and cut message, where raised."""
+    message = " ".join(str(exc).split())
+    try:
+        from agent.redaction import mask  # noqa: PLC0415
+
+        message = mask(message, known_secrets())
+    except Exception:  # noqa: BLE001 - the token cannot be known: nothing of the message shows
+        message = "(message withheld: the token could not be read to mask it)"
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    fields = {"error_type": type(exc).__name__, "error": message}
+    where = _raised_at(exc.__traceback__)
+    if where:
+        fields["at"] = where
+    return fields
+
+
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first exception inside nested exception groups (a task group wraps what it raises)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def known_secrets() -> tuple[str, ...]:
+    """The agent token wherever it is configured, to mask it (agent.hookconfig reads it)."""
+    from agent.environment import Environment  # noqa: PLC0415
+    from agent.hookconfig import token_values  # noqa: PLC0415
+
+    return token_values(Environment())
+
+
+def safe_standard_streams() -> None:
+    """Put /dev/null on whichever of descriptors 0, 1 and 2 is closed, and give Python a stream.
+
+    Opened in order, so each open takes the lowest free descriptor: the closed one.
+    """
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                opened = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                continue
+            if opened != fd:
+                os.close(opened)
+                continue
+            os.set_inheritable(fd, True)  # as a standard descriptor is
+        if getattr(sys, name) is None:
+            mode = "r" if fd == 0 else "w"
+            stream = open(fd, mode, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+            setattr(sys, name, stream)
+
+
+def _raised_at(tb: TracebackType | None) -> str:
+    """The deepest frame of ours the exception passed: `agent/http_async.py:160 in request`."""
+    where = ""
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename
+        if path.startswith(_PACKAGE):
+            relative = "agent" + path[len(_PACKAGE) :]
+            where = f"{relative}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
+        tb = tb.tb_next
+    return where
+
+
+def _line(event: str, **fields: object) -> None:
+    try:
+        from agent.environment import LOG_FORMATS, PREFIX, Environment, choice  # noqa: PLC0415
+        from agent.reportsocket.client import Writer  # noqa: PLC0415
+
+        try:
+            fmt = Environment().read(PREFIX + "LOG_FORMAT", choice(*LOG_FORMATS), "auto")
+        except Exception:  # noqa: BLE001 - a bad format is no reason to lose the line
+            fmt = "auto"
+        Writer(fmt=fmt, secrets=known_secrets()).error(event, **fields)
+    except Exception:  # noqa: BLE001 - the last resort: a line without the formatting
+        _print(f"coder-task-agent: {event} {fields.get('error_type', '')}")
+
+
+def _print(text: str) -> None:
+    try:
+        from agent.redaction import mask  # noqa: PLC0415
+
+        text = mask(text, known_secrets())
+    except Exception:  # noqa: BLE001 - unmaskable: only the first words, which are ours
+        text = ": ".join(text.split(": ")[:3]) + ": (details withheld)"
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        return  # stderr unusable: the exit code says it
