@@ -145,10 +145,12 @@ async def request(
     if ok and whole_body and not complete:
         raise BadResponse(service, what, f"the answer exceeds {max_body} bytes")
     # The body is already decoded: the encoding headers must not make httpx decode it again.
+    # As bytes: httpx decodes a value that is not ASCII as UTF-8 and would refuse to encode that
+    # text again (`Retry-After: ²` raised UnicodeEncodeError here, outside the error tree).
     headers = [
         (name, value)
-        for name, value in response.headers.multi_items()
-        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        for name, value in response.headers.raw
+        if name.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")
     ]
     return httpx.Response(
         response.status_code, headers=headers, content=body, request=response.request

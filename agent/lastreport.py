@@ -65,7 +65,8 @@ def load(path: Path) -> AppStatus | None:
         with os.fdopen(fd, "rb") as file:
             raw = json.loads(file.read(_MAX_BYTES))
         status = AppStatus(AppState(raw["state"]), str(raw["message"]), str(raw.get("uri", "")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        # RecursionError: a deeply nested file (json raises it, not ValueError).
         log.warning("last_report_unreadable", path=str(path), error=type(exc).__name__)
         return None
     return status

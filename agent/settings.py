@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Literal
 from uuid import UUID
 
+from agent.configuration import DEFAULT_AGENT_SOCKET as _DEFAULT_AGENT_SOCKET
 from agent.configuration import (
-    CREDENTIAL_NAME,
     DEFAULT_AGENTAPI_URL,
     NO_AGENTAPI,
     TUNABLES,
@@ -30,8 +30,15 @@ from agent.configuration import (
     read_configuration,
     require_coder,
 )
-from agent.configuration import DEFAULT_AGENT_SOCKET as _DEFAULT_AGENT_SOCKET
-from agent.environment import PREFIX, Environment, positive_seconds, socket_path, text, verbatim
+from agent.environment import (
+    CREDENTIAL_NAME,
+    PREFIX,
+    Environment,
+    positive_seconds,
+    socket_path,
+    text,
+    verbatim,
+)
 from agent.errors import ConfigError
 
 __all__ = [

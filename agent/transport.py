@@ -11,6 +11,8 @@ import ssl
 
 import httpx
 
+from agent.environment import Environment
+from agent.errors import ConfigError
 from agent.plainhttp import TOKEN_HEADER, USER_AGENT
 from agent.settings import Secret, Settings
 
@@ -30,14 +32,41 @@ def agentapi_http(settings: Settings) -> httpx.AsyncClient:
 
 
 def coder_http(settings: Settings, url: str, token: Secret) -> httpx.AsyncClient:
-    """A client for the Coder server, carrying the agent token header."""
-    return httpx.AsyncClient(
-        base_url=url,
-        timeout=httpx.Timeout(settings.request_timeout),
-        follow_redirects=False,
-        verify=_tls(url, verify=settings.tls_verify),
-        headers={TOKEN_HEADER: token.reveal(), "user-agent": USER_AGENT},
-    )
+    """A client for the Coder server, carrying the agent token header.
+
+    Raises ConfigError naming the variable when the environment's proxy or CA settings are
+    unusable (see `environment_error`).
+    """
+    try:
+        return httpx.AsyncClient(
+            base_url=url,
+            timeout=httpx.Timeout(settings.request_timeout),
+            follow_redirects=False,
+            verify=_tls(url, verify=settings.tls_verify),
+            headers={TOKEN_HEADER: token.reveal(), "user-agent": USER_AGENT},
+        )
+    except (ValueError, ImportError, OSError, httpx.InvalidURL, ssl.SSLError) as exc:
+        raise environment_error(exc, Environment()) from None
+
+
+def environment_error(exc: Exception, environment: Environment) -> ConfigError:
+    """What httpx's refusal to build a client from the environment means, naming the variables.
+
+    httpx reads the proxy (`*_PROXY`, `NO_PROXY`) and CA (`SSL_CERT_FILE`, `SSL_CERT_DIR`)
+    variables itself and raises as it builds the client: a scheme it has no transport for
+    (`socks5h://` without socksio, `ftp://`), a URL it cannot parse, a CA file that does not
+    exist. Each killed every command with a traceback; it is a configuration error, so it says
+    which variables, never their values (a proxy URL may carry credentials).
+    """
+    if isinstance(exc, OSError | ssl.SSLError):
+        names = [n for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if environment.is_set(n)]
+        problem = "cannot be loaded as CA certificates"
+    else:
+        names = sorted(environment.proxies())
+        problem = "is not a proxy httpx can use (http://, https://, socks5:// with socksio)"
+    if not names:
+        names = ["the proxy and CA variables"]
+    return ConfigError(", ".join(names), f"{problem} ({type(exc).__name__})")
 
 
 def _tls(url: str, *, verify: bool) -> bool | ssl.SSLContext:

@@ -31,6 +31,7 @@ from agent.errors import (
     ConfigError,
     NotListening,
     Rejected,
+    RemoteError,
     TransportError,
     TryAgain,
     Unsupported,
@@ -161,6 +162,11 @@ class StatusSender:
             # Not answering (or gone): HTTP for a while, then ask again.
             reason = f"the agent socket did not answer Ping: {exc.detail}"
             self._decide("http", reason, now + self._reprobe_after, identity)
+        except RemoteError as exc:
+            # Any other error answer (a refusal, garbage): the socket is not usable now; HTTP
+            # for a while, then ask again. Never raised: `choose` and every send go on.
+            reason = f"the agent socket answered Ping with an error: {exc.detail}"
+            self._decide("http", reason, now + self._reprobe_after, identity)
         else:
             self._decide("socket", "the agent answered Ping", None, identity)
         return self._current == "socket"
@@ -195,7 +201,7 @@ class StatusSender:
         assert self._socket is not None  # noqa: S101 - guaranteed by __init__
         try:
             await self._socket.ping()
-        except (TryAgain, Rejected, Unsupported, UntrustedSocket) as exc:
+        except RemoteError as exc:
             log.warning("agent_socket_unavailable", path=str(self._socket.path), error=str(exc))
 
     async def _send_forced_socket(self, status: AppStatus) -> None:

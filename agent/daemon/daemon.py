@@ -39,6 +39,7 @@ import anyio.abc
 import httpx
 import structlog
 
+from agent import boundary
 from agent import lastreport as laststate
 from agent.agentapi import AgentAPIClient, Message
 from agent.clock import SYSTEM_CLOCK, Clock
@@ -170,7 +171,7 @@ class Daemon:
             outer.start_soon(self._wind_down)
             await self._stop_requested.wait()
             with self._stop_scope:
-                self._outcome = await self._save_snapshot(
+                self._outcome = await self._contained_save(
                     self._stop_deadline,
                     live=self._live_at_stop,
                     fallback=self._mirrored_at_stop,
@@ -189,7 +190,11 @@ class Daemon:
         """After a crash: the explicit complete/failed sent before it holds again."""
         if self._last_report is None:
             return
-        status = laststate.load(self._last_report)
+        try:
+            status = laststate.load(self._last_report)
+        except Exception as exc:  # noqa: BLE001 - a bad memory file must not stop the start
+            log.error(boundary.EVENT, task="restore_last_report", **boundary.describe(exc))
+            return
         if status is None:
             return
         log.info("last_report_restored", state=status.state.value, message=status.message)
@@ -232,7 +237,9 @@ class Daemon:
     async def _watch(self) -> None:
         try:
             with self._watch_scope:
-                await self._watch_all()
+                # Supervised as its tasks are: whatever escapes the watching (a bug, a library's
+                # surprise) restarts it; the daemon ends only through the stop path.
+                await self._supervised(self._watch_all)
         finally:
             self._watchers_down.set()
 
@@ -292,15 +299,26 @@ class Daemon:
             self.ready.set()
 
     async def _supervised(self, task: Callable[[], Awaitable[None]]) -> None:
-        """Run `task`, restarting it after an unexpected error: the loop never dies of a bug."""
+        """Run `task`, restarting it after an unexpected error: the loop never dies of a bug.
+
+        The error is one `unexpected_error` line (agent.boundary: type, masked message, where),
+        never a traceback; the restart waits the reconnect backoff.
+        """
         failures = 0
         while True:
             try:
                 await task()
-            except Exception:  # logged with its traceback, then restarted
+            except Exception as exc:  # noqa: BLE001 - logged, then restarted
                 failures += 1
-                log.exception("task_failed", task=_name(task), failures=failures)
-                await self.clock.sleep(RECONNECT_BACKOFF.wait(failures))
+                wait = RECONNECT_BACKOFF.wait(failures)
+                log.error(
+                    boundary.EVENT,
+                    task=_name(task),
+                    failures=failures,
+                    restart_in=round(wait, 3),
+                    **boundary.describe(boundary.first_leaf(exc)),
+                )
+                await self.clock.sleep(wait)
             else:
                 return
 
@@ -327,12 +345,30 @@ class Daemon:
         """
         deadline = self.clock.now() + self.settings.shutdown_budget
         mirrored = len(self.mirror) > 0
-        outcome = await self._save_snapshot(
+        outcome = await self._contained_save(
             deadline,
             live=self.mirror.snapshot() if mirrored and self.mirror.current else None,
             fallback=self.mirror.messages() if mirrored else None,
         )
         return outcome.value, int(outcome.exit_code)
+
+    async def _contained_save(
+        self,
+        deadline: float,
+        *,
+        live: Snapshot | None,
+        fallback: list[Message] | None,
+        attempted: anyio.Event | None = None,
+    ) -> Outcome:
+        """`_save_snapshot`, an unexpected error in it logged and counted as not delivered."""
+        try:
+            return await self._save_snapshot(
+                deadline, live=live, fallback=fallback, attempted=attempted
+            )
+        except Exception as exc:  # noqa: BLE001 - the stop path ends with an outcome
+            log.error(boundary.EVENT, task="save_snapshot", **boundary.describe(exc))
+            log.error("snapshot_failed", reason="an unexpected error (the line above)")
+            return Outcome.UNDELIVERED
 
     async def _save_snapshot(
         self,
