@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from pathlib import Path
 
 import structlog
@@ -55,7 +56,8 @@ def save(path: Path, status: AppStatus) -> None:
 def load(path: Path) -> AppStatus | None:
     """The report saved at `path`, or None (no file, or one that is not a report)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO planted here must not hang the daemon's start or a hook.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -63,6 +65,8 @@ def load(path: Path) -> AppStatus | None:
         return None
     try:
         with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError("not a regular file")
             raw = json.loads(file.read(_MAX_BYTES))
         status = AppStatus(AppState(raw["state"]), str(raw["message"]), str(raw.get("uri", "")))
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
