@@ -40,6 +40,9 @@ STDIN_WAIT = 5.0
 # Of the hook budget, what is kept for the exit: closing connections after a cut-off attempt,
 # the interpreter's teardown with httpx and anyio loaded (0.1-0.2 s measured on 2 loaded cores).
 EXIT_RESERVE = 0.3
+# The least the hand-over gets, even when the start took the whole budget (a machine so loaded
+# that importing took a second): a hook a little late is better than a report never sent.
+MIN_HAND_OVER = 0.2
 
 MAPPINGS: dict[str, Callable[[Mapping[str, object]], AppStatus | None]] = {
     "claude-code": claude_code,
@@ -102,8 +105,9 @@ def run_hook(
     The whole of it runs within the hook budget (CODER_TASK_AGENT_HOOK_BUDGET, 1 s by default)
     from `started` (`time.monotonic()`; the command passes its process's start, see
     `process_started`; by default now): reading the event and handing the report over each get
-    what is left of it, less EXIT_RESERVE for the exit. A report not delivered within it is
-    logged (`hook_failed`) and given up: the agent must not wait for Coder.
+    what is left of it, less EXIT_RESERVE for the exit (the hand-over at least MIN_HAND_OVER).
+    A report not delivered within it is logged (`hook_failed`) and given up: the agent must
+    not wait for Coder.
     """
     started = time.monotonic() if started is None else started
     settings: HookSettings | None = None
@@ -114,7 +118,8 @@ def run_hook(
         end = started + max(settings.hook_budget - EXIT_RESERVE, settings.hook_budget / 2)
         raw = _read_event(agent, arguments, stdin, end - time.monotonic())
         status = MAPPINGS[agent](parse_event(raw))
-        code = 0 if status is None else hand_over(settings, status, end - time.monotonic())
+        left = max(end - time.monotonic(), MIN_HAND_OVER)
+        code = 0 if status is None else hand_over(settings, status, left)
     except (ConfigError, ValueError, TimeoutError, OSError) as exc:
         _log_problem(settings, agent, exc)
         return 0

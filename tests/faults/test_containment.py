@@ -38,7 +38,7 @@ from agent.environment import VARIABLES
 from agent.lastreport import FILE_NAME as MEMORY_FILE
 from standins.agentsocket_wire import encode_error
 
-TOKEN = "contain-token-5f8e2a9c7d3b1e64"  # noqa: S105 - a test token, looked for in all output
+TOKEN = "contain-token-5f8e2a9c7d3b1e64"
 TASK_ID = "0b7e3c2a-1d4f-4a5b-8c6d-7e8f9a0b1c2d"
 ROOT = Path(__file__).resolve().parents[2]
 # Seconds a command may take before the harness calls it hung (the budgets below are ~1 s).
@@ -73,6 +73,7 @@ class HTTPFake:
         self.port = self.listener.getsockname()[1]
         self.stop = threading.Event()
         self._held: list[socket.socket] = []
+        self.requests: list[bytes] = []  # the head of every request
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -92,6 +93,7 @@ class HTTPFake:
                 if not chunk:
                     return
                 data += chunk
+            self.requests.append(data.split(b"\r\n\r\n", 1)[0])
             mode = self.answer.mode
             if mode == "blackhole":
                 self._held.append(conn)
@@ -283,7 +285,7 @@ def run_command(entry: EntryPoint, world: World) -> Outcome:
     """Run `entry` in `world`; a daemon is stopped with SIGTERM once started (or dead)."""
     command = [sys.executable, "-m", "agent", *entry.argv]
     if not entry.daemon:
-        done = subprocess.run(  # noqa: S603 - our own command
+        done = subprocess.run(
             command,
             input=entry.stdin,
             capture_output=True,
@@ -293,7 +295,7 @@ def run_command(entry: EntryPoint, world: World) -> Outcome:
             check=False,
         )
         return Outcome(done.returncode, done.stdout, done.stderr)
-    with subprocess.Popen(  # noqa: S603 - our own command
+    with subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -552,3 +554,60 @@ def test_nothing_escapes(entry: EntryPoint, fault: Fault, world: World) -> None:
 def test_nothing_escapes_the_whole_matrix(entry: EntryPoint, fault: Fault, world: World) -> None:
     _apply(world, fault)
     check(entry, run_command(entry, world))
+
+
+# -- a hook's own promises ----------------------------------------------------------------
+
+HOOKS = [e for e in ENTRY_POINTS if e.hook]
+
+
+@pytest.mark.parametrize("entry", HOOKS, ids=lambda e: e.name)
+def test_a_hook_against_a_black_hole_coder_gives_up_within_its_budget(
+    entry: EntryPoint, world: World
+) -> None:
+    """No daemon, Coder accepting and never answering: exit 0, nothing on stdout, one line
+    saying the report was given up (the time is asserted on the injected clock in
+    tests/test_hook_budget.py, and measured in bench/)."""
+    world.http.answer = Answer(mode="blackhole")
+    outcome = run_command(entry, world)
+    check(entry, outcome)
+    failed = [json.loads(line) for line in outcome.stderr.splitlines() if b"hook_failed" in line]
+    assert len(failed) == 1, outcome.stderr
+    assert "hook budget of 1 s" in failed[0]["error"]
+
+
+def _patches(world: World) -> list[bytes]:
+    return [r for r in world.http.requests if r.startswith(b"PATCH ") and b"app-status" in r]
+
+
+@pytest.mark.parametrize(
+    ("entry", "redirections"),
+    [
+        pytest.param(HOOKS[0], "2>&-", id="claude-code, stderr closed"),
+        pytest.param(HOOKS[0], ">&- 2>&-", id="claude-code, stdout and stderr closed"),
+        pytest.param(HOOKS[1], "<&- >&- 2>&-", id="codex, all three closed"),
+        pytest.param(HOOKS[1], "</dev/null 2>&-", id="codex, stdin empty, stderr closed"),
+    ],
+)
+def test_a_hook_with_closed_standard_descriptors_still_reports(
+    entry: EntryPoint, redirections: str, world: World
+) -> None:
+    world.http.answer = Answer(_http(200, b"{}"))
+    # What is tested here is not the time: a loaded machine must not make the report late.
+    world.set("CODER_TASK_AGENT_HOOK_BUDGET", "20")
+    world.set("CODER_TASK_AGENT_REQUEST_TIMEOUT", "10")
+    # The shell closes the descriptors, then execs the command in its place.
+    script = f'exec "$@" {redirections}'
+    command = ["/bin/sh", "-c", script, "sh", sys.executable, "-m", "agent", *entry.argv]
+    done = subprocess.run(
+        command,
+        input=entry.stdin,
+        capture_output=True,
+        env=world.env,
+        cwd=world.tmp,
+        timeout=HUNG,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b""
+    assert len(_patches(world)) == 1, world.http.requests
