@@ -41,7 +41,13 @@ from bench.harness import (
     stop,
     wait_for,
 )
-from bench.hooks import bench_hooks, reference_available, run_reference, timed
+from bench.hooks import (
+    bench_hook_budget,
+    bench_hooks,
+    reference_available,
+    run_reference,
+    timed,
+)
 from standins.coder import Fault
 
 RESULTS = Path(__file__).parent / "results"
@@ -394,6 +400,7 @@ async def run(args: argparse.Namespace) -> None:
         workdir = Path(tmp)
         chosen: dict[str, Callable[[], Any]] = {
             "hooks": lambda: bench_hooks(table, args.hook_repeats, workdir),
+            "hook-budget": lambda: bench_hook_budget(table, args.budget_repeats, workdir),
             "stop": lambda: bench_stop(table, args.repeats, workdir),
             "oneshot": lambda: bench_oneshot(table, args.repeats, workdir),
             "latency": lambda: bench_latency(table, args.flips, workdir),
@@ -425,11 +432,12 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["hooks", "stop", "oneshot", "latency", "idle", "growth", "fleet"],
+        choices=["hooks", "hook-budget", "stop", "oneshot", "latency", "idle", "growth", "fleet"],
     )
     args = parser.parse_args()
     args.repeats = 2 if args.quick else 7
     args.hook_repeats = 3 if args.quick else 31
+    args.budget_repeats = 3 if args.quick else 15
     args.flips = 10 if args.quick else 100
     args.idle_seconds = 5.0 if args.quick else 180.0
     args.rewrite_seconds = 3.0 if args.quick else 60.0

@@ -2,14 +2,18 @@
 
 - the interpreter's floor (`python -c pass`), `report` and `snapshot` handed to a running daemon,
   run in turn in every repeat so that a noisy machine weighs on all of them alike;
+- a hook with no daemon and a Coder that accepts connections but never answers (issue 20):
+  the hook budget (1 s by default) is what the agent waits, start to exit;
 - Coder's reference stop script (bash + curl + jq, `reference-stop.sh`), the yardstick of the
   one-shot `snapshot` and of the daemon's stop path.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import sys
 import time
 from pathlib import Path
@@ -119,4 +123,50 @@ async def bench_hooks(table: Rows, repeats: int, workdir: Path) -> None:
             "<= 3x floor",
             ratio <= 3.0,
             f"{ratio:.2f}x the floor",
+        )
+
+
+async def bench_hook_budget(table: Rows, repeats: int, workdir: Path) -> None:
+    """`hook claude-code` and `hook codex`, no daemon, Coder a black hole: exec to exit.
+
+    The kernel accepts the connections (the listener's backlog) and nobody ever answers: the
+    worst a network does. Each hook must give up within its budget (1 s by default).
+    """
+    run_dir = workdir / "budget-run"
+    run_dir.mkdir(mode=0o700)
+    claude = json.dumps({"hook_event_name": "UserPromptSubmit", "prompt": "Fix the tests"})
+    codex = json.dumps({"type": "agent-turn-complete", "last-assistant-message": "Done"})
+    with socket.create_server(("127.0.0.1", 0), backlog=1024) as listener:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "CODER_AGENT_URL": f"http://127.0.0.1:{listener.getsockname()[1]}",
+            "CODER_AGENT_TOKEN": TOKEN,
+            "CODER_MCP_APP_STATUS_SLUG": "agent",
+            "CODER_TASK_AGENT_SOCKET": str(run_dir / "report.sock"),  # no daemon listens
+            "CODER_AGENT_SOCKET_PATH": str(run_dir / "no-agent.sock"),
+            "CODER_TASK_AGENT_LOG_FORMAT": "json",
+        }
+        cases = {
+            "claude-code": ([sys.executable, "-m", "agent", "hook", "claude-code"], claude),
+            "codex": ([sys.executable, "-m", "agent", "hook", "codex", codex], ""),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(repeats):
+            for name, (argv, stdin) in cases.items():
+                start = time.perf_counter()
+                result = await anyio.run_process(argv, input=stdin.encode(), env=env, check=False)
+                samples[name].append(time.perf_counter() - start)
+                assert result.returncode == 0, result.stderr.decode()[-800:]
+                assert result.stdout == b"", result.stdout[:200]
+                assert b'"hook_failed"' in result.stderr, result.stderr.decode()[-800:]
+    for name, times in samples.items():
+        value = median(times)
+        table.add(
+            "hook budget (no daemon)",
+            f"hook {name}, Coder never answers",
+            value * 1000,
+            "ms",
+            "<= 1000 ms",
+            value <= 1.0,
+            f"max {max(times) * 1000:.0f} ms over {len(times)}",
         )

@@ -351,7 +351,7 @@ def check(entry: EntryPoint, outcome: Outcome) -> None:
 
 # -- faults -------------------------------------------------------------------------------
 
-Plant = Callable[[World], None]
+Plant = Callable[[World], object]
 
 
 @dataclass(frozen=True)

@@ -327,10 +327,13 @@ async def test_tls_verification_off_accepts_it_with_a_warning(
 async def test_a_ca_file_that_cannot_be_loaded_fails_as_the_httpx_path_does(
     peers: Peers, ca: trustme.CA, tmp_path: Path
 ) -> None:
-    # httpx raises while it builds its client (an uncaught FileNotFoundError): the standard
-    # library's path does not try to do better, it hands over and the outcome is the same.
+    # httpx raises while it builds its client (FileNotFoundError): the standard library's path
+    # does not try to do better, it hands over, and that is a configuration error naming the
+    # variable (agent.transport), not a traceback.
     missing = str(tmp_path / "no-such-ca.pem")
     env = peers.env(CODER_AGENT_URL="https://127.0.0.1:9", SSL_CERT_FILE=missing)
     code, stderr = await finish(await start_agent(["snapshot"], env))
-    assert code == 1, stderr
+    assert code == 2, stderr
+    assert "configuration error: SSL_CERT_FILE" in stderr
     assert "FileNotFoundError" in stderr
+    assert "Traceback" not in stderr
