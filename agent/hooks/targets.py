@@ -25,6 +25,7 @@ AUGGIE_WRAPPER = "coder-task-agent.sh"
 ROOT = "{root}"
 
 Json = dict[str, object]
+Events = tuple[tuple[str, Json], ...]
 
 
 def command(agent: str) -> str:
@@ -44,7 +45,7 @@ class JsonHooks:
 
     user: str
     project: str
-    events: tuple[tuple[str, Json], ...]
+    events: Events
     skeleton: Json = field(default_factory=dict)
     comments: bool = False
     wrapper: str | None = None  # a wrapper's file name that also marks an entry as ours
@@ -143,7 +144,7 @@ def _codex() -> Target:
 def _gemini() -> Target:
     handler = {"type": "command", "name": EXECUTABLE, "command": command("gemini")}
     group: Json = {"hooks": [handler]}
-    events = (
+    events: Events = (
         ("SessionStart", group),
         ("BeforeAgent", group),
         ("BeforeTool", {"matcher": ".*", "hooks": [handler]}),
@@ -164,7 +165,7 @@ def _gemini() -> Target:
 def _qwen() -> Target:
     handler = {"type": "command", "name": EXECUTABLE, "command": command("qwen")}
     group: Json = {"hooks": [handler]}
-    events = (
+    events: Events = (
         ("SessionStart", group),
         ("UserPromptSubmit", group),
         ("PreToolUse", {"matcher": ".*", "hooks": [handler]}),
@@ -190,11 +191,7 @@ def _cursor() -> Target:
     )
     return Target(
         "cursor",
-        (
-            JsonHooks(
-                ".cursor/hooks.json", ".cursor/hooks.json", events, skeleton={"version": 1}
-            ),
-        ),
+        (JsonHooks(".cursor/hooks.json", ".cursor/hooks.json", events, skeleton={"version": 1}),),
         notes=(
             "Only event names Cursor knows are written: one unknown name makes Cursor ignore "
             "the whole hooks.json. Cursor has no permission event, and its prompt and stop "
@@ -264,7 +261,7 @@ def _auggie() -> Target:
     wrapper = f"{ROOT}/.augment/hooks/{AUGGIE_WRAPPER}"
     handler = {"type": "command", "command": wrapper, "timeout": 10000}  # milliseconds
     group: Json = {"hooks": [handler]}
-    events = (
+    events: Events = (
         ("SessionStart", group),
         ("PreToolUse", {"matcher": ".*", "hooks": [handler]}),
         ("Stop", {"metadata": {"includeConversationData": True}, "hooks": [handler]}),
