@@ -772,3 +772,9 @@ def test_the_command_refuses_a_broken_file_without_a_traceback(tmp_path: Path) -
     assert done.stderr.startswith("coder-task-agent: hook install: ")
     assert done.stderr.count("\n") == 1
     assert (tmp_path / ".gemini/settings.json").read_text() == "{ not json"
+
+
+def test_tomlkit_is_imported_only_when_a_toml_file_is_edited() -> None:
+    probe = "import sys, agent.cli, agent.hooks.install; print('tomlkit' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout == "False\n"
