@@ -35,14 +35,6 @@ from pydantic import (
     field_validator,
 )
 
-from agent._http import (
-    TRANSPORT_FAILURES,
-    overall_deadline,
-    request,
-    status_error,
-    transport_error,
-    url_of,
-)
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.conversation import (
     BUSY_PHRASE,
@@ -52,6 +44,14 @@ from agent.conversation import (
     read_history,
 )
 from agent.errors import BadResponse, RemoteError, TransportError
+from agent.http_async import (
+    TRANSPORT_FAILURES,
+    overall_deadline,
+    request,
+    status_error,
+    transport_error,
+    url_of,
+)
 from agent.models import AgentStatus
 
 log = structlog.get_logger("agent.agentapi")

@@ -1,7 +1,7 @@
 """The retry policy's arithmetic, apart from any event loop: how long to wait, when to give up.
 
 Why a module of its own: `agent.retry.deliver` (anyio) and the one-shot snapshot's
-standard-library path (`agent.plainsnapshot`, which must not import either) retry by the same
+standard-library path (`agent.stop.oneshot`, which must not import either) retry by the same
 rules, so both take every wait and every "give up" from here. Standard library only; the random
 source and the clock are parameters.
 """

@@ -2,13 +2,13 @@
 
 Commands import only what their own path needs. `report` and `snapshot` run from agent hooks
 at every step and every stop: handed to a running daemon they import the standard library only
-(`agent.reportclient`); so does `snapshot` without a daemon (`agent.plainsnapshot`) unless a
+(`agent.reportsocket.client`); so does `snapshot` without a daemon (`agent.stop.oneshot`) unless a
 proxy is configured; the direct `report` path imports httpx and the rest only then.
 `tests/test_import_discipline.py` holds every entry path to this.
 The local stand-ins and the demo are not part of the product: they are `coder-task-agent-dev`
 (devkit/ in the repository).
 
-Exit codes: `agent.models.ExitCode` (README's table is that enum).
+Exit codes: `agent.models.ExitCode` (docs/operations.md's table is that enum).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
             "CODER_AGENT_TOKEN_FILE or the systemd credential coder-agent-token). Wanted: "
             "CODER_MCP_APP_STATUS_SLUG (without it no status is reported) and CODER_TASK_ID "
             "(without it no snapshot is saved). Every setting is an environment variable "
-            "(README, Configuration); a flag overrides the variable named after its help."
+            "(docs/configuration.md); a flag overrides the variable named after its help."
         ),
     )
     _add_setting_flags(run, *_SETTING_FLAGS)
@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     stop.add_argument(
-        "--strict", action="store_true", help="exit with the outcome's code (see README)"
+        "--strict", action="store_true", help="exit with the outcome's code (docs/operations.md)"
     )
     _add_setting_flags(stop, "--agentapi-url", "--budget", "--log-level", "--log-format")
 
@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
             "straight to Coder when none runs). claude-code: the hook event as JSON on stdin "
             "(a Claude Code command hook). codex: the JSON as the last argument (Codex's "
             "`notify` program). Always exits 0: a hook never fails the agent; problems are "
-            "logged on stderr. The mapping is in README, 'Status from the agent's hooks'."
+            "logged on stderr. The mapping is in docs/hooks.md."
         ),
     )
     hook.add_argument("agent", choices=("claude-code", "codex"), help="which agent calls")
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["run"]:
         # Before anything slow: a SIGTERM from now on takes the daemon's stop path.
-        from agent import earlystop  # noqa: PLC0415
+        from agent.stop import early as earlystop  # noqa: PLC0415
 
         earlystop.install()
     if args_list[:1] == ["hook"] and args_list[1:2] in (["install"], ["uninstall"]):
@@ -180,12 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if command == "stop-hook":
         # Never a configuration error exit: problems are logged and the rest of the stop runs.
-        from agent.stophook import run_stop_hook  # noqa: PLC0415
+        from agent.stop.hook import run_stop_hook  # noqa: PLC0415
 
         return run_stop_hook(_setting_flags(args), strict=args.strict)
     if command == "hook":
-        # Never fails the agent: exits 0, problems logged (agent.hookcmd).
-        from agent.hookcmd import run_hook  # noqa: PLC0415
+        # Never fails the agent: exits 0, problems logged (agent.hooks.command).
+        from agent.hooks.command import run_hook  # noqa: PLC0415
 
         return run_hook(args.agent, args.payload, _setting_flags(args))
 
@@ -251,13 +251,13 @@ def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
         if flag in _SETTING_FLAGS
     }
     if command == "hook":
-        # Never fails the agent: exits 0, problems logged (agent.hookcmd).
-        from agent.hookcmd import run_hook  # noqa: PLC0415
+        # Never fails the agent: exits 0, problems logged (agent.hooks.command).
+        from agent.hooks.command import run_hook  # noqa: PLC0415
 
         return run_hook(positional[0], positional[1:], flags)
 
-    from agent import reportclient  # noqa: PLC0415
     from agent.hookconfig import load_hook_settings  # noqa: PLC0415
+    from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
     settings = load_hook_settings(flags=flags)
     if command == "report":
@@ -294,17 +294,17 @@ def _logging(settings: Settings) -> None:
 
 
 def _snapshot(hook_settings: Settings | HookSettings) -> int:
-    from agent import reportclient  # noqa: PLC0415
+    from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
     # A running daemon saves from its live mirror over warm connections: ask it first.
     code = reportclient.snapshot(hook_settings)
     if code is not None:
         return code
     # No daemon: the standard library's path when it applies (no proxy configured...), else
-    # httpx's. Both behave alike (agent.plainsnapshot says why two, and when which). The
+    # httpx's. Both behave alike (agent.stop.oneshot says why two, and when which). The
     # configuration is read and checked in full either way; `Settings` (dataclasses, pathlib,
     # uuid...) only for the httpx path.
-    from agent import plainsnapshot  # noqa: PLC0415
+    from agent.stop import oneshot as plainsnapshot  # noqa: PLC0415
 
     configuration = plainsnapshot.configuration_for(hook_settings)
     configuration.require_coder()
@@ -314,8 +314,8 @@ def _snapshot(hook_settings: Settings | HookSettings) -> int:
 
     import anyio  # noqa: PLC0415
 
+    from agent.direct import snapshot_once  # noqa: PLC0415
     from agent.hookconfig import HookSettings  # noqa: PLC0415
-    from agent.oneshot import snapshot_once  # noqa: PLC0415
     from agent.settings import settings_from  # noqa: PLC0415
 
     if isinstance(hook_settings, HookSettings):
@@ -329,7 +329,7 @@ def _snapshot(hook_settings: Settings | HookSettings) -> int:
 def _run(settings: Settings) -> int:
     import anyio  # noqa: PLC0415
 
-    from agent.daemon import run_daemon, socket_only  # noqa: PLC0415
+    from agent.daemon.daemon import run_daemon, socket_only  # noqa: PLC0415
 
     if socket_only(settings) is None:
         settings.require_coder()  # before anything starts, naming what is missing
@@ -338,7 +338,7 @@ def _run(settings: Settings) -> int:
 
 
 def _report(settings: Settings, args: argparse.Namespace) -> int:
-    from agent import reportclient  # noqa: PLC0415
+    from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
     status = reportclient.parse_report(args.state, args.summary, args.uri)
     return reportclient.report(settings, status)

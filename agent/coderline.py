@@ -6,7 +6,7 @@ upload spent 0.7 ms in httpx and httpcore before its first byte left (six turns 
 loop, the pool's bookkeeping), a third of that budget. Here the request is built with h11 (the
 parser httpcore itself drives) and written in one send on a connection opened ahead of time.
 
-What it keeps of the httpx path (`agent.coder.CoderClient.upload_log_snapshot`), and
+What it keeps of the httpx path (`agent.coder.httpapi.CoderClient.upload_log_snapshot`), and
 `tests/test_coderline.py` runs the same cases against both and compares the errors:
 
 - one overall deadline per call (the request timeout), the connection included;
@@ -15,7 +15,7 @@ What it keeps of the httpx path (`agent.coder.CoderClient.upload_log_snapshot`),
   else certifi's bundle; off only with CODER_TASK_AGENT_TLS_VERIFY=false), HTTP/1.1 by ALPN;
 - the same error tree and the same words: NotSent when no connection was made ("ConnectError:
   ..."), OutcomeUnknown once the request may have left, an answer outside 2xx through
-  `agent.httperrors` (404 on this route: Unsupported, the server has no Coder Tasks);
+  `agent.wire` (404 on this route: Unsupported, the server has no Coder Tasks);
 - the headers the standard-library one-shot path sends (`agent.plainhttp`), keep-alive.
 
 What it adds: one connection kept open between uploads. The daemon warms it (`warm_soon`) when
@@ -32,7 +32,7 @@ on a new connection: uploading the same snapshot twice stores the same thing, an
 not spend its budget on a connection that is gone.
 
 Not used when a proxy variable is set (httpx honours proxies; this line does not): the daemon
-then uploads through httpx (`agent.daemon.run_daemon` decides).
+then uploads through httpx (`agent.daemon.daemon.run_daemon` decides).
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ import structlog
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.environment import Environment, verbatim
 from agent.errors import NotSent, OutcomeUnknown
-from agent.httperrors import MAX_ERROR_BODY, answer_error
 from agent.plainhttp import (
     MAX_HEAD_BYTES,
     SNAPSHOT_QUERY,
@@ -63,6 +62,7 @@ from agent.plainhttp import (
     snapshot_route,
 )
 from agent.settings import Secret, Settings
+from agent.wire import MAX_ERROR_BODY, answer_error
 
 __all__ = ["CLIENT", "CoderLine", "line_for", "open_coder_line"]
 
@@ -163,7 +163,7 @@ class CoderLine:
             with self._clock.fail_after(self._deadline):
                 status, retry_after, answer = await self._exchange(target, body, what)
         except TimeoutError:
-            # As agent._http words it: the connect phase may have been the slow part, but
+            # As agent.http_async words it: the connect phase may have been the slow part, but
             # "unknown" is the safe side.
             raise OutcomeUnknown(
                 SERVICE, what, f"no full answer within {self._deadline:g} s"
@@ -350,7 +350,7 @@ async def _receive(
     except anyio.EndOfStream:
         return b""
     except ssl.SSLError as exc:
-        # A corrupt TLS record: worded as the httpx path words it (agent._http).
+        # A corrupt TLS record: worded as the httpx path words it (agent.http_async).
         raise _NoAnswer(f"SSLError: {exc}", answered=answered) from None
     except _BROKEN as exc:
         raise _NoAnswer(f"ReadError: {exc}".rstrip(": "), answered=answered) from None

@@ -7,7 +7,7 @@ within (issue 14). So every variable is read, parsed and checked here, once, int
 `Configuration` of plain values (paths as text, the task id as its canonical text), and
 `agent.settings.load_settings` builds `Settings` from it: one reading, one set of rules, one
 error for one bad variable, whichever path reads it. The one-shot snapshot's standard-library
-path (`agent.plainsnapshot`) runs from a `Configuration` directly.
+path (`agent.stop.oneshot`) runs from a `Configuration` directly.
 
 Every problem is a `ConfigError` naming the variable (and the flag, when the value came from
 one), raised before anything starts. The agent token is held in a `Secret` whose repr and str

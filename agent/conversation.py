@@ -2,7 +2,7 @@
 
 Why a module of its own: the answer is read by the typed client (`agent.agentapi`, for the
 daemon and the stop hook) and by the one-shot snapshot's standard-library path
-(`agent.plainsnapshot`, which must not import pydantic). Both read it here, so both keep and
+(`agent.stop.oneshot`, which must not import pydantic). Both read it here, so both keep and
 drop exactly the same messages. The per-message rule is the one `agent.agentapi.Message`
 states for events too (a property test holds the two to each other).
 

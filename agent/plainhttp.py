@@ -3,7 +3,7 @@
 Why it exists: `python -m agent snapshot` with no daemon running makes two requests (GET
 AgentAPI's `/messages`, POST the snapshot to Coder) and must cost about what Coder's own stop
 script costs (issue 14); importing httpx alone takes longer than that whole script. This client
-does what `agent._http.request` does over httpx, for those two requests only, and nothing more:
+does what `agent.http_async.request` does over httpx, for those two requests only, and nothing more:
 
 - one overall deadline per call, however the server trickles its answer (every read gets only
   the time left), the name lookup included (it runs in a thread when the host is a name other
@@ -14,10 +14,10 @@ does what `agent._http.request` does over httpx, for those two requests only, an
 - never a redirect followed: a 3xx is an answer like any other (the token stays here);
 - TLS verified by the rules of httpx's `create_ssl_context` (`tls_context`), HTTP/1.1 announced
   by ALPN as httpx does;
-- failures in the error tree as `agent._http` translates httpx's: NotSent when nothing left
+- failures in the error tree as `agent.http_async` translates httpx's: NotSent when nothing left
   (refused, no such host, TLS handshake refused), OutcomeUnknown once the request may have left
   (reset, malformed or incomplete answer), and the builtin TimeoutError when the call's deadline
-  passed, for the caller to word (as `agent._http` and `agent.retry` word theirs).
+  passed, for the caller to word (as `agent.http_async` and `agent.retry` word theirs).
 
 Why not `http.client`: it imports the `email` package to parse headers, about 15 ms on this
 machine, a third of the reference script's whole run; the HTTP/1.1 this client reads (a status
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Mapping, Sequence
 
-# What both HTTP paths send (agent.transport and agent.coder use these too).
+# What both HTTP paths send (agent.transport and agent.coder.httpapi use these too).
 USER_AGENT = "coder-task-agent"
 TOKEN_HEADER = "Coder-Session-Token"  # noqa: S105 - a header name, not a secret
 SNAPSHOT_QUERY = {"format": "agentapi"}

@@ -1,7 +1,7 @@
 """Masking the agent token in whatever is written out: one rule for both log writers.
 
 structlog's processor (`agent.logconfig`) and the hooks' standard-library writer
-(`agent.reportclient`, which must not import structlog) both mask through `scrub`, so a line
+(`agent.reportsocket.client`, which must not import structlog) both mask through `scrub`, so a line
 says the same thing whichever path wrote it. Standard library only, nothing at import.
 """
 

@@ -22,10 +22,10 @@ from typing import Any
 import anyio
 import httpx
 
-from agent.coder import CoderClient
+from agent.coder.httpapi import CoderClient
+from agent.daemon.reporter import Reporter
 from agent.logconfig import configure
 from agent.models import AppState, AppStatus
-from agent.reporter import Reporter
 from bench.harness import (
     SLUG,
     TOKEN,

@@ -36,7 +36,7 @@ import anyio.to_thread
 import httpx
 
 from agent.logconfig import configure
-from agent.reportclient import exchange
+from agent.reportsocket.client import exchange
 from bench.harness import (
     SLUG,
     TASK_ID,

@@ -8,7 +8,7 @@ from typing import Any
 import anyio.to_thread
 
 from agent.models import AppStatus
-from agent.reportclient import NoDaemon, exchange
+from agent.reportsocket.client import NoDaemon, exchange
 
 # The client's own overall deadline; the tests bound themselves with fail_after too.
 WAIT = 30.0

@@ -17,9 +17,9 @@ import anyio
 import anyio.abc
 import pytest
 
-from agent.agentsocket import AgentSocketClient, check_socket, classify, socket_identity
 from agent.clock import ManualClock
-from agent.drpc import RemoteFailure
+from agent.coder.agentsocket import AgentSocketClient, check_socket, classify, socket_identity
+from agent.coder.drpc import RemoteFailure
 from agent.errors import (
     NotListening,
     RateLimited,

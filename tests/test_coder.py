@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent._http import retry_after_seconds
 from agent.clock import ManualClock
-from agent.coder import CoderClient
+from agent.coder.httpapi import CoderClient
 from agent.errors import (
     CutOff,
     RateLimited,
@@ -27,6 +26,7 @@ from agent.errors import (
     Unauthorized,
     Unsupported,
 )
+from agent.http_async import retry_after_seconds
 from agent.models import AppState, AppStatus, clean_text, shorten
 from agent.retry import Backoff, deliver
 from tests.fakes import TOKEN, FakeCoder, Scripted, wait_until

@@ -24,7 +24,7 @@ import trustme
 from anyio.streams.tls import TLSStream
 
 from agent import coderline
-from agent.coder import CoderClient
+from agent.coder.httpapi import CoderClient
 from agent.coderline import CoderLine, line_for, open_coder_line
 from agent.configuration import Secret
 from agent.environment import Environment

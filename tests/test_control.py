@@ -16,7 +16,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.clock import ManualClock
-from agent.control import (
+from agent.errors import ConfigError, UsageError
+from agent.models import AppState, AppStatus
+from agent.reportsocket.client import MAX_URI_BYTES, exchange, parse_report
+from agent.reportsocket.server import (
     MAX_CLIENTS,
     MAX_REQUEST_BYTES,
     REQUEST_TIMEOUT,
@@ -26,9 +29,6 @@ from agent.control import (
     prepare_socket_dir,
     serve_reports,
 )
-from agent.errors import ConfigError, UsageError
-from agent.models import AppState, AppStatus
-from agent.reportclient import MAX_URI_BYTES, exchange, parse_report
 from tests.fakes import wait_until
 from tests.socketclient import request, send_to_daemon
 

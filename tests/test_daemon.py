@@ -16,12 +16,12 @@ from structlog.testing import capture_logs
 
 from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
-from agent.coder import CoderClient
+from agent.coder.httpapi import CoderClient
 from agent.coderline import CoderLine
-from agent.daemon import TEARDOWN_GRACE, Daemon, socket_only
+from agent.daemon.daemon import TEARDOWN_GRACE, Daemon, socket_only
 from agent.models import AppState, AppStatus
 from agent.settings import Secret, Settings
-from agent.shutdown import Outcome
+from agent.stop.upload import Outcome
 from tests.fakes import FakeAgentAPI, FakeCoder, Recorded, Scripted, message, wait_until
 from tests.socketclient import request, send_to_daemon
 from tests.test_coderline import counted

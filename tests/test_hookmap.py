@@ -1,10 +1,10 @@
-"""The hook mapping as a table: every event and field shape README documents."""
+"""The hook mapping as a table: every event and field shape docs/hooks.md documents."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.hookmap import claude_code, codex
+from agent.hooks.mapping import claude_code, codex
 from agent.models import AppState, AppStatus
 
 W, IDLE = AppState.WORKING, AppState.IDLE

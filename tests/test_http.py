@@ -12,15 +12,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent._http import (
+from agent.clock import ManualClock
+from agent.errors import BadResponse, NotSent, OutcomeUnknown
+from agent.http_async import (
     MAX_RETRY_AFTER,
     TRANSPORT_FAILURES,
     request,
     retry_after_seconds,
     transport_error,
 )
-from agent.clock import ManualClock
-from agent.errors import BadResponse, NotSent, OutcomeUnknown
 
 pytestmark = pytest.mark.anyio
 

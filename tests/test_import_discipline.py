@@ -17,8 +17,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent.control import serve_reports
 from agent.models import AppStatus
+from agent.reportsocket.server import serve_reports
 from tests.e2e.conftest import TOKEN
 
 pytestmark = pytest.mark.anyio
@@ -28,7 +28,7 @@ HEAVY = {"httpx", "httpcore", "h11", "pydantic", "pydantic_core", "structlog", "
 # (inspect, ast...), pathlib, typing, and what agent.settings's validation needs.
 SLOW_STDLIB = {"argparse", "dataclasses", "inspect", "pathlib", "typing", "uuid", "urllib"}
 # What the handed-over path does without: `socket` (enums of its constants, `selectors`:
-# agent.reportclient uses `_socket`), `json` (`re`: agent.jsonline), and `struct` and `math`,
+# agent.reportsocket.client uses `_socket`), `json` (`re`: agent.jsonline), and `struct` and `math`,
 # extension modules each loaded for one call. `hook` reads the agent's JSON event, so it may
 # import `json`.
 HOOK_WRAPPERS = {"socket", "selectors", "struct", "math"}
@@ -39,24 +39,26 @@ FAST_OURS = {
     "agent.cli",
     "agent.environment",
     "agent.errors",
-    "agent.hookcmd",
-    "agent.hookmap",
+    "agent.hooks",
+    "agent.hooks.command",
+    "agent.hooks.mapping",
     "agent.hookconfig",
     "agent.jsonline",
     "agent.models",
     "agent.redaction",
-    "agent.reportclient",
+    "agent.reportsocket",
+    "agent.reportsocket.client",
 }
 NEVER_ON_ONE_SHOT = {
-    "agent.daemon",
-    "agent.control",
-    "agent.mirror",
-    "agent.reporter",
-    "agent.status",
+    "agent.daemon.daemon",
+    "agent.reportsocket.server",
+    "agent.daemon.mirror",
+    "agent.daemon.reporter",
+    "agent.rules",
 }
-# A report sent straight to Coder applies the reporting rules (agent.status) to the memory file
-# the daemon keeps (agent.laststate): the rules, not the daemon.
-NEVER_ON_DIRECT_REPORT = NEVER_ON_ONE_SHOT - {"agent.status"}
+# A report sent straight to Coder applies the reporting rules (agent.rules) to the memory file
+# the daemon keeps (agent.lastreport): the rules, not the daemon.
+NEVER_ON_DIRECT_REPORT = NEVER_ON_ONE_SHOT - {"agent.rules"}
 NEVER_EXCEPT_ITS_COMMAND = {"standins", "agent.standins", "agent.demo"}
 
 
@@ -133,7 +135,7 @@ async def test_handed_to_a_daemon_only_the_standard_library(
     assert tops(modules) & SLOW_STDLIB == set(), logs
     assert tops(modules) & (HOOK_WRAPPERS if args[0] == "hook" else WRAPPERS) == set(), logs
     assert ours <= FAST_OURS
-    assert "agent.reportclient" in ours
+    assert "agent.reportsocket.client" in ours
     if args[0] == "hook":
         assert [(s.state.value, s.message) for s in hooks] == [("idle", "Turn finished")]
     assert TOKEN not in logs
@@ -155,12 +157,13 @@ async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Pa
 PLAIN_OURS = FAST_OURS | {
     "agent.backoff",
     "agent.conversation",
-    "agent.httperrors",
+    "agent.wire",
     "agent.plainhttp",
-    "agent.plainsnapshot",
+    "agent.stop",
+    "agent.stop.oneshot",
     "agent.configuration",
     "agent.snapshot",
-    "agent.stoppath",
+    "agent.stop.outcome",
 }
 
 
@@ -169,7 +172,7 @@ async def test_snapshot_without_a_daemon_takes_the_standard_library_path(tmp_pat
         ["snapshot"], base_env(tmp_path, CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5")
     )
     assert code == 3, logs  # no AgentAPI, no daemon mirror: no conversation
-    assert "agent.plainsnapshot" in modules
+    assert "agent.stop.oneshot" in modules
     assert tops(modules) & HEAVY == set(), logs
     assert tops(modules) & {"ssl", "certifi", "http", "email", "asyncio", "threading"} == set()
     # urllib.parse is how a URL is checked (agent.configuration): the one slow module kept.
@@ -185,7 +188,7 @@ async def test_snapshot_with_a_proxy_takes_the_httpx_path(tmp_path: Path) -> Non
     )
     code, modules, logs = await imported(["snapshot"], env)
     assert code == 3, logs
-    assert {"agent.oneshot", "httpx"} <= modules
+    assert {"agent.direct", "httpx"} <= modules
     assert modules & (NEVER_ON_ONE_SHOT | NEVER_EXCEPT_ITS_COMMAND) == set()
 
 
@@ -193,7 +196,7 @@ async def test_the_daemon_imports_no_stand_in(tmp_path: Path) -> None:
     # `--version` parses like any command and leaves before the daemon starts; the import of
     # the daemon itself is checked by importing it as the `run` path does.
     result = await anyio.run_process(
-        [sys.executable, "-X", "importtime", "-c", "import agent.cli, agent.daemon"],
+        [sys.executable, "-X", "importtime", "-c", "import agent.cli, agent.daemon.daemon"],
         check=False,
     )
     modules = {
@@ -201,5 +204,5 @@ async def test_the_daemon_imports_no_stand_in(tmp_path: Path) -> None:
         for line in result.stderr.decode().splitlines()
         if line.startswith("import time:")
     }
-    assert "agent.daemon" in modules
+    assert "agent.daemon.daemon" in modules
     assert {m for m in modules if m.startswith(tuple(NEVER_EXCEPT_ITS_COMMAND))} == set()

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from agent import laststate
+from agent import lastreport as laststate
 from agent.models import AppState, AppStatus
 
 DONE = AppStatus(AppState.COMPLETE, "Opened PR #12 \udcff", "https://git.example/pr/12")

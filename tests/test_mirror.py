@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.agentapi import Message
-from agent.mirror import Mirror, MirroredMessage
+from agent.daemon.mirror import Mirror, MirroredMessage
 from agent.snapshot import build_snapshot
 from tests.fakes import TIME
 from tests.test_snapshot_properties import HISTORIES, SETTINGS, Drawn, history

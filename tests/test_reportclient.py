@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from agent.control import prepare_socket_dir
 from agent.errors import ConfigError
 from agent.logconfig import configure
 from agent.models import AppState, AppStatus, ExitCode
-from agent.reportclient import (
+from agent.reportsocket.client import (
     NoDaemon,
     Unanswered,
     Untrusted,
@@ -31,6 +30,7 @@ from agent.reportclient import (
     snapshot,
     system_owners,
 )
+from agent.reportsocket.server import prepare_socket_dir
 from agent.settings import Secret, Settings
 
 TOKEN = "rc-token-4b1e9d0c"

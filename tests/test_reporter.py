@@ -7,9 +7,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.clock import ManualClock
+from agent.daemon.reporter import Reporter
 from agent.errors import NotSent, OutcomeUnknown, RateLimited, Rejected, ServerError
 from agent.models import AppState, AppStatus
-from agent.reporter import Reporter
 from agent.retry import Backoff
 from tests.fakes import wait_until
 

@@ -16,8 +16,10 @@ import anyio.abc
 import pytest
 from structlog.testing import capture_logs
 
-from agent.agentsocket import AgentSocketClient
 from agent.clock import ManualClock
+from agent.coder.agentsocket import AgentSocketClient
+from agent.coder.route import StatusSender, open_sender
+from agent.daemon.reporter import Reporter
 from agent.errors import (
     ConfigError,
     NotListening,
@@ -27,9 +29,7 @@ from agent.errors import (
     Unsupported,
 )
 from agent.models import AppState, AppStatus
-from agent.reporter import Reporter
 from agent.retry import Backoff
-from agent.sender import StatusSender, open_sender
 from agent.settings import Settings, StatusTransport
 from standins.agentsocket import AgentSocketStandIn, SocketFault, run_agent_socket_standin
 from tests.fakes import wait_until

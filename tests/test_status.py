@@ -1,4 +1,4 @@
-"""The reporting rules, scenario by scenario (rule numbers as in agent.status)."""
+"""The reporting rules, scenario by scenario (rule numbers as in agent.rules)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from agent.models import AppState, AppStatus, first_line
-from agent.status import (
+from agent.rules import (
     IDLE_MESSAGE,
     WORKING_MESSAGE,
     ExplicitReport,

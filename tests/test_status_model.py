@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.clock import ManualClock
+from agent.daemon.reporter import Reporter
 from agent.errors import NotSent, OutcomeUnknown, RemoteError, ServerError
 from agent.models import AppState, AppStatus
-from agent.reporter import Reporter
 from agent.retry import Backoff
-from agent.status import (
+from agent.rules import (
     ExplicitReport,
     Observation,
     RulesState,

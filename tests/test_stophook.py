@@ -15,7 +15,7 @@ import pytest
 from agent.agentapi import parse_state_file
 from agent.clock import ManualClock
 from agent.errors import BadResponse
-from agent.stophook import (
+from agent.stop.hook import (
     AgentAPIProcess,
     fetch_messages_now,
     read_pid,

@@ -17,11 +17,11 @@ import pytest
 
 from agent.agentapi import AgentAPIClient
 from agent.clock import ManualClock
-from agent.mirror import Mirror
+from agent.daemon.mirror import Mirror
+from agent.daemon.watchers import EventsWatcher, PollWatcher
 from agent.models import AppState, AppStatus
 from agent.retry import Backoff
-from agent.settings import Settings
-from agent.status import (
+from agent.rules import (
     IDLE_MESSAGE,
     WORKING_MESSAGE,
     ExplicitReport,
@@ -32,7 +32,7 @@ from agent.status import (
     Tick,
     step,
 )
-from agent.watchers import EventsWatcher, PollWatcher
+from agent.settings import Settings
 from tests.fakes import FakeAgentAPI, message, wait_until
 
 pytestmark = pytest.mark.anyio

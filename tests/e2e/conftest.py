@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from agent.environment import Environment
-from agent.plainsnapshot import FORCE_VARIABLE, applies
+from agent.stop.oneshot import FORCE_VARIABLE, applies
 from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from standins.coder import CoderStandIn, RequestRecord, run_coder_standin
 from standins.coder.store import Store, Task

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sdnotify import Notifier
+from agent.daemon.sdnotify import Notifier
 from agent.settings import load_settings
 from tests.e2e.conftest import Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until

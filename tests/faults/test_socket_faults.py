@@ -20,8 +20,8 @@ import anyio
 import anyio.abc
 import pytest
 
-from agent.control import MAX_REQUEST_BYTES
 from agent.models import AppState, AppStatus
+from agent.reportsocket.server import MAX_REQUEST_BYTES
 from tests.e2e.conftest import TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until
 from tests.socketclient import send_to_daemon

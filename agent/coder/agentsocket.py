@@ -1,0 +1,266 @@
+"""A client for the Coder agent's local socket: `Ping` and `UpdateAppStatus` over dRPC.
+
+Since Coder v2.32 the workspace agent serves a Unix socket (`CODER_AGENT_SOCKET_PATH`, default
+`/tmp/coder-agent.sock`) and relays app status to coderd over its own connection: no token on
+this path, no re-authentication per report. This is the I/O shell around `agent.coder.drpc`
+(the pure codec): one connection, reused, one call at a time, every call under a deadline.
+
+Trust: the socket is used only when it is a socket (not a symlink: checked with lstat) owned by
+our own uid, and the peer that answers the connection is checked again by its credentials, so a
+socket swapped between the check and the connect is refused too.
+
+Errors (agent.errors): no socket or nobody listening -> NotListening (nothing was sent);
+another user's socket -> UntrustedSocket; a dropped connection, a malformed answer or no answer
+in time -> TransportError (the request may have been applied); the agent's Error answers by their
+text (the wording coderd relays is not guaranteed, so substrings, see `classify`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import struct
+from pathlib import Path
+
+import anyio
+import anyio.abc
+
+from agent.clock import SYSTEM_CLOCK, Clock
+from agent.coder import drpc
+from agent.errors import (
+    NotListening,
+    RateLimited,
+    Rejected,
+    RemoteError,
+    ServerError,
+    TransportError,
+    TryAgain,
+    Unsupported,
+    UntrustedSocket,
+)
+from agent.models import AppStatus, shorten
+
+SERVICE = "Coder agent socket"
+_RECEIVE = 65536
+# How much of the agent's own words an error keeps.
+MAX_DETAIL_CHARS = 300
+# coderd's errors relayed through the agent read "... unexpected status code 400: ...".
+_STATUS_CODE = re.compile(r"status code (\d{3})")
+# coderd's validation failures for this method (message too long, invalid state, unknown slug).
+_VALIDATION = ("too long", "invalid state", "no app found", "validation", "must be")
+
+SocketIdentity = tuple[int, int, int]
+
+
+def socket_identity(path: Path) -> SocketIdentity | None:
+    """What tells one socket file from the next at `path` (device, inode, ctime); None if absent.
+
+    A restarted agent creates its socket afresh: a changed identity means "ask it again".
+    """
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_ctime_ns
+
+
+def check_socket(path: Path, uid: int) -> None:
+    """Refuse a path that is not a socket owned by `uid`, without following a symlink.
+
+    Raises NotListening when nothing is there, UntrustedSocket when something else is.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise NotListening(SERVICE, "connect", f"no socket at {str(path)!r}") from None
+    except OSError as exc:
+        raise NotListening(SERVICE, "connect", f"{str(path)!r}: {exc.strerror}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise UntrustedSocket(SERVICE, "connect", f"{str(path)!r} is a symbolic link: refused")
+    if not stat.S_ISSOCK(info.st_mode):
+        raise UntrustedSocket(SERVICE, "connect", f"{str(path)!r} is not a socket: refused")
+    if info.st_uid != uid:
+        raise UntrustedSocket(
+            SERVICE,
+            "connect",
+            f"{str(path)!r} belongs to uid {info.st_uid}, not to this process's uid {uid}: refused",
+        )
+
+
+def _clean(text: str) -> str:
+    # One line, printable, bounded: the agent's words go into a log line as a field.
+    collapsed = " ".join(text.split())
+    return "".join(c if c.isprintable() else " " for c in collapsed[:MAX_DETAIL_CHARS])
+
+
+def classify(what: str, failure: drpc.RemoteFailure) -> RemoteError:
+    """The agent's Error answer as an error of the tree.
+
+    `unknown rpc` (an agent without the method) -> Unsupported; `agent not connected to coderd`
+    (the agent is reconnecting) -> TryAgain; coderd's relayed status code or a validation
+    wording -> Rejected (4xx) or TryAgain (429, 5xx). Anything else is most likely the agent's
+    own connection to coderd failing mid-call, so it is worth another try, not a rejection.
+    """
+    detail = _clean(failure.text)
+    lowered = failure.text.lower()
+    if "unknown rpc" in lowered:
+        return Unsupported(SERVICE, what, detail)
+    if "not connected to coderd" in lowered:
+        return TryAgain(SERVICE, what, detail)
+    found = _STATUS_CODE.search(lowered)
+    if found is not None:
+        code = int(found.group(1))
+        if code == 429:
+            return RateLimited(SERVICE, what, detail)
+        if 400 <= code < 500:
+            return Rejected(SERVICE, what, detail, status=code)
+        if code >= 500:
+            return ServerError(SERVICE, what, detail, status=code)
+    if any(word in lowered for word in _VALIDATION):
+        return Rejected(SERVICE, what, detail)
+    return ServerError(SERVICE, what, detail)
+
+
+def _peer_uid(stream: anyio.abc.SocketStream) -> int:
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+class _Connection:
+    """One open connection: its stream, the next stream id, the reader's state."""
+
+    def __init__(self, stream: anyio.abc.SocketStream, identity: SocketIdentity | None) -> None:
+        self.stream = stream
+        self.identity = identity
+        self.next_stream = 1
+        self.parser = drpc.FrameParser()
+        self.packets = drpc.PacketAssembler()
+
+
+class AgentSocketClient:
+    """Calls the agent socket at `path`; each method makes ONE attempt under `timeout` seconds.
+
+    The connection is opened on first use and kept while the socket file is the same one; any
+    failure other than an Error answer closes it (its state is unknown), and the next call
+    opens a fresh one.
+    """
+
+    def __init__(
+        self, path: Path, timeout: float, *, uid: int | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._clock = clock
+        self._uid = os.getuid() if uid is None else uid
+        self._connection: _Connection | None = None
+        self._lock = anyio.Lock()
+
+    async def __aenter__(self) -> AgentSocketClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection, if one is open."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with anyio.CancelScope(shield=True):
+                await connection.stream.aclose()
+
+    async def ping(self) -> None:
+        """The liveness check. Raises from the error tree (Unsupported: no Ping here)."""
+        await self._call(drpc.PING, b"", "Ping")
+
+    async def update_app_status(self, slug: str, status: AppStatus) -> None:
+        """Report `status` for the app `slug`. Raises Rejected, Unsupported, TryAgain..."""
+        request = drpc.update_app_status_request(
+            slug, status.state.wire, shorten(status.message), status.uri
+        )
+        await self._call(drpc.UPDATE_APP_STATUS, request, "UpdateAppStatus")
+
+    async def _call(self, method: str, request: bytes, what: str) -> bytes:
+        async with self._lock:
+            try:
+                with self._clock.fail_after(self.timeout):
+                    answer = await self._exchange(method, request, what)
+            except TimeoutError:
+                await self.aclose()
+                raise TransportError(
+                    SERVICE, what, f"no answer within {self.timeout:g} s"
+                ) from None
+            except (RemoteError, drpc.ProtocolError, OSError, anyio.BrokenResourceError) as exc:
+                if isinstance(exc, NotListening | UntrustedSocket):
+                    raise
+                await self.aclose()
+                if isinstance(exc, RemoteError):
+                    raise
+                raise TransportError(SERVICE, what, _describe(exc)) from None
+            except BaseException:
+                # Cancelled mid-call: the connection's state is unknown, never reuse it.
+                await self.aclose()
+                raise
+        if isinstance(answer, drpc.RemoteFailure):
+            raise classify(what, answer)
+        return answer
+
+    async def _exchange(self, method: str, request: bytes, what: str) -> bytes | drpc.RemoteFailure:
+        identity = socket_identity(self.path)
+        if self._connection is not None and self._connection.identity != identity:
+            # The socket file was replaced or removed (the agent restarted): this connection
+            # leads to a process that is gone or going.
+            await self.aclose()
+        connection = self._connection or await self._connect(what, identity)
+        call = drpc.UnaryCall(connection.next_stream)
+        connection.next_stream += 1
+        # Three separate frames, as dRPC's own client writes them.
+        for raw in drpc.invoke_frames(call.stream, method, request):
+            await connection.stream.send(raw)
+        while True:
+            try:
+                data = await connection.stream.receive(_RECEIVE)
+            except anyio.EndOfStream:
+                raise TransportError(
+                    SERVICE, what, "the agent closed the connection before answering"
+                ) from None
+            for frame in connection.parser.feed(data):
+                packet = connection.packets.add(frame)
+                if packet is None:
+                    continue
+                answer = call.take(packet)
+                if answer is not None:
+                    return answer
+
+    async def _connect(self, what: str, identity: SocketIdentity | None) -> _Connection:
+        check_socket(self.path, self._uid)
+        try:
+            stream = await anyio.connect_unix(self.path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NotListening(SERVICE, what, f"{str(self.path)!r}: {exc.strerror}") from None
+        except OSError as exc:
+            raise NotListening(
+                SERVICE, what, f"{str(self.path)!r}: {exc.strerror or exc}"
+            ) from None
+        peer = _peer_uid(stream)
+        if peer != self._uid:
+            await stream.aclose()
+            raise UntrustedSocket(
+                SERVICE,
+                what,
+                f"the process serving {str(self.path)!r} runs as uid {peer}, "
+                f"not as this process's uid {self._uid}: refused",
+            )
+        self._connection = _Connection(stream, identity)
+        return self._connection
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, drpc.ProtocolError):
+        return f"malformed answer: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

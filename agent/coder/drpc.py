@@ -1,0 +1,323 @@
+"""dRPC's wire format, as pure functions: frames, packets, one unary call, and the two messages.
+
+The Coder agent serves a Unix socket that speaks plain dRPC (storj.io/drpc: no multiplexer, no
+handshake). This module is the codec and the rules, with no I/O, so that the socket
+client (`agent.coder.agentsocket`) and the stand-in agent (devkit: `standins.agentsocket_wire`
+holds the halves only a server needs) share one reading of the wire and the tests can feed it
+bytes worked out by hand. Facts (shared/contracts.md section 4):
+
+- A frame is one control byte `kind << 1 | done` (bit 7: the "control" flag, which makes a frame
+  of an unknown kind ignorable), then three unsigned LEB128 varints of at most 10 bytes each
+  (stream id, message id, data length), then the data.
+- A message (a "packet") may be split over several frames with the same ids, `done` on the last.
+  Ids never go backwards (stream first, then message); both start at 1; once a packet is done its
+  id cannot be reused. A frame with a newer id while a packet is half read discards that part
+  (dRPC's reader does the same: it is how a peer abandons a message).
+- A malformed frame, an id going backwards, a kind changing inside a packet, or a packet over
+  4 MiB ends the connection: `ProtocolError`.
+
+Protobuf is encoded by hand (`update_app_status_request`): the request has four scalar fields of
+two wire types, and the responses are empty messages we never need to read. A protobuf runtime
+would be a multi-megabyte dependency plus generated code for twenty lines. The encoder is pinned
+against the protobuf runtime itself (tests/test_drpc.py, `protobuf` installed for the tests only).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+# dRPC's reader refuses to buffer more than this for one packet (its default MaximumBufferSize).
+MAX_PACKET_BYTES = 4 << 20
+# A varint of a 64-bit value takes at most 10 bytes (7 bits each).
+MAX_VARINT_BYTES = 10
+_U64 = 1 << 64
+
+SERVICE = "/coder.agentsocket.v1.AgentSocket"
+PING = f"{SERVICE}/Ping"
+UPDATE_APP_STATUS = f"{SERVICE}/UpdateAppStatus"
+
+
+class Kind(enum.IntEnum):
+    """Frame kinds (the control byte's bits 1-6)."""
+
+    INVOKE = 1  # data: the RPC path
+    MESSAGE = 2  # data: protobuf bytes
+    ERROR = 3  # data: 8-byte big-endian code, then UTF-8 text
+    CANCEL = 4
+    CLOSE = 5
+    CLOSE_SEND = 6  # no more messages from this side
+    INVOKE_METADATA = 7  # only sent when there is metadata
+
+
+class ProtocolError(ValueError):
+    """The peer broke the framing rules; the connection must end."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame on the wire. `kind` is an int: a peer may send kinds this side does not know."""
+
+    kind: int
+    stream: int
+    message: int
+    data: bytes = b""
+    done: bool = True
+    control: bool = False
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A whole message: the data of every frame with one id, up to the one marked done."""
+
+    kind: int
+    stream: int
+    message: int
+    data: bytes
+    control: bool = False
+
+
+# -- varints and frames ---------------------------------------------------------------------------
+
+
+def encode_varint(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits a byte, least significant first, high bit set on all but the last."""
+    if not 0 <= value < _U64:
+        raise ValueError(f"a varint holds 0 to 2**64-1, not {value}")
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def decode_varint(buffer: bytes | bytearray, start: int) -> tuple[int, int] | None:
+    """The varint at `start` and the offset after it; None when the buffer ends inside it.
+
+    Raises ProtocolError for a varint longer than 10 bytes or beyond 64 bits.
+    """
+    value = 0
+    for index in range(MAX_VARINT_BYTES):
+        position = start + index
+        if position >= len(buffer):
+            return None
+        byte = buffer[position]
+        value |= (byte & 0x7F) << (7 * index)
+        if byte < 0x80:
+            if value >= _U64:
+                raise ProtocolError("varint beyond 64 bits")
+            return value, position + 1
+    raise ProtocolError("varint longer than 10 bytes")
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """The bytes of one frame."""
+    if not 0 <= frame.kind < 64:
+        raise ValueError(f"a frame kind is 6 bits, not {frame.kind}")
+    control = frame.kind << 1 | int(frame.done) | (0x80 if frame.control else 0)
+    return (
+        bytes([control])
+        + encode_varint(frame.stream)
+        + encode_varint(frame.message)
+        + encode_varint(len(frame.data))
+        + frame.data
+    )
+
+
+class FrameParser:
+    """Frames out of a byte stream that arrives in pieces of any size."""
+
+    def __init__(self, max_data: int = MAX_PACKET_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max_data = max_data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a whole frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Add `data`; the frames it completed. Raises ProtocolError on a malformed frame."""
+        self._buffer += data
+        frames: list[Frame] = []
+        offset = 0
+        while (parsed := self._parse_one(offset)) is not None:
+            frame, offset = parsed
+            frames.append(frame)
+        # One deletion per feed, not one per frame: parsing stays linear in the bytes received.
+        del self._buffer[:offset]
+        return frames
+
+    def _parse_one(self, start: int) -> tuple[Frame, int] | None:
+        buffer = self._buffer
+        if start >= len(buffer):
+            return None
+        control = buffer[start]
+        position = start + 1
+        header: list[int] = []
+        for _ in range(3):
+            parsed = decode_varint(buffer, position)
+            if parsed is None:
+                return None
+            value, position = parsed
+            header.append(value)
+        stream, message, length = header
+        if length > self._max_data:
+            # Refused before it is buffered: a packet this size could never be accepted.
+            raise ProtocolError(f"frame of {length} bytes, over the {self._max_data}-byte limit")
+        end = position + length
+        if end > len(buffer):
+            return None
+        frame = Frame(
+            kind=(control & 0x7E) >> 1,
+            stream=stream,
+            message=message,
+            data=bytes(buffer[position:end]),
+            done=bool(control & 0x01),
+            control=bool(control & 0x80),
+        )
+        return frame, end
+
+
+class PacketAssembler:
+    """Frames into packets by dRPC's rules for one direction of one connection."""
+
+    def __init__(self, max_packet: int = MAX_PACKET_BYTES) -> None:
+        self._max_packet = max_packet
+        # The lowest id still acceptable: ids start at stream 1, message 1.
+        self._floor = (1, 1)
+        self._current: tuple[int, int] | None = None
+        self._kind = 0
+        self._control = False
+        self._data = bytearray()
+
+    def add(self, frame: Frame) -> Packet | None:
+        """Take one frame; the packet it completed, if any. Raises ProtocolError."""
+        frame_id = (frame.stream, frame.message)
+        if frame_id < self._floor:
+            raise ProtocolError(
+                f"id went backwards: stream {frame.stream} message {frame.message} "
+                f"after stream {self._floor[0]} message {self._floor[1]}"
+            )
+        if frame_id != self._current:
+            # A newer id: whatever was half read for the old one is abandoned.
+            self._current = frame_id
+            self._floor = frame_id
+            self._kind = frame.kind
+            self._control = frame.control
+            self._data = bytearray()
+        elif frame.kind != self._kind:
+            raise ProtocolError(f"frame kind changed from {self._kind} to {frame.kind} in a packet")
+        self._control = self._control or frame.control
+        self._data += frame.data
+        if len(self._data) > self._max_packet:
+            raise ProtocolError(f"message over the {self._max_packet}-byte limit")
+        if not frame.done:
+            return None
+        packet = Packet(self._kind, frame.stream, frame.message, bytes(self._data), self._control)
+        # A finished id is never accepted again.
+        self._floor = (frame.stream, frame.message + 1)
+        self._current = None
+        self._data = bytearray()
+        return packet
+
+
+# -- one unary call -------------------------------------------------------------------------------
+
+
+def invoke_frames(stream: int, method: str, request: bytes) -> list[bytes]:
+    """The three frames of a unary call: Invoke (message 1), Message (2), CloseSend (3)."""
+    return [
+        encode_frame(Frame(Kind.INVOKE, stream, 1, method.encode())),
+        encode_frame(Frame(Kind.MESSAGE, stream, 2, request)),
+        encode_frame(Frame(Kind.CLOSE_SEND, stream, 3)),
+    ]
+
+
+@dataclass(frozen=True)
+class RemoteFailure:
+    """The server's Error packet: its code and its text."""
+
+    code: int | None
+    text: str
+
+
+def decode_error(data: bytes) -> RemoteFailure:
+    """An Error packet's data: 8-byte big-endian code, then UTF-8 text (leniently decoded)."""
+    if len(data) < 8:
+        return RemoteFailure(None, data.decode("utf-8", errors="replace"))
+    return RemoteFailure(
+        int.from_bytes(data[:8], "big"), data[8:].decode("utf-8", errors="replace")
+    )
+
+
+class UnaryCall:
+    """What the client makes of the server's packets while one unary call is open.
+
+    `take` returns the answer's bytes once the server's Message arrived, a RemoteFailure for an
+    Error packet, or None while the call is still open. Packets for an earlier stream (the
+    CloseSend that follows the previous call's answer) are ignored, as dRPC's manager does.
+    """
+
+    def __init__(self, stream: int) -> None:
+        self.stream = stream
+
+    def take(self, packet: Packet) -> bytes | RemoteFailure | None:
+        """Apply one packet. Raises ProtocolError for anything a server may not send here."""
+        if packet.stream < self.stream:
+            return None
+        if packet.stream > self.stream:
+            raise ProtocolError(f"the server opened stream {packet.stream}")
+        match packet.kind:
+            case Kind.MESSAGE:
+                return packet.data
+            case Kind.ERROR:
+                return decode_error(packet.data)
+            case Kind.CLOSE_SEND | Kind.CLOSE | Kind.CANCEL:
+                raise ProtocolError(f"the call ended without an answer (kind {packet.kind})")
+            case Kind.INVOKE | Kind.INVOKE_METADATA:
+                raise ProtocolError("the server sent an invoke")
+            case _ if packet.control:
+                return None  # an unknown control packet: ignorable by design
+            case _:
+                raise ProtocolError(f"unknown packet kind {packet.kind}")
+
+
+# -- protobuf -------------------------------------------------------------------------------------
+
+# coder.agent.v2.UpdateAppStatusRequest.AppStatusState: WORKING is 0, the protobuf default.
+APP_STATES = {"working": 0, "idle": 1, "complete": 2, "failure": 3}
+
+
+def _field_bytes(number: int, value: bytes) -> bytes:
+    # Wire type 2 (length-delimited): key = number << 3 | 2, then the length, then the bytes.
+    return encode_varint(number << 3 | 2) + encode_varint(len(value)) + value
+
+
+def _field_varint(number: int, value: int) -> bytes:
+    # Wire type 0 (varint): key = number << 3 | 0.
+    return encode_varint(number << 3) + encode_varint(value)
+
+
+def _text(value: str) -> bytes:
+    # A summary may carry lone surrogates (a non-UTF-8 argument): replaced, never a crash.
+    return value.encode("utf-8", errors="replace")
+
+
+def update_app_status_request(slug: str, state: str, message: str, uri: str) -> bytes:
+    """`coder.agent.v2.UpdateAppStatusRequest` bytes; `state` is the wire word (`failure`...).
+
+    Fields in number order, proto3 style: a field holding its default ("" or WORKING) is absent.
+    """
+    number = APP_STATES[state]
+    out = b""
+    if slug:
+        out += _field_bytes(1, _text(slug))
+    if number:
+        out += _field_varint(2, number)
+    if message:
+        out += _field_bytes(3, _text(message))
+    if uri:
+        out += _field_bytes(4, _text(uri))
+    return out

@@ -1,0 +1,51 @@
+"""systemd's notify protocol (`Type=notify`), without a dependency.
+
+A datagram of `KEY=VALUE` lines to the socket named by `NOTIFY_SOCKET` (a path, or an abstract
+socket when it starts with `@`). Everything here is a no-op when `NOTIFY_SOCKET` is unset, so the
+daemon runs the same outside systemd. The variables are read into `agent.settings` (through
+`agent.environment`, the only reader of the environment); this module gets them from there.
+Failures to notify are logged, never raised: systemd's bookkeeping must not take the daemon down.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import structlog
+
+from agent.settings import Settings
+
+log = structlog.get_logger("agent.daemon.sdnotify")
+
+
+class Notifier:
+    """Sends notifications to systemd, if systemd asked for them."""
+
+    def __init__(self, address: str = "", watchdog_interval: float | None = None) -> None:
+        self._address = "\0" + address[1:] if address.startswith("@") else address
+        # Half the period systemd expects pings within, or None without a watchdog.
+        self.watchdog_interval = watchdog_interval
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Notifier:
+        """The notifier the settings describe (NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID)."""
+        return cls(settings.notify_socket, settings.watchdog_interval)
+
+    @property
+    def enabled(self) -> bool:
+        """True when systemd listens."""
+        return bool(self._address)
+
+    def notify(self, **fields: str) -> bool:
+        """Send `KEY=VALUE` lines, e.g. notify(READY="1", STATUS="..."); True when sent."""
+        if not self._address:
+            return False
+        payload = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.connect(self._address)
+                sock.sendall(payload)
+        except OSError as exc:
+            log.warning("sd_notify_failed", error=str(exc))
+            return False
+        return True

@@ -1,0 +1,246 @@
+"""The AgentAPI watchers: turn what AgentAPI says into observations for the reporting rules.
+
+Two strategies, one contract. `EventsWatcher` follows `/events` (a replay of the whole history on
+every connect, then changes); `PollWatcher` reads `/status` every interval and `/messages` when
+it matters. Both feed the same observations to an `Observer` (the daemon): a `HistorySeen` for
+every whole history (a `/messages` answer, a complete replay), a `UserMessageSeen` for a live
+user message, a `StatusSeen` for every status read. The rules in `agent.rules` decide what that
+means, so the two modes give the same results by construction (tests/test_watchers.py proves it
+on shared scenarios).
+
+The watchers also keep the daemon's mirror current (the stop path's fallback) and tell the
+observer when AgentAPI stops or starts answering. Time comes from the injected clock; reconnect
+waits from `agent.retry`. Neither watcher ever ends on an AgentAPI failure: it retries.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Protocol
+
+import structlog
+
+from agent.agentapi import (
+    AgentAPIClient,
+    AgentErrorEvent,
+    MalformedEvent,
+    Message,
+    MessageUpdate,
+    StatusChange,
+    UnknownEvent,
+)
+from agent.clock import Clock
+from agent.daemon.mirror import Mirror
+from agent.errors import Rejected, RemoteError
+from agent.retry import RECONNECT_BACKOFF, Backoff
+from agent.rules import HistoryBuilder, Observation, StatusSeen, UserMessageSeen, history_of
+from agent.settings import Settings
+
+log = structlog.get_logger("agent.daemon.watchers")
+
+# In poll mode, while the agent runs, refresh the history this often (its last message grows);
+# otherwise `/messages` is fetched only when the status changes: histories reach megabytes.
+POLL_MESSAGES_REFRESH = 5.0
+# A `/messages` answer with more messages than this was megabytes of short-lived objects.
+LARGE_HISTORY = 200
+
+
+class Observer(Protocol):
+    """Where the watchers send what they see (the daemon)."""
+
+    def observe(self, observation: Observation) -> None:
+        """One observation for the rules."""
+
+    def agentapi_ok(self) -> None:
+        """AgentAPI answered."""
+
+    def agentapi_problem(self, error: Exception) -> None:
+        """AgentAPI did not answer or answered nonsense."""
+
+
+def release_heap() -> None:
+    """Hand memory freed after a multi-megabyte answer back to the OS (glibc; else a no-op).
+
+    The daemon keeps only ten messages, but the allocator keeps the pages the whole history
+    needed while it was parsed: without this, one 4 MB poll leaves RSS ~10 MB higher for good.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return
+
+
+class _Watcher:
+    """What both watchers are built from: AgentAPI, the rules' observer, the mirror, the clock."""
+
+    def __init__(
+        self,
+        agentapi: AgentAPIClient,
+        settings: Settings,
+        observer: Observer,
+        mirror: Mirror,
+        clock: Clock,
+        *,
+        backoff: Backoff = RECONNECT_BACKOFF,
+    ) -> None:
+        self._agentapi = agentapi
+        self._settings = settings
+        self._observer = observer
+        self._mirror = mirror
+        self._clock = clock
+        self._backoff = backoff
+
+
+class PollWatcher(_Watcher):
+    """`GET /status` every poll interval; `GET /messages` on a change, and while running."""
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        last_status: str | None = None
+        last_fetch = float("-inf")
+        failures = 0
+        interval = self._settings.poll_interval
+        while True:
+            try:
+                status = (await self._agentapi.status()).status
+                now = self._clock.now()
+                refresh = status == "running" and now - last_fetch >= POLL_MESSAGES_REFRESH
+                if status != last_status or refresh:
+                    self.apply_history(await self._agentapi.messages())
+                    last_fetch = now
+            except RemoteError as exc:
+                failures += 1
+                self._observer.agentapi_problem(exc)
+                await self._clock.sleep(max(interval, self._backoff.next_wait(failures, exc)))
+                continue
+            failures = 0
+            self._observer.agentapi_ok()
+            last_status = status
+            self._observer.observe(StatusSeen(status, self._clock.now()))
+            await self._clock.sleep(interval)
+
+    def apply_history(self, messages: list[Message]) -> None:
+        """A whole `/messages` answer: mirror it and observe it as a history."""
+        self._mirror.replace_all(messages)
+        self._observer.observe(history_of(messages, self._clock.now()))
+        if len(messages) > LARGE_HISTORY:
+            release_heap()
+
+
+class EventsWatcher(_Watcher):
+    """Follows `/events`, reconnecting with backoff; falls back to polling without a stream.
+
+    While the stream is down, `/status` is still read every poll interval, so a transition is
+    reported on time however long the outage; the replay after a reconnect is observed as one
+    `HistorySeen`, so a prompt sent meanwhile is reported with its text.
+    """
+
+    async def run(self) -> None:
+        """Follow the stream until cancelled."""
+        failures = 0
+        while True:
+            error: Exception | None = None
+            try:
+                if await self._follow():
+                    failures = 0
+                log.info("agentapi_events_ended")
+            except Rejected as exc:
+                if exc.status in (404, 405):
+                    log.warning("agentapi_events_unavailable", fallback="poll", error=str(exc))
+                    poll = PollWatcher(
+                        self._agentapi,
+                        self._settings,
+                        self._observer,
+                        self._mirror,
+                        self._clock,
+                        backoff=self._backoff,
+                    )
+                    await poll.run()
+                    return
+                error = exc
+            except (RemoteError, TimeoutError) as exc:
+                error = exc
+            finally:
+                self._mirror.mark_stale()  # the stream is gone: the mirror may fall behind
+            if error is not None:
+                failures += 1
+                self._observer.agentapi_problem(error)
+            await self._observe_status_until(
+                self._clock.now() + self._backoff.next_wait(max(1, failures), error)
+            )
+
+    async def _observe_status_until(self, reconnect_at: float) -> None:
+        """Until the reconnect: read `/status` every poll interval (at least once)."""
+        while True:
+            try:
+                status = await self._agentapi.status()
+            except RemoteError as exc:
+                log.debug("agentapi_status_unavailable", error=str(exc))
+            else:
+                self._observer.agentapi_ok()
+                self._observer.observe(StatusSeen(status.status, self._clock.now()))
+            remaining = reconnect_at - self._clock.now()
+            if remaining <= 0:
+                return
+            await self._clock.sleep(min(remaining, self._settings.poll_interval))
+            if self._clock.now() >= reconnect_at:
+                return
+
+    async def _follow(self) -> bool:
+        """Follow one connection of `/events`; True when at least one event arrived."""
+        self._mirror.begin_replay()
+        replay: HistoryBuilder | None = HistoryBuilder()
+        got_any = False
+        # The replay starts at once on connect: silence before it means a hung server.
+        events = self._agentapi.events(silence_timeout=self._settings.agentapi_timeout)
+        async with aclosing(events):
+            iterator: AsyncIterator[object] = aiter(events)
+            event = await anext(iterator, None)
+            while event is not None:
+                if not got_any:
+                    got_any = True
+                    self._observer.agentapi_ok()
+                if isinstance(event, StatusChange) and replay is not None:
+                    # The replay ends with the first status: the whole history is known.
+                    self._mirror.end_replay()
+                    self._observer.observe(replay.seen(self._clock.now()))
+                    replay = None
+                self._apply(event, replay)
+                event = await anext(iterator, None)
+        return got_any
+
+    def _apply(self, event: object, replay: HistoryBuilder | None) -> None:
+        now = self._clock.now()
+        match event:
+            case MessageUpdate():
+                message = event.as_message()
+                self._mirror.update(message)
+                if replay is not None:
+                    replay.add(message.id, message.role, message.content)
+                elif message.role == "user":
+                    self._observer.observe(UserMessageSeen(message.id, message.content, now))
+            case StatusChange(status=status):
+                self._observer.observe(StatusSeen(status, now))
+            case AgentErrorEvent(message=text, level=level):
+                log.warning("agent_error", level=level, error=text[:500])
+            case MalformedEvent(name=name, error=error):
+                log.warning("agentapi_event_malformed", name=name, error=error)
+            case UnknownEvent(name=name, size=size):
+                log.debug("agentapi_event_unknown", name=name, size=size)
+
+
+Watcher = EventsWatcher | PollWatcher
+
+
+def watcher_for(
+    settings: Settings,
+    agentapi: AgentAPIClient,
+    observer: Observer,
+    mirror: Mirror,
+    clock: Clock,
+) -> Watcher:
+    """The watcher the configured mode asks for."""
+    kind = EventsWatcher if settings.mode == "events" else PollWatcher
+    return kind(agentapi, settings, observer, mirror, clock)

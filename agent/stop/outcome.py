@@ -1,0 +1,146 @@
+"""The stop path's decisions and log lines, apart from any I/O: one place for both shells.
+
+The stop path (read the conversation, build the snapshot, upload it inside one deadline) has two
+shells: `agent.stop.upload` (anyio and httpx: the daemon, the stop hook, the one-shot snapshot when
+a proxy is configured) and `agent.stop.oneshot` (the one-shot snapshot with the standard
+library only). What each ending means (its Outcome and exit code) and the one line it is logged
+as are decided here, so both shells end alike and say so alike. Each step takes the shell's
+logger: structlog's, or `agent.reportsocket.client.Writer` (same events, same fields, token masked).
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from agent.errors import RemoteError, TryAgain, Unsupported
+from agent.models import ExitCode
+from agent.snapshot import Snapshot, build_snapshot
+
+# A plain constant that type checkers treat as true: `typing` is not imported on the hooks' path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, Protocol
+
+    from agent.snapshot import SnapshotMessage
+
+    class Log(Protocol):
+        """What a step needs of a logger: structlog's loggers and the hooks' Writer fit."""
+
+        def debug(self, event: str, **fields: Any) -> Any: ...
+        def info(self, event: str, **fields: Any) -> Any: ...
+        def warning(self, event: str, **fields: Any) -> Any: ...
+        def error(self, event: str, **fields: Any) -> Any: ...
+
+
+class Outcome(enum.StrEnum):
+    """How the stop path ended, as logged (`outcome=skipped`); `exit_code` is the process's."""
+
+    UPLOADED = "uploaded"
+    SKIPPED = "skipped"  # no task id, no messages, or the server has no Coder Tasks
+    NO_CONVERSATION = "no_conversation"  # AgentAPI did not answer and nothing held the messages
+    REJECTED = "rejected"  # the server refused the upload (400, 401): retrying cannot help
+    UNDELIVERED = "undelivered"  # not reached in time (down, 5xx, 429 until the end)
+    INTERRUPTED = "interrupted"  # a second signal asked to hurry: the upload was abandoned
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The process exit code for this ending."""
+        return _EXIT_CODES[self]
+
+
+_EXIT_CODES = {
+    Outcome.UPLOADED: ExitCode.OK,
+    Outcome.SKIPPED: ExitCode.OK,
+    Outcome.NO_CONVERSATION: ExitCode.NO_CONVERSATION,
+    Outcome.REJECTED: ExitCode.REJECTED,
+    Outcome.UNDELIVERED: ExitCode.UNDELIVERED,
+    Outcome.INTERRUPTED: ExitCode.INTERRUPTED,
+}
+
+
+def no_task(log: Log) -> Outcome:
+    """Nothing to save without a task id."""
+    log.info("snapshot_skipped", reason="no task id (CODER_TASK_ID is not set)")
+    return Outcome.SKIPPED
+
+
+def started(log: Log, budget: float, client: str) -> None:
+    """The stop path's first line; with the `mono` field of every line, this makes its duration
+    checkable from the process's own log (tests do, on a loaded machine, instead of timing from
+    outside). `client` names the HTTP path (`httpx`, `stdlib`, or the daemon's `h11` line)."""
+    log.info("snapshot_started", budget_s=round(budget, 3), client=client)
+
+
+def fetch_window(fetch_timeout: float, remaining: float) -> float:
+    """Seconds the fresh `/messages` may take: its own timeout, within what the deadline left."""
+    return max(0.05, min(fetch_timeout, remaining))
+
+
+def fetch_timed_out(log: Log, within: float, fallback: object | None) -> None:
+    """`/messages` did not answer within `within` s."""
+    log.warning("agentapi_messages_timeout", timeout_s=within, fallback=fallback is not None)
+
+
+def fetch_failed(log: Log, error: RemoteError, fallback: object | None) -> None:
+    """`/messages` failed (refused, an error status, not a conversation)."""
+    log.warning("agentapi_messages_failed", error=str(error), fallback=fallback is not None)
+
+
+def fetched(log: Log, count: int) -> None:
+    """`/messages` answered with `count` usable messages."""
+    log.debug("agentapi_messages_fetched", count=count)
+
+
+def no_conversation(log: Log) -> Outcome:
+    """AgentAPI did not answer and nothing else held the conversation."""
+    log.error(
+        "snapshot_failed", reason="AgentAPI did not answer, so there is no conversation to save"
+    )
+    return Outcome.NO_CONVERSATION
+
+
+def build(log: Log, messages: Sequence[SnapshotMessage]) -> Snapshot | Outcome:
+    """The snapshot to upload, or SKIPPED (logged) when no message is worth saving."""
+    snapshot = build_snapshot(messages)
+    if snapshot is None:
+        log.info("snapshot_skipped", reason="no messages")
+        return Outcome.SKIPPED
+    return snapshot
+
+
+def retrying(log: Log, error: RemoteError, wait: float, attempt: int) -> None:
+    """One failed attempt, retried after `wait` s (debug: the ending is the line that counts)."""
+    log.debug("snapshot_retry", error=str(error), wait_s=round(wait, 3), attempt=attempt)
+
+
+def upload_failed(log: Log, error: RemoteError, retries: int) -> Outcome:
+    """The ending for an upload that raised `error` after `retries` retries, logged once."""
+    if isinstance(error, Unsupported):
+        log.info("snapshot_skipped", reason="unsupported by this server (404)")
+        return Outcome.SKIPPED
+    if isinstance(error, TryAgain):
+        log.error(
+            "snapshot_failed",
+            reason="not delivered before the deadline",
+            error=str(error),
+            retries=retries,
+        )
+        return Outcome.UNDELIVERED
+    log.error("snapshot_failed", reason="rejected", error=str(error), status=error.status)
+    return Outcome.REJECTED
+
+
+def uploaded(log: Log, task_id: object, snapshot: Snapshot, retries: int) -> Outcome:
+    """The upload succeeded (`task_id`: the task's UUID, logged as text)."""
+    log.info(
+        "snapshot_uploaded",
+        task_id=str(task_id),
+        bytes=len(snapshot.body),
+        messages=snapshot.message_count,
+        truncated=snapshot.truncated,
+        dropped=snapshot.dropped,
+        retries=retries,
+    )
+    return Outcome.UPLOADED
