@@ -100,7 +100,9 @@ async def test_without_a_daemon_a_hook_reports_straight_to_coder(peers: Peers) -
     code, stderr = await hook("codex", env, b"", payload)
     assert code == 0, stderr
     assert statuses(peers) == [("idle", "Turn finished")]
-    assert "report_direct" in stderr
+    (line,) = [json.loads(line) for line in stderr.splitlines()]  # one line, not three
+    assert (line["event"], line["direct"]) == ("report_delivered", True)
+    assert "no socket at" in line["no_daemon"]
 
 
 async def test_without_a_daemon_the_rules_still_hold(peers: Peers) -> None:
@@ -108,7 +110,7 @@ async def test_without_a_daemon_the_rules_still_hold(peers: Peers) -> None:
     env = peers.env()
     code, stderr = await finish(await start_agent(["report", "complete", "Opened PR #3"], env))
     assert code == 0, stderr
-    assert "report_direct" in stderr
+    assert "\"no_daemon\"" in stderr
     # Claude Code's Stop after the agent's own `report complete`: not sent, the task stays done.
     code, stderr = await hook("claude-code", env, claude("Stop", stop_hook_active=False))
     assert code == 0
@@ -152,8 +154,11 @@ async def test_coder_down_never_fails_the_agent(peers: Peers) -> None:
     env = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_REQUEST_TIMEOUT="0.3")
     code, stderr = await hook("claude-code", env, claude("Stop"))
     assert code == 0
-    # Logged once; which error it names (refused, or the deadline) depends on the machine's load.
-    assert "report_failed" in stderr
+    # Logged once, one line; which error it names (refused, or the deadline) depends on the
+    # machine's load.
+    (line,) = [json.loads(line) for line in stderr.splitlines()]
+    assert (line["event"], line["direct"]) == ("report_failed", True)
+    assert "no_daemon" in line
 
 
 async def test_an_event_that_reports_nothing_sends_nothing(peers: Peers) -> None:
