@@ -125,19 +125,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(stop, "--agentapi-url", "--budget", "--log-level", "--log-format")
 
+    from agent.hooks import AGENTS  # noqa: PLC0415 - the registry of agents
+
     hook = commands.add_parser(
         "hook",
-        help="report the task's status from an agent's own hook (Claude Code, Codex)",
+        help="report the task's status from an agent's own hook",
         description=(
             "Map an agent's hook event to a status report and hand it to the daemon (or "
-            "straight to Coder when none runs). claude-code: the hook event as JSON on stdin "
-            "(a Claude Code command hook). codex: the JSON as the last argument (Codex's "
-            "`notify` program). Always exits 0: a hook never fails the agent; problems are "
-            "logged on stderr. The mapping is in docs/hooks.md."
+            "straight to Coder when none runs). The event arrives as JSON on stdin; Codex's "
+            "`notify` program gets it as the last argument. Agents: "
+            + ", ".join(f"{name} ({agent.label})" for name, agent in AGENTS.items())
+            + ". Always exits 0: a hook never fails the agent; problems are logged on stderr. "
+            "Which event reports what: docs/hooks.md."
         ),
     )
-    hook.add_argument("agent", choices=("claude-code", "codex"), help="which agent calls")
+    hook.add_argument("agent", choices=tuple(AGENTS), help="which agent calls")
     hook.add_argument("payload", nargs="*", help="codex: the notify JSON (Codex appends it)")
+    hook.add_argument(
+        "--event",
+        metavar="NAME",
+        help="the event's name, for payloads that do not carry it (Copilot's camelCase hooks)",
+    )
+    hook.add_argument(
+        "--then-run",
+        metavar="JSON",
+        help="a JSON array: a program to run after reporting, with the payload appended "
+        "(the user's own Codex notify program)",
+    )
     _add_setting_flags(hook, "--socket", "--log-level", "--log-format")
 
     return parser
@@ -187,7 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Never fails the agent: exits 0, problems logged (agent.hooks.command).
         from agent.hooks.command import run_hook  # noqa: PLC0415
 
-        return run_hook(args.agent, args.payload, _setting_flags(args))
+        return run_hook(
+            args.agent,
+            args.payload,
+            _setting_flags(args),
+            event=args.event,
+            then_run=args.then_run,
+        )
 
     try:
         settings = _settings(args)
@@ -206,14 +226,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 # What each fast command accepts besides its positional arguments (min, max).
 _FAST = {
     "report": ((1, 2), ("--uri", "--socket", "--log-level", "--log-format")),
-    # `hook AGENT [PAYLOAD]`: Claude Code runs it at every prompt and tool call.
-    "hook": ((1, 2), ("--socket", "--log-level", "--log-format")),
+    # `hook AGENT [PAYLOAD]`: agents run it at every prompt and tool call. Any AGENT: an unknown
+    # one is logged by the command (one line, exit 0), not refused by argparse.
+    "hook": ((1, 2), ("--event", "--then-run", "--socket", "--log-level", "--log-format")),
     "snapshot": ((0, 0), ("--agentapi-url", "--budget", "--log-level", "--log-format")),
 }
 
 
 def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | None:
-    """`report` or `snapshot` in their plain forms: command, positionals, options.
+    """`report`, `snapshot` or `hook` in their plain forms: command, positionals, options.
 
     argparse costs more than the rest of the hooks' path; anything this does not recognise
     exactly (help, abbreviations, a repeated or unknown option, a value that looks like an
@@ -239,8 +260,6 @@ def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | No
         options[name] = value
     if not least <= len(positional) <= most:
         return None
-    if argv[0] == "hook" and positional[0] not in ("claude-code", "codex"):
-        return None  # argparse names the choices
     return argv[0], positional, options
 
 
@@ -254,7 +273,13 @@ def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
         # Never fails the agent: exits 0, problems logged (agent.hooks.command).
         from agent.hooks.command import run_hook  # noqa: PLC0415
 
-        return run_hook(positional[0], positional[1:], flags)
+        return run_hook(
+            positional[0],
+            positional[1:],
+            flags,
+            event=options.get("--event"),
+            then_run=options.get("--then-run"),
+        )
 
     from agent.hookconfig import load_hook_settings  # noqa: PLC0415
     from agent.reportsocket import client as reportclient  # noqa: PLC0415

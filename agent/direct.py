@@ -78,11 +78,15 @@ async def snapshot_once(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
     return int(outcome.exit_code)
 
 
-def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = False) -> ExitCode:
+def report_once(
+    settings: Settings, status: AppStatus, *, from_hook: bool = False, no_daemon: str = ""
+) -> ExitCode:
     """PATCH `status` to Coder with retries inside two request timeouts; returns the exit code.
 
     The reporting rules hold here too, with the daemon's memory file (agent.lastreport): a hook's
     idle after an explicit complete or failed is not sent (exit 0, logged `report_held`).
+    Logs one line, the outcome, with `direct=True` and `no_daemon` (why no daemon took it):
+    a hook runs at every step, and three lines per step drown the agent's log.
     Raises ConfigError when Coder or the app slug is not configured.
     """
     if settings.status_transport == "http" or (
@@ -103,28 +107,47 @@ def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = Fals
             state=status.state.value,
             shown=shown.state.value,
             reason="a hook's idle does not replace an explicit complete or failed",
+            direct=True,
+            no_daemon=no_daemon,
         )
         return ExitCode.OK
-    code = anyio.run(_report, settings, status, SYSTEM_CLOCK)
+    code = anyio.run(_report, settings, status, SYSTEM_CLOCK, no_daemon)
     if code is ExitCode.OK:
         memory.delivered(status, from_hook=from_hook)
     return code
 
 
-async def _report(settings: Settings, status: AppStatus, clock: Clock) -> ExitCode:
-    # The agent's socket or HTTP, chosen as the daemon chooses (the token only for HTTP).
-    async with open_sender(settings, clock=clock) as send:
+async def _report(settings: Settings, status: AppStatus, clock: Clock, no_daemon: str) -> ExitCode:
+    # The agent's socket or HTTP, chosen as the daemon chooses (the token only for HTTP); the
+    # choice is said in the outcome line, not in a line of its own.
+    async with open_sender(settings, clock=clock, announce=False) as send:
         deadline = clock.now() + 2 * settings.request_timeout
+        where = {"direct": True, "no_daemon": no_daemon}
         try:
             await deliver(lambda: send(status), deadline=deadline, clock=clock)
         except Unsupported as exc:
-            log.error("report_failed", reason="unsupported", error=str(exc))
+            log.error("report_failed", reason="unsupported", error=str(exc), **where)
             return ExitCode.REJECTED
         except Rejected as exc:
-            log.error("report_failed", reason="rejected", error=str(exc), status=exc.status)
+            log.error(
+                "report_failed", reason="rejected", error=str(exc), status=exc.status, **where
+            )
             return ExitCode.REJECTED
         except RemoteError as exc:
-            log.error("report_failed", reason="not delivered in time", error=str(exc))
+            log.error(
+                "report_failed",
+                reason="not delivered in time",
+                error=str(exc),
+                transport=send.transport,
+                why=send.reason,
+                **where,
+            )
             return ExitCode.UNDELIVERED
-    log.info("report_delivered", state=status.state.value, direct=True, transport=send.transport)
+    log.info(
+        "report_delivered",
+        state=status.state.value,
+        transport=send.transport,
+        why=send.reason,
+        **where,
+    )
     return ExitCode.OK

@@ -23,7 +23,7 @@ The rules (numbers as in the issue):
    agent has not started yet, and reporting idle then would flap working -> idle -> working.
 5. An explicit report sets state, message and uri as given.
 6. (Delivery) a report identical to the last delivered one is not sent: see agent.daemon.reporter.
-7. A report from the agent's lifecycle hooks (agent.hooks.mapping) is an explicit report, except
+7. A report from the agent's lifecycle hooks (agent.hooks.events) is an explicit report, except
    that its idle does not replace an explicit complete or failed (rule 4 holds for hooks too);
    and a `stable` reading does not replace an idle already shown, so a hook's words ("Turn
    finished", "Waiting for permission to use Bash") stay instead of flapping to "Waiting for input".

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from agent.hooks import AGENTS
+
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ROOT / "agent"
 # Pure decision modules: no I/O, no clock, no globals; they import only each other and these
 # parts of the standard library.
 PURE = {"agent.models", "agent.errors", "agent.rules", "agent.snapshot", "agent.coder.drpc"}
-PURE |= {"agent.hooks.mapping", "agent.redaction", "agent.conversation", "agent.stop.outcome"}
-PURE |= {"agent.jsonline"}
+PURE |= {"agent.redaction", "agent.conversation", "agent.stop.outcome", "agent.jsonline"}
+# The hooks' registry, their vocabulary and rules, and every agent's mapping module.
+PURE |= {"agent.hooks.__init__", "agent.hooks.events", "agent.hooks.payload"}
+PURE |= {f"agent.hooks.{agent.module}" for agent in AGENTS.values()}
 PURE_STDLIB = {
     "__future__",
     "collections",

@@ -17,6 +17,7 @@ import pytest
 from agent import rules
 from agent.cli import _parser
 from agent.environment import VARIABLES
+from agent.hooks import AGENTS
 from agent.models import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +143,11 @@ def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
         if not file.exists() or (file.suffix == ".md" and anchor and anchor not in anchors(file)):
             broken.append(target)
     assert broken == []
+
+
+def test_the_hooks_page_has_a_row_for_every_agent_of_the_registry() -> None:
+    rows = first_column(section(DOCS / "hooks.md", "Agents"))
+    assert rows == [f"`{name}`" for name in AGENTS]
 
 
 def test_the_readme_stays_a_five_minute_read() -> None:

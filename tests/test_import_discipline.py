@@ -17,9 +17,11 @@ from pathlib import Path
 import anyio
 import pytest
 
+from agent.hooks import AGENTS
 from agent.models import AppStatus
 from agent.reportsocket.server import serve_reports
 from tests.e2e.conftest import TOKEN
+from tests.hookturns import first_reporting_call
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +43,8 @@ FAST_OURS = {
     "agent.errors",
     "agent.hooks",
     "agent.hooks.command",
-    "agent.hooks.mapping",
+    "agent.hooks.events",
+    "agent.hooks.payload",
     "agent.hookconfig",
     "agent.jsonline",
     "agent.models",
@@ -49,6 +52,9 @@ FAST_OURS = {
     "agent.reportsocket",
     "agent.reportsocket.client",
 }
+# Each agent's mapping module, imported by its own `hook AGENT` only (Qwen's reuses Claude Code's).
+MAPPINGS = {f"agent.hooks.{agent.module}" for agent in AGENTS.values()}
+USES = {"qwen": {"agent.hooks.claude_code"}}
 NEVER_ON_ONE_SHOT = {
     "agent.daemon.daemon",
     "agent.reportsocket.server",
@@ -134,13 +140,46 @@ async def test_handed_to_a_daemon_only_the_standard_library(
     ours = {m for m in modules if m.split(".")[0] == "agent"}
     assert tops(modules) & SLOW_STDLIB == set(), logs
     assert tops(modules) & (HOOK_WRAPPERS if args[0] == "hook" else WRAPPERS) == set(), logs
-    assert ours <= FAST_OURS
+    assert ours <= FAST_OURS | MAPPINGS
+    assert ours & MAPPINGS == ({"agent.hooks.codex"} if args[0] == "hook" else set())
     assert "agent.reportsocket.client" in ours
     if args[0] == "hook":
-        assert [(s.state.value, s.message) for s in hooks] == [("idle", "Turn finished")]
+        assert [(s.state.value, s.message) for s in hooks] == [("idle", "Done")]
     assert TOKEN not in logs
     if args[0] == "report":
         assert [s.message for s in received] == ["Done"]
+
+
+@pytest.mark.parametrize("agent", list(AGENTS))
+async def test_every_agents_hook_imports_its_own_mapping_and_the_standard_library(
+    tmp_path: Path, agent: str
+) -> None:
+    hooks: list[AppStatus] = []
+    call = first_reporting_call(agent)
+    path = tmp_path / "run" / "report.sock"
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            await group.start(
+                functools.partial(serve_reports, on_hook_report=hooks.append), path, hooks.append
+            )
+            result = await anyio.run_process(
+                [sys.executable, "-X", "importtime", "-m", "agent", "hook", agent, *call.args],
+                env=base_env(tmp_path),
+                input=call.stdin,
+                check=False,
+            )
+            group.cancel_scope.cancel()
+    stderr = result.stderr.decode()
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert result.returncode == 0, stderr
+    assert [(s.state.value, s.message) for s in hooks] == [call.reports]
+    assert tops(modules) & (HEAVY | SLOW_STDLIB | HOOK_WRAPPERS) == set()
+    ours = {m for m in modules if m.split(".")[0] == "agent"}
+    assert ours - FAST_OURS == {f"agent.hooks.{AGENTS[agent].module}"} | USES.get(agent, set())
 
 
 async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Path) -> None:
@@ -148,7 +187,7 @@ async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Pa
         ["report", "idle", "x"], base_env(tmp_path, CODER_TASK_AGENT_REQUEST_TIMEOUT="0.2")
     )
     assert code == 5, logs  # nothing listens at the Coder URL: not delivered
-    assert "report_direct" in logs
+    assert '"no_daemon"' in logs  # the direct path's one outcome line
     assert {"httpx", "anyio"} <= tops(modules)
     assert modules & (NEVER_ON_DIRECT_REPORT | NEVER_EXCEPT_ITS_COMMAND) == set()
 

@@ -76,6 +76,7 @@ class StatusSender:
         http: Send | None,
         clock: Clock = SYSTEM_CLOCK,
         reprobe_after: float = REPROBE_AFTER,
+        announce: bool = True,
     ) -> None:
         if mode != "http" and socket is None:
             raise ValueError(f"status transport {mode!r} needs the agent-socket client")
@@ -85,6 +86,11 @@ class StatusSender:
         self._http = http
         self._clock = clock
         self._reprobe_after = reprobe_after
+        # False: the first choice is logged at debug only (a one-shot `report` says it in its
+        # outcome line, `reason`); every later change is logged as usual.
+        self._announce = announce
+        # Why the current transport (said in log lines); a forced one by its variable.
+        self.reason = "" if mode == "auto" else f"CODER_TASK_AGENT_STATUS_TRANSPORT={mode}"
         self._current: Transport | None = "http" if mode == "http" else None
         if mode == "socket":
             self._current = "socket"
@@ -182,8 +188,10 @@ class StatusSender:
         if previous == transport:
             return
         self._current = transport
+        self.reason = reason
         if previous is None:
-            log.info("status_transport_chosen", transport=transport, reason=reason)
+            level = log.info if self._announce else log.debug
+            level("status_transport_chosen", transport=transport, reason=reason)
         else:
             log.info(
                 "status_transport_changed", transport=transport, previous=previous, reason=reason
@@ -230,7 +238,11 @@ class StatusSender:
 
 @asynccontextmanager
 async def open_sender(
-    settings: Settings, http: Send | None = None, clock: Clock = SYSTEM_CLOCK
+    settings: Settings,
+    http: Send | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    *,
+    announce: bool = True,
 ) -> AsyncIterator[StatusSender]:
     """A StatusSender for `settings`, its socket connection closed on exit.
 
@@ -247,7 +259,12 @@ async def open_sender(
         if http is None and settings.status_transport != "socket":
             http = _lazy_http(settings, stack, clock)
         yield StatusSender(
-            settings.status_transport, settings.app_slug, socket=socket, http=http, clock=clock
+            settings.status_transport,
+            settings.app_slug,
+            socket=socket,
+            http=http,
+            clock=clock,
+            announce=announce,
         )
 
 

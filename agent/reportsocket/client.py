@@ -465,10 +465,13 @@ def report(
                 return ExitCode.OK
             out.error("report_refused", error=str(answer.get("error", ""))[:300])
             return ExitCode.REJECTED
-    out.info("report_direct", reason=reason)
+    # Not a line of its own: the direct path's one outcome line says it (`no_daemon`).
+    out.debug("report_direct", reason=reason)
     from agent.direct import report_once  # noqa: PLC0415 - the heavy path, only when needed
 
-    return report_once(full_settings(settings), status, from_hook=source == "hook")
+    return report_once(
+        full_settings(settings), status, from_hook=source == "hook", no_daemon=reason
+    )
 
 
 def full_settings(settings: Settings | HookSettings) -> Settings:
