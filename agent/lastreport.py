@@ -122,7 +122,7 @@ class DirectMemory:
 
 def _make_private_dir(directory: Path) -> None:
     """The daemon's directory checks (0700, ours); a failure shows as `last_report_not_saved`."""
-    from agent.reportsocket.client import Untrusted, make_private_dir  # noqa: PLC0415
+    from agent.reportsocket.trust import Untrusted, make_private_dir  # noqa: PLC0415
 
     try:
         make_private_dir(directory)

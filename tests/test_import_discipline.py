@@ -48,6 +48,7 @@ FAST_OURS = {
     "agent.redaction",
     "agent.reportsocket",
     "agent.reportsocket.client",
+    "agent.reportsocket.trust",
 }
 NEVER_ON_ONE_SHOT = {
     "agent.daemon.daemon",
