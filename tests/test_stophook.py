@@ -15,13 +15,8 @@ import pytest
 from agent.agentapi import parse_state_file
 from agent.clock import ManualClock
 from agent.errors import BadResponse
-from agent.stop.hook import (
-    AgentAPIProcess,
-    fetch_messages_now,
-    read_pid,
-    started_at,
-    version_supports_state,
-)
+from agent.stop.hook import fetch_messages_now
+from agent.stop.process import AgentAPIProcess, read_pid, started_at, version_supports_state
 from tests.fakes import wait_until
 
 
