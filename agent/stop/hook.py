@@ -34,7 +34,14 @@ from urllib.parse import urlsplit
 from agent.errors import ConfigError
 from agent.models import ExitCode
 from agent.settings import Settings, StopHookInputs, load_settings, stop_hook_environment
-from agent.stop.process import AgentAPIProcess, find_process, save_state, terminate
+from agent.stop.process import (
+    AgentAPIProcess,
+    Unusable,
+    find_process,
+    read_state_file,
+    save_state,
+    terminate,
+)
 
 if TYPE_CHECKING:
     import structlog.typing
@@ -283,22 +290,20 @@ async def _from_state_file(
     """
     import anyio  # noqa: PLC0415
 
-    from agent.agentapi import parse_state_file  # noqa: PLC0415
-    from agent.errors import BadResponse  # noqa: PLC0415
-
     log = _log()
     if path is None:
         return None
     if process is not None and process.alive():
         await process.wait_exit(max(0.0, (deadline - clock.now()) / 2), clock)
     try:
-        body = await anyio.Path(path).read_bytes()
-        age = time.time() - (await anyio.Path(path).stat()).st_mtime
-        messages = parse_state_file(body)
-    except (OSError, BadResponse) as exc:
+        messages, age = await anyio.to_thread.run_sync(read_state_file, path)
+    except Unusable as exc:
         log.warning("agentapi_state_file_unusable", path=str(path), error=str(exc))
         return None
     log.info(
-        "snapshot_from_state_file", path=str(path), messages=len(messages), age_s=round(age, 1)
+        "snapshot_from_state_file",
+        path=str(path),
+        messages=len(messages),
+        age_s=None if age is None else round(age, 1),
     )
     return messages

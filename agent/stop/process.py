@@ -14,12 +14,16 @@ import re
 import select
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from agent.reportsocket.trust import Untrusted, read_checked
 
 if TYPE_CHECKING:
     import structlog.typing
 
+    from agent.agentapi import Message
     from agent.clock import Clock
     from agent.settings import StopHookInputs
 
@@ -30,6 +34,10 @@ STATE_SAVE_WAIT = 1.0
 # After SIGKILL the kernel ends the process at once; this only covers a loaded machine.
 KILL_WAIT = 2.0
 POLL_INTERVAL = 0.02
+# A PID file holds a number and a newline: anything longer is not one.
+PID_FILE_MAX_BYTES = 64
+# The kernel's PID_MAX_LIMIT on 64-bit systems: no PID is larger, whatever pid_max says.
+PID_MAX_LIMIT = 2**22
 # `agentapi --version` prints e.g. "agentapi version 0.12.1"; state persistence needs 0.12.0.
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)\s*$")
 STATE_MIN_VERSION = (0, 12, 0)
@@ -70,6 +78,8 @@ class AgentAPIProcess:
 
     def send(self, signum: signal.Signals) -> bool:
         """Send `signum`; False when the process is gone or not ours to signal."""
+        if signal_refusal(self.pid) is not None:
+            return False  # never reached through read_pid: a last guard before any signal
         try:
             if self._fd is not None:
                 signal.pidfd_send_signal(self._fd, signum)
@@ -165,17 +175,102 @@ def _stat_fields(pid: int) -> list[str] | None:
 PID_FILE_SLACK = 5.0
 
 
-def read_pid(path: Path) -> tuple[int | None, str]:
-    """The PID in `path`, or None and why not."""
+class Unusable(Exception):
+    """A file of AgentAPI's (its PID file, its state file) refused: untrusted, or no usable value.
+
+    The message names the file and says why.
+    """
+
+
+def read_pid(path: Path) -> int | None:
+    """The PID in the PID file `path`; None when there is no such file.
+
+    Read through the one trust check (agent.reportsocket.trust): the module's script writes it
+    as the workspace's user, so a file of ours, or of root's (a start script run as root),
+    in a directory no one else can write to. Raises Unusable when the file is refused, holds no
+    number, or names a process that must never be signalled (`signal_refusal`).
+    """
     try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        raw = read_checked(path, max_bytes=PID_FILE_MAX_BYTES, root_ok=True)
     except FileNotFoundError:
-        return None, f"no PID file at {path}"
+        return None
+    except Untrusted as exc:
+        raise Unusable(exc.problem) from None
     except OSError as exc:
-        return None, f"the PID file {path} cannot be read ({type(exc).__name__})"
-    if not (text.isascii() and text.isdigit()) or int(text) <= 1:
-        return None, f"the PID file {path} holds no PID ({text[:40]!r})"
-    return int(text), ""
+        raise Unusable(
+            f"{str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
+    text = raw.decode("ascii", errors="replace").strip()
+    if not (text.isascii() and text.isdigit()):
+        raise Unusable(f"{str(path)!r} holds no PID ({text[:40]!r})")
+    pid = int(text)
+    problem = signal_refusal(pid)
+    if problem is not None:
+        raise Unusable(f"{str(path)!r} names PID {pid}, {problem}")
+    return pid
+
+
+def signal_refusal(pid: int) -> str | None:
+    """Why process `pid` must never be signalled by the stop hook, or None when it may be.
+
+    A PID comes from a file: whatever it says, the stop hook never signals a process group
+    (0 and below), init (1), a PID the kernel cannot have given (past `pid_max`: too large for
+    the system calls too), itself, its parent, or the leader of its process group or session.
+    """
+    if pid <= 1:
+        return "which is init or, 0 and below, a whole process group"
+    limit = pid_max()
+    if pid > limit:
+        return f"past the largest PID of this system ({limit})"
+    for ours, what in (
+        (os.getpid(), "this very process"),
+        (os.getppid(), "its parent"),
+        (os.getpgrp(), "the leader of its process group"),
+        (os.getsid(0), "the leader of its session"),
+    ):
+        if pid == ours:
+            return f"which is {what}"
+    return None
+
+
+def pid_max() -> int:
+    """The largest PID this system gives (/proc/sys/kernel/pid_max), at most PID_MAX_LIMIT."""
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as file:
+            value = int(file.read(32))
+    except (OSError, ValueError):
+        return PID_MAX_LIMIT
+    return value if 1 < value <= PID_MAX_LIMIT else PID_MAX_LIMIT
+
+
+def read_state_file(path: Path) -> tuple[list[Message], float | None]:
+    """The conversation in AgentAPI's state file `path`, and the file's age in seconds.
+
+    Read through the one trust check, like the PID file (ours or root's), at most the
+    conversation's size cap. Raises Unusable naming the file and why, whatever it holds.
+    """
+    from agent.agentapi import parse_state_file  # noqa: PLC0415 - pydantic, off the early path
+    from agent.conversation import MAX_MESSAGES_BYTES  # noqa: PLC0415
+    from agent.errors import BadResponse  # noqa: PLC0415
+
+    try:
+        body = read_checked(path, max_bytes=MAX_MESSAGES_BYTES, root_ok=True)
+    except Untrusted as exc:
+        raise Unusable(exc.problem) from None
+    except OSError as exc:
+        raise Unusable(
+            f"{str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
+    try:
+        messages = parse_state_file(body)
+    # Any content: not the state file's shape, nesting past the parser's limits, no memory left.
+    except (BadResponse, ValueError, RecursionError, MemoryError) as exc:
+        raise Unusable(f"{str(path)!r} is not AgentAPI's state file ({exc})") from None
+    try:
+        age: float | None = time.time() - os.stat(path).st_mtime
+    except OSError:
+        age = None
+    return messages, age
 
 
 def version_supports_state(output: str) -> bool:
@@ -222,9 +317,16 @@ def find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
             "signalled",
         )
         return None
-    pid, why = read_pid(inputs.pid_file)
+    try:
+        pid = read_pid(inputs.pid_file)
+    except Unusable as exc:
+        log.warning("agentapi_pid_refused", problem=str(exc), reason="AgentAPI is not signalled")
+        return None
     if pid is None:
-        log.info("agentapi_pid_unknown", reason=f"{why}: AgentAPI is not signalled")
+        log.info(
+            "agentapi_pid_unknown",
+            reason=f"no PID file at {inputs.pid_file}: AgentAPI is not signalled",
+        )
         return None
     process = AgentAPIProcess(pid)  # pinned from here on (a pidfd)
     if not process.alive():
