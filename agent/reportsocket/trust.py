@@ -241,7 +241,13 @@ def read_checked(path: str | os.PathLike[str], *, max_bytes: int, root_ok: bool 
 def _open_file(where: str) -> int:
     """A descriptor of the file `where`, opened through its checked directory."""
     directory, name = os.path.split(os.path.abspath(where))
-    dir_fd = _open_file_dir(directory)
+    try:
+        dir_fd = _open_file_dir(directory)
+    except Untrusted:
+        if not os.path.lexists(where):
+            # Nothing to refuse: no file is the usual case, not worth a warning each time.
+            raise FileNotFoundError(errno.ENOENT, "no such file", where) from None
+        raise
     try:
         return os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
