@@ -93,7 +93,8 @@ def _directory_of_another_user(path: Path, good: bytes, cap: int) -> None:
 
 def _directory_open_to_all(path: Path, good: bytes, cap: int) -> None:
     path.write_bytes(good)
-    os.chmod(path.parent, 0o777)  # no sticky bit: anyone could have replaced the file  # noqa: S103 - the plant under test
+    # No sticky bit: anyone could have replaced the file.
+    os.chmod(path.parent, 0o777)  # noqa: S103 - the plant under test
 
 
 def _oversize(path: Path, good: bytes, cap: int) -> None:
