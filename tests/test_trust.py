@@ -17,14 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import pytest
 from structlog.testing import capture_logs
 
 from agent import lastreport
+from agent.clock import ManualClock
+from agent.conversation import MAX_MESSAGES_BYTES
 from agent.models import AppState, AppStatus
 from agent.reportsocket.trust import Untrusted, read_checked, read_trusted
 from agent.settings import StopHookInputs
 from agent.stop import process
+from agent.stop.hook import _from_state_file
 from agent.stop.process import Unusable, find_process, read_pid, read_state_file, signal_refusal
 from tests.planted import OTHER_UID, PLANTS, TRUST_PLANTS, Plant, each
 
@@ -257,8 +261,6 @@ def test_the_state_file_reads_a_good_file(tmp_path: Path) -> None:
 def test_the_state_file_refuses_every_plant(tmp_path: Path, plant: Plant) -> None:
     path = tmp_path / "module" / "agentapi-state.json"
     path.parent.mkdir()
-    from agent.conversation import MAX_MESSAGES_BYTES  # noqa: PLC0415
-
     plant.plant(path, STATE_FILE, MAX_MESSAGES_BYTES)
     with pytest.raises(Unusable) as refused:
         bounded(lambda: read_state_file(path))
@@ -269,3 +271,18 @@ def test_every_plant_is_in_the_table() -> None:
     # The readers above run the whole table: a plant added later runs against all of them.
     assert {p.name for p in TRUST_PLANTS} < {p.name for p in PLANTS}
     assert len(PLANTS) >= 13
+
+
+@pytest.mark.anyio
+async def test_the_stop_hook_falls_back_past_an_unusable_state_file(tmp_path: Path) -> None:
+    # The state file is read when `/messages` could not be: unusable, there is no conversation
+    # (one warning), and the stop goes on.
+    path = tmp_path / "agentapi-state.json"
+    os.mkfifo(path, 0o600)
+    clock = ManualClock()
+    with capture_logs() as logs, anyio.fail_after(HANG):
+        assert await _from_state_file(path, None, clock.now() + 5, clock) is None
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("agentapi_state_file_unusable", "warning")
+    ]
+    assert "FIFO" in logs[0]["error"]
