@@ -2,8 +2,12 @@
 
 Why a module of its own: these are the parts of `stop-hook` (agent.stop.hook) that touch another
 process (a PID read from a file, /proc, signals), apart from the snapshot's HTTP path. Only the
-standard library is imported at module level: `stop-hook` reads the conversation before anything
-heavy is imported (see agent.stop.hook), and anyio is imported inside the waits that need it.
+standard library (and the stdlib-only trust check, agent.reportsocket.trust) is imported at
+module level: `stop-hook` reads the conversation before anything heavy is imported (see
+agent.stop.hook), and anyio is imported inside the waits that need it.
+
+Its files are another process's, in a place the module chose: both go through the one trust
+check (`read_pid`, `read_state_file`), and no PID is signalled before `signal_refusal` passed.
 """
 
 from __future__ import annotations
