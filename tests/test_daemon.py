@@ -23,6 +23,7 @@ from agent.models import AppState, AppStatus
 from agent.settings import Secret, Settings
 from agent.stop.upload import Outcome
 from tests.fakes import FakeAgentAPI, FakeCoder, Recorded, Scripted, message, wait_until
+from tests.planted import Plant, each
 from tests.socketclient import request, send_to_daemon
 from tests.test_coderline import counted
 
@@ -512,6 +513,25 @@ async def test_an_explicit_complete_survives_a_crash_and_restart(settings: Setti
         await wait_until(lambda: not saved.exists())
         assert await stop(second) == 0
     assert second.coder.statuses[0]["uri"] == "https://git.example/pr/12"
+
+
+@each()
+async def test_a_planted_memory_is_ignored_at_start(settings: Settings, plant: Plant) -> None:
+    # Another user made the runtime directory first, or left something else in the memory's
+    # place: the daemon starts, warns once, and reports what it sees (idle), not their complete.
+    assert settings.socket_path is not None
+    saved = settings.socket_path.parent / "last-report.json"
+    saved.parent.mkdir(mode=0o700)
+    good = b'{"state": "complete", "message": "Theirs", "uri": "https://evil.example/"}'
+    plant.plant(saved, good, 64 * 1024)
+    with capture_logs() as logs:
+        async with running(settings) as handle:
+            await wait_until(lambda: handle.states() == ["idle"])
+            assert await stop(handle) == 0
+    assert handle.states() == ["idle"]
+    assert "last_report_restored" not in [e["event"] for e in logs]
+    warned = [e for e in logs if e["event"] in ("untrusted_file_ignored", "last_report_unreadable")]
+    assert len(warned) == 1
 
 
 class GatedCoder(FakeCoder):

@@ -51,6 +51,7 @@ FAST_OURS = {
     "agent.redaction",
     "agent.reportsocket",
     "agent.reportsocket.client",
+    "agent.reportsocket.trust",
 }
 # Each agent's mapping module, imported by its own `hook AGENT` only (Qwen's reuses Claude Code's).
 MAPPINGS = {f"agent.hooks.{agent.module}" for agent in AGENTS.values()}

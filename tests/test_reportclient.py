@@ -20,17 +20,14 @@ from agent.models import AppState, AppStatus, ExitCode
 from agent.reportsocket.client import (
     NoDaemon,
     Unanswered,
-    Untrusted,
     Writer,
     _connect,
     exchange,
-    make_private_dir,
-    peer_credentials,
     report,
     snapshot,
-    system_owners,
 )
 from agent.reportsocket.server import prepare_socket_dir
+from agent.reportsocket.trust import Untrusted, make_private_dir, peer_credentials, system_owners
 from agent.settings import Secret, Settings
 
 TOKEN = "rc-token-4b1e9d0c"

@@ -278,3 +278,33 @@ async def test_race_lost_the_conversation_comes_from_the_state_file(
     code, stderr = await finish(await start_agent(["stop-hook", "--strict"], env))
     assert code == 3
     assert "snapshot_from_state_file" not in names(stderr)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (str(2**31), "past the largest PID"),  # used to end the hook before the upload
+        ("1", "init"),
+        ("pgrp", "process group"),  # the test's process group is the hook's
+        ("parent", "its parent"),  # the test process started the hook
+        ("fifo", "FIFO"),  # used to hang the hook
+    ],
+)
+async def test_a_pid_file_naming_what_must_never_be_signalled(
+    peers: Peers, home: Path, content: str, words: str
+) -> None:
+    fake = await start_fake_agentapi(peers.workdir / "agentapi", pid_file=None)
+    pid_file = peers.workdir / "agentapi.pid"
+    if content == "fifo":
+        os.mkfifo(pid_file, 0o600)
+    else:
+        value = {"pgrp": os.getpgrp(), "parent": os.getpid()}.get(content, content)
+        pid_file.write_text(f"{value}\n")
+    env = hook_env(peers, home, fake.port, ARG_PID_FILE_PATH=str(pid_file))
+    code, stderr = await finish(await start_agent(["stop-hook", "--strict"], env))
+    assert code == 0, stderr  # the upload's outcome: nothing ended the hook before it
+    assert "snapshot_uploaded" in names(stderr)
+    assert fake.record() == ["GET /messages"]
+    (refused,) = [e for e in events(stderr) if e["event"] == "agentapi_pid_refused"]
+    assert str(pid_file) in str(refused["problem"])
+    assert words in str(refused["problem"])
