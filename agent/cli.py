@@ -8,7 +8,7 @@ proxy is configured; the direct `report` path imports httpx and the rest only th
 The local stand-ins and the demo are not part of the product: they are `coder-task-agent-dev`
 (devkit/ in the repository).
 
-Exit codes: `agent.models.ExitCode` (README's table is that enum).
+Exit codes: `agent.models.ExitCode` (docs/operations.md's table is that enum).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
             "CODER_AGENT_TOKEN_FILE or the systemd credential coder-agent-token). Wanted: "
             "CODER_MCP_APP_STATUS_SLUG (without it no status is reported) and CODER_TASK_ID "
             "(without it no snapshot is saved). Every setting is an environment variable "
-            "(README, Configuration); a flag overrides the variable named after its help."
+            "(docs/configuration.md); a flag overrides the variable named after its help."
         ),
     )
     _add_setting_flags(run, *_SETTING_FLAGS)
@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     stop.add_argument(
-        "--strict", action="store_true", help="exit with the outcome's code (see README)"
+        "--strict", action="store_true", help="exit with the outcome's code (docs/operations.md)"
     )
     _add_setting_flags(stop, "--agentapi-url", "--budget", "--log-level", "--log-format")
 
@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
             "straight to Coder when none runs). claude-code: the hook event as JSON on stdin "
             "(a Claude Code command hook). codex: the JSON as the last argument (Codex's "
             "`notify` program). Always exits 0: a hook never fails the agent; problems are "
-            "logged on stderr. The mapping is in README, 'Status from the agent's hooks'."
+            "logged on stderr. The mapping is in docs/hooks.md."
         ),
     )
     hook.add_argument("agent", choices=("claude-code", "codex"), help="which agent calls")
@@ -151,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.stop import early as earlystop  # noqa: PLC0415
 
         earlystop.install()
+    if args_list[:1] == ["hook"] and args_list[1:2] in (["install"], ["uninstall"]):
+        # The hooks' installer, not a hook: its own parser and exit codes (0, 2 on a usage
+        # error or a file it refuses), unlike a hook's "always 0" (agent.hooks.install).
+        from agent.hooks.install import main as install_hooks  # noqa: PLC0415
+
+        return install_hooks(args_list[1:])
     from agent.errors import ConfigError  # noqa: PLC0415
     from agent.models import ExitCode  # noqa: PLC0415
 

@@ -21,13 +21,13 @@ The rules:
 4. `stable` -> idle whenever the task shows working, a repeated reading included (a poll reads
    it again, a replay after a reconnect says it again): a working never outlives the agent's
    idleness, whoever reported it. Two exceptions:
-   a. An explicit complete or failed stays until the agent is observed working again (rule 2
-      or 3): `stable` is what "done" looks like, it does not contradict them.
-   b. Right after a new user message, or an explicit working reported while AgentAPI reads
-      `stable`, the agent has not started yet: `stable` is not taken as the end of the turn
-      until the agent was seen running or `debounce` passed. If it still reads `stable` then,
-      -> idle, with no further reading needed (the `Tick` decides: a stream says `stable` once,
-      a poller reads it every interval, and both report that idle at the same moment).
+   - 4a. An explicit complete or failed stays until the agent is observed working again (rule
+     2 or 3): `stable` is what "done" looks like, it does not contradict them.
+   - 4b. Right after a new user message, or an explicit working reported while AgentAPI reads
+     `stable`, the agent has not started yet: `stable` is not taken as the end of the turn
+     until the agent was seen running or `debounce` passed. If it still reads `stable` then,
+     -> idle, with no further reading needed (the `Tick` decides: a stream says `stable` once,
+     a poller reads it every interval, and both report that idle at the same moment).
 5. An explicit report sets state, message and uri as given (the uri as in rule 8).
 6. (Delivery) a report identical to the last delivered one is not sent: see agent.daemon.reporter.
 7. A report from the agent's lifecycle hooks (agent.hooks.mapping) is an explicit report, except
@@ -44,18 +44,19 @@ The rules:
    bytes (ending in "…" when cut), or "Working" when the prompt has no such line; idle by rule 1
    or 4 says "Waiting for input".
 10. Where Coder's own reporter (`coder exp mcp server`, its `TestExpMcpReporter` cases) differs,
-    on purpose (tests/test_status.py replays those cases, with these differences):
-    a. Working from `running` waits out the debounce (rule 3), and the idle right after a prompt
-       or an explicit working waits for the agent to start or the debounce (rule 4b); Coder
-       reports both at once. Without the debounce a person typing in the terminal, or a
-       spinner's blip, reports working; without 4b a prompt flaps working -> idle -> working.
-    b. A derived status says what was derived (rule 9); Coder repeats the agent's last summary
-       ("doing work" on an idle task is stale). The uri is kept as Coder keeps it (rule 8).
-    c. An explicit idle stands; Coder turns an agent's idle into working while it watches
-       AgentAPI, because its reports come from the model's own tool calls. Ours come from the
-       agent's lifecycle hooks or a deliberate `report`.
-    d. An explicit complete or failed holds against `stable` (rule 4a); Coder replaces it with
-       idle at the next `stable`, so the user never sees that the task ended or failed.
+    on purpose (tests/test_modes.py replays those cases in both modes, with these differences):
+    - 10a. Working from `running` waits out the debounce (rule 3), and the idle right after a
+      prompt or an explicit working waits for the agent to start or the debounce (rule 4b);
+      Coder reports both at once. Without the debounce a person typing in the terminal, or a
+      spinner's blip, reports working; without 4b a prompt flaps working -> idle -> working.
+    - 10b. A derived status says what was derived (rule 9); Coder repeats the agent's last
+      summary ("doing work" on an idle task is stale). The uri is kept as Coder keeps it (rule
+      8).
+    - 10c. An explicit idle stands; Coder turns an agent's idle into working while it watches
+      AgentAPI, because its reports come from the model's own tool calls. Ours come from the
+      agent's lifecycle hooks or a deliberate `report`.
+    - 10d. An explicit complete or failed holds against `stable` (rule 4a); Coder replaces it
+      with idle at the next `stable`, so the user never sees that the task ended or failed.
 """
 
 from __future__ import annotations
