@@ -240,6 +240,19 @@ class Environment:
             problems.append(f"{variable} is not a setting of this program and is ignored{hint}")
         return problems
 
+    def lookalikes(self, variable: str) -> list[str]:
+        """Variables set, unknown to this program, whose names are close to `variable`.
+
+        `CODER_TASKID` for `CODER_TASK_ID`: a setting misspelt outside our own prefix, which
+        `misspelled` cannot flag (any name may be some other program's), named only when the
+        setting it resembles is found missing.
+        """
+        import difflib  # noqa: PLC0415 - only when a setting is missing
+
+        _known(variable)
+        unknown = [v for v in self._source if v not in VARIABLES and self._source[v].strip()]
+        return sorted(difflib.get_close_matches(variable, unknown, n=3, cutoff=0.85))
+
     def default_socket_path(self) -> str:
         """Where the report socket lives when CODER_TASK_AGENT_SOCKET is not set.
 

@@ -176,6 +176,8 @@ class StopHookInputs:
     state_file: Path | None = None
     # Problems with the inputs: each is logged and its part skipped, never a failed stop.
     problems: tuple[str, ...] = ()
+    # Neither CODER_TASK_ID nor ARG_TASK_ID is set (outside a task: nothing to snapshot).
+    task_id_unset: bool = False
 
 
 def stop_hook_environment(
@@ -222,6 +224,7 @@ def stop_hook_environment(
         pid_file=Path(pid_file) if pid_file else _under(module_path, "agentapi.pid"),
         state_file=Path(state_file) if state_file else _under(module_path, "agentapi-state.json"),
         problems=tuple(problems),
+        task_id_unset=not task,
     )
     return environment.replaced(mapped).mapping(), inputs
 

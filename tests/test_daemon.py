@@ -18,7 +18,8 @@ from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
 from agent.coder.httpapi import CoderClient
 from agent.coderline import CoderLine
-from agent.daemon.daemon import TEARDOWN_GRACE, Daemon, socket_only
+from agent.daemon.daemon import TEARDOWN_GRACE, Daemon, socket_only, task_id_warning
+from agent.environment import Environment
 from agent.models import AppState, AppStatus
 from agent.settings import Secret, Settings
 from agent.stop.upload import Outcome
@@ -673,3 +674,50 @@ async def test_in_hooks_mode_the_stop_does_not_wait_for_an_upload(settings: Sett
         assert await stop(handle) == 0
     assert clock.now() == 0
     assert handle.coder.snapshots == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "task", "env", "warned"),
+    [
+        ("events", None, {"CODER_TASKID": str(TASK)}, "CODER_TASKID"),
+        (
+            "poll",
+            None,
+            {"CODER_TASK_UUID": str(TASK), "CODER_TASK": "x"},
+            "CODER_TASK, CODER_TASK_UUID",
+        ),
+        ("events", None, {"TASK": "x"}, None),  # nothing that looks like it: no misspelling named
+        ("events", TASK, {"CODER_TASKID": "x"}, ""),  # a task id: no warning
+        ("hooks", None, {"CODER_TASKID": "x"}, ""),  # no AgentAPI: no snapshot to miss
+    ],
+)
+def test_task_id_warning(
+    settings: Settings, mode: str, task: UUID | None, env: dict[str, str], warned: str | None
+) -> None:
+    settings = replace(settings, mode=mode, task_id=task)  # type: ignore[arg-type]
+    warning = task_id_warning(settings, Environment(env))
+    if warned == "":
+        assert warning is None
+        return
+    assert warning is not None
+    assert "CODER_TASK_ID is not set" in warning["problem"]
+    assert "set CODER_TASK_ID" in warning["fix"]
+    if warned is None:
+        assert "misspelt" not in warning
+    else:
+        assert warning["misspelt"].endswith(warned)
+
+
+async def test_a_daemon_without_a_task_id_warns_at_start(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODER_TASKID", str(TASK))
+    with capture_logs() as logs:
+        async with running(replace(settings, task_id=None)) as handle:
+            await wait_until(lambda: handle.states() == ["idle"])
+            events = [e["event"] for e in logs]
+            assert events.index("task_id_missing") < events.index("daemon_started")
+            assert await stop(handle) == 0
+    (warning,) = [e for e in logs if e["event"] == "task_id_missing"]
+    assert warning["log_level"] == "warning"
+    assert "CODER_TASKID" in warning["misspelt"]

@@ -316,6 +316,7 @@ def test_stop_hook_environment(  # noqa: PLR0917 - one row of the table
     assert inputs.state_file == (Path(state_file) if state_file else None)
     assert inputs.snapshot is snapshot
     assert inputs.state_persistence is persistence
+    assert inputs.task_id_unset is not any(env.get(v) for v in ("ARG_TASK_ID", "CODER_TASK_ID"))
     if problem is None:
         assert inputs.problems == ()
     else:

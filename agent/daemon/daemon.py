@@ -85,8 +85,11 @@ class Daemon:
         *,
         sender: StatusSender | None = None,
         line: CoderLine | None = None,
+        environment: Environment | None = None,
     ) -> None:
         self.settings = settings
+        # Read for the start-up warnings only (settings come read and checked).
+        self._environment = environment
         self.agentapi = agentapi
         # The snapshot goes up the daemon's own line when it has one (agent.coderline), else
         # through the httpx client. Neither exists for a daemon without Coder HTTP (hooks mode
@@ -274,6 +277,9 @@ class Daemon:
                 watcher = watcher_for(self.settings, self.agentapi, self, self.mirror, self.clock)
                 group.start_soon(self._supervised, watcher.run)
             transport = await self.sender.choose() if self.reporting else None
+            missing = task_id_warning(self.settings, self._environment or Environment())
+            if missing is not None:
+                log.warning("task_id_missing", **missing)
             log.info(
                 "daemon_started",
                 agentapi=None if hooks_only else self.settings.agentapi_url,
@@ -471,6 +477,26 @@ def _name(task: Callable[..., object]) -> str:
     owner = getattr(task, "__self__", None)
     name = getattr(task, "__name__", repr(task))
     return f"{type(owner).__name__}.{name}" if owner is not None else name
+
+
+def task_id_warning(settings: Settings, environment: Environment) -> dict[str, str] | None:
+    """The start-up warning of a daemon watching AgentAPI without a task id, else None.
+
+    Without one the stop path has no task to save the conversation to, and would say so only
+    at stop (`snapshot_skipped`): said at start, a misspelt variable is found while the task
+    runs. Names the variable that sets it, and any set variable that looks like a misspelling.
+    """
+    if settings.mode == "hooks" or settings.task_id is not None:
+        return None
+    warning = {
+        "problem": "CODER_TASK_ID is not set: at stop the conversation is not saved "
+        "as the task's log snapshot",
+        "fix": "set CODER_TASK_ID to the task's id (the template's data.coder_task.me.id)",
+    }
+    lookalikes = environment.lookalikes("CODER_TASK_ID")
+    if lookalikes:
+        warning["misspelt"] = f"set but not read (a misspelling?): {', '.join(lookalikes)}"
+    return warning
 
 
 def socket_only(settings: Settings) -> Settings | None:

@@ -245,7 +245,11 @@ async def _snapshot(
         log.info("snapshot_skipped", reason="there is no AgentAPI (CODER_MCP_AI_AGENTAPI_URL=none)")
         return Outcome.SKIPPED
     if fetched is None:
-        log.info("snapshot_skipped", reason="no usable task id or Coder settings (logged above)")
+        # Exactly what is missing: a task id nobody set is logged nowhere else.
+        reason = "the settings it needs are unusable (logged above)"
+        if inputs.task_id_unset:
+            reason = "no task id: neither CODER_TASK_ID nor ARG_TASK_ID is set"
+        log.info("snapshot_skipped", reason=reason)
         return Outcome.SKIPPED
     messages: list[Message] | None = None
     if fetched.body is None:

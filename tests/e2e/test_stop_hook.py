@@ -212,6 +212,26 @@ async def test_task_id_not_a_uuid_is_logged_and_agentapi_still_stopped(
     assert "Traceback" not in stderr
 
 
+@pytest.mark.parametrize(
+    ("change", "reason", "logged_above"),
+    [
+        ({"ARG_TASK_ID": ""}, "no task id: neither CODER_TASK_ID nor ARG_TASK_ID is set", False),
+        ({"ARG_TASK_ID": "task-42"}, "unusable (logged above)", True),
+        ({"CODER_AGENT_URL": ""}, "unusable (logged above)", True),
+    ],
+)
+async def test_a_skipped_snapshot_names_what_is_missing(
+    peers: Peers, home: Path, change: dict[str, str], reason: str, logged_above: bool
+) -> None:
+    env = hook_env(peers, home, 9, **change)
+    code, stderr = await finish(await start_agent(["stop-hook"], env))
+    assert code == 0, stderr
+    (skipped,) = [e for e in events(stderr) if e["event"] == "snapshot_skipped"]
+    assert reason in str(skipped["reason"])
+    problems = [e for e in events(stderr) if e["event"] == "stop_hook_input_problem"]
+    assert bool(problems) is logged_above, "said to be logged above only when it is"
+
+
 async def test_strict_gives_our_exit_codes(peers: Peers, home: Path) -> None:
     env = hook_env(peers, home, 9, ARG_TASK_ID="task-42")
     code, _ = await finish(await start_agent(["stop-hook", "--strict"], env))
