@@ -19,8 +19,8 @@ import select
 import sys
 import time
 
+from agent.config import HOOK_FIELDS, Settings, read
 from agent.errors import ConfigError
-from agent.hookconfig import HookSettings, load_hook_settings
 from agent.hooks.mapping import claude_code, codex
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
@@ -74,7 +74,7 @@ def parse_event(raw: bytes | str) -> Mapping[str, object]:
     return event
 
 
-def hand_over(settings: HookSettings, status: AppStatus) -> None:
+def hand_over(settings: Settings, status: AppStatus) -> None:
     """Give the report to whoever delivers it: the one line to change when the client changes."""
     from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
@@ -90,11 +90,11 @@ def run_hook(
     env: Mapping[str, str] | None = None,
 ) -> int:
     """The `hook AGENT` command; always returns 0 (problems are logged)."""
-    settings: HookSettings | None = None
+    settings: Settings | None = None
     try:
-        # The fast path's settings (agent.hookconfig): the rest is read only if the report
-        # must go straight to Coder (agent.reportsocket.client).
-        settings = load_hook_settings(env, flags)
+        # The fast path's settings: the rest is read only if the report must go straight to
+        # Coder (agent.reportsocket.client).
+        settings = read(env, flags, only=HOOK_FIELDS)
         raw = _read_event(agent, arguments, stdin)
         status = MAPPINGS[agent](parse_event(raw))
         if status is not None:
@@ -112,8 +112,8 @@ def _read_event(agent: str, arguments: Sequence[str], stdin: BinaryIO | None) ->
     return read_stdin(stdin if stdin is not None else sys.stdin.buffer)
 
 
-def _log_problem(settings: HookSettings | None, agent: str, exc: Exception) -> None:
-    from agent.reportsocket.client import Writer  # noqa: PLC0415
+def _log_problem(settings: Settings | None, agent: str, exc: Exception) -> None:
+    from agent.log import Writer  # noqa: PLC0415
 
     writer = Writer.for_settings(settings) if settings is not None else Writer()
     writer.error("hook_failed", agent=agent, error=str(exc) or type(exc).__name__)
