@@ -8,7 +8,7 @@ proxy is configured; the direct `report` path imports httpx and the rest only th
 The local stand-ins and the demo are not part of the product: they are `coder-task-agent-dev`
 (devkit/ in the repository).
 
-Exit codes: `agent.models.ExitCode` (README's table is that enum).
+Exit codes: `agent.models.ExitCode` (docs/operations.md's table is that enum).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
             "CODER_AGENT_TOKEN_FILE or the systemd credential coder-agent-token). Wanted: "
             "CODER_MCP_APP_STATUS_SLUG (without it no status is reported) and CODER_TASK_ID "
             "(without it no snapshot is saved). Every setting is an environment variable "
-            "(README, Configuration); a flag overrides the variable named after its help."
+            "(docs/configuration.md); a flag overrides the variable named after its help."
         ),
     )
     _add_setting_flags(run, *_SETTING_FLAGS)
@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     stop.add_argument(
-        "--strict", action="store_true", help="exit with the outcome's code (see README)"
+        "--strict", action="store_true", help="exit with the outcome's code (docs/operations.md)"
     )
     _add_setting_flags(stop, "--agentapi-url", "--budget", "--log-level", "--log-format")
 
@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
             "straight to Coder when none runs). claude-code: the hook event as JSON on stdin "
             "(a Claude Code command hook). codex: the JSON as the last argument (Codex's "
             "`notify` program). Always exits 0: a hook never fails the agent; problems are "
-            "logged on stderr. The mapping is in README, 'Status from the agent's hooks'."
+            "logged on stderr. The mapping is in docs/hooks.md."
         ),
     )
     hook.add_argument("agent", choices=("claude-code", "codex"), help="which agent calls")

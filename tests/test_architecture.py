@@ -1,5 +1,5 @@
-"""The import rules of README's "Architecture" section, checked on the source (ast, lazy imports
-included), so a change that breaks the shape fails here rather than in review."""
+"""The import rules of docs/architecture.md, checked on the source (ast, lazy imports included),
+so a change that breaks the shape fails here rather than in review."""
 
 from __future__ import annotations
 
@@ -92,7 +92,9 @@ def product() -> dict[str, set[str]]:
 
 def test_pure_modules_import_no_io() -> None:
     graph = product()
-    assert graph.keys() >= PURE, "a pure module was renamed: update README and this list"
+    assert graph.keys() >= PURE, (
+        "a pure module was renamed: update docs/architecture.md and this list"
+    )
     offenders = {
         f"{module} imports {imported}"
         for module in PURE
@@ -152,7 +154,9 @@ def test_only_the_clock_module_reads_time_or_sets_deadlines() -> None:
     sources = {
         module_name(path): path.read_text(encoding="utf-8") for path in PRODUCT.rglob("*.py")
     }
-    assert sources.keys() >= STDLIB_FAST_PATHS | {CLOCK}, "renamed: update this test and README"
+    assert sources.keys() >= STDLIB_FAST_PATHS | {CLOCK}, (
+        "renamed: update this test and docs/architecture.md"
+    )
     offenders = {
         f"{module}: {read}"
         for module, source in sources.items()
@@ -186,7 +190,7 @@ def test_only_the_environment_module_reads_the_environment() -> None:
     sources = {
         module_name(path): path.read_text(encoding="utf-8") for path in PRODUCT.rglob("*.py")
     }
-    assert ENVIRONMENT in sources, "renamed: update this test, README and agent/config.py"
+    assert ENVIRONMENT in sources, "renamed: update this test, docs/architecture.md and config.py"
     assert environment_reads(sources[ENVIRONMENT]), "the reader itself is seen by the checker"
     offenders = {
         f"{module}: {read}"

@@ -1,4 +1,4 @@
-"""The hook mapping as a table: every event and field shape README documents."""
+"""The hook mapping as a table: every event and field shape docs/hooks.md documents."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def test_the_product_wheel_holds_no_stand_in_demo_or_page(tmp_path: Path) -> Non
     built = list(WheelBuilder(str(ROOT)).build(directory=str(tmp_path), versions=["standard"]))
     assert len(built) == 1
     wheel = Path(built[0])
-    assert wheel.name.startswith("coder_task_agent-"), "README's install command names this"
+    assert wheel.name.startswith("coder_task_agent-"), "docs/deploy.md's install command names this"
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
