@@ -150,6 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.stop import early as earlystop  # noqa: PLC0415
 
         earlystop.install()
+    if args_list[:1] == ["hook"] and args_list[1:2] in (["install"], ["uninstall"]):
+        # The hooks' installer, not a hook: its own parser and exit codes (0, 2 on a usage
+        # error or a file it refuses), unlike a hook's "always 0" (agent.hooks.install).
+        from agent.hooks.install import main as install_hooks  # noqa: PLC0415
+
+        return install_hooks(args_list[1:])
     from agent.errors import ConfigError  # noqa: PLC0415
     from agent.models import ExitCode  # noqa: PLC0415
 
