@@ -239,10 +239,10 @@ class Variable:
     def __init__(
         self,
         name: str,
+        field: str | None,
+        parse: Callable[[str], object],
+        default: object,
         help: str,
-        field: str | None = None,
-        parse: Callable[[str], object] = verbatim,
-        default: object = None,
     ) -> None:
         self.name = name
         self.help = help
@@ -251,153 +251,79 @@ class Variable:
         self.default = default
 
 
-# Every variable this program reads, and what it is. `Environment` refuses a name missing here,
-# and a `CODER_TASK_AGENT_*` name set but missing here is a misspelling (`misspelled`).
+# Every variable this program reads: (variable, field, parser, default, help). A field of None:
+# read by a rule of its own (below) or by another module through `Environment`. `Environment`
+# refuses a name missing here, and a `CODER_TASK_AGENT_*` name set but missing here is a
+# misspelling (`misspelled`).
+_S = positive_seconds
+# fmt: off
+_TABLE: tuple[tuple[str, str | None, Callable[[str], object], object, str], ...] = (
+    # Coder's conventions. The token: else CODER_AGENT_TOKEN_FILE, else systemd's credential.
+    ("CODER_AGENT_URL", "coder_url", url, None, "the Coder server's base URL"),
+    ("CODER_AGENT_TOKEN", "token", token, None, "the agent token"),
+    ("CODER_AGENT_TOKEN_FILE", None, verbatim, None, "a file holding the agent token"),
+    ("CODER_AGENT_SOCKET_PATH", "agent_socket_path", text, DEFAULT_AGENT_SOCKET,
+     "the Coder agent's socket"),
+    ("CODER_TASK_ID", "task_id", task_id, None, "the task whose log snapshot is saved"),
+    ("CODER_MCP_APP_STATUS_SLUG", "app_slug", slug, None, "the app whose status is reported"),
+    ("CODER_MCP_AI_AGENTAPI_URL", "agentapi_url", agentapi_url, DEFAULT_AGENTAPI_URL,
+     "AgentAPI's URL (`none`: there is no AgentAPI)"),
+    # This program's tunables.
+    # 5 s leaves half of the 10 s a container gets between SIGTERM and SIGKILL for AgentAPI.
+    (PREFIX + "SHUTDOWN_BUDGET", "shutdown_budget", _S, 5.0, "seconds for the whole stop path"),
+    # Retries happen inside the caller's own deadline.
+    (PREFIX + "REQUEST_TIMEOUT", "request_timeout", _S, 5.0, "seconds for each Coder request"),
+    # GET /status and /messages block while a message is being sent (up to ~18 s), so a
+    # timeout here means "no observation", never "AgentAPI is dead".
+    (PREFIX + "AGENTAPI_TIMEOUT", "agentapi_timeout", _S, 5.0,
+     "seconds for each AgentAPI read while watching"),
+    # Short: AgentAPI may be stopping or blocked.
+    (PREFIX + "STOP_FETCH_TIMEOUT", "stop_fetch_timeout", _S, 1.5,
+     "seconds for the fresh /messages at stop"),
+    (PREFIX + "MODE", "mode", choice(*MODES), "events", "events, poll or hooks"),
+    (PREFIX + "POLL_INTERVAL", "poll_interval", _S, 1.0, "seconds between polls"),
+    (PREFIX + "WORKING_DEBOUNCE", "working_debounce", _S, 3.0,
+     "seconds `running` lasts before working is reported"),
+    # AgentAPI's own shutdown gives its HTTP server 5 s and then its agent process 5 s.
+    (PREFIX + "AGENTAPI_STOP_TIMEOUT", "agentapi_stop_timeout", _S, 10.0,
+     "seconds the stop hook waits for AgentAPI to exit"),
+    # Unset: `Environment.default_socket_path` when read; no socket when built directly.
+    (PREFIX + "SOCKET", "socket_path", socket_path, None, "the report socket"),
+    # The agent's socket (no token), the HTTP PATCH, or `auto`: agent.coder.route decides.
+    (PREFIX + "STATUS_TRANSPORT", "status_transport", choice(*STATUS_TRANSPORTS), "auto",
+     "auto, socket or http"),
+    (PREFIX + "LOG_LEVEL", "log_level", choice(*LOG_LEVELS), "info",
+     "debug, info, warning or error"),
+    (PREFIX + "LOG_FORMAT", "log_format", choice(*LOG_FORMATS), "auto", "auto, json or console"),
+    (PREFIX + "TLS_VERIFY", "tls_verify", boolean, True, "whether Coder's certificate is checked"),
+    # systemd's. The watchdog is this process's only when WATCHDOG_PID says so (or is unset).
+    ("NOTIFY_SOCKET", "notify_socket", verbatim, "", "systemd's notify socket"),
+    ("WATCHDOG_USEC", "watchdog_interval", watchdog_interval, None, "systemd's watchdog period"),
+    ("WATCHDOG_PID", None, verbatim, None, "the process systemd's watchdog is for"),
+    ("RUNTIME_DIRECTORY", None, verbatim, None, "the unit's runtime directory"),
+    ("CREDENTIALS_DIRECTORY", None, verbatim, None, "the unit's credentials"),
+    # The user's session.
+    ("XDG_RUNTIME_DIR", None, verbatim, None, "the user's runtime directory"),
+    ("HOME", None, verbatim, None, "the user's home directory"),
+    # The CA conventions httpx follows (and a client of ours must follow alike). Proxies,
+    # `*_proxy` in any case, are a family rather than names: see `Environment.proxies`.
+    ("SSL_CERT_FILE", None, verbatim, None, "a CA bundle"),
+    ("SSL_CERT_DIR", None, verbatim, None, "a directory of CA certificates"),
+    # What Coder's agentapi module hands its stop script (agent.stop.inputs).
+    ("ARG_TASK_ID", None, verbatim, None, "the task id"),
+    ("ARG_AGENTAPI_PORT", None, verbatim, None, "AgentAPI's port"),
+    ("ARG_MODULE_DIR_NAME", None, verbatim, None, "the module's directory under $HOME"),
+    ("ARG_PID_FILE_PATH", None, verbatim, None, "AgentAPI's PID file"),
+    ("ARG_STATE_FILE_PATH", None, verbatim, None, "AgentAPI's state file"),
+    ("ARG_TASK_LOG_SNAPSHOT", None, verbatim, None, "whether a snapshot is taken"),
+    ("ARG_ENABLE_STATE_PERSISTENCE", None, verbatim, None, "whether AgentAPI saves its state"),
+    # Tests only (not a setting): `httpx` sends the one-shot snapshot down its httpx path.
+    ("_CODER_TASK_AGENT_ONESHOT", None, verbatim, None, "the one-shot snapshot's path (tests)"),
+)
+# fmt: on
 VARIABLES: dict[str, Variable] = {
-    v.name: v
-    for v in (
-        # Coder's conventions.
-        Variable("CODER_AGENT_URL", "the Coder server's base URL", "coder_url", url),
-        # Else CODER_AGENT_TOKEN_FILE, else systemd's credential (`_token`).
-        Variable("CODER_AGENT_TOKEN", "the agent token", "token", token),
-        Variable("CODER_AGENT_TOKEN_FILE", "a file holding the agent token"),
-        Variable(
-            "CODER_AGENT_SOCKET_PATH",
-            "the Coder agent's socket",
-            "agent_socket_path",
-            text,
-            DEFAULT_AGENT_SOCKET,
-        ),
-        Variable("CODER_TASK_ID", "the task whose log snapshot is saved", "task_id", task_id),
-        Variable("CODER_MCP_APP_STATUS_SLUG", "the app whose status is reported", "app_slug", slug),
-        Variable(
-            "CODER_MCP_AI_AGENTAPI_URL",
-            "AgentAPI's URL (`none`: there is no AgentAPI)",
-            "agentapi_url",
-            agentapi_url,
-            DEFAULT_AGENTAPI_URL,
-        ),
-        # This program's tunables.
-        # The whole stop path (fresh /messages, build, upload with retries). 5 s leaves half of
-        # the 10 s a container gets between SIGTERM and SIGKILL for AgentAPI and the rest.
-        Variable(
-            PREFIX + "SHUTDOWN_BUDGET",
-            "seconds for the whole stop path",
-            "shutdown_budget",
-            positive_seconds,
-            5.0,
-        ),
-        # Each Coder request; retries happen inside the caller's own deadline.
-        Variable(
-            PREFIX + "REQUEST_TIMEOUT",
-            "seconds for each Coder request",
-            "request_timeout",
-            positive_seconds,
-            5.0,
-        ),
-        # GET /status and /messages block while a message is being sent (up to ~18 s), so a
-        # timeout here means "no observation", never "AgentAPI is dead".
-        Variable(
-            PREFIX + "AGENTAPI_TIMEOUT",
-            "seconds for each AgentAPI read while watching",
-            "agentapi_timeout",
-            positive_seconds,
-            5.0,
-        ),
-        # Short: AgentAPI may be stopping or blocked.
-        Variable(
-            PREFIX + "STOP_FETCH_TIMEOUT",
-            "seconds for the fresh /messages at stop",
-            "stop_fetch_timeout",
-            positive_seconds,
-            1.5,
-        ),
-        Variable(PREFIX + "MODE", "events, poll or hooks", "mode", choice(*MODES), "events"),
-        Variable(
-            PREFIX + "POLL_INTERVAL",
-            "seconds between polls",
-            "poll_interval",
-            positive_seconds,
-            1.0,
-        ),
-        Variable(
-            PREFIX + "WORKING_DEBOUNCE",
-            "seconds `running` lasts before working is reported",
-            "working_debounce",
-            positive_seconds,
-            3.0,
-        ),
-        # AgentAPI's own shutdown gives its HTTP server 5 s and then its agent process 5 s.
-        Variable(
-            PREFIX + "AGENTAPI_STOP_TIMEOUT",
-            "seconds the stop hook waits for AgentAPI to exit",
-            "agentapi_stop_timeout",
-            positive_seconds,
-            10.0,
-        ),
-        # Unset: `Environment.default_socket_path` (read); no socket (Settings built directly).
-        Variable(PREFIX + "SOCKET", "the report socket", "socket_path", socket_path),
-        # The agent's socket (no token), the HTTP PATCH, or `auto`: agent.coder.route decides.
-        Variable(
-            PREFIX + "STATUS_TRANSPORT",
-            "auto, socket or http",
-            "status_transport",
-            choice(*STATUS_TRANSPORTS),
-            "auto",
-        ),
-        Variable(
-            PREFIX + "LOG_LEVEL",
-            "debug, info, warning or error",
-            "log_level",
-            choice(*LOG_LEVELS),
-            "info",
-        ),
-        Variable(
-            PREFIX + "LOG_FORMAT",
-            "auto, json or console",
-            "log_format",
-            choice(*LOG_FORMATS),
-            "auto",
-        ),
-        Variable(
-            PREFIX + "TLS_VERIFY",
-            "whether Coder's certificate is checked",
-            "tls_verify",
-            boolean,
-            True,
-        ),
-        # systemd's.
-        Variable("NOTIFY_SOCKET", "systemd's notify socket", "notify_socket", verbatim, ""),
-        # For this process only (`WATCHDOG_PID`): a parent that exec'd us kept its environment.
-        Variable(
-            "WATCHDOG_USEC",
-            "systemd's watchdog period",
-            "watchdog_interval",
-            watchdog_interval,
-        ),
-        Variable("WATCHDOG_PID", "the process systemd's watchdog is for"),
-        Variable("RUNTIME_DIRECTORY", "the unit's runtime directory"),
-        Variable("CREDENTIALS_DIRECTORY", "the unit's credentials"),
-        # The user's session.
-        Variable("XDG_RUNTIME_DIR", "the user's runtime directory"),
-        Variable("HOME", "the user's home directory"),
-        # The CA conventions httpx follows (and a client of ours must follow alike). Proxies,
-        # `*_proxy` in any case, are a family rather than names: see `Environment.proxies`.
-        Variable("SSL_CERT_FILE", "a CA bundle"),
-        Variable("SSL_CERT_DIR", "a directory of CA certificates"),
-        # What Coder's agentapi module hands its stop script (agent.stop.inputs).
-        Variable("ARG_TASK_ID", "the task id"),
-        Variable("ARG_AGENTAPI_PORT", "AgentAPI's port"),
-        Variable("ARG_MODULE_DIR_NAME", "the module's directory under $HOME"),
-        Variable("ARG_PID_FILE_PATH", "AgentAPI's PID file"),
-        Variable("ARG_STATE_FILE_PATH", "AgentAPI's state file"),
-        Variable("ARG_TASK_LOG_SNAPSHOT", "whether a snapshot is taken"),
-        Variable("ARG_ENABLE_STATE_PERSISTENCE", "whether AgentAPI saves its state first"),
-        # Tests only (not a setting): `httpx` sends the one-shot snapshot down its httpx path.
-        Variable(
-            "_CODER_TASK_AGENT_ONESHOT", "which HTTP path the one-shot snapshot takes (tests)"
-        ),
-    )
+    name: Variable(name, field, parse, default, what)
+    for name, field, parse, default, what in _TABLE
 }
 # The variable of each field, and the fields in the table's order.
 _BY_FIELD = {v.field: v for v in VARIABLES.values() if v.field is not None}
