@@ -22,8 +22,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from agent.hookconfig import HookSettings
-    from agent.settings import Settings
+    from agent.config import Settings
 
 # Flags that stand for a setting: flag -> variable. Errors name both.
 _SETTING_FLAGS = {
@@ -221,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
 
 
-# -- the hooks' fast path: `report` and `snapshot` without argparse or agent.settings ----------
+# -- the hooks' fast path: `report` and `snapshot` without argparse, their settings read in part --
 
 # What each fast command accepts besides its positional arguments (min, max).
 _FAST = {
@@ -281,10 +280,10 @@ def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
             then_run=options.get("--then-run"),
         )
 
-    from agent.hookconfig import load_hook_settings  # noqa: PLC0415
+    from agent import config  # noqa: PLC0415
     from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
-    settings = load_hook_settings(flags=flags)
+    settings = config.read(flags=flags, only=config.HOOK_FIELDS)
     if command == "report":
         summary = positional[1] if len(positional) > 1 else ""
         status = reportclient.parse_report(positional[0], summary, options.get("--uri", ""))
@@ -293,9 +292,9 @@ def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from agent.settings import load_settings  # noqa: PLC0415
+    from agent import config  # noqa: PLC0415
 
-    return load_settings(flags=_setting_flags(args))
+    return config.read(flags=_setting_flags(args))
 
 
 def _setting_flags(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
@@ -307,46 +306,39 @@ def _setting_flags(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
 
 
 def _logging(settings: Settings) -> None:
-    from agent.logconfig import configure_from  # noqa: PLC0415
+    from agent.log import configure_from  # noqa: PLC0415
 
     configure_from(settings)
     if settings.warnings:
         import structlog  # noqa: PLC0415
 
-        log = structlog.get_logger("agent.settings")
+        log = structlog.get_logger("agent.config")
         for warning in settings.warnings:
             log.warning("configuration_warning", problem=warning)
 
 
-def _snapshot(hook_settings: Settings | HookSettings) -> int:
+def _snapshot(settings: Settings) -> int:
     from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
     # A running daemon saves from its live mirror over warm connections: ask it first.
-    code = reportclient.snapshot(hook_settings)
+    code = reportclient.snapshot(settings)
     if code is not None:
         return code
     # No daemon: the standard library's path when it applies (no proxy configured...), else
     # httpx's. Both behave alike (agent.stop.oneshot says why two, and when which). The
-    # configuration is read and checked in full either way; `Settings` (dataclasses, pathlib,
-    # uuid...) only for the httpx path.
+    # configuration is read and checked in full either way.
     from agent.stop import oneshot as plainsnapshot  # noqa: PLC0415
 
-    configuration = plainsnapshot.configuration_for(hook_settings)
-    configuration.require_coder()
-    plain = plainsnapshot.snapshot_once(configuration)
+    settings = settings.full()
+    settings.require_coder()
+    plain = plainsnapshot.snapshot_once(settings)
     if plain is not None:
         return plain
 
     import anyio  # noqa: PLC0415
 
     from agent.direct import snapshot_once  # noqa: PLC0415
-    from agent.hookconfig import HookSettings  # noqa: PLC0415
-    from agent.settings import settings_from  # noqa: PLC0415
 
-    if isinstance(hook_settings, HookSettings):
-        settings = settings_from(configuration)
-    else:
-        settings = hook_settings
     _logging(settings)
     return anyio.run(snapshot_once, settings)
 
@@ -354,9 +346,10 @@ def _snapshot(hook_settings: Settings | HookSettings) -> int:
 def _run(settings: Settings) -> int:
     import anyio  # noqa: PLC0415
 
-    from agent.daemon.daemon import run_daemon, socket_only  # noqa: PLC0415
+    from agent.coder.route import needs_coder_http  # noqa: PLC0415
+    from agent.daemon.daemon import run_daemon  # noqa: PLC0415
 
-    if socket_only(settings) is None:
+    if needs_coder_http(settings, uploads=not settings.hooks_mode):
         settings.require_coder()  # before anything starts, naming what is missing
     _logging(settings)
     return anyio.run(run_daemon, settings)

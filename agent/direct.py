@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import anyio
 import structlog
@@ -35,12 +36,12 @@ import structlog
 from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder.httpapi import CoderClient
-from agent.coder.route import open_sender
+from agent.coder.route import needs_coder_http, open_sender
+from agent.config import Settings
 from agent.errors import ConfigError, Rejected, RemoteError, Unsupported
-from agent.logconfig import configure_from
+from agent.log import configure_from
 from agent.models import AppStatus, ExitCode
 from agent.retry import deliver
-from agent.settings import Settings
 from agent.stop.upload import Outcome, save_snapshot
 from agent.transport import agentapi_http, coder_http
 
@@ -89,9 +90,8 @@ def report_once(
     a hook runs at every step, and three lines per step drown the agent's log.
     Raises ConfigError when Coder or the app slug is not configured.
     """
-    if settings.status_transport == "http" or (
-        settings.status_transport == "auto" and not os.path.lexists(settings.agent_socket_path)
-    ):
+    socket_exists = os.path.lexists(settings.agent_socket_path)
+    if needs_coder_http(settings, uploads=False, agent_socket_exists=socket_exists):
         settings.require_coder()  # HTTP is the only way: say what it lacks before anything
     if settings.app_slug is None:
         raise ConfigError("CODER_MCP_APP_STATUS_SLUG", "is required to report a status")
@@ -99,7 +99,7 @@ def report_once(
     # The rules' memory: only this path needs it (and agent.rules), not `snapshot`.
     from agent.lastreport import DirectMemory  # noqa: PLC0415
 
-    memory = DirectMemory(settings.socket_path.parent if settings.socket_path else None)
+    memory = DirectMemory(Path(settings.socket_path).parent if settings.socket_path else None)
     shown = memory.held(status, from_hook=from_hook)
     if shown is not None:
         log.info(

@@ -100,7 +100,7 @@ class OutcomeUnknown(TransportError):
 
 
 class CutOff(OutcomeUnknown):
-    """The caller's deadline cut an attempt off (`agent.backoff.cut_off`): it may have reached
+    """The caller's deadline cut an attempt off (`agent.retry.cut_off`): it may have reached
     the server. Its words name what the attempt before it told, which says more than the cut."""
 
 

@@ -11,8 +11,8 @@ import ssl
 
 import httpx
 
+from agent.config import Secret, Settings
 from agent.plainhttp import TOKEN_HEADER, USER_AGENT
-from agent.settings import Secret, Settings
 
 __all__ = ["USER_AGENT", "agentapi_http", "coder_http"]
 

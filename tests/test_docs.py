@@ -16,7 +16,7 @@ import pytest
 
 from agent import rules
 from agent.cli import _parser
-from agent.environment import VARIABLES
+from agent.config import VARIABLES
 from agent.hooks import AGENTS
 from agent.models import ExitCode
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 
 HEAVY = {"httpx", "httpcore", "h11", "pydantic", "pydantic_core", "structlog", "anyio", "tenacity"}
 # Standard-library modules that cost more than the rest of the fast path: argparse, dataclasses
-# (inspect, ast...), pathlib, typing, and what agent.settings's validation needs.
+# (inspect, ast...), pathlib, typing, and what a full validation of the settings needs.
 SLOW_STDLIB = {"argparse", "dataclasses", "inspect", "pathlib", "typing", "uuid", "urllib"}
 # What the handed-over path does without: `socket` (enums of its constants, `selectors`:
 # agent.reportsocket.client uses `_socket`), `json` (`re`: agent.jsonline), and `struct` and `math`,
@@ -39,16 +39,15 @@ WRAPPERS = HOOK_WRAPPERS | {"json", "re"}
 FAST_OURS = {
     "agent",
     "agent.cli",
-    "agent.environment",
+    "agent.config",
     "agent.errors",
     "agent.hooks",
     "agent.hooks.command",
     "agent.hooks.events",
     "agent.hooks.payload",
-    "agent.hookconfig",
     "agent.jsonline",
+    "agent.log",
     "agent.models",
-    "agent.redaction",
     "agent.reportsocket",
     "agent.reportsocket.client",
     "agent.reportsocket.trust",
@@ -195,13 +194,12 @@ async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Pa
 
 # The one-shot snapshot's standard-library path: ours that it may use besides FAST_OURS.
 PLAIN_OURS = FAST_OURS | {
-    "agent.backoff",
+    "agent.retry",
     "agent.conversation",
     "agent.wire",
     "agent.plainhttp",
     "agent.stop",
     "agent.stop.oneshot",
-    "agent.configuration",
     "agent.snapshot",
     "agent.stop.outcome",
 }
@@ -215,7 +213,7 @@ async def test_snapshot_without_a_daemon_takes_the_standard_library_path(tmp_pat
     assert "agent.stop.oneshot" in modules
     assert tops(modules) & HEAVY == set(), logs
     assert tops(modules) & {"ssl", "certifi", "http", "email", "asyncio", "threading"} == set()
-    # urllib.parse is how a URL is checked (agent.configuration): the one slow module kept.
+    # urllib.parse is how a URL is checked (agent.config): the one slow module kept.
     assert tops(modules) & SLOW_STDLIB == {"urllib"}, logs
     ours = {m for m in modules if m.split(".")[0] == "agent"}
     assert ours <= PLAIN_OURS, ours - PLAIN_OURS

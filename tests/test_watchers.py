@@ -17,6 +17,7 @@ import pytest
 
 from agent.agentapi import AgentAPIClient
 from agent.clock import ManualClock
+from agent.config import Settings
 from agent.daemon.mirror import Mirror
 from agent.daemon.watchers import EventsWatcher, PollWatcher
 from agent.models import AppState, AppStatus
@@ -32,7 +33,6 @@ from agent.rules import (
     Tick,
     step,
 )
-from agent.settings import Settings
 from tests.fakes import FakeAgentAPI, message, wait_until
 
 pytestmark = pytest.mark.anyio

@@ -37,11 +37,11 @@ from agent.agentapi import (
     UnknownEvent,
 )
 from agent.clock import Clock
+from agent.config import Settings
 from agent.daemon.mirror import Mirror
 from agent.errors import Rejected, RemoteError
 from agent.retry import RECONNECT_BACKOFF, Backoff
 from agent.rules import HistoryBuilder, Observation, StatusSeen, UserMessageSeen, history_of
-from agent.settings import Settings
 
 log = structlog.get_logger("agent.daemon.watchers")
 

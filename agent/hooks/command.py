@@ -26,8 +26,7 @@ import select
 import sys
 import time
 
-from agent.environment import Environment
-from agent.hookconfig import HookSettings, load_hook_settings
+from agent.config import HOOK_FIELDS, Environment, Settings, read
 from agent.hooks import AGENTS, ARGUMENT_OR_STDIN, Agent
 from agent.hooks.events import status_of
 
@@ -86,7 +85,7 @@ def parse_event(raw: bytes | str) -> Mapping[str, object]:
     return event
 
 
-def hand_over(settings: HookSettings, status: AppStatus) -> None:
+def hand_over(settings: Settings, status: AppStatus) -> None:
     """Give the report to whoever delivers it: the one line to change when the client changes."""
     from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
@@ -110,11 +109,11 @@ def run_hook(
     own program to run after reporting, with the payload appended (never returns when it runs).
     """
     agent = AGENTS.get(agent_name)
-    settings: HookSettings | None = None
+    settings: Settings | None = None
     try:
         try:
             agent = _known(agent_name)
-            settings = load_hook_settings(env, _quieter(agent, flags, env))
+            settings = read(env, _quieter(agent, flags, env), only=HOOK_FIELDS)
             stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
             payload = parse_event(_read_payload(agent, arguments, stream))
             status = status_of(agent.event_of(payload, event or ""))
@@ -166,7 +165,7 @@ def _print_for_agent(agent: Agent | None) -> None:
 
 
 def _run_next(
-    settings: HookSettings | None, agent: str, then_run: str, payload: Sequence[str]
+    settings: Settings | None, agent: str, then_run: str, payload: Sequence[str]
 ) -> None:
     """Replace this process with the user's own program (`then_run`, JSON), payload appended."""
     try:
@@ -193,10 +192,10 @@ def _flush(stream: object) -> None:
 
 
 def _log_problem(
-    settings: HookSettings | None, agent: str, event: str, exc: Exception, **fields: str
+    settings: Settings | None, agent: str, event: str, exc: Exception, **fields: str
 ) -> None:
     try:
-        from agent.reportsocket.client import Writer  # noqa: PLC0415
+        from agent.log import Writer  # noqa: PLC0415
 
         writer = Writer.for_settings(settings) if settings is not None else Writer()
         writer.error(event, agent=agent, error=str(exc) or type(exc).__name__, **fields)

@@ -29,8 +29,8 @@ Protocol: one JSON line each way. Report `{"state": ..., "message": ..., "uri": 
 `{"ok": true}` or `{"ok": false, "error": "..."}`. Snapshot `{"request": "snapshot"}`, answer
 `{"ok": true, "outcome": "uploaded", "exit_code": 0}`.
 
-Output goes through a tiny redacting writer that prints exactly what the structlog set-up in
-`agent.logconfig` prints (JSON lines, or the console rendering on a terminal), token masked.
+Output goes through `agent.log.Writer`, which prints what the structlog set-up prints (JSON
+lines, or the console rendering on a terminal), the token masked, with the standard library.
 """
 
 from __future__ import annotations
@@ -47,18 +47,17 @@ import time
 
 from agent import jsonline
 from agent.errors import UsageError
-from agent.hookconfig import HookSettings
+from agent.log import Writer, mask
 from agent.models import AppState, AppStatus, ExitCode
-from agent.redaction import scrub
 from agent.reportsocket.trust import Untrusted, open_private_dir, peer_of
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any, ClassVar, TextIO
+    from typing import Any
 
-    from agent.settings import Settings
+    from agent.config import Settings
 
 # How long the daemon has to answer a report: it only queues it, so this is generous.
 REQUEST_TIMEOUT = 2.0
@@ -183,92 +182,11 @@ def exchange(
     return answer
 
 
-# -- output -------------------------------------------------------------------------------
-
-
-class Writer:
-    """Log lines in the format `agent.logconfig` gives structlog, with the token masked.
-
-    JSON lines when stderr is not a terminal, the console rendering on one; same keys, same
-    order (fields, then event, level, timestamp, mono).
-    """
-
-    _LEVELS: ClassVar[dict[str, int]] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-
-    def __init__(
-        self,
-        level: str = "info",
-        fmt: str = "auto",
-        secrets: tuple[str, ...] = (),
-        stream: TextIO | None = None,
-    ) -> None:
-        self._stream = stream if stream is not None else sys.stderr
-        self._threshold = self._LEVELS.get(level, 20)
-        self._console = fmt == "console" or (fmt == "auto" and self._stream.isatty())
-        self._secrets = tuple(s for s in secrets if s)
-
-    @classmethod
-    def for_settings(cls, settings: Settings | HookSettings) -> Writer:
-        """The writer `settings` ask for, masking the token."""
-        if isinstance(settings, HookSettings):
-            secrets = settings.secrets
-        else:
-            secrets = (settings.token.reveal(),) if settings.token is not None else ()
-        return cls(settings.log_level, settings.log_format, secrets)
-
-    def debug(self, event: str, **fields: object) -> None:
-        """Write a debug line."""
-        self._emit("debug", event, fields)
-
-    def info(self, event: str, **fields: object) -> None:
-        """Write an info line."""
-        self._emit("info", event, fields)
-
-    def warning(self, event: str, **fields: object) -> None:
-        """Write a warning line."""
-        self._emit("warning", event, fields)
-
-    def error(self, event: str, **fields: object) -> None:
-        """Write an error line."""
-        self._emit("error", event, fields)
-
-    def _emit(self, level: str, event: str, fields: dict[str, object]) -> None:
-        if self._LEVELS[level] < self._threshold:
-            return
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-        stamp += f".{int(now % 1 * 1_000_000):06d}Z"
-        record = {key: scrub(value, self._secrets) for key, value in fields.items()}
-        if self._console:
-            record["mono"] = round(time.monotonic(), 4)
-            pairs = " ".join(f"{key}={_console_repr(record[key])}" for key in sorted(record))
-            line = f"{stamp} [{level:<9}] {scrub(event, self._secrets):<30} {pairs}".rstrip()
-        else:
-            record.update(
-                event=scrub(event, self._secrets),
-                level=level,
-                timestamp=stamp,
-                mono=round(time.monotonic(), 4),
-            )
-            line = jsonline.dumps(record)
-        try:
-            self._stream.write(line + "\n")
-            self._stream.flush()
-        except (OSError, ValueError):
-            return  # stderr closed: nothing to tell
-
-
-def _console_repr(value: object) -> str:
-    if isinstance(value, str) and not set(value) & {" ", "\t", "=", "\r", "\n", '"', "'"}:
-        return value
-    return repr(value)
-
-
 # -- the two commands ---------------------------------------------------------------------
 
 
 def report(
-    settings: Settings | HookSettings,
+    settings: Settings,
     status: AppStatus,
     *,
     timeout: float = REQUEST_TIMEOUT,
@@ -310,28 +228,18 @@ def report(
             if answer.get("ok") is True:
                 out.debug("report_handed_to_daemon", state=status.state.value)
                 return ExitCode.OK
-            out.error("report_refused", error=str(answer.get("error", ""))[:300])
+            error = mask(str(answer.get("error", "")), out.secrets, limit=300)
+            out.error("report_refused", error=error)
             return ExitCode.REJECTED
     # Not a line of its own: the direct path's one outcome line says it (`no_daemon`).
     out.debug("report_direct", reason=reason)
     from agent.direct import report_once  # noqa: PLC0415 - the heavy path, only when needed
 
-    return report_once(
-        full_settings(settings), status, from_hook=source == "hook", no_daemon=reason
-    )
-
-
-def full_settings(settings: Settings | HookSettings) -> Settings:
-    """The whole, validated configuration (the direct paths need it); raises ConfigError."""
-    if not isinstance(settings, HookSettings):
-        return settings
-    from agent.settings import load_settings  # noqa: PLC0415 - only off the fast path
-
-    return load_settings(flags=settings.flags)
+    return report_once(settings.full(), status, from_hook=source == "hook", no_daemon=reason)
 
 
 def snapshot(
-    settings: Settings | HookSettings, *, timeout: float | None = None, writer: Writer | None = None
+    settings: Settings, *, timeout: float | None = None, writer: Writer | None = None
 ) -> ExitCode | None:
     """Ask the running daemon to save the conversation now; None when no daemon listens.
 
@@ -357,7 +265,8 @@ def snapshot(
     code = answer.get("exit_code")
     outcome = str(answer.get("outcome", ""))[:40]
     if answer.get("ok") is not True or not isinstance(code, int) or isinstance(code, bool):
-        out.error("snapshot_refused", error=str(answer.get("error", ""))[:300])
+        error = mask(str(answer.get("error", "")), out.secrets, limit=300)
+        out.error("snapshot_refused", error=error)
         return ExitCode.REJECTED
     try:
         exit_code = ExitCode(code)

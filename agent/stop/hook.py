@@ -4,7 +4,7 @@ Coder's `agentapi` Terraform module stops AgentAPI with a bash script run at wor
 (a) sends SIGUSR1 so that AgentAPI >= 0.12 saves its state, then sleeps 1 s; (b) uploads the log
 snapshot with jq, counting characters where the server counts bytes; (c) SIGTERMs AgentAPI and
 waits for it with no upper bound; and always exits 0, because a failing stop script marks the
-agent's shutdown as errored. This command takes the same `ARG_*` inputs (agent.settings,
+agent's shutdown as errored. This command takes the same `ARG_*` inputs (agent.stop.inputs,
 `stop_hook_environment`) and does the same steps, each one bounded:
 
 1. `GET /messages` before anything else. The Coder agent runs every stop script at once, and the
@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from agent import config
+from agent.config import Settings
 from agent.errors import ConfigError
 from agent.models import ExitCode
-from agent.settings import Settings, StopHookInputs, load_settings, stop_hook_environment
+from agent.stop.inputs import StopHookInputs, stop_hook_environment
 from agent.stop.process import (
     AgentAPIProcess,
     Unusable,
@@ -96,7 +98,7 @@ def run_stop_hook(
     merged, inputs = stop_hook_environment(env)
     problems = list(inputs.problems)
     try:
-        settings = load_settings(merged, flags)
+        settings = config.read(merged, flags)
     except ConfigError as exc:
         problems.append(f"{exc}; no snapshot is taken")
         settings = _fallback_settings(merged)
@@ -105,7 +107,7 @@ def run_stop_hook(
         usable = True
     snapshot = usable and inputs.snapshot and settings.task_id is not None
     fetched = None
-    if snapshot and settings.mode != "hooks":
+    if snapshot and not settings.hooks_mode:
         # Step 1, before anything else (see the module docstring).
         fetched = fetch_messages_now(settings.agentapi_url, settings.stop_fetch_timeout)
     if snapshot:
@@ -119,7 +121,7 @@ def run_stop_hook(
     import structlog  # noqa: PLC0415
 
     from agent.clock import SYSTEM_CLOCK  # noqa: PLC0415
-    from agent.logconfig import configure_from  # noqa: PLC0415
+    from agent.log import configure_from  # noqa: PLC0415
 
     configure_from(settings)
     log = structlog.get_logger("agent.stop.hook")
@@ -147,7 +149,7 @@ def _fallback_settings(merged: Mapping[str, str]) -> Settings:
     )
     for subset in ({k: merged[k] for k in keep if k in merged}, {}):
         with contextlib.suppress(ConfigError):
-            return load_settings(subset)
+            return config.read(subset)
     return Settings()  # pragma: no cover - the empty environment always loads
 
 
@@ -168,7 +170,7 @@ async def _stop(
     process = find_process(inputs)
     log.info(
         "stop_hook_started",
-        agentapi=None if settings.mode == "hooks" else settings.agentapi_url,
+        agentapi=None if settings.hooks_mode else settings.agentapi_url,
         agentapi_pid=process.pid if process else None,
         snapshot=fetched is not None,
         state_persistence=inputs.state_persistence,
@@ -241,7 +243,7 @@ async def _snapshot(
     if not inputs.snapshot:
         log.info("snapshot_skipped", reason="ARG_TASK_LOG_SNAPSHOT is not true")
         return Outcome.SKIPPED
-    if settings.mode == "hooks":
+    if settings.hooks_mode:
         log.info("snapshot_skipped", reason="there is no AgentAPI (CODER_MCP_AI_AGENTAPI_URL=none)")
         return Outcome.SKIPPED
     if fetched is None:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from agent.agentapi import Message
     from agent.clock import Clock
-    from agent.settings import StopHookInputs
+    from agent.stop.inputs import StopHookInputs
 
 # The module's script sleeps this long after SIGUSR1; the wait here ends sooner when the save
 # can be seen. AgentAPI skips the save when nothing changed since the last one, so no change
