@@ -8,8 +8,8 @@ from a library, an OSError nobody expected, a bug). `agent.cli` runs every comma
 `contained`; the daemon's task supervision logs through `describe` the same way.
 
 A fault is one line, event `unexpected_error`, with the exception's type, its message masked
-then cut (`agent.redaction.mask`: a token split by a cut would otherwise come out), and where it
-was raised (`at`: file and line in `agent/`), so a bug can be found without a traceback.
+then cut (`agent.log.mask`: a token split by a cut would otherwise come out), and where it was
+raised (`at`: file and line in `agent/`), so a bug can be found without a traceback.
 
 The standard descriptors are made safe first: a hook run with stdin, stdout or stderr closed would
 otherwise find `sys.stderr` None (and die writing its first line), and the next socket it opens
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 EVENT = "unexpected_error"
-# The message of a fault, in characters, after masking: a line, not a dump.
+# The message of a fault, in characters, cut after masking: a line, not a dump.
 MAX_MESSAGE_CHARS = 300
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
@@ -66,13 +66,11 @@ def describe(exc: BaseException) -> dict[str, str]:
     """The fields of an `unexpected_error` line: type, masked and cut message, where raised."""
     message = " ".join(str(exc).split())
     try:
-        from agent.redaction import mask  # noqa: PLC0415
+        from agent.log import mask  # noqa: PLC0415
 
-        message = mask(message, known_secrets())
+        message = mask(message, known_secrets(), limit=MAX_MESSAGE_CHARS)
     except Exception:  # noqa: BLE001 - the token cannot be known: nothing of the message shows
         message = "(message withheld: the token could not be read to mask it)"
-    if len(message) > MAX_MESSAGE_CHARS:
-        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     fields = {"error_type": type(exc).__name__, "error": message}
     where = _raised_at(exc.__traceback__)
     if where:
@@ -88,11 +86,10 @@ def first_leaf(exc: BaseException) -> BaseException:
 
 
 def known_secrets() -> tuple[str, ...]:
-    """The agent token wherever it is configured, to mask it (agent.hookconfig reads it)."""
-    from agent.environment import Environment  # noqa: PLC0415
-    from agent.hookconfig import token_values  # noqa: PLC0415
+    """The agent token wherever it is configured, to mask it (agent.config reads it)."""
+    from agent import config  # noqa: PLC0415
 
-    return token_values(Environment())
+    return config.read(only=()).masks
 
 
 def safe_standard_streams() -> None:
@@ -132,21 +129,24 @@ def _raised_at(tb: TracebackType | None) -> str:
 
 def _line(event: str, **fields: object) -> None:
     try:
-        from agent.environment import LOG_FORMATS, PREFIX, Environment, choice  # noqa: PLC0415
-        from agent.reportsocket.client import Writer  # noqa: PLC0415
+        from agent import config  # noqa: PLC0415
+        from agent.log import Writer  # noqa: PLC0415
 
         try:
-            fmt = Environment().read(PREFIX + "LOG_FORMAT", choice(*LOG_FORMATS), "auto")
+            settings = config.read(only=("log_format",))
         except Exception:  # noqa: BLE001 - a bad format is no reason to lose the line
+            settings = config.read(only=())
             fmt = "auto"
-        Writer(fmt=fmt, secrets=known_secrets()).error(event, **fields)
+        else:
+            fmt = settings.log_format
+        Writer(fmt=fmt, secrets=settings.masks).error(event, **fields)
     except Exception:  # noqa: BLE001 - the last resort: a line without the formatting
         _print(f"coder-task-agent: {event} {fields.get('error_type', '')}")
 
 
 def _print(text: str) -> None:
     try:
-        from agent.redaction import mask  # noqa: PLC0415
+        from agent.log import mask  # noqa: PLC0415
 
         text = mask(text, known_secrets())
     except Exception:  # noqa: BLE001 - unmaskable: only the first words, which are ours

@@ -42,7 +42,6 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
-from uuid import UUID
 
 import anyio
 import anyio.abc
@@ -50,7 +49,7 @@ import h11
 import structlog
 
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.environment import Environment, verbatim
+from agent.config import Environment, Secret, Settings, verbatim
 from agent.errors import NotSent, OutcomeUnknown
 from agent.plainhttp import (
     MAX_HEAD_BYTES,
@@ -61,7 +60,6 @@ from agent.plainhttp import (
     coder_tls_context,
     snapshot_route,
 )
-from agent.settings import Secret, Settings
 from agent.wire import MAX_ERROR_BODY, answer_error
 
 __all__ = ["CLIENT", "CoderLine", "line_for", "open_coder_line"]
@@ -154,7 +152,7 @@ class CoderLine:
         self._warming = True
         self._group.start_soon(self._warm)
 
-    async def upload_log_snapshot(self, task_id: UUID, body: bytes) -> None:
+    async def upload_log_snapshot(self, task_id: str, body: bytes) -> None:
         """POST the snapshot body. Raises Unsupported (404), Rejected or TryAgain."""
         path = snapshot_route(task_id)
         what = f"{WHAT} {self._origin.url(path)}"

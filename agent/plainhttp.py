@@ -68,7 +68,7 @@ class Origin:
     __slots__ = ("base", "host", "host_header", "port", "prefix", "scheme")
 
     def __init__(self, url: str) -> None:
-        """`url` as `agent.settings` validated it (http or https, a host, no credentials)."""
+        """`url` as `agent.config` validated it (http or https, a host, no credentials)."""
         self.base = url.rstrip("/")
         scheme, _, rest = url.partition("://")
         self.scheme = scheme.lower()

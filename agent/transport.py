@@ -11,10 +11,9 @@ import ssl
 
 import httpx
 
-from agent.environment import Environment
+from agent.config import Environment, Secret, Settings
 from agent.errors import ConfigError
 from agent.plainhttp import TOKEN_HEADER, USER_AGENT
-from agent.settings import Secret, Settings
 
 __all__ = ["USER_AGENT", "agentapi_http", "coder_http"]
 

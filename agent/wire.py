@@ -5,6 +5,8 @@ for both clients) and the one-shot snapshot's standard-library one (`agent.plain
 "try again", "rejected" and "unsupported" mean the same thing whichever path and whichever
 server. Everything a server sends is treated as hostile: bodies are shortened and decoded
 leniently, headers parsed defensively (a garbled `Retry-After` is ignored, never an exception).
+A server may echo what it was sent, the token included: its words are masked (`agent.log.mask`)
+before they are shortened, never after, so that no cut leaves a piece of the token unmasked.
 Standard library only, and only `json`, `math` and `time` at import (`email.utils` is imported
 when a Retry-After is an HTTP date, which is rare).
 """
@@ -24,6 +26,12 @@ from agent.errors import (
     Unauthorized,
     Unsupported,
 )
+from agent.log import mask
+
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # How much of a server's own words an error keeps.
 MAX_DETAIL_CHARS = 300
@@ -33,25 +41,27 @@ MAX_ERROR_BODY = 64 * 1024
 MAX_RETRY_AFTER = 86_400.0
 
 
-def problem_detail(body: bytes) -> str:
-    """The server's own words from a problem+json (or plain text) error answer, shortened."""
+def problem_detail(body: bytes, secrets: Sequence[str] = ()) -> str:
+    """The server's own words from a problem+json (or plain text) error answer, `secrets`
+    masked, then shortened."""
     text = body[:MAX_ERROR_BODY].decode("utf-8", errors="replace")
     try:
         parsed: object = json.loads(text)
     except (ValueError, RecursionError):
-        return _printable(text)
+        return _printable(text, secrets)
     if not isinstance(parsed, dict):
-        return _printable(text)
+        return _printable(text, secrets)
     parts = [str(parsed[k]) for k in ("title", "detail", "message") if parsed.get(k)]
     errors = parsed.get("errors")
     if isinstance(errors, list):
         parts += [str(e["message"]) for e in errors if isinstance(e, dict) and e.get("message")]
-    return _printable("; ".join(parts)) if parts else _printable(text)
+    return _printable("; ".join(parts) if parts else text, secrets)
 
 
-def _printable(text: str) -> str:
-    cleaned = "".join(c if c.isprintable() else " " for c in text.strip()[:MAX_DETAIL_CHARS])
-    return cleaned.strip()
+def _printable(text: str, secrets: Sequence[str]) -> str:
+    # Mask, then cut: a token the cut splits would otherwise leave its head unmasked.
+    shown = mask(text.strip(), secrets, limit=MAX_DETAIL_CHARS)
+    return "".join(c if c.isprintable() else " " for c in shown).strip()
 
 
 def parse_retry_after(raw: str | None, now: float | None = None) -> float | None:
@@ -86,9 +96,12 @@ def answer_error(
     *,
     not_found_unsupported: bool = False,
     busy_phrase: str | None = None,
+    secrets: Sequence[str] = (),
 ) -> RemoteError:
-    """The error for an answer outside 2xx: its status, body and raw `Retry-After` header."""
-    detail = problem_detail(body)
+    """The error for an answer outside 2xx: its status, body and raw `Retry-After` header.
+
+    `secrets`: what the request carried (the token), masked in the server's words."""
+    detail = problem_detail(body, secrets)
     if status == 404 and not_found_unsupported:
         return Unsupported(service, what, detail or "no such route", status=404)
     if status == 429:

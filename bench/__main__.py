@@ -24,7 +24,7 @@ import httpx
 
 from agent.coder.httpapi import CoderClient
 from agent.daemon.reporter import Reporter
-from agent.logconfig import configure
+from agent.log import configure
 from agent.models import AppState, AppStatus
 from bench.harness import (
     SLUG,

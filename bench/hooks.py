@@ -1,6 +1,7 @@
 """Benchmarks of the hook paths (issue 14), side by side in one run, medians.
 
 - the interpreter's floor (`python -c pass`), `report` and `snapshot` handed to a running daemon,
+  and `hook AGENT` for every agent of the registry (agent.hooks) with an event that reports,
   run in turn in every repeat so that a noisy machine weighs on all of them alike;
 - a hook with no daemon and a Coder that accepts connections but never answers (issue 20):
   the hook budget (1 s by default) is what the agent waits, start to exit;
@@ -21,10 +22,29 @@ from typing import Protocol
 
 import anyio
 
+from agent.hooks import AGENTS
 from bench.harness import TASK_ID, TOKEN, Peers, daemon_log, median, peers, start_daemon, stop
 from bench.harness import wait_for as wait_until
 
 REFERENCE = Path(__file__).parent / "reference-stop.sh"
+# One event per agent that reports a status (a tool about to run), as the agent sends it:
+# extra arguments and stdin.
+_TOOL = {"hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_input": {"command": "ls"}}
+HOOK_EVENTS: dict[str, tuple[list[str], bytes]] = {
+    "claude-code": ([], json.dumps(_TOOL).encode()),
+    "codex": ([json.dumps({"type": "agent-turn-complete", "last-assistant-message": "Done"})], b""),
+    "gemini": ([], json.dumps({"hook_event_name": "BeforeTool", "tool_name": "ls"}).encode()),
+    "qwen": ([], json.dumps(_TOOL).encode()),
+    "cursor": ([], json.dumps({"hook_event_name": "preToolUse", "tool_name": "Shell"}).encode()),
+    "copilot": (["--event", "preToolUse"], json.dumps({"toolName": "bash"}).encode()),
+    "goose": ([], json.dumps({"event": "PreToolUse", "tool_name": "developer__shell"}).encode()),
+    "auggie": ([], json.dumps({**_TOOL, "tool_name": "launch-process"}).encode()),
+    "kiro": ([], json.dumps({"hook_event_name": "preToolUse", "tool_name": "shell"}).encode()),
+    "opencode": (
+        [],
+        json.dumps({"type": "tool.execute.before", "properties": {"tool": "bash"}}).encode(),
+    ),
+}
 MISSING = [tool for tool in ("bash", "curl", "jq") if shutil.which(tool) is None]
 
 
@@ -53,10 +73,10 @@ def reference_env(p: Peers, workdir: Path) -> dict[str, str]:
     }
 
 
-async def timed(argv: list[str], env: dict[str, str]) -> float:
-    """Exec to exit of `argv`, in seconds; the command must succeed."""
+async def timed(argv: list[str], env: dict[str, str], stdin: bytes | None = None) -> float:
+    """Exec to exit of `argv` (fed `stdin`), in seconds; the command must succeed."""
     start = time.perf_counter()
-    result = await anyio.run_process(argv, env=env, check=False)
+    result = await anyio.run_process(argv, input=stdin, env=env, check=False)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, (argv, result.stderr.decode()[-800:])
     return elapsed
@@ -83,20 +103,21 @@ class Rows(Protocol):
 
 
 async def bench_hooks(table: Rows, repeats: int, workdir: Path) -> None:
-    """`report` and `snapshot` handed to a running daemon against the interpreter's floor.
+    """`report`, `snapshot` and every agent's `hook` handed to a running daemon, against the
+    interpreter's floor.
 
     Both as `python -m agent` (which the interpreter starts through `runpy`) and as the
     installed `coder-task-agent` script, which is what agents' hooks run.
     """
+    assert HOOK_EVENTS.keys() == AGENTS.keys(), "an agent of the registry has no benchmark"
     add = table.add
     floor: list[float] = []
     commands = {"": [sys.executable, "-m", "agent"]}
     script = Path(sys.executable).with_name("coder-task-agent")
     if script.exists():
         commands[" (console script)"] = [str(script)]
-    samples: dict[str, list[float]] = {
-        f"{name}{how}": [] for how in commands for name in ("report", "snapshot")
-    }
+    names = ["report", "snapshot", *(f"hook {agent}" for agent in HOOK_EVENTS)]
+    samples: dict[str, list[float]] = {f"{name}{how}": [] for how in commands for name in names}
     async with peers(workdir) as p:
         p.agentapi.replace_history([f"message {i}: short text" for i in range(3)])
         env = p.env()
@@ -110,6 +131,9 @@ async def bench_hooks(table: Rows, repeats: int, workdir: Path) -> None:
                 report = [*agent, "report", state, f"step {i}"]
                 samples[f"report{how}"].append(await timed(report, env))
                 samples[f"snapshot{how}"].append(await timed([*agent, "snapshot"], env))
+                for name, (args, stdin) in HOOK_EVENTS.items():
+                    hook = [*agent, "hook", name, *args]
+                    samples[f"hook {name}{how}"].append(await timed(hook, env, stdin))
         assert await stop(process) == 0, daemon_log(workdir)
     base = median(floor)
     add("hooks (daemon running)", "python -c pass (the floor)", base * 1000, "ms", "-", None)

@@ -11,7 +11,11 @@ import pytest
 # Where a test's time goes, longest first: property runs of many examples (CPU), then real
 # processes waited on (e2e, faults), then in-process loopback servers (the devkit's stand-ins),
 # then the rest. Directories as seen from the repository's root.
-_SLOW_DIRECTORIES = {("tests", "e2e"): 1, ("tests", "faults"): 1, ("devkit", "tests"): 2}
+_SLOW_DIRECTORIES: dict[tuple[str, ...], int] = {
+    ("tests", "e2e"): 1,
+    ("tests", "faults"): 1,
+    ("devkit", "tests"): 2,
+}
 _QUICK = 3
 
 

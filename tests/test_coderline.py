@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from uuid import UUID
 
 import anyio
 import anyio.abc
@@ -26,11 +25,9 @@ from anyio.streams.tls import TLSStream
 from agent import coderline
 from agent.coder.httpapi import CoderClient
 from agent.coderline import CoderLine, line_for, open_coder_line
-from agent.configuration import Secret
-from agent.environment import Environment
+from agent.config import Environment, Secret, Settings
 from agent.errors import NotSent, OutcomeUnknown, RemoteError
 from agent.plainhttp import tls_context
-from agent.settings import Settings
 from agent.transport import coder_http
 from standins.http import Request, Response
 from tests.fakes import wait_until
@@ -46,10 +43,10 @@ from tests.faults.servers import (
 pytestmark = pytest.mark.anyio
 
 TOKEN = "line-test-token-0123456789"
-TASK = UUID("7a1c2f6e-52a4-4c57-9d8e-2b3c4d5e6f70")
+TASK = "7a1c2f6e-52a4-4c57-9d8e-2b3c4d5e6f70"
 BODY = b'{"messages":[{"id":1,"role":"user","content":"hello","time":"2026-01-01T00:00:00Z"}]}'
 DEADLINE = 1.0
-Upload = Callable[[UUID, bytes], Awaitable[None]]
+Upload = Callable[[str, bytes], Awaitable[None]]
 
 
 async def stored(request: Request) -> Response:
@@ -492,7 +489,7 @@ def settings(**overrides: object) -> Settings:
         "task_id": TASK,
     }
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ import pytest
 
 from agent import rules
 from agent.cli import _parser
-from agent.environment import VARIABLES
+from agent.config import VARIABLES
+from agent.hooks import AGENTS
 from agent.models import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +92,24 @@ def test_the_rules_page_numbers_the_rules_as_the_code_does() -> None:
     assert numbered((DOCS / "rules.md").read_text(encoding="utf-8")) == in_code
 
 
+def rules_list(text: str) -> str:
+    """The numbered list of rules in `text`, from `1. ` to the first line that is not part of
+    it, whitespace normalised (the docstring and the page wrap alike, but need not)."""
+    lines = text[re.search(r"^1\. ", text, re.MULTILINE).start() :].splitlines()  # type: ignore[union-attr]
+    kept = []
+    for line in lines:
+        if line and not (line[0].isdigit() or line[0] == " "):
+            break
+        kept.append(line)
+    return " ".join(" ".join(kept).split())
+
+
+def test_the_rules_page_says_what_the_code_says() -> None:
+    assert rules.__doc__
+    page = (DOCS / "rules.md").read_text(encoding="utf-8")
+    assert rules_list(page) == rules_list(rules.__doc__)
+
+
 def test_every_rule_number_the_docs_mention_exists() -> None:
     assert rules.__doc__
     known = set(numbered(rules.__doc__))
@@ -142,6 +161,11 @@ def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
         if not file.exists() or (file.suffix == ".md" and anchor and anchor not in anchors(file)):
             broken.append(target)
     assert broken == []
+
+
+def test_the_hooks_page_has_a_row_for_every_agent_of_the_registry() -> None:
+    rows = first_column(section(DOCS / "hooks.md", "Agents"))
+    assert rows == [f"`{name}`" for name in AGENTS]
 
 
 def test_the_readme_stays_a_five_minute_read() -> None:

@@ -18,11 +18,11 @@ import anyio
 import pytest
 
 from agent.clock import ManualClock
+from agent.config import Secret, Settings
 from agent.direct import _report
 from agent.hooks import command
 from agent.hooks.command import process_started, run_hook
 from agent.models import AppState, AppStatus, ExitCode
-from agent.settings import Secret, Settings
 from tests.fakes import wait_until
 
 TOKEN = "budget-token-0a1b2c3d4e5f6789"
@@ -48,7 +48,7 @@ async def test_a_direct_report_to_a_black_hole_ends_when_the_budget_does(black_h
     codes: list[ExitCode] = []
 
     async def report() -> None:
-        codes.append(await _report(settings, AppStatus(AppState.WORKING, "x"), clock, 0.7))
+        codes.append(await _report(settings, AppStatus(AppState.WORKING, "x"), clock, "", 0.7))
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as group:

@@ -57,6 +57,8 @@ def test_the_product_wheel_holds_no_stand_in_demo_or_page(tmp_path: Path) -> Non
     outside = [n for n in names if not n.startswith(("agent/", "coder_task_agent-"))]
     assert outside == []
     assert "agent/cli.py" in names
+    # OpenCode's plugin: `hook install opencode` copies it.
+    assert "agent/hooks/opencode.js" in names
     assert not [n for n in names if "standin" in n or "demo" in n or n.endswith(".html")]
     assert "coder-task-agent = agent.cli:main" in scripts
     assert "coder-task-agent-dev" not in scripts

@@ -15,9 +15,10 @@ import pytest
 from agent.agentapi import parse_state_file
 from agent.clock import ManualClock
 from agent.errors import BadResponse
-from agent.stop.hook import (
+from agent.stop.hook import fetch_messages_now
+from agent.stop.process import (
     AgentAPIProcess,
-    fetch_messages_now,
+    Unusable,
     read_pid,
     started_at,
     version_supports_state,
@@ -31,17 +32,24 @@ from tests.fakes import wait_until
         ("4242\n", 4242, ""),
         ("", None, "holds no PID"),
         ("12abc", None, "holds no PID"),
-        ("1", None, "holds no PID"),  # never init
-        (None, None, "no PID file at"),
+        ("-42", None, "holds no PID"),
+        ("1", None, "init"),
+        ("0", None, "process group"),
+        (str(2**31), None, "past the largest PID"),
+        (str(2**64), None, "past the largest PID"),
+        (None, None, None),  # no file: no PID, nothing wrong
     ],
 )
-def test_read_pid(tmp_path: Path, content: str | None, pid: int | None, words: str) -> None:
+def test_read_pid(tmp_path: Path, content: str | None, pid: int | None, words: str | None) -> None:
     path = tmp_path / "agentapi.pid"
     if content is not None:
         path.write_text(content)
-    found, why = read_pid(path)
-    assert found == pid
-    assert words in why
+    if words:
+        with pytest.raises(Unusable, match=words) as refused:
+            read_pid(path)
+        assert str(path) in str(refused.value), "the message names the file"
+    else:
+        assert read_pid(path) == pid
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ about what that script costs (issue 14: at most 1.25x on small histories); httpx
 structlog and anyio take longer to import than the whole script runs. This shell makes
 the path's two requests with `agent.plainhttp` and does everything else with the parts the httpx
 path (`agent.direct`, `agent.stop.upload`) uses too: `agent.conversation` reads `/messages`,
-`agent.snapshot` builds the body, `agent.backoff` retries, `agent.wire` turns answers
+`agent.snapshot` builds the body, `agent.retry` retries, `agent.wire` turns answers
 into the error tree, `agent.stop.outcome` decides each ending, its exit code and its log line, and
-`agent.reportsocket.client.Writer` prints those lines as structlog would, the token masked. Same
+`agent.log.Writer` prints those lines as structlog would, the token masked. Same
 timeouts (`stop_fetch_timeout` for `/messages`, `request_timeout` per Coder attempt), the same
 overall deadline (`shutdown_budget`), no redirects, TLS as httpx verifies it; SIGTERM or SIGINT
 while it runs stops it at once with the interrupted exit code. The fault and end-to-end snapshot
@@ -19,7 +19,7 @@ When it does not apply, the httpx path runs instead (`applies`, `snapshot_once` 
 - a CA source cannot be loaded (SSL_CERT_FILE or SSL_CERT_DIR pointing nowhere): the httpx path
   fails the way it always has;
 - `_CODER_TASK_AGENT_ONESHOT=httpx`: tests run both paths with it (not a setting).
-Those variables are read through `agent.environment`, as everything else is.
+Those variables are read through `agent.config.Environment`, as everything else is.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from __future__ import annotations
 import signal
 import time
 
-from agent.backoff import cut_off, deliver_blocking
-from agent.configuration import Configuration, read_configuration
+from agent.config import Environment, verbatim
 from agent.conversation import BUSY_PHRASE, MAX_MESSAGES_BYTES, read_history
-from agent.environment import Environment, verbatim
 from agent.errors import OutcomeUnknown, RemoteError
+from agent.log import Writer
 from agent.plainhttp import (
     SNAPSHOT_QUERY,
     TOKEN_HEADER,
@@ -41,7 +40,7 @@ from agent.plainhttp import (
     snapshot_route,
     tls_context,
 )
-from agent.reportsocket.client import Writer
+from agent.retry import cut_off, deliver_blocking
 from agent.snapshot import Snapshot
 from agent.stop import outcome as stoppath
 from agent.stop.outcome import Outcome
@@ -54,31 +53,11 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import FrameType
 
+    from agent.config import Settings
     from agent.conversation import WireMessage
-    from agent.hookconfig import HookSettings
-    from agent.settings import Settings
 
 # Tests only: `httpx` runs the httpx path, so that one suite proves both behave alike.
 FORCE_VARIABLE = "_CODER_TASK_AGENT_ONESHOT"
-
-
-def configuration_for(settings: Settings | HookSettings | Configuration) -> Configuration:
-    """The whole configuration, read and checked (`agent.configuration`); raises ConfigError.
-
-    From the hooks' fast path (`HookSettings`, which keep the command line's settings) it is
-    read now, without building `Settings`; `Settings` (argparse's path) are used as they are.
-    """
-    if isinstance(settings, Configuration):
-        return settings
-    flags = getattr(settings, "flags", None)
-    if flags is not None:
-        return read_configuration(Environment(flags=flags))
-    # Settings: already read and checked; their paths and task id back to text.
-    values = {name: getattr(settings, name) for name in Configuration.__annotations__}
-    for name in ("task_id", "socket_path", "agent_socket_path"):
-        if values[name] is not None:
-            values[name] = str(values[name])
-    return Configuration(values)
 
 
 def applies(environment: Environment) -> str | None:
@@ -106,7 +85,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 class _Tls:
     """The TLS contexts of both servers, built before anything is sent (None: plain http)."""
 
-    def __init__(self, settings: Configuration, coder_url: str, environment: Environment) -> None:
+    def __init__(self, settings: Settings, coder_url: str, environment: Environment) -> None:
         # AgentAPI: verified, httpx's bundle only (its client does not trust the environment).
         self.agentapi: ssl.SSLContext | None = None
         self.coder: ssl.SSLContext | None = None
@@ -120,7 +99,7 @@ class _Tls:
         )
 
 
-def snapshot_once(settings: Configuration, environment: Environment | None = None) -> int | None:
+def snapshot_once(settings: Settings, environment: Environment | None = None) -> int | None:
     """Run the stop path once under `settings.shutdown_budget`; the exit code.
 
     None when this path does not apply (see the module docstring) and nothing has been done:
@@ -153,7 +132,7 @@ def snapshot_once(settings: Configuration, environment: Environment | None = Non
 
 
 def _save(
-    settings: Configuration, url: str, token: str, tls: _Tls, *, deadline: float, out: Writer
+    settings: Settings, url: str, token: str, tls: _Tls, *, deadline: float, out: Writer
 ) -> Outcome:
     """`agent.stop.upload.save_snapshot`, step for step, blocking."""
     task_id = settings.task_id
@@ -207,6 +186,7 @@ def _save(
                 answer.body,
                 answer.headers.get("retry-after"),
                 not_found_unsupported=True,
+                secrets=(token,),
             )
 
     def on_retry(exc: RemoteError, wait: float) -> None:

@@ -310,7 +310,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """`coder-task-agent-dev agent-socket`: serve until SIGTERM/SIGINT, then exit 0."""
     args = _parser().parse_args(argv)
-    from agent.logconfig import configure  # noqa: PLC0415 - only the CLI configures logging
+    from agent.log import configure  # noqa: PLC0415 - only the CLI configures logging
 
     configure("info", "auto")
     store = Store(args.db) if args.db is not None else None

@@ -17,7 +17,7 @@ import anyio.abc
 import httpx
 import pytest
 
-from agent.environment import Environment
+from agent.config import Environment
 from agent.stop.oneshot import FORCE_VARIABLE, applies
 from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from standins.coder import CoderStandIn, RequestRecord, run_coder_standin

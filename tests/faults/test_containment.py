@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from agent.coder import drpc
-from agent.environment import VARIABLES
+from agent.config import VARIABLES
 from agent.lastreport import FILE_NAME as MEMORY_FILE
 from standins.agentsocket_wire import encode_error
 
