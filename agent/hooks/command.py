@@ -164,9 +164,7 @@ def _print_for_agent(agent: Agent | None) -> None:
         return  # stdout closed: the agent reads no decision, which is "go on" too
 
 
-def _run_next(
-    settings: Settings | None, agent: str, then_run: str, payload: Sequence[str]
-) -> None:
+def _run_next(settings: Settings | None, agent: str, then_run: str, payload: Sequence[str]) -> None:
     """Replace this process with the user's own program (`then_run`, JSON), payload appended."""
     try:
         argv = json.loads(then_run)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import _socket
 import os
 import stat
-import sys
 import time
 
 from agent import jsonline
