@@ -519,7 +519,7 @@ async def test_a_planted_memory_is_ignored_at_start(settings: Settings, plant: P
     # Another user made the runtime directory first, or left something else in the memory's
     # place: the daemon starts, warns once, and reports what it sees (idle), not their complete.
     assert settings.socket_path is not None
-    saved = settings.socket_path.parent / "last-report.json"
+    saved = Path(settings.socket_path).parent / "last-report.json"
     saved.parent.mkdir(mode=0o700)
     good = b'{"state": "complete", "message": "Theirs", "uri": "https://evil.example/"}'
     plant.plant(saved, good, 64 * 1024)
@@ -666,9 +666,9 @@ async def test_in_hooks_mode_the_stop_does_not_wait_for_an_upload(settings: Sett
     ],
 )
 def test_task_id_warning(
-    settings: Settings, mode: str, task: UUID | None, env: dict[str, str], warned: str | None
+    settings: Settings, mode: str, task: str | None, env: dict[str, str], warned: str | None
 ) -> None:
-    settings = replace(settings, mode=mode, task_id=task)  # type: ignore[arg-type]
+    settings = settings.replace(mode=mode, task_id=task)
     warning = task_id_warning(settings, Environment(env))
     if warned == "":
         assert warning is None
@@ -687,7 +687,7 @@ async def test_a_daemon_without_a_task_id_warns_at_start(
 ) -> None:
     monkeypatch.setenv("CODER_TASKID", str(TASK))
     with capture_logs() as logs:
-        async with running(replace(settings, task_id=None)) as handle:
+        async with running(settings.replace(task_id=None)) as handle:
             await wait_until(lambda: handle.states() == ["idle"])
             events = [e["event"] for e in logs]
             assert events.index("task_id_missing") < events.index("daemon_started")

@@ -26,10 +26,10 @@ import pytest
 from agent.agentapi import AgentAPIClient
 from agent.clock import ManualClock
 from agent.coder.httpapi import CoderClient
+from agent.config import Secret, Settings
 from agent.daemon.daemon import Daemon
 from agent.models import AppState, AppStatus
 from agent.rules import IDLE_MESSAGE, WORKING_MESSAGE
-from agent.settings import Secret, Settings
 from tests.fakes import FakeAgentAPI, FakeCoder, message
 
 pytestmark = pytest.mark.anyio

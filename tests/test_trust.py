@@ -26,9 +26,9 @@ from agent.clock import ManualClock
 from agent.conversation import MAX_MESSAGES_BYTES
 from agent.models import AppState, AppStatus
 from agent.reportsocket.trust import Untrusted, read_checked, read_trusted
-from agent.settings import StopHookInputs
 from agent.stop import process
 from agent.stop.hook import _from_state_file
+from agent.stop.inputs import StopHookInputs
 from agent.stop.process import Unusable, find_process, read_pid, read_state_file, signal_refusal
 from tests.planted import OTHER_UID, PLANTS, TRUST_PLANTS, Plant, each
 
