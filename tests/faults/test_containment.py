@@ -72,9 +72,9 @@ class HTTPFake:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.stop = threading.Event()
-        self._held: list[socket.socket] = []
         self.requests: list[bytes] = []  # the head of every request
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._threads = [threading.Thread(target=self._serve, daemon=True)]
+        self._threads[0].start()
 
     def _serve(self) -> None:
         while not self.stop.is_set():
@@ -82,10 +82,15 @@ class HTTPFake:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+            if self.stop.is_set():
+                conn.close()
+                return
+            handler = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            self._threads.append(handler)
+            handler.start()
 
     def _handle(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError), conn:
             conn.settimeout(HUNG)
             data = b""
             while b"\r\n\r\n" not in data:
@@ -96,7 +101,6 @@ class HTTPFake:
             self.requests.append(data.split(b"\r\n\r\n", 1)[0])
             mode = self.answer.mode
             if mode == "blackhole":
-                self._held.append(conn)
                 self.stop.wait()
             elif mode == "trickle":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
@@ -109,15 +113,15 @@ class HTTPFake:
                     conn.sendall(block)
             else:
                 conn.sendall(self.answer.raw)
-        with contextlib.suppress(OSError):
-            conn.close()
 
     def close(self) -> None:
+        """Stop serving; every connection is closed by its own thread, which this waits for."""
         self.stop.set()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
         self.listener.close()
-        for conn in self._held:
-            with contextlib.suppress(OSError):
-                conn.close()
+        for thread in self._threads:
+            thread.join(timeout=HUNG)
 
 
 class UnixFake:
@@ -130,7 +134,8 @@ class UnixFake:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(path))
         self.listener.listen(16)
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._threads = [threading.Thread(target=self._serve, daemon=True)]
+        self._threads[0].start()
 
     def _serve(self) -> None:
         while not self.stop.is_set():
@@ -138,7 +143,12 @@ class UnixFake:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+            if self.stop.is_set():
+                conn.close()
+                return
+            handler = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            self._threads.append(handler)
+            handler.start()
 
     def _handle(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError), conn:
@@ -176,7 +186,11 @@ class UnixFake:
 
     def close(self) -> None:
         self.stop.set()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
         self.listener.close()
+        for thread in self._threads:
+            thread.join(timeout=HUNG)
 
 
 # -- the world a command runs in ----------------------------------------------------------
