@@ -109,8 +109,10 @@ def safe_standard_streams() -> None:
                 os.close(opened)
                 continue
             os.set_inheritable(fd, True)  # as a standard descriptor is
-        if getattr(sys, name) is None:
-            mode = "r" if fd == 0 else "w"
+        if getattr(sys, name) is None and fd != 0:
+            # A closed stdin stays None for Python: "no input" is a fact a hook reports as
+            # such; the descriptor is taken all the same, so no socket can land on it.
+            mode = "w"
             stream = open(fd, mode, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
             setattr(sys, name, stream)
 

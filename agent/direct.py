@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -124,18 +125,27 @@ def report_once(
         )
         return ExitCode.OK
     limit = 2 * settings.request_timeout
-    if within is not None:
-        limit = min(limit, within - (time.monotonic() - started))
-    code = anyio.run(_report, settings, status, SYSTEM_CLOCK, no_daemon, limit)
+    late = "not delivered in time"
+    if within is not None and within - (time.monotonic() - started) < limit:
+        limit = within - (time.monotonic() - started)
+        late = "not delivered within the hook budget"  # given up: the agent must not wait
+    code = anyio.run(partial(_report, late=late), settings, status, SYSTEM_CLOCK, no_daemon, limit)
     if code is ExitCode.OK:
         memory.delivered(status, from_hook=from_hook)
     return code
 
 
 async def _report(
-    settings: Settings, status: AppStatus, clock: Clock, no_daemon: str, within: float
+    settings: Settings,
+    status: AppStatus,
+    clock: Clock,
+    no_daemon: str,
+    within: float,
+    *,
+    late: str = "not delivered in time",
 ) -> ExitCode:
-    """Deliver `status` by the way `open_sender` chooses, all of it within `within` seconds."""
+    """Deliver `status` by the way `open_sender` chooses, all of it within `within` seconds;
+    `late` is the outcome line's reason when that time ends first."""
     deadline = clock.now() + within
     # The agent's socket or HTTP, chosen as the daemon chooses (the token only for HTTP); the
     # choice is said in the outcome line, not in a line of its own.
@@ -154,7 +164,7 @@ async def _report(
         except RemoteError as exc:
             log.error(
                 "report_failed",
-                reason="not delivered in time",
+                reason=late,
                 error=str(exc),
                 transport=send.transport,
                 why=send.reason,

@@ -29,7 +29,6 @@ import time
 from agent.config import HOOK_FIELDS, Environment, Settings, read
 from agent.hooks import AGENTS, ARGUMENT_OR_STDIN, Agent
 from agent.hooks.events import status_of
-from agent.models import ExitCode
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
@@ -121,15 +120,6 @@ def process_started() -> float:
     return now - min(max(age, 0.0), 60.0)
 
 
-def _undelivered(code: int, budget: float) -> str:
-    if code == ExitCode.REJECTED:
-        return f"the report was refused (exit {code}; the line above says why)"
-    return (
-        f"the report was not delivered within the hook budget of {budget:g} s (exit {code}; "
-        "the line above says why); given up so as not to hold the agent"
-    )
-
-
 def run_hook(
     agent_name: str,
     arguments: Sequence[str],
@@ -151,8 +141,8 @@ def run_hook(
     from `started` (`time.monotonic()`; the command passes its process's start, see
     `process_started`; by default now): reading the event and handing the report over each get
     what is left of it, less EXIT_RESERVE for the exit (the hand-over at least MIN_HAND_OVER).
-    A report not delivered within it is logged (`hook_failed`) and given up: the agent must
-    not wait for Coder.
+    A report not delivered within it is given up and logged (`report_failed`, saying so): the
+    agent must not wait for Coder.
     """
     started = time.monotonic() if started is None else started
     agent = AGENTS.get(agent_name)
@@ -167,11 +157,9 @@ def run_hook(
             raw = _read_payload(agent, arguments, stream, end - time.monotonic())
             status = status_of(agent.event_of(parse_event(raw), event or ""))
             if status is not None:
-                left = max(end - time.monotonic(), MIN_HAND_OVER)
-                code = hand_over(settings, status, left)
-                if code != ExitCode.OK:
-                    error = TimeoutError(_undelivered(code, budget))
-                    _log_problem(settings, agent_name, "hook_failed", error)
+                # Its outcome is the one line the hand-over logs (`report_failed`, `reason: not
+                # delivered within the hook budget`, when the budget ended it).
+                hand_over(settings, status, max(end - time.monotonic(), MIN_HAND_OVER))
         except Exception as exc:  # noqa: BLE001 - a hook never fails its agent: one line, exit 0
             _log_problem(settings, agent_name, "hook_failed", exc)
         _print_for_agent(agent)
