@@ -172,7 +172,8 @@ class UnixFake:
             )
 
     def _drpc_errors(self, conn: socket.socket) -> None:
-        """Every call answered with a dRPC Error packet whose text carries the token."""
+        """Every call answered with a dRPC Error packet whose text carries the token: a 400 that
+        coderd relayed (a refusal, not a "try again": the kind that escaped `choose()`)."""
         parser = drpc.FrameParser()
         while not self.stop.is_set():
             data = conn.recv(65536)
@@ -180,7 +181,8 @@ class UnixFake:
                 return
             for frame in parser.feed(data):
                 if frame.kind == drpc.Kind.MESSAGE and frame.done:
-                    error = encode_error(0, f"boom: the token {TOKEN} was refused")
+                    text = f"unexpected status code 400: the token {TOKEN} was refused"
+                    error = encode_error(0, text)
                     packet = drpc.Frame(drpc.Kind.ERROR, frame.stream, frame.message, error)
                     conn.sendall(drpc.encode_frame(packet))
 
@@ -333,21 +335,29 @@ def _until_started_then_stopped(process: subprocess.Popen[bytes]) -> Outcome:
 
     threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + HUNG
-    ended = False
+    ended = started = False
     while not ended:
-        line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break  # neither started nor ended: stopped all the same, and reported below
         ended = line is None
         seen.append(line or b"")
         if line is not None and b'"daemon_started"' in line:
-            process.send_signal(signal.SIGTERM)
+            started = True
             break
+    if not ended:
+        process.send_signal(signal.SIGTERM)
     code = process.wait(timeout=HUNG)
     while not ended:
         line = lines.get(timeout=HUNG)
         ended = line is None
         seen.append(line or b"")
     assert process.stdout is not None
-    return Outcome(code, process.stdout.read(), b"".join(seen))
+    stderr = b"".join(seen)
+    # A daemon either starts or ends (a configuration error): it never hangs before starting.
+    assert started or ended, stderr.decode("utf-8", "replace")[-3000:]
+    return Outcome(code, process.stdout.read(), stderr)
 
 
 def check(entry: EntryPoint, outcome: Outcome) -> None:
@@ -626,4 +636,17 @@ def test_a_hook_with_closed_standard_descriptors_still_reports(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == b""
+    assert len(_patches(world)) == 1, world.http.requests
+
+
+def test_report_goes_by_http_when_the_agent_socket_answers_ping_with_an_error(
+    world: World,
+) -> None:
+    """The agent socket refusing Ping (a relayed 400) means "socket unusable": HTTP, exit 0.
+    It escaped `choose()` before: `report` exited 4 without trying HTTP, the daemon 1."""
+    _agent_socket("error")(world)
+    report = next(e for e in ENTRY_POINTS if e.name == "report")
+    outcome = run_command(report, world)
+    check(report, outcome)
+    assert outcome.code == 0, outcome.stderr
     assert len(_patches(world)) == 1, world.http.requests
