@@ -695,3 +695,38 @@ async def test_a_daemon_without_a_task_id_warns_at_start(
     (warning,) = [e for e in logs if e["event"] == "task_id_missing"]
     assert warning["log_level"] == "warning"
     assert "CODER_TASKID" in warning["misspelt"]
+
+
+async def test_a_task_that_raises_anything_is_one_line_then_restarted(settings: Settings) -> None:
+    """Not only the error tree: a library's UnicodeEncodeError is one `unexpected_error` line
+    (type, message, where; no traceback) and the task is restarted after its backoff."""
+    clock = ManualClock()
+    agentapi, coder = FakeAgentAPI(), FakeCoder()
+    calls: list[int] = []
+
+    async def flaky() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise UnicodeEncodeError("ascii", "Retry-After: \u00b2", 13, 14, "not in range")
+
+    async with agentapi.client() as agentapi_http, coder.client() as coder_http:
+        daemon = Daemon(
+            settings,
+            AgentAPIClient(agentapi_http, clock=clock),
+            CoderClient(coder_http, settings.app_slug, clock=clock),
+            clock=clock,
+        )
+        with capture_logs() as logs, anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                group.start_soon(daemon._supervised, flaky)
+                await wait_until(lambda: clock.sleepers > 0)  # the restart's backoff
+                due = clock.next_due()
+                assert due is not None
+                clock.advance(due - clock.now())
+    assert len(calls) == 2
+    (line,) = [entry for entry in logs if entry["event"] == "unexpected_error"]
+    assert line["error_type"] == "UnicodeEncodeError"
+    assert "codec can't encode" in line["error"]
+    assert line["task"].endswith("flaky")
+    assert line["at"].startswith("agent/daemon/daemon.py:")
+    assert "exc_info" not in line

@@ -210,10 +210,13 @@ class Daemon:
             self._stop_deadline = self.clock.now() + self.settings.shutdown_budget
             # Captured now: the snapshot is the mirror at the signal (the watchers run on for a
             # moment), and live only when the stream was current (its end makes it stale).
-            if len(self.mirror):
-                self._mirrored_at_stop = self.mirror.messages()
-                if self.mirror.current:
-                    self._live_at_stop = self.mirror.snapshot()
+            try:
+                if len(self.mirror):
+                    self._mirrored_at_stop = self.mirror.messages()
+                    if self.mirror.current:
+                        self._live_at_stop = self.mirror.snapshot()
+            except Exception as exc:  # noqa: BLE001 - the stop path runs whatever: it fetches
+                log.error(boundary.EVENT, task="capture_at_stop", **boundary.describe(exc))
             self._stop_requested.set()
             if not self.ready.is_set():
                 self._watch_scope.cancel()  # still starting: nothing to hold the upload up
