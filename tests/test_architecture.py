@@ -14,7 +14,6 @@ PRODUCT = ROOT / "agent"
 # parts of the standard library.
 PURE = {"agent.models", "agent.errors", "agent.rules", "agent.snapshot", "agent.coder.drpc"}
 PURE |= {"agent.hooks.mapping", "agent.redaction", "agent.conversation", "agent.stop.outcome"}
-PURE |= {"agent.jsonline"}
 PURE_STDLIB = {
     "__future__",
     "collections",

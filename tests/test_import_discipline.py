@@ -28,11 +28,10 @@ HEAVY = {"httpx", "httpcore", "h11", "pydantic", "pydantic_core", "structlog", "
 # (inspect, ast...), pathlib, typing, and what agent.settings's validation needs.
 SLOW_STDLIB = {"argparse", "dataclasses", "inspect", "pathlib", "typing", "uuid", "urllib"}
 # What the handed-over path does without: `socket` (enums of its constants, `selectors`:
-# agent.reportsocket.client uses `_socket`), `json` (`re`: agent.jsonline), and `struct` and `math`,
-# extension modules each loaded for one call. `hook` reads the agent's JSON event, so it may
-# import `json`.
-HOOK_WRAPPERS = {"socket", "selectors", "struct", "math"}
-WRAPPERS = HOOK_WRAPPERS | {"json", "re"}
+# agent.reportsocket.client uses `_socket`), and `struct` and `math`, extension modules each
+# loaded for one call. `json` (and `re` with it) comes in: the request, the answer and every log
+# line are JSON, and one JSON implementation is worth its few milliseconds (bench/README.md).
+WRAPPERS = {"socket", "selectors", "struct", "math"}
 # Stdlib-only modules of ours a fast path may use.
 FAST_OURS = {
     "agent",
@@ -43,7 +42,6 @@ FAST_OURS = {
     "agent.hooks.command",
     "agent.hooks.mapping",
     "agent.hookconfig",
-    "agent.jsonline",
     "agent.models",
     "agent.redaction",
     "agent.reportsocket",
@@ -133,7 +131,7 @@ async def test_handed_to_a_daemon_only_the_standard_library(
     assert tops(modules) & HEAVY == set(), logs
     ours = {m for m in modules if m.split(".")[0] == "agent"}
     assert tops(modules) & SLOW_STDLIB == set(), logs
-    assert tops(modules) & (HOOK_WRAPPERS if args[0] == "hook" else WRAPPERS) == set(), logs
+    assert tops(modules) & WRAPPERS == set(), logs
     assert ours <= FAST_OURS
     assert "agent.reportsocket.client" in ours
     if args[0] == "hook":
