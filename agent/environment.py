@@ -81,9 +81,6 @@ VARIABLES = {
     "ARG_STATE_FILE_PATH": "AgentAPI's state file",
     "ARG_TASK_LOG_SNAPSHOT": "whether a snapshot is taken",
     "ARG_ENABLE_STATE_PERSISTENCE": "whether AgentAPI saves its state first",
-    # Tests only (not a setting): `httpx` sends the one-shot snapshot down its httpx path, so
-    # that one suite proves both paths behave alike (agent.stop.oneshot).
-    "_CODER_TASK_AGENT_ONESHOT": "which HTTP path the one-shot snapshot takes (tests only)",
 }
 
 

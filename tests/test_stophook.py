@@ -14,10 +14,11 @@ import pytest
 
 from agent.agentapi import parse_state_file
 from agent.clock import ManualClock
+from agent.conversation import MAX_MESSAGES_BYTES
 from agent.errors import BadResponse
 from agent.stop.hook import (
     AgentAPIProcess,
-    fetch_messages_now,
+    _read_state_file,
     read_pid,
     started_at,
     version_supports_state,
@@ -144,13 +145,6 @@ async def test_process_signals_and_exit_through_the_pidfd() -> None:
     assert not process.send(signal.SIGTERM)  # reaped: gone
 
 
-def test_fetch_names_the_url_when_nothing_answers() -> None:
-    fetched = fetch_messages_now("http://127.0.0.1:9", 2.0)
-    assert fetched.body is None
-    assert fetched.error is not None
-    assert fetched.error.startswith("AgentAPI GET http://127.0.0.1:9/messages: ")
-
-
 def test_state_file_in_agentapis_format() -> None:
     body = (
         b'{"version":1,"messages":[{"id":0,"message":"Welcome","role":"agent",'
@@ -165,3 +159,15 @@ def test_state_file_in_agentapis_format() -> None:
     assert messages[0].time == "2026-01-01T10:00:00.123456789Z"  # as AgentAPI wrote it
     with pytest.raises(BadResponse, match="state file"):
         parse_state_file(b'{"version":1}')
+
+
+def test_a_state_file_past_the_cap_is_refused_not_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    with path.open("wb") as file:
+        file.truncate(MAX_MESSAGES_BYTES + 4096)  # sparse: nothing written to disk
+    with pytest.raises(OSError, match="larger than"):
+        _read_state_file(path)
+    path.write_bytes(b'{"version":1}')
+    body, age = _read_state_file(path)
+    assert body == b'{"version":1}'
+    assert age >= 0
