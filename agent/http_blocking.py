@@ -133,7 +133,7 @@ def request(
             limit = max_body if ok else error_body
             if ok and whole_body and response.length is not None and response.length > limit:
                 raise BadResponse(service, what, f"the answer exceeds {max_body} bytes")
-            read, complete = _read_capped(response, limit)
+            read, complete = _read_capped(response, limit, keep_cut=not (ok and whole_body))
         except TimeoutError:
             raise
         except http.client.HTTPException as exc:
@@ -204,8 +204,14 @@ def _close(connection: http.client.HTTPConnection, sock: socket.socket | None) -
         os.close(sock.detach())
 
 
-def _read_capped(response: http.client.HTTPResponse, limit: int) -> tuple[bytes, bool]:
-    """At most `limit` bytes of the body, and whether that was all of it (stops reading there)."""
+def _read_capped(
+    response: http.client.HTTPResponse, limit: int, *, keep_cut: bool
+) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body, and whether that was all of it (stops reading there).
+
+    Past the cap, what was read is kept (cut at the cap) only with `keep_cut`: a body that
+    will be refused is not copied (the cap is 128 MiB for `/messages`).
+    """
     if response.length is not None and response.length <= limit:
         # A declared length within the cap: read in one allocation, not copied afterwards.
         return response.read(), True
@@ -218,7 +224,7 @@ def _read_capped(response: http.client.HTTPResponse, limit: int) -> tuple[bytes,
         chunks.append(chunk)
         size += len(chunk)
     # Past the cap: the rest is never read, and what was read is cut at the cap.
-    return b"".join(chunks)[:limit], False
+    return (b"".join(chunks)[:limit] if keep_cut else b""), False
 
 
 def _left(deadline: float) -> float:
