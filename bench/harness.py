@@ -108,14 +108,58 @@ class RecordingStore(Store):
         super().put_snapshot(task_id, body)
 
 
-async def start_daemon(env: dict[str, str], *args: str) -> anyio.abc.Process:
+@dataclass(frozen=True)
+class Variant:
+    """The code a benchmark runs: this checkout's (`after`), or another's (`--before DIR`).
+
+    `python -m agent` runs in `cwd`, the variant's own checkout: the interpreter puts the
+    working directory first on the path, and another checkout's `agent/` would be imported.
+    """
+
+    name: str
+    python: str
+    cwd: str
+
+    def agent(self) -> list[str]:
+        return [self.python, "-m", "agent"]
+
+    def script(self) -> list[str]:
+        """The installed console script (what agents' hooks run)."""
+        return [str(Path(self.python).with_name("coder-task-agent"))]
+
+
+AFTER = Variant("after", sys.executable, str(Path(__file__).resolve().parent.parent))
+
+
+def variants(before: str | None) -> list[Variant]:
+    """`before` (a checkout with its own .venv) first when given, then this checkout."""
+    if before is None:
+        return [AFTER]
+    root = Path(before).resolve()
+    return [Variant("before", str(root / ".venv" / "bin" / "python"), str(root)), AFTER]
+
+
+async def start_daemon(
+    env: dict[str, str], *args: str, variant: Variant = AFTER
+) -> anyio.abc.Process:
     return await anyio.open_process(
-        [sys.executable, "-m", "agent", "run", *args],
+        [*variant.agent(), "run", *args],
         env=env,
+        cwd=variant.cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def peak_rss_mb(argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, float]:
+    """Run `argv` to its end; its exit code and its own peak resident memory in MB (wait4)."""
+    process = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_maxrss / 1024
 
 
 async def wait_for(predicate: Callable[[], bool], within: float = 60.0) -> None:

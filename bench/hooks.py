@@ -17,7 +17,17 @@ from typing import Protocol
 
 import anyio
 
-from bench.harness import TASK_ID, TOKEN, Peers, daemon_log, median, peers, start_daemon, stop
+from bench.harness import (
+    TASK_ID,
+    TOKEN,
+    Peers,
+    Variant,
+    daemon_log,
+    median,
+    peers,
+    start_daemon,
+    stop,
+)
 from bench.harness import wait_for as wait_until
 
 REFERENCE = Path(__file__).parent / "reference-stop.sh"
@@ -49,10 +59,10 @@ def reference_env(p: Peers, workdir: Path) -> dict[str, str]:
     }
 
 
-async def timed(argv: list[str], env: dict[str, str]) -> float:
+async def timed(argv: list[str], env: dict[str, str], cwd: str | None = None) -> float:
     """Exec to exit of `argv`, in seconds; the command must succeed."""
     start = time.perf_counter()
-    result = await anyio.run_process(argv, env=env, check=False)
+    result = await anyio.run_process(argv, env=env, cwd=cwd, check=False)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, (argv, result.stderr.decode()[-800:])
     return elapsed
@@ -78,20 +88,17 @@ class Rows(Protocol):
     ) -> None: ...
 
 
-async def bench_hooks(table: Rows, repeats: int, workdir: Path) -> None:
-    """`report` and `snapshot` handed to a running daemon against the interpreter's floor.
+async def bench_hooks(table: Rows, repeats: int, workdir: Path, variants: list[Variant]) -> None:
+    """`report` and `snapshot` through the installed console script, handed to a running
+    daemon, against the interpreter's floor; each variant in turn in every repeat.
 
-    Both as `python -m agent` (which the interpreter starts through `runpy`) and as the
-    installed `coder-task-agent` script, which is what agents' hooks run.
+    One daemon (this checkout's) takes every variant's requests: the socket's protocol is the
+    same, and what is measured is the short-lived client.
     """
     add = table.add
     floor: list[float] = []
-    commands = {"": [sys.executable, "-m", "agent"]}
-    script = Path(sys.executable).with_name("coder-task-agent")
-    if script.exists():
-        commands[" (console script)"] = [str(script)]
     samples: dict[str, list[float]] = {
-        f"{name}{how}": [] for how in commands for name in ("report", "snapshot")
+        f"{name} ({variant.name})": [] for variant in variants for name in ("report", "snapshot")
     }
     async with peers(workdir) as p:
         p.agentapi.replace_history([f"message {i}: short text" for i in range(3)])
@@ -102,10 +109,11 @@ async def bench_hooks(table: Rows, repeats: int, workdir: Path) -> None:
         for i in range(repeats):
             floor.append(await timed([sys.executable, "-c", "pass"], env))
             state = "working" if i % 2 else "idle"
-            for how, agent in commands.items():
-                report = [*agent, "report", state, f"step {i}"]
-                samples[f"report{how}"].append(await timed(report, env))
-                samples[f"snapshot{how}"].append(await timed([*agent, "snapshot"], env))
+            for variant in variants:
+                report = [*variant.script(), "report", state, f"step {i}"]
+                samples[f"report ({variant.name})"].append(await timed(report, env))
+                snapshot = [*variant.script(), "snapshot"]
+                samples[f"snapshot ({variant.name})"].append(await timed(snapshot, env))
         assert await stop(process) == 0, daemon_log(workdir)
     base = median(floor)
     add("hooks (daemon running)", "python -c pass (the floor)", base * 1000, "ms", "-", None)
@@ -113,7 +121,7 @@ async def bench_hooks(table: Rows, repeats: int, workdir: Path) -> None:
         ratio = median(times) / base
         add(
             "hooks (daemon running)",
-            f"{name}, whole process",
+            f"{name}, console script",
             median(times) * 1000,
             "ms",
             "<= 3x floor",
