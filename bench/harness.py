@@ -152,14 +152,31 @@ async def start_daemon(
     )
 
 
+# Runs the command as a child of a fresh, small interpreter and prints its exit code and peak
+# RSS (wait4): a child forked straight from the benchmark's process would report the benchmark's
+# own peak (a process's maximum survives exec).
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def peak_rss_mb(argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, float]:
-    """Run `argv` to its end; its exit code and its own peak resident memory in MB (wait4)."""
-    process = subprocess.Popen(
-        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    """Run `argv` to its end; its exit code and its own peak resident memory in MB."""
+    result = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *argv],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=True,
     )
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage.ru_maxrss / 1024
+    code, kilobytes = result.stdout.split()
+    return int(code), int(kilobytes) / 1024
 
 
 async def wait_for(predicate: Callable[[], bool], within: float = 60.0) -> None:
