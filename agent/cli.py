@@ -9,7 +9,7 @@ the rest only then.
 The local stand-ins and the demo are not part of the product: they are `coder-task-agent-dev`
 (devkit/ in the repository).
 
-Exit codes: `agent.models.ExitCode` (README's table is that enum).
+Exit codes: `agent.models.ExitCode` (docs/operations.md's table is that enum).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from agent.hookconfig import HookSettings
-    from agent.settings import Settings
+    from agent.config import Settings
 
 # Flags that stand for a setting: flag -> variable. Errors name both.
 _SETTING_FLAGS = {
@@ -92,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
             "CODER_AGENT_TOKEN_FILE or the systemd credential coder-agent-token). Wanted: "
             "CODER_MCP_APP_STATUS_SLUG (without it no status is reported) and CODER_TASK_ID "
             "(without it no snapshot is saved). Every setting is an environment variable "
-            "(README, Configuration); a flag overrides the variable named after its help."
+            "(docs/configuration.md); a flag overrides the variable named after its help."
         ),
     )
     _add_setting_flags(run, *_SETTING_FLAGS)
@@ -122,23 +121,37 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     stop.add_argument(
-        "--strict", action="store_true", help="exit with the outcome's code (see README)"
+        "--strict", action="store_true", help="exit with the outcome's code (docs/operations.md)"
     )
     _add_setting_flags(stop, "--agentapi-url", "--budget", "--log-level", "--log-format")
 
+    from agent.hooks import AGENTS  # noqa: PLC0415 - the registry of agents
+
     hook = commands.add_parser(
         "hook",
-        help="report the task's status from an agent's own hook (Claude Code, Codex)",
+        help="report the task's status from an agent's own hook",
         description=(
             "Map an agent's hook event to a status report and hand it to the daemon (or "
-            "straight to Coder when none runs). claude-code: the hook event as JSON on stdin "
-            "(a Claude Code command hook). codex: the JSON as the last argument (Codex's "
-            "`notify` program). Always exits 0: a hook never fails the agent; problems are "
-            "logged on stderr. The mapping is in README, 'Status from the agent's hooks'."
+            "straight to Coder when none runs). The event arrives as JSON on stdin; Codex's "
+            "`notify` program gets it as the last argument. Agents: "
+            + ", ".join(f"{name} ({agent.label})" for name, agent in AGENTS.items())
+            + ". Always exits 0: a hook never fails the agent; problems are logged on stderr. "
+            "Which event reports what: docs/hooks.md."
         ),
     )
-    hook.add_argument("agent", choices=("claude-code", "codex"), help="which agent calls")
+    hook.add_argument("agent", choices=tuple(AGENTS), help="which agent calls")
     hook.add_argument("payload", nargs="*", help="codex: the notify JSON (Codex appends it)")
+    hook.add_argument(
+        "--event",
+        metavar="NAME",
+        help="the event's name, for payloads that do not carry it (Copilot's camelCase hooks)",
+    )
+    hook.add_argument(
+        "--then-run",
+        metavar="JSON",
+        help="a JSON array: a program to run after reporting, with the payload appended "
+        "(the user's own Codex notify program)",
+    )
     _add_setting_flags(hook, "--socket", "--log-level", "--log-format")
 
     return parser
@@ -152,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.stop import early as earlystop  # noqa: PLC0415
 
         earlystop.install()
+    if args_list[:1] == ["hook"] and args_list[1:2] in (["install"], ["uninstall"]):
+        # The hooks' installer, not a hook: its own parser and exit codes (0, 2 on a usage
+        # error or a file it refuses), unlike a hook's "always 0" (agent.hooks.install).
+        from agent.hooks.install import main as install_hooks  # noqa: PLC0415
+
+        return install_hooks(args_list[1:])
     from agent.errors import ConfigError  # noqa: PLC0415
     from agent.models import ExitCode  # noqa: PLC0415
 
@@ -182,7 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Never fails the agent: exits 0, problems logged (agent.hooks.command).
         from agent.hooks.command import run_hook  # noqa: PLC0415
 
-        return run_hook(args.agent, args.payload, _setting_flags(args))
+        return run_hook(
+            args.agent,
+            args.payload,
+            _setting_flags(args),
+            event=args.event,
+            then_run=args.then_run,
+        )
 
     try:
         settings = _settings(args)
@@ -196,19 +221,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
 
 
-# -- the hooks' fast path: `report` and `snapshot` without argparse or agent.settings ----------
+# -- the hooks' fast path: `report` and `snapshot` without argparse, their settings read in part --
 
 # What each fast command accepts besides its positional arguments (min, max).
 _FAST = {
     "report": ((1, 2), ("--uri", "--socket", "--log-level", "--log-format")),
-    # `hook AGENT [PAYLOAD]`: Claude Code runs it at every prompt and tool call.
-    "hook": ((1, 2), ("--socket", "--log-level", "--log-format")),
+    # `hook AGENT [PAYLOAD]`: agents run it at every prompt and tool call. Any AGENT: an unknown
+    # one is logged by the command (one line, exit 0), not refused by argparse.
+    "hook": ((1, 2), ("--event", "--then-run", "--socket", "--log-level", "--log-format")),
     "snapshot": ((0, 0), ("--agentapi-url", "--budget", "--log-level", "--log-format")),
 }
 
 
 def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | None:
-    """`report` or `snapshot` in their plain forms: command, positionals, options.
+    """`report`, `snapshot` or `hook` in their plain forms: command, positionals, options.
 
     argparse costs more than the rest of the hooks' path; anything this does not recognise
     exactly (help, abbreviations, a repeated or unknown option, a value that looks like an
@@ -234,8 +260,6 @@ def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | No
         options[name] = value
     if not least <= len(positional) <= most:
         return None
-    if argv[0] == "hook" and positional[0] not in ("claude-code", "codex"):
-        return None  # argparse names the choices
     return argv[0], positional, options
 
 
@@ -249,12 +273,18 @@ def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
         # Never fails the agent: exits 0, problems logged (agent.hooks.command).
         from agent.hooks.command import run_hook  # noqa: PLC0415
 
-        return run_hook(positional[0], positional[1:], flags)
+        return run_hook(
+            positional[0],
+            positional[1:],
+            flags,
+            event=options.get("--event"),
+            then_run=options.get("--then-run"),
+        )
 
-    from agent.hookconfig import load_hook_settings  # noqa: PLC0415
+    from agent import config  # noqa: PLC0415
     from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
-    settings = load_hook_settings(flags=flags)
+    settings = config.read(flags=flags, only=config.HOOK_FIELDS)
     if command == "report":
         summary = positional[1] if len(positional) > 1 else ""
         status = reportclient.parse_report(positional[0], summary, options.get("--uri", ""))
@@ -263,9 +293,9 @@ def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from agent.settings import load_settings  # noqa: PLC0415
+    from agent import config  # noqa: PLC0415
 
-    return load_settings(flags=_setting_flags(args))
+    return config.read(flags=_setting_flags(args))
 
 
 def _setting_flags(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
@@ -277,37 +307,38 @@ def _setting_flags(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
 
 
 def _logging(settings: Settings) -> None:
-    from agent.logconfig import configure_from  # noqa: PLC0415
+    from agent.log import configure_from  # noqa: PLC0415
 
     configure_from(settings)
     if settings.warnings:
         import structlog  # noqa: PLC0415
 
-        log = structlog.get_logger("agent.settings")
+        log = structlog.get_logger("agent.config")
         for warning in settings.warnings:
             log.warning("configuration_warning", problem=warning)
 
 
-def _snapshot(hook_settings: Settings | HookSettings) -> int:
+def _snapshot(settings: Settings) -> int:
     from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
     # A running daemon saves from its live mirror over warm connections: ask it first.
-    code = reportclient.snapshot(hook_settings)
+    code = reportclient.snapshot(settings)
     if code is not None:
         return code
-    # No daemon: the blocking shell of the stop path (standard library; `Settings`, with
-    # dataclasses, pathlib and uuid, are not built on the hooks' path).
+    # No daemon: the blocking shell of the stop path (the standard library; httpx only for an
+    # upload through a proxy). The configuration is read and checked in full.
     from agent.stop import oneshot  # noqa: PLC0415
 
-    return oneshot.snapshot_once(oneshot.configuration_for(hook_settings))
+    return oneshot.snapshot_once(settings.full())
 
 
 def _run(settings: Settings) -> int:
     import anyio  # noqa: PLC0415
 
-    from agent.daemon.daemon import run_daemon, socket_only  # noqa: PLC0415
+    from agent.coder.route import needs_coder_http  # noqa: PLC0415
+    from agent.daemon.daemon import run_daemon  # noqa: PLC0415
 
-    if socket_only(settings) is None:
+    if needs_coder_http(settings, uploads=not settings.hooks_mode):
         settings.require_coder()  # before anything starts, naming what is missing
     _logging(settings)
     return anyio.run(run_daemon, settings)

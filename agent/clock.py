@@ -5,10 +5,10 @@ cancel scopes); tests pass a `ManualClock` and move time forward themselves, so 
 for real seconds. No other module of the product calls `anyio.sleep`, `anyio.current_time`,
 `anyio.move_on_after` or `anyio.fail_after` (tests/test_architecture.py checks it).
 
-The exception: the stdlib-only fast paths (`agent.reportsocket.client`, `agent.hookconfig`, and the
-others named in the architecture test's STDLIB_FAST_PATHS) must not import anyio at all (issue
-14: a hook's `report` costs about what starting Python costs), so they keep the standard
-library's own timeouts (`socket.settimeout`, `time.monotonic`) on their blocking sockets.
+The exception: the stdlib-only fast paths (`agent.reportsocket.client`, `agent.hooks.command`,
+and the others named in the architecture test's STDLIB_FAST_PATHS) must not import anyio at
+all (issue 14: a hook's `report` costs about what starting Python costs), so they keep the
+standard library's own timeouts (`socket.settimeout`, `time.monotonic`) on their blocking sockets.
 """
 
 from __future__ import annotations

@@ -9,31 +9,35 @@ logger, never printed raw. (`snapshot` without a daemon is the stop path's block
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import anyio
 import structlog
 
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.coder.route import open_sender
+from agent.coder.route import needs_coder_http, open_sender
+from agent.config import Settings
 from agent.errors import ConfigError, Rejected, RemoteError, Unsupported
-from agent.logconfig import configure_from
+from agent.log import configure_from
 from agent.models import AppStatus, ExitCode
 from agent.retry import deliver
-from agent.settings import Settings
 
 log = structlog.get_logger("agent.direct")
 
 
-def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = False) -> ExitCode:
+def report_once(
+    settings: Settings, status: AppStatus, *, from_hook: bool = False, no_daemon: str = ""
+) -> ExitCode:
     """PATCH `status` to Coder with retries inside two request timeouts; returns the exit code.
 
     The reporting rules hold here too, with the daemon's memory file (agent.lastreport): a hook's
     idle after an explicit complete or failed is not sent (exit 0, logged `report_held`).
+    Logs one line, the outcome, with `direct=True` and `no_daemon` (why no daemon took it):
+    a hook runs at every step, and three lines per step drown the agent's log.
     Raises ConfigError when Coder or the app slug is not configured.
     """
-    if settings.status_transport == "http" or (
-        settings.status_transport == "auto" and not os.path.lexists(settings.agent_socket_path)
-    ):
+    socket_exists = os.path.lexists(settings.agent_socket_path)
+    if needs_coder_http(settings, uploads=False, agent_socket_exists=socket_exists):
         settings.require_coder()  # HTTP is the only way: say what it lacks before anything
     if settings.app_slug is None:
         raise ConfigError("CODER_MCP_APP_STATUS_SLUG", "is required to report a status")
@@ -41,7 +45,7 @@ def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = Fals
     # The rules' memory: only this path needs it (and agent.rules), not `snapshot`.
     from agent.lastreport import DirectMemory  # noqa: PLC0415
 
-    memory = DirectMemory(settings.socket_path.parent if settings.socket_path else None)
+    memory = DirectMemory(Path(settings.socket_path).parent if settings.socket_path else None)
     shown = memory.held(status, from_hook=from_hook)
     if shown is not None:
         log.info(
@@ -49,28 +53,47 @@ def report_once(settings: Settings, status: AppStatus, *, from_hook: bool = Fals
             state=status.state.value,
             shown=shown.state.value,
             reason="a hook's idle does not replace an explicit complete or failed",
+            direct=True,
+            no_daemon=no_daemon,
         )
         return ExitCode.OK
-    code = anyio.run(_report, settings, status, SYSTEM_CLOCK)
+    code = anyio.run(_report, settings, status, SYSTEM_CLOCK, no_daemon)
     if code is ExitCode.OK:
         memory.delivered(status, from_hook=from_hook)
     return code
 
 
-async def _report(settings: Settings, status: AppStatus, clock: Clock) -> ExitCode:
-    # The agent's socket or HTTP, chosen as the daemon chooses (the token only for HTTP).
-    async with open_sender(settings, clock=clock) as send:
+async def _report(settings: Settings, status: AppStatus, clock: Clock, no_daemon: str) -> ExitCode:
+    # The agent's socket or HTTP, chosen as the daemon chooses (the token only for HTTP); the
+    # choice is said in the outcome line, not in a line of its own.
+    async with open_sender(settings, clock=clock, announce=False) as send:
         deadline = clock.now() + 2 * settings.request_timeout
+        where = {"direct": True, "no_daemon": no_daemon}
         try:
             await deliver(lambda: send(status), deadline=deadline, clock=clock)
         except Unsupported as exc:
-            log.error("report_failed", reason="unsupported", error=str(exc))
+            log.error("report_failed", reason="unsupported", error=str(exc), **where)
             return ExitCode.REJECTED
         except Rejected as exc:
-            log.error("report_failed", reason="rejected", error=str(exc), status=exc.status)
+            log.error(
+                "report_failed", reason="rejected", error=str(exc), status=exc.status, **where
+            )
             return ExitCode.REJECTED
         except RemoteError as exc:
-            log.error("report_failed", reason="not delivered in time", error=str(exc))
+            log.error(
+                "report_failed",
+                reason="not delivered in time",
+                error=str(exc),
+                transport=send.transport,
+                why=send.reason,
+                **where,
+            )
             return ExitCode.UNDELIVERED
-    log.info("report_delivered", state=status.state.value, direct=True, transport=send.transport)
+    log.info(
+        "report_delivered",
+        state=status.state.value,
+        transport=send.transport,
+        why=send.reason,
+        **where,
+    )
     return ExitCode.OK

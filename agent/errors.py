@@ -8,6 +8,8 @@ errors in `agentsocket`.
     AgentError
     ├── ConfigError          bad configuration at start; names the variable (or flag)
     │   └── UsageError       a bad command-line argument (the report command's state...)
+    ├── BadFile              `hook install`: a file it must edit is not valid JSON/TOML (or not
+    │                        the shape the agent reads); names the file, which is left untouched
     └── RemoteError          the other service did not do what was asked
         ├── TryAgain         worth retrying: the same request may succeed later
         │   ├── TransportError    the request did not complete
@@ -56,6 +58,15 @@ class UsageError(ConfigError):
     """A command-line argument is wrong; names the argument."""
 
 
+class BadFile(AgentError):
+    """A file `hook install` must edit cannot be edited safely; names the file."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}; left untouched")
+        self.path = path
+        self.problem = problem
+
+
 class RemoteError(AgentError):
     """A call to AgentAPI or Coder failed; `service` says which, `what` names the call."""
 
@@ -89,7 +100,7 @@ class OutcomeUnknown(TransportError):
 
 
 class CutOff(OutcomeUnknown):
-    """The caller's deadline cut an attempt off (`agent.backoff.cut_off`): it may have reached
+    """The caller's deadline cut an attempt off (`agent.retry.cut_off`): it may have reached
     the server. Its words name what the attempt before it told, which says more than the cut."""
 
 

@@ -27,9 +27,8 @@ import httpx
 
 from agent import wire as httperrors
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.environment import Environment, verbatim
+from agent.config import Environment, Secret, Settings, verbatim
 from agent.errors import BadResponse, NotSent, OutcomeUnknown, RemoteError, TransportError
-from agent.settings import Secret, Settings
 from agent.wire import (
     MAX_DETAIL_CHARS,
     MAX_ERROR_BODY,
@@ -78,9 +77,23 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 TRANSPORT_FAILURES = (httpx.HTTPError, ssl.SSLError)
 
 
+# Request headers that carry a credential: a server echoing one has it masked in its words.
+SECRET_HEADERS = ("coder-session-token", "authorization")
+
+
 def problem_detail(response: httpx.Response) -> str:
-    """The server's own words from a problem+json (or plain text) error answer, shortened."""
-    return httperrors.problem_detail(response.content)
+    """The server's own words from a problem+json (or plain text) error answer, the request's
+    credentials masked, then shortened."""
+    return httperrors.problem_detail(response.content, sent_secrets(response))
+
+
+def sent_secrets(response: httpx.Response) -> tuple[str, ...]:
+    """The credentials the request behind `response` carried (none when it has no request)."""
+    try:
+        headers = response.request.headers
+    except RuntimeError:  # a Response built without its request
+        return ()
+    return tuple(value for name in SECRET_HEADERS if (value := headers.get(name)))
 
 
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
@@ -105,6 +118,7 @@ def status_error(
         response.headers.get("retry-after"),
         not_found_unsupported=not_found_unsupported,
         busy_phrase=busy_phrase,
+        secrets=sent_secrets(response),
     )
 
 

@@ -31,7 +31,7 @@ import socket
 import time
 from urllib.parse import urlencode, urlsplit
 
-from agent.environment import Environment
+from agent.config import Environment
 from agent.errors import BadResponse, NotSent, OutcomeUnknown
 from agent.wire import USER_AGENT
 

@@ -4,8 +4,11 @@ After a crash or SIGKILL and a restart (systemd `Restart=`), the daemon's first 
 would report idle over an explicit `complete` the agent's hook sent before: the rules hold a
 complete or failed against idle, but only in memory. The daemon saves such a report here and
 restores it at start. The file is written atomically (a private temporary file, then a rename)
-with mode 0600, read without following a symlink, and removed once the report no longer holds.
-A file that cannot be read or parsed is ignored (and logged): it must never stop the daemon.
+with mode 0600, and removed once the report no longer holds. It is read through the one trust
+check (agent.reportsocket.trust.read_trusted): in a directory that is ours, a regular file of
+ours that no one else can write, at most 64 KiB, never through a symlink, never waiting on a
+FIFO. Another user who made the directory first cannot plant a `complete` there. A file that is
+refused or cannot be parsed is ignored (and logged): it must never stop the daemon or a hook.
 
 The direct path (`report` or a hook with no daemon listening) keeps the same file, in the same
 directory, through `DirectMemory`: without it each hook process would start from nothing, and
@@ -23,6 +26,7 @@ from pathlib import Path
 import structlog
 
 from agent.models import AppState, AppStatus
+from agent.reportsocket.trust import Untrusted, make_private_dir, read_trusted
 from agent.rules import ExplicitReport, RulesState, step
 
 log = structlog.get_logger("agent.lastreport")
@@ -53,19 +57,20 @@ def save(path: Path, status: AppStatus) -> None:
 
 
 def load(path: Path) -> AppStatus | None:
-    """The report saved at `path`, or None (no file, or one that is not a report)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
+    """The report saved at `path`, or None (no file, or one not trusted or not a report).
+
+    Never raises: whatever another user could have put there is ignored with one warning.
+    """
+    # Ours only, not root's: only our own daemon and hooks write this file.
+    body = read_trusted(path, max_bytes=_MAX_BYTES, log=log, what="the last explicit report")
+    if body is None:
         return None
-    except OSError as exc:
-        log.warning("last_report_unreadable", path=str(path), error=str(exc))
-        return None
     try:
-        with os.fdopen(fd, "rb") as file:
-            raw = json.loads(file.read(_MAX_BYTES))
+        raw = json.loads(body)
         status = AppStatus(AppState(raw["state"]), str(raw["message"]), str(raw.get("uri", "")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    # Any text at all: invalid UTF-8 or JSON (ValueError), nesting deep enough to exhaust the
+    # recursion limit, a list or a string where an object was written, a wrong state.
+    except (ValueError, LookupError, TypeError, RecursionError, MemoryError) as exc:
         log.warning("last_report_unreadable", path=str(path), error=type(exc).__name__)
         return None
     return status
@@ -113,18 +118,21 @@ class DirectMemory:
             return
         _, after = self._after(status, from_hook)
         if after.sticky:
-            _make_private_dir(self.path.parent)
-            save(self.path, status)
+            if _make_private_dir(self.path.parent):
+                save(self.path, status)
         elif self._saved is not None:
             clear(self.path)
         self._saved = status if after.sticky else None
 
 
-def _make_private_dir(directory: Path) -> None:
-    """The daemon's directory checks (0700, ours); a failure shows as `last_report_not_saved`."""
-    from agent.reportsocket.client import Untrusted, make_private_dir  # noqa: PLC0415
+def _make_private_dir(directory: Path) -> bool:
+    """The daemon's directory checks (0700, ours); False, logged, when the directory fails them.
 
+    Nothing is written into a directory that is not ours: another user could read it there.
+    """
     try:
         make_private_dir(directory)
     except (OSError, Untrusted) as exc:
-        log.debug("last_report_directory", path=str(directory), error=str(exc))
+        log.warning("last_report_not_saved", path=str(directory), error=str(exc))
+        return False
+    return True

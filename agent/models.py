@@ -2,7 +2,7 @@
 
 Pure: no I/O, no third-party imports. The pure rules (`status`), the snapshot builder, both
 clients and the command line import these from here, so importing the rules never loads an
-HTTP library (see README, "Architecture").
+HTTP library (see docs/architecture.md).
 
 The hooks' fast path (`agent.reportsocket.client`) imports this module too, and must not pay for
 `typing` (it pulls in `re` and more): `AgentStatus` is therefore built on first use, and
@@ -95,7 +95,7 @@ class AppStatus:
 
 
 class ExitCode(enum.IntEnum):
-    """Every exit code of every command; README's table is this one."""
+    """Every exit code of every command; docs/operations.md's table is this one."""
 
     OK = 0  # done: delivered, uploaded, skipped on purpose, stopped cleanly
     USAGE = 2  # usage or configuration error; the message names the variable or flag

@@ -1,45 +1,141 @@
-"""The one retry policy: how long to wait before trying again, and the retry loop for one call.
+"""The one retry policy, and the two loops that follow it (async and blocking).
 
-The policy itself (Backoff, the policies, the waits of a delivery) is `agent.backoff`, apart
-from anyio so that the one-shot snapshot's standard-library path shares it; this
-module re-exports it and holds the async loop.
+The policy (`Backoff`): exponential backoff with full jitter; a server's Retry-After honoured
+but never beyond the policy's cap (a hostile or confused server must not park a caller for a
+day); and, inside a caller's deadline, give up rather than take a wait that would end at or
+past it. Every retry of the program takes its waits from here: deliveries to Coder (`deliver`,
+async, for the daemon and the direct report; `deliver_blocking`, for the one-shot snapshot's
+standard-library path), the reporter's loop (which keeps its own "a newer report cuts the wait
+short" loop but asks `next_wait` how long), the supervisor's restarts, the watchers'
+reconnects and the report socket's accept loop. Only the "try again" branch of the error tree
+is retried.
 
-Every retry in the daemon takes its waits from here: deliveries to Coder (`deliver`), the
-reporter's loop (which keeps its own "a newer report cuts the wait short" loop but asks
-`next_wait` how long), the supervisor's restarts and the watchers' reconnects. Only the
-"try again" branch of the error tree is retried; the server's Retry-After is honoured, never
-beyond the policy's cap or the caller's deadline.
+Why not tenacity, which the design names: what these loops decide is ours either way (each
+attempt cut off at the caller's deadline on an injected clock, the cut-off's words naming the
+attempt before, the give-up test on the wait still to come, Retry-After within the cap), so
+tenacity would carry only the `while` around them: ten lines, written once for each runtime
+over the same three decisions below. It would cost more than it carries: its import on the
+one-shot snapshot's path, which must stay within 1.5x Coder's reference stop script and may
+not import it, and 50-100 us of machinery before the first attempt of the daemon's stop upload.
+
+Standard library only at import (the blocking path must not import anyio): the clock and the
+random source are parameters, the async loop's default clock imported when it runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import random
 
-from agent.backoff import (
-    ACCEPT_BACKOFF,
-    CALL_BACKOFF,
-    RECONNECT_BACKOFF,
-    REPORT_BACKOFF,
-    Backoff,
-    cut_off,
-    delivery_wait,
-    gives_up,
-    no_time_left,
-)
-from agent.clock import SYSTEM_CLOCK, Clock
-from agent.errors import RemoteError, TryAgain
+from agent.errors import CutOff, NotSent, TryAgain
 
-__all__ = [
-    "ACCEPT_BACKOFF",
-    "CALL_BACKOFF",
-    "RECONNECT_BACKOFF",
-    "REPORT_BACKOFF",
-    "Backoff",
-    "deliver",
-]
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from typing import TypeVar
 
-T = TypeVar("T")
+    from agent.clock import Clock
+    from agent.errors import RemoteError
+
+    T = TypeVar("T")
+
+
+class Backoff:
+    """Exponential backoff with full jitter: a random wait in [0, min(cap, base * 2**n)].
+
+    Immutable. Written out rather than a frozen dataclass: `dataclasses` costs the one-shot
+    snapshot more than the rest of its retry loop.
+    """
+
+    __slots__ = ("base", "cap")
+    __match_args__ = ("base", "cap")
+    base: float
+    cap: float
+
+    def __init__(self, base: float = 0.2, cap: float = 5.0) -> None:
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "cap", cap)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Backoff is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Backoff) or type(other) is not type(self):
+            return NotImplemented
+        return (self.base, self.cap) == (other.base, other.cap)
+
+    def __hash__(self) -> int:
+        return hash((self.base, self.cap))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base={self.base!r}, cap={self.cap!r})"
+
+    def wait(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before retry number `attempt` (1 for the first retry)."""
+        ceiling: float = min(self.cap, self.base * 2.0 ** (min(attempt, 64) - 1))
+        return rng() * ceiling
+
+    def next_wait(
+        self,
+        attempt: int,
+        error: BaseException | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> float:
+        """The wait before retry `attempt` after `error`: the server's Retry-After when that is
+        longer than the policy's wait, but never beyond the cap (the one Retry-After rule)."""
+        wait = self.wait(attempt, rng)
+        hint = error.retry_after if isinstance(error, TryAgain) else None
+        if hint is not None:
+            wait = max(wait, min(hint, self.cap))
+        return wait
+
+
+# Single calls inside a deadline (the snapshot upload, a direct report): quick retries.
+CALL_BACKOFF = Backoff(base=0.2, cap=5.0)
+# The status reporter: first retry within half a second, then up to every 30 s (a long outage
+# must not become a storm from every workspace at once; full jitter spreads them).
+REPORT_BACKOFF = Backoff(base=0.5, cap=30.0)
+# Reconnects to AgentAPI and restarts of a failed task: quickly at first (a restart takes a
+# second), then up to every 10 s.
+RECONNECT_BACKOFF = Backoff(base=0.25, cap=10.0)
+# A failing accept() on the report socket (EMFILE while clients hold descriptors): short waits,
+# since a report client gives up after 2 s and descriptors come back as clients leave.
+ACCEPT_BACKOFF = Backoff(base=0.05, cap=1.0)
+
+
+# -- the decisions both loops share -------------------------------------------------------------
+
+
+def no_time_left(service: str) -> NotSent:
+    """The error for an attempt the deadline leaves no time to start."""
+    return NotSent(service, "request", "deadline reached before the attempt")
+
+
+def cut_off(service: str, before: BaseException | None = None) -> CutOff:
+    """The error for an attempt the deadline cut off (it may have reached the server).
+
+    `before`: the error of the attempt before it, named in the words. When the budget ends in
+    the middle of an attempt, "no answer before the deadline" alone would hide why the earlier
+    ones failed (an unknown certificate, a refused connection), which is what a reader needs.
+    """
+    detail = "no answer before the deadline"
+    if before is not None:
+        detail += f"; the attempt before: {before}"
+    return CutOff(service, "request", detail)
+
+
+def wait_or_give_up(
+    backoff: Backoff, attempt: int, error: TryAgain, now: float, deadline: float
+) -> float:
+    """The wait before retry `attempt` after `error`; raises `error` when that wait would end
+    at or past `deadline` (a retry that cannot finish in time is not started)."""
+    wait = backoff.next_wait(attempt, error)
+    if now + wait >= deadline:
+        raise error
+    return wait
+
+
+# -- the loops ----------------------------------------------------------------------------------
 
 
 async def deliver(
@@ -47,21 +143,20 @@ async def deliver(
     *,
     deadline: float,
     backoff: Backoff = CALL_BACKOFF,
-    clock: Clock = SYSTEM_CLOCK,
+    clock: Clock | None = None,
     on_retry: Callable[[RemoteError, float], None] | None = None,
     service: str = "Coder",
 ) -> T:
     """Run `call`, retrying TryAgain errors with backoff until success or `deadline`.
 
-    `deadline` is on `clock`'s scale. The server's Retry-After (a 429, or a 5xx that carries
-    one) is honoured when it fits before the deadline. A wait that would end past the deadline
-    is not taken: the last error is raised instead. Each attempt is also cut off at the
-    deadline. Rejected and Unsupported errors are raised at once.
-
-    The loop is `agent.backoff.deliver_blocking`'s twin, on the same pure decisions. It was
-    tenacity's: its machinery cost 50-100 us before the first attempt, a twentieth of the stop
-    path's whole budget for a short conversation, for a loop this size.
+    `deadline` is on `clock`'s scale (default: the system clock). Each attempt is cut off at the
+    deadline (`cut_off`); a wait that would end past it is not taken: the last error is raised
+    instead. Rejected and Unsupported errors are raised at once.
     """
+    if clock is None:
+        from agent.clock import SYSTEM_CLOCK  # noqa: PLC0415 - anyio: not on the blocking path
+
+        clock = SYSTEM_CLOCK
     attempt = 0
     told: TryAgain | None = None  # the last error that was not a cut-off
     while True:
@@ -76,9 +171,42 @@ async def deliver(
         except TryAgain as exc:
             error = told = exc
         attempt += 1
-        wait = delivery_wait(backoff, attempt, error)
-        if gives_up(clock.now(), wait, deadline):
-            raise error
+        wait = wait_or_give_up(backoff, attempt, error, clock.now(), deadline)
         if on_retry is not None:
             on_retry(error, wait)
         await clock.sleep(wait)
+
+
+def deliver_blocking(
+    call: Callable[[float], T],
+    *,
+    deadline: float,
+    now: Callable[[], float],
+    sleep: Callable[[float], object],
+    backoff: Backoff = CALL_BACKOFF,
+    on_retry: Callable[[TryAgain, float], None] | None = None,
+    service: str = "Coder",
+) -> T:
+    """`deliver` for blocking code: run `call(remaining)` until success or `deadline`.
+
+    `call` gets the seconds left before `deadline` and must not run past them (it raises
+    `cut_off(...)` when they run out, or its own TryAgain). The waits and the give-up are
+    `deliver`'s. Raises `no_time_left` when the deadline leaves no time for an attempt.
+    """
+    attempt = 0
+    told: TryAgain | None = None  # the last error that was not a cut-off
+    while True:
+        remaining = deadline - now()
+        if remaining <= 0:
+            raise no_time_left(service)
+        try:
+            return call(remaining)
+        except CutOff as exc:
+            error: TryAgain = exc if told is None else cut_off(exc.service, told)
+        except TryAgain as exc:
+            error = told = exc
+        attempt += 1
+        wait = wait_or_give_up(backoff, attempt, error, now(), deadline)
+        if on_retry is not None:
+            on_retry(error, wait)
+        sleep(wait)

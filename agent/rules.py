@@ -2,31 +2,61 @@
 
 No I/O, no clock: every observation carries its own time, and `next_deadline` tells the caller
 when to come back with a `Tick` (the working debounce). The daemon feeds observations in and
-hands `RulesState.wanted` to the reporter, which delivers the latest one.
+hands `RulesState.wanted` to the reporter, which delivers the latest one. This docstring is the
+one place the rules are written down (docs/rules.md repeats it, same numbers, same words).
 
-The rules (numbers as in the issue):
+The rules:
 1. The first status observation is reported: `running` -> working, `stable` -> idle.
-2. A new user message (a user id higher than any seen) -> working at once, with the message's
-   first line (shortened) as the status message. User messages seen before the first status
-   observation are history: they set the baseline. A later whole history (`HistorySeen`: a
-   `/messages` answer, or an `/events` replay after a reconnect) keeps that baseline, so a prompt
-   sent while the stream was down is reported with its text; only a history that proves AgentAPI
-   restarted (ids went backwards, or the first user message is not the one known) starts a new
-   baseline, and then its user messages are new (they were sent to the restarted server).
+2. A new user message (a user id higher than any seen) -> working at once, with the prompt's
+   text (rule 9). User messages seen before the first status observation are history: they set
+   the baseline. A later whole history (`HistorySeen`: a `/messages` answer, or an `/events`
+   replay after a reconnect) keeps that baseline, so a prompt sent while the stream was down is
+   reported with its text; only a history that proves AgentAPI restarted (ids went backwards, or
+   the first user message is not the one known) starts a new baseline, and then its user
+   messages are new (they were sent to the restarted server).
 3. `running` without a new user message (a person typing, a spinner) -> working only once it has
    lasted `debounce` seconds; a shorter blip reports nothing. Only a *change* to `running`
    starts that clock: a poller reads `running` again every interval, a stream says it once, and
    both must give the same result (an explicit complete is not undone by a repeated reading).
-4. `stable` -> idle, except that an explicit complete or failed stays until the agent is
-   observed working again (rule 2 or 3). Right after a new user message, a `stable` reading is
-   not taken as the end of the turn until the agent was seen running or `debounce` passed: the
-   agent has not started yet, and reporting idle then would flap working -> idle -> working.
-5. An explicit report sets state, message and uri as given.
+4. `stable` -> idle whenever the task shows working, a repeated reading included (a poll reads
+   it again, a replay after a reconnect says it again): a working never outlives the agent's
+   idleness, whoever reported it. Two exceptions:
+   - 4a. An explicit complete or failed stays until the agent is observed working again (rule
+     2 or 3): `stable` is what "done" looks like, it does not contradict them.
+   - 4b. Right after a new user message, or an explicit working reported while AgentAPI reads
+     `stable`, the agent has not started yet: `stable` is not taken as the end of the turn
+     until the agent was seen running or `debounce` passed. If it still reads `stable` then,
+     -> idle, with no further reading needed (the `Tick` decides: a stream says `stable` once,
+     a poller reads it every interval, and both report that idle at the same moment).
+5. An explicit report sets state, message and uri as given (the uri as in rule 8).
 6. (Delivery) a report identical to the last delivered one is not sent: see agent.daemon.reporter.
-7. A report from the agent's lifecycle hooks (agent.hooks.mapping) is an explicit report, except
-   that its idle does not replace an explicit complete or failed (rule 4 holds for hooks too);
+7. A report from the agent's lifecycle hooks (agent.hooks.events) is an explicit report, except
+   that its idle does not replace an explicit complete or failed (rule 4a holds for hooks too);
    and a `stable` reading does not replace an idle already shown, so a hook's words ("Turn
-   finished", "Waiting for permission to use Bash") stay instead of flapping to "Waiting for input".
+   finished", "Waiting for permission to use Bash") stay instead of flapping to "Waiting for
+   input".
+8. The last reported uri (a PR link) stays on every status the rules derive (rules 1 to 4) and
+   on the hooks' reports (they carry none), until an explicit report carries another. An
+   explicit report with a message but no uri clears it; one with neither message nor uri keeps
+   it. That is what Coder's own reporter does.
+9. The texts of derived statuses: working by rule 1 or 3 says "Working"; working by a prompt
+   (rule 2) says the prompt's first non-blank line, stripped and shortened to Coder's 160 UTF-8
+   bytes (ending in "…" when cut), or "Working" when the prompt has no such line; idle by rule 1
+   or 4 says "Waiting for input".
+10. Where Coder's own reporter (`coder exp mcp server`, its `TestExpMcpReporter` cases) differs,
+    on purpose (tests/test_modes.py replays those cases in both modes, with these differences):
+    - 10a. Working from `running` waits out the debounce (rule 3), and the idle right after a
+      prompt or an explicit working waits for the agent to start or the debounce (rule 4b);
+      Coder reports both at once. Without the debounce a person typing in the terminal, or a
+      spinner's blip, reports working; without 4b a prompt flaps working -> idle -> working.
+    - 10b. A derived status says what was derived (rule 9); Coder repeats the agent's last
+      summary ("doing work" on an idle task is stale). The uri is kept as Coder keeps it (rule
+      8).
+    - 10c. An explicit idle stands; Coder turns an agent's idle into working while it watches
+      AgentAPI, because its reports come from the model's own tool calls. Ours come from the
+      agent's lifecycle hooks or a deliberate `report`.
+    - 10d. An explicit complete or failed holds against `stable` (rule 4a); Coder replaces it
+      with idle at the next `stable`, so the user never sees that the task ended or failed.
 """
 
 from __future__ import annotations
@@ -163,10 +193,13 @@ class RulesState:
     replaying: bool = True
     # When the current `running` stretch began, if it has not yet been reported as working.
     running_since: float | None = None
-    # When the newest user message was seen, until the agent is observed running after it.
-    prompt_pending_since: float | None = None
-    # An explicit complete or failed holds against idle (rule 4).
+    # When a working the agent has not yet confirmed by running began (a new user message, or
+    # an explicit working while AgentAPI read stable): rule 4b.
+    unconfirmed_since: float | None = None
+    # An explicit complete or failed holds against idle (rule 4a).
     sticky: bool = False
+    # The last reported uri, kept on derived statuses and hook reports (rule 8).
+    uri: str = ""
     # What the task should show now; None until something was observed.
     wanted: AppStatus | None = None
 
@@ -174,11 +207,8 @@ class RulesState:
 def step(state: RulesState, observation: Observation, debounce: float) -> RulesState:
     """Apply one observation; the result's `wanted` is what the task should show."""
     match observation:
-        case ExplicitReport(status=status, from_hook=from_hook):
-            if from_hook and status.state is AppState.IDLE and state.sticky:
-                return state
-            sticky = status.state in (AppState.COMPLETE, AppState.FAILED)
-            return replace(state, wanted=status, sticky=sticky, running_since=None)
+        case ExplicitReport(status=status, from_hook=from_hook, at=at):
+            return _explicit(state, status, from_hook, at)
         case UserMessageSeen(id=user_id, content=content, at=at):
             return _user_message(state, user_id, content, at)
         case HistorySeen():
@@ -192,9 +222,7 @@ def step(state: RulesState, observation: Observation, debounce: float) -> RulesS
 
 def next_deadline(state: RulesState, debounce: float) -> float | None:
     """When a Tick could change `wanted` (a debounce or a pending prompt comes due), if ever."""
-    times = [
-        t + debounce for t in (state.running_since, state.prompt_pending_since) if t is not None
-    ]
+    times = [t + debounce for t in (state.running_since, state.unconfirmed_since) if t is not None]
     return min(times) if times else None
 
 
@@ -205,6 +233,27 @@ def restarted(state: RulesState, history: HistorySeen) -> bool:
     if history.last_id is None or history.last_id < state.last_id:
         return True  # ids went backwards (a fresh AgentAPI counts from 0 again)
     return state.first_user is not None and history.first_user != state.first_user
+
+
+def _explicit(state: RulesState, status: AppStatus, from_hook: bool, at: float) -> RulesState:
+    if from_hook and status.state is AppState.IDLE and state.sticky:
+        return state
+    uri = status.uri
+    if not uri and (from_hook or not status.message):
+        uri = state.uri  # rule 8: a hook knows no link; an empty report is no new one either
+    if uri != status.uri:
+        status = AppStatus(status.state, status.message, uri)
+    unconfirmed = (
+        at if status.state is AppState.WORKING and state.agent_status == "stable" else None
+    )
+    return replace(
+        state,
+        wanted=status,
+        uri=uri,
+        sticky=status.state in (AppState.COMPLETE, AppState.FAILED),
+        running_since=None,
+        unconfirmed_since=unconfirmed,
+    )
 
 
 def _history(state: RulesState, history: HistorySeen) -> RulesState:
@@ -246,58 +295,53 @@ def _new_prompt(state: RulesState, user_id: int, content: str, at: float) -> Rul
     return replace(
         state,
         last_user_id=user_id,
-        wanted=AppStatus(AppState.WORKING, first_line(content, WORKING_MESSAGE)),
+        wanted=AppStatus(AppState.WORKING, first_line(content, WORKING_MESSAGE), state.uri),
         sticky=False,
         running_since=None,
-        prompt_pending_since=at,
+        unconfirmed_since=at,
     )
 
 
 def _status(state: RulesState, status: AgentStatus, at: float) -> RulesState:
     first = state.agent_status is None
-    unchanged = state.agent_status == status
+    changed = state.agent_status != status
     state = replace(state, agent_status=status, replaying=False)
     if first and state.wanted is None:
         wanted = AppState.WORKING if status == "running" else AppState.IDLE
-        return replace(state, wanted=AppStatus(wanted, _default_message(wanted)))
-    if unchanged:
-        # A repeated reading (a poll, a replay) is no transition: rule 3's clock starts only on
-        # a change, so polling and the event stream decide alike.
-        return state
+        return replace(state, wanted=_derived(state, wanted))
     if status == "running":
-        state = replace(state, prompt_pending_since=None)
+        if not changed:
+            # A repeated reading (a poll, a replay) is no transition: rule 3's clock starts
+            # only on a change, so polling and the event stream decide alike.
+            return state
+        state = replace(state, unconfirmed_since=None)
         if _showing_working(state) or state.running_since is not None:
             return state
         return replace(state, running_since=at)
-    # stable
+    # stable, changed or not (rule 4): a repeated reading ends a working just as a change does.
     state = replace(state, running_since=None)
-    if state.prompt_pending_since is not None or state.sticky or _showing_idle(state):
-        return state
-    return replace(state, wanted=AppStatus(AppState.IDLE, IDLE_MESSAGE))
+    if _showing_working(state) and state.unconfirmed_since is None:
+        return replace(state, wanted=_derived(state, AppState.IDLE))
+    return state
 
 
 def _due(state: RulesState, at: float, debounce: float) -> RulesState:
     if state.running_since is not None and at >= state.running_since + debounce:
         state = replace(
-            state,
-            running_since=None,
-            sticky=False,
-            wanted=AppStatus(AppState.WORKING, WORKING_MESSAGE),
+            state, running_since=None, sticky=False, wanted=_derived(state, AppState.WORKING)
         )
-    if state.prompt_pending_since is not None and at >= state.prompt_pending_since + debounce:
-        state = replace(state, prompt_pending_since=None)
-        if state.agent_status == "stable" and not state.sticky:
-            state = replace(state, wanted=AppStatus(AppState.IDLE, IDLE_MESSAGE))
+    if state.unconfirmed_since is not None and at >= state.unconfirmed_since + debounce:
+        state = replace(state, unconfirmed_since=None)
+        if state.agent_status == "stable" and _showing_working(state):
+            state = replace(state, wanted=_derived(state, AppState.IDLE))
     return state
-
-
-def _showing_idle(state: RulesState) -> bool:
-    return state.wanted is not None and state.wanted.state is AppState.IDLE
 
 
 def _showing_working(state: RulesState) -> bool:
     return state.wanted is not None and state.wanted.state is AppState.WORKING
 
 
-def _default_message(state: AppState) -> str:
-    return WORKING_MESSAGE if state is AppState.WORKING else IDLE_MESSAGE
+def _derived(state: RulesState, app_state: AppState) -> AppStatus:
+    """A status the rules derive from AgentAPI: rule 9's text, rule 8's kept uri."""
+    message = WORKING_MESSAGE if app_state is AppState.WORKING else IDLE_MESSAGE
+    return AppStatus(app_state, message, state.uri)

@@ -6,7 +6,9 @@ verify Coder's certificate by the same rules (`tls_context`, `coder_tls_context`
 answers here, so "try again", "rejected" and "unsupported" mean the same thing whichever
 runtime and whichever server. Everything a server sends is treated as hostile: bodies are
 shortened and decoded leniently, headers parsed defensively (a garbled `Retry-After` is ignored,
-never an exception). Standard library only, and only `json`, `math` and `time` at import
+never an exception). A server may echo what it was sent, the token included: its words are
+masked (`agent.log.mask`) before they are shortened, never after, so that no cut leaves a piece
+of the token unmasked. Standard library only, and only `json`, `math` and `time` at import
 (`email.utils` when a Retry-After is an HTTP date, which is rare; `ssl` and `certifi` when a
 TLS context is built).
 """
@@ -27,11 +29,13 @@ from agent.errors import (
     Unauthorized,
     Unsupported,
 )
+from agent.log import mask
 
-# A plain constant that type checkers treat as true: `typing` is not imported on the hooks' path.
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Sequence
 
 # What every request of ours says, whichever runtime sends it.
 USER_AGENT = "coder-task-agent"
@@ -104,25 +108,27 @@ def coder_tls_context(
     return tls_context(verify=verify, trust_env=True, cert_file=cert_file, cert_dir=cert_dir)
 
 
-def problem_detail(body: bytes) -> str:
-    """The server's own words from a problem+json (or plain text) error answer, shortened."""
+def problem_detail(body: bytes, secrets: Sequence[str] = ()) -> str:
+    """The server's own words from a problem+json (or plain text) error answer, `secrets`
+    masked, then shortened."""
     text = body[:MAX_ERROR_BODY].decode("utf-8", errors="replace")
     try:
         parsed: object = json.loads(text)
     except (ValueError, RecursionError):
-        return _printable(text)
+        return _printable(text, secrets)
     if not isinstance(parsed, dict):
-        return _printable(text)
+        return _printable(text, secrets)
     parts = [str(parsed[k]) for k in ("title", "detail", "message") if parsed.get(k)]
     errors = parsed.get("errors")
     if isinstance(errors, list):
         parts += [str(e["message"]) for e in errors if isinstance(e, dict) and e.get("message")]
-    return _printable("; ".join(parts)) if parts else _printable(text)
+    return _printable("; ".join(parts) if parts else text, secrets)
 
 
-def _printable(text: str) -> str:
-    cleaned = "".join(c if c.isprintable() else " " for c in text.strip()[:MAX_DETAIL_CHARS])
-    return cleaned.strip()
+def _printable(text: str, secrets: Sequence[str]) -> str:
+    # Mask, then cut: a token the cut splits would otherwise leave its head unmasked.
+    shown = mask(text.strip(), secrets, limit=MAX_DETAIL_CHARS)
+    return "".join(c if c.isprintable() else " " for c in shown).strip()
 
 
 def parse_retry_after(raw: str | None, now: float | None = None) -> float | None:
@@ -157,9 +163,12 @@ def answer_error(
     *,
     not_found_unsupported: bool = False,
     busy_phrase: str | None = None,
+    secrets: Sequence[str] = (),
 ) -> RemoteError:
-    """The error for an answer outside 2xx: its status, body and raw `Retry-After` header."""
-    detail = problem_detail(body)
+    """The error for an answer outside 2xx: its status, body and raw `Retry-After` header.
+
+    `secrets`: what the request carried (the token), masked in the server's words."""
+    detail = problem_detail(body, secrets)
     if status == 404 and not_found_unsupported:
         return Unsupported(service, what, detail or "no such route", status=404)
     if status == 429:

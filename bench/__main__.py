@@ -24,7 +24,7 @@ import httpx
 
 from agent.coder.httpapi import CoderClient
 from agent.daemon.reporter import Reporter
-from agent.logconfig import configure
+from agent.log import configure
 from agent.models import AppState, AppStatus
 from bench.harness import (
     SLUG,
@@ -174,7 +174,7 @@ async def bench_oneshot(table: Table, repeats: int, workdir: Path, variants: lis
             for _ in range(repeats):
                 for variant in variants:
                     command = [*variant.agent(), "snapshot"]
-                    ours[variant.name].append(await timed(command, env, variant.cwd))
+                    ours[variant.name].append(await timed(command, env, cwd=variant.cwd))
                 if skip is None:
                     reference.append(await run_reference(p, workdir))
         large = name in ("10 x 1 MB", "1 x 5 MB")

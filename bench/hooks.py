@@ -1,6 +1,7 @@
 """Benchmarks of the hook paths (issue 14), side by side in one run, medians.
 
 - the interpreter's floor (`python -c pass`), `report` and `snapshot` handed to a running daemon,
+  and `hook AGENT` for every agent of the registry (agent.hooks) with an event that reports,
   run in turn in every repeat so that a noisy machine weighs on all of them alike;
 - Coder's reference stop script (bash + curl + jq, `reference-stop.sh`), the yardstick of the
   one-shot `snapshot` and of the daemon's stop path.
@@ -8,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -17,6 +19,7 @@ from typing import Protocol
 
 import anyio
 
+from agent.hooks import AGENTS
 from bench.harness import (
     TASK_ID,
     TOKEN,
@@ -31,6 +34,24 @@ from bench.harness import (
 from bench.harness import wait_for as wait_until
 
 REFERENCE = Path(__file__).parent / "reference-stop.sh"
+# One event per agent that reports a status (a tool about to run), as the agent sends it:
+# extra arguments and stdin.
+_TOOL = {"hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_input": {"command": "ls"}}
+HOOK_EVENTS: dict[str, tuple[list[str], bytes]] = {
+    "claude-code": ([], json.dumps(_TOOL).encode()),
+    "codex": ([json.dumps({"type": "agent-turn-complete", "last-assistant-message": "Done"})], b""),
+    "gemini": ([], json.dumps({"hook_event_name": "BeforeTool", "tool_name": "ls"}).encode()),
+    "qwen": ([], json.dumps(_TOOL).encode()),
+    "cursor": ([], json.dumps({"hook_event_name": "preToolUse", "tool_name": "Shell"}).encode()),
+    "copilot": (["--event", "preToolUse"], json.dumps({"toolName": "bash"}).encode()),
+    "goose": ([], json.dumps({"event": "PreToolUse", "tool_name": "developer__shell"}).encode()),
+    "auggie": ([], json.dumps({**_TOOL, "tool_name": "launch-process"}).encode()),
+    "kiro": ([], json.dumps({"hook_event_name": "preToolUse", "tool_name": "shell"}).encode()),
+    "opencode": (
+        [],
+        json.dumps({"type": "tool.execute.before", "properties": {"tool": "bash"}}).encode(),
+    ),
+}
 MISSING = [tool for tool in ("bash", "curl", "jq") if shutil.which(tool) is None]
 
 
@@ -59,10 +80,12 @@ def reference_env(p: Peers, workdir: Path) -> dict[str, str]:
     }
 
 
-async def timed(argv: list[str], env: dict[str, str], cwd: str | None = None) -> float:
-    """Exec to exit of `argv`, in seconds; the command must succeed."""
+async def timed(
+    argv: list[str], env: dict[str, str], stdin: bytes | None = None, cwd: str | None = None
+) -> float:
+    """Exec to exit of `argv` (fed `stdin`, in `cwd`), in seconds; the command must succeed."""
     start = time.perf_counter()
-    result = await anyio.run_process(argv, env=env, cwd=cwd, check=False)
+    result = await anyio.run_process(argv, input=stdin, env=env, cwd=cwd, check=False)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, (argv, result.stderr.decode()[-800:])
     return elapsed
@@ -89,17 +112,21 @@ class Rows(Protocol):
 
 
 async def bench_hooks(table: Rows, repeats: int, workdir: Path, variants: list[Variant]) -> None:
-    """`report` and `snapshot` through the installed console script, handed to a running
-    daemon, against the interpreter's floor; each variant in turn in every repeat.
+    """`report`, `snapshot` and every agent's `hook` through the installed console script (what
+    agents' hooks run), handed to a running daemon, against the interpreter's floor.
 
-    One daemon (this checkout's) takes every variant's requests: the socket's protocol is the
-    same, and what is measured is the short-lived client.
+    `report` and `snapshot` for each variant in turn in every repeat (`--before`); the hooks of
+    the registry for this checkout only (the agents came with it). One daemon (this checkout's)
+    takes every variant's requests: the socket's protocol is the same, and what is measured is
+    the short-lived client.
     """
+    assert HOOK_EVENTS.keys() == AGENTS.keys(), "an agent of the registry has no benchmark"
     add = table.add
     floor: list[float] = []
     samples: dict[str, list[float]] = {
         f"{name} ({variant.name})": [] for variant in variants for name in ("report", "snapshot")
     }
+    samples.update({f"hook {agent} ({variants[-1].name})": [] for agent in HOOK_EVENTS})
     async with peers(workdir) as p:
         p.agentapi.replace_history([f"message {i}: short text" for i in range(3)])
         env = p.env()
@@ -114,6 +141,9 @@ async def bench_hooks(table: Rows, repeats: int, workdir: Path, variants: list[V
                 samples[f"report ({variant.name})"].append(await timed(report, env))
                 snapshot = [*variant.script(), "snapshot"]
                 samples[f"snapshot ({variant.name})"].append(await timed(snapshot, env))
+            for name, (args, stdin) in HOOK_EVENTS.items():
+                hook = [*variants[-1].script(), "hook", name, *args]
+                samples[f"hook {name} ({variants[-1].name})"].append(await timed(hook, env, stdin))
         assert await stop(process) == 0, daemon_log(workdir)
     base = median(floor)
     add("hooks (daemon running)", "python -c pass (the floor)", base * 1000, "ms", "-", None)

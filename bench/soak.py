@@ -35,7 +35,7 @@ import anyio.abc
 import anyio.to_thread
 import httpx
 
-from agent.logconfig import configure
+from agent.log import configure
 from agent.reportsocket.client import exchange
 from bench.harness import (
     SLUG,

@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 
 # Where a test's time goes, longest first: property runs of many examples (CPU), then real
-# processes waited on (e2e, faults), then in-process loopback servers (standins), then the rest.
-_SLOW_DIRECTORIES = {"e2e": 1, "faults": 1, "standins": 2}
+# processes waited on (e2e, faults), then in-process loopback servers (the devkit's stand-ins),
+# then the rest. Directories as seen from the repository's root.
+_SLOW_DIRECTORIES: dict[tuple[str, ...], int] = {
+    ("tests", "e2e"): 1,
+    ("tests", "faults"): 1,
+    ("devkit", "tests"): 2,
+}
 _QUICK = 3
 
 
@@ -18,8 +23,8 @@ def _expected_length(item: pytest.Item) -> int:
     """0 for the longest kind of test, `_QUICK` for the quickest."""
     if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
         return 0
-    relative = Path(str(item.path)).relative_to(Path(__file__).parent)
-    return _SLOW_DIRECTORIES.get(relative.parts[0], _QUICK)
+    relative = Path(str(item.path)).relative_to(Path(__file__).parent.parent)
+    return _SLOW_DIRECTORIES.get(relative.parts[:2], _QUICK)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

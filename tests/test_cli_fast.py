@@ -1,16 +1,10 @@
-"""The hooks' fast path parses like argparse and reads settings like agent.settings."""
+"""The hooks' fast path parses argv like argparse (its settings: tests/test_config.py)."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 
 from agent.cli import _fast_command, _parser
-from agent.errors import ConfigError
-from agent.hookconfig import load_hook_settings
-from agent.settings import load_settings
 
 
 @pytest.mark.parametrize(
@@ -58,51 +52,3 @@ def test_plain_forms_parse_as_argparse_parses_them(argv: list[str]) -> None:
 )
 def test_anything_else_goes_to_argparse(argv: list[str]) -> None:
     assert _fast_command(argv) is None
-
-
-def test_hook_settings_agree_with_settings(tmp_path: Path) -> None:
-    env = {
-        "XDG_RUNTIME_DIR": str(tmp_path),
-        "CODER_TASK_AGENT_LOG_LEVEL": "WARNING",
-        "CODER_TASK_AGENT_LOG_FORMAT": " json ",
-        "CODER_TASK_AGENT_SHUTDOWN_BUDGET": "2.5",
-        "CODER_AGENT_TOKEN": "tok-123",
-    }
-    hook, full = load_hook_settings(env), load_settings(env)
-    assert hook.socket_path == os.fspath(full.socket_path or "")
-    assert (hook.log_level, hook.log_format) == (full.log_level, full.log_format)
-    assert hook.shutdown_budget == full.shutdown_budget
-    assert hook.secrets == ("tok-123",)
-    flags = {"CODER_TASK_AGENT_SOCKET": ("--socket", str(tmp_path / "s.sock"))}
-    assert load_hook_settings(env, flags).socket_path == str(tmp_path / "s.sock")
-
-
-def test_the_token_file_is_masked_too(tmp_path: Path) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("from-file-456\n")
-    hook = load_hook_settings({"CODER_AGENT_TOKEN_FILE": str(token_file)})
-    assert hook.secrets == ("from-file-456",)
-
-
-@pytest.mark.parametrize(
-    ("env", "flags", "named"),
-    [
-        ({"CODER_TASK_AGENT_LOG_LEVEL": "loud"}, {}, "CODER_TASK_AGENT_LOG_LEVEL"),
-        ({"CODER_TASK_AGENT_SHUTDOWN_BUDGET": "-1"}, {}, "CODER_TASK_AGENT_SHUTDOWN_BUDGET"),
-        (
-            {},
-            {"CODER_TASK_AGENT_SHUTDOWN_BUDGET": ("--budget", "soon")},
-            "--budget (CODER_TASK_AGENT_SHUTDOWN_BUDGET)",
-        ),
-        ({}, {"CODER_TASK_AGENT_SOCKET": ("--socket", " ")}, "--socket"),
-    ],
-)
-def test_bad_values_name_the_variable_like_settings(
-    env: dict[str, str], flags: dict[str, tuple[str, str]], named: str
-) -> None:
-    with pytest.raises(ConfigError) as hook_error:
-        load_hook_settings(env, flags)
-    with pytest.raises(ConfigError) as full_error:
-        load_settings(env, flags)
-    assert str(hook_error.value) == str(full_error.value)
-    assert str(hook_error.value).startswith(named)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from uuid import UUID
 
 import anyio
 import httpx
@@ -17,15 +16,16 @@ from structlog.testing import capture_logs
 from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
 from agent.coder.httpapi import CoderClient
-from agent.daemon.daemon import TEARDOWN_GRACE, Daemon, socket_only
+from agent.config import Environment, Secret, Settings
+from agent.daemon.daemon import TEARDOWN_GRACE, Daemon, task_id_warning
 from agent.models import AppState, AppStatus
-from agent.settings import Secret, Settings
 from agent.stop.upload import Outcome
 from tests.fakes import FakeAgentAPI, FakeCoder, Recorded, Scripted, message, wait_until
+from tests.planted import Plant, each
 from tests.socketclient import request, send_to_daemon
 
 pytestmark = pytest.mark.anyio
-TASK = UUID("6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b")
+TASK = "6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b"
 
 
 @pytest.fixture
@@ -219,7 +219,7 @@ async def test_stop_undelivered_within_the_budget(settings: Settings) -> None:
     # budget is checked exactly, whatever else the machine is doing.
     coder = FakeCoder()
     clock = ManualClock()
-    settings = replace(settings, shutdown_budget=3.0)
+    settings = settings.replace(shutdown_budget=3.0)
     async with running(settings, coder=coder, clock=clock) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         coder.script += [Scripted(503)] * 10_000
@@ -231,7 +231,7 @@ async def test_stop_undelivered_within_the_budget(settings: Settings) -> None:
 
 
 async def test_no_task_id_skips_the_snapshot(settings: Settings) -> None:
-    async with running(replace(settings, task_id=None)) as handle:
+    async with running(settings.replace(task_id=None)) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         assert await stop(handle) == 0
     assert handle.coder.snapshots == []
@@ -239,7 +239,7 @@ async def test_no_task_id_skips_the_snapshot(settings: Settings) -> None:
 
 async def test_second_stop_hurries(settings: Settings) -> None:
     coder = FakeCoder()
-    async with running(replace(settings, shutdown_budget=30), coder=coder) as handle:
+    async with running(settings.replace(shutdown_budget=30), coder=coder) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         coder.script.append(Scripted(204, delay=60))
         handle.daemon.request_stop("first")
@@ -308,7 +308,7 @@ async def test_events_unavailable_falls_back_to_polling(settings: Settings) -> N
 
 async def test_polling_fetches_messages_only_on_change(settings: Settings) -> None:
     clock = ManualClock()
-    async with running(replace(settings, mode="poll"), clock=clock) as handle:
+    async with running(settings.replace(mode="poll"), clock=clock) as handle:
         requests = handle.agentapi.requests
         await wait_until(lambda: requests.count("GET /status") == 1)
         for polls in range(2, 31):
@@ -334,7 +334,7 @@ async def test_explicit_report_through_the_socket_is_sticky(settings: Settings) 
     async with running(settings, clock=clock) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         done = AppStatus(AppState.COMPLETE, "Opened PR #12", "https://git.example/pr/12")
-        answer = await send_to_daemon(settings.socket_path, done)
+        answer = await send_to_daemon(Path(settings.socket_path), done)
         assert answer == {"ok": True}
         await wait_until(lambda: handle.states() == ["idle", "complete"])
         await handle.agentapi.set_status("running")
@@ -348,7 +348,7 @@ async def test_explicit_report_through_the_socket_is_sticky(settings: Settings) 
         assert handle.states() == ["idle", "complete"]
         assert handle.coder.statuses[-1]["uri"] == "https://git.example/pr/12"
         assert await stop(handle) == 0
-    assert not settings.socket_path.exists()
+    assert not await anyio.Path(settings.socket_path).exists()
 
 
 async def test_a_pending_report_is_flushed_at_stop(settings: Settings) -> None:
@@ -430,7 +430,7 @@ async def test_running_is_reported_once_the_debounce_passed(settings: Settings) 
 async def test_without_a_slug_nothing_is_reported_but_the_snapshot_goes(
     settings: Settings,
 ) -> None:
-    async with running(replace(settings, app_slug=None)) as handle:
+    async with running(settings.replace(app_slug=None)) as handle:
         await handle.agentapi.set_status("running")
         await wait_until(lambda: handle.daemon.rules.agent_status == "running")
         assert await stop(handle) == 0
@@ -442,7 +442,7 @@ async def test_an_unusable_socket_path_does_not_stop_the_daemon(
     settings: Settings, tmp_path: Path
 ) -> None:
     too_long = tmp_path / ("x" * 200) / "report.sock"  # past the 108-byte sun_path limit
-    async with running(replace(settings, socket_path=too_long)) as handle:
+    async with running(settings.replace(socket_path=too_long)) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         assert await stop(handle) == 0
 
@@ -477,7 +477,7 @@ async def test_snapshot_now_over_the_socket_and_the_daemon_goes_on(settings: Set
     async with running(settings) as handle:
         await handle.agentapi.put_message("user", "save me")
         await wait_until(lambda: len(handle.daemon.mirror) == 2 and handle.daemon.mirror.current)
-        answer = await request(settings.socket_path, {"request": "snapshot"})
+        answer = await request(Path(settings.socket_path), {"request": "snapshot"})
         assert answer == {"ok": True, "outcome": "uploaded", "exit_code": 0}
         assert len(handle.coder.snapshots) == 1
         assert "GET /messages" not in handle.agentapi.requests
@@ -492,7 +492,7 @@ async def test_an_explicit_complete_survives_a_crash_and_restart(settings: Setti
     # The first daemon is never stopped cleanly (a crash, a SIGKILL): only its runtime
     # directory survives. The next one must not report idle over the complete.
     assert settings.socket_path is not None
-    saved = settings.socket_path.parent / "last-report.json"
+    saved = Path(settings.socket_path).parent / "last-report.json"
     done = AppStatus(AppState.COMPLETE, "Opened PR #12", "https://git.example/pr/12")
     async with running(settings) as first:
         await wait_until(lambda: first.states() == ["idle"])
@@ -508,6 +508,25 @@ async def test_an_explicit_complete_survives_a_crash_and_restart(settings: Setti
         await wait_until(lambda: not saved.exists())
         assert await stop(second) == 0
     assert second.coder.statuses[0]["uri"] == "https://git.example/pr/12"
+
+
+@each()
+async def test_a_planted_memory_is_ignored_at_start(settings: Settings, plant: Plant) -> None:
+    # Another user made the runtime directory first, or left something else in the memory's
+    # place: the daemon starts, warns once, and reports what it sees (idle), not their complete.
+    assert settings.socket_path is not None
+    saved = Path(settings.socket_path).parent / "last-report.json"
+    saved.parent.mkdir(mode=0o700)
+    good = b'{"state": "complete", "message": "Theirs", "uri": "https://evil.example/"}'
+    plant.plant(saved, good, 64 * 1024)
+    with capture_logs() as logs:
+        async with running(settings) as handle:
+            await wait_until(lambda: handle.states() == ["idle"])
+            assert await stop(handle) == 0
+    assert handle.states() == ["idle"]
+    assert "last_report_restored" not in [e["event"] for e in logs]
+    warned = [e for e in logs if e["event"] in ("untrusted_file_ignored", "last_report_unreadable")]
+    assert len(warned) == 1
 
 
 class GatedCoder(FakeCoder):
@@ -543,25 +562,25 @@ async def test_the_upload_goes_before_the_watchers_are_torn_down(settings: Setti
     # must not come between the signal and the request.
     assert settings.socket_path is not None
     agentapi = FakeAgentAPI()
-    coder = GatedCoder(agentapi, settings.socket_path)
+    coder = GatedCoder(agentapi, Path(settings.socket_path))
     clock = ManualClock()
     async with running(settings, agentapi=agentapi, coder=coder, clock=clock) as handle:
         await wait_until(lambda: handle.daemon.mirror.current and handle.states() == ["idle"])
         assert await stop_on(clock, handle) == 0
     assert coder.at_upload == [(1, True)], "the stream and the socket were still up"
     assert agentapi.subscribers == 0
-    assert not settings.socket_path.exists()
+    assert not await anyio.Path(settings.socket_path).exists()
     assert len(coder.snapshots) == 1
 
 
 async def test_a_hanging_upload_holds_the_watchers_only_for_the_grace(settings: Settings) -> None:
-    socket_path = settings.socket_path
-    assert socket_path is not None
+    assert settings.socket_path is not None
+    socket_path = Path(settings.socket_path)
     agentapi = FakeAgentAPI()
     coder = GatedCoder(agentapi, socket_path)
     coder.gate = anyio.Event()
     clock = ManualClock()
-    settings = replace(settings, shutdown_budget=30.0)
+    settings = settings.replace(shutdown_budget=30.0)
     async with running(settings, agentapi=agentapi, coder=coder, clock=clock) as handle:
         await wait_until(lambda: handle.daemon.mirror.current and handle.states() == ["idle"])
         handle.daemon.request_stop("first")
@@ -602,37 +621,60 @@ async def test_the_snapshot_is_the_mirror_at_the_signal(settings: Settings) -> N
     assert "GET /messages" not in handle.agentapi.requests
 
 
-@pytest.mark.parametrize(
-    ("mode", "transport", "url", "token", "alone"),
-    [
-        ("events", "auto", None, None, None),  # a snapshot to upload: HTTP is needed
-        ("hooks", "http", None, None, None),  # asked for HTTP: required at start
-        ("hooks", "auto", "https://coder.example.com", "t", None),  # HTTP as the fallback
-        ("hooks", "auto", None, "t", "socket"),
-        ("hooks", "auto", "https://coder.example.com", None, "socket"),
-        ("hooks", "socket", "https://coder.example.com", "t", "socket"),
-    ],
-)
-def test_a_daemon_needs_coder_http_unless_hooks_mode_on_the_socket(
-    mode: str, transport: str, url: str | None, token: str | None, alone: str | None
-) -> None:
-    settings = Settings(
-        mode=mode,  # type: ignore[arg-type]
-        status_transport=transport,  # type: ignore[arg-type]
-        coder_url=url,
-        token=Secret(token) if token else None,
-    )
-    result = socket_only(settings)
-    assert (result.status_transport if result else None) == alone
-
-
 async def test_in_hooks_mode_the_stop_does_not_wait_for_an_upload(settings: Settings) -> None:
     # Nothing is uploaded without AgentAPI: the watchers go and the status is flushed at once,
     # not after the grace (the manual clock never moves here).
     clock = ManualClock()
-    async with running(replace(settings, mode="hooks"), clock=clock) as handle:
+    async with running(settings.replace(mode="hooks"), clock=clock) as handle:
         handle.daemon.hook_report(AppStatus(AppState.WORKING, "Editing"))
         await wait_until(lambda: handle.states() == ["working"])
         assert await stop(handle) == 0
     assert clock.now() == 0
     assert handle.coder.snapshots == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "task", "env", "warned"),
+    [
+        ("events", None, {"CODER_TASKID": str(TASK)}, "CODER_TASKID"),
+        (
+            "poll",
+            None,
+            {"CODER_TASK_UUID": str(TASK), "CODER_TASK": "x"},
+            "CODER_TASK, CODER_TASK_UUID",
+        ),
+        ("events", None, {"TASK": "x"}, None),  # nothing that looks like it: no misspelling named
+        ("events", TASK, {"CODER_TASKID": "x"}, ""),  # a task id: no warning
+        ("hooks", None, {"CODER_TASKID": "x"}, ""),  # no AgentAPI: no snapshot to miss
+    ],
+)
+def test_task_id_warning(
+    settings: Settings, mode: str, task: str | None, env: dict[str, str], warned: str | None
+) -> None:
+    settings = settings.replace(mode=mode, task_id=task)
+    warning = task_id_warning(settings, Environment(env))
+    if warned == "":
+        assert warning is None
+        return
+    assert warning is not None
+    assert "CODER_TASK_ID is not set" in warning["problem"]
+    assert "set CODER_TASK_ID" in warning["fix"]
+    if warned is None:
+        assert "misspelt" not in warning
+    else:
+        assert warning["misspelt"].endswith(warned)
+
+
+async def test_a_daemon_without_a_task_id_warns_at_start(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODER_TASKID", str(TASK))
+    with capture_logs() as logs:
+        async with running(settings.replace(task_id=None)) as handle:
+            await wait_until(lambda: handle.states() == ["idle"])
+            events = [e["event"] for e in logs]
+            assert events.index("task_id_missing") < events.index("daemon_started")
+            assert await stop(handle) == 0
+    (warning,) = [e for e in logs if e["event"] == "task_id_missing"]
+    assert warning["log_level"] == "warning"
+    assert "CODER_TASKID" in warning["misspelt"]

@@ -6,7 +6,6 @@ import math
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from uuid import UUID
 
 import anyio
 import anyio.abc
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 
 from agent.clock import ManualClock
 from agent.coder.httpapi import CoderClient
-from agent.environment import Environment
+from agent.config import Environment, Secret, Settings
 from agent.errors import BadResponse, NotSent, OutcomeUnknown
 from agent.http_async import (
     MAX_RETRY_AFTER,
@@ -28,7 +27,6 @@ from agent.http_async import (
     retry_after_seconds,
     transport_error,
 )
-from agent.settings import Secret, Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -236,7 +234,7 @@ class Counting:
             await stream.aclose()
 
 
-TASK = UUID("7a1c2f6e-52a4-4c57-9d8e-2b3c4d5e6f70")
+TASK = "7a1c2f6e-52a4-4c57-9d8e-2b3c4d5e6f70"
 BODY = b'{"messages":[]}'
 
 

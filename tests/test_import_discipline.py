@@ -18,36 +18,43 @@ import anyio
 import anyio.abc
 import pytest
 
+from agent.hooks import AGENTS
 from agent.models import AppStatus
 from agent.reportsocket.server import serve_reports
 from tests.e2e.conftest import TOKEN
+from tests.hookturns import first_reporting_call
 
 pytestmark = pytest.mark.anyio
 
 HEAVY = {"httpx", "httpcore", "h11", "pydantic", "pydantic_core", "structlog", "anyio", "tenacity"}
 # Standard-library modules that cost more than the rest of the fast path: argparse, dataclasses
-# (inspect, ast...), pathlib, typing, and what agent.settings's validation needs.
+# (inspect, ast...), pathlib, typing, and what a full validation of the settings needs.
 SLOW_STDLIB = {"argparse", "dataclasses", "inspect", "pathlib", "typing", "uuid", "urllib"}
 # What the handed-over path does without: `socket` (enums of its constants, `selectors`:
 # agent.reportsocket.client uses `_socket`), and `struct` and `math`, extension modules each
 # loaded for one call. `json` (and `re` with it) comes in: the request, the answer and every log
 # line are JSON, and one JSON implementation is worth its few milliseconds (bench/README.md).
-WRAPPERS = {"socket", "selectors", "struct", "math"}
+HOOK_WRAPPERS = {"socket", "selectors", "struct", "math"}
+WRAPPERS = HOOK_WRAPPERS
 # Stdlib-only modules of ours a fast path may use.
 FAST_OURS = {
     "agent",
     "agent.cli",
-    "agent.environment",
+    "agent.config",
     "agent.errors",
     "agent.hooks",
     "agent.hooks.command",
-    "agent.hooks.mapping",
-    "agent.hookconfig",
+    "agent.hooks.events",
+    "agent.hooks.payload",
+    "agent.log",
     "agent.models",
-    "agent.redaction",
     "agent.reportsocket",
     "agent.reportsocket.client",
+    "agent.reportsocket.trust",
 }
+# Each agent's mapping module, imported by its own `hook AGENT` only (Qwen's reuses Claude Code's).
+MAPPINGS = {f"agent.hooks.{agent.module}" for agent in AGENTS.values()}
+USES = {"qwen": {"agent.hooks.claude_code"}}
 NEVER_ON_ONE_SHOT = {
     "agent.daemon.daemon",
     "agent.reportsocket.server",
@@ -132,14 +139,47 @@ async def test_handed_to_a_daemon_only_the_standard_library(
     assert tops(modules) & HEAVY == set(), logs
     ours = {m for m in modules if m.split(".")[0] == "agent"}
     assert tops(modules) & SLOW_STDLIB == set(), logs
-    assert tops(modules) & WRAPPERS == set(), logs
-    assert ours <= FAST_OURS
+    assert tops(modules) & (HOOK_WRAPPERS if args[0] == "hook" else WRAPPERS) == set(), logs
+    assert ours <= FAST_OURS | MAPPINGS
+    assert ours & MAPPINGS == ({"agent.hooks.codex"} if args[0] == "hook" else set())
     assert "agent.reportsocket.client" in ours
     if args[0] == "hook":
-        assert [(s.state.value, s.message) for s in hooks] == [("idle", "Turn finished")]
+        assert [(s.state.value, s.message) for s in hooks] == [("idle", "Done")]
     assert TOKEN not in logs
     if args[0] == "report":
         assert [s.message for s in received] == ["Done"]
+
+
+@pytest.mark.parametrize("agent", list(AGENTS))
+async def test_every_agents_hook_imports_its_own_mapping_and_the_standard_library(
+    tmp_path: Path, agent: str
+) -> None:
+    hooks: list[AppStatus] = []
+    call = first_reporting_call(agent)
+    path = tmp_path / "run" / "report.sock"
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            await group.start(
+                functools.partial(serve_reports, on_hook_report=hooks.append), path, hooks.append
+            )
+            result = await anyio.run_process(
+                [sys.executable, "-X", "importtime", "-m", "agent", "hook", agent, *call.args],
+                env=base_env(tmp_path),
+                input=call.stdin,
+                check=False,
+            )
+            group.cancel_scope.cancel()
+    stderr = result.stderr.decode()
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert result.returncode == 0, stderr
+    assert [(s.state.value, s.message) for s in hooks] == [call.reports]
+    assert tops(modules) & (HEAVY | SLOW_STDLIB | HOOK_WRAPPERS) == set()
+    ours = {m for m in modules if m.split(".")[0] == "agent"}
+    assert ours - FAST_OURS == {f"agent.hooks.{AGENTS[agent].module}"} | USES.get(agent, set())
 
 
 async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Path) -> None:
@@ -147,20 +187,20 @@ async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Pa
         ["report", "idle", "x"], base_env(tmp_path, CODER_TASK_AGENT_REQUEST_TIMEOUT="0.2")
     )
     assert code == 5, logs  # nothing listens at the Coder URL: not delivered
-    assert "report_direct" in logs
+    assert '"no_daemon"' in logs  # the direct path's one outcome line
     assert {"httpx", "anyio"} <= tops(modules)
     assert modules & (NEVER_ON_DIRECT_REPORT | NEVER_EXCEPT_ITS_COMMAND) == set()
 
 
 # The one-shot snapshot's blocking shell: ours that it may use besides FAST_OURS.
 PLAIN_OURS = FAST_OURS | {
-    "agent.backoff",
+    "agent.retry",
     "agent.conversation",
     "agent.wire",
     "agent.http_blocking",
     "agent.stop",
     "agent.stop.oneshot",
-    "agent.configuration",
+    "agent.config",
     "agent.snapshot",
     "agent.stop.outcome",
 }
@@ -178,7 +218,7 @@ async def test_snapshot_without_a_daemon_takes_the_blocking_shell(tmp_path: Path
     # to look up.
     assert "http" in tops(modules)
     assert tops(modules) & {"certifi", "asyncio", "threading"} == set()
-    # urllib.parse is how a URL is checked (agent.configuration, http.client).
+    # urllib.parse is how a URL is checked (agent.config, http.client).
     assert tops(modules) & SLOW_STDLIB == {"urllib"}, logs
     ours = {m for m in modules if m.split(".")[0] == "agent"}
     assert ours <= PLAIN_OURS, ours - PLAIN_OURS

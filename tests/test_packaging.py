@@ -49,7 +49,7 @@ def test_the_product_wheel_holds_no_stand_in_demo_or_page(tmp_path: Path) -> Non
     built = list(WheelBuilder(str(ROOT)).build(directory=str(tmp_path), versions=["standard"]))
     assert len(built) == 1
     wheel = Path(built[0])
-    assert wheel.name.startswith("coder_task_agent-"), "README's install command names this"
+    assert wheel.name.startswith("coder_task_agent-"), "docs/deploy.md's install command names this"
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
@@ -57,6 +57,8 @@ def test_the_product_wheel_holds_no_stand_in_demo_or_page(tmp_path: Path) -> Non
     outside = [n for n in names if not n.startswith(("agent/", "coder_task_agent-"))]
     assert outside == []
     assert "agent/cli.py" in names
+    # OpenCode's plugin: `hook install opencode` copies it.
+    assert "agent/hooks/opencode.js" in names
     assert not [n for n in names if "standin" in n or "demo" in n or n.endswith(".html")]
     assert "coder-task-agent = agent.cli:main" in scripts
     assert "coder-task-agent-dev" not in scripts

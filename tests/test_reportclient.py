@@ -5,33 +5,27 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import socket
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
+from agent.config import Secret, Settings
 from agent.errors import ConfigError
-from agent.logconfig import configure
+from agent.log import Writer
 from agent.models import AppState, AppStatus, ExitCode
 from agent.reportsocket.client import (
     NoDaemon,
     Unanswered,
-    Untrusted,
-    Writer,
     _connect,
     exchange,
-    make_private_dir,
-    peer_credentials,
     report,
     snapshot,
-    system_owners,
 )
 from agent.reportsocket.server import prepare_socket_dir
-from agent.settings import Secret, Settings
+from agent.reportsocket.trust import Untrusted, make_private_dir, peer_credentials, system_owners
 
 TOKEN = "rc-token-4b1e9d0c"
 OTHER_UID = 65534  # nobody
@@ -56,7 +50,7 @@ def listening(private: Path) -> Iterator[socket.socket]:
 
 
 def settings_for(path: Path, **extra: object) -> Settings:
-    return Settings(socket_path=path, token=Secret(TOKEN), **extra)  # type: ignore[arg-type]
+    return Settings(socket_path=path, token=Secret(TOKEN), **extra)
 
 
 REQUEST = {"state": "idle", "message": "", "uri": ""}
@@ -205,60 +199,6 @@ def test_an_untrusted_socket_with_no_coder_is_a_config_error(tmp_path: Path, pri
             settings_for(link / "report.sock"), AppStatus(AppState.IDLE), writer=Writer(stream=out)
         )
     assert "report_socket_untrusted" in out.getvalue()
-
-
-def _structlog_line(fmt: str, event: str, fields: dict[str, object]) -> str:
-    stream = io.StringIO()
-    configure("debug", "json" if fmt == "json" else "console", [Secret(TOKEN)], stream)
-    try:
-        structlog.get_logger("x").warning(event, **fields)
-    finally:
-        structlog.reset_defaults()
-    return stream.getvalue()
-
-
-@pytest.mark.parametrize("fmt", ["json", "console"])
-def test_the_writer_prints_what_structlog_prints_token_masked(fmt: str) -> None:
-    fields: dict[str, object] = {
-        "error": f"server said: Coder-Session-Token: {TOKEN}",
-        "socket": "/run/x/report.sock",
-        "count": 3,
-        "none": None,
-        "quoted": "it's",
-    }
-    ours = io.StringIO()
-    Writer("debug", fmt, (TOKEN,), ours).warning("report_refused", **fields)
-    theirs = _structlog_line(fmt, "report_refused", fields)
-    assert TOKEN not in ours.getvalue()
-    if fmt == "json":
-        # Byte for byte but for the times.
-        assert _no_times(ours.getvalue()) == _no_times(theirs)
-        mine, reference = json.loads(ours.getvalue()), json.loads(theirs)
-        assert list(mine) == list(reference)
-        assert {k: v for k, v in mine.items() if k not in TIMES} == {
-            k: v for k, v in reference.items() if k not in TIMES
-        }
-    else:
-        assert _no_mono(ours.getvalue()).split(" ", 1)[1] == _no_mono(theirs).split(" ", 1)[1]
-
-
-TIMES = ("timestamp", "mono")
-
-
-def _no_times(line: str) -> str:
-    return re.sub(r'"(timestamp|mono)": ("[^"]*"|[0-9.]+)', "", line)
-
-
-def _no_mono(line: str) -> str:
-    return re.sub(r" mono=[0-9.]+", "", line)
-
-
-def test_the_writer_honours_the_level() -> None:
-    out = io.StringIO()
-    writer = Writer("warning", "json", (), out)
-    writer.info("quiet")
-    writer.error("loud")
-    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["loud"]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ from structlog.testing import capture_logs
 
 from agent.clock import ManualClock
 from agent.coder.agentsocket import AgentSocketClient
-from agent.coder.route import StatusSender, open_sender
+from agent.coder.route import StatusSender, needs_coder_http, open_sender, planned_transport
+from agent.config import Secret, Settings, StatusTransport
 from agent.daemon.reporter import Reporter
 from agent.errors import (
     ConfigError,
@@ -30,7 +31,6 @@ from agent.errors import (
 )
 from agent.models import AppState, AppStatus
 from agent.retry import Backoff
-from agent.settings import Settings, StatusTransport
 from standins.agentsocket import AgentSocketStandIn, SocketFault, run_agent_socket_standin
 from tests.fakes import wait_until
 
@@ -384,3 +384,37 @@ async def test_a_switch_mid_run_neither_resends_nor_loses(tmp_path: Path) -> Non
         await wait_until(lambda: reporter.delivered == COMPLETE)
         assert agent.sent() == [wire(COMPLETE)]
     assert http.sent == [IDLE]
+
+
+@pytest.mark.parametrize(
+    ("mode", "transport", "url", "token", "exists", "planned", "daemon_needs", "report_needs"),
+    [
+        # A snapshot to upload: the daemon needs HTTP whatever the status does.
+        ("events", "auto", None, None, True, "socket", True, False),
+        ("hooks", "http", None, None, True, "http", True, True),  # asked for HTTP
+        ("hooks", "auto", "https://c.example", "t", True, None, False, False),  # HTTP fallback
+        ("hooks", "auto", None, "t", True, "socket", False, False),  # no URL: the socket alone
+        ("hooks", "auto", "https://c.example", None, True, "socket", False, False),
+        ("hooks", "socket", "https://c.example", "t", True, "socket", False, False),
+        # No agent socket there (a direct report looks): HTTP is the only way.
+        ("hooks", "auto", None, None, False, "http", True, True),
+        ("hooks", "socket", None, None, False, "socket", False, False),
+    ],
+)
+def test_the_way_and_the_need_for_coder_http_are_decided_before_anything_is_sent(  # noqa: PLR0917
+    mode: str,
+    transport: str,
+    url: str | None,
+    token: str | None,
+    exists: bool,
+    planned: str | None,
+    daemon_needs: bool,
+    report_needs: bool,
+) -> None:
+    settings = Settings(
+        mode=mode, status_transport=transport, coder_url=url, token=Secret(token) if token else None
+    )
+    assert planned_transport(settings, agent_socket_exists=exists) == planned
+    daemon = needs_coder_http(settings, uploads=not settings.hooks_mode, agent_socket_exists=exists)
+    assert daemon is daemon_needs
+    assert needs_coder_http(settings, uploads=False, agent_socket_exists=exists) is report_needs

@@ -39,6 +39,11 @@ COMPLETE = AppStatus(AppState.COMPLETE, "Fixed the bug", "https://git/pr/7")
 FAILED = AppStatus(AppState.FAILED, "Tests do not pass")
 
 
+def linked(status: AppStatus, uri: str = COMPLETE.uri) -> AppStatus:
+    """`status` carrying the uri rule 8 keeps."""
+    return AppStatus(status.state, status.message, uri)
+
+
 def run(observations: Sequence[Observation], state: RulesState | None = None) -> list[object]:
     """The wanted status after each observation."""
     current = state or RulesState()
@@ -172,7 +177,8 @@ def test_rule4_complete_holds_until_working_again_by_debounce() -> None:
         Tick(13),
         StatusSeen("stable", 20),
     ]
-    assert run(observations)[-3:] == [COMPLETE, WORKING, IDLE]
+    # The complete's link stays on what follows (rule 8).
+    assert run(observations)[-3:] == [COMPLETE, linked(WORKING), linked(IDLE)]
 
 
 def test_failed_then_a_new_prompt_is_working_then_idle() -> None:
@@ -193,7 +199,10 @@ def test_failed_then_a_new_prompt_is_working_then_idle() -> None:
 
 def test_rule5_explicit_sets_everything_even_before_any_observation() -> None:
     working = AppStatus(AppState.WORKING, "Running the test suite", "https://ci/1")
-    assert run([ExplicitReport(working, 0), StatusSeen("stable", 1)]) == [working, IDLE]
+    assert run([ExplicitReport(working, 0), StatusSeen("stable", 1)]) == [
+        working,
+        AppStatus(AppState.IDLE, IDLE_MESSAGE, "https://ci/1"),
+    ]
     assert run([ExplicitReport(COMPLETE, 0), StatusSeen("stable", 1)]) == [COMPLETE, COMPLETE]
 
 
@@ -341,8 +350,8 @@ def test_rule7_a_hook_working_ends_the_hold() -> None:
     ]
     assert run(observations) == [
         COMPLETE,
-        AppStatus(AppState.WORKING, "Now the docs"),
-        AppStatus(AppState.IDLE, "Turn finished"),
+        AppStatus(AppState.WORKING, "Now the docs", COMPLETE.uri),
+        AppStatus(AppState.IDLE, "Turn finished", COMPLETE.uri),
     ]
 
 
@@ -367,3 +376,135 @@ def test_rule7_an_explicit_idle_still_replaces_complete() -> None:
     """Only a hook's idle yields: `report idle` is the agent speaking on purpose."""
     idle = AppStatus(AppState.IDLE, "Waiting for the API key")
     assert run([ExplicitReport(COMPLETE, 0), ExplicitReport(idle, 1)]) == [COMPLETE, idle]
+
+
+# -- rule 4: a working never outlives the agent's idleness --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "after_the_grace",
+    [Tick(4.0), StatusSeen("stable", 4.0)],
+    ids=["stream: the debounce's tick", "poll: the same reading again"],
+)
+@pytest.mark.parametrize("from_hook", [False, True])
+def test_rule4b_an_explicit_working_the_agent_never_starts_ends_in_idle(
+    after_the_grace: Observation, from_hook: bool
+) -> None:
+    working = AppStatus(AppState.WORKING, "Deploying")
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        ExplicitReport(working, 1, from_hook=from_hook),
+        StatusSeen("stable", 2),  # read again within the grace: the agent may not have started
+        Tick(3.99),
+        after_the_grace,
+    ]
+    assert run(observations) == [IDLE, working, working, working, IDLE]
+
+
+def test_rule4_an_explicit_working_confirmed_by_running_ends_at_the_next_stable() -> None:
+    working = AppStatus(AppState.WORKING, "Deploying")
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        ExplicitReport(working, 1),
+        StatusSeen("running", 1.5),
+        StatusSeen("stable", 2),  # before the debounce: the running confirmed the working
+    ]
+    assert run(observations)[-1] == IDLE
+
+
+def test_rule4_an_explicit_working_while_running_ends_at_the_next_stable() -> None:
+    working = AppStatus(AppState.WORKING, "Deploying")
+    observations: list[Observation] = [
+        StatusSeen("running", 0),
+        ExplicitReport(working, 1),
+        StatusSeen("stable", 1.5),
+    ]
+    assert run(observations) == [WORKING, working, IDLE]
+
+
+def test_rule4b_a_hook_idle_within_the_grace_keeps_its_words() -> None:
+    permission = AppStatus(AppState.IDLE, "Waiting for permission to use Bash")
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        prompt(1, at=1),
+        hook(AppState.IDLE, permission.message, 2),
+        Tick(4),
+        StatusSeen("stable", 5),
+    ]
+    assert run(observations)[-3:] == [permission] * 3
+
+
+# -- rule 8: the last reported uri stays -------------------------------------------------------
+
+PR = "https://git/pr/9"
+
+
+def test_rule8_the_uri_stays_on_derived_statuses_and_hook_reports() -> None:
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        ExplicitReport(AppStatus(AppState.WORKING, "Opening the PR", PR), 1),
+        StatusSeen("running", 1.5),
+        StatusSeen("stable", 2),
+        prompt(1, "Address the review", at=3),
+        StatusSeen("running", 3.5),
+        hook(AppState.IDLE, "Turn finished", 4),
+        StatusSeen("stable", 5),
+        StatusSeen("running", 10),
+        Tick(13),
+    ]
+    assert changes(observations) == [
+        IDLE,
+        AppStatus(AppState.WORKING, "Opening the PR", PR),
+        linked(IDLE, PR),
+        AppStatus(AppState.WORKING, "Address the review", PR),
+        AppStatus(AppState.IDLE, "Turn finished", PR),
+        linked(WORKING, PR),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("report", "uri"),
+    [
+        (AppStatus(AppState.WORKING, "Next step"), ""),  # a message and no uri: cleared
+        (AppStatus(AppState.WORKING, ""), PR),  # neither: kept
+        (AppStatus(AppState.WORKING, "", "https://git/pr/10"), "https://git/pr/10"),
+    ],
+)
+def test_rule8_an_explicit_report_replaces_or_keeps_the_uri(report: AppStatus, uri: str) -> None:
+    observations: list[Observation] = [
+        ExplicitReport(AppStatus(AppState.COMPLETE, "Opened the PR", PR), 0),
+        ExplicitReport(report, 1),
+        StatusSeen("stable", 2),
+    ]
+    assert run(observations)[1:] == [
+        AppStatus(report.state, report.message, uri),
+        AppStatus(AppState.IDLE, IDLE_MESSAGE, uri),
+    ]
+
+
+# -- rule 9: the texts of derived statuses ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("\n  \n  Fix the parser  \nthen the docs", "Fix the parser"),
+        (" \n\t\n", WORKING_MESSAGE),
+        ("", WORKING_MESSAGE),
+        ("ü" * 100, "ü" * 78 + "…"),
+    ],
+)
+def test_rule9_a_prompt_says_its_first_non_blank_line(text: str, message: str) -> None:
+    state = step(RulesState(), StatusSeen("stable", 0), DEBOUNCE)
+    assert state.wanted == AppStatus(AppState.IDLE, "Waiting for input")
+    state = step(state, prompt(1, text, at=1), DEBOUNCE)
+    assert state.wanted == AppStatus(AppState.WORKING, message)
+    assert len(message.encode()) <= 160
+
+
+def test_rule9_the_fixed_texts() -> None:
+    assert (WORKING_MESSAGE, IDLE_MESSAGE) == ("Working", "Waiting for input")
+    assert changes([StatusSeen("stable", 0), StatusSeen("running", 1), Tick(4)]) == [
+        AppStatus(AppState.IDLE, "Waiting for input"),
+        AppStatus(AppState.WORKING, "Working"),
+    ]

@@ -14,11 +14,10 @@ import pytest
 
 from agent.agentapi import parse_state_file
 from agent.clock import ManualClock
-from agent.conversation import MAX_MESSAGES_BYTES
 from agent.errors import BadResponse
-from agent.stop.hook import (
+from agent.stop.process import (
     AgentAPIProcess,
-    _read_state_file,
+    Unusable,
     read_pid,
     started_at,
     version_supports_state,
@@ -32,17 +31,24 @@ from tests.fakes import wait_until
         ("4242\n", 4242, ""),
         ("", None, "holds no PID"),
         ("12abc", None, "holds no PID"),
-        ("1", None, "holds no PID"),  # never init
-        (None, None, "no PID file at"),
+        ("-42", None, "holds no PID"),
+        ("1", None, "init"),
+        ("0", None, "process group"),
+        (str(2**31), None, "past the largest PID"),
+        (str(2**64), None, "past the largest PID"),
+        (None, None, None),  # no file: no PID, nothing wrong
     ],
 )
-def test_read_pid(tmp_path: Path, content: str | None, pid: int | None, words: str) -> None:
+def test_read_pid(tmp_path: Path, content: str | None, pid: int | None, words: str | None) -> None:
     path = tmp_path / "agentapi.pid"
     if content is not None:
         path.write_text(content)
-    found, why = read_pid(path)
-    assert found == pid
-    assert words in why
+    if words:
+        with pytest.raises(Unusable, match=words) as refused:
+            read_pid(path)
+        assert str(path) in str(refused.value), "the message names the file"
+    else:
+        assert read_pid(path) == pid
 
 
 @pytest.mark.parametrize(
@@ -159,15 +165,3 @@ def test_state_file_in_agentapis_format() -> None:
     assert messages[0].time == "2026-01-01T10:00:00.123456789Z"  # as AgentAPI wrote it
     with pytest.raises(BadResponse, match="state file"):
         parse_state_file(b'{"version":1}')
-
-
-def test_a_state_file_past_the_cap_is_refused_not_read_whole(tmp_path: Path) -> None:
-    path = tmp_path / "state.json"
-    with path.open("wb") as file:
-        file.truncate(MAX_MESSAGES_BYTES + 4096)  # sparse: nothing written to disk
-    with pytest.raises(OSError, match="larger than"):
-        _read_state_file(path)
-    path.write_bytes(b'{"version":1}')
-    body, age = _read_state_file(path)
-    assert body == b'{"version":1}'
-    assert age >= 0

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import TUNABLE_VARIABLES
+from agent.config import read as read_settings
 from agent.errors import ConfigError
-from agent.settings import TUNABLE_VARIABLES, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_UNIT = ROOT / "systemd" / "coder-task-agent.service"
@@ -103,7 +104,7 @@ def test_units_run_the_daemon_as_a_notify_service_with_time_to_save() -> None:
         assert found["RuntimeDirectoryMode"] == ["0700"]
         assert found["LoadCredential"][0].startswith("coder-agent-token:")
         # One SIGTERM, then the whole default budget and a margin before SIGKILL.
-        assert float(found["TimeoutStopSec"][0]) >= 2 * load_settings({}).shutdown_budget
+        assert float(found["TimeoutStopSec"][0]) >= 2 * read_settings({}).shutdown_budget
     assert directives(SYSTEM_UNIT)["EnvironmentFile"] == ["-/etc/coder-task-agent/env"]
     assert directives(SYSTEM_UNIT)["LoadCredential"] == [
         "coder-agent-token:/etc/coder-task-agent/token"
@@ -124,7 +125,7 @@ def test_env_example_documents_every_tunable_with_valid_values() -> None:
     variables = example_variables()
     assert set(TUNABLE_VARIABLES) <= set(variables)
     assert "CODER_AGENT_TOKEN" not in variables  # the token goes in the credential, not here
-    settings = load_settings({**variables, "CODER_AGENT_TOKEN": "example"})
+    settings = read_settings({**variables, "CODER_AGENT_TOKEN": "example"})
     settings.require_coder()
 
 
@@ -136,4 +137,4 @@ def test_env_example_active_lines_are_only_the_required_url() -> None:
     ]
     assert active == ["CODER_AGENT_URL=https://coder.example.com"]
     with pytest.raises(ConfigError, match="CODER_AGENT_TOKEN"):
-        load_settings({"CODER_AGENT_URL": "https://coder.example.com"}).require_coder()
+        read_settings({"CODER_AGENT_URL": "https://coder.example.com"}).require_coder()

@@ -17,6 +17,7 @@ import pytest
 
 from agent.agentapi import AgentAPIClient
 from agent.clock import ManualClock
+from agent.config import Settings
 from agent.daemon.mirror import Mirror
 from agent.daemon.watchers import EventsWatcher, PollWatcher
 from agent.models import AppState, AppStatus
@@ -32,7 +33,6 @@ from agent.rules import (
     Tick,
     step,
 )
-from agent.settings import Settings
 from tests.fakes import FakeAgentAPI, message, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -156,8 +156,11 @@ class Driver:
         await self.advance_until(lambda: self.observer.problems > before)
         during()
         self.agentapi.events_status = 200
-        histories = self.observer.count(HistorySeen)
-        await self.advance_until(lambda: self.observer.count(HistorySeen) > histories)
+        # Polled meanwhile (histories too), then reconnected: wait for the stream, then for
+        # its replay to be read (every task blocked: the watcher waits on the stream).
+        await self.advance_until(lambda: self.agentapi.subscribers >= 1)
+        with anyio.fail_after(5):
+            await anyio.wait_all_tasks_blocked()
 
 
 @asynccontextmanager
@@ -278,3 +281,29 @@ async def test_status_is_observed_every_interval_while_the_stream_is_down() -> N
             await driver.poll()
         assert agentapi.requests.count("GET /events") == events, "no reconnect before 30 s"
         assert driver.clock.now() - failed_at == 5 * INTERVAL
+
+
+async def test_an_outage_is_observed_as_poll_mode_observes() -> None:
+    """While the stream is down: /messages on a status change, so each transition is reported
+    within a poll interval (a prompt with its text, the idle after it without the debounce)."""
+    agentapi = FakeAgentAPI()
+    async with watching("events", agentapi, Fixed(base=30.0, cap=30.0)) as driver:
+        agentapi.events_status = 503
+        await agentapi.end_streams()
+        await driver.advance_until(lambda: driver.observer.problems >= 1)
+        fetches = agentapi.requests.count("GET /messages")
+        await driver.poll()
+        assert agentapi.requests.count("GET /messages") == fetches, "unchanged: not fetched"
+        agentapi.messages.append(message(1, "user", "Sent meanwhile\nwith details"))
+        agentapi.status = "running"
+        await driver.poll()
+        assert driver.observer.wanted[-1] == AppStatus(AppState.WORKING, "Sent meanwhile")
+        assert agentapi.requests.count("GET /messages") == fetches + 1
+        agentapi.messages.append(message(2, "agent", "Done."))
+        agentapi.status = "stable"
+        await driver.poll()
+        assert driver.observer.wanted[-1] == IDLE, "at once: the agent was seen running"
+        for _ in range(3):
+            await driver.poll()
+        assert agentapi.requests.count("GET /messages") == fetches + 2
+        assert agentapi.requests.count("GET /events") == 2, "no reconnect before 30 s"

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import stat
-import struct
 from pathlib import Path
 
 import anyio
@@ -41,6 +39,7 @@ from agent.errors import (
     UntrustedSocket,
 )
 from agent.models import AppStatus, shorten
+from agent.reportsocket.trust import peer_of
 
 SERVICE = "Coder agent socket"
 _RECEIVE = 65536
@@ -121,13 +120,6 @@ def classify(what: str, failure: drpc.RemoteFailure) -> RemoteError:
     if any(word in lowered for word in _VALIDATION):
         return Rejected(SERVICE, what, detail)
     return ServerError(SERVICE, what, detail)
-
-
-def _peer_uid(stream: anyio.abc.SocketStream) -> int:
-    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
 
 
 class _Connection:
@@ -245,7 +237,7 @@ class AgentSocketClient:
             raise NotListening(
                 SERVICE, what, f"{str(self.path)!r}: {exc.strerror or exc}"
             ) from None
-        peer = _peer_uid(stream)
+        peer = peer_of(stream.extra(anyio.abc.SocketAttribute.raw_socket))[1]
         if peer != self._uid:
             await stream.aclose()
             raise UntrustedSocket(

@@ -2,8 +2,9 @@
 
 The Coder agent serves a Unix socket that speaks plain dRPC (storj.io/drpc: no multiplexer, no
 handshake). This module is the codec and the rules, with no I/O, so that the socket
-client (`agent.coder.agentsocket`) and the stand-in agent share one reading of the wire and
-the tests can feed it bytes worked out by hand. Facts (shared/contracts.md section 4):
+client (`agent.coder.agentsocket`) and the stand-in agent (devkit: `standins.agentsocket_wire`
+holds the halves only a server needs) share one reading of the wire and the tests can feed it
+bytes worked out by hand. Facts (shared/contracts.md section 4):
 
 - A frame is one control byte `kind << 1 | done` (bit 7: the "control" flag, which makes a frame
   of an unknown kind ignorable), then three unsigned LEB128 varints of at most 10 bytes each
@@ -17,8 +18,8 @@ the tests can feed it bytes worked out by hand. Facts (shared/contracts.md secti
 
 Protobuf is encoded by hand (`update_app_status_request`): the request has four scalar fields of
 two wire types, and the responses are empty messages we never need to read. A protobuf runtime
-would be a multi-megabyte dependency plus generated code for twenty lines, and it would load on
-the `report` path, which must start at the interpreter's floor.
+would be a multi-megabyte dependency plus generated code for twenty lines. The encoder is pinned
+against the protobuf runtime itself (tests/test_drpc.py, `protobuf` installed for the tests only).
 """
 
 from __future__ import annotations
@@ -121,21 +122,6 @@ def encode_frame(frame: Frame) -> bytes:
         + encode_varint(frame.message)
         + encode_varint(len(frame.data))
         + frame.data
-    )
-
-
-def encode_packet(
-    kind: Kind, stream: int, message: int, data: bytes, max_frame: int | None = None
-) -> bytes:
-    """A packet as frames of at most `max_frame` data bytes each (one frame when None)."""
-    if max_frame is None or len(data) <= max_frame:
-        return encode_frame(Frame(kind, stream, message, data))
-    if max_frame <= 0:
-        raise ValueError("max_frame must be positive")
-    chunks = [data[i : i + max_frame] for i in range(0, len(data), max_frame)]
-    return b"".join(
-        encode_frame(Frame(kind, stream, message, chunk, done=i == len(chunks) - 1))
-        for i, chunk in enumerate(chunks)
     )
 
 
@@ -266,11 +252,6 @@ def decode_error(data: bytes) -> RemoteFailure:
     )
 
 
-def encode_error(code: int, text: str) -> bytes:
-    """An Error packet's data (for the stand-in)."""
-    return code.to_bytes(8, "big") + text.encode("utf-8", errors="replace")
-
-
 class UnaryCall:
     """What the client makes of the server's packets while one unary call is open.
 
@@ -340,49 +321,3 @@ def update_app_status_request(slug: str, state: str, message: str, uri: str) -> 
     if uri:
         out += _field_bytes(4, _text(uri))
     return out
-
-
-@dataclass(frozen=True)
-class AppStatusRequest:
-    """A decoded UpdateAppStatusRequest (the stand-in's view of what a client sent)."""
-
-    slug: str
-    state: str
-    message: str
-    uri: str
-
-
-def decode_update_app_status_request(data: bytes) -> AppStatusRequest:
-    """Read an UpdateAppStatusRequest; unknown fields are skipped. Raises ProtocolError."""
-    strings = {1: "", 3: "", 4: ""}
-    state = 0
-    offset = 0
-    names = {number: name for name, number in APP_STATES.items()}
-    while offset < len(data):
-        parsed = decode_varint(data, offset)
-        if parsed is None:
-            raise ProtocolError("truncated protobuf key")
-        key, offset = parsed
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            parsed = decode_varint(data, offset)
-            if parsed is None:
-                raise ProtocolError("truncated protobuf varint")
-            value, offset = parsed
-            if number == 2:
-                state = value
-        elif wire == 2:
-            parsed = decode_varint(data, offset)
-            if parsed is None or parsed[1] + parsed[0] > len(data):
-                raise ProtocolError("truncated protobuf field")
-            length, offset = parsed
-            raw = data[offset : offset + length]
-            offset += length
-            if number in strings:
-                try:
-                    strings[number] = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise ProtocolError(f"field {number} is not UTF-8") from None
-        else:
-            raise ProtocolError(f"unexpected protobuf wire type {wire}")
-    return AppStatusRequest(strings[1], names.get(state, str(state)), strings[3], strings[4])

@@ -13,8 +13,6 @@ overall deadline (the http client's timeout, for the whole call, not per read) a
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import httpx
 
 from agent.clock import SYSTEM_CLOCK, Clock
@@ -63,7 +61,7 @@ class CoderClient:
         }
         await self._send("PATCH", "/api/v2/workspaceagents/me/app-status", "PATCH app-status", body)
 
-    async def upload_log_snapshot(self, task_id: UUID, body: bytes) -> None:
+    async def upload_log_snapshot(self, task_id: str, body: bytes) -> None:
         """POST the snapshot body. Raises Unsupported (404), Rejected or TryAgain."""
         await self._send(
             "POST",

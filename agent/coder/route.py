@@ -1,8 +1,13 @@
 """Which way a status report goes: the Coder agent's socket, or the HTTP PATCH.
 
+The one place that chooses (`planned_transport` before anything is sent, `StatusSender` at each
+report), for the daemon and the direct report alike; and so the one place that says whether the
+Coder URL and token are needed (`needs_coder_http`).
+
 `CODER_TASK_AGENT_STATUS_TRANSPORT` decides. `http`: always the PATCH (with the agent token).
 `socket`: always the agent's socket (no token; Coder >= v2.32). `auto` (the default): the socket
-when it is there, is ours, and the agent behind it answers Ping; otherwise HTTP. An agent that
+when it is there, is ours, and the agent behind it answers Ping; otherwise HTTP; and the socket
+alone when the Coder URL or token is missing (HTTP is no fallback without them). An agent that
 does not know the method (`unknown rpc`: older than v2.32) or a socket that is not ours is not
 asked again until the socket file changes (an agent restart creates it afresh); a socket that
 exists but does not answer is asked again after `REPROBE_AFTER` seconds. `agent not connected
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Literal
 
 import anyio
@@ -27,6 +33,7 @@ import structlog
 
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder.agentsocket import AgentSocketClient, SocketIdentity, socket_identity
+from agent.config import Settings, StatusTransport
 from agent.errors import (
     ConfigError,
     NotListening,
@@ -37,7 +44,6 @@ from agent.errors import (
     UntrustedSocket,
 )
 from agent.models import AppStatus
-from agent.settings import Settings, StatusTransport
 
 log = structlog.get_logger("agent.coder.route")
 
@@ -46,6 +52,30 @@ Transport = Literal["socket", "http"]
 # A socket that exists but did not answer Ping is asked again after this long (seconds); until
 # then reports go by HTTP without first waiting for it to time out again.
 REPROBE_AFTER = 60.0
+
+
+def planned_transport(settings: Settings, *, agent_socket_exists: bool = True) -> Transport | None:
+    """The way every status of `settings` goes, when that is known before any is sent; None
+    when `auto` decides at each report (StatusSender).
+
+    `agent_socket_exists`: whether the Coder agent's socket is there (a daemon assumes it will
+    be: the agent may start after it).
+    """
+    if settings.status_transport != "auto":
+        return "http" if settings.status_transport == "http" else "socket"
+    if not agent_socket_exists:
+        return "http"
+    if settings.coder_url is None or settings.token is None:
+        return "socket"
+    return None
+
+
+def needs_coder_http(
+    settings: Settings, *, uploads: bool, agent_socket_exists: bool = True
+) -> bool:
+    """Whether the Coder URL and token are needed before anything starts: to upload a log
+    snapshot (`uploads`), or because every status goes by HTTP."""
+    return uploads or planned_transport(settings, agent_socket_exists=agent_socket_exists) == "http"
 
 
 class _Verdict:
@@ -76,6 +106,7 @@ class StatusSender:
         http: Send | None,
         clock: Clock = SYSTEM_CLOCK,
         reprobe_after: float = REPROBE_AFTER,
+        announce: bool = True,
     ) -> None:
         if mode != "http" and socket is None:
             raise ValueError(f"status transport {mode!r} needs the agent-socket client")
@@ -85,6 +116,11 @@ class StatusSender:
         self._http = http
         self._clock = clock
         self._reprobe_after = reprobe_after
+        # False: the first choice is logged at debug only (a one-shot `report` says it in its
+        # outcome line, `reason`); every later change is logged as usual.
+        self._announce = announce
+        # Why the current transport (said in log lines); a forced one by its variable.
+        self.reason = "" if mode == "auto" else f"CODER_TASK_AGENT_STATUS_TRANSPORT={mode}"
         self._current: Transport | None = "http" if mode == "http" else None
         if mode == "socket":
             self._current = "socket"
@@ -182,8 +218,10 @@ class StatusSender:
         if previous == transport:
             return
         self._current = transport
+        self.reason = reason
         if previous is None:
-            log.info("status_transport_chosen", transport=transport, reason=reason)
+            level = log.info if self._announce else log.debug
+            level("status_transport_chosen", transport=transport, reason=reason)
         else:
             log.info(
                 "status_transport_changed", transport=transport, previous=previous, reason=reason
@@ -230,7 +268,11 @@ class StatusSender:
 
 @asynccontextmanager
 async def open_sender(
-    settings: Settings, http: Send | None = None, clock: Clock = SYSTEM_CLOCK
+    settings: Settings,
+    http: Send | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    *,
+    announce: bool = True,
 ) -> AsyncIterator[StatusSender]:
     """A StatusSender for `settings`, its socket connection closed on exit.
 
@@ -242,12 +284,19 @@ async def open_sender(
         socket = None
         if settings.status_transport != "http":
             socket = await stack.enter_async_context(
-                AgentSocketClient(settings.agent_socket_path, settings.request_timeout, clock=clock)
+                AgentSocketClient(
+                    Path(settings.agent_socket_path), settings.request_timeout, clock=clock
+                )
             )
         if http is None and settings.status_transport != "socket":
             http = _lazy_http(settings, stack, clock)
         yield StatusSender(
-            settings.status_transport, settings.app_slug, socket=socket, http=http, clock=clock
+            settings.status_transport,
+            settings.app_slug,
+            socket=socket,
+            http=http,
+            clock=clock,
+            announce=announce,
         )
 
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -43,7 +43,8 @@ from agent import lastreport as laststate
 from agent.agentapi import AgentAPIClient, Message
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder.httpapi import CoderClient
-from agent.coder.route import StatusSender, open_sender
+from agent.coder.route import StatusSender, open_sender, planned_transport
+from agent.config import Environment, Settings
 from agent.daemon.mirror import Mirror
 from agent.daemon.reporter import Reporter
 from agent.daemon.sdnotify import Notifier
@@ -54,7 +55,6 @@ from agent.models import AppStatus
 from agent.reportsocket.server import SocketInUse, check_socket_free, serve_reports
 from agent.retry import RECONNECT_BACKOFF
 from agent.rules import ExplicitReport, Observation, RulesState, Tick, next_deadline, step
-from agent.settings import Settings
 from agent.snapshot import Snapshot
 from agent.stop import early as earlystop
 from agent.stop.upload import Outcome, SnapshotUploader, save_snapshot
@@ -82,12 +82,15 @@ class Daemon:
         clock: Clock = SYSTEM_CLOCK,
         *,
         sender: StatusSender | None = None,
+        environment: Environment | None = None,
     ) -> None:
         self.settings = settings
+        # Read for the start-up warnings only (settings come read and checked).
+        self._environment = environment
         self.agentapi = agentapi
         # The snapshot goes up through the Coder client, on the connection it keeps. There is
-        # none for a daemon without Coder HTTP (hooks mode through the agent's socket,
-        # `socket_only`): it has no snapshot to upload.
+        # none for a daemon without Coder HTTP (hooks mode through the agent's socket only): it
+        # has no snapshot to upload.
         self.uploader: SnapshotUploader | None = coder
         self.notifier = notifier or Notifier()
         self.clock = clock
@@ -104,7 +107,9 @@ class Daemon:
         self.reporting = settings.app_slug is not None
         # The last explicit complete/failed, kept where a restart after a crash finds it.
         socket_path = settings.socket_path
-        self._last_report = socket_path.parent / laststate.FILE_NAME if socket_path else None
+        self._last_report = (
+            Path(socket_path).parent / laststate.FILE_NAME if socket_path is not None else None
+        )
         self._rules_changed = anyio.Event()
         self._agentapi_failing = False
         self._watch_scope = anyio.CancelScope()
@@ -244,7 +249,7 @@ class Daemon:
                             on_hook_report=self.hook_report,
                             clock=self.clock,
                         ),
-                        socket_path,
+                        Path(socket_path),
                         self.explicit_report,
                     )
                 except SocketInUse as exc:
@@ -262,7 +267,7 @@ class Daemon:
                 )
             group.start_soon(self._supervised, self._ticker)
             group.start_soon(self._supervised, self._watchdog)
-            hooks_only = self.settings.mode == "hooks"
+            hooks_only = self.settings.hooks_mode
             if self.settings.mode == "events" and self.settings.task_id is not None:
                 # Only a current stream's mirror is uploaded as it is (polling fetches at stop).
                 group.start_soon(self._supervised, self._prepare_snapshot)
@@ -270,6 +275,9 @@ class Daemon:
                 watcher = watcher_for(self.settings, self.agentapi, self, self.mirror, self.clock)
                 group.start_soon(self._supervised, watcher.run)
             transport = await self.sender.choose() if self.reporting else None
+            missing = task_id_warning(self.settings, self._environment or Environment())
+            if missing is not None:
+                log.warning("task_id_missing", **missing)
             log.info(
                 "daemon_started",
                 agentapi=None if hooks_only else self.settings.agentapi_url,
@@ -344,10 +352,10 @@ class Daemon:
         whole history (megabytes) would only make the stop slower. The mirror's messages stay
         the fallback when the fetch fails.
         """
-        if self.settings.mode == "hooks":
+        if self.settings.hooks_mode:
             log.info("snapshot_skipped", reason="there is no AgentAPI (hooks mode) to read it from")
             return Outcome.SKIPPED
-        if self.uploader is None:  # only in hooks mode (socket_only): here for the type checker
+        if self.uploader is None:  # only in hooks mode on the socket: for the type checker
             log.error("snapshot_skipped", reason="no Coder URL and token to upload it with")
             return Outcome.SKIPPED
         return await save_snapshot(
@@ -450,7 +458,7 @@ class Daemon:
 
     def _status_text(self) -> str:
         source = f"watching {self.settings.agentapi_url} ({self.settings.mode})"
-        if self.settings.mode == "hooks":
+        if self.settings.hooks_mode:
             source = "status from the agent's hooks (no AgentAPI)"
         if self._agentapi_failing:
             source += ", AgentAPI not answering"
@@ -465,26 +473,32 @@ def _name(task: Callable[..., object]) -> str:
     return f"{type(owner).__name__}.{name}" if owner is not None else name
 
 
-def socket_only(settings: Settings) -> Settings | None:
-    """`settings` for a daemon that needs no Coder HTTP at all, or None when it needs it.
+def task_id_warning(settings: Settings, environment: Environment) -> dict[str, str] | None:
+    """The start-up warning of a daemon watching AgentAPI without a task id, else None.
 
-    In hooks mode there is no snapshot to upload, and the Coder agent's socket takes the status
-    without a token (Coder >= v2.32): a workspace whose processes get no agent token can still
-    run the daemon. That is the case when the status transport is `socket`, or `auto` with the
-    Coder URL or token missing (then `socket`: HTTP is no fallback without them). Otherwise
-    the URL and token are required at start, as before.
+    Without one the stop path has no task to save the conversation to, and would say so only
+    at stop (`snapshot_skipped`): said at start, a misspelt variable is found while the task
+    runs. Names the variable that sets it, and any set variable that looks like a misspelling.
     """
-    if settings.mode != "hooks" or settings.status_transport == "http":
+    if settings.hooks_mode or settings.task_id is not None:
         return None
-    if settings.status_transport == "auto" and settings.coder_url and settings.token:
-        return None
-    return replace(settings, status_transport="socket")
+    warning = {
+        "problem": "CODER_TASK_ID is not set: at stop the conversation is not saved "
+        "as the task's log snapshot",
+        "fix": "set CODER_TASK_ID to the task's id (the template's data.coder_task.me.id)",
+    }
+    lookalikes = environment.lookalikes("CODER_TASK_ID")
+    if lookalikes:
+        warning["misspelt"] = f"set but not read (a misspelling?): {', '.join(lookalikes)}"
+    return warning
 
 
 async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
     """Build the clients from settings and run the daemon on `clock`; returns the exit code."""
-    alone = socket_only(settings)
-    if alone is not None:
+    if settings.hooks_mode and planned_transport(settings) == "socket":
+        # No snapshot to upload, and the status goes by the agent's socket without a token
+        # (Coder >= v2.32): a workspace whose processes get no agent token can run the daemon.
+        alone = settings.replace(status_transport="socket")
         return await _run_socket_only(alone, settings, clock)
     url, token = settings.require_coder()
     _check_report_socket(settings)
@@ -498,7 +512,7 @@ async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
 
 
 async def _run_socket_only(settings: Settings, asked: Settings, clock: Clock) -> int:
-    """The daemon of `socket_only`: status through the agent's socket, nothing by HTTP."""
+    """A daemon in hooks mode whose status goes through the agent's socket, nothing by HTTP."""
     if asked.status_transport == "auto":
         missing = "CODER_AGENT_URL" if not asked.coder_url else "CODER_AGENT_TOKEN"
         log.warning(
@@ -534,7 +548,7 @@ def _check_report_socket(settings: Settings) -> None:
         # A second daemon for the same socket refuses to start (exit 2, naming the socket and
         # the other process) instead of taking reports away from the live one.
         try:
-            check_socket_free(settings.socket_path)
+            check_socket_free(Path(settings.socket_path))
         except SocketInUse:
             raise
         except ConfigError:

@@ -2,8 +2,8 @@
 
 A datagram of `KEY=VALUE` lines to the socket named by `NOTIFY_SOCKET` (a path, or an abstract
 socket when it starts with `@`). Everything here is a no-op when `NOTIFY_SOCKET` is unset, so the
-daemon runs the same outside systemd. The variables are read into `agent.settings` (through
-`agent.environment`, the only reader of the environment); this module gets them from there.
+daemon runs the same outside systemd. The variables are read into `agent.config.Settings`
+(the only reader of the environment); this module gets them from there.
 Failures to notify are logged, never raised: systemd's bookkeeping must not take the daemon down.
 """
 
@@ -13,7 +13,7 @@ import socket
 
 import structlog
 
-from agent.settings import Settings
+from agent.config import Settings
 
 log = structlog.get_logger("agent.daemon.sdnotify")
 

@@ -8,6 +8,11 @@ user message, a `StatusSeen` for every status read. The rules in `agent.rules` d
 means, so the two modes give the same results by construction (tests/test_watchers.py proves it
 on shared scenarios).
 
+While the event stream is down, the events watcher observes exactly as the poll watcher does
+(the same `_Watcher.poll_once`: `/status` every poll interval, `/messages` when the status
+changes), so every transition reaches the rules within a poll interval however long the outage,
+and a prompt sent meanwhile is seen with the status change it causes, not only in the replay.
+
 The watchers also keep the daemon's mirror current (the stop path's fallback) and tell the
 observer when AgentAPI stops or starts answering. Time comes from the injected clock; reconnect
 waits from `agent.retry`. Neither watcher ever ends on an AgentAPI failure: it retries.
@@ -32,11 +37,11 @@ from agent.agentapi import (
     UnknownEvent,
 )
 from agent.clock import Clock
+from agent.config import Settings
 from agent.daemon.mirror import Mirror
 from agent.errors import Rejected, RemoteError
 from agent.retry import RECONNECT_BACKOFF, Backoff
 from agent.rules import HistoryBuilder, Observation, StatusSeen, UserMessageSeen, history_of
-from agent.settings import Settings
 
 log = structlog.get_logger("agent.daemon.watchers")
 
@@ -72,8 +77,20 @@ def release_heap() -> None:
         return
 
 
+class PollState:
+    """What polling remembers between reads: the last status read, when `/messages` was fetched."""
+
+    def __init__(self, last_status: str | None = None, last_fetch: float = float("-inf")) -> None:
+        self.last_status = last_status
+        self.last_fetch = last_fetch
+
+
 class _Watcher:
-    """What both watchers are built from: AgentAPI, the rules' observer, the mirror, the clock."""
+    """What both watchers are built from: AgentAPI, the rules' observer, the mirror, the clock.
+
+    `poll_once` is the one implementation of polling: the poll watcher's every read, and the
+    events watcher's while its stream is down.
+    """
 
     def __init__(
         self,
@@ -92,34 +109,21 @@ class _Watcher:
         self._clock = clock
         self._backoff = backoff
 
+    async def poll_once(self, poll: PollState) -> None:
+        """Read `/status`; fetch `/messages` when it changed (or while running, now and then).
 
-class PollWatcher(_Watcher):
-    """`GET /status` every poll interval; `GET /messages` on a change, and while running."""
-
-    async def run(self) -> None:
-        """Poll until cancelled."""
-        last_status: str | None = None
-        last_fetch = float("-inf")
-        failures = 0
-        interval = self._settings.poll_interval
-        while True:
-            try:
-                status = (await self._agentapi.status()).status
-                now = self._clock.now()
-                refresh = status == "running" and now - last_fetch >= POLL_MESSAGES_REFRESH
-                if status != last_status or refresh:
-                    self.apply_history(await self._agentapi.messages())
-                    last_fetch = now
-            except RemoteError as exc:
-                failures += 1
-                self._observer.agentapi_problem(exc)
-                await self._clock.sleep(max(interval, self._backoff.next_wait(failures, exc)))
-                continue
-            failures = 0
-            self._observer.agentapi_ok()
-            last_status = status
-            self._observer.observe(StatusSeen(status, self._clock.now()))
-            await self._clock.sleep(interval)
+        Observes the history first, then the status, as the stream's replay does. Raises
+        RemoteError when AgentAPI did not answer; `poll` is then unchanged.
+        """
+        status = (await self._agentapi.status()).status
+        now = self._clock.now()
+        refresh = status == "running" and now - poll.last_fetch >= POLL_MESSAGES_REFRESH
+        if status != poll.last_status or refresh:
+            self.apply_history(await self._agentapi.messages())
+            poll.last_fetch = now
+        poll.last_status = status
+        self._observer.agentapi_ok()
+        self._observer.observe(StatusSeen(status, self._clock.now()))
 
     def apply_history(self, messages: list[Message]) -> None:
         """A whole `/messages` answer: mirror it and observe it as a history."""
@@ -129,22 +133,46 @@ class PollWatcher(_Watcher):
             release_heap()
 
 
+class PollWatcher(_Watcher):
+    """`GET /status` every poll interval; `GET /messages` on a change, and while running."""
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        poll = PollState()
+        failures = 0
+        interval = self._settings.poll_interval
+        while True:
+            try:
+                await self.poll_once(poll)
+            except RemoteError as exc:
+                failures += 1
+                self._observer.agentapi_problem(exc)
+                await self._clock.sleep(max(interval, self._backoff.next_wait(failures, exc)))
+                continue
+            failures = 0
+            await self._clock.sleep(interval)
+
+
 class EventsWatcher(_Watcher):
     """Follows `/events`, reconnecting with backoff; falls back to polling without a stream.
 
-    While the stream is down, `/status` is still read every poll interval, so a transition is
-    reported on time however long the outage; the replay after a reconnect is observed as one
-    `HistorySeen`, so a prompt sent meanwhile is reported with its text.
+    While the stream is down it polls (`poll_once`, as the poll watcher does) until the
+    reconnect, so a transition is reported on time however long the outage; the replay after a
+    reconnect is observed as one `HistorySeen`, so nothing said meanwhile is lost.
     """
 
     async def run(self) -> None:
         """Follow the stream until cancelled."""
         failures = 0
+        # The stream's last status: an outage's polling starts from it (no needless fetch).
+        self._stream_status: str | None = None
+        outage: PollState | None = None  # kept across the failed reconnects of one outage
         while True:
             error: Exception | None = None
             try:
                 if await self._follow():
                     failures = 0
+                    outage = None
                 log.info("agentapi_events_ended")
             except Rejected as exc:
                 if exc.status in (404, 405):
@@ -167,20 +195,20 @@ class EventsWatcher(_Watcher):
             if error is not None:
                 failures += 1
                 self._observer.agentapi_problem(error)
-            await self._observe_status_until(
-                self._clock.now() + self._backoff.next_wait(max(1, failures), error)
+            if outage is None:
+                # The history was current until the stream ended: fetch it again on a change.
+                outage = PollState(self._stream_status, last_fetch=self._clock.now())
+            await self._poll_until(
+                self._clock.now() + self._backoff.next_wait(max(1, failures), error), outage
             )
 
-    async def _observe_status_until(self, reconnect_at: float) -> None:
-        """Until the reconnect: read `/status` every poll interval (at least once)."""
+    async def _poll_until(self, reconnect_at: float, poll: PollState) -> None:
+        """Until the reconnect: poll every poll interval (at least once), as poll mode does."""
         while True:
             try:
-                status = await self._agentapi.status()
+                await self.poll_once(poll)
             except RemoteError as exc:
-                log.debug("agentapi_status_unavailable", error=str(exc))
-            else:
-                self._observer.agentapi_ok()
-                self._observer.observe(StatusSeen(status.status, self._clock.now()))
+                log.debug("agentapi_poll_unavailable", error=str(exc))
             remaining = reconnect_at - self._clock.now()
             if remaining <= 0:
                 return
@@ -222,6 +250,7 @@ class EventsWatcher(_Watcher):
                 elif message.role == "user":
                     self._observer.observe(UserMessageSeen(message.id, message.content, now))
             case StatusChange(status=status):
+                self._stream_status = status
                 self._observer.observe(StatusSeen(status, now))
             case AgentErrorEvent(message=text, level=level):
                 log.warning("agent_error", level=level, error=text[:500])

@@ -1,14 +1,21 @@
-"""`coder-task-agent hook claude-code` and `hook codex`: an agent's own hooks as task status.
+"""`coder-task-agent hook AGENT`: an agent's own hook event as the task's status.
 
-The shell around agent.hooks.mapping (which decides what each event reports): read the event,
-map it, hand the report over through agent.reportsocket.client (to the running daemon, which
-applies the reporting rules, or straight to Coder when none listens). A hook runs inside the
-agent's turn, so it must never block or fail the agent: the input is read with a bound, the
-hand-over is bounded, and the command always exits 0; a problem is logged, never raised.
+The shell around the pure parts: read the payload where the agent's row in the registry
+(agent.hooks) says it arrives, let the agent's mapping module say what happened
+(agent.hooks.<agent>), let agent.hooks.events say which status that is, and hand the report
+over through agent.reportsocket.client (to the running daemon, which applies the reporting
+rules, or straight to Coder when none listens).
 
-Claude Code gives a command hook the event as JSON on stdin; Codex runs its `notify` program
-with the JSON as the last argument. Only the standard library is imported on the way to a
-running daemon: a hook runs at every prompt and every tool call.
+A hook runs inside the agent's turn, so it must never block or fail the agent: the input is read
+with a bound, the hand-over is bounded, every problem is logged as one line and the command
+exits 0 (exit 2 means "block" to most agents: a refused prompt, a denied tool, a forced extra
+turn). Its stdout carries exactly what the agent's row says (nothing, or Gemini's `{}`).
+
+Codex's `notify` allows one program: `hook codex --then-run '["prog", "arg"]' PAYLOAD` reports,
+then runs the user's own notify program (`prog arg PAYLOAD`) in its place, as Codex would have.
+
+Only the standard library is imported on the way to a running daemon: a hook runs at every
+prompt and every tool call.
 """
 
 from __future__ import annotations
@@ -19,35 +26,36 @@ import select
 import sys
 import time
 
-from agent.errors import ConfigError
-from agent.hookconfig import HookSettings, load_hook_settings
-from agent.hooks.mapping import claude_code, codex
+from agent.config import HOOK_FIELDS, Environment, Settings, read
+from agent.hooks import AGENTS, ARGUMENT_OR_STDIN, Agent
+from agent.hooks.events import status_of
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
     from typing import BinaryIO
 
     from agent.models import AppStatus
 
 # A prompt can be long, but a hook event beyond this is not one: it is cut, not read whole.
 MAX_EVENT_BYTES = 16 * 1024 * 1024
-# Claude Code writes the event and closes stdin at once; run by hand on a terminal, stdin would
-# never end: the read gives up after this long.
+# Agents write the event and close stdin at once; run by hand on a terminal, stdin would never
+# end: the read gives up after this long.
 STDIN_WAIT = 5.0
-
-MAPPINGS: dict[str, Callable[[Mapping[str, object]], AppStatus | None]] = {
-    "claude-code": claude_code,
-    "codex": codex,
-}
+LOG_LEVEL = "CODER_TASK_AGENT_LOG_LEVEL"
+# The level on agents that show the hook's stderr to the user (the registry's `stderr_shown`).
+SHOWN_STDERR_LEVEL = "error"
 
 
-def read_stdin(stream: BinaryIO, within: float = STDIN_WAIT) -> bytes:
+def read_stdin(stream: BinaryIO | None, within: float = STDIN_WAIT) -> bytes:
     """Everything on `stream` until EOF, at most MAX_EVENT_BYTES, within `within` seconds.
 
-    Raises TimeoutError when the writer neither finishes nor closes in time.
+    Raises TimeoutError when the writer neither finishes nor closes in time, ValueError when
+    there is no stdin or the event is too large.
     """
+    if stream is None:
+        raise ValueError("no event: stdin is closed")
     deadline = time.monotonic() + within
     fd = stream.fileno()
     data = bytearray()
@@ -65,8 +73,11 @@ def read_stdin(stream: BinaryIO, within: float = STDIN_WAIT) -> bytes:
 
 def parse_event(raw: bytes | str) -> Mapping[str, object]:
     """The event as a JSON object; raises ValueError naming what is wrong."""
+    if isinstance(raw, bytes):
+        # Some agents write a UTF-8 byte-order mark first (Cursor on Windows).
+        raw = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
     try:
-        event = json.loads(raw)
+        event = json.loads(raw.removeprefix("\ufeff"))
     except (ValueError, RecursionError) as exc:
         raise ValueError(f"the event is not JSON ({type(exc).__name__})") from None
     if not isinstance(event, dict):
@@ -74,7 +85,7 @@ def parse_event(raw: bytes | str) -> Mapping[str, object]:
     return event
 
 
-def hand_over(settings: HookSettings, status: AppStatus) -> None:
+def hand_over(settings: Settings, status: AppStatus) -> None:
     """Give the report to whoever delivers it: the one line to change when the client changes."""
     from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
@@ -82,38 +93,109 @@ def hand_over(settings: HookSettings, status: AppStatus) -> None:
 
 
 def run_hook(
-    agent: str,
+    agent_name: str,
     arguments: Sequence[str],
     flags: Mapping[str, tuple[str, str]],
     *,
+    event: str | None = None,
+    then_run: str | None = None,
     stdin: BinaryIO | None = None,
     env: Mapping[str, str] | None = None,
 ) -> int:
-    """The `hook AGENT` command; always returns 0 (problems are logged)."""
-    settings: HookSettings | None = None
+    """The `hook AGENT` command; always returns 0 (problems are logged, one line each).
+
+    `arguments`: the payload argument(s) (Codex's notify appends one); `event`: `--event`, the
+    event's name for payloads that lack it; `then_run`: `--then-run`, a JSON array, the user's
+    own program to run after reporting, with the payload appended (never returns when it runs).
+    """
+    agent = AGENTS.get(agent_name)
+    settings: Settings | None = None
     try:
-        # The fast path's settings (agent.hookconfig): the rest is read only if the report
-        # must go straight to Coder (agent.reportsocket.client).
-        settings = load_hook_settings(env, flags)
-        raw = _read_event(agent, arguments, stdin)
-        status = MAPPINGS[agent](parse_event(raw))
-        if status is not None:
-            hand_over(settings, status)
-    except (ConfigError, ValueError, TimeoutError, OSError) as exc:
-        _log_problem(settings, agent, exc)
+        try:
+            agent = _known(agent_name)
+            settings = read(env, _quieter(agent, flags, env), only=HOOK_FIELDS)
+            stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+            payload = parse_event(_read_payload(agent, arguments, stream))
+            status = status_of(agent.event_of(payload, event or ""))
+            if status is not None:
+                hand_over(settings, status)
+        except Exception as exc:  # noqa: BLE001 - a hook never fails its agent: one line, exit 0
+            _log_problem(settings, agent_name, "hook_failed", exc)
+        _print_for_agent(agent)
+        if then_run is not None:
+            _run_next(settings, agent_name, then_run, arguments[-1:])
+    except Exception as exc:  # noqa: BLE001 - not even the logging may fail the agent
+        _log_problem(settings, agent_name, "hook_failed", exc)
     return 0
 
 
-def _read_event(agent: str, arguments: Sequence[str], stdin: BinaryIO | None) -> bytes | str:
-    if agent == "codex":
-        if not arguments:
-            raise ValueError("Codex passes the event as an argument; none was given")
+def _known(name: str) -> Agent:
+    agent = AGENTS.get(name)
+    if agent is None:
+        raise ValueError(f"unknown agent {name!r} (known: {', '.join(AGENTS)})")
+    return agent
+
+
+def _quieter(
+    agent: Agent, flags: Mapping[str, tuple[str, str]], env: Mapping[str, str] | None
+) -> Mapping[str, tuple[str, str]]:
+    """`flags`, with the log level raised to errors on an agent that shows stderr to the user,
+    unless the level is configured."""
+    if not agent.stderr_shown or Environment(env, flags).is_set(LOG_LEVEL):
+        return flags
+    return {**flags, LOG_LEVEL: ("--log-level", SHOWN_STDERR_LEVEL)}
+
+
+def _read_payload(agent: Agent, arguments: Sequence[str], stdin: BinaryIO | None) -> bytes | str:
+    if agent.reads == ARGUMENT_OR_STDIN and arguments:
         return arguments[-1]
-    return read_stdin(stdin if stdin is not None else sys.stdin.buffer)
+    if arguments:
+        raise ValueError(f"{agent.name} passes the event on stdin, not as an argument")
+    return read_stdin(stdin)
 
 
-def _log_problem(settings: HookSettings | None, agent: str, exc: Exception) -> None:
-    from agent.reportsocket.client import Writer  # noqa: PLC0415
+def _print_for_agent(agent: Agent | None) -> None:
+    if agent is None or not agent.stdout:
+        return
+    try:
+        sys.stdout.write(agent.stdout)
+        sys.stdout.flush()
+    except (AttributeError, OSError, ValueError):
+        return  # stdout closed: the agent reads no decision, which is "go on" too
 
-    writer = Writer.for_settings(settings) if settings is not None else Writer()
-    writer.error("hook_failed", agent=agent, error=str(exc) or type(exc).__name__)
+
+def _run_next(settings: Settings | None, agent: str, then_run: str, payload: Sequence[str]) -> None:
+    """Replace this process with the user's own program (`then_run`, JSON), payload appended."""
+    try:
+        argv = json.loads(then_run)
+    except ValueError:
+        argv = None
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        error = ValueError("--then-run is not a JSON array of strings")
+        _log_problem(settings, agent, "hook_then_run_failed", error)
+        return
+    _flush(sys.stdout)
+    _flush(sys.stderr)
+    try:
+        os.execvp(argv[0], [*argv, *payload])  # noqa: S606 - the user's own notify program
+    except OSError as exc:
+        _log_problem(settings, agent, "hook_then_run_failed", exc, program=argv[0])
+
+
+def _flush(stream: object) -> None:
+    try:
+        stream.flush()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return  # closed or absent: nothing of ours is pending there
+
+
+def _log_problem(
+    settings: Settings | None, agent: str, event: str, exc: Exception, **fields: str
+) -> None:
+    try:
+        from agent.log import Writer  # noqa: PLC0415
+
+        writer = Writer.for_settings(settings) if settings is not None else Writer()
+        writer.error(event, agent=agent, error=str(exc) or type(exc).__name__, **fields)
+    except Exception:  # noqa: BLE001, S110 - stderr is gone: there is nowhere left to tell
+        pass

@@ -31,7 +31,9 @@ import structlog
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import ConfigError, UsageError
 from agent.models import AppStatus
-from agent.reportsocket.client import make_private_dir, parse_report, peer_of
+from agent.reportsocket import SOCKET_VARIABLE
+from agent.reportsocket.client import parse_report
+from agent.reportsocket.trust import make_private_dir, peer_of
 from agent.retry import ACCEPT_BACKOFF
 
 log = structlog.get_logger("agent.reportsocket.server")
@@ -48,13 +50,12 @@ SnapshotNow = Callable[[], Awaitable[tuple[str, int]]]
 MAX_CLIENTS = 32
 # A check that something listens on an existing socket: a live daemon answers at once.
 PROBE_TIMEOUT = 1.0
-SOCKET_VARIABLE = "CODER_TASK_AGENT_SOCKET"
 
 
 def prepare_socket_dir(path: Path) -> None:
     """Create the socket's directory (0700) or check that an existing one is private to us.
 
-    The same checks as the client's (`agent.reportsocket.client`), none following a symlink.
+    The same checks as the client's (`agent.reportsocket.trust`), none following a symlink.
     """
     try:
         make_private_dir(path.parent)

@@ -5,7 +5,7 @@ cost about what those scripts cost; starting an event loop and importing httpx, 
 structlog takes longer than a whole script runs. So this shell is blocking and uses the standard
 library: `agent.http_blocking` makes the two requests, and everything else is what the daemon's
 async shell (`agent.stop.upload`) uses too: `agent.conversation` reads `/messages` (its cap),
-`agent.snapshot` builds the body, `agent.backoff` retries, `agent.wire` turns answers into the
+`agent.snapshot` builds the body, `agent.retry` retries, `agent.wire` turns answers into the
 error tree, and `agent.stop.outcome` decides each ending, its exit code and its log line. Same
 timeouts (`stop_fetch_timeout` for `/messages`, `request_timeout` per Coder attempt), the same
 overall deadline (`shutdown_budget`), the same caps, no redirects, TLS by `agent.wire`'s rules.
@@ -22,13 +22,12 @@ from __future__ import annotations
 import signal
 import time
 
-from agent.backoff import cut_off, deliver_blocking
-from agent.configuration import Configuration, read_configuration
+from agent.config import Environment, verbatim
 from agent.conversation import BUSY_PHRASE, MAX_MESSAGES_BYTES, read_history
-from agent.environment import Environment, verbatim
 from agent.errors import OutcomeUnknown, RemoteError
 from agent.http_blocking import request, url_of
-from agent.reportsocket.client import Writer
+from agent.log import Writer
+from agent.retry import cut_off, deliver_blocking
 from agent.snapshot import Snapshot
 from agent.stop import outcome as stoppath
 from agent.stop.outcome import Outcome
@@ -49,32 +48,12 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import FrameType
 
-    from agent.hookconfig import HookSettings
-    from agent.settings import Settings
+    from agent.config import Settings
     from agent.snapshot import SnapshotMessage
     from agent.stop.outcome import Log
 
 # How `snapshot_started` names this shell (the daemon's: `httpx`).
 CLIENT = "stdlib"
-
-
-def configuration_for(settings: Settings | HookSettings | Configuration) -> Configuration:
-    """The whole configuration, read and checked (`agent.configuration`); raises ConfigError.
-
-    From the hooks' fast path (`HookSettings`, which keep the command line's settings) it is
-    read now, without building `Settings`; `Settings` (argparse's path) are used as they are.
-    """
-    if isinstance(settings, Configuration):
-        return settings
-    flags = getattr(settings, "flags", None)
-    if flags is not None:
-        return read_configuration(Environment(flags=flags))
-    # Settings: already read and checked; their paths and task id back to text.
-    values = {name: getattr(settings, name) for name in Configuration.__annotations__}
-    for name in ("task_id", "socket_path", "agent_socket_path"):
-        if values[name] is not None:
-            values[name] = str(values[name])
-    return Configuration(values)
 
 
 class Fetched:
@@ -163,7 +142,7 @@ class Plan:
         "url",
     )
 
-    def __init__(self, settings: Configuration, environment: Environment | None = None) -> None:
+    def __init__(self, settings: Settings, environment: Environment | None = None) -> None:
         environment = Environment() if environment is None else environment
         url, token = settings.require_coder()
         self.url = url
@@ -249,6 +228,7 @@ def upload(
                 answer.body,
                 answer.headers.get("retry-after"),
                 not_found_unsupported=True,
+                secrets=(plan.token,),
             )
 
     def on_retry(exc: RemoteError, wait: float) -> None:
@@ -277,7 +257,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise _Interrupted(signum)
 
 
-def snapshot_once(settings: Configuration, environment: Environment | None = None) -> int:
+def snapshot_once(settings: Settings, environment: Environment | None = None) -> int:
     """`snapshot` without a daemon: the stop path once under `settings.shutdown_budget`.
 
     Returns the exit code. Raises ConfigError (before anything is sent) when Coder is not

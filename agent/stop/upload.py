@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
-from uuid import UUID
 
 import anyio
 import structlog
@@ -39,7 +38,7 @@ class SnapshotUploader(Protocol):
     @property
     def client(self) -> str: ...
 
-    async def upload_log_snapshot(self, task_id: UUID, body: bytes) -> None: ...
+    async def upload_log_snapshot(self, task_id: str, body: bytes) -> None: ...
 
 
 async def fetch_messages(
@@ -64,7 +63,7 @@ async def fetch_messages(
 
 async def save_snapshot(
     *,
-    task_id: UUID | None,
+    task_id: str | None,
     agentapi: AgentAPIClient,
     coder: SnapshotUploader,
     deadline: float,
@@ -103,7 +102,7 @@ async def save_snapshot(
 
 async def _save(
     *,
-    task_id: UUID | None,
+    task_id: str | None,
     agentapi: AgentAPIClient,
     coder: SnapshotUploader,
     deadline: float,

@@ -38,6 +38,7 @@ import anyio.abc
 import structlog
 
 from agent.coder import drpc
+from standins import agentsocket_wire as wire
 from standins.coder.store import Store
 
 log = structlog.get_logger("standins.agentsocket")
@@ -64,7 +65,7 @@ class Call:
     """One call as the stand-in saw it: the method, the decoded request, what it answered."""
 
     method: str
-    request: drpc.AppStatusRequest | None
+    request: wire.AppStatusRequest | None
     answer: str  # "ok", "error: <text>", "dropped"
 
 
@@ -92,7 +93,7 @@ class AgentSocketStandIn:
     chunk: int = 3
     frame_size: int = 1
     calls: list[Call] = field(default_factory=list)
-    statuses: list[drpc.AppStatusRequest] = field(default_factory=list)
+    statuses: list[wire.AppStatusRequest] = field(default_factory=list)
     protocol_errors: list[str] = field(default_factory=list)
     connections: int = 0
     # A fault for every UpdateAppStatus call once `faults` is empty (the CLI's switches).
@@ -133,12 +134,12 @@ class AgentSocketStandIn:
             log.info("agent_socket_dropped", stream=stream_id, applied=fault.apply)
             return False
         if error is None:
-            answer = drpc.encode_packet(drpc.Kind.MESSAGE, stream_id, 1, b"", self.frame_size)
+            answer = wire.encode_packet(drpc.Kind.MESSAGE, stream_id, 1, b"", self.frame_size)
             answer += drpc.encode_frame(drpc.Frame(drpc.Kind.CLOSE_SEND, stream_id, 2))
             self.calls.append(Call(method, request, "ok"))
         else:
-            data = drpc.encode_error(0, error)
-            answer = drpc.encode_packet(drpc.Kind.ERROR, stream_id, 1, data, self.frame_size)
+            data = wire.encode_error(0, error)
+            answer = wire.encode_packet(drpc.Kind.ERROR, stream_id, 1, data, self.frame_size)
             self.calls.append(Call(method, request, f"error: {error}"))
         log.info("agent_socket_call", method=method, answer=self.calls[-1].answer.split("\n")[0])
         try:
@@ -157,7 +158,7 @@ class AgentSocketStandIn:
 
     def _outcome(
         self, path: str, method: str, data: bytes, fault: SocketFault | None
-    ) -> tuple[drpc.AppStatusRequest | None, str | None]:
+    ) -> tuple[wire.AppStatusRequest | None, str | None]:
         """The decoded request (UpdateAppStatus) and the error to answer, if any."""
         known = path.startswith(drpc.SERVICE + "/") and method in self.methods
         if not known or (fault is not None and fault.kind == "unknown_rpc"):
@@ -165,7 +166,7 @@ class AgentSocketStandIn:
         if method != "UpdateAppStatus":
             return None, None
         try:
-            request = drpc.decode_update_app_status_request(data)
+            request = wire.decode_update_app_status_request(data)
         except drpc.ProtocolError as exc:
             return None, f"proto: cannot parse invalid wire-format data ({exc})"
         match fault.kind if fault is not None else None:
@@ -183,7 +184,7 @@ class AgentSocketStandIn:
             case _:
                 return request, self._relay(request)
 
-    def _relay(self, request: drpc.AppStatusRequest) -> str | None:
+    def _relay(self, request: wire.AppStatusRequest) -> str | None:
         """What coderd does with the request: its validation, then the stored row."""
         if len(request.message.encode()) > MAX_STATUS_MESSAGE_BYTES:
             return _coderd_error(
@@ -309,7 +310,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """`coder-task-agent-dev agent-socket`: serve until SIGTERM/SIGINT, then exit 0."""
     args = _parser().parse_args(argv)
-    from agent.logconfig import configure  # noqa: PLC0415 - only the CLI configures logging
+    from agent.log import configure  # noqa: PLC0415 - only the CLI configures logging
 
     configure("info", "auto")
     store = Store(args.db) if args.db is not None else None

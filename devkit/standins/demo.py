@@ -38,8 +38,8 @@ STEP_TIMEOUT = 20.0
 # The last line: how to keep a stand-in up from this checkout (the demo's stop with it).
 TIP = (
     "(the stand-ins stop with the demo; to keep a task page up, run from this checkout\n"
-    " `CODER_AGENT_TOKEN=any-token uv run coder-task-agent-dev coder` (or .venv/bin/...);\n"
-    " `uv run coder-task-agent-dev coder --help` says how to point the daemon at it)"
+    " `CODER_AGENT_TOKEN=any-token .venv/bin/coder-task-agent-dev coder` (after `make sync`);\n"
+    " `.venv/bin/coder-task-agent-dev coder --help` says how to point the daemon at it)"
 )
 
 

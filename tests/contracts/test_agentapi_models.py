@@ -1,6 +1,6 @@
 """The product's AgentAPI models (agent/agentapi.py) held to AgentAPI's OpenAPI document.
 
-The stand-in's answers are checked against the same document in tests/standins; here the other
+The stand-in's answers are checked against the same document in devkit/tests; here the other
 side: every payload the document allows parses into the client's models with its values intact,
 the models know every field the document requires and demand none it leaves optional, their
 enums are the document's, and a value of the wrong type is refused by both.

@@ -51,7 +51,7 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert '"snapshot": true' in out
     assert "Fix the failing date parser test" in out
     assert "demo finished: every step happened" in out
-    assert "uv run coder-task-agent-dev coder" in out, "the closing tip works from a checkout"
+    assert ".venv/bin/coder-task-agent-dev coder" in out, "the closing tip works from a checkout"
     assert "\033[" not in out, "plain output when piped"
     assert agent_processes(tmp_path) == set(), "no process left behind"
 

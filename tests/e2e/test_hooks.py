@@ -1,4 +1,4 @@
-"""`hook claude-code` / `hook codex` as real subprocesses, with and without a daemon.
+"""`hook AGENT` as real subprocesses, for every agent, with and without a daemon.
 
 The daemon runs without AgentAPI (`CODER_MCP_AI_AGENTAPI_URL=none`): its status comes from the
 agent's hooks only, which is how Coder's newer Claude Code and Codex modules run the agents.
@@ -6,6 +6,7 @@ agent's hooks only, which is how Coder's newer Claude Code and Codex modules run
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -14,8 +15,12 @@ from collections.abc import Mapping
 import anyio
 import pytest
 
+from agent.hooks import AGENTS
+from agent.models import AppStatus
+from agent.reportsocket.server import serve_reports
 from tests.e2e.conftest import TOKEN, Peers, finish, start_agent, terminate
 from tests.fakes import wait_until
+from tests.hookturns import TURNS
 
 pytestmark = pytest.mark.anyio
 
@@ -25,8 +30,9 @@ async def hook(
 ) -> tuple[int, str]:
     """Run `python -m agent hook AGENT ARGS` with `stdin`; its exit code and stderr.
 
-    Asserts what every hook run must give the agent: nothing on stdout (Claude Code adds a
-    prompt hook's stdout to the model's context) and no token anywhere.
+    Asserts what every hook run must give the agent: exactly the stdout its registry row says
+    (nothing, or Gemini's `{}`: several agents add a hook's stdout to the model's context or
+    read it as a decision) and no token anywhere.
     """
     with anyio.fail_after(30):
         result = await anyio.run_process(
@@ -36,9 +42,40 @@ async def hook(
             check=False,
         )
     stderr = result.stderr.decode("utf-8", errors="replace")
-    assert result.stdout == b""
+    expected = AGENTS[agent].stdout.encode() if agent in AGENTS else b""
+    assert result.stdout == expected
     assert TOKEN not in stderr
     return result.returncode, stderr
+
+
+async def snapshot_now() -> tuple[str, int]:
+    return "uploaded", 0
+
+
+@pytest.mark.parametrize("agent", list(AGENTS))
+async def test_every_agents_turn_reaches_the_report_socket(peers: Peers, agent: str) -> None:
+    """Each call of a realistic turn, one process each, handed to a listening report socket."""
+    received: list[AppStatus] = []
+    hooks: list[AppStatus] = []
+    env = peers.env()
+    expected = [call.reports for call in TURNS[agent] if call.reports is not None]
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            await group.start(
+                functools.partial(
+                    serve_reports, on_snapshot=snapshot_now, on_hook_report=hooks.append
+                ),
+                peers.workdir / "run" / "report.sock",
+                received.append,
+            )
+            for call in TURNS[agent]:
+                code, stderr = await hook(agent, env, call.stdin, *call.args)
+                assert code == 0, stderr
+                assert stderr == "", stderr  # handed over: nothing to say
+            group.cancel_scope.cancel()
+    assert [(s.state.value, s.message) for s in hooks] == expected
+    assert received == []  # every report is marked as a hook's: rule 7 applies to them
+    assert statuses(peers) == []  # the daemon (here: nobody) delivers, not the hook
 
 
 def claude(event: str, **fields: object) -> bytes:
@@ -99,8 +136,10 @@ async def test_without_a_daemon_a_hook_reports_straight_to_coder(peers: Peers) -
     )
     code, stderr = await hook("codex", env, b"", payload)
     assert code == 0, stderr
-    assert statuses(peers) == [("idle", "Turn finished")]
-    assert "report_direct" in stderr
+    assert statuses(peers) == [("idle", "Done.")]
+    (line,) = [json.loads(line) for line in stderr.splitlines()]  # one line, not three
+    assert (line["event"], line["direct"]) == ("report_delivered", True)
+    assert "no socket at" in line["no_daemon"]
 
 
 async def test_without_a_daemon_the_rules_still_hold(peers: Peers) -> None:
@@ -108,7 +147,7 @@ async def test_without_a_daemon_the_rules_still_hold(peers: Peers) -> None:
     env = peers.env()
     code, stderr = await finish(await start_agent(["report", "complete", "Opened PR #3"], env))
     assert code == 0, stderr
-    assert "report_direct" in stderr
+    assert '"no_daemon"' in stderr
     # Claude Code's Stop after the agent's own `report complete`: not sent, the task stays done.
     code, stderr = await hook("claude-code", env, claude("Stop", stop_hook_active=False))
     assert code == 0
@@ -135,7 +174,11 @@ async def test_without_a_daemon_the_rules_still_hold(peers: Peers) -> None:
     [
         ("claude-code", b"not json", (), "the event is not JSON"),
         ("claude-code", b"[1, 2]", (), "the event is not a JSON object"),
-        ("codex", b"", (), "Codex passes the event as an argument"),
+        ("codex", b"", (), "the event is not JSON"),
+        ("gemini", b"{", (), "the event is not JSON"),
+        ("kiro", b"[" * 100_000, (), "the event is not JSON"),
+        ("claude-code", b"{}", ("{}",), "claude-code passes the event on stdin"),
+        ("claude", b"{}", (), "unknown agent 'claude'"),
     ],
 )
 async def test_bad_input_never_fails_the_agent(
@@ -148,12 +191,101 @@ async def test_bad_input_never_fails_the_agent(
     assert statuses(peers) == []
 
 
+async def test_a_huge_event_is_cut_not_read_whole(peers: Peers) -> None:
+    big = b'{"hook_event_name": "UserPromptSubmit", "prompt": "' + b"x" * (17 << 20) + b'"}'
+    # subprocess's communicate, not anyio's: the hook stops reading and exits, and the writer
+    # then meets a closed pipe, which communicate ignores (as an agent would).
+    argv = [sys.executable, "-m", "agent", "hook", "claude-code"]
+    with anyio.fail_after(60):
+        result = await anyio.to_thread.run_sync(
+            lambda: subprocess.run(
+                argv, input=big, env=peers.env(), capture_output=True, check=False
+            )
+        )
+    assert (result.returncode, result.stdout) == (0, b"")
+    assert b"larger than" in result.stderr
+    assert statuses(peers) == []
+
+
+@pytest.mark.parametrize(
+    ("agent", "redirections"),
+    [("claude-code", "<&-"), ("claude-code", "<&- 2>&-"), ("gemini", "<&- >&- 2>&-")],
+)
+async def test_closed_standard_streams_never_fail_the_agent(
+    peers: Peers, agent: str, redirections: str
+) -> None:
+    """An agent may start the hook with stdin, stdout or stderr closed: still exit 0."""
+    script = f'exec "$0" -m agent hook {agent} {redirections}'
+    with anyio.fail_after(30):
+        result = await anyio.run_process(
+            ["sh", "-c", script, sys.executable], env=peers.env(), check=False
+        )
+    assert result.returncode == 0, result.stderr
+    if "2>&-" not in redirections:
+        assert b"no event: stdin is closed" in result.stderr
+
+
+async def test_codex_notify_runs_the_users_program_after_reporting(peers: Peers) -> None:
+    """The chaining contract of the installer: `--then-run JSON` and Codex's PAYLOAD appended."""
+    out = peers.workdir / "notified.json"
+    program = [sys.executable, "-c", f"import sys; open({str(out)!r}, 'w').write(sys.argv[-1])"]
+    payload = json.dumps({"type": "agent-turn-complete", "last-assistant-message": "Shipped."})
+    code, stderr = await hook("codex", peers.env(), b"", "--then-run", json.dumps(program), payload)
+    assert code == 0, stderr
+    assert statuses(peers) == [("idle", "Shipped.")]
+    assert json.loads(out.read_text()) == json.loads(payload)
+
+
+async def test_codex_notify_chain_survives_a_missing_program(peers: Peers) -> None:
+    payload = json.dumps({"type": "agent-turn-complete", "last-assistant-message": "Shipped."})
+    then = json.dumps(["/nonexistent/notify-program", "--flag"])
+    code, stderr = await hook("codex", peers.env(), b"", "--then-run", then, payload)
+    assert code == 0
+    assert statuses(peers) == [("idle", "Shipped.")]
+    (line,) = [json.loads(x) for x in stderr.splitlines() if "hook_then_run_failed" in x]
+    assert line["program"] == "/nonexistent/notify-program"
+
+
+async def test_a_then_run_that_is_not_a_json_array_is_logged(peers: Peers) -> None:
+    payload = json.dumps({"type": "agent-turn-complete", "last-assistant-message": "Shipped."})
+    code, stderr = await hook("codex", peers.env(), b"", "--then-run", "notify-send", payload)
+    assert code == 0
+    assert statuses(peers) == [("idle", "Shipped.")]
+    (line,) = [json.loads(x) for x in stderr.splitlines() if "hook_then_run_failed" in x]
+    assert "not a JSON array" in line["error"]
+
+
+async def test_an_unparseable_event_still_runs_the_users_program(peers: Peers) -> None:
+    out = peers.workdir / "notified.txt"
+    program = [sys.executable, "-c", f"import sys; open({str(out)!r}, 'w').write(sys.argv[-1])"]
+    code, _ = await hook("codex", peers.env(), b"", "--then-run", json.dumps(program), "not json")
+    assert code == 0
+    assert out.read_text() == "not json"
+
+
 async def test_coder_down_never_fails_the_agent(peers: Peers) -> None:
     env = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_REQUEST_TIMEOUT="0.3")
     code, stderr = await hook("claude-code", env, claude("Stop"))
     assert code == 0
-    # Logged once; which error it names (refused, or the deadline) depends on the machine's load.
-    assert "report_failed" in stderr
+    # Logged once, one line; which error it names (refused, or the deadline) depends on the
+    # machine's load.
+    (line,) = [json.loads(line) for line in stderr.splitlines()]
+    assert (line["event"], line["direct"]) == ("report_failed", True)
+    assert "no_daemon" in line
+
+
+async def test_where_the_agent_shows_stderr_a_delivered_report_prints_nothing(
+    peers: Peers,
+) -> None:
+    """Auggie shows a tool hook's stderr to the user: only errors are logged there."""
+    tool = json.dumps({"hook_event_name": "PreToolUse", "tool_name": "view"}).encode()
+    code, stderr = await hook("auggie", peers.env(), tool)
+    assert (code, stderr) == (0, "")
+    assert statuses(peers) == [("working", "Using view")]
+    down = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_REQUEST_TIMEOUT="0.3")
+    code, stderr = await hook("auggie", down, tool)
+    assert code == 0
+    assert [json.loads(line)["event"] for line in stderr.splitlines()] == ["report_failed"]
 
 
 async def test_an_event_that_reports_nothing_sends_nothing(peers: Peers) -> None:

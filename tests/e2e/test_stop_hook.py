@@ -212,6 +212,26 @@ async def test_task_id_not_a_uuid_is_logged_and_agentapi_still_stopped(
     assert "Traceback" not in stderr
 
 
+@pytest.mark.parametrize(
+    ("change", "reason", "logged_above"),
+    [
+        ({"ARG_TASK_ID": ""}, "no task id: neither CODER_TASK_ID nor ARG_TASK_ID is set", False),
+        ({"ARG_TASK_ID": "task-42"}, "unusable (logged above)", True),
+        ({"CODER_AGENT_URL": ""}, "unusable (logged above)", True),
+    ],
+)
+async def test_a_skipped_snapshot_names_what_is_missing(
+    peers: Peers, home: Path, change: dict[str, str], reason: str, logged_above: bool
+) -> None:
+    env = hook_env(peers, home, 9, **change)
+    code, stderr = await finish(await start_agent(["stop-hook"], env))
+    assert code == 0, stderr
+    (skipped,) = [e for e in events(stderr) if e["event"] == "snapshot_skipped"]
+    assert reason in str(skipped["reason"])
+    problems = [e for e in events(stderr) if e["event"] == "stop_hook_input_problem"]
+    assert bool(problems) is logged_above, "said to be logged above only when it is"
+
+
 async def test_strict_gives_our_exit_codes(peers: Peers, home: Path) -> None:
     env = hook_env(peers, home, 9, ARG_TASK_ID="task-42")
     code, _ = await finish(await start_agent(["stop-hook", "--strict"], env))
@@ -281,3 +301,33 @@ async def test_race_lost_the_conversation_comes_from_the_state_file(
     code, stderr = await finish(await start_agent(["stop-hook", "--strict"], env))
     assert code == 3
     assert "snapshot_from_state_file" not in names(stderr)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (str(2**31), "past the largest PID"),  # used to end the hook before the upload
+        ("1", "init"),
+        ("pgrp", "process group"),  # the test's process group is the hook's
+        ("parent", "its parent"),  # the test process started the hook
+        ("fifo", "FIFO"),  # used to hang the hook
+    ],
+)
+async def test_a_pid_file_naming_what_must_never_be_signalled(
+    peers: Peers, home: Path, content: str, words: str
+) -> None:
+    fake = await start_fake_agentapi(peers.workdir / "agentapi", pid_file=None)
+    pid_file = peers.workdir / "agentapi.pid"
+    if content == "fifo":
+        os.mkfifo(pid_file, 0o600)
+    else:
+        value = {"pgrp": os.getpgrp(), "parent": os.getpid()}.get(content, content)
+        pid_file.write_text(f"{value}\n")
+    env = hook_env(peers, home, fake.port, ARG_PID_FILE_PATH=str(pid_file))
+    code, stderr = await finish(await start_agent(["stop-hook", "--strict"], env))
+    assert code == 0, stderr  # the upload's outcome: nothing ended the hook before it
+    assert "snapshot_uploaded" in names(stderr)
+    assert fake.record() == ["GET /messages"]
+    (refused,) = [e for e in events(stderr) if e["event"] == "agentapi_pid_refused"]
+    assert str(pid_file) in str(refused["problem"])
+    assert words in str(refused["problem"])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import read as read_settings
 from agent.daemon.sdnotify import Notifier
-from agent.settings import load_settings
 from tests.e2e.conftest import Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until
 
@@ -66,7 +66,7 @@ async def test_notifications_through_the_daemons_life(
 
 
 def test_notifier_is_a_no_op_without_systemd() -> None:
-    notifier = Notifier.for_settings(load_settings({}))
+    notifier = Notifier.for_settings(read_settings({}))
     assert notifier.enabled is False
     assert notifier.notify(READY="1") is False
     assert notifier.watchdog_interval is None
@@ -74,7 +74,7 @@ def test_notifier_is_a_no_op_without_systemd() -> None:
 
 def test_watchdog_interval_and_abstract_addresses(tmp_path: Path) -> None:
     def notifier(env: dict[str, str]) -> Notifier:
-        return Notifier.for_settings(load_settings(env))
+        return Notifier.for_settings(read_settings(env))
 
     assert notifier({"WATCHDOG_USEC": "30000000"}).watchdog_interval == 15.0
     assert notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}).watchdog_interval is None

@@ -146,6 +146,8 @@ async def test_stream_dies_mid_replay_then_reconnects(peers: Peers) -> None:
         nonlocal connections
         if request.path == "/status":
             return await answer(200, {"status": "stable", "agent_type": "x"})(request)
+        if request.path == "/messages":
+            return await answer(200, {"messages": []})(request)
         connections += 1
         if connections == 1:  # dies mid-replay: half a frame, then the end
             return await sse(raw=b'event: message_update\ndata: {"id": 0')(request)
@@ -159,7 +161,9 @@ async def test_stream_dies_mid_replay_then_reconnects(peers: Peers) -> None:
         await wait_until(lambda: peers.states() == ["idle", "working"], within=20)
         code, stderr = await stop_daemon(process)
     assert code == 0, stderr
-    assert [r.path for r in server.requests][:3] == ["/events", "/status", "/events"]
+    # Down before any status: polled as poll mode starts (the status, then the history).
+    paths = [r.path for r in server.requests]
+    assert paths[:4] == ["/events", "/status", "/messages", "/events"]
 
 
 async def test_messages_blocking_at_stop_uses_the_mirror(peers: Peers) -> None:

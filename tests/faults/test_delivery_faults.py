@@ -134,7 +134,7 @@ async def test_hostile_summary_is_replaced_on_every_path_and_the_stop_path_saves
     for args in ([b"report", b"complete", latin1], [b"report", b"failed", long]):
         code, stderr = await finish(await start_agent_bytes(peers, args))
         assert code == 0, stderr
-        assert "report_direct" in stderr
+        assert '"no_daemon"' in stderr  # the direct path's one outcome line
     direct_rows = peers.coder.store.statuses()[3:]
     assert [r["message"] for r in daemon_rows] == [r["message"] for r in direct_rows]
     assert daemon_rows[0]["message"] == "Fix caf\ufffd d\ufffdj\ufffd vu"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.settings import load_settings
+from agent.config import read as read_settings
 from tests.system.conftest import podman
 from tests.system.standins import TOKEN, StandIns, wait_for
 
@@ -27,7 +27,7 @@ BASE = "docker.io/library/python:3.11-slim"
 MAX_ADDED_BYTES = 40 * 1024 * 1024
 # `podman stop -t 10`, like `docker stop`'s default: SIGTERM, then SIGKILL after 10 s.
 STOP_TIMEOUT = 10
-BUDGET = load_settings({}).shutdown_budget
+BUDGET = read_settings({}).shutdown_budget
 
 
 def inspect(name: str, kind: str = "container") -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.settings import load_settings
+from agent.config import read as read_settings
 from tests.system.conftest import ROOT, VENV
 from tests.system.machine import Machine, User
 from tests.system.standins import TOKEN, StandIns, wait_for
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.system
 
 UNIT = "coder-task-agent.service"
 IDENTIFIER = "coder-task-agent"  # SyslogIdentifier=
-BUDGET = load_settings({}).shutdown_budget
+BUDGET = read_settings({}).shutdown_budget
 DROP_IN_DIR = f"/etc/systemd/system/{UNIT}.d"
 USER_DROP_IN = f".config/systemd/user/{UNIT}.d/sandbox.conf"
 

@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         tuple(args.app_slugs or ()),
         args.agentapi_url,
     )
-    from agent.logconfig import configure  # noqa: PLC0415 - only the CLI configures logging
-    from agent.settings import Secret  # noqa: PLC0415
+    from agent.config import Secret  # noqa: PLC0415
+    from agent.log import configure  # noqa: PLC0415 - only the CLI configures logging
 
     configure("info", "auto", secrets=[Secret(token)])
     with _database(args.db) as db:

@@ -1,20 +1,29 @@
-"""The retry policy's arithmetic and the blocking delivery loop (`agent.backoff`)."""
+"""The one retry policy (backoff, Retry-After within the cap, give-up) and the blocking loop.
+
+The async loop (`deliver`) is tested with the Coder client it serves (tests/test_coder.py).
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.backoff import (
+from agent.errors import (
+    CutOff,
+    NotSent,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    ServerError,
+    TryAgain,
+)
+from agent.retry import (
     CALL_BACKOFF,
+    REPORT_BACKOFF,
     Backoff,
     cut_off,
     deliver_blocking,
-    delivery_wait,
-    gives_up,
+    wait_or_give_up,
 )
-from agent.errors import CutOff, NotSent, OutcomeUnknown, Rejected, ServerError, TryAgain
-from agent.retry import CALL_BACKOFF as RETRY_CALL_BACKOFF
-from agent.retry import Backoff as RetryBackoff
 
 
 class Clock:
@@ -32,22 +41,44 @@ class Clock:
         self.time += seconds
 
 
-def test_one_policy_whichever_module_it_is_imported_from() -> None:
-    assert RetryBackoff is Backoff
-    assert RETRY_CALL_BACKOFF is CALL_BACKOFF
+def test_a_policy_is_an_immutable_value() -> None:
     assert Backoff(0.2, 5.0) == CALL_BACKOFF
     assert hash(Backoff(0.2, 5.0)) == hash(CALL_BACKOFF)
     with pytest.raises(AttributeError):
         CALL_BACKOFF.cap = 1.0
 
 
-def test_the_server_hint_wins_when_longer_and_the_deadline_decides() -> None:
-    hinted = ServerError("Coder", "POST", "busy", 503, retry_after=3.0)
-    assert delivery_wait(CALL_BACKOFF, 1, hinted, rng=lambda: 1.0) == 3.0
-    assert delivery_wait(CALL_BACKOFF, 1, None, rng=lambda: 1.0) == 0.2
-    assert delivery_wait(CALL_BACKOFF, 10, None, rng=lambda: 1.0) == 5.0
-    assert gives_up(now=10.0, wait=3.0, deadline=13.0)
-    assert not gives_up(now=10.0, wait=2.9, deadline=13.0)
+def test_full_jitter_under_an_exponential_ceiling_up_to_the_cap() -> None:
+    backoff = Backoff(0.5, 4.0)
+    assert backoff.wait(1, rng=lambda: 1.0) == 0.5
+    assert backoff.wait(3, rng=lambda: 1.0) == 2.0
+    assert backoff.wait(30, rng=lambda: 1.0) == 4.0
+    assert backoff.wait(10_000, rng=lambda: 0.25) == 1.0, "no overflow on a long outage"
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [
+        (None, 0.2),  # the policy's own wait
+        (3.0, 3.0),  # the server's, when longer
+        (0.1, 0.2),  # never shorter than the policy's
+        (3600.0, 5.0),  # never beyond the cap: the one Retry-After rule
+    ],
+)
+def test_the_server_hint_wins_when_longer_within_the_cap(
+    hint: float | None, expected: float
+) -> None:
+    error = ServerError("Coder", "POST", "busy", 503, retry_after=hint)
+    assert CALL_BACKOFF.next_wait(1, error, rng=lambda: 1.0) == expected
+    limited = RateLimited("Coder", "PATCH", "slow down", 3600.0)
+    assert REPORT_BACKOFF.next_wait(1, limited, rng=lambda: 0.0) == REPORT_BACKOFF.cap
+
+
+def test_a_wait_that_would_end_at_or_past_the_deadline_gives_up() -> None:
+    error = ServerError("Coder", "POST", "busy", 503, retry_after=3.0)
+    assert wait_or_give_up(CALL_BACKOFF, 1, error, now=10.0, deadline=13.1) == 3.0
+    with pytest.raises(ServerError):
+        wait_or_give_up(CALL_BACKOFF, 1, error, now=10.0, deadline=13.0)
 
 
 def test_try_again_is_retried_until_it_succeeds() -> None:

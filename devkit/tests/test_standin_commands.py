@@ -19,9 +19,9 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from test_coder_standin import TASK, read_all, status_body, wait_for_port
 
 from standins.serving import listen_error, run_server
-from tests.standins.test_coder_standin import TASK, read_all, status_body, wait_for_port
 
 TOKEN = "newcomer-token-3b7e"
 LIMIT = 30  # seconds: each test starts an interpreter or two

@@ -1,0 +1,84 @@
+"""Claude Code's command hooks, as events of agent.hooks.events (which holds the rules).
+
+Claude Code runs a command hook with the event as JSON on stdin: `hook_event_name` and the
+event's own fields. Which is which:
+
+- `UserPromptSubmit`: a prompt (`prompt`).
+- `PreToolUse`: a tool (`tool_name`), except AskUserQuestion and ExitPlanMode, which wait for the
+  user: asking the user (the first question's text).
+- `PermissionRequest`: a permission wait for `tool_name` (asking the user for the two tools
+  above, in the same words as their PreToolUse: one wait, one status). It fires at once; the
+  Notification `permission_prompt` that follows about six seconds later, for the same wait,
+  reports nothing.
+- `Notification` `idle_prompt`, `elicitation_dialog`, `elicitation_url_dialog` or no type (older
+  versions): asking the user, the notification's text. Other types (`permission_prompt`,
+  `auth_success`, `elicitation_complete`, background sessions' `agent_needs_input`...): nothing.
+- `Stop`: the turn ended, with `last_assistant_message` (2.1.47 and later); every Stop, whatever
+  `stop_hook_active` says. `StopFailure`: the turn stopped on `error` (`rate_limit`...).
+- `SessionStart`: a session started, except after `compact` (inside a turn). `SessionEnd`: it
+  ended.
+- anything else (`PostToolUse`, `SubagentStop`, `PreCompact`, `UserPromptExpansion`...): nothing.
+
+No event fires when the user interrupts a turn: the status stays working until the next event
+(the `idle_prompt` notification about a minute later, or the next prompt).
+"""
+
+from __future__ import annotations
+
+from agent.hooks.events import (
+    AskingUser,
+    HookEvent,
+    Nothing,
+    PermissionWait,
+    PromptSubmitted,
+    SessionEnded,
+    SessionStarted,
+    ToolStarting,
+    TurnEnded,
+    TurnStopped,
+)
+from agent.hooks.payload import folded, text, value_at
+
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+# Tools whose purpose is to wait for the user's answer.
+ASKING_TOOLS = ("AskUserQuestion", "ExitPlanMode")
+# Notification types that mean "the agent waits for this user"; "" is older versions' none.
+WAITING_NOTIFICATIONS = ("idle_prompt", "elicitation_dialog", "elicitation_url_dialog", "")
+
+
+def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
+    """What the Claude Code hook event `payload` says happened."""
+    event = folded(name or text(payload, "hook_event_name"))
+    if event == "userpromptsubmit":
+        return PromptSubmitted(text(payload, "prompt"))
+    if event in ("pretooluse", "permissionrequest"):
+        tool = text(payload, "tool_name")
+        if tool in ASKING_TOOLS:
+            return AskingUser(question(payload))
+        return ToolStarting(tool) if event == "pretooluse" else PermissionWait(tool)
+    if event == "notification":
+        if text(payload, "notification_type") in WAITING_NOTIFICATIONS:
+            return AskingUser(text(payload, "message"))
+        return Nothing()
+    if event == "stop":
+        return TurnEnded(text(payload, "last_assistant_message") or None)
+    if event == "stopfailure":
+        return TurnStopped(text(payload, "error"))
+    if event == "sessionstart":
+        return Nothing() if text(payload, "source") == "compact" else SessionStarted()
+    if event == "sessionend":
+        return SessionEnded()
+    return Nothing()
+
+
+def question(payload: Mapping[str, object]) -> str:
+    """The first question AskUserQuestion asks (`tool_input.questions[0].question`), or ""."""
+    questions = value_at(payload, "tool_input.questions")
+    if isinstance(questions, list) and questions and isinstance(questions[0], dict):
+        first = questions[0].get("question")
+        return first if isinstance(first, str) else ""
+    return ""

@@ -1,0 +1,78 @@
+"""OpenCode's session events, forwarded by our plugin, as events of agent.hooks.events (the rules).
+
+OpenCode runs no commands for hooks, only JS/TS plugins inside itself. agent/hooks/opencode.js
+(shipped in the wheel, installed into OpenCode's plugin directory) forwards what it sees as
+JSON on the stdin of `coder-task-agent hook opencode`, one process per event, in order. The
+envelope is ours: `{"type": NAME, "properties": {...}}` with OpenCode's own event properties
+(for its plugin hooks `chat.message` and `tool.execute.before`, the few fields we read), plus
+what the plugin remembers across events: `parentID` (the session is a subagent's), `afterError`
+(a `session.idle` right after a `session.error`) and `answer` (the text of the session's last
+assistant message, read through OpenCode's client when the session goes idle).
+
+- `chat.message`: a prompt (`text`; `opencode run` may pass it wrapped in literal double quotes,
+  which are dropped).
+- `tool.execute.before`: a tool (`tool`).
+- `permission.asked` (`permission.updated` before 1.x): a permission wait for `permission`
+  (older: `type`).
+- `session.idle`: the turn ended, with `answer`; nothing right after a `session.error`, which
+  already said how the turn ended.
+- `session.error`: the turn stopped: "aborted" for `MessageAbortedError`, else the error's
+  message (or name).
+- `session.created`: a session started.
+- `session.status` (busy several times a turn, idle, retry) and anything else: nothing (the
+  prompt and the tools already say working, `session.idle` says idle).
+- every event of a subagent's session (`parentID`): nothing.
+"""
+
+from __future__ import annotations
+
+from agent.hooks.events import (
+    HookEvent,
+    Nothing,
+    PermissionWait,
+    PromptSubmitted,
+    SessionStarted,
+    ToolStarting,
+    TurnEnded,
+    TurnStopped,
+)
+from agent.hooks.payload import flag, text, value_at
+
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
+    """What the forwarded OpenCode event `payload` says happened."""
+    event = name or text(payload, "type")
+    properties = value_at(payload, "properties")
+    props: Mapping[str, object] = properties if isinstance(properties, dict) else {}
+    if text(payload, "parentID"):
+        return Nothing()
+    if event == "chat.message":
+        return PromptSubmitted(unquoted(text(props, "text")))
+    if event == "tool.execute.before":
+        return ToolStarting(text(props, "tool"))
+    if event in ("permission.asked", "permission.updated"):
+        return PermissionWait(text(props, "permission", "type"))
+    if event == "session.idle":
+        if flag(payload, "afterError"):
+            return Nothing()
+        return TurnEnded(text(payload, "answer") or None)
+    if event == "session.error":
+        if text(props, "error.name") == "MessageAbortedError":
+            return TurnStopped("aborted")
+        return TurnStopped(text(props, "error.data.message", "error.name"))
+    if event == "session.created":
+        return SessionStarted()
+    return Nothing()
+
+
+def unquoted(prompt: str) -> str:
+    """`prompt` without one pair of literal double quotes around the whole of it."""
+    stripped = prompt.strip()
+    if len(stripped) >= 2 and stripped[0] == stripped[-1] == '"':
+        return stripped[1:-1]
+    return prompt

@@ -1,0 +1,30 @@
+"""Qwen Code's command hooks, as events of agent.hooks.events (which holds the rules).
+
+Qwen Code's hooks follow Claude Code's contract (same event names, same fields, JSON on
+stdin), so every event maps as agent.hooks.claude_code says, except the prompt:
+
+- `UserPromptSubmit` fires again, with an empty `prompt`, when the model continues after a
+  tool's result: that is no new prompt, and reports nothing. `submitted_prompt` (only on a real
+  interactive submission) is the user's text; else `prompt`.
+- `Stop` carries `stop_hook_active: true` on every ordinary turn end (QwenLM/qwen-code#11610):
+  it is a turn end like any other (the rule holds for every agent).
+"""
+
+from __future__ import annotations
+
+from agent.hooks.claude_code import event_of as claude_code_event_of
+from agent.hooks.events import HookEvent, Nothing, PromptSubmitted
+from agent.hooks.payload import folded, text
+
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
+    """What the Qwen Code hook event `payload` says happened."""
+    if folded(name or text(payload, "hook_event_name")) == "userpromptsubmit":
+        prompt = text(payload, "submitted_prompt").strip() or text(payload, "prompt")
+        return PromptSubmitted(prompt) if prompt.strip() else Nothing()
+    return claude_code_event_of(payload, name)

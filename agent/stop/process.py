@@ -1,0 +1,439 @@
+"""The AgentAPI process as the stop hook sees it: found by its PID file, asked to save, stopped.
+
+Why a module of its own: these are the parts of `stop-hook` (agent.stop.hook) that touch another
+process (a PID read from a file, /proc, signals), apart from the snapshot's HTTP path. Only the
+standard library (and the stdlib-only trust check, agent.reportsocket.trust) is imported at
+module level: `stop-hook` reads the conversation before anything heavy is imported (see
+agent.stop.hook), and anyio is imported inside the waits that need it.
+
+Its files are another process's, in a place the module chose: both go through the one trust
+check (`read_pid`, `read_state_file`), and no PID is signalled before `signal_refusal` passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.reportsocket.trust import Untrusted, read_checked
+
+if TYPE_CHECKING:
+    import structlog.typing
+
+    from agent.agentapi import Message
+    from agent.clock import Clock
+    from agent.stop.inputs import StopHookInputs
+
+# The module's script sleeps this long after SIGUSR1; the wait here ends sooner when the save
+# can be seen. AgentAPI skips the save when nothing changed since the last one, so no change
+# may ever come: the bound is what ends the wait then.
+STATE_SAVE_WAIT = 1.0
+# After SIGKILL the kernel ends the process at once; this only covers a loaded machine.
+KILL_WAIT = 2.0
+POLL_INTERVAL = 0.02
+# A PID file holds a number and a newline: anything longer is not one.
+PID_FILE_MAX_BYTES = 64
+# The kernel's PID_MAX_LIMIT on 64-bit systems: no PID is larger, whatever pid_max says.
+PID_MAX_LIMIT = 2**22
+# `agentapi --version` prints e.g. "agentapi version 0.12.1"; state persistence needs 0.12.0.
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)\s*$")
+STATE_MIN_VERSION = (0, 12, 0)
+
+
+class AgentAPIProcess:
+    """The AgentAPI process named by its PID file, signalled through a pidfd when possible.
+
+    A pidfd pins the process: a PID reused after AgentAPI exited is never signalled by mistake,
+    and the wait for its exit is an event, not a poll (it also works for a process that is not
+    our child, and sees a zombie as gone).
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self._fd = os.pidfd_open(pid)
+
+    def close(self) -> None:
+        """Release the pidfd."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def alive(self) -> bool:
+        """True while the process runs (a zombie counts as gone)."""
+        if self._fd is not None:
+            readable, _, _ = select.select([self._fd], [], [], 0)
+            return not readable
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return _proc_state(self.pid) not in ("Z", "X", None)
+
+    def send(self, signum: signal.Signals) -> bool:
+        """Send `signum`; False when the process is gone or not ours to signal."""
+        if signal_refusal(self.pid) is not None:
+            return False  # never reached through read_pid: a last guard before any signal
+        try:
+            if self._fd is not None:
+                signal.pidfd_send_signal(self._fd, signum)
+            else:
+                os.kill(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    async def wait_exit(self, within: float, clock: Clock) -> bool:
+        """Wait at most `within` seconds (on `clock`) for the process to end; True when it did."""
+        import anyio  # noqa: PLC0415 - only imported once the conversation is read
+
+        with clock.move_on_after(within):
+            if self._fd is not None:
+                await anyio.wait_readable(self._fd)
+                return True
+            # No pidfd (an old kernel): poll, the process is not ours to wait for.
+            while True:
+                if not self.alive():
+                    return True
+                await clock.sleep(POLL_INTERVAL)
+        return not self.alive()
+
+    def state_file(self) -> tuple[bool, Path | None]:
+        """(known, path): whether AgentAPI's own configuration could be read, and its state file.
+
+        main.sh of the module exports AGENTAPI_STATE_FILE (and AGENTAPI_SAVE_STATE) only when the
+        installed AgentAPI supports state persistence; `--state-file` may also be on its command
+        line. Unknown when /proc cannot be read (another user, not Linux).
+        """
+        try:
+            environ = Path(f"/proc/{self.pid}/environ").read_bytes().split(b"\0")
+            argv = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False, None
+        env = dict(item.decode(errors="replace").partition("=")[::2] for item in environ if item)
+        path = env.get("AGENTAPI_STATE_FILE", "")
+        save = env.get("AGENTAPI_SAVE_STATE", "")
+        for index, raw in enumerate(argv):
+            arg = raw.decode(errors="replace")
+            if arg == "--state-file" and index + 1 < len(argv):
+                path = argv[index + 1].decode(errors="replace")
+            elif arg.startswith("--state-file="):
+                path = arg.partition("=")[2]
+            elif arg.startswith("--save-state="):
+                save = arg.partition("=")[2]
+        if not path or save.strip().lower() == "false":
+            return True, None
+        return True, Path(path)
+
+
+def started_at(pid: int) -> float | None:
+    """When process `pid` started, in seconds since the epoch (from /proc), or None if unknown.
+
+    Whole seconds at best: the boot time /proc gives is in seconds.
+    """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    try:
+        boot = next(
+            line
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        # The start time, in clock ticks since boot, is field 22 of proc(5).
+        return int(boot.split()[1]) + int(fields[22 - 3]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+
+
+def _proc_state(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """`/proc/PID/stat` from field 3 (the state) on, or None when it cannot be read.
+
+    The command name before them may hold spaces and parentheses: they follow the last ')'.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+# Seconds a process may seem to have started after its PID file was written: the boot time in
+# /proc is in whole seconds, some file systems keep coarse timestamps, the clock may be stepped.
+# A PID reused this soon after AgentAPI wrote its file would need AgentAPI to die at once.
+PID_FILE_SLACK = 5.0
+
+
+class Unusable(Exception):
+    """A file of AgentAPI's (its PID file, its state file) refused: untrusted, or no usable value.
+
+    The message names the file and says why.
+    """
+
+
+def read_pid(path: Path) -> int | None:
+    """The PID in the PID file `path`; None when there is no such file.
+
+    Read through the one trust check (agent.reportsocket.trust): the module's script writes it
+    as the workspace's user, so a file of ours, or of root's (a start script run as root),
+    in a directory no one else can write to. Raises Unusable when the file is refused, holds no
+    number, or names a process that must never be signalled (`signal_refusal`).
+    """
+    try:
+        raw = read_checked(path, max_bytes=PID_FILE_MAX_BYTES, root_ok=True)
+    except FileNotFoundError:
+        return None
+    except Untrusted as exc:
+        raise Unusable(exc.problem) from None
+    except OSError as exc:
+        raise Unusable(
+            f"{str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
+    text = raw.decode("ascii", errors="replace").strip()
+    if not (text.isascii() and text.isdigit()):
+        raise Unusable(f"{str(path)!r} holds no PID ({text[:40]!r})")
+    pid = int(text)
+    problem = signal_refusal(pid)
+    if problem is not None:
+        raise Unusable(f"{str(path)!r} names PID {pid}, {problem}")
+    return pid
+
+
+def signal_refusal(pid: int) -> str | None:
+    """Why process `pid` must never be signalled by the stop hook, or None when it may be.
+
+    A PID comes from a file: whatever it says, the stop hook never signals a process group
+    (0 and below), init (1), a PID the kernel cannot have given (past `pid_max`: too large for
+    the system calls too), itself, its parent, or the leader of its process group or session.
+    """
+    if pid <= 1:
+        return "which is init or, 0 and below, a whole process group"
+    limit = pid_max()
+    if pid > limit:
+        return f"past the largest PID of this system ({limit})"
+    for ours, what in (
+        (os.getpid(), "this very process"),
+        (os.getppid(), "its parent"),
+        (os.getpgrp(), "the leader of its process group"),
+        (os.getsid(0), "the leader of its session"),
+    ):
+        if pid == ours:
+            return f"which is {what}"
+    return None
+
+
+def pid_max() -> int:
+    """The largest PID this system gives (/proc/sys/kernel/pid_max), at most PID_MAX_LIMIT."""
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as file:
+            value = int(file.read(32))
+    except (OSError, ValueError):
+        return PID_MAX_LIMIT
+    return value if 1 < value <= PID_MAX_LIMIT else PID_MAX_LIMIT
+
+
+def read_state_file(path: Path) -> tuple[list[Message], float | None]:
+    """The conversation in AgentAPI's state file `path`, and the file's age in seconds.
+
+    Read through the one trust check, like the PID file (ours or root's), at most the
+    conversation's size cap. Raises Unusable naming the file and why, whatever it holds.
+    """
+    from agent.agentapi import parse_state_file  # noqa: PLC0415 - pydantic, off the early path
+    from agent.conversation import MAX_MESSAGES_BYTES  # noqa: PLC0415
+    from agent.errors import BadResponse  # noqa: PLC0415
+
+    try:
+        body = read_checked(path, max_bytes=MAX_MESSAGES_BYTES, root_ok=True)
+    except Untrusted as exc:
+        raise Unusable(exc.problem) from None
+    except OSError as exc:
+        raise Unusable(
+            f"{str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
+    try:
+        messages = parse_state_file(body)
+    # Any content: not the state file's shape, nesting past the parser's limits, no memory left.
+    except (BadResponse, ValueError, RecursionError, MemoryError) as exc:
+        raise Unusable(f"{str(path)!r} is not AgentAPI's state file ({exc})") from None
+    try:
+        age: float | None = time.time() - os.stat(path).st_mtime
+    except OSError:
+        age = None
+    return messages, age
+
+
+def version_supports_state(output: str) -> bool:
+    """Whether `agentapi --version` output names a version with state persistence.
+
+    Like the module's check: a version that is not x.y.z (a custom build) passes.
+    """
+    match = _VERSION.search(output.strip())
+    if match is None:
+        return True
+    return tuple(int(part) for part in match.groups()) >= STATE_MIN_VERSION
+
+
+def _agentapi_version(timeout: float = 1.0) -> str:
+    try:
+        done = subprocess.run(
+            ["agentapi", "--version"],  # noqa: S607 - the module's check, on the same PATH
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            text=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout
+
+
+def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
+    log = _log()
+    if inputs.pid_file is None:
+        log.info(
+            "agentapi_pid_unknown",
+            reason="neither ARG_PID_FILE_PATH nor ARG_MODULE_DIR_NAME is set: AgentAPI is not "
+            "signalled",
+        )
+        return None
+    try:
+        pid = read_pid(inputs.pid_file)
+    except Unusable as exc:
+        log.warning("agentapi_pid_refused", problem=str(exc), reason="AgentAPI is not signalled")
+        return None
+    if pid is None:
+        log.info(
+            "agentapi_pid_unknown",
+            reason=f"no PID file at {inputs.pid_file}: AgentAPI is not signalled",
+        )
+        return None
+    process = AgentAPIProcess(pid)  # pinned from here on (a pidfd)
+    if not process.alive():
+        log.info("agentapi_already_stopped", pid=pid)
+        process.close()
+        return None
+    if _reused(pid, inputs.pid_file):
+        log.warning(
+            "agentapi_pid_reused",
+            pid=pid,
+            reason="the process holding this PID started after the PID file was written: "
+            "not AgentAPI (which ended since), so it is not signalled",
+        )
+        process.close()
+        return None
+    return process
+
+
+def _reused(pid: int, pid_file: Path) -> bool:
+    """True when process `pid` started after `pid_file` was written (by PID_FILE_SLACK).
+
+    The module's script writes the PID file right after starting AgentAPI. A process that
+    started later holds a PID that AgentAPI left behind when it ended, and signalling it would
+    stop (then kill) some other program. Unknown times (no /proc) count as not reused: the
+    module's own script signals the PID without any check.
+    """
+    started = started_at(pid)
+    try:
+        written = pid_file.stat().st_mtime
+    except OSError:
+        return False
+    return started is not None and started > written + PID_FILE_SLACK
+
+
+async def save_state(
+    process: AgentAPIProcess, inputs: StopHookInputs, known: bool, path: Path | None, clock: Clock
+) -> None:
+    """Step 2: SIGUSR1 and a wait that ends when the state file is replaced.
+
+    `known`, `path`: what AgentAPI's own configuration says of its state file (`state_file`).
+    """
+    import anyio  # noqa: PLC0415
+
+    log = _log()
+    if not inputs.state_persistence:
+        log.info("agentapi_state_save_skipped", reason="ARG_ENABLE_STATE_PERSISTENCE is not true")
+        return
+    if known and path is None:
+        log.info("agentapi_state_save_skipped", reason="AgentAPI runs without a state file")
+        return
+    if not known:
+        # Its configuration cannot be read: ask the binary, as the module's script does.
+        # SIGUSR1 stops an AgentAPI older than 0.12 (the signal's default action).
+        version = await anyio.to_thread.run_sync(_agentapi_version)
+        if not version_supports_state(version):
+            log.info(
+                "agentapi_state_save_skipped",
+                reason=f"AgentAPI {version.strip()!r} is older than 0.12 (SIGUSR1 would stop it)",
+            )
+            return
+    before = _file_identity(path)
+    started = clock.now()
+    if not process.send(signal.SIGUSR1):
+        log.info("agentapi_state_save_skipped", reason="AgentAPI is gone")
+        return
+    with clock.move_on_after(STATE_SAVE_WAIT):
+        # A file written by another process: nothing to wait on but its metadata.
+        while True:
+            if path is not None and _file_identity(path) != before:
+                break
+            await clock.sleep(POLL_INTERVAL)
+        waited = clock.now() - started
+        log.info("agentapi_state_saved", path=str(path), waited_ms=round(waited * 1000))
+        return
+    log.info(
+        "agentapi_state_save_unconfirmed",
+        path=str(path) if path else None,
+        waited_s=STATE_SAVE_WAIT,
+        reason="no new state file seen (nothing changed since the last save, or a slow save)",
+    )
+
+
+async def terminate(process: AgentAPIProcess, within: float, clock: Clock) -> None:
+    """Step 4: SIGTERM, at most `within` seconds (on `clock`), then SIGKILL."""
+    log = _log()
+    started = clock.now()
+    if not process.send(signal.SIGTERM):
+        log.info("agentapi_already_stopped", pid=process.pid)
+        return
+    if await process.wait_exit(within, clock):
+        elapsed = clock.now() - started
+        log.info("agentapi_stopped", pid=process.pid, after_ms=round(elapsed * 1000))
+        return
+    log.warning(
+        "agentapi_killed", pid=process.pid, reason=f"still running {within:g} s after SIGTERM"
+    )
+    process.send(signal.SIGKILL)
+    if not await process.wait_exit(KILL_WAIT, clock):
+        log.error("agentapi_not_stopped", pid=process.pid, reason="still running after SIGKILL")
+
+
+def _log() -> structlog.typing.FilteringBoundLogger:
+    import structlog  # noqa: PLC0415
+
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("agent.stop.process")
+    return logger

@@ -1,0 +1,5 @@
+"""The devkit's tests share the product tests' fixtures (anyio backend, process reaping)."""
+
+from tests.conftest import _never_the_real_agent_socket, _reap_agent_processes, anyio_backend
+
+__all__ = ["_never_the_real_agent_socket", "_reap_agent_processes", "anyio_backend"]

@@ -1,0 +1,201 @@
+"""Logging: JSON or console, one format from both writers, and the token masked everywhere.
+
+Mask, then cut: text from outside is masked before it is shortened, so no cut can leave a piece
+of the token showing, whatever offset the token sits at (tested at every one around the cut).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import structlog
+
+from agent import wire
+from agent.config import Secret
+from agent.http_async import status_error
+from agent.log import PIECE, REDACTED, Writer, configure, mask, scrub
+
+SECRET = "tok-5f2b9c1e7d"
+# As long as a Coder agent token (a UUID).
+TOKEN = "5f0c4e55-33a8-4c1b-9a46-0c6cf1b8e2d7"
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+# -- the masking rule -------------------------------------------------------------------------
+
+
+def test_the_whole_token_and_every_piece_of_eight_or_more_are_masked() -> None:
+    assert mask(f"a {TOKEN} b", (TOKEN,)) == f"a {REDACTED} b"
+    for length in range(PIECE, len(TOKEN)):
+        for start in range(len(TOKEN) - length + 1):
+            piece = TOKEN[start : start + length]
+            shown = mask(f"said: {piece}!", (TOKEN,))
+            assert shown == f"said: {REDACTED}!", (start, length)
+
+
+def test_a_piece_shorter_than_eight_is_left_and_so_is_other_text() -> None:
+    assert mask(f"x{TOKEN[: PIECE - 1]}y", (TOKEN,)) == f"x{TOKEN[: PIECE - 1]}y"
+    assert mask("nothing to hide here", (TOKEN,)) == "nothing to hide here"
+    assert mask("t is not masked without secrets", ()) == "t is not masked without secrets"
+
+
+def test_pieces_apart_are_masked_apart_and_overlapping_ones_as_one() -> None:
+    head, tail = TOKEN[:10], TOKEN[-10:]
+    assert mask(f"{head} and {tail}", (TOKEN,)) == f"{REDACTED} and {REDACTED}"
+    assert mask(f"{TOKEN}{TOKEN[:12]}", (TOKEN,)) == REDACTED * 2
+
+
+@pytest.mark.parametrize("limit", [20, 300])
+def test_mask_then_cut_leaves_no_piece_whatever_the_offset(limit: int) -> None:
+    for offset in range(limit - len(TOKEN) - 2, limit + 2):
+        text = "x" * max(0, offset) + TOKEN + "y" * 50
+        shown = mask(text, (TOKEN,), limit=limit)
+        assert len(shown) <= limit
+        assert not _has_piece(shown, TOKEN, 4), offset
+
+
+def _has_piece(text: str, secret: str, length: int) -> bool:
+    return any(secret[i : i + length] in text for i in range(len(secret) - length + 1))
+
+
+def test_scrub_masks_inside_containers_and_reprs() -> None:
+    value = {"k": [f"Bearer {SECRET}", 1, None], "o": Secret(SECRET), "t": (SECRET,)}
+    assert SECRET not in json.dumps(scrub(value, (SECRET,)))
+
+
+# -- a server's words, masked before they are cut ----------------------------------------------
+
+
+def test_a_server_echoing_the_token_at_any_offset_keeps_no_piece_of_it() -> None:
+    for offset in range(wire.MAX_DETAIL_CHARS - len(TOKEN) - 2, wire.MAX_DETAIL_CHARS + 2):
+        words = "e" * offset + TOKEN + " and more"
+        for body in (words.encode(), json.dumps({"message": words}).encode()):
+            detail = wire.problem_detail(body, (TOKEN,))
+            assert len(detail) <= wire.MAX_DETAIL_CHARS
+            assert not _has_piece(detail, TOKEN, 4), offset
+            error = wire.answer_error("Coder", "PATCH", 400, body, secrets=(TOKEN,))
+            assert not _has_piece(str(error), TOKEN, 4), offset
+
+
+def test_the_httpx_path_masks_the_token_its_request_carried() -> None:
+    request = httpx.Request("PATCH", "https://c.example/x", headers={"Coder-Session-Token": TOKEN})
+    for offset in (0, wire.MAX_DETAIL_CHARS - 20, wire.MAX_DETAIL_CHARS - 3):
+        body = json.dumps({"message": "e" * offset + TOKEN}).encode()
+        error = status_error("Coder", "PATCH", httpx.Response(400, content=body, request=request))
+        assert not _has_piece(str(error), TOKEN, 4), offset
+    bare = status_error("Coder", "PATCH", httpx.Response(400, content=b"no request"))
+    assert "no request" in str(bare)
+
+
+# -- structlog --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_the_token_is_masked_everywhere(fmt: str) -> None:
+    out = io.StringIO()
+    configure("debug", fmt, [Secret(SECRET)], stream=out)
+    log = structlog.get_logger("test")
+    log.info("plain", value=f"Bearer {SECRET}", nested={"list": [SECRET, 1]}, obj=Secret(SECRET))
+    log.info("cut", value=f"...{TOKEN[:9]}")
+    try:
+        raise RuntimeError(f"server echoed {SECRET}")
+    except RuntimeError:
+        log.exception("failed")
+    text = out.getvalue()
+    assert SECRET not in text
+    assert text.count(REDACTED) >= 3
+    assert "RuntimeError" in text, "the traceback itself is kept"
+
+
+def test_a_piece_of_the_token_is_masked_in_a_log_line() -> None:
+    out = io.StringIO()
+    configure("debug", "json", [TOKEN], stream=out)
+    structlog.get_logger("test").info("cut", value=f"...{TOKEN[:9]}")
+    assert json.loads(out.getvalue())["value"] == f"...{REDACTED}"
+
+
+def test_json_lines_and_level_filter() -> None:
+    out = io.StringIO()
+    configure("warning", "json", stream=out)
+    log = structlog.get_logger("test")
+    log.info("hidden")
+    log.warning("shown", count=3)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(line["event"], line["level"], line["count"]) for line in lines] == [
+        ("shown", "warning", 3)
+    ]
+    assert lines[0]["timestamp"].endswith("Z")
+
+
+def test_auto_is_json_when_not_a_terminal() -> None:
+    out = io.StringIO()
+    configure("info", "auto", stream=out)
+    structlog.get_logger("test").info("event_name")
+    assert json.loads(out.getvalue())["event"] == "event_name"
+
+
+# -- the short commands' writer ---------------------------------------------------------------
+
+
+def _structlog_line(fmt: str, event: str, fields: dict[str, object]) -> str:
+    stream = io.StringIO()
+    configure("debug", "json" if fmt == "json" else "console", [Secret(SECRET)], stream)
+    try:
+        structlog.get_logger("x").warning(event, **fields)
+    finally:
+        structlog.reset_defaults()
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_the_writer_prints_what_structlog_prints_token_masked(fmt: str) -> None:
+    fields: dict[str, object] = {
+        "error": f"server said: Coder-Session-Token: {SECRET}",
+        "socket": "/run/x/report.sock",
+        "count": 3,
+        "none": None,
+        "quoted": "it's",
+    }
+    ours = io.StringIO()
+    Writer("debug", fmt, (SECRET,), ours).warning("report_refused", **fields)
+    theirs = _structlog_line(fmt, "report_refused", fields)
+    assert SECRET not in ours.getvalue()
+    if fmt == "json":
+        # Byte for byte but for the times.
+        assert _no_times(ours.getvalue()) == _no_times(theirs)
+        mine, reference = json.loads(ours.getvalue()), json.loads(theirs)
+        assert list(mine) == list(reference)
+        assert {k: v for k, v in mine.items() if k not in TIMES} == {
+            k: v for k, v in reference.items() if k not in TIMES
+        }
+    else:
+        assert _no_mono(ours.getvalue()).split(" ", 1)[1] == _no_mono(theirs).split(" ", 1)[1]
+
+
+TIMES = ("timestamp", "mono")
+
+
+def _no_times(line: str) -> str:
+    return re.sub(r'"(timestamp|mono)": ("[^"]*"|[0-9.]+)', "", line)
+
+
+def _no_mono(line: str) -> str:
+    return re.sub(r" mono=[0-9.]+", "", line)
+
+
+def test_the_writer_honours_the_level() -> None:
+    out = io.StringIO()
+    writer = Writer("warning", "json", (), out)
+    writer.info("quiet")
+    writer.error("loud")
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["loud"]
