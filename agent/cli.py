@@ -96,10 +96,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(run, *_SETTING_FLAGS)
 
-    snap = commands.add_parser("snapshot", help="one-shot: upload the conversation and exit")
+    snap = commands.add_parser(
+        "snapshot",
+        help="one-shot: upload the conversation and exit",
+        description=(
+            "Save the conversation as the task's log snapshot now (a stop script's command). A "
+            "running daemon saves it from its live copy; without one, the last ten messages are "
+            "read from AgentAPI's /messages and uploaded, all within the budget. Needs "
+            "CODER_TASK_ID (the task), CODER_AGENT_URL and the agent token (CODER_AGENT_TOKEN, "
+            "CODER_AGENT_TOKEN_FILE or the systemd credential coder-agent-token); reads AgentAPI "
+            "at CODER_MCP_AI_AGENTAPI_URL (default http://localhost:3284). Exit codes: "
+            "docs/operations.md."
+        ),
+    )
     _add_setting_flags(snap, "--agentapi-url", "--budget", "--log-level", "--log-format")
 
-    report = commands.add_parser("report", help="report the task's state (from an agent hook)")
+    report = commands.add_parser(
+        "report",
+        help="report the task's state (from an agent hook)",
+        description=(
+            "Report the task's state to Coder: working, idle, complete or failed, with a short "
+            "summary and an optional link. Handed to the running daemon when one listens on "
+            "the report socket (CODER_TASK_AGENT_SOCKET), which applies the reporting rules "
+            "(docs/rules.md); otherwise sent straight to Coder, which needs "
+            "CODER_MCP_APP_STATUS_SLUG, and CODER_AGENT_URL with the agent token "
+            "(CODER_AGENT_TOKEN or CODER_AGENT_TOKEN_FILE) unless the Coder agent's socket "
+            "takes it. Exit codes: docs/operations.md."
+        ),
+    )
     report.add_argument("state", help="working, idle, complete or failed")
     report.add_argument("summary", nargs="?", default="", help="a short summary for the user")
     report.add_argument("--uri", default="", help="a link for the user (a PR, a preview...)")

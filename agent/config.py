@@ -130,6 +130,19 @@ def url(raw: str) -> str:
     return value.rstrip("/")
 
 
+def coder_url(raw: str) -> str:
+    """Coder's base URL. Every route is `/api/v2/...` below it: a URL that already ends in the
+    API's path would make every call a 404, so it is refused with the fix in the message."""
+    value = url(raw)
+    if value.lower().endswith(("/api/v2", "/api")):
+        base = value[: value.lower().rindex("/api")]
+        raise ValueError(
+            f"{value!r} ends in the API's path: give the deployment's base URL ({base!r}); "
+            "the routes under /api/v2 are added to it"
+        )
+    return value
+
+
 def agentapi_url(raw: str) -> str | None:
     """AgentAPI's URL, or None for `none` (there is no AgentAPI: hooks mode)."""
     if raw.strip().lower() == NO_AGENTAPI:
@@ -259,7 +272,7 @@ _S = positive_seconds
 # fmt: off
 _TABLE: tuple[tuple[str, str | None, Callable[[str], object], object, str], ...] = (
     # Coder's conventions. The token: else CODER_AGENT_TOKEN_FILE, else systemd's credential.
-    ("CODER_AGENT_URL", "coder_url", url, None, "the Coder server's base URL"),
+    ("CODER_AGENT_URL", "coder_url", coder_url, None, "the Coder server's base URL"),
     ("CODER_AGENT_TOKEN", "token", token, None, "the agent token"),
     ("CODER_AGENT_TOKEN_FILE", None, verbatim, None, "a file holding the agent token"),
     ("CODER_AGENT_SOCKET_PATH", "agent_socket_path", text, DEFAULT_AGENT_SOCKET,

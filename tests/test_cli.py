@@ -28,7 +28,19 @@ def test_run_help_describes_the_daemon_and_names_what_it_needs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("command", "words"), [("stop-hook", "ARG_PID_FILE_PATH"), ("hook", "stdin")]
+    ("command", "words"),
+    [
+        ("stop-hook", "ARG_PID_FILE_PATH"),
+        ("hook", "stdin"),
+        ("report", "Report the task's state to Coder"),
+        ("report", "CODER_MCP_APP_STATUS_SLUG"),
+        ("report", "CODER_AGENT_URL"),
+        ("report", "CODER_TASK_AGENT_SOCKET"),
+        ("snapshot", "log snapshot"),
+        ("snapshot", "CODER_TASK_ID"),
+        ("snapshot", "CODER_AGENT_TOKEN"),
+        ("snapshot", "CODER_MCP_AI_AGENTAPI_URL"),
+    ],
 )
 def test_new_commands_say_what_they_read(command: str, words: str) -> None:
     assert words in help_text(command)

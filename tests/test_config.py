@@ -82,6 +82,10 @@ def test_tunables() -> None:
         ("CODER_AGENT_URL", "ftp://coder.example.com", "http(s) URL"),
         ("CODER_AGENT_URL", "http://host:99999", "not a valid URL"),
         ("CODER_AGENT_URL", "https://user:pw@coder.example.com", "credentials"),
+        # The API's path is added to the base URL: given twice, every call is a 404.
+        ("CODER_AGENT_URL", "https://coder.example.com/api/v2", "base URL ('https://coder"),
+        ("CODER_AGENT_URL", "https://coder.example.com/API/v2/", "the API's path"),
+        ("CODER_AGENT_URL", "https://coder.example.com/api", "the API's path"),
         ("CODER_MCP_AI_AGENTAPI_URL", "localhost:3284", "http(s) URL"),
         ("CODER_TASK_ID", "not-a-uuid", "UUID"),
         ("CODER_MCP_APP_STATUS_SLUG", "Claude Code", "app slug"),
