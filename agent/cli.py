@@ -3,7 +3,8 @@
 Commands import only what their own path needs. `report` and `snapshot` run from agent hooks
 at every step and every stop: handed to a running daemon they import the standard library only
 (`agent.reportsocket.client`); so does `snapshot` without a daemon (`agent.stop.oneshot`) unless a
-proxy is configured; the direct `report` path imports httpx and the rest only then.
+proxy is configured (httpx then carries the upload); the direct `report` path imports httpx and
+the rest only then.
 `tests/test_import_discipline.py` holds every entry path to this.
 The local stand-ins and the demo are not part of the product: they are `coder-task-agent-dev`
 (devkit/ in the repository).
@@ -371,23 +372,11 @@ def _snapshot(settings: Settings) -> int:
     code = reportclient.snapshot(settings)
     if code is not None:
         return code
-    # No daemon: the standard library's path when it applies (no proxy configured...), else
-    # httpx's. Both behave alike (agent.stop.oneshot says why two, and when which). The
-    # configuration is read and checked in full either way.
-    from agent.stop import oneshot as plainsnapshot  # noqa: PLC0415
+    # No daemon: the blocking shell of the stop path (the standard library; httpx only for an
+    # upload through a proxy). The configuration is read and checked in full.
+    from agent.stop import oneshot  # noqa: PLC0415
 
-    settings = settings.full()
-    settings.require_coder()
-    plain = plainsnapshot.snapshot_once(settings)
-    if plain is not None:
-        return plain
-
-    import anyio  # noqa: PLC0415
-
-    from agent.direct import snapshot_once  # noqa: PLC0415
-
-    _logging(settings)
-    return anyio.run(snapshot_once, settings)
+    return oneshot.snapshot_once(settings.full())
 
 
 def _run(settings: Settings) -> int:

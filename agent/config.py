@@ -334,8 +334,6 @@ _TABLE: tuple[tuple[str, str | None, Callable[[str], object], object, str], ...]
     ("ARG_STATE_FILE_PATH", None, verbatim, None, "AgentAPI's state file"),
     ("ARG_TASK_LOG_SNAPSHOT", None, verbatim, None, "whether a snapshot is taken"),
     ("ARG_ENABLE_STATE_PERSISTENCE", None, verbatim, None, "whether AgentAPI saves its state"),
-    # Tests only (not a setting): `httpx` sends the one-shot snapshot down its httpx path.
-    ("_CODER_TASK_AGENT_ONESHOT", None, verbatim, None, "the one-shot snapshot's path (tests)"),
 )
 # fmt: on
 VARIABLES: dict[str, Variable] = {

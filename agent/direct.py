@@ -1,33 +1,14 @@
-"""The direct paths, when no daemon is running: `snapshot` and `report` straight to Coder.
+"""`report` straight to Coder, when no daemon is running (`report_once`).
 
-`snapshot`: a drop-in for the bash+curl+jq stop script of Coder templates: read `/messages`,
-build the snapshot, upload it with retries, all within the shutdown budget, and exit with a code
-that says what happened (see agent.cli). A SIGTERM or SIGINT while it runs means "hurry": it
-stops at once.
-
-Which HTTP client (issue 14 allowed the standard library's http.client on this one path only if
-it behaved exactly like the httpx path, proven by the same fault tests): the standard library
-(sockets and `agent.plainhttp`, not http.client, see there), in `agent.stop.oneshot`, which
-`agent.cli` runs first; this module's `snapshot_once` (httpx
-and the typed AgentAPI client) runs only when that path hands over: a proxy variable is set
-(httpx honours them, the plain client does not), or a CA source cannot be loaded. An earlier
-version kept httpx here, to avoid a second implementation of the stop path; it missed the
-target (about 8x Coder's reference script on small histories, almost all of it importing
-httpx, pydantic, structlog, anyio and tenacity, since dropped). The second implementation is
-kept small instead: everything but the two requests is shared (the `/messages` rule, the snapshot
-builder, the retry waits, the answer-to-error rules, each ending's outcome, exit code and log
-line), and the snapshot fault and end-to-end tests run against both paths. bench/README.md has
-the figures.
-
-`report` (`report_once`): the fallback of `agent.reportsocket.client` when no daemon listens, by the
-Coder agent's socket or HTTP as `agent.coder.route` chooses. What the server answers is logged
-through the redacting logger, never printed raw.
+The fallback of `agent.reportsocket.client` when no daemon listens, by the Coder agent's socket
+or HTTP as `agent.coder.route` chooses. What the server answers is logged through the redacting
+logger, never printed raw. (`snapshot` without a daemon is the stop path's blocking shell,
+`agent.stop.oneshot`.)
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import time
 from functools import partial
 from pathlib import Path
@@ -44,44 +25,6 @@ from agent.models import AppStatus, ExitCode
 from agent.retry import deliver
 
 log = structlog.get_logger("agent.direct")
-
-
-async def snapshot_once(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
-    """Run the stop path once under `settings.shutdown_budget`; returns the exit code."""
-    # Here, not at the top: `report` straight to Coder (a hook's fallback, within the hook
-    # budget) needs none of AgentAPI's models (pydantic), the snapshot or the uploader.
-    from agent.agentapi import AgentAPIClient  # noqa: PLC0415
-    from agent.coder.httpapi import CoderClient  # noqa: PLC0415
-    from agent.stop.upload import Outcome, save_snapshot  # noqa: PLC0415
-    from agent.transport import agentapi_http, coder_http  # noqa: PLC0415
-
-    url, token = settings.require_coder()
-    deadline = clock.now() + settings.shutdown_budget
-    outcome = Outcome.INTERRUPTED
-    async with (
-        agentapi_http(settings) as agentapi_client,
-        coder_http(settings, url, token) as coder_client,
-        anyio.create_task_group() as group,
-    ):
-
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    log.warning("snapshot_interrupted", signal=signal.Signals(signum).name)
-                    group.cancel_scope.cancel()
-                    return
-
-        group.start_soon(stop_on_signal)
-        outcome = await save_snapshot(
-            task_id=settings.task_id,
-            agentapi=AgentAPIClient(agentapi_client, clock=clock),
-            coder=CoderClient(coder_client, settings.app_slug, clock=clock),
-            deadline=deadline,
-            fetch_timeout=settings.stop_fetch_timeout,
-            clock=clock,
-        )
-        group.cancel_scope.cancel()
-    return int(outcome.exit_code)
 
 
 def report_once(

@@ -1,7 +1,15 @@
-"""httpx answers into the error tree, and one bounded request.
+"""The daemon's HTTP: its two httpx clients, one bounded request, httpx answers into the error tree.
 
-Both clients (`agentapi`, `coder`) translate an unsuccessful answer here, through the rules of
-`agent.wire` (shared with the one-shot snapshot's standard-library path), so "try again",
+The two `httpx.AsyncClient`s are built here from the settings (`agentapi_http`, `coder_http`).
+AgentAPI is on loopback: no proxy from the environment applies to it. Coder is reached the way
+the workspace reaches it (proxy and CA variables honoured), with TLS verification on unless
+turned off explicitly, by `agent.wire`'s TLS rules (the blocking runtime's too). Neither client
+follows redirects: the token must not leave its origin. Coder's client keeps its connection
+between calls (`CODER_LIMITS`): the stop's upload goes on the connection the status reports
+left open, with its body built ahead by the daemon.
+
+Both clients translate an unsuccessful answer here, through the rules of
+`agent.wire` (shared with the blocking runtime, `agent.http_blocking`), so "try again",
 "rejected" and "unsupported" mean the same thing whichever server said it and whichever client
 asked. `request` gives every call one overall deadline and reads the answer through a size cap
 (per-read timeouts let a server trickling a byte a second hold a caller for ever; an unbounded
@@ -19,20 +27,28 @@ import httpx
 
 from agent import wire as httperrors
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.errors import BadResponse, NotSent, OutcomeUnknown, RemoteError, TransportError
+from agent.config import Environment, Secret, Settings, verbatim
+from agent.errors import BadResponse, ConfigError, NotSent, OutcomeUnknown, RemoteError, TransportError
 from agent.wire import (
     MAX_DETAIL_CHARS,
     MAX_ERROR_BODY,
     MAX_RETRY_AFTER,
+    TOKEN_HEADER,
+    USER_AGENT,
     answer_error,
+    coder_tls_context,
     parse_retry_after,
+    tls_context,
 )
 
 __all__ = [
+    "CODER_LIMITS",
     "MAX_DETAIL_CHARS",
     "MAX_ERROR_BODY",
     "MAX_RETRY_AFTER",
     "TRANSPORT_FAILURES",
+    "agentapi_http",
+    "coder_http",
     "overall_deadline",
     "problem_detail",
     "request",
@@ -41,6 +57,16 @@ __all__ = [
     "transport_error",
 ]
 
+# Coder's connection is kept between calls, so that the stop's upload does not wait for a TCP
+# and TLS handshake. A connection the server closed while idle is never used: httpcore finds
+# it readable (the server's FIN) when a request asks for a connection, drops it and opens a new
+# one, before anything is sent (tests/test_http.py). One idle longer than KEEP_IDLE_FOR is
+# dropped too: cloud NATs and load balancers forget an idle flow after about four minutes
+# without telling either end, and a request on such a connection would wait for its deadline.
+KEEP_IDLE_FOR = 180.0
+CODER_LIMITS = httpx.Limits(
+    max_connections=20, max_keepalive_connections=4, keepalive_expiry=KEEP_IDLE_FOR
+)
 # Used when the http client has no read timeout to take the overall deadline from.
 DEFAULT_DEADLINE = 10.0
 # httpx errors raised before any byte of the request left: the server saw nothing.
@@ -183,3 +209,74 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
         size += len(chunk)
         chunks.append(chunk)
     return b"".join(chunks), True
+
+
+def agentapi_http(settings: Settings) -> httpx.AsyncClient:
+    """A client for the local AgentAPI (verified by certifi's bundle only, never proxied)."""
+    url = settings.agentapi_url
+    return httpx.AsyncClient(
+        base_url=url,
+        timeout=httpx.Timeout(settings.agentapi_timeout),
+        follow_redirects=False,
+        trust_env=False,
+        verify=tls_context(verify=True, trust_env=False) if _https(url) else plain_http(),
+        headers={"user-agent": USER_AGENT},
+    )
+
+
+def coder_http(
+    settings: Settings, url: str, token: Secret, environment: Environment | None = None
+) -> httpx.AsyncClient:
+    """A client for the Coder server, carrying the agent token header, its connection kept.
+
+    Raises ConfigError when SSL_CERT_FILE or SSL_CERT_DIR names a CA source that cannot be
+    loaded (`agent.wire.tls_context`), or the proxy variables name a proxy httpx cannot use.
+    """
+    environment = Environment() if environment is None else environment
+    tls = coder_tls_context(
+        url,
+        verify=settings.tls_verify,
+        cert_file=environment.read("SSL_CERT_FILE", verbatim, ""),
+        cert_dir=environment.read("SSL_CERT_DIR", verbatim, ""),
+    )
+    try:
+        return httpx.AsyncClient(
+            base_url=url,
+            timeout=httpx.Timeout(settings.request_timeout),
+            follow_redirects=False,
+            verify=tls if tls is not None else plain_http(),
+            limits=CODER_LIMITS,
+            headers={TOKEN_HEADER: token.reveal(), "user-agent": USER_AGENT},
+        )
+    except (ValueError, ImportError, OSError, httpx.InvalidURL, ssl.SSLError) as exc:
+        raise environment_error(exc, environment) from None
+
+
+def environment_error(exc: Exception, environment: Environment) -> ConfigError:
+    """What httpx's refusal to build a client from the environment means, naming the variables.
+
+    httpx reads the proxy (`*_PROXY`, `NO_PROXY`) and CA (`SSL_CERT_FILE`, `SSL_CERT_DIR`)
+    variables itself and raises as it builds the client: a scheme it has no transport for
+    (`socks5h://` without socksio, `ftp://`), a URL it cannot parse, a CA file that does not
+    exist. Each killed every command with a traceback; it is a configuration error, so it says
+    which variables, never their values (a proxy URL may carry credentials).
+    """
+    if isinstance(exc, OSError | ssl.SSLError):
+        names = [n for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if environment.is_set(n)]
+        problem = "cannot be loaded as CA certificates"
+    else:
+        names = sorted(environment.proxies())
+        problem = "is not a proxy httpx can use (http://, https://, socks5:// with socksio)"
+    if not names:
+        names = ["the proxy and CA variables"]
+    return ConfigError(", ".join(names), f"{problem} ({type(exc).__name__})")
+
+
+def _https(url: str) -> bool:
+    return url.startswith("https://")
+
+
+def plain_http() -> ssl.SSLContext:
+    """What to give httpx's `verify` for a plain-http URL: no TLS happens, so nothing is loaded
+    (certifi's bundle costs about 20 ms of a short command's start-up)."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

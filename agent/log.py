@@ -16,10 +16,9 @@ through `scrub` at the end, tracebacks included.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-
-from agent import jsonline
 
 # A plain constant that type checkers treat as true: `typing` is not imported on the hooks' path.
 TYPE_CHECKING = False
@@ -224,7 +223,7 @@ class Writer:
                 timestamp=stamp,
                 mono=round(time.monotonic(), 4),
             )
-            line = jsonline.dumps(record)
+            line = json.dumps(record)
         try:
             self._stream.write(line + "\n")
             self._stream.flush()

@@ -1,14 +1,16 @@
-"""HTTP answers into the error tree, apart from any HTTP library: status, headers and body in.
+"""What both HTTP runtimes share, apart from any HTTP library: the wire facts and the answer rules.
 
-Why a module of its own: both HTTP paths translate answers here, the httpx one (`agent.http_async`,
-for both clients) and the one-shot snapshot's standard-library one (`agent.plainhttp`), so
-"try again", "rejected" and "unsupported" mean the same thing whichever path and whichever
-server. Everything a server sends is treated as hostile: bodies are shortened and decoded
-leniently, headers parsed defensively (a garbled `Retry-After` is ignored, never an exception).
-A server may echo what it was sent, the token included: its words are masked (`agent.log.mask`)
-before they are shortened, never after, so that no cut leaves a piece of the token unmasked.
-Standard library only, and only `json`, `math` and `time` at import (`email.utils` is imported
-when a Retry-After is an HTTP date, which is rare).
+Why a module of its own: the daemon's httpx clients (`agent.http_async`) and the short-lived
+commands' blocking helper (`agent.http_blocking`) send the same headers to the same routes,
+verify Coder's certificate by the same rules (`tls_context`, `coder_tls_context`) and translate
+answers here, so "try again", "rejected" and "unsupported" mean the same thing whichever
+runtime and whichever server. Everything a server sends is treated as hostile: bodies are
+shortened and decoded leniently, headers parsed defensively (a garbled `Retry-After` is ignored,
+never an exception). A server may echo what it was sent, the token included: its words are
+masked (`agent.log.mask`) before they are shortened, never after, so that no cut leaves a piece
+of the token unmasked. Standard library only, and only `json`, `math` and `time` at import
+(`email.utils` when a Retry-After is an HTTP date, which is rare; `ssl` and `certifi` when a
+TLS context is built).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 
 from agent.errors import (
     AgentBusy,
+    ConfigError,
     RateLimited,
     Rejected,
     RemoteError,
@@ -31,7 +34,13 @@ from agent.log import mask
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Sequence
+
+# What every request of ours says, whichever runtime sends it.
+USER_AGENT = "coder-task-agent"
+TOKEN_HEADER = "Coder-Session-Token"  # noqa: S105 - a header name, not a secret
+SNAPSHOT_QUERY = {"format": "agentapi"}
 
 # How much of a server's own words an error keeps.
 MAX_DETAIL_CHARS = 300
@@ -39,6 +48,64 @@ MAX_DETAIL_CHARS = 300
 MAX_ERROR_BODY = 64 * 1024
 # A Retry-After beyond a day is garbage or hostile; it is treated as absent.
 MAX_RETRY_AFTER = 86_400.0
+
+
+def snapshot_route(task_id: object) -> str:
+    """The path of the log-snapshot upload for `task_id` (a UUID)."""
+    return f"/api/v2/workspaceagents/me/tasks/{task_id}/log-snapshot"
+
+
+def tls_context(
+    *, verify: bool, trust_env: bool, cert_file: str = "", cert_dir: str = ""
+) -> ssl.SSLContext:
+    """The TLS context for a server: the rules httpx 0.28 applies for `verify` and `trust_env`.
+
+    Verified: the CA file `cert_file` (SSL_CERT_FILE), else the directory `cert_dir`
+    (SSL_CERT_DIR), both only with `trust_env`, else certifi's bundle. Not verified: no
+    certificate or name check at all. HTTP/1.1 announced by ALPN, as httpcore does without
+    HTTP/2. Raises ConfigError naming the variable when a CA source cannot be loaded.
+    """
+    import ssl  # noqa: PLC0415 - only for an https URL
+
+    try:
+        if not verify:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif trust_env and cert_file:
+            context = _loaded("SSL_CERT_FILE", cert_file, cafile=cert_file)
+        elif trust_env and cert_dir:
+            context = _loaded("SSL_CERT_DIR", cert_dir, capath=cert_dir)
+        else:
+            import certifi  # noqa: PLC0415 - httpx's own CA bundle, a dependency of httpx
+
+            context = ssl.create_default_context(cafile=certifi.where())
+    except ssl.SSLError as exc:  # pragma: no cover - certifi's bundle always loads
+        raise ConfigError("TLS", f"no TLS context ({exc})") from None
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _loaded(
+    variable: str, path: str, *, cafile: str | None = None, capath: str | None = None
+) -> ssl.SSLContext:
+    import ssl  # noqa: PLC0415
+
+    try:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(variable, f"the CA source {path} cannot be loaded ({reason})") from None
+
+
+def coder_tls_context(
+    url: str, *, verify: bool, cert_file: str, cert_dir: str
+) -> ssl.SSLContext | None:
+    """The context for Coder at `url`: it trusts the environment's SSL_CERT_FILE and SSL_CERT_DIR
+    (given here), as the workspace does; None for plain http. Raises ConfigError (above)."""
+    if not url.startswith("https://"):
+        return None
+    return tls_context(verify=verify, trust_env=True, cert_file=cert_file, cert_dir=cert_dir)
 
 
 def problem_detail(body: bytes, secrets: Sequence[str] = ()) -> str:

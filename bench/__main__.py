@@ -29,16 +29,19 @@ from agent.models import AppState, AppStatus
 from bench.harness import (
     SLUG,
     TOKEN,
+    Variant,
     cpu_seconds,
     daemon_log,
     hwm_kb,
     machine,
     median,
+    peak_rss_mb,
     peers,
     percentile,
     rss_kb,
     start_daemon,
     stop,
+    variants,
     wait_for,
 )
 from bench.hooks import (
@@ -96,13 +99,13 @@ class Table:
 
 
 async def stop_once(
-    workdir: Path, contents: list[str], reference: bool
+    workdir: Path, contents: list[str], reference: bool, variant: Variant
 ) -> tuple[float, float, float | None]:
     """One daemon stopped by SIGTERM: seconds to the upload received whole and to it stored by
     the Coder stand-in, and the reference script's whole run on the same history (or None)."""
     async with peers(workdir) as p:
         p.agentapi.replace_history(contents)
-        process = await start_daemon(p.env())
+        process = await start_daemon(p.env(), variant=variant)
         await wait_for(lambda: bool(p.arrivals.statuses))
         await anyio.sleep(0.3)  # let the replay settle into the mirror
         # Serialise the history once before the clock starts: the stand-in is Python,
@@ -121,75 +124,146 @@ async def stop_once(
     return received, stored, script
 
 
-async def bench_stop(table: Table, repeats: int, workdir: Path) -> None:
+async def bench_stop(table: Table, repeats: int, workdir: Path, variants: list[Variant]) -> None:
     """SIGTERM to the snapshot received by Coder (the whole request read by the stand-in's HTTP
-    layer), against the reference script's whole run; the time to stored is in the note.
+    layer), against the reference script's whole run; the time to stored is in the note. Each
+    variant in turn in every repeat, the reference once per repeat.
 
     One unmeasured round first: the first request of its kind in this process pays the
     stand-ins' cold start (the daemon and the script start afresh in every repeat anyway).
     """
     skip = reference_available()
-    await stop_once(workdir, histories()["10 small"], skip is None)
+    await stop_once(workdir, histories()["10 small"], skip is None, variants[-1])
     for name, contents in histories().items():
-        samples: list[float] = []
-        stored: list[float] = []
+        samples: dict[str, list[float]] = {v.name: [] for v in variants}
+        stored: dict[str, list[float]] = {v.name: [] for v in variants}
         reference: list[float] = []
         for _ in range(repeats):
-            received, saved, script = await stop_once(workdir, contents, skip is None)
-            samples.append(received)
-            stored.append(saved)
-            if script is not None:
-                reference.append(script)
-        ours = median(samples)
-        note = f"stored after {median(stored) * 1000:.2f} ms"
-        if skip is not None:
-            table.add(
-                "stop snapshot (daemon)", name, ours * 1000, "ms", "-", None, f"{note}; {skip}"
-            )
-            continue
-        faster = median(reference) / ours
+            for index, variant in enumerate(variants):
+                with_script = skip is None and index == 0
+                received, saved, script = await stop_once(workdir, contents, with_script, variant)
+                samples[variant.name].append(received)
+                stored[variant.name].append(saved)
+                if script is not None:
+                    reference.append(script)
         small = name == "10 small"
-        table.add(
-            "stop snapshot (daemon)",
-            name,
-            ours * 1000,
-            "ms",
-            ">= 20x ref" + (", < 3 ms" if small else ""),
-            faster >= 20 and (ours < 0.003 or not small),
-            f"reference script {median(reference) * 1000:.0f} ms: {faster:.0f}x faster; {note}",
-        )
+        for variant in variants:
+            ours = median(samples[variant.name])
+            note = f"stored after {median(stored[variant.name]) * 1000:.2f} ms"
+            case = f"{name} ({variant.name})"
+            if skip is not None:
+                table.add("stop snapshot (daemon)", case, ours * 1000, "ms", "-", None, note)
+                continue
+            faster = median(reference) / ours
+            table.add(
+                "stop snapshot (daemon)",
+                case,
+                ours * 1000,
+                "ms",
+                ">= 10x ref" + (", < 5 ms" if small else ""),
+                faster >= 10 and (ours < 0.005 or not small),
+                f"reference script {median(reference) * 1000:.0f} ms: {faster:.0f}x faster; {note}",
+            )
 
 
-async def bench_oneshot(table: Table, repeats: int, workdir: Path) -> None:
+async def bench_oneshot(table: Table, repeats: int, workdir: Path, variants: list[Variant]) -> None:
+    """`snapshot` with no daemon (the blocking shell), each variant and the reference script in
+    turn in every repeat."""
     skip = reference_available()
     for name, contents in histories().items():
-        ours: list[float] = []
+        ours: dict[str, list[float]] = {v.name: [] for v in variants}
         reference: list[float] = []
         async with peers(workdir) as p:
             p.agentapi.replace_history(contents)
             # No daemon listens here: the one-shot path itself.
             env = p.env(CODER_TASK_AGENT_SOCKET=str(workdir / "nobody" / "report.sock"))
             for _ in range(repeats):
-                ours.append(await timed([sys.executable, "-m", "agent", "snapshot"], env))
+                for variant in variants:
+                    command = [*variant.agent(), "snapshot"]
+                    ours[variant.name].append(await timed(command, env, cwd=variant.cwd))
                 if skip is None:
                     reference.append(await run_reference(p, workdir))
-        if skip is not None:
-            table.add("one-shot snapshot", name, median(ours), "s", "-", None, skip)
-            continue
-        ratio = median(ours) / median(reference)
         large = name in ("10 x 1 MB", "1 x 5 MB")
         small = name == "10 small"
-        target = "<= 0.2x ref" if large else ("<= 1.25x ref" if small else "-")
-        met = ratio <= 0.2 if large else (ratio <= 1.25 if small else None)
-        table.add(
-            "one-shot snapshot",
-            name,
-            median(ours),
-            "s",
-            target,
-            met,
-            f"reference script {median(reference):.3f} s: {ratio:.2f}x",
-        )
+        for variant in variants:
+            case = f"{name} ({variant.name})"
+            mine = median(ours[variant.name])
+            if skip is not None:
+                table.add("one-shot snapshot", case, mine, "s", "-", None, skip)
+                continue
+            ratio = mine / median(reference)
+            target = "<= 0.2x ref" if large else ("<= 1.5x ref" if small else "-")
+            met = ratio <= 0.2 if large else (ratio <= 1.5 if small else None)
+            table.add(
+                "one-shot snapshot",
+                case,
+                mine,
+                "s",
+                target,
+                met,
+                f"reference script {median(reference):.3f} s: {ratio:.2f}x",
+            )
+
+
+# The `/messages` cap (agent.conversation.MAX_MESSAGES_BYTES) and what an interpreter with our
+# modules takes besides it: a short command's peak memory must stay under their sum.
+CAP_MB = 128.0
+BASELINE_MB = 64.0
+
+
+async def hostile_messages(declared: bool, *, task_status: anyio.abc.TaskStatus[int]) -> None:
+    """An AgentAPI answering every `/messages` with 300 MB of spaces (a length declared, or
+    close-delimited), for as long as the client reads."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    head = b"HTTP/1.1 200 OK\r\n"
+    head += b"Content-Length: 300000000\r\n\r\n" if declared else b"Connection: close\r\n\r\n"
+    block = b" " * 1_048_576
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            try:
+                await stream.receive()
+                await stream.send(head)
+                for _ in range(300):
+                    await stream.send(block)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                return
+
+    async with listener:
+        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+        await listener.serve(handle)
+
+
+async def bench_memory(table: Table, repeats: int, workdir: Path, variants: list[Variant]) -> None:
+    """Peak memory of `snapshot` (no daemon) and `stop-hook` when AgentAPI answers 300 MB."""
+    for declared in (True, False):
+        async with peers(workdir) as p, anyio.create_task_group() as group:
+            port = await group.start(hostile_messages, declared)
+            env = p.env(
+                CODER_MCP_AI_AGENTAPI_URL=f"http://127.0.0.1:{port}",
+                CODER_TASK_AGENT_SOCKET=str(workdir / "nobody" / "report.sock"),
+                CODER_TASK_AGENT_STOP_FETCH_TIMEOUT="4",
+                CODER_TASK_AGENT_SHUTDOWN_BUDGET="5",
+            )
+            for variant in variants:
+                for command in ("snapshot", "stop-hook"):
+                    peaks = []
+                    for _ in range(max(1, repeats // 3)):
+                        _, peak = await anyio.to_thread.run_sync(
+                            peak_rss_mb, [*variant.agent(), command], env, variant.cwd
+                        )
+                        peaks.append(peak)
+                    how = "declared" if declared else "close-delimited"
+                    table.add(
+                        "memory, 300 MB /messages",
+                        f"{command}, {how} ({variant.name})",
+                        max(peaks),
+                        "MB",
+                        f"<= cap + {BASELINE_MB:.0f} MB",
+                        max(peaks) <= CAP_MB + BASELINE_MB,
+                        f"peak RSS (wait4), the worst of {len(peaks)}; cap {CAP_MB:.0f} MiB",
+                    )
+            group.cancel_scope.cancel()
 
 
 def import_profile() -> str:
@@ -396,13 +470,15 @@ async def bench_fleet(table: Table, size: int, storm_seconds: float, workdir: Pa
 async def run(args: argparse.Namespace) -> None:
     table = Table()
     print(f"{'group':<22} {'case':<34} {'value':>10} {'unit':<6} {'target':<16}", flush=True)
+    chosen_variants = variants(args.before)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         chosen: dict[str, Callable[[], Any]] = {
-            "hooks": lambda: bench_hooks(table, args.hook_repeats, workdir),
+            "hooks": lambda: bench_hooks(table, args.hook_repeats, workdir, chosen_variants),
             "hook-budget": lambda: bench_hook_budget(table, args.budget_repeats, workdir),
-            "stop": lambda: bench_stop(table, args.repeats, workdir),
-            "oneshot": lambda: bench_oneshot(table, args.repeats, workdir),
+            "stop": lambda: bench_stop(table, args.repeats, workdir, chosen_variants),
+            "oneshot": lambda: bench_oneshot(table, args.repeats, workdir, chosen_variants),
+            "memory": lambda: bench_memory(table, args.repeats, workdir, chosen_variants),
             "latency": lambda: bench_latency(table, args.flips, workdir),
             "idle": lambda: bench_idle(table, args.idle_seconds, workdir),
             "growth": lambda: bench_growth(table, args.rewrite_seconds, workdir),
@@ -418,6 +494,7 @@ async def run(args: argparse.Namespace) -> None:
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
         "args": vars(args),
+        "variants": {v.name: v.cwd for v in chosen_variants},
         "rows": table.rows,
         "import_profile": profile,
     }
@@ -432,7 +509,23 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["hooks", "hook-budget", "stop", "oneshot", "latency", "idle", "growth", "fleet"],
+        choices=[
+            "hooks",
+            "hook-budget",
+            "stop",
+            "oneshot",
+            "memory",
+            "latency",
+            "idle",
+            "growth",
+            "fleet",
+        ],
+    )
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also run hooks, stop, oneshot and memory on the checkout in DIR (with its own "
+        ".venv), in turn with this one in every repeat: each figure before and after, one run",
     )
     args = parser.parse_args()
     args.repeats = 2 if args.quick else 7

@@ -108,14 +108,75 @@ class RecordingStore(Store):
         super().put_snapshot(task_id, body)
 
 
-async def start_daemon(env: dict[str, str], *args: str) -> anyio.abc.Process:
+@dataclass(frozen=True)
+class Variant:
+    """The code a benchmark runs: this checkout's (`after`), or another's (`--before DIR`).
+
+    `python -m agent` runs in `cwd`, the variant's own checkout: the interpreter puts the
+    working directory first on the path, and another checkout's `agent/` would be imported.
+    """
+
+    name: str
+    python: str
+    cwd: str
+
+    def agent(self) -> list[str]:
+        return [self.python, "-m", "agent"]
+
+    def script(self) -> list[str]:
+        """The installed console script (what agents' hooks run)."""
+        return [str(Path(self.python).with_name("coder-task-agent"))]
+
+
+AFTER = Variant("after", sys.executable, str(Path(__file__).resolve().parent.parent))
+
+
+def variants(before: str | None) -> list[Variant]:
+    """`before` (a checkout with its own .venv) first when given, then this checkout."""
+    if before is None:
+        return [AFTER]
+    root = Path(before).resolve()
+    return [Variant("before", str(root / ".venv" / "bin" / "python"), str(root)), AFTER]
+
+
+async def start_daemon(
+    env: dict[str, str], *args: str, variant: Variant = AFTER
+) -> anyio.abc.Process:
     return await anyio.open_process(
-        [sys.executable, "-m", "agent", "run", *args],
+        [*variant.agent(), "run", *args],
         env=env,
+        cwd=variant.cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+# Runs the command as a child of a fresh, small interpreter and prints its exit code and peak
+# RSS (wait4): a child forked straight from the benchmark's process would report the benchmark's
+# own peak (a process's maximum survives exec).
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
+def peak_rss_mb(argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, float]:
+    """Run `argv` to its end; its exit code and its own peak resident memory in MB."""
+    result = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *argv],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=True,
+    )
+    code, kilobytes = result.stdout.split()
+    return int(code), int(kilobytes) / 1024
 
 
 async def wait_for(predicate: Callable[[], bool], within: float = 60.0) -> None:

@@ -23,7 +23,17 @@ from typing import Protocol
 import anyio
 
 from agent.hooks import AGENTS
-from bench.harness import TASK_ID, TOKEN, Peers, daemon_log, median, peers, start_daemon, stop
+from bench.harness import (
+    TASK_ID,
+    TOKEN,
+    Peers,
+    Variant,
+    daemon_log,
+    median,
+    peers,
+    start_daemon,
+    stop,
+)
 from bench.harness import wait_for as wait_until
 
 REFERENCE = Path(__file__).parent / "reference-stop.sh"
@@ -73,10 +83,12 @@ def reference_env(p: Peers, workdir: Path) -> dict[str, str]:
     }
 
 
-async def timed(argv: list[str], env: dict[str, str], stdin: bytes | None = None) -> float:
-    """Exec to exit of `argv` (fed `stdin`), in seconds; the command must succeed."""
+async def timed(
+    argv: list[str], env: dict[str, str], stdin: bytes | None = None, cwd: str | None = None
+) -> float:
+    """Exec to exit of `argv` (fed `stdin`, in `cwd`), in seconds; the command must succeed."""
     start = time.perf_counter()
-    result = await anyio.run_process(argv, input=stdin, env=env, check=False)
+    result = await anyio.run_process(argv, input=stdin, env=env, cwd=cwd, check=False)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, (argv, result.stderr.decode()[-800:])
     return elapsed
@@ -102,22 +114,22 @@ class Rows(Protocol):
     ) -> None: ...
 
 
-async def bench_hooks(table: Rows, repeats: int, workdir: Path) -> None:
-    """`report`, `snapshot` and every agent's `hook` handed to a running daemon, against the
-    interpreter's floor.
+async def bench_hooks(table: Rows, repeats: int, workdir: Path, variants: list[Variant]) -> None:
+    """`report`, `snapshot` and every agent's `hook` through the installed console script (what
+    agents' hooks run), handed to a running daemon, against the interpreter's floor.
 
-    Both as `python -m agent` (which the interpreter starts through `runpy`) and as the
-    installed `coder-task-agent` script, which is what agents' hooks run.
+    `report` and `snapshot` for each variant in turn in every repeat (`--before`); the hooks of
+    the registry for this checkout only (the agents came with it). One daemon (this checkout's)
+    takes every variant's requests: the socket's protocol is the same, and what is measured is
+    the short-lived client.
     """
     assert HOOK_EVENTS.keys() == AGENTS.keys(), "an agent of the registry has no benchmark"
     add = table.add
     floor: list[float] = []
-    commands = {"": [sys.executable, "-m", "agent"]}
-    script = Path(sys.executable).with_name("coder-task-agent")
-    if script.exists():
-        commands[" (console script)"] = [str(script)]
-    names = ["report", "snapshot", *(f"hook {agent}" for agent in HOOK_EVENTS)]
-    samples: dict[str, list[float]] = {f"{name}{how}": [] for how in commands for name in names}
+    samples: dict[str, list[float]] = {
+        f"{name} ({variant.name})": [] for variant in variants for name in ("report", "snapshot")
+    }
+    samples.update({f"hook {agent} ({variants[-1].name})": [] for agent in HOOK_EVENTS})
     async with peers(workdir) as p:
         p.agentapi.replace_history([f"message {i}: short text" for i in range(3)])
         env = p.env()
@@ -127,13 +139,14 @@ async def bench_hooks(table: Rows, repeats: int, workdir: Path) -> None:
         for i in range(repeats):
             floor.append(await timed([sys.executable, "-c", "pass"], env))
             state = "working" if i % 2 else "idle"
-            for how, agent in commands.items():
-                report = [*agent, "report", state, f"step {i}"]
-                samples[f"report{how}"].append(await timed(report, env))
-                samples[f"snapshot{how}"].append(await timed([*agent, "snapshot"], env))
-                for name, (args, stdin) in HOOK_EVENTS.items():
-                    hook = [*agent, "hook", name, *args]
-                    samples[f"hook {name}{how}"].append(await timed(hook, env, stdin))
+            for variant in variants:
+                report = [*variant.script(), "report", state, f"step {i}"]
+                samples[f"report ({variant.name})"].append(await timed(report, env))
+                snapshot = [*variant.script(), "snapshot"]
+                samples[f"snapshot ({variant.name})"].append(await timed(snapshot, env))
+            for name, (args, stdin) in HOOK_EVENTS.items():
+                hook = [*variants[-1].script(), "hook", name, *args]
+                samples[f"hook {name} ({variants[-1].name})"].append(await timed(hook, env, stdin))
         assert await stop(process) == 0, daemon_log(workdir)
     base = median(floor)
     add("hooks (daemon running)", "python -c pass (the floor)", base * 1000, "ms", "-", None)
@@ -141,7 +154,7 @@ async def bench_hooks(table: Rows, repeats: int, workdir: Path) -> None:
         ratio = median(times) / base
         add(
             "hooks (daemon running)",
-            f"{name}, whole process",
+            f"{name}, console script",
             median(times) * 1000,
             "ms",
             "<= 3x floor",

@@ -15,7 +15,7 @@ PRODUCT = ROOT / "agent"
 # Pure decision modules: no I/O, no clock, no globals; they import only each other and these
 # parts of the standard library.
 PURE = {"agent.models", "agent.errors", "agent.rules", "agent.snapshot", "agent.coder.drpc"}
-PURE |= {"agent.conversation", "agent.stop.outcome", "agent.jsonline"}
+PURE |= {"agent.conversation", "agent.stop.outcome"}
 # The hooks' registry, their vocabulary and rules, and every agent's mapping module.
 PURE |= {"agent.hooks.__init__", "agent.hooks.events", "agent.hooks.payload"}
 PURE |= {f"agent.hooks.{agent.module}" for agent in AGENTS.values()}

@@ -16,7 +16,6 @@ from structlog.testing import capture_logs
 from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
 from agent.coder.httpapi import CoderClient
-from agent.coderline import CoderLine
 from agent.config import Environment, Secret, Settings
 from agent.daemon.daemon import TEARDOWN_GRACE, Daemon, task_id_warning
 from agent.models import AppState, AppStatus
@@ -24,7 +23,6 @@ from agent.stop.upload import Outcome
 from tests.fakes import FakeAgentAPI, FakeCoder, Recorded, Scripted, message, wait_until
 from tests.planted import Plant, each
 from tests.socketclient import request, send_to_daemon
-from tests.test_coderline import counted
 
 pytestmark = pytest.mark.anyio
 TASK = "6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b"
@@ -63,7 +61,6 @@ async def running(
     agentapi: FakeAgentAPI | None = None,
     coder: FakeCoder | None = None,
     clock: Clock = SYSTEM_CLOCK,
-    line: CoderLine | None = None,
 ) -> AsyncIterator[Running]:
     agentapi = agentapi or FakeAgentAPI()
     coder = coder or FakeCoder()
@@ -79,7 +76,6 @@ async def running(
                 AgentAPIClient(agentapi_http, clock=clock),
                 CoderClient(coder_http, settings.app_slug, clock=clock),
                 clock=clock,
-                line=line,
             )
             handle = Running(daemon, agentapi, coder)
 
@@ -623,19 +619,6 @@ async def test_the_snapshot_is_the_mirror_at_the_signal(settings: Settings) -> N
     body = json.loads(handle.coder.snapshots[0])
     assert [m["content"] for m in body["messages"]] == ["Welcome", "said just before the stop"]
     assert "GET /messages" not in handle.agentapi.requests
-
-
-async def test_a_quiet_mirror_warms_the_line_and_the_stop_uploads_on_it(
-    settings: Settings,
-) -> None:
-    # The daemon's own line (agent.coderline) to a real server on loopback: the connection is
-    # opened once the mirror is quiet, before any stop, and the stop's upload goes over it.
-    async with counted() as (server, line), running(settings, line=line) as handle:
-        await wait_until(lambda: handle.daemon.mirror.snapshot_ready and line.warm)
-        assert (server.connections, server.requests) == (1, 0)
-        assert await stop(handle) == 0
-    assert (server.connections, server.requests) == (1, 1)
-    assert handle.coder.snapshots == [], "the line uploaded it, not the httpx client"
 
 
 async def test_in_hooks_mode_the_stop_does_not_wait_for_an_upload(settings: Settings) -> None:

@@ -5,18 +5,24 @@ from __future__ import annotations
 import math
 import ssl
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
+import anyio.abc
+import h11
 import httpx
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent.clock import ManualClock
+from agent.coder.httpapi import CoderClient
+from agent.config import Environment, Secret, Settings
 from agent.errors import BadResponse, NotSent, OutcomeUnknown
 from agent.http_async import (
     MAX_RETRY_AFTER,
     TRANSPORT_FAILURES,
+    coder_http,
     request,
     retry_after_seconds,
     transport_error,
@@ -180,3 +186,84 @@ def test_a_tls_error_after_the_handshake_is_an_unknown_outcome() -> None:
     translated = transport_error("AgentAPI", "GET /events", error)
     assert isinstance(translated, OutcomeUnknown)
     assert "SSLError" in str(translated)
+
+
+# -- Coder's kept connection (agent.http_async.coder_http) --------------------------------------
+
+
+class Counting:
+    """A keep-alive HTTP/1.1 server on loopback that counts connections and can drop them."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests = 0
+        self._open: list[anyio.abc.SocketStream] = []
+
+    async def serve(self, task_status: anyio.abc.TaskStatus[int]) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        async with listener:
+            task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+            await listener.serve(self._handle)
+
+    async def drop_all(self) -> None:
+        """Close every open connection, as a server's idle timeout does."""
+        for stream in self._open:
+            await stream.aclose()
+
+    async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+        self.connections += 1
+        self._open.append(stream)
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive())
+                    continue
+                if isinstance(event, h11.ConnectionClosed):
+                    return
+                if not isinstance(event, h11.EndOfMessage):
+                    continue
+                self.requests += 1
+                await stream.send(conn.send(h11.Response(status_code=204, headers=[])))
+                await stream.send(conn.send(h11.EndOfMessage()))
+                conn.start_next_cycle()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return
+        finally:
+            await stream.aclose()
+
+
+TASK = "7a1c2f6e-52a4-4c57-9d8e-2b3c4d5e6f70"
+BODY = b'{"messages":[]}'
+
+
+@asynccontextmanager
+async def coder_on_loopback() -> AsyncIterator[tuple[Counting, CoderClient]]:
+    server = Counting()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as group:
+            port = await group.start(server.serve)
+            url = f"http://127.0.0.1:{port}"
+            settings = Settings(coder_url=url, token=Secret("t0ken"), request_timeout=5.0)
+            async with coder_http(settings, url, Secret("t0ken"), Environment({})) as http:
+                yield server, CoderClient(http, "app")
+            group.cancel_scope.cancel()
+
+
+async def test_uploads_share_one_kept_connection() -> None:
+    async with coder_on_loopback() as (server, coder):
+        for _ in range(3):
+            await coder.upload_log_snapshot(TASK, BODY)
+    assert (server.connections, server.requests) == (1, 3)
+
+
+async def test_a_connection_the_server_closed_while_idle_costs_no_failed_attempt() -> None:
+    # httpcore finds the idle connection readable (the server's FIN) when the next request asks
+    # for one: it is dropped and a new one opened before anything is sent, so the upload's
+    # first attempt succeeds (the stop path's retry never sees it).
+    async with coder_on_loopback() as (server, coder):
+        await coder.upload_log_snapshot(TASK, BODY)
+        await server.drop_all()
+        await coder.upload_log_snapshot(TASK, BODY)
+    assert (server.connections, server.requests) == (2, 2)

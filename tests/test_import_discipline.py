@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 
 from agent.hooks import AGENTS
@@ -30,11 +31,11 @@ HEAVY = {"httpx", "httpcore", "h11", "pydantic", "pydantic_core", "structlog", "
 # (inspect, ast...), pathlib, typing, and what a full validation of the settings needs.
 SLOW_STDLIB = {"argparse", "dataclasses", "inspect", "pathlib", "typing", "uuid", "urllib"}
 # What the handed-over path does without: `socket` (enums of its constants, `selectors`:
-# agent.reportsocket.client uses `_socket`), `json` (`re`: agent.jsonline), and `struct` and `math`,
-# extension modules each loaded for one call. `hook` reads the agent's JSON event, so it may
-# import `json`.
+# agent.reportsocket.client uses `_socket`), and `struct` and `math`, extension modules each
+# loaded for one call. `json` (and `re` with it) comes in: the request, the answer and every log
+# line are JSON, and one JSON implementation is worth its few milliseconds (bench/README.md).
 HOOK_WRAPPERS = {"socket", "selectors", "struct", "math"}
-WRAPPERS = HOOK_WRAPPERS | {"json", "re"}
+WRAPPERS = HOOK_WRAPPERS
 # Stdlib-only modules of ours a fast path may use.
 FAST_OURS = {
     "agent",
@@ -46,7 +47,6 @@ FAST_OURS = {
     "agent.hooks.command",
     "agent.hooks.events",
     "agent.hooks.payload",
-    "agent.jsonline",
     "agent.log",
     "agent.models",
     "agent.reportsocket",
@@ -193,41 +193,68 @@ async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Pa
     assert modules & (NEVER_ON_DIRECT_REPORT | NEVER_EXCEPT_ITS_COMMAND) == set()
 
 
-# The one-shot snapshot's standard-library path: ours that it may use besides FAST_OURS.
+# The one-shot snapshot's blocking shell: ours that it may use besides FAST_OURS.
 PLAIN_OURS = FAST_OURS | {
     "agent.retry",
     "agent.conversation",
     "agent.wire",
-    "agent.plainhttp",
+    "agent.http_blocking",
     "agent.stop",
     "agent.stop.oneshot",
+    "agent.config",
     "agent.snapshot",
     "agent.stop.outcome",
 }
 
 
-async def test_snapshot_without_a_daemon_takes_the_standard_library_path(tmp_path: Path) -> None:
+async def test_snapshot_without_a_daemon_takes_the_blocking_shell(tmp_path: Path) -> None:
     code, modules, logs = await imported(
         ["snapshot"], base_env(tmp_path, CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5")
     )
     assert code == 3, logs  # no AgentAPI, no daemon mirror: no conversation
     assert "agent.stop.oneshot" in modules
     assert tops(modules) & HEAVY == set(), logs
-    assert tops(modules) & {"ssl", "certifi", "http", "email", "asyncio", "threading"} == set()
-    # urllib.parse is how a URL is checked (agent.config): the one slow module kept.
+    # http.client (which imports `ssl`, and the email package it parses headers with) is the one
+    # HTTP client of the short commands; a CA bundle and threads only for an https URL or a name
+    # to look up.
+    assert "http" in tops(modules)
+    assert tops(modules) & {"certifi", "asyncio", "threading"} == set()
+    # urllib.parse is how a URL is checked (agent.config, http.client).
     assert tops(modules) & SLOW_STDLIB == {"urllib"}, logs
     ours = {m for m in modules if m.split(".")[0] == "agent"}
     assert ours <= PLAIN_OURS, ours - PLAIN_OURS
     assert TOKEN not in logs
 
 
-async def test_snapshot_with_a_proxy_takes_the_httpx_path(tmp_path: Path) -> None:
+async def test_snapshot_with_a_proxy_hands_the_upload_to_httpx(tmp_path: Path) -> None:
+    # A listening AgentAPI is needed for the upload to be tried: a conversation of one message.
+    async def messages(
+        stream: anyio.abc.SocketStream,
+    ) -> None:
+        async with stream:
+            await stream.receive()
+            body = (
+                b'{"messages":[{"id":1,"role":"user","content":"hi",'
+                b'"time":"2026-01-01T00:00:00Z"}]}'
+            )
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n"
+            await stream.send(head.encode() + body)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
     env = base_env(
-        tmp_path, CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5", HTTPS_PROXY="http://127.0.0.1:9"
+        tmp_path,
+        CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5",
+        HTTP_PROXY="http://127.0.0.1:9",
+        CODER_MCP_AI_AGENTAPI_URL=f"http://127.0.0.1:{port}",
     )
-    code, modules, logs = await imported(["snapshot"], env)
-    assert code == 3, logs
-    assert {"agent.direct", "httpx"} <= modules
+    with anyio.fail_after(60):
+        async with listener, anyio.create_task_group() as group:
+            group.start_soon(listener.serve, messages)
+            code, modules, logs = await imported(["snapshot"], env)
+            group.cancel_scope.cancel()
+    assert code == 5, logs  # the proxy refuses: not delivered
+    assert {"agent.http_async", "httpx"} <= modules
     assert modules & (NEVER_ON_ONE_SHOT | NEVER_EXCEPT_ITS_COMMAND) == set()
 
 

@@ -171,7 +171,7 @@ def test_the_writer_prints_what_structlog_prints_token_masked(fmt: str) -> None:
     theirs = _structlog_line(fmt, "report_refused", fields)
     assert SECRET not in ours.getvalue()
     if fmt == "json":
-        # Byte for byte but for the times (agent.jsonline writes what json writes).
+        # Byte for byte but for the times.
         assert _no_times(ours.getvalue()) == _no_times(theirs)
         mine, reference = json.loads(ours.getvalue()), json.loads(theirs)
         assert list(mine) == list(reference)

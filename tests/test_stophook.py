@@ -15,7 +15,6 @@ import pytest
 from agent.agentapi import parse_state_file
 from agent.clock import ManualClock
 from agent.errors import BadResponse
-from agent.stop.hook import fetch_messages_now
 from agent.stop.process import (
     AgentAPIProcess,
     Unusable,
@@ -150,13 +149,6 @@ async def test_process_signals_and_exit_through_the_pidfd() -> None:
         process.close()
         child.communicate()
     assert not process.send(signal.SIGTERM)  # reaped: gone
-
-
-def test_fetch_names_the_url_when_nothing_answers() -> None:
-    fetched = fetch_messages_now("http://127.0.0.1:9", 2.0)
-    assert fetched.body is None
-    assert fetched.error is not None
-    assert fetched.error.startswith("AgentAPI GET http://127.0.0.1:9/messages: ")
 
 
 def test_state_file_in_agentapis_format() -> None:

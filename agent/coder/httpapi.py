@@ -19,7 +19,7 @@ from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import Rejected
 from agent.http_async import MAX_ERROR_BODY, overall_deadline, request, status_error, url_of
 from agent.models import AppStatus, shorten
-from agent.plainhttp import SNAPSHOT_QUERY, TOKEN_HEADER, snapshot_route
+from agent.wire import SNAPSHOT_QUERY, TOKEN_HEADER, snapshot_route
 
 __all__ = ["SERVICE", "TOKEN_HEADER", "CoderClient"]
 
@@ -29,7 +29,7 @@ SERVICE = "Coder"
 class CoderClient:
     """Calls the agent-side Coder API through an injected `httpx.AsyncClient`.
 
-    The http client carries the base URL, timeout and the token header (see `agent.http`).
+    The http client carries the base URL, timeout and the token header (`agent.http_async`).
     Each method makes ONE attempt and raises from the `agent.errors` tree; `deliver` retries.
     """
 

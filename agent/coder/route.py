@@ -312,7 +312,7 @@ def _lazy_http(settings: Settings, stack: AsyncExitStack, clock: Clock) -> Send:
     async def send(status: AppStatus) -> None:
         if not built:
             from agent.coder.httpapi import CoderClient  # noqa: PLC0415 - only when HTTP is the way
-            from agent.transport import coder_http  # noqa: PLC0415
+            from agent.http_async import coder_http  # noqa: PLC0415
 
             url, token = settings.require_coder()
             client = await stack.enter_async_context(coder_http(settings, url, token))

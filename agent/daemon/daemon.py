@@ -45,13 +45,13 @@ from agent.agentapi import AgentAPIClient, Message
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder.httpapi import CoderClient
 from agent.coder.route import StatusSender, open_sender, planned_transport
-from agent.coderline import CoderLine, line_for
 from agent.config import Environment, Settings
 from agent.daemon.mirror import Mirror
 from agent.daemon.reporter import Reporter
 from agent.daemon.sdnotify import Notifier
 from agent.daemon.watchers import watcher_for
 from agent.errors import ConfigError
+from agent.http_async import agentapi_http, coder_http
 from agent.models import AppStatus
 from agent.reportsocket.server import SocketInUse, check_socket_free, serve_reports
 from agent.retry import RECONNECT_BACKOFF
@@ -59,7 +59,6 @@ from agent.rules import ExplicitReport, Observation, RulesState, Tick, next_dead
 from agent.snapshot import Snapshot
 from agent.stop import early as earlystop
 from agent.stop.upload import Outcome, SnapshotUploader, save_snapshot
-from agent.transport import agentapi_http, coder_http
 
 log = structlog.get_logger("agent.daemon.daemon")
 
@@ -84,18 +83,16 @@ class Daemon:
         clock: Clock = SYSTEM_CLOCK,
         *,
         sender: StatusSender | None = None,
-        line: CoderLine | None = None,
         environment: Environment | None = None,
     ) -> None:
         self.settings = settings
         # Read for the start-up warnings only (settings come read and checked).
         self._environment = environment
         self.agentapi = agentapi
-        # The snapshot goes up the daemon's own line when it has one (agent.coderline), else
-        # through the httpx client. Neither exists for a daemon without Coder HTTP (hooks mode
-        # through the agent's socket only): it has no snapshot to upload.
-        self.line = line
-        self.uploader: SnapshotUploader | None = line if line is not None else coder
+        # The snapshot goes up through the Coder client, on the connection it keeps. There is
+        # none for a daemon without Coder HTTP (hooks mode through the agent's socket only): it
+        # has no snapshot to upload.
+        self.uploader: SnapshotUploader | None = coder
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.rules = RulesState()
@@ -472,10 +469,6 @@ class Daemon:
             await self.clock.sleep(PREPARE_AFTER)
             if self.mirror.version == version:
                 self.mirror.snapshot()
-                if self.line is not None:
-                    # The stop will come some time after a quiet moment: the connection
-                    # it uploads on is opened now, not then.
-                    self.line.warm_soon()
 
     # -- timers -------------------------------------------------------------------------------
 
@@ -551,11 +544,10 @@ async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
     async with (
         agentapi_http(settings) as agentapi,
         coder_http(settings, url, token) as coder,
-        line_for(settings, Environment(), clock) as line,
     ):
         client = CoderClient(coder, settings.app_slug, clock=clock)
         async with open_sender(settings, client.patch_app_status, clock) as sender:
-            return await _run(settings, agentapi, client, sender, clock, line=line)
+            return await _run(settings, agentapi, client, sender, clock)
 
 
 async def _run_socket_only(settings: Settings, asked: Settings, clock: Clock) -> int:
@@ -578,8 +570,6 @@ async def _run(
     client: CoderClient | None,
     sender: StatusSender,
     clock: Clock,
-    *,
-    line: CoderLine | None = None,
 ) -> int:
     daemon = Daemon(
         settings,
@@ -588,7 +578,6 @@ async def _run(
         Notifier.for_settings(settings),
         clock,
         sender=sender,
-        line=line,
     )
     return await daemon.run()
 

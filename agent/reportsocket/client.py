@@ -5,7 +5,9 @@ step of a turn and `snapshot` at every stop, so the path that hands a request to
 daemon must cost about what starting Python costs. Importing httpx, pydantic, structlog, anyio
 and tenacity takes ten times longer than the whole exchange; none of them is imported here.
 Nor are the standard library's wrappers that cost more than this path uses of them: `socket`
-(`_socket` instead), `json` (`agent.jsonline`) and `struct` (`trust.peer_credentials`).
+(`_socket` instead) and `struct` (`trust.peer_credentials`). `json` is imported (and `re` with
+it): a hand-written twin saved a few milliseconds and was a second JSON implementation to keep
+right.
 Only when no daemon listens does a command take the direct path (`agent.direct`), which
 imports what it needs and logs through the redacting structlog logger.
 
@@ -40,11 +42,11 @@ from __future__ import annotations
 # as a third of starting the interpreter, for nothing this path uses. `_socket.socket` is the
 # very type `socket.socket` subclasses, with the same methods and errors.
 import _socket
+import json
 import os
 import stat
 import time
 
-from agent import jsonline
 from agent.errors import UsageError
 from agent.log import Writer, mask
 from agent.models import AppState, AppStatus, ExitCode
@@ -157,7 +159,7 @@ def exchange(
     sock = _connect(os.fspath(path), timeout)
     try:  # `_socket.socket` is no context manager
         try:
-            sock.sendall(jsonline.dumps(request).encode() + b"\n")
+            sock.sendall(json.dumps(request).encode() + b"\n")
             data = bytearray()
             while b"\n" not in data and len(data) <= MAX_LINE_BYTES:
                 # One overall deadline, not one per read: a trickling answer cannot stretch it.
@@ -173,7 +175,7 @@ def exchange(
     finally:
         sock.close()
     try:
-        answer = jsonline.loads(bytes(data.split(b"\n", 1)[0]))
+        answer = json.loads(bytes(data.split(b"\n", 1)[0]))
     except (ValueError, RecursionError):
         answer = None
     if not isinstance(answer, dict):

@@ -13,7 +13,9 @@ agent's shutdown as errored. This command takes the same `ARG_*` inputs (agent.s
 2. SIGUSR1 when state persistence is on and the running AgentAPI has a state file, then a wait
    that ends as soon as the state file is replaced (AgentAPI writes a temporary file and renames
    it), at most STATE_SAVE_WAIT. It runs beside step 3, not before it.
-3. The snapshot upload: the stop path shared with `snapshot` and the daemon (agent.stop.upload).
+3. The snapshot upload: the stop path's blocking shell, `snapshot`'s (agent.stop.oneshot), with
+   the conversation read in step 1 (or, when AgentAPI did not answer, the one its state file
+   holds); its caps, deadlines and log lines are the daemon's.
 4. SIGTERM, a wait of at most `agentapi_stop_timeout`, then SIGKILL (logged as a warning).
 
 It exits 0 whatever happened, the outcome logged; `--strict` gives the ExitCode of the outcome.
@@ -22,20 +24,21 @@ It exits 0 whatever happened, the outcome logged; `--strict` gives the ExitCode 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import signal
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, TypeVar
 
 from agent import config
 from agent.config import Settings
 from agent.errors import ConfigError
 from agent.models import ExitCode
+from agent.stop import oneshot
+from agent.stop import outcome as stoppath
 from agent.stop.inputs import StopHookInputs, stop_hook_environment
+from agent.stop.outcome import Outcome
 from agent.stop.process import (
     AgentAPIProcess,
     Unusable,
@@ -50,44 +53,8 @@ if TYPE_CHECKING:
 
     from agent.agentapi import Message
     from agent.clock import Clock
-    from agent.stop.upload import Outcome
 
-
-@dataclass(frozen=True)
-class Fetched:
-    """The raw `GET /messages` answer, or why there is none (the URL tried, never a token)."""
-
-    body: bytes | None
-    error: str | None = None
-
-
-def fetch_messages_now(url: str, timeout: float) -> Fetched:
-    """`GET {url}/messages` with the standard library, all of it within `timeout` seconds."""
-    target = f"{url}/messages"
-    parts = urlsplit(url)
-    deadline = time.monotonic() + timeout
-    connection_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    connection = connection_class(parts.netloc, timeout=timeout)
-    try:
-        connection.request(
-            "GET", (parts.path or "") + "/messages", headers={"User-Agent": "coder-task-agent"}
-        )
-        response = connection.getresponse()
-        chunks = []
-        while chunk := response.read1(1 << 20):
-            chunks.append(chunk)
-            if time.monotonic() > deadline:
-                raise TimeoutError("the answer took longer than the timeout")
-    except (OSError, http.client.HTTPException) as exc:
-        detail = str(exc) or "no answer"
-        return Fetched(None, f"AgentAPI GET {target}: {type(exc).__name__}: {detail}")
-    finally:
-        connection.close()
-    if response.status != 200:
-        return Fetched(None, f"AgentAPI GET {target} answered {response.status}")
-    return Fetched(b"".join(chunks))
+T = TypeVar("T")
 
 
 def run_stop_hook(
@@ -109,13 +76,14 @@ def run_stop_hook(
     fetched = None
     if snapshot and not settings.hooks_mode:
         # Step 1, before anything else (see the module docstring).
-        fetched = fetch_messages_now(settings.agentapi_url, settings.stop_fetch_timeout)
+        within = stoppath.fetch_window(settings.stop_fetch_timeout, settings.shutdown_budget)
+        fetched = oneshot.fetch(settings.agentapi_url, within)
+    plan = None
     if snapshot:
         try:
-            settings.require_coder()
+            plan = oneshot.Plan(settings)
         except ConfigError as exc:
             problems.append(f"{exc}; no snapshot is taken")
-            snapshot = False
 
     import anyio  # noqa: PLC0415
     import structlog  # noqa: PLC0415
@@ -129,10 +97,9 @@ def run_stop_hook(
         log.warning("configuration_warning", problem=warning)
     for problem in problems:
         log.error("stop_hook_input_problem", problem=problem)
-    remaining = settings.shutdown_budget - (time.monotonic() - started)
-    outcome = anyio.run(
-        _stop, settings, inputs, fetched if snapshot else None, remaining, SYSTEM_CLOCK
-    )
+    deadline = started + settings.shutdown_budget
+    snap = _Snap(plan, fetched, deadline) if plan is not None and fetched is not None else None
+    outcome = anyio.run(_stop, settings, inputs, snap, deadline - time.monotonic(), SYSTEM_CLOCK)
     code = outcome.exit_code
     if code == ExitCode.OK and problems:
         code = ExitCode.USAGE
@@ -153,17 +120,24 @@ def _fallback_settings(merged: Mapping[str, str]) -> Settings:
     return Settings()  # pragma: no cover - the empty environment always loads
 
 
+class _Snap:
+    """What the snapshot step has: the upload's plan, step 1's answer, the monotonic deadline."""
+
+    def __init__(self, plan: oneshot.Plan, fetched: oneshot.Fetched, deadline: float) -> None:
+        self.plan = plan
+        self.fetched = fetched
+        self.deadline = deadline
+
+
 async def _stop(
     settings: Settings,
     inputs: StopHookInputs,
-    fetched: Fetched | None,
+    snap: _Snap | None,
     remaining: float,
     clock: Clock,
 ) -> Outcome:
     """Steps 2 to 4 (step 1 ran before the event loop existed), timed on `clock`."""
     import anyio  # noqa: PLC0415
-
-    from agent.stop.upload import Outcome  # noqa: PLC0415
 
     log = _log()
     deadline = clock.now() + max(0.0, remaining)
@@ -172,7 +146,7 @@ async def _stop(
         "stop_hook_started",
         agentapi=None if settings.hooks_mode else settings.agentapi_url,
         agentapi_pid=process.pid if process else None,
-        snapshot=fetched is not None,
+        snapshot=snap is not None,
         state_persistence=inputs.state_persistence,
     )
     # Read while AgentAPI still runs: its /proc entry goes when it exits.
@@ -201,7 +175,7 @@ async def _stop(
                     outcome = await _snapshot(
                         settings,
                         inputs,
-                        fetched,
+                        snap,
                         deadline,
                         process=process,
                         state_file=saved,
@@ -226,19 +200,14 @@ def _log() -> structlog.typing.FilteringBoundLogger:
 async def _snapshot(
     settings: Settings,
     inputs: StopHookInputs,
-    fetched: Fetched | None,
+    snap: _Snap | None,
     deadline: float,
     *,
     process: AgentAPIProcess | None,
     state_file: Path | None,
     clock: Clock,
 ) -> Outcome:
-    from agent.agentapi import AgentAPIClient, parse_messages  # noqa: PLC0415
-    from agent.coder.httpapi import CoderClient  # noqa: PLC0415
-    from agent.errors import BadResponse  # noqa: PLC0415
-    from agent.stop.upload import Outcome, save_snapshot  # noqa: PLC0415
-    from agent.transport import agentapi_http, coder_http  # noqa: PLC0415
-
+    """Step 3: the blocking shell's upload (in a thread, beside step 2) of step 1's messages."""
     log = _log()
     if not inputs.snapshot:
         log.info("snapshot_skipped", reason="ARG_TASK_LOG_SNAPSHOT is not true")
@@ -246,43 +215,48 @@ async def _snapshot(
     if settings.hooks_mode:
         log.info("snapshot_skipped", reason="there is no AgentAPI (CODER_MCP_AI_AGENTAPI_URL=none)")
         return Outcome.SKIPPED
-    if fetched is None:
+    if snap is None:
         # Exactly what is missing: a task id nobody set is logged nowhere else.
         reason = "the settings it needs are unusable (logged above)"
         if inputs.task_id_unset:
             reason = "no task id: neither CODER_TASK_ID nor ARG_TASK_ID is set"
         log.info("snapshot_skipped", reason=reason)
         return Outcome.SKIPPED
-    messages: list[Message] | None = None
-    if fetched.body is None:
-        log.warning("agentapi_messages_failed", error=fetched.error)
+    oneshot.start(log, snap.deadline)
+    messages = oneshot.took(log, snap.fetched, state_file)
+    if messages is None:
         messages = await _from_state_file(state_file, process, deadline, clock)
-        if messages is None:
-            log.error(
-                "snapshot_failed",
-                reason="AgentAPI did not answer, so there is no conversation to save",
-                error=fetched.error,
-            )
-            return Outcome.NO_CONVERSATION
-    else:
+    live = messages
+    return await _in_thread(
+        lambda: oneshot.upload(snap.plan, live, deadline=snap.deadline, out=log)
+    )
+
+
+async def _in_thread(work: Callable[[], T]) -> T:
+    """`work()` in a thread of its own, awaited; abandoned (left to end at its own deadline)
+    when the caller is cancelled. A daemon thread: the process does not wait for it at exit."""
+    import anyio  # noqa: PLC0415
+    import anyio.from_thread  # noqa: PLC0415
+    import anyio.lowlevel  # noqa: PLC0415
+
+    done = anyio.Event()
+    token = anyio.lowlevel.current_token()
+    result: list[tuple[T | None, BaseException | None]] = []
+
+    def run() -> None:
         try:
-            messages = parse_messages(fetched.body)
-        except BadResponse as exc:
-            log.error(
-                "snapshot_failed", reason="AgentAPI's answer is not a conversation", error=str(exc)
-            )
-            return Outcome.NO_CONVERSATION
-    url, token = settings.require_coder()
-    async with agentapi_http(settings) as agentapi, coder_http(settings, url, token) as coder:
-        return await save_snapshot(
-            task_id=settings.task_id,
-            agentapi=AgentAPIClient(agentapi, clock=clock),
-            coder=CoderClient(coder, settings.app_slug, clock=clock),
-            deadline=deadline,
-            fetch_timeout=settings.stop_fetch_timeout,
-            live=messages,
-            clock=clock,
-        )
+            result.append((work(), None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            result.append((None, exc))
+        with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody awaits
+            anyio.from_thread.run_sync(done.set, token=token)
+
+    threading.Thread(target=run, name="snapshot upload", daemon=True).start()
+    await done.wait()
+    value, error = result[0]
+    if error is not None:
+        raise error
+    return value  # type: ignore[return-value]  # None only with an error
 
 
 async def _from_state_file(

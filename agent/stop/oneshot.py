@@ -1,25 +1,20 @@
-"""The one-shot snapshot (`python -m agent snapshot`, no daemon) with the standard library only.
+"""The stop path's blocking shell: `snapshot` without a daemon, and `stop-hook`'s snapshot.
 
-Why it exists: the one-shot snapshot replaces Coder's bash + curl + jq stop script and must cost
-about what that script costs (issue 14: at most 1.25x on small histories); httpx, pydantic,
-structlog and anyio take longer to import than the whole script runs. This shell makes
-the path's two requests with `agent.plainhttp` and does everything else with the parts the httpx
-path (`agent.direct`, `agent.stop.upload`) uses too: `agent.conversation` reads `/messages`,
-`agent.snapshot` builds the body, `agent.retry` retries, `agent.wire` turns answers
-into the error tree, `agent.stop.outcome` decides each ending, its exit code and its log line, and
-`agent.log.Writer` prints those lines as structlog would, the token masked. Same
+Why it exists: the short-lived commands replace Coder's bash + curl + jq stop scripts and must
+cost about what those scripts cost; starting an event loop and importing httpx, pydantic and
+structlog takes longer than a whole script runs. So this shell is blocking and uses the standard
+library: `agent.http_blocking` makes the two requests, and everything else is what the daemon's
+async shell (`agent.stop.upload`) uses too: `agent.conversation` reads `/messages` (its cap),
+`agent.snapshot` builds the body, `agent.retry` retries, `agent.wire` turns answers into the
+error tree, and `agent.stop.outcome` decides each ending, its exit code and its log line. Same
 timeouts (`stop_fetch_timeout` for `/messages`, `request_timeout` per Coder attempt), the same
-overall deadline (`shutdown_budget`), no redirects, TLS as httpx verifies it; SIGTERM or SIGINT
-while it runs stops it at once with the interrupted exit code. The fault and end-to-end snapshot
-tests run against both paths.
+overall deadline (`shutdown_budget`), the same caps, no redirects, TLS by `agent.wire`'s rules.
 
-When it does not apply, the httpx path runs instead (`applies`, `snapshot_once` returning None):
-- a proxy variable is set (any `*_proxy` in any case: HTTP_PROXY, HTTPS_PROXY, ALL_PROXY,
-  NO_PROXY...): httpx routes Coder requests by them, and this client speaks to servers directly;
-- a CA source cannot be loaded (SSL_CERT_FILE or SSL_CERT_DIR pointing nowhere): the httpx path
-  fails the way it always has;
-- `_CODER_TASK_AGENT_ONESHOT=httpx`: tests run both paths with it (not a setting).
-Those variables are read through `agent.config.Environment`, as everything else is.
+The steps are apart so that `stop-hook` can read `/messages` before anything else (`fetch`, its
+lines logged later by `took`) and upload later (`start`, `took`, `upload`: `save`'s steps).
+`snapshot` runs them in one go (`snapshot_once`): a SIGTERM or SIGINT while it runs stops it at
+once with the interrupted exit code. A proxy variable is honoured by `agent.http_blocking` (it hands
+Coder's request to httpx then).
 """
 
 from __future__ import annotations
@@ -30,21 +25,21 @@ import time
 from agent.config import Environment, verbatim
 from agent.conversation import BUSY_PHRASE, MAX_MESSAGES_BYTES, read_history
 from agent.errors import OutcomeUnknown, RemoteError
+from agent.http_blocking import request, url_of
 from agent.log import Writer
-from agent.plainhttp import (
-    SNAPSHOT_QUERY,
-    TOKEN_HEADER,
-    Origin,
-    coder_tls_context,
-    request,
-    snapshot_route,
-    tls_context,
-)
 from agent.retry import cut_off, deliver_blocking
 from agent.snapshot import Snapshot
 from agent.stop import outcome as stoppath
 from agent.stop.outcome import Outcome
-from agent.wire import MAX_ERROR_BODY, answer_error
+from agent.wire import (
+    MAX_ERROR_BODY,
+    SNAPSHOT_QUERY,
+    TOKEN_HEADER,
+    answer_error,
+    coder_tls_context,
+    snapshot_route,
+    tls_context,
+)
 
 # A plain constant that type checkers treat as true: `typing` is not imported on the hooks' path.
 TYPE_CHECKING = False
@@ -54,166 +49,44 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from agent.config import Settings
-    from agent.conversation import WireMessage
+    from agent.snapshot import SnapshotMessage
+    from agent.stop.outcome import Log
 
-# Tests only: `httpx` runs the httpx path, so that one suite proves both behave alike.
-FORCE_VARIABLE = "_CODER_TASK_AGENT_ONESHOT"
-
-
-def applies(environment: Environment) -> str | None:
-    """None when this path may run; else why the httpx path must."""
-    if environment.read(FORCE_VARIABLE, verbatim, "") == "httpx":
-        return f"{FORCE_VARIABLE}=httpx"
-    proxies = environment.proxies()
-    if proxies:
-        return f"{min(proxies)} is set (httpx honours proxies)"
-    return None
+# How `snapshot_started` names this shell (the daemon's: `httpx`).
+CLIENT = "stdlib"
 
 
-class _Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived: stop at once (a BaseException, so nothing swallows it)."""
+class Fetched:
+    """A `GET /messages` done, its lines not logged yet (`took` logs them)."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+    __slots__ = ("dropped", "error", "messages", "within")
 
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise _Interrupted(signum)
-
-
-class _Tls:
-    """The TLS contexts of both servers, built before anything is sent (None: plain http)."""
-
-    def __init__(self, settings: Settings, coder_url: str, environment: Environment) -> None:
-        # AgentAPI: verified, httpx's bundle only (its client does not trust the environment).
-        self.agentapi: ssl.SSLContext | None = None
-        self.coder: ssl.SSLContext | None = None
-        if settings.agentapi_url.startswith("https://"):
-            self.agentapi = tls_context(verify=True, trust_env=False)
-        self.coder = coder_tls_context(
-            coder_url,
-            verify=settings.tls_verify,
-            cert_file=environment.read("SSL_CERT_FILE", verbatim, ""),
-            cert_dir=environment.read("SSL_CERT_DIR", verbatim, ""),
-        )
+    def __init__(
+        self,
+        within: float,
+        messages: Sequence[SnapshotMessage] | None = None,
+        error: RemoteError | None = None,
+        dropped: dict[str, object] | None = None,
+    ) -> None:
+        self.within = within  # the seconds it was given
+        self.messages = messages  # None: no answer in time (error None), or a failure
+        self.error = error
+        self.dropped = dropped  # the `agentapi_messages_dropped` line's fields, if any
 
 
-def snapshot_once(settings: Settings, environment: Environment | None = None) -> int | None:
-    """Run the stop path once under `settings.shutdown_budget`; the exit code.
+def fetch(agentapi_url: str, within: float) -> Fetched:
+    """A fresh `/messages` from AgentAPI at `agentapi_url`, all of it within `within` seconds.
 
-    None when this path does not apply (see the module docstring) and nothing has been done:
-    the caller then runs the httpx path. Raises ConfigError when Coder is not configured.
+    Read through MAX_MESSAGES_BYTES; never raises for what the server does.
     """
-    environment = Environment() if environment is None else environment
-    if applies(environment) is not None:
-        return None
-    url, token = settings.require_coder()
-    try:
-        tls = _Tls(settings, url, environment)
-    except OSError:  # ssl.SSLError is one: a CA source that cannot be loaded
-        return None
-    deadline = time.monotonic() + settings.shutdown_budget
-    out = Writer(settings.log_level, settings.log_format, (token.reveal(),))
-    for warning in settings.warnings:
-        out.warning("configuration_warning", problem=warning)
-    previous = {
-        signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        outcome = _save(settings, url, token.reveal(), tls, deadline=deadline, out=out)
-    except _Interrupted as exc:
-        out.warning("snapshot_interrupted", signal=signal.Signals(exc.signum).name)
-        outcome = Outcome.INTERRUPTED
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return int(outcome.exit_code)
-
-
-def _save(
-    settings: Settings, url: str, token: str, tls: _Tls, *, deadline: float, out: Writer
-) -> Outcome:
-    """`agent.stop.upload.save_snapshot`, step for step, blocking."""
-    task_id = settings.task_id
-    if task_id is None:
-        return stoppath.no_task(out)
-    stoppath.started(out, deadline - time.monotonic(), client="stdlib")
-    within = stoppath.fetch_window(settings.stop_fetch_timeout, deadline - time.monotonic())
-    messages = _fetch(Origin(settings.agentapi_url), within, tls.agentapi, out)
-    if messages is None:
-        return stoppath.no_conversation(out)
-    snapshot = stoppath.build(out, messages)
-    if not isinstance(snapshot, Snapshot):
-        return snapshot
-    coder = Origin(url)
-    path = snapshot_route(task_id)
-    what = "POST log-snapshot"
-    where = f"{what} {coder.url(path)}"
-    headers = ((TOKEN_HEADER, token), ("Content-Type", "application/json"))
-    body = snapshot.body
-    retries = 0
-
-    def attempt(remaining: float) -> None:
-        # The request's own timeout, cut short by the overall deadline (as agent.retry does).
-        limit = min(settings.request_timeout, remaining)
-        try:
-            answer = request(
-                coder,
-                "POST",
-                path,
-                service="Coder",
-                what=where,
-                timeout=limit,
-                max_body=MAX_ERROR_BODY,
-                error_body=MAX_ERROR_BODY,
-                # The answer to a success is `null` or empty: past the cap it is garbage.
-                whole_body=False,
-                headers=headers,
-                query=SNAPSHOT_QUERY,
-                body=body,
-                tls=tls.coder,
-            )
-        except TimeoutError:
-            if remaining <= settings.request_timeout:
-                raise cut_off("Coder") from None
-            raise OutcomeUnknown("Coder", where, f"no full answer within {limit:g} s") from None
-        if not answer.ok:
-            raise answer_error(
-                "Coder",
-                what,
-                answer.status,
-                answer.body,
-                answer.headers.get("retry-after"),
-                not_found_unsupported=True,
-                secrets=(token,),
-            )
-
-    def on_retry(exc: RemoteError, wait: float) -> None:
-        nonlocal retries
-        retries += 1
-        stoppath.retrying(out, exc, wait, retries)
-
-    try:
-        deliver_blocking(
-            attempt, deadline=deadline, now=time.monotonic, sleep=time.sleep, on_retry=on_retry
-        )
-    except RemoteError as exc:
-        return stoppath.upload_failed(out, exc, retries)
-    return stoppath.uploaded(out, task_id, snapshot, retries)
-
-
-def _fetch(
-    agentapi: Origin, within: float, tls: ssl.SSLContext | None, out: Writer
-) -> Sequence[WireMessage] | None:
-    """A fresh `/messages`, or None when AgentAPI fails or does not answer `within` s."""
+    tls = tls_context(verify=True, trust_env=False) if agentapi_url.startswith("https:") else None
     try:
         answer = request(
-            agentapi,
+            agentapi_url,
             "GET",
             "/messages",
             service="AgentAPI",
-            what=f"GET {agentapi.url('/messages')}",
+            what=f"GET {url_of(agentapi_url, '/messages')}",
             timeout=within,
             max_body=MAX_MESSAGES_BYTES,
             error_body=MAX_ERROR_BODY,
@@ -230,13 +103,180 @@ def _fetch(
             )
         history = read_history(answer.body)
     except TimeoutError:
-        stoppath.fetch_timed_out(out, within, None)
-        return None
+        return Fetched(within)
     except RemoteError as exc:
-        stoppath.fetch_failed(out, exc, None)
+        return Fetched(within, error=exc)
+    return Fetched(within, history.messages, dropped=history.dropped_fields())
+
+
+def took(out: Log, fetched: Fetched, fallback: object | None) -> Sequence[SnapshotMessage] | None:
+    """Log a fetch's lines as the daemon's shell does; its messages, or None when it failed.
+
+    `fallback`: what the caller will use instead of a failed fetch (None: nothing), for the line.
+    """
+    if fetched.messages is None:
+        if fetched.error is None:
+            stoppath.fetch_timed_out(out, fetched.within, fallback)
+        else:
+            stoppath.fetch_failed(out, fetched.error, fallback)
         return None
-    dropped = history.dropped_fields()
-    if dropped is not None:
-        out.warning("agentapi_messages_dropped", **dropped)
-    stoppath.fetched(out, len(history.messages))
-    return history.messages
+    if fetched.dropped is not None:
+        out.warning("agentapi_messages_dropped", **fetched.dropped)
+    stoppath.fetched(out, len(fetched.messages))
+    return fetched.messages
+
+
+class Plan:
+    """What the upload needs, read and checked before anything is sent.
+
+    Raises ConfigError when Coder is not configured or a CA source cannot be loaded.
+    """
+
+    __slots__ = (
+        "agentapi_url",
+        "coder_tls",
+        "fetch_timeout",
+        "request_timeout",
+        "task_id",
+        "token",
+        "url",
+    )
+
+    def __init__(self, settings: Settings, environment: Environment | None = None) -> None:
+        environment = Environment() if environment is None else environment
+        url, token = settings.require_coder()
+        self.url = url
+        self.token = token.reveal()
+        self.task_id = settings.task_id
+        self.agentapi_url = settings.agentapi_url
+        self.fetch_timeout = settings.stop_fetch_timeout
+        self.request_timeout = settings.request_timeout
+        self.coder_tls: ssl.SSLContext | None = coder_tls_context(
+            url,
+            verify=settings.tls_verify,
+            cert_file=environment.read("SSL_CERT_FILE", verbatim, ""),
+            cert_dir=environment.read("SSL_CERT_DIR", verbatim, ""),
+        )
+
+
+def save(plan: Plan, *, deadline: float, out: Log) -> Outcome:
+    """`agent.stop.upload.save_snapshot`, step for step, blocking; `deadline` on time.monotonic."""
+    if plan.task_id is None:
+        return stoppath.no_task(out)
+    start(out, deadline)
+    within = stoppath.fetch_window(plan.fetch_timeout, deadline - time.monotonic())
+    return upload(
+        plan, took(out, fetch(plan.agentapi_url, within), None), deadline=deadline, out=out
+    )
+
+
+def start(out: Log, deadline: float) -> None:
+    """The stop path's first line (`snapshot_started`)."""
+    stoppath.started(out, deadline - time.monotonic(), client=CLIENT)
+
+
+def upload(
+    plan: Plan, messages: Sequence[SnapshotMessage] | None, *, deadline: float, out: Log
+) -> Outcome:
+    """Build the snapshot of `messages` (None: the conversation could not be read) and upload
+    it with retries before `deadline`; the ending, logged once."""
+    task_id = plan.task_id
+    if task_id is None:
+        return stoppath.no_task(out)
+    if messages is None:
+        return stoppath.no_conversation(out)
+    snapshot = stoppath.build(out, messages)
+    if not isinstance(snapshot, Snapshot):
+        return snapshot
+    path = snapshot_route(task_id)
+    what = "POST log-snapshot"
+    where = f"{what} {url_of(plan.url, path)}"
+    headers = ((TOKEN_HEADER, plan.token), ("Content-Type", "application/json"))
+    body = snapshot.body
+    retries = 0
+
+    def attempt(remaining: float) -> None:
+        # The request's own timeout, cut short by the overall deadline (as agent.retry does).
+        limit = min(plan.request_timeout, remaining)
+        try:
+            answer = request(
+                plan.url,
+                "POST",
+                path,
+                service="Coder",
+                what=where,
+                timeout=limit,
+                max_body=MAX_ERROR_BODY,
+                error_body=MAX_ERROR_BODY,
+                # The answer to a success is `null` or empty: past the cap it is garbage.
+                whole_body=False,
+                headers=headers,
+                query=SNAPSHOT_QUERY,
+                body=body,
+                tls=plan.coder_tls,
+                trust_env=True,
+            )
+        except TimeoutError:
+            if remaining <= plan.request_timeout:
+                raise cut_off("Coder") from None
+            raise OutcomeUnknown("Coder", where, f"no full answer within {limit:g} s") from None
+        if not answer.ok:
+            raise answer_error(
+                "Coder",
+                what,
+                answer.status,
+                answer.body,
+                answer.headers.get("retry-after"),
+                not_found_unsupported=True,
+                secrets=(plan.token,),
+            )
+
+    def on_retry(exc: RemoteError, wait: float) -> None:
+        nonlocal retries
+        retries += 1
+        stoppath.retrying(out, exc, wait, retries)
+
+    try:
+        deliver_blocking(
+            attempt, deadline=deadline, now=time.monotonic, sleep=time.sleep, on_retry=on_retry
+        )
+    except RemoteError as exc:
+        return stoppath.upload_failed(out, exc, retries)
+    return stoppath.uploaded(out, task_id, snapshot, retries)
+
+
+class _Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived: stop at once (a BaseException, so nothing swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise _Interrupted(signum)
+
+
+def snapshot_once(settings: Settings, environment: Environment | None = None) -> int:
+    """`snapshot` without a daemon: the stop path once under `settings.shutdown_budget`.
+
+    Returns the exit code. Raises ConfigError (before anything is sent) when Coder is not
+    configured or a CA source cannot be loaded.
+    """
+    plan = Plan(settings, environment)
+    deadline = time.monotonic() + settings.shutdown_budget
+    out = Writer(settings.log_level, settings.log_format, (plan.token,))
+    for warning in settings.warnings:
+        out.warning("configuration_warning", problem=warning)
+    previous = {
+        signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        outcome = save(plan, deadline=deadline, out=out)
+    except _Interrupted as exc:
+        out.warning("snapshot_interrupted", signal=signal.Signals(exc.signum).name)
+        outcome = Outcome.INTERRUPTED
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return int(outcome.exit_code)

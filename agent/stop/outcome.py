@@ -1,12 +1,12 @@
 """The stop path's decisions and log lines, apart from any I/O: one place for both shells.
 
 The stop path (read the conversation, build the snapshot, upload it inside one deadline) has two
-shells: `agent.stop.upload` (anyio and httpx: the daemon, the stop hook, the one-shot snapshot when
-a proxy is configured) and `agent.stop.oneshot` (the one-shot snapshot with the standard
-library only). What each ending means (its Outcome and exit code) and the one line it is logged
-as are decided here, so both shells end alike and say so alike. Each step takes the shell's
-logger: structlog's, or `agent.reportsocket.client.Writer` (same events, same fields, token masked).
-Standard library only.
+shells: `agent.stop.upload` (anyio and httpx: the daemon) and `agent.stop.oneshot` (blocking,
+the standard library: `snapshot` without a daemon and `stop-hook`). What each ending means (its
+Outcome and exit code) and the one line it is logged as are decided here, so both shells end
+alike and say so alike. Each step takes the shell's logger: structlog's, or
+`agent.reportsocket.client.Writer` (same events, same fields, token masked). Standard library
+only.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def no_task(log: Log) -> Outcome:
 def started(log: Log, budget: float, client: str) -> None:
     """The stop path's first line; with the `mono` field of every line, this makes its duration
     checkable from the process's own log (tests do, on a loaded machine, instead of timing from
-    outside). `client` names the HTTP path (`httpx`, `stdlib`, or the daemon's `h11` line)."""
+    outside). `client` names the HTTP runtime (`httpx`, or `stdlib` for the blocking shell)."""
     log.info("snapshot_started", budget_s=round(budget, 3), client=client)
 
 

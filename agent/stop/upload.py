@@ -1,11 +1,13 @@
-"""The stop path: read the conversation, build the snapshot, upload it, all inside one deadline.
+"""The daemon's stop path: read the conversation, build the snapshot, upload it, in one deadline.
 
-Shared by the daemon's SIGTERM handling, the stop hook, and the one-shot hook (`python -m agent
-snapshot`) when it cannot take its standard-library path (`agent.stop.oneshot`). It
-depends on nothing but its arguments. The daemon passes its mirror's snapshot as `live` when the
-event stream was connected and current (then nothing is fetched or built: the upload starts at
-once), and the mirror's messages as the fallback otherwise, so a dead or blocked AgentAPI at
-stop still leaves the newest messages saved.
+The async shell (the daemon's SIGTERM, and `snapshot` handed to it over the report socket); the
+blocking shell of the short-lived commands (`snapshot` without a daemon, `stop-hook`) is
+`agent.stop.oneshot`. Both take their steps, endings and log lines from `agent.stop.outcome`,
+their caps from `agent.conversation` and `agent.wire`. It depends on nothing but its arguments.
+The daemon passes its mirror's snapshot as `live` when the event stream was connected and
+current (then nothing is fetched or built: the upload starts at once), and the mirror's
+messages as the fallback otherwise, so a dead or blocked AgentAPI at stop still leaves the
+newest messages saved.
 """
 
 from __future__ import annotations
@@ -30,9 +32,8 @@ log = structlog.get_logger("agent.stop.upload")
 
 
 class SnapshotUploader(Protocol):
-    """What uploads the snapshot: `agent.coder.httpapi.CoderClient` (httpx) or the daemon's own line
-    (`agent.coderline.CoderLine`, h11 over a kept connection). One attempt per call, errors from
-    the `agent.errors` tree; `client` names the path in `snapshot_started`."""
+    """What uploads the snapshot: `agent.coder.httpapi.CoderClient` (or a test's fake). One attempt
+    per call, errors from the `agent.errors` tree; `client` names the path in `snapshot_started`."""
 
     @property
     def client(self) -> str: ...

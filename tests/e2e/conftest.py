@@ -17,8 +17,6 @@ import anyio.abc
 import httpx
 import pytest
 
-from agent.config import Environment
-from agent.stop.oneshot import FORCE_VARIABLE, applies
 from standins.agentapi import AgentAPIStandIn, run_agentapi_standin
 from standins.coder import CoderStandIn, RequestRecord, run_coder_standin
 from standins.coder.store import Store, Task
@@ -37,8 +35,6 @@ class Peers:
     coder_url: str
     workdir: Path
     agentapi_scope: anyio.CancelScope
-    # Which HTTP path a one-shot `snapshot` takes (the `oneshot` fixture runs a test on both).
-    oneshot: str = "stdlib"
 
     def kill_agentapi(self) -> None:
         """Stop serving AgentAPI: its port refuses connections from now on."""
@@ -53,12 +49,8 @@ class Peers:
             task_id=TASK_ID,
             app_slug=SLUG,
             socket=self.workdir / "run" / "report.sock",
-            **{"CODER_TASK_AGENT_WORKING_DEBOUNCE": "0.3", **self.path_switch(), **extra},
+            **{"CODER_TASK_AGENT_WORKING_DEBOUNCE": "0.3", **extra},
         )
-
-    def path_switch(self) -> dict[str, str]:
-        """The environment that sends a one-shot `snapshot` down `self.oneshot`'s path."""
-        return {FORCE_VARIABLE: "httpx"} if self.oneshot == "httpx" else {}
 
     def states(self) -> list[str]:
         return [row["state"] for row in self.coder.store.statuses()]
@@ -95,15 +87,9 @@ async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
         coder.store.close()
 
 
-@pytest.fixture(params=["stdlib", "httpx"])
-def oneshot(request: pytest.FixtureRequest, peers: Peers) -> str:
-    """Run the test once on each path of the one-shot `snapshot` (they must behave alike)."""
-    peers.oneshot = request.param
-    return str(request.param)
-
-
 STARTED: list[anyio.abc.Process] = []
-# The HTTP path each started process must log in `snapshot_started` (checked by `finish`).
+# The stop path's shell each started process must log in `snapshot_started` (checked by
+# `finish`): the daemon's async one (httpx), or the blocking one of the short commands.
 CLIENT: dict[int, str] = {}
 
 
@@ -117,12 +103,9 @@ async def start_agent(args: list[str], env: Mapping[str, str]) -> anyio.abc.Proc
         stderr=subprocess.PIPE,
     )
     STARTED.append(process)
-    if args[:1] == ["snapshot"]:
-        CLIENT[process.pid] = "stdlib" if applies(Environment(env)) is None else "httpx"
+    if args[:1] in (["snapshot"], ["stop-hook"]):
+        CLIENT[process.pid] = "stdlib"
     elif args[:1] == ["run"]:
-        # The daemon's own line (agent.coderline), unless a proxy variable hands it to httpx.
-        CLIENT[process.pid] = "httpx" if Environment(env).proxies() else "h11"
-    elif args[:1] == ["stop-hook"]:
         CLIENT[process.pid] = "httpx"
     return process
 

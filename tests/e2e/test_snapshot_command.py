@@ -14,7 +14,6 @@ from tests.faults.test_coder_faults import assert_within_budget
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_snapshot_uploads_the_conversation(peers: Peers) -> None:
     peers.agentapi.put_message("user", "Refactor the parser 漢字 👍")
     peers.agentapi.put_message("agent", "Done: " + "x" * 200_000)
@@ -38,7 +37,6 @@ async def test_snapshot_uploads_the_conversation(peers: Peers) -> None:
     assert "snapshot_uploaded" in events
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_the_full_command_line_takes_the_same_path(peers: Peers) -> None:
     # A repeated option is argparse's to parse (not the hooks' fast path): `Settings` are read
     # first, and the one-shot path still runs from them.
@@ -53,7 +51,6 @@ async def test_the_full_command_line_takes_the_same_path(peers: Peers) -> None:
     assert body["messages"][-1]["content"] == "parsed by argparse"
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_no_task_id_is_skipped(peers: Peers) -> None:
     code, stderr = await finish(await start_agent(["snapshot"], peers.env(CODER_TASK_ID="")))
     assert code == 0
@@ -62,7 +59,6 @@ async def test_no_task_id_is_skipped(peers: Peers) -> None:
     assert peers.snapshot_requests() == []
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_server_without_tasks_is_unsupported(peers: Peers) -> None:
     peers.coder.tasks_enabled = False
     code, stderr = await finish(await start_agent(["snapshot"], peers.env()))
@@ -70,7 +66,6 @@ async def test_server_without_tasks_is_unsupported(peers: Peers) -> None:
     assert "unsupported by this server" in stderr
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_rejected_upload_exits_4(peers: Peers) -> None:
     code, stderr = await finish(
         await start_agent(["snapshot"], peers.env(CODER_AGENT_TOKEN="wrong-token"))
@@ -80,7 +75,6 @@ async def test_rejected_upload_exits_4(peers: Peers) -> None:
     assert "wrong-token" not in stderr
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_retries_through_503_then_uploads(peers: Peers) -> None:
     peers.coder.faults += [Fault("log-snapshot", 503, times=2)]
     code, stderr = await finish(await start_agent(["snapshot"], peers.env()))
@@ -88,7 +82,6 @@ async def test_retries_through_503_then_uploads(peers: Peers) -> None:
     assert [r["status"] for r in peers.snapshot_requests()] == [503, 503, 204]
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_coder_down_exits_5_within_the_budget(peers: Peers) -> None:
     env = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_SHUTDOWN_BUDGET="1")
     code, stderr = await finish(await start_agent(["snapshot"], env))
@@ -97,7 +90,6 @@ async def test_coder_down_exits_5_within_the_budget(peers: Peers) -> None:
     assert_within_budget(stderr)
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_agentapi_down_exits_3(peers: Peers) -> None:
     env = peers.env(CODER_MCP_AI_AGENTAPI_URL="http://127.0.0.1:9")
     code, stderr = await finish(await start_agent(["snapshot"], env))
@@ -136,16 +128,22 @@ async def test_with_a_daemon_running_the_daemon_uploads(peers: Peers) -> None:
 
 
 def shape(stderr: str) -> list[tuple[str, str, list[str]]]:
-    """Each log line's event, level and field names: what both paths must print alike."""
+    """The stop path's lines (event, level, field names): what both commands must print alike."""
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    return [(line["event"], line["level"], sorted(line)) for line in lines]
+    return [
+        (line["event"], line["level"], sorted(line))
+        for line in lines
+        if line["event"].startswith(("snapshot_", "agentapi_messages"))
+    ]
 
 
 @pytest.mark.parametrize(
     "scenario", ["uploaded after a 503", "unsupported", "rejected", "agentapi down"]
 )
-async def test_both_paths_print_the_same_lines(peers: Peers, scenario: str) -> None:
-    peers.agentapi.put_message("user", "the same on both paths")
+async def test_snapshot_and_stop_hook_print_the_same_lines(peers: Peers, scenario: str) -> None:
+    # One blocking shell (agent.stop.oneshot) for both commands: the stop hook has no lines of
+    # its own for the stop path, and ends as `snapshot` does (`--strict` gives its exit code).
+    peers.agentapi.put_message("user", "the same for both commands")
     env = {"CODER_TASK_AGENT_LOG_LEVEL": "debug"}
     if scenario == "rejected":
         env["CODER_AGENT_TOKEN"] = "wrong-token"
@@ -153,11 +151,11 @@ async def test_both_paths_print_the_same_lines(peers: Peers, scenario: str) -> N
         env["CODER_MCP_AI_AGENTAPI_URL"] = "http://127.0.0.1:9"
     peers.coder.tasks_enabled = scenario != "unsupported"
     results = {}
-    for path in ("stdlib", "httpx"):
+    for command in (["snapshot"], ["stop-hook", "--strict"]):
         if scenario == "uploaded after a 503":
             peers.coder.faults += [Fault("log-snapshot", 503, times=1)]
-        peers.oneshot = path
-        results[path] = await finish(await start_agent(["snapshot"], peers.env(**env)))
-    (stdlib_code, stdlib_log), (httpx_code, httpx_log) = results["stdlib"], results["httpx"]
-    assert stdlib_code == httpx_code, (stdlib_log, httpx_log)
-    assert shape(stdlib_log) == shape(httpx_log), (stdlib_log, httpx_log)
+        results[command[0]] = await finish(await start_agent(command, peers.env(**env)))
+    (snapshot_code, snapshot_log), (hook_code, hook_log) = results["snapshot"], results["stop-hook"]
+    assert snapshot_code == hook_code, (snapshot_log, hook_log)
+    assert shape(snapshot_log) == shape(hook_log), (snapshot_log, hook_log)
+    assert shape(snapshot_log), snapshot_log

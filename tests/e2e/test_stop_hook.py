@@ -240,8 +240,11 @@ async def test_strict_gives_our_exit_codes(peers: Peers, home: Path) -> None:
     env = hook_env(peers, home, 9)
     code, stderr = await finish(await start_agent(["stop-hook"], env))
     assert code == 0
-    (failed,) = [e for e in events(stderr) if e["event"] == "snapshot_failed"]
-    assert "http://localhost:9/messages" in str(failed["error"])
+    (unread,) = [e for e in events(stderr) if e["event"] == "agentapi_messages_failed"]
+    assert "http://localhost:9/messages" in str(unread["error"])
+    assert [e["reason"] for e in events(stderr) if e["event"] == "snapshot_failed"] == [
+        "AgentAPI did not answer, so there is no conversation to save"
+    ]
     code, _ = await finish(await start_agent(["stop-hook", "--strict"], env))
     assert code == 3
 

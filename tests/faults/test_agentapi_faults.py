@@ -18,7 +18,6 @@ from tests.e2e.conftest import (
     TOKEN,
     Peers,
     finish,
-    oneshot,
     peers,
     start_agent,
     terminate,
@@ -28,7 +27,7 @@ from tests.faults.servers import Behaviour, Scripted, answer, serve_on_loopback,
 from tests.faults.test_coder_faults import assert_within_budget, named
 
 pytestmark = pytest.mark.anyio
-_ = (peers, oneshot)
+_ = peers
 
 
 def free_port() -> int:
@@ -188,7 +187,6 @@ async def test_messages_blocking_at_stop_uses_the_mirror(peers: Peers) -> None:
     assert TOKEN not in stderr
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_a_50_mb_message_at_stop(peers: Peers) -> None:
     peers.agentapi.put_message("agent", "tail-marker " + "m" * 50_000_000 + " THE END")
     # The Python stand-in serialises 50 MB far slower than AgentAPI (Go): on a loaded machine

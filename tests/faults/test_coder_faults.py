@@ -8,12 +8,12 @@ import anyio
 import pytest
 
 from standins.http import Request, Response
-from tests.e2e.conftest import TOKEN, Peers, finish, oneshot, peers, start_agent, terminate
+from tests.e2e.conftest import TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until
 from tests.faults.servers import Scripted, answer, reset_server, serve_on_loopback
 
 pytestmark = pytest.mark.anyio
-_ = (peers, oneshot)  # the fixture, shared with the end-to-end tests
+_ = peers  # the fixture, shared with the end-to-end tests
 BUDGET = 2.0
 # Past its deadline the stop path only cancels and logs; on a loaded 2-core machine a
 # scheduling delay can still add a little. Measured on the process's own monotonic clock.
@@ -61,7 +61,6 @@ async def snapshot_against(peers: Peers, coder_url: str, **env: str) -> tuple[in
     return await finish(process)
 
 
-@pytest.mark.usefixtures("oneshot")
 @pytest.mark.parametrize(
     ("name", "behaviour", "expected_code", "retried"),
     [
@@ -104,7 +103,6 @@ async def test_snapshot_faults(
     assert len(outcome) == 1, "one clear line per problem, not one per retry"
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_retry_after_is_honoured(peers: Peers) -> None:
     times: list[float] = []
 
@@ -128,7 +126,6 @@ async def test_retry_after_is_honoured(peers: Peers) -> None:
     assert times[1] - times[0] >= 1.5
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_connection_refused(peers: Peers) -> None:
     code, stderr = await snapshot_against(peers, "http://127.0.0.1:9")
     assert code == 5
@@ -136,7 +133,6 @@ async def test_connection_refused(peers: Peers) -> None:
     assert len(named(stderr, "snapshot_failed")) == 1
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_reset_mid_response(peers: Peers) -> None:
     hits: list[int] = []
     async with anyio.create_task_group() as group:
@@ -150,7 +146,6 @@ async def test_reset_mid_response(peers: Peers) -> None:
     assert_within_budget(stderr)
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_redirect_to_another_origin_is_not_followed(peers: Peers) -> None:
     elsewhere = Scripted(answer(204))
     async with anyio.create_task_group() as group:

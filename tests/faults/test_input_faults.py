@@ -15,14 +15,14 @@ import anyio.abc
 import pytest
 
 from standins.http import Request, Response, json_response
-from tests.e2e.conftest import TOKEN, Peers, finish, oneshot, peers, start_agent, terminate
+from tests.e2e.conftest import TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import TIME, wait_until
 from tests.faults.servers import Scripted, answer, serve_on_loopback, sse
 from tests.faults.test_agentapi_faults import daemon_against, stop_daemon
 from tests.faults.test_coder_faults import named
 
 pytestmark = pytest.mark.anyio
-_ = (peers, oneshot)
+_ = peers
 
 WELCOME = {"id": 0, "role": "agent", "content": "Welcome", "time": TIME}
 
@@ -174,7 +174,6 @@ async def run(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     return code, stderr
 
 
-@pytest.mark.usefixtures("oneshot")
 @pytest.mark.parametrize("status", [400, 500])
 async def test_a_proxy_echoing_the_token_cannot_put_it_in_the_output(
     peers: Peers, status: int

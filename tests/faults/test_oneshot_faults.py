@@ -1,9 +1,7 @@
-"""The one-shot `snapshot` (no daemon) against misbehaving servers, on both of its HTTP paths.
+"""The one-shot `snapshot` (no daemon) against misbehaving servers: the stop path's blocking shell.
 
-Every test here runs twice (the `oneshot` fixture): on the standard-library path that runs by
-default and on the httpx path (`_CODER_TASK_AGENT_ONESHOT=httpx`), and `finish` checks that the
-process took the path asked for. Both must end alike: same exit code, same log events, the
-deadline kept by the process's own clock, the token in no output.
+Each ends with the documented exit code and log events, the deadline kept by the process's own
+clock, the token in no output (`finish` checks it, and that the blocking shell ran).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import pytest
 import trustme
 
 from standins.http import Request, Response, json_response, text_response
-from tests.e2e.conftest import TASK_ID, Peers, finish, oneshot, peers, start_agent
+from tests.e2e.conftest import TASK_ID, Peers, finish, peers, start_agent
 from tests.fakes import TIME
 from tests.faults.servers import Behaviour, Scripted, answer, serve_on_loopback
 from tests.faults.test_coder_faults import (
@@ -33,14 +31,17 @@ from tests.faults.test_coder_faults import (
     stop_path_seconds,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("oneshot")]
-_ = (peers, oneshot)
+pytestmark = pytest.mark.anyio
+_ = peers
 
 GOOD = {"id": 1, "role": "user", "content": "keep me", "time": TIME}
 
 
-async def snapshot_from(peers: Peers, agentapi: Behaviour, **env: str) -> tuple[int, str]:
-    """The one-shot snapshot with a scripted AgentAPI (the Coder stand-in receives the upload)."""
+async def snapshot_from(
+    peers: Peers, agentapi: Behaviour, command: tuple[str, ...] = ("snapshot",), **env: str
+) -> tuple[int, str]:
+    """The one-shot snapshot (or `command`) with a scripted AgentAPI (the Coder stand-in receives
+    the upload)."""
     server = Scripted(agentapi)
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
@@ -49,7 +50,7 @@ async def snapshot_from(peers: Peers, agentapi: Behaviour, **env: str) -> tuple[
             "CODER_TASK_AGENT_SHUTDOWN_BUDGET": str(BUDGET),
             **env,
         }
-        result = await finish(await start_agent(["snapshot"], peers.env(**settings)))
+        result = await finish(await start_agent(list(command), peers.env(**settings)))
         group.cancel_scope.cancel()
     return result
 
@@ -132,6 +133,57 @@ async def test_a_trickling_agentapi_is_cut_off_at_the_fetch_timeout(peers: Peers
     assert code == 3, stderr
     elapsed, _ = stop_path_seconds(stderr)
     assert elapsed <= 0.5 + OVERRUN
+
+
+async def _trickle(request: Request) -> Response:
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"messages": ['
+        while True:  # a byte at a time, for ever: only an overall deadline ends it
+            await anyio.sleep(0.05)
+            yield b" "
+
+    return Response(headers=[("content-type", "application/json")], stream=body())
+
+
+async def _huge(request: Request) -> Response:
+    async def body() -> AsyncIterator[bytes]:
+        while True:  # 300 MB announced, sent for as long as anyone reads
+            yield b" " * 65536
+
+    return Response(headers=[("content-length", "300000000")], stream=body())
+
+
+async def _never(request: Request) -> Response:
+    await anyio.sleep_forever()
+    raise AssertionError  # pragma: no cover
+
+
+@pytest.mark.parametrize("command", [("snapshot",), ("stop-hook", "--strict")])
+@pytest.mark.parametrize(
+    ("behaviour", "line"),
+    [
+        (_trickle, "agentapi_messages_timeout"),
+        (_huge, "agentapi_messages_failed"),
+        (_never, "agentapi_messages_timeout"),
+    ],
+    ids=["trickle", "300 MB", "never answers"],
+)
+async def test_a_hostile_agentapi_is_bounded_for_both_commands(
+    peers: Peers, command: tuple[str, ...], behaviour: Behaviour, line: str
+) -> None:
+    # One blocking shell reads /messages for both commands: under one deadline (the fetch
+    # timeout) and through the 128 MiB cap (a larger answer is refused, not read). Unbounded,
+    # either command would hang here (the test's own bound) or read 300 MB.
+    code, stderr = await snapshot_from(
+        peers, behaviour, command, CODER_TASK_AGENT_STOP_FETCH_TIMEOUT="0.5"
+    )
+    assert code == 3, stderr  # no conversation
+    (failed,) = named(stderr, line)
+    if line == "agentapi_messages_timeout":
+        assert failed["timeout_s"] == 0.5
+    else:
+        assert "exceeds 134217728 bytes" in str(failed["error"])
+    assert peers.snapshot_requests() == []
 
 
 async def test_a_chunked_history_is_read_whole(peers: Peers) -> None:
@@ -240,12 +292,16 @@ async def test_a_signal_during_the_upload_stops_at_once(
     assert elapsed < budget / 2, "it stopped on the signal, not at the deadline"
 
 
-async def test_a_proxy_variable_hands_over_to_the_httpx_path(peers: Peers) -> None:
-    # NO_PROXY alone changes nothing httpx does here; the upload works either way, by httpx
-    # (`finish` checks the path: httpx whenever a proxy variable is set).
-    code, stderr = await finish(await start_agent(["snapshot"], peers.env(NO_PROXY="localhost")))
-    assert code == 0, stderr
-    assert named(stderr, "snapshot_started")[0]["client"] == "httpx"
+async def test_a_proxy_variable_carries_the_upload_not_the_read(peers: Peers) -> None:
+    # A proxy that refuses connections: the upload goes to it (httpx, which honours the
+    # variable, carries it) and never reaches Coder; AgentAPI, on loopback, is read directly.
+    env = peers.env(HTTP_PROXY="http://127.0.0.1:9", CODER_TASK_AGENT_SHUTDOWN_BUDGET=str(BUDGET))
+    peers.agentapi.put_message("user", "through the proxy")
+    code, stderr = await finish(await start_agent(["snapshot"], env))
+    assert code == 5, stderr  # undelivered, not "no conversation": the read worked
+    assert peers.snapshot_requests() == []
+    assert named(stderr, "agentapi_messages_failed") == []
+    assert_within_budget(stderr)
 
 
 # -- TLS: a real HTTPS server on loopback with a certificate from a CA made here -----------------
@@ -324,16 +380,12 @@ async def test_tls_verification_off_accepts_it_with_a_warning(
     assert "TLS_VERIFY is off" in str(warning["problem"])
 
 
-async def test_a_ca_file_that_cannot_be_loaded_fails_as_the_httpx_path_does(
-    peers: Peers, ca: trustme.CA, tmp_path: Path
+async def test_a_ca_file_that_cannot_be_loaded_is_a_configuration_error(
+    peers: Peers, tmp_path: Path
 ) -> None:
-    # httpx raises while it builds its client (FileNotFoundError): the standard library's path
-    # does not try to do better, it hands over, and that is a configuration error naming the
-    # variable (agent.transport), not a traceback.
     missing = str(tmp_path / "no-such-ca.pem")
     env = peers.env(CODER_AGENT_URL="https://127.0.0.1:9", SSL_CERT_FILE=missing)
     code, stderr = await finish(await start_agent(["snapshot"], env))
     assert code == 2, stderr
     assert "configuration error: SSL_CERT_FILE" in stderr
-    assert "FileNotFoundError" in stderr
     assert "Traceback" not in stderr

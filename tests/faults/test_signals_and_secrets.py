@@ -14,12 +14,12 @@ import anyio.abc
 import pytest
 
 from standins.coder import Fault
-from tests.e2e.conftest import TOKEN, Peers, finish, oneshot, peers, start_agent, terminate
+from tests.e2e.conftest import TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until
 from tests.faults.test_coder_faults import assert_within_budget, named
 
 pytestmark = pytest.mark.anyio
-_ = (peers, oneshot)
+_ = peers
 
 
 def started(peers: Peers) -> Callable[[], bool]:
@@ -131,7 +131,6 @@ async def test_bad_configuration_fails_at_start(
     assert not (peers.workdir / "run" / "report.sock").exists()
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_token_file_world_readable_warns(peers: Peers, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
@@ -158,7 +157,6 @@ async def test_token_is_in_no_argv_and_no_log_line(peers: Peers) -> None:
     assert named(stderr, "snapshot_failed")
 
 
-@pytest.mark.usefixtures("oneshot")
 async def test_tls_verification_off_is_explicit_and_logged(peers: Peers) -> None:
     env = peers.env(CODER_TASK_AGENT_TLS_VERIFY="false")
     code, stderr = await finish(await start_agent(["snapshot"], env))

@@ -1,0 +1,394 @@
+"""One blocking HTTP request on the standard library's `http.client`: the short-lived commands'.
+
+Why it exists: `snapshot` without a daemon and `stop-hook` make two requests each (GET
+AgentAPI's `/messages`, POST the snapshot to Coder) and must cost about what Coder's own stop
+script costs; starting an event loop and importing httpx costs more than that whole script.
+The daemon's requests go through `agent.http_async` (httpx); this helper does the same for the
+blocking shell (`agent.stop.oneshot`), with the same rules:
+
+- one overall deadline for the whole call: the name lookup (in a thread, for a name other than
+  `localhost` or an address), the connect, TLS, sending and every read (each read gets only the
+  time left, so a server trickling its answer cannot stretch the call). TimeoutError when it
+  passes, for the caller to word (as `agent.retry` words its own);
+- the answer read through a size cap: a 2xx past `max_body` is refused (BadResponse) or cut,
+  any other answer cut at `error_body`; a declared length past the cap is refused unread;
+- never a redirect followed (`http.client` follows none): a 3xx is an answer, the token stays;
+- TLS by the rules of `agent.wire.tls_context`, the caller's context;
+- failures in the error tree as `agent.http_async` words httpx's: NotSent when nothing left
+  (no such host, refused, TLS handshake refused), OutcomeUnknown once the request may have left.
+
+Proxies: `http.client` does not read the proxy variables, httpx does. A request made with
+`trust_env` (Coder's) while a proxy variable is set is handed to `agent.http_async.request` on a
+throwaway httpx client: the one place the blocking runtime meets a proxy. AgentAPI is on
+loopback and never proxied, as in the daemon.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import time
+from urllib.parse import urlencode, urlsplit
+
+from agent.config import Environment
+from agent.errors import BadResponse, NotSent, OutcomeUnknown
+from agent.wire import USER_AGENT
+
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Mapping, Sequence
+
+    from _typeshed import WriteableBuffer
+
+_READ = 65536
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Answer:
+    """An answer with its body read (through the cap)."""
+
+    __slots__ = ("body", "complete", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes, complete: bool) -> None:
+        self.status = status
+        self.headers = headers  # lower-case names; a repeated header keeps its last value
+        self.body = body
+        self.complete = complete  # False when the body was cut at the cap
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx answer."""
+        return 200 <= self.status < 300
+
+
+def url_of(base: str, path: str) -> str:
+    """The URL of `path` under the base URL, as error messages name it (never with a query)."""
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def request(
+    base: str,
+    method: str,
+    path: str,
+    *,
+    service: str,
+    what: str,
+    timeout: float,
+    max_body: int,
+    error_body: int,
+    whole_body: bool = True,
+    headers: Sequence[tuple[str, str]] = (),
+    query: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    tls: ssl.SSLContext | None = None,
+    trust_env: bool = False,
+) -> Answer:
+    """One call to `path` under the base URL `base`, all of it within `timeout` seconds.
+
+    A 2xx body is read through `max_body` (past it: BadResponse with `whole_body`, else cut),
+    any other through `error_body`. `trust_env`: the proxy variables apply (see the module
+    docstring). Raises TimeoutError when `timeout` passes, NotSent when the request never
+    left, OutcomeUnknown when it may have, BadResponse (above).
+    """
+    deadline = time.monotonic() + timeout
+    if trust_env and Environment().proxies():
+        return _through_httpx(
+            base,
+            method,
+            path,
+            service=service,
+            what=what,
+            timeout=timeout,
+            max_body=max_body,
+            whole_body=whole_body,
+            headers=headers,
+            query=query,
+            body=body,
+            tls=tls,
+        )
+    connection, target = _connection(
+        base, path, query=query, tls=tls, deadline=deadline, service=service, what=what
+    )
+    sock: socket.socket | None = None
+    try:
+        sock = _connect(connection, deadline, service, what)
+        try:
+            sock.settimeout(_left(deadline))
+            connection.request(
+                method,
+                target,
+                body=body,
+                headers={
+                    "Accept": "*/*",
+                    "Connection": "close",
+                    "User-Agent": USER_AGENT,
+                    **dict(headers),
+                },
+            )
+            response = connection.getresponse()
+            ok = 200 <= response.status < 300
+            limit = max_body if ok else error_body
+            if ok and whole_body and response.length is not None and response.length > limit:
+                raise BadResponse(service, what, f"the answer exceeds {max_body} bytes")
+            read, complete = _read_capped(response, limit, keep_cut=not (ok and whole_body))
+        except TimeoutError:
+            raise
+        except http.client.HTTPException as exc:
+            detail = str(exc) or type(exc).__name__
+            raise OutcomeUnknown(service, what, f"RemoteProtocolError: {detail}") from None
+        except OSError as exc:
+            raise OutcomeUnknown(service, what, f"ReadError: {exc}".rstrip(": ")) from None
+    finally:
+        _close(connection, sock)
+    if ok and whole_body and not complete:
+        raise BadResponse(service, what, f"the answer exceeds {max_body} bytes")
+    answer_headers = {name.lower(): value.strip() for name, value in response.getheaders()}
+    return Answer(response.status, answer_headers, read, complete)
+
+
+def _connection(
+    base: str,
+    path: str,
+    *,
+    query: Mapping[str, str] | None,
+    tls: ssl.SSLContext | None,
+    deadline: float,
+    service: str,
+    what: str,
+) -> tuple[http.client.HTTPConnection, str]:
+    """A connection to the base URL's server (not yet connected), and the request target."""
+    parts = urlsplit(base)
+    target = parts.path.rstrip("/") + "/" + path.lstrip("/")
+    if query:
+        target += "?" + urlencode(query)
+    host = parts.hostname or ""
+    port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    connection: http.client.HTTPConnection
+    if tls is None:
+        connection = http.client.HTTPConnection(host, port)
+    else:
+        tls.sslsocket_class = _tls_socket_class()
+        connection = http.client.HTTPSConnection(host, port, context=tls)
+    # Every socket of this call is opened here: within the deadline, reads bounded by it.
+    connection._create_connection = (  # type: ignore[attr-defined]
+        lambda address, _timeout, _source: _open(address, deadline, service, what)
+    )
+    return connection, target
+
+
+def _connect(
+    connection: http.client.HTTPConnection, deadline: float, service: str, what: str
+) -> socket.socket:
+    """Connect (the TLS handshake done, for https); NotSent when no connection was made."""
+    try:
+        connection.connect()
+    except (TimeoutError, NotSent):
+        raise
+    except OSError as exc:  # refused, unreachable, the TLS handshake (ssl.SSLError)
+        raise NotSent(service, what, f"ConnectError: {exc}") from None
+    sock: socket.socket = connection.sock
+    # A TLS socket is a new object (made by _tls_socket_class's class): the deadline, again.
+    sock.deadline = deadline  # type: ignore[attr-defined]
+    return sock
+
+
+def _close(connection: http.client.HTTPConnection, sock: socket.socket | None) -> None:
+    """Close the connection and its socket now. `http.client` leaves the descriptor open while a
+    response object it made still holds the socket's file (a read that failed midway), and may
+    have let go of the socket itself already."""
+    connection.close()
+    if sock is not None and sock.fileno() != -1:
+        os.close(sock.detach())
+
+
+def _read_capped(
+    response: http.client.HTTPResponse, limit: int, *, keep_cut: bool
+) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body, and whether that was all of it (stops reading there).
+
+    Past the cap, what was read is kept (cut at the cap) only with `keep_cut`: a body that
+    will be refused is not copied (the cap is 128 MiB for `/messages`).
+    """
+    if response.length is not None and response.length <= limit:
+        # A declared length within the cap: read in one allocation, not copied afterwards.
+        return response.read(), True
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = response.read1(min(_READ, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    # Past the cap: the rest is never read, and what was read is cut at the cap.
+    return (b"".join(chunks)[:limit] if keep_cut else b""), False
+
+
+def _left(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    return remaining
+
+
+class _DeadlineSocket(socket.socket):
+    """A TCP socket whose every read waits only for the time left before the call's deadline."""
+
+    deadline = float("inf")
+
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
+        self.settimeout(_left(self.deadline))
+        return super().recv_into(buffer, nbytes, flags)
+
+
+_TLS_CLASS: list[type[ssl.SSLSocket]] = []
+
+
+def _tls_socket_class() -> type[ssl.SSLSocket]:
+    """The TLS socket class under the deadline (built once, when https is first used)."""
+    if not _TLS_CLASS:
+        import ssl  # noqa: PLC0415 - only for an https URL
+
+        class _DeadlineTLSSocket(ssl.SSLSocket):
+            """A TLS socket under the deadline, as _DeadlineSocket (the handshake is bounded by
+            the timeout the connect left: the ssl module keeps one deadline per call)."""
+
+            deadline = float("inf")
+
+            def recv_into(
+                self, buffer: WriteableBuffer, nbytes: int | None = None, flags: int = 0
+            ) -> int:
+                self.settimeout(_left(self.deadline))
+                return super().recv_into(buffer, nbytes, flags)
+
+        _TLS_CLASS.append(_DeadlineTLSSocket)
+    return _TLS_CLASS[0]
+
+
+def _open(address: tuple[str, int], deadline: float, service: str, what: str) -> socket.socket:
+    """A connected socket to `address` within the deadline; NotSent when none could be made."""
+    host, port = address
+    last: OSError | None = None
+    for family, kind, proto, sockaddr in _resolve(host, port, deadline, service, what):
+        sock = _DeadlineSocket(family, kind, proto)
+        sock.deadline = deadline
+        try:
+            sock.settimeout(_left(deadline))
+            sock.connect(sockaddr)
+        except TimeoutError:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        # The TLS handshake, when there is one, runs under what is left of the deadline.
+        sock.settimeout(_left(deadline))
+        return sock
+    raise NotSent(service, what, f"ConnectError: {last}" if last else "ConnectError: no address")
+
+
+_Address = tuple[socket.AddressFamily, socket.SocketKind, int, tuple[object, ...]]
+
+
+def _resolve(host: str, port: int, deadline: float, service: str, what: str) -> list[_Address]:
+    """The addresses of `host`, within the deadline (a name is looked up in a thread)."""
+    stream = socket.SOCK_STREAM
+    if host == "localhost":
+        # Loopback by definition (RFC 6761), as curl and Go treat it: no lookup, no thread (it
+        # is AgentAPI's default address). IPv4 first: many images map only 127.0.0.1.
+        return [
+            (socket.AF_INET, stream, 0, ("127.0.0.1", port)),
+            (socket.AF_INET6, stream, 0, ("::1", port, 0, 0)),
+        ]
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        # An address already: no lookup.
+        address = (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+        return [(family, stream, 0, address)]
+    import threading  # noqa: PLC0415 - only to bound a name lookup by the deadline
+
+    found: list[list[_Address] | OSError] = []
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, 0, stream, 0, socket.AI_ADDRCONFIG)
+            found.append([(f, k, p, tuple(a)) for f, k, p, _, a in infos])
+        except OSError as exc:
+            found.append(exc)
+
+    thread = threading.Thread(target=lookup, daemon=True)
+    thread.start()
+    thread.join(_left(deadline))
+    if not found:
+        raise TimeoutError
+    result = found[0]
+    if isinstance(result, OSError):
+        raise NotSent(service, what, f"ConnectError: {result}")
+    return result
+
+
+def _through_httpx(
+    base: str,
+    method: str,
+    path: str,
+    *,
+    service: str,
+    what: str,
+    timeout: float,
+    max_body: int,
+    whole_body: bool,
+    headers: Sequence[tuple[str, str]],
+    query: Mapping[str, str] | None,
+    body: bytes | None,
+    tls: ssl.SSLContext | None,
+) -> Answer:
+    """The same call through httpx, which routes it by the proxy variables."""
+    import anyio  # noqa: PLC0415 - only when a proxy variable is set
+    import httpx  # noqa: PLC0415
+
+    from agent import http_async  # noqa: PLC0415
+    from agent.clock import SYSTEM_CLOCK  # noqa: PLC0415
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(
+            base_url=base,
+            follow_redirects=False,
+            trust_env=True,
+            verify=tls if tls is not None else http_async.plain_http(),
+            headers={"user-agent": USER_AGENT},
+        ) as client:
+            # This scope, not the request's own, ends the call: TimeoutError, as above.
+            with SYSTEM_CLOCK.fail_after(timeout):
+                return await http_async.request(
+                    client,
+                    service,
+                    method,
+                    path,
+                    deadline=timeout + 1.0,
+                    max_body=max_body,
+                    what=what,
+                    whole_body=whole_body,
+                    headers=dict(headers),
+                    params=query,
+                    content=body,
+                )
+
+    response = anyio.run(call)
+    # A body cut at its cap is not told apart here: a caller that needs it whole says so
+    # (`whole_body`, then BadResponse is raised instead).
+    return Answer(
+        response.status_code,
+        {name.lower(): value for name, value in response.headers.items()},
+        response.content,
+        complete=True,
+    )
