@@ -28,7 +28,14 @@ import httpx
 from agent import wire as httperrors
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.config import Environment, Secret, Settings, verbatim
-from agent.errors import BadResponse, ConfigError, NotSent, OutcomeUnknown, RemoteError, TransportError
+from agent.errors import (
+    BadResponse,
+    ConfigError,
+    NotSent,
+    OutcomeUnknown,
+    RemoteError,
+    TransportError,
+)
 from agent.wire import (
     MAX_DETAIL_CHARS,
     MAX_ERROR_BODY,
@@ -39,6 +46,7 @@ from agent.wire import (
     coder_tls_context,
     parse_retry_after,
     tls_context,
+    transport_detail,
 )
 
 __all__ = [
@@ -135,8 +143,11 @@ def transport_error(service: str, what: str, exc: httpx.HTTPError | ssl.SSLError
     """The error for an httpx failure: NotSent when the request never left, else OutcomeUnknown.
 
     An ssl.SSLError here came after the handshake (see TRANSPORT_FAILURES): the request left.
+    Worded by `agent.wire.transport_detail` (a TLS failure named as one, as the blocking
+    runtime names it).
     """
-    detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    connecting = isinstance(exc, httpx.ConnectError)  # the TLS handshake is in the connect
+    detail = transport_detail(type(exc).__name__, exc, connecting=connecting)
     if isinstance(exc, _NOT_SENT):
         return NotSent(service, what, detail)
     return OutcomeUnknown(service, what, detail)

@@ -8,15 +8,18 @@ runtime and whichever server. Everything a server sends is treated as hostile: b
 shortened and decoded leniently, headers parsed defensively (a garbled `Retry-After` is ignored,
 never an exception). A server may echo what it was sent, the token included: its words are
 masked (`agent.log.mask`) before they are shortened, never after, so that no cut leaves a piece
-of the token unmasked. Standard library only, and only `json`, `math` and `time` at import
-(`email.utils` when a Retry-After is an HTTP date, which is rare; `ssl` and `certifi` when a
-TLS context is built).
+of the token unmasked (`printable`, the one cut of anyone's words into an error: the Coder agent
+socket's too). A failed connection is worded here too (`transport_detail`), so that a TLS
+failure is named as one whichever runtime met it. Standard library only, and only `json`,
+`math` and `time` at import (`email.utils` when a Retry-After is an HTTP date, which is rare;
+`ssl` and `certifi` when a TLS context is built).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 
 from agent.errors import (
@@ -115,20 +118,72 @@ def problem_detail(body: bytes, secrets: Sequence[str] = ()) -> str:
     try:
         parsed: object = json.loads(text)
     except (ValueError, RecursionError):
-        return _printable(text, secrets)
+        return printable(text, secrets)
     if not isinstance(parsed, dict):
-        return _printable(text, secrets)
+        return printable(text, secrets)
     parts = [str(parsed[k]) for k in ("title", "detail", "message") if parsed.get(k)]
     errors = parsed.get("errors")
     if isinstance(errors, list):
         parts += [str(e["message"]) for e in errors if isinstance(e, dict) and e.get("message")]
-    return _printable("; ".join(parts) if parts else text, secrets)
+    return printable("; ".join(parts) if parts else text, secrets)
 
 
-def _printable(text: str, secrets: Sequence[str]) -> str:
+def printable(text: str, secrets: Sequence[str] = ()) -> str:
+    """Someone else's words (a server's, the Coder agent's) fit for an error and a log field:
+    `secrets` masked, on one line, printable, at most MAX_DETAIL_CHARS characters."""
     # Mask, then cut: a token the cut splits would otherwise leave its head unmasked.
-    shown = mask(text.strip(), secrets, limit=MAX_DETAIL_CHARS)
+    shown = " ".join(mask(text, secrets).split())[:MAX_DETAIL_CHARS]
     return "".join(c if c.isprintable() else " " for c in shown).strip()
+
+
+# OpenSSL's reasons when what answered our TLS hello does not speak TLS: a plain-http server
+# answers the hello with "HTTP/1.1 400", which TLS reads as a record of an unknown version, or
+# hangs up on what it cannot parse (UNEXPECTED_EOF_WHILE_READING, ssl.SSLEOFError).
+_NOT_TLS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "UNKNOWN_PROTOCOL",
+        "PACKET_LENGTH_TOO_LONG",
+        "RECORD_LAYER_FAILURE",
+        "UNEXPECTED_EOF_WHILE_READING",
+    }
+)
+
+
+def transport_detail(kind: str, exc: BaseException, *, connecting: bool = False) -> str:
+    """How a failed connection or exchange is worded, whichever runtime: `kind: exc`, unless TLS
+    failed (an ssl.SSLError is `exc` or behind it), which is named as such. `connecting`: it
+    failed before anything was sent (the handshake), where a server that does not speak TLS is
+    the likely cause: "ConnectError: [SSL: WRONG_VERSION_NUMBER]" does not tell a user that
+    their https URL names a plain-http server.
+    """
+    failure = _tls_failure(exc)
+    if failure is None:
+        return f"{kind}: {exc}".rstrip(": ")
+    words = str(failure)
+    # OpenSSL's source line says nothing to a user: "... wrong version number (_ssl.c:1006)".
+    words = words[: words.rfind(" (_ssl.c:")] if " (_ssl.c:" in words else words
+    if getattr(failure, "verify_message", None):
+        why = " (the server's certificate is not trusted)"
+    elif connecting and getattr(failure, "reason", None) in _NOT_TLS:
+        why = " in the handshake (the server does not speak TLS: an https URL for plain http?)"
+    else:
+        why = ""
+    return f"TLS failed{why}: {words}"
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The ssl.SSLError that is `exc` or caused it (httpx wraps it twice), if any."""
+    if "ssl" not in sys.modules:
+        return None  # TLS never ran in this process: no TLS failure, and no import for it
+    import ssl  # noqa: PLC0415 - imported already (above)
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain is short; a bound all the same
+        if seen is None or isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def parse_retry_after(raw: str | None, now: float | None = None) -> float | None:

@@ -185,7 +185,7 @@ def test_a_tls_error_after_the_handshake_is_an_unknown_outcome() -> None:
     assert isinstance(error, TRANSPORT_FAILURES)
     translated = transport_error("AgentAPI", "GET /events", error)
     assert isinstance(translated, OutcomeUnknown)
-    assert "SSLError" in str(translated)
+    assert "TLS failed: [SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC]" in str(translated)
 
 
 # -- Coder's kept connection (agent.http_async.coder_http) --------------------------------------

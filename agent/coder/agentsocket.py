@@ -40,11 +40,10 @@ from agent.errors import (
 )
 from agent.models import AppStatus, shorten
 from agent.reportsocket.trust import peer_of
+from agent.wire import printable
 
 SERVICE = "Coder agent socket"
 _RECEIVE = 65536
-# How much of the agent's own words an error keeps.
-MAX_DETAIL_CHARS = 300
 # coderd's errors relayed through the agent read "... unexpected status code 400: ...".
 _STATUS_CODE = re.compile(r"status code (\d{3})")
 # coderd's validation failures for this method (message too long, invalid state, unknown slug).
@@ -88,12 +87,6 @@ def check_socket(path: Path, uid: int) -> None:
         )
 
 
-def _clean(text: str) -> str:
-    # One line, printable, bounded: the agent's words go into a log line as a field.
-    collapsed = " ".join(text.split())
-    return "".join(c if c.isprintable() else " " for c in collapsed[:MAX_DETAIL_CHARS])
-
-
 def classify(what: str, failure: drpc.RemoteFailure) -> RemoteError:
     """The agent's Error answer as an error of the tree.
 
@@ -102,7 +95,8 @@ def classify(what: str, failure: drpc.RemoteFailure) -> RemoteError:
     wording -> Rejected (4xx) or TryAgain (429, 5xx). Anything else is most likely the agent's
     own connection to coderd failing mid-call, so it is worth another try, not a rejection.
     """
-    detail = _clean(failure.text)
+    # One line, printable, bounded (as a server's words are): they go into a log line.
+    detail = printable(failure.text)
     lowered = failure.text.lower()
     if "unknown rpc" in lowered:
         return Unsupported(SERVICE, what, detail)
