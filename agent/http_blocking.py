@@ -13,9 +13,18 @@ blocking shell (`agent.stop.oneshot`), with the same rules:
 - the answer read through a size cap: a 2xx past `max_body` is refused (BadResponse) or cut,
   any other answer cut at `error_body`; a declared length past the cap is refused unread;
 - never a redirect followed (`http.client` follows none): a 3xx is an answer, the token stays;
-- TLS by the rules of `agent.wire.tls_context`, the caller's context;
-- failures in the error tree as `agent.http_async` words httpx's: NotSent when nothing left
-  (no such host, refused, TLS handshake refused), OutcomeUnknown once the request may have left.
+- TLS by the rules of `agent.wire.tls_context`, the caller's context, wrapped here around the
+  socket this module opens (`http.client.HTTPSConnection` is not used: see below);
+- failures in the error tree as `agent.http_async` words httpx's (`agent.wire.transport_detail`):
+  NotSent when nothing left (no such host, refused, TLS handshake refused, named as a TLS
+  failure), OutcomeUnknown once the request may have left.
+
+Import cost: `http.client` imports `ssl` at its top, only to define HTTPSConnection. That is a
+third of http.client's import (OpenSSL's initialisation and the enums of its constants), paid
+by every plain-http run of `snapshot` and `stop-hook` (the usual case: AgentAPI on loopback,
+Coder often plain http inside the deployment) for nothing. So, unless something imported `ssl`
+already, `http.client` is imported with `ssl` hidden (it then leaves HTTPSConnection out) and
+`ssl` is imported afresh by whoever needs it (`agent.wire.tls_context` for an https URL).
 
 Proxies: `http.client` does not read the proxy variables, httpx does. A request made with
 `trust_env` (Coder's) while a proxy variable is set is handed to `agent.http_async.request` on a
@@ -25,21 +34,32 @@ loopback and never proxied, as in the daemon.
 
 from __future__ import annotations
 
-import http.client
 import os
 import socket
+import sys
 import time
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit  # http.client imports it anyway
 
 from agent.config import Environment
 from agent.errors import BadResponse, NotSent, OutcomeUnknown
-from agent.wire import USER_AGENT
+from agent.wire import USER_AGENT, transport_detail
+
+if "ssl" in sys.modules or "http.client" in sys.modules:
+    import http.client
+else:
+    # Hidden while http.client is imported (see the module docstring), then not hidden any more.
+    sys.modules["ssl"] = None  # type: ignore[assignment]
+    try:
+        import http.client
+    finally:
+        del sys.modules["ssl"]
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Mapping, Sequence
+    from typing import Any
 
     from _typeshed import WriteableBuffer
 
@@ -93,28 +113,30 @@ def request(
     docstring). Raises TimeoutError when `timeout` passes, NotSent when the request never
     left, OutcomeUnknown when it may have, BadResponse (above).
     """
-    deadline = time.monotonic() + timeout
     if trust_env and Environment().proxies():
         return _through_httpx(
             base,
-            method,
-            path,
+            tls,
+            timeout,
             service=service,
+            method=method,
+            path=path,
             what=what,
-            timeout=timeout,
             max_body=max_body,
             whole_body=whole_body,
-            headers=headers,
-            query=query,
-            body=body,
-            tls=tls,
+            headers=dict(headers),
+            params=query,
+            content=body,
         )
-    connection, target = _connection(
-        base, path, query=query, tls=tls, deadline=deadline, service=service, what=what
+    deadline = time.monotonic() + timeout
+    connection, target = _connection(base, path, query=query)
+    # Every socket of this call is opened here: within the deadline, reads bounded by it.
+    connection._create_connection = (  # type: ignore[attr-defined]
+        lambda address, _timeout, _source: _open(address, deadline, tls)
     )
     sock: socket.socket | None = None
     try:
-        sock = _connect(connection, deadline, service, what)
+        sock = _connect(connection, service, what)
         try:
             sock.settimeout(_left(deadline))
             connection.request(
@@ -140,7 +162,7 @@ def request(
             detail = str(exc) or type(exc).__name__
             raise OutcomeUnknown(service, what, f"RemoteProtocolError: {detail}") from None
         except OSError as exc:
-            raise OutcomeUnknown(service, what, f"ReadError: {exc}".rstrip(": ")) from None
+            raise OutcomeUnknown(service, what, transport_detail("ReadError", exc)) from None
     finally:
         _close(connection, sock)
     if ok and whole_body and not complete:
@@ -150,48 +172,35 @@ def request(
 
 
 def _connection(
-    base: str,
-    path: str,
-    *,
-    query: Mapping[str, str] | None,
-    tls: ssl.SSLContext | None,
-    deadline: float,
-    service: str,
-    what: str,
+    base: str, path: str, *, query: Mapping[str, str] | None
 ) -> tuple[http.client.HTTPConnection, str]:
-    """A connection to the base URL's server (not yet connected), and the request target."""
+    """A connection to the base URL's server (not yet connected), and the request target.
+
+    An HTTPConnection for https too: the socket it is given is already TLS (`_open`).
+    """
     parts = urlsplit(base)
     target = parts.path.rstrip("/") + "/" + path.lstrip("/")
     if query:
         target += "?" + urlencode(query)
-    host = parts.hostname or ""
-    port = parts.port or _DEFAULT_PORTS[parts.scheme]
-    connection: http.client.HTTPConnection
-    if tls is None:
-        connection = http.client.HTTPConnection(host, port)
-    else:
-        tls.sslsocket_class = _tls_socket_class()
-        connection = http.client.HTTPSConnection(host, port, context=tls)
-    # Every socket of this call is opened here: within the deadline, reads bounded by it.
-    connection._create_connection = (  # type: ignore[attr-defined]
-        lambda address, _timeout, _source: _open(address, deadline, service, what)
-    )
+    default = _DEFAULT_PORTS[parts.scheme]
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port or default)
+    # The scheme's port, so that `Host` names it as HTTPSConnection would: `example.com`, never
+    # `example.com:443` (a virtual host may not match that).
+    connection.default_port = default
     return connection, target
 
 
-def _connect(
-    connection: http.client.HTTPConnection, deadline: float, service: str, what: str
-) -> socket.socket:
+def _connect(connection: http.client.HTTPConnection, service: str, what: str) -> socket.socket:
     """Connect (the TLS handshake done, for https); NotSent when no connection was made."""
     try:
         connection.connect()
-    except (TimeoutError, NotSent):
+    except TimeoutError:
         raise
-    except OSError as exc:  # refused, unreachable, the TLS handshake (ssl.SSLError)
-        raise NotSent(service, what, f"ConnectError: {exc}") from None
+    except OSError as exc:  # no address, refused, unreachable, the TLS handshake
+        raise NotSent(
+            service, what, transport_detail("ConnectError", exc, connecting=True)
+        ) from None
     sock: socket.socket = connection.sock
-    # A TLS socket is a new object (made by _tls_socket_class's class): the deadline, again.
-    sock.deadline = deadline  # type: ignore[attr-defined]
     return sock
 
 
@@ -268,11 +277,14 @@ def _tls_socket_class() -> type[ssl.SSLSocket]:
     return _TLS_CLASS[0]
 
 
-def _open(address: tuple[str, int], deadline: float, service: str, what: str) -> socket.socket:
-    """A connected socket to `address` within the deadline; NotSent when none could be made."""
+def _open(address: tuple[str, int], deadline: float, tls: ssl.SSLContext | None) -> socket.socket:
+    """A socket connected to `address` within the deadline, TLS done over it when `tls` is given.
+
+    Raises OSError when none could be made (ssl.SSLError for the TLS handshake), TimeoutError.
+    """
     host, port = address
     last: OSError | None = None
-    for family, kind, proto, sockaddr in _resolve(host, port, deadline, service, what):
+    for family, kind, proto, sockaddr in _resolve(host, port, deadline):
         sock = _DeadlineSocket(family, kind, proto)
         sock.deadline = deadline
         try:
@@ -290,15 +302,25 @@ def _open(address: tuple[str, int], deadline: float, service: str, what: str) ->
             raise
         # The TLS handshake, when there is one, runs under what is left of the deadline.
         sock.settimeout(_left(deadline))
-        return sock
-    raise NotSent(service, what, f"ConnectError: {last}" if last else "ConnectError: no address")
+        if tls is None:
+            return sock
+        # As HTTPSConnection.connect does; the TLS socket (which closes the connection if the
+        # handshake fails) is a new object, under the deadline again.
+        tls.sslsocket_class = _tls_socket_class()
+        secure = tls.wrap_socket(sock, server_hostname=host)
+        secure.deadline = deadline  # type: ignore[attr-defined]
+        return secure
+    raise last if last is not None else OSError("no address")
 
 
 _Address = tuple[socket.AddressFamily, socket.SocketKind, int, tuple[object, ...]]
 
 
-def _resolve(host: str, port: int, deadline: float, service: str, what: str) -> list[_Address]:
-    """The addresses of `host`, within the deadline (a name is looked up in a thread)."""
+def _resolve(host: str, port: int, deadline: float) -> list[_Address]:
+    """The addresses of `host`, within the deadline (a name is looked up in a thread).
+
+    Raises OSError (socket.gaierror) when the name has none, TimeoutError.
+    """
     stream = socket.SOCK_STREAM
     if host == "localhost":
         # Loopback by definition (RFC 6761), as curl and Go treat it: no lookup, no thread (it
@@ -333,33 +355,20 @@ def _resolve(host: str, port: int, deadline: float, service: str, what: str) -> 
         raise TimeoutError
     result = found[0]
     if isinstance(result, OSError):
-        raise NotSent(service, what, f"ConnectError: {result}")
+        raise result
     return result
 
 
-def _through_httpx(
-    base: str,
-    method: str,
-    path: str,
-    *,
-    service: str,
-    what: str,
-    timeout: float,
-    max_body: int,
-    whole_body: bool,
-    headers: Sequence[tuple[str, str]],
-    query: Mapping[str, str] | None,
-    body: bytes | None,
-    tls: ssl.SSLContext | None,
-) -> Answer:
-    """The same call through httpx, which routes it by the proxy variables."""
+def _through_httpx(base: str, tls: ssl.SSLContext | None, timeout: float, **call: Any) -> Answer:
+    """The same call through httpx, which routes it by the proxy variables; `call`: the
+    arguments of `agent.http_async.request` (httpx's `headers`, `params` and `content`)."""
     import anyio  # noqa: PLC0415 - only when a proxy variable is set
     import httpx  # noqa: PLC0415
 
     from agent import http_async  # noqa: PLC0415
     from agent.clock import SYSTEM_CLOCK  # noqa: PLC0415
 
-    async def call() -> httpx.Response:
+    async def run() -> httpx.Response:
         async with httpx.AsyncClient(
             base_url=base,
             follow_redirects=False,
@@ -369,21 +378,9 @@ def _through_httpx(
         ) as client:
             # This scope, not the request's own, ends the call: TimeoutError, as above.
             with SYSTEM_CLOCK.fail_after(timeout):
-                return await http_async.request(
-                    client,
-                    service,
-                    method,
-                    path,
-                    deadline=timeout + 1.0,
-                    max_body=max_body,
-                    what=what,
-                    whole_body=whole_body,
-                    headers=dict(headers),
-                    params=query,
-                    content=body,
-                )
+                return await http_async.request(client, deadline=timeout + 1.0, **call)
 
-    response = anyio.run(call)
+    response = anyio.run(run)
     # A body cut at its cap is not told apart here: a caller that needs it whole says so
     # (`whole_body`, then BadResponse is raised instead).
     return Answer(

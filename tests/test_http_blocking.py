@@ -21,6 +21,7 @@ import pytest
 import trustme
 from anyio.streams.tls import TLSStream
 
+from agent import http_blocking
 from agent.errors import BadResponse, ConfigError, NotSent, OutcomeUnknown
 from agent.http_blocking import Answer, request
 from agent.wire import tls_context
@@ -394,3 +395,18 @@ async def test_a_corrupt_tls_record_after_the_handshake_is_an_unknown_outcome(
             https = url.replace("http://", "https://")
             with pytest.raises(OutcomeUnknown):
                 await anyio.to_thread.run_sync(call(https, tls=client, timeout=5.0))
+
+
+def test_an_https_host_is_named_as_https_names_it() -> None:
+    # The TLS socket is carried by a plain HTTPConnection (agent.http_blocking._open wraps it):
+    # `Host` must still leave the scheme's own port out, as HTTPSConnection does (`coder.example`,
+    # never `coder.example:443`, which a virtual host may not match).
+    connection, target = http_blocking._connection("https://coder.example/base/", "/x", query=None)
+    assert (connection.host, connection.port, connection.default_port) == (
+        "coder.example",
+        443,
+        443,
+    )
+    assert target == "/base/x"
+    connection, _ = http_blocking._connection("https://coder.example:8443", "/x", query=None)
+    assert (connection.port, connection.default_port) == (8443, 443)

@@ -214,11 +214,12 @@ async def test_snapshot_without_a_daemon_takes_the_blocking_shell(tmp_path: Path
     assert code == 3, logs  # no AgentAPI, no daemon mirror: no conversation
     assert "agent.stop.oneshot" in modules
     assert tops(modules) & HEAVY == set(), logs
-    # http.client (which imports `ssl`, and the email package it parses headers with) is the one
-    # HTTP client of the short commands; a CA bundle and threads only for an https URL or a name
-    # to look up.
-    assert "http" in tops(modules)
-    assert tops(modules) & {"certifi", "asyncio", "threading"} == set()
+    # http.client (with the email package it parses headers with) is the one HTTP client of the
+    # short commands; OpenSSL (`_ssl`, a third of http.client's import), a CA bundle and threads
+    # only for an https URL or a name to look up; `_signal` without the enums `signal` builds.
+    # (`ssl` itself is listed, loading nothing: http.client's attempt, refused on purpose.)
+    assert {"http.client", "email.parser"} <= modules
+    assert tops(modules) & {"_ssl", "certifi", "asyncio", "threading", "signal"} == set()
     # urllib.parse is how a URL is checked (agent.config, http.client).
     assert tops(modules) & SLOW_STDLIB == {"urllib"}, logs
     ours = {m for m in modules if m.split(".")[0] == "agent"}
