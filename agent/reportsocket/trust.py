@@ -142,7 +142,17 @@ def open_private_dir(directory: str | os.PathLike[str]) -> int:
 
     Raises FileNotFoundError when it does not exist, Untrusted when it is not private to us.
     """
-    directory = _through_system_links(os.path.abspath(directory))
+    return _open_checked_dir(os.path.abspath(directory), sticky_ok=False)
+
+
+def _open_checked_dir(directory: str, *, sticky_ok: bool) -> int:
+    """A descriptor of `directory` (absolute) once it passed the checks (module docstring): it
+    and every directory above are ours or root's, it is writable by no one else (`sticky_ok`:
+    unless it has the sticky bit). The caller closes it.
+
+    Raises FileNotFoundError when it does not exist, Untrusted when it is refused.
+    """
+    directory = _through_system_links(directory)
     check_ancestors(os.path.dirname(directory))
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
@@ -155,7 +165,9 @@ def open_private_dir(directory: str | os.PathLike[str]) -> int:
     problem = None
     if info.st_uid not in (os.getuid(), 0):
         problem = f"{directory!r} belongs to another user (uid {info.st_uid})"
-    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (
+        sticky_ok and info.st_mode & stat.S_ISVTX
+    ):
         problem = f"{directory!r} is writable by other users"
     if problem is not None:
         os.close(fd)
@@ -242,7 +254,8 @@ def _open_file(where: str) -> int:
     """A descriptor of the file `where`, opened through its checked directory."""
     directory, name = os.path.split(os.path.abspath(where))
     try:
-        dir_fd = _open_file_dir(directory)
+        # A directory others can write to only with the sticky bit (the module docstring).
+        dir_fd = _open_checked_dir(directory, sticky_ok=True)
     except Untrusted:
         if not os.path.lexists(where):
             # Nothing to refuse: no file is the usual case, not worth a warning each time.
@@ -295,35 +308,14 @@ def read_trusted(
         return read_checked(path, max_bytes=max_bytes, root_ok=root_ok)
     except FileNotFoundError:
         return None
-    except Untrusted as exc:
-        problem = exc.problem
-    except OSError as exc:
-        problem = f"{os.fspath(path)!r} cannot be read ({exc.strerror or type(exc).__name__})"
+    except (Untrusted, OSError) as exc:
+        problem = refusal(path, exc)
     log.warning("untrusted_file_ignored", what=what, file=os.fspath(path), problem=problem)
     return None
 
 
-def _open_file_dir(directory: str) -> int:
-    """A descriptor of the directory holding a file to read (see the module docstring).
-
-    Raises FileNotFoundError when it does not exist, Untrusted when it is not trusted.
-    """
-    directory = _through_system_links(directory)
-    check_ancestors(os.path.dirname(directory))
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(directory, flags)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise Untrusted(f"{directory!r} is a symlink or not a directory") from None
-        raise
-    info = os.fstat(fd)
-    problem = None
-    if info.st_uid not in (os.getuid(), 0):
-        problem = f"{directory!r} belongs to another user (uid {info.st_uid})"
-    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
-        problem = f"{directory!r} is writable by other users"
-    if problem is not None:
-        os.close(fd)
-        raise Untrusted(problem)
-    return fd
+def refusal(path: str | os.PathLike[str], exc: Untrusted | OSError) -> str:
+    """Why the file at `path` was not read, naming it: `read_checked` raised `exc`."""
+    if isinstance(exc, Untrusted):
+        return exc.problem
+    return f"{os.fspath(path)!r} cannot be read ({exc.strerror or type(exc).__name__})"

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.reportsocket.trust import Untrusted, read_checked
+from agent.reportsocket.trust import Untrusted, read_checked, refusal
 
 if TYPE_CHECKING:
     import structlog.typing
@@ -195,15 +195,9 @@ def read_pid(path: Path) -> int | None:
     number, or names a process that must never be signalled (`signal_refusal`).
     """
     try:
-        raw = read_checked(path, max_bytes=PID_FILE_MAX_BYTES, root_ok=True)
+        raw = _read(path, PID_FILE_MAX_BYTES)
     except FileNotFoundError:
         return None
-    except Untrusted as exc:
-        raise Unusable(exc.problem) from None
-    except OSError as exc:
-        raise Unusable(
-            f"{str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})"
-        ) from None
     text = raw.decode("ascii", errors="replace").strip()
     if not (text.isascii() and text.isdigit()):
         raise Unusable(f"{str(path)!r} holds no PID ({text[:40]!r})")
@@ -212,6 +206,19 @@ def read_pid(path: Path) -> int | None:
     if problem is not None:
         raise Unusable(f"{str(path)!r} names PID {pid}, {problem}")
     return pid
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
+    """The file at `path` through the one trust check, ours or root's (see `read_pid`).
+
+    Raises FileNotFoundError when there is none, Unusable naming the file and why it is refused.
+    """
+    try:
+        return read_checked(path, max_bytes=max_bytes, root_ok=True)
+    except FileNotFoundError:
+        raise
+    except (Untrusted, OSError) as exc:
+        raise Unusable(refusal(path, exc)) from None
 
 
 def signal_refusal(pid: int) -> str | None:
@@ -258,13 +265,9 @@ def read_state_file(path: Path) -> tuple[list[Message], float | None]:
     from agent.errors import BadResponse  # noqa: PLC0415
 
     try:
-        body = read_checked(path, max_bytes=MAX_MESSAGES_BYTES, root_ok=True)
-    except Untrusted as exc:
-        raise Unusable(exc.problem) from None
-    except OSError as exc:
-        raise Unusable(
-            f"{str(path)!r} cannot be read ({exc.strerror or type(exc).__name__})"
-        ) from None
+        body = _read(path, MAX_MESSAGES_BYTES)
+    except FileNotFoundError as exc:
+        raise Unusable(refusal(path, exc)) from None
     try:
         messages = parse_state_file(body)
     # Any content: not the state file's shape, nesting past the parser's limits, no memory left.
