@@ -84,28 +84,27 @@ class StatusResponse(_Model):
     transport: str = "pty"
 
 
-class Message(_Model):
+class _Said(_Model):
+    """What a message and an event about one share: its id, its role and its time, checked."""
+
+    id: int = Field(strict=True)
+    role: str = _ROLE_FIELD
+    time: str
+
+    _time = field_validator("time")(check_time)
+    _role = field_validator("role", mode="before")(normalise_role)
+
+
+class Message(_Said):
     """One conversation message; the last agent message is rewritten in place under its id."""
 
-    id: int = Field(strict=True)
-    role: str = _ROLE_FIELD
     content: str
-    time: str
-
-    _time = field_validator("time")(check_time)
-    _role = field_validator("role", mode="before")(normalise_role)
 
 
-class MessageUpdate(_Model):
+class MessageUpdate(_Said):
     """`message_update` event: the full text of one message (created or rewritten)."""
 
-    id: int = Field(strict=True)
-    role: str = _ROLE_FIELD
     message: str
-    time: str
-
-    _time = field_validator("time")(check_time)
-    _role = field_validator("role", mode="before")(normalise_role)
 
     def as_message(self) -> Message:
         """The same data in the shape of a `/messages` entry."""
