@@ -11,8 +11,8 @@ masked (`agent.log.mask`) before they are shortened, never after, so that no cut
 of the token unmasked (`printable`, the one cut of anyone's words into an error: the Coder agent
 socket's too). A failed connection is worded here too (`transport_detail`), so that a TLS
 failure is named as one whichever runtime met it. Standard library only, and only `json`,
-`math` and `time` at import (`email.utils` when a Retry-After is an HTTP date, which is rare;
-`ssl` and `certifi` when a TLS context is built).
+`math`, `sys` and `time` at import (`email.utils` when a Retry-After is an HTTP date, which is
+rare; `ssl` and `certifi` when a TLS context is built).
 """
 
 from __future__ import annotations
