@@ -18,6 +18,7 @@ from agent import rules
 from agent.cli import _parser
 from agent.config import VARIABLES
 from agent.hooks import AGENTS
+from agent.hooks.install import _parser as install_parser
 from agent.models import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,3 +206,25 @@ def test_every_module_of_the_product_is_on_the_architecture_page() -> None:
         if f"`{dotted}`" not in page and f"`{relative.as_posix()}`" not in page:
             missing.append(relative.as_posix())
     assert missing == []
+
+
+def test_the_hooks_page_gives_each_agent_one_install_line_the_cli_takes() -> None:
+    rows = [
+        line.split("|")[1:3]
+        for line in section(DOCS / "hooks.md", "Agents").splitlines()
+        if line.startswith("| `")
+    ]
+    assert [agent.strip() for agent, _ in rows] == [f"`{name}`" for name in AGENTS]
+    parser = install_parser()
+    for agent, line in rows:
+        argv = line.strip().strip("`").split()
+        assert argv[:4] == ["coder-task-agent", "hook", "install", agent.strip().strip("`")]
+        parser.parse_args(argv[2:])  # exits (SystemExit) on a line the command would refuse
+
+
+def test_the_readme_template_installs_the_hooks_with_the_command() -> None:
+    text = README.read_text(encoding="utf-8")
+    template = text[text.index("## In a Coder template") : text.index("## Commands")]
+    assert "coder-task-agent hook install claude-code" in template
+    assert "coder-task-agent hook install codex" in template
+    assert "jq" not in template
