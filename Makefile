@@ -28,8 +28,10 @@ types: sync
 unit: sync
 	env -u PYTHONDONTWRITEBYTECODE $(UV) run --frozen pytest -n 3 --dist worksteal --cov --cov-report=term
 
+# The long property runs and the whole containment matrix (a real subprocess per row): spread
+# over three workers like `unit`.
 slow: sync
-	$(UV) run --frozen pytest -m slow -q
+	env -u PYTHONDONTWRITEBYTECODE $(UV) run --frozen pytest -m slow -q -n 3 --dist worksteal
 
 system: sync
 	$(UV) run --frozen pytest -m system tests/system -v
