@@ -28,7 +28,14 @@ import httpx
 from agent import wire as httperrors
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.config import Environment, Secret, Settings, verbatim
-from agent.errors import BadResponse, ConfigError, NotSent, OutcomeUnknown, RemoteError, TransportError
+from agent.errors import (
+    BadResponse,
+    ConfigError,
+    NotSent,
+    OutcomeUnknown,
+    RemoteError,
+    TransportError,
+)
 from agent.wire import (
     MAX_DETAIL_CHARS,
     MAX_ERROR_BODY,
