@@ -5,7 +5,7 @@ TOOLS := .cache/tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint types unit slow system bench soak sync clean
+.PHONY: demo test lint types unit slow system bench soak sync constraints clean
 
 demo: sync
 	$(UV) run --frozen coder-task-agent-dev demo
@@ -28,8 +28,10 @@ types: sync
 unit: sync
 	env -u PYTHONDONTWRITEBYTECODE $(UV) run --frozen pytest -n 3 --dist worksteal --cov --cov-report=term
 
+# The long property runs and the whole containment matrix (a real subprocess per row): spread
+# over three workers like `unit`.
 slow: sync
-	$(UV) run --frozen pytest -m slow -q
+	env -u PYTHONDONTWRITEBYTECODE $(UV) run --frozen pytest -m slow -q -n 3 --dist worksteal
 
 system: sync
 	$(UV) run --frozen pytest -m system tests/system -v
@@ -43,6 +45,12 @@ soak: sync
 
 sync: $(UV)
 	$(UV) sync --frozen --quiet
+
+# The locked versions of the product's runtime dependencies, for `pip install -c constraints.txt`
+# (docs/deploy.md): a wheel's metadata holds only the lower bounds of pyproject.toml.
+# tests/test_constraints.py fails when this file and uv.lock disagree.
+constraints: $(UV)
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --quiet -o constraints.txt
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)

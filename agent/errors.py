@@ -1,9 +1,10 @@
 """The one error tree of the daemon.
 
 Every failure the daemon can meet is one of these, so callers decide by branch and never by
-inspecting library exceptions. httpx exceptions are translated at the client boundary (the
-`agentapi` and `coder` modules) and nowhere else; the Coder agent socket's answers and socket
-errors in `agentsocket`.
+inspecting library exceptions. HTTP answers and transport failures are translated at the client
+boundary (`agent.http_async` for httpx, `agent.http_blocking` for http.client, both through
+`agent.wire`) and nowhere else; the Coder agent socket's answers and socket errors in
+`agent.coder.agentsocket`.
 
     AgentError
     ├── ConfigError          bad configuration at start; names the variable (or flag)

@@ -1,6 +1,6 @@
 """The domain types every other module shares: app states, status reports, exit codes.
 
-Pure: no I/O, no third-party imports. The pure rules (`status`), the snapshot builder, both
+Pure: no I/O, no third-party imports. The pure rules (`rules`), the snapshot builder, both
 clients and the command line import these from here, so importing the rules never loads an
 HTTP library (see docs/architecture.md).
 

@@ -52,6 +52,7 @@ from bench.hooks import (
     timed,
 )
 from standins.coder import Fault
+from tests.deadports import refusing_port
 
 RESULTS = Path(__file__).parent / "results"
 ESCAPES = '"\\\x01\t\n' * 14_000  # 70 KB of quotes, backslashes and control characters
@@ -267,20 +268,21 @@ async def bench_memory(table: Table, repeats: int, workdir: Path, variants: list
 
 
 def import_profile() -> str:
-    env = {
-        **os.environ,
-        "CODER_AGENT_URL": "http://127.0.0.1:9",
-        "CODER_AGENT_TOKEN": "x",
-        "CODER_MCP_AI_AGENTAPI_URL": "http://127.0.0.1:9",
-    }
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "agent", "snapshot"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with refusing_port() as port:  # whatever listens on this machine is never reached
+        env = {
+            **os.environ,
+            "CODER_AGENT_URL": f"http://127.0.0.1:{port}",
+            "CODER_AGENT_TOKEN": "x",
+            "CODER_MCP_AI_AGENTAPI_URL": f"http://127.0.0.1:{port}",
+        }
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "agent", "snapshot"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     rows = []
     for line in result.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:

@@ -67,3 +67,18 @@ def _reap_agent_processes() -> Iterator[None]:
     from tests.e2e.conftest import reap  # noqa: PLC0415 - only tests that start processes
 
     reap()
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port refusing every connection for the test's duration (tests.deadports)."""
+    from tests.deadports import refusing_port  # noqa: PLC0415 - only tests that need one
+
+    with refusing_port() as port:
+        yield port
+
+
+@pytest.fixture
+def refused_url(refused_port: int) -> str:
+    """`http://127.0.0.1:PORT` at `refused_port`: where "nothing listens" is a test's premise."""
+    return f"http://127.0.0.1:{refused_port}"

@@ -17,7 +17,9 @@ from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
 from agent.coder.httpapi import CoderClient
 from agent.config import Environment, Secret, Settings
-from agent.daemon.daemon import TEARDOWN_GRACE, Daemon, task_id_warning
+from agent.daemon.daemon import Daemon, task_id_warning
+from agent.daemon.stop import TEARDOWN_GRACE
+from agent.daemon.supervise import supervised
 from agent.models import AppState, AppStatus
 from agent.stop.upload import Outcome
 from tests.fakes import FakeAgentAPI, FakeCoder, Recorded, Scripted, message, wait_until
@@ -88,7 +90,7 @@ async def running(
 
 
 async def stop(handle: Running) -> int:
-    handle.daemon.request_stop("test")
+    handle.daemon.stop_path.request_stop("test")
     await wait_until(lambda: handle.exit_code is not None)
     assert handle.exit_code is not None
     return handle.exit_code
@@ -115,7 +117,7 @@ async def settled() -> None:
 
 async def stop_on(clock: ManualClock, handle: Running) -> int:
     """`stop`, moving the manual clock through the stop path's waits (retry backoffs)."""
-    handle.daemon.request_stop("test")
+    handle.daemon.stop_path.request_stop("test")
     return await exited_on(clock, handle)
 
 
@@ -169,7 +171,7 @@ async def test_stop_uses_the_mirror_when_messages_blocks(settings: Settings) -> 
         await wait_until(lambda: not handle.daemon.mirror.current)
         handle.agentapi.block_messages = True
         with capture_logs() as logs:
-            handle.daemon.request_stop("test")
+            handle.daemon.stop_path.request_stop("test")
             # The fetch waits on the clock, which has not moved: nothing is uploaded yet.
             await wait_until(lambda: "GET /messages" in handle.agentapi.requests)
             await settled()
@@ -189,7 +191,7 @@ async def test_stop_retries_the_upload_through_503s(settings: Settings) -> None:
     async with running(settings, coder=coder, clock=clock) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         coder.script += [Scripted(503), Scripted(503)]
-        handle.daemon.request_stop("test")
+        handle.daemon.stop_path.request_stop("test")
         await wait_until(lambda: clock.next_due() is not None)
         # The first 503 was answered; the retry waits for its backoff on the clock, not before.
         await settled()
@@ -242,9 +244,9 @@ async def test_second_stop_hurries(settings: Settings) -> None:
     async with running(settings.replace(shutdown_budget=30), coder=coder) as handle:
         await wait_until(lambda: handle.states() == ["idle"])
         coder.script.append(Scripted(204, delay=60))
-        handle.daemon.request_stop("first")
+        handle.daemon.stop_path.request_stop("first")
         await wait_until(lambda: any(r.method == "POST" for r in coder.requests))
-        handle.daemon.request_stop("second")
+        handle.daemon.stop_path.request_stop("second")
         await wait_until(lambda: handle.exit_code is not None)
     assert handle.exit_code == Outcome.INTERRUPTED.exit_code
 
@@ -583,7 +585,7 @@ async def test_a_hanging_upload_holds_the_watchers_only_for_the_grace(settings: 
     settings = settings.replace(shutdown_budget=30.0)
     async with running(settings, agentapi=agentapi, coder=coder, clock=clock) as handle:
         await wait_until(lambda: handle.daemon.mirror.current and handle.states() == ["idle"])
-        handle.daemon.request_stop("first")
+        handle.daemon.stop_path.request_stop("first")
         await wait_until(lambda: len(coder.at_upload) == 1)
         # Still watching: a report sent now is taken and delivered like any other.
         done = AppStatus(AppState.COMPLETE, "Saved")
@@ -594,7 +596,7 @@ async def test_a_hanging_upload_holds_the_watchers_only_for_the_grace(settings: 
         clock.advance(TEARDOWN_GRACE)
         await wait_until(lambda: agentapi.subscribers == 0 and not socket_path.exists())
         assert handle.exit_code is None, "the upload still goes on"
-        handle.daemon.request_stop("second")
+        handle.daemon.stop_path.request_stop("second")
         await wait_until(lambda: handle.exit_code is not None)
     assert handle.exit_code == Outcome.INTERRUPTED.exit_code
     assert coder.snapshots == []
@@ -611,7 +613,7 @@ async def test_the_snapshot_is_the_mirror_at_the_signal(settings: Settings) -> N
         await handle.agentapi.put_message("user", "said just before the stop")
         await wait_until(lambda: len(mirror) == 2)
         assert not mirror.snapshot_ready
-        handle.daemon.request_stop("test")
+        handle.daemon.stop_path.request_stop("test")
         # Applied by the watchers after the signal (they run on while the upload is sent):
         # not part of the snapshot, which is the mirror as it was at the signal.
         await handle.agentapi.put_message("agent", "said after the stop")
@@ -680,11 +682,10 @@ async def test_a_daemon_without_a_task_id_warns_at_start(
     assert "CODER_TASKID" in warning["misspelt"]
 
 
-async def test_a_task_that_raises_anything_is_one_line_then_restarted(settings: Settings) -> None:
+async def test_a_task_that_raises_anything_is_one_line_then_restarted() -> None:
     """Not only the error tree: a library's UnicodeEncodeError is one `unexpected_error` line
     (type, message, where; no traceback) and the task is restarted after its backoff."""
     clock = ManualClock()
-    agentapi, coder = FakeAgentAPI(), FakeCoder()
     calls: list[int] = []
 
     async def flaky() -> None:
@@ -692,24 +693,17 @@ async def test_a_task_that_raises_anything_is_one_line_then_restarted(settings: 
         if len(calls) == 1:
             raise UnicodeEncodeError("ascii", "Retry-After: \u00b2", 13, 14, "not in range")
 
-    async with agentapi.client() as agentapi_http, coder.client() as coder_http:
-        daemon = Daemon(
-            settings,
-            AgentAPIClient(agentapi_http, clock=clock),
-            CoderClient(coder_http, settings.app_slug, clock=clock),
-            clock=clock,
-        )
-        with capture_logs() as logs, anyio.fail_after(5):
-            async with anyio.create_task_group() as group:
-                group.start_soon(daemon._supervised, flaky)
-                await wait_until(lambda: clock.sleepers > 0)  # the restart's backoff
-                due = clock.next_due()
-                assert due is not None
-                clock.advance(due - clock.now())
+    with capture_logs() as logs, anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(supervised, flaky, clock)
+            await wait_until(lambda: clock.sleepers > 0)  # the restart's backoff
+            due = clock.next_due()
+            assert due is not None
+            clock.advance(due - clock.now())
     assert len(calls) == 2
     (line,) = [entry for entry in logs if entry["event"] == "unexpected_error"]
     assert line["error_type"] == "UnicodeEncodeError"
     assert "codec can't encode" in line["error"]
     assert line["task"].endswith("flaky")
-    assert line["at"].startswith("agent/daemon/daemon.py:")
+    assert line["at"].startswith("agent/daemon/supervise.py:")
     assert "exc_info" not in line

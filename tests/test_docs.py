@@ -18,6 +18,7 @@ from agent import rules
 from agent.cli import _parser
 from agent.config import VARIABLES
 from agent.hooks import AGENTS
+from agent.hooks.install import _parser as install_parser
 from agent.models import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,3 +171,60 @@ def test_the_hooks_page_has_a_row_for_every_agent_of_the_registry() -> None:
 
 def test_the_readme_stays_a_five_minute_read() -> None:
     assert len(README.read_text(encoding="utf-8").splitlines()) <= 200
+
+
+def architecture_rooms() -> list[str]:
+    """Every module the architecture page's table names (first column), relative to `agent`."""
+    cells = first_column(section(DOCS / "architecture.md", "Rooms"))
+    return [name for cell in cells for name in re.findall(r"`([^`]+)`", cell)]
+
+
+def module_file(name: str) -> Path:
+    """The file of `name` as the architecture page writes it (`stop.oneshot`, `hooks/x.js`)."""
+    if "/" in name:
+        return ROOT / "agent" / name
+    path = ROOT.joinpath("agent", *name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def test_every_module_the_architecture_page_names_exists() -> None:
+    rooms = architecture_rooms()
+    assert len(rooms) > 30, "the table was found"
+    assert [name for name in rooms if not module_file(name).is_file()] == []
+
+
+def test_every_module_of_the_product_is_on_the_architecture_page() -> None:
+    page = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    product = ROOT / "agent"
+    missing = []
+    for path in sorted([*product.rglob("*.py"), *product.rglob("*.js")]):
+        relative = path.relative_to(product)
+        if relative == Path("__init__.py"):
+            continue  # the package itself
+        parts = relative.with_suffix("").parts
+        dotted = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if f"`{dotted}`" not in page and f"`{relative.as_posix()}`" not in page:
+            missing.append(relative.as_posix())
+    assert missing == []
+
+
+def test_the_hooks_page_gives_each_agent_one_install_line_the_cli_takes() -> None:
+    rows = [
+        line.split("|")[1:3]
+        for line in section(DOCS / "hooks.md", "Agents").splitlines()
+        if line.startswith("| `")
+    ]
+    assert [agent.strip() for agent, _ in rows] == [f"`{name}`" for name in AGENTS]
+    parser = install_parser()
+    for agent, line in rows:
+        argv = line.strip().strip("`").split()
+        assert argv[:4] == ["coder-task-agent", "hook", "install", agent.strip().strip("`")]
+        parser.parse_args(argv[2:])  # exits (SystemExit) on a line the command would refuse
+
+
+def test_the_readme_template_installs_the_hooks_with_the_command() -> None:
+    text = README.read_text(encoding="utf-8")
+    template = text[text.index("## In a Coder template") : text.index("## Commands")]
+    assert "coder-task-agent hook install claude-code" in template
+    assert "coder-task-agent hook install codex" in template
+    assert "jq" not in template

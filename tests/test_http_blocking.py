@@ -151,14 +151,11 @@ async def test_what_is_sent() -> None:
     assert "Connection: close" in head
 
 
-async def test_nothing_listening_is_not_sent() -> None:
+async def test_nothing_listening_is_not_sent(refused_url: str) -> None:
     with anyio.fail_after(20):
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        await listener.aclose()
         call = functools.partial(
             request,
-            f"http://127.0.0.1:{port}",
+            refused_url,
             "GET",
             "/",
             service="Test",

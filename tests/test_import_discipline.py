@@ -92,10 +92,13 @@ def tops(modules: set[str]) -> set[str]:
     return {m.split(".")[0] for m in modules}
 
 
-def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+def base_env(tmp_path: Path, refused_url: str, **extra: str) -> dict[str, str]:
+    """Coder and AgentAPI at a port that refuses: whatever listens on this machine (AgentAPI's
+    default port included) is never reached."""
     return {
         "PATH": "/usr/bin:/bin",
-        "CODER_AGENT_URL": "http://127.0.0.1:9",
+        "CODER_AGENT_URL": refused_url,
+        "CODER_MCP_AI_AGENTAPI_URL": refused_url,
         "CODER_AGENT_TOKEN": TOKEN,
         "CODER_TASK_ID": "0b7e3c2a-1d4f-4a5b-8c6d-7e8f9a0b1c2d",
         "CODER_MCP_APP_STATUS_SLUG": "agent",
@@ -120,7 +123,7 @@ async def snapshot_now() -> tuple[str, int]:
     ],
 )
 async def test_handed_to_a_daemon_only_the_standard_library(
-    tmp_path: Path, args: list[str]
+    tmp_path: Path, refused_url: str, args: list[str]
 ) -> None:
     received: list[AppStatus] = []
     hooks: list[AppStatus] = []
@@ -134,7 +137,7 @@ async def test_handed_to_a_daemon_only_the_standard_library(
                 path,
                 received.append,
             )
-            code, modules, logs = await imported(args, base_env(tmp_path))
+            code, modules, logs = await imported(args, base_env(tmp_path, refused_url))
             group.cancel_scope.cancel()
     assert code == 0, logs
     assert tops(modules) & HEAVY == set(), logs
@@ -153,7 +156,7 @@ async def test_handed_to_a_daemon_only_the_standard_library(
 
 @pytest.mark.parametrize("agent", list(AGENTS))
 async def test_every_agents_hook_imports_its_own_mapping_and_the_standard_library(
-    tmp_path: Path, agent: str
+    tmp_path: Path, refused_url: str, agent: str
 ) -> None:
     hooks: list[AppStatus] = []
     call = first_reporting_call(agent)
@@ -165,7 +168,7 @@ async def test_every_agents_hook_imports_its_own_mapping_and_the_standard_librar
             )
             result = await anyio.run_process(
                 [sys.executable, "-X", "importtime", "-m", "agent", "hook", agent, *call.args],
-                env=base_env(tmp_path),
+                env=base_env(tmp_path, refused_url),
                 input=call.stdin,
                 check=False,
             )
@@ -183,9 +186,12 @@ async def test_every_agents_hook_imports_its_own_mapping_and_the_standard_librar
     assert ours - FAST_OURS == {f"agent.hooks.{AGENTS[agent].module}"} | USES.get(agent, set())
 
 
-async def test_report_without_a_daemon_imports_the_direct_path_only(tmp_path: Path) -> None:
+async def test_report_without_a_daemon_imports_the_direct_path_only(
+    tmp_path: Path, refused_url: str
+) -> None:
     code, modules, logs = await imported(
-        ["report", "idle", "x"], base_env(tmp_path, CODER_TASK_AGENT_REQUEST_TIMEOUT="0.2")
+        ["report", "idle", "x"],
+        base_env(tmp_path, refused_url, CODER_TASK_AGENT_REQUEST_TIMEOUT="0.2"),
     )
     assert code == 5, logs  # nothing listens at the Coder URL: not delivered
     assert '"no_daemon"' in logs  # the direct path's one outcome line
@@ -207,9 +213,11 @@ PLAIN_OURS = FAST_OURS | {
 }
 
 
-async def test_snapshot_without_a_daemon_takes_the_blocking_shell(tmp_path: Path) -> None:
+async def test_snapshot_without_a_daemon_takes_the_blocking_shell(
+    tmp_path: Path, refused_url: str
+) -> None:
     code, modules, logs = await imported(
-        ["snapshot"], base_env(tmp_path, CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5")
+        ["snapshot"], base_env(tmp_path, refused_url, CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5")
     )
     assert code == 3, logs  # no AgentAPI, no daemon mirror: no conversation
     assert "agent.stop.oneshot" in modules
@@ -227,7 +235,9 @@ async def test_snapshot_without_a_daemon_takes_the_blocking_shell(tmp_path: Path
     assert TOKEN not in logs
 
 
-async def test_snapshot_with_a_proxy_hands_the_upload_to_httpx(tmp_path: Path) -> None:
+async def test_snapshot_with_a_proxy_hands_the_upload_to_httpx(
+    tmp_path: Path, refused_url: str
+) -> None:
     # A listening AgentAPI is needed for the upload to be tried: a conversation of one message.
     async def messages(
         stream: anyio.abc.SocketStream,
@@ -245,8 +255,9 @@ async def test_snapshot_with_a_proxy_hands_the_upload_to_httpx(tmp_path: Path) -
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     env = base_env(
         tmp_path,
+        refused_url,
         CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5",
-        HTTP_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY=refused_url,
         CODER_MCP_AI_AGENTAPI_URL=f"http://127.0.0.1:{port}",
     )
     with anyio.fail_after(60):

@@ -170,13 +170,11 @@ def test_the_daemon_creates_missing_parents_private(tmp_path: Path) -> None:
 
 
 def test_a_hung_daemon_gives_undelivered_and_no_direct_report(
-    private: Path, listening: socket.socket
+    private: Path, listening: socket.socket, refused_url: str
 ) -> None:
     out = io.StringIO()
     # Coder is configured, so a fallback would be possible: it must not be taken.
-    settings = settings_for(
-        private / "report.sock", coder_url="http://127.0.0.1:9", app_slug="agent"
-    )
+    settings = settings_for(private / "report.sock", coder_url=refused_url, app_slug="agent")
     status = AppStatus(AppState.COMPLETE, "Done")
     code = report(settings, status, timeout=0.2, writer=Writer("debug", "json", (), out))
     assert code is ExitCode.UNDELIVERED

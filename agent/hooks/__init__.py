@@ -1,11 +1,13 @@
 """The agents whose own hooks report the task's status: ONE table, read by everything else.
 
 Why a registry: the `hook AGENT` command, its fast argument dispatch (agent.cli), its help, the
-docs (docs/hooks.md, checked against this table by tests/test_hooks_docs.py) and the installer
+docs (docs/hooks.md, checked against this table by tests/test_docs.py) and the installer
 all need the list of agents and how each one calls us. Adding an agent is one row here and one
 mapping module `agent.hooks.<module>` with `event_of(payload, name) -> HookEvent` (pure:
 the agent's payload in, one event of agent.hooks.events out; the rules that turn events into
-statuses live there, once, for every agent).
+statuses live there, once, for every agent). A mapping module is a table, the agent's event
+names to the builders of agent.hooks.payload (`event_of = mapping({...})`), and writes out
+only what is its agent's alone.
 
 This package is on the hooks' fast path (an agent runs `hook` at every prompt and every tool
 call): it imports nothing, and the mapping module of the calling agent only is imported, when

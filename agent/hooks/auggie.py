@@ -17,38 +17,19 @@ only there (agent.hooks, the registry's `stderr_shown`).
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    HookEvent,
-    Nothing,
-    PromptSubmitted,
-    SessionEnded,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
-    TurnStopped,
+from agent.hooks.payload import mapping, prompt, session_end, session_start, tool, turn_end
+
+# The prompt-submit hook's name is not documented: either of the two likely ones.
+prompted = prompt("prompt", "conversation.userPrompt")
+event_of = mapping(
+    {
+        "PromptSubmit": prompted,
+        "UserPromptSubmit": prompted,
+        "PreToolUse": tool("tool_name"),
+        "Stop": turn_end(
+            "conversation.agentTextResponse", cause="agent_stop_cause", normal="end_turn"
+        ),
+        "SessionStart": session_start(),
+        "SessionEnd": session_end(),
+    }
 )
-from agent.hooks.payload import folded, text
-
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-
-def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
-    """What the Auggie hook event `payload` says happened."""
-    event = folded(name or text(payload, "hook_event_name"))
-    if event in ("promptsubmit", "userpromptsubmit"):
-        return PromptSubmitted(text(payload, "prompt", "conversation.userPrompt"))
-    if event == "pretooluse":
-        return ToolStarting(text(payload, "tool_name"))
-    if event == "stop":
-        cause = text(payload, "agent_stop_cause")
-        if cause not in ("end_turn", ""):
-            return TurnStopped(cause)
-        return TurnEnded(text(payload, "conversation.agentTextResponse") or None)
-    if event == "sessionstart":
-        return SessionStarted()
-    if event == "sessionend":
-        return SessionEnded()
-    return Nothing()

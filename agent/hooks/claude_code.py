@@ -25,24 +25,14 @@ No event fires when the user interrupts a turn: the status stays working until t
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    AskingUser,
-    HookEvent,
-    Nothing,
-    PermissionWait,
-    PromptSubmitted,
-    SessionEnded,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
-    TurnStopped,
-)
-from agent.hooks.payload import folded, text, value_at
+from agent.hooks.events import AskingUser
+from agent.hooks.payload import CLAUDE_STYLE, asking, by, mapping, permission, text, tool, value_at
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from agent.hooks.events import HookEvent
+    from agent.hooks.payload import Build, Payload
 
 # Tools whose purpose is to wait for the user's answer.
 ASKING_TOOLS = ("AskUserQuestion", "ExitPlanMode")
@@ -50,35 +40,33 @@ ASKING_TOOLS = ("AskUserQuestion", "ExitPlanMode")
 WAITING_NOTIFICATIONS = ("idle_prompt", "elicitation_dialog", "elicitation_url_dialog", "")
 
 
-def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
-    """What the Claude Code hook event `payload` says happened."""
-    event = folded(name or text(payload, "hook_event_name"))
-    if event == "userpromptsubmit":
-        return PromptSubmitted(text(payload, "prompt"))
-    if event in ("pretooluse", "permissionrequest"):
-        tool = text(payload, "tool_name")
-        if tool in ASKING_TOOLS:
+def unless_asking(build: Build) -> Build:
+    """`build`, except for the ASKING_TOOLS: asking the user, the first question (the same
+    words from PreToolUse and PermissionRequest: one wait, one status)."""
+
+    def event(payload: Payload) -> HookEvent:
+        if text(payload, "tool_name") in ASKING_TOOLS:
             return AskingUser(question(payload))
-        return ToolStarting(tool) if event == "pretooluse" else PermissionWait(tool)
-    if event == "notification":
-        if text(payload, "notification_type") in WAITING_NOTIFICATIONS:
-            return AskingUser(text(payload, "message"))
-        return Nothing()
-    if event == "stop":
-        return TurnEnded(text(payload, "last_assistant_message") or None)
-    if event == "stopfailure":
-        return TurnStopped(text(payload, "error"))
-    if event == "sessionstart":
-        return Nothing() if text(payload, "source") == "compact" else SessionStarted()
-    if event == "sessionend":
-        return SessionEnded()
-    return Nothing()
+        return build(payload)
+
+    return event
 
 
-def question(payload: Mapping[str, object]) -> str:
+def question(payload: Payload) -> str:
     """The first question AskUserQuestion asks (`tool_input.questions[0].question`), or ""."""
     questions = value_at(payload, "tool_input.questions")
     if isinstance(questions, list) and questions and isinstance(questions[0], dict):
         first = questions[0].get("question")
         return first if isinstance(first, str) else ""
     return ""
+
+
+EVENTS = {
+    **CLAUDE_STYLE,
+    "PreToolUse": unless_asking(tool("tool_name")),
+    "PermissionRequest": unless_asking(permission("tool_name")),
+    "Notification": by(
+        dict.fromkeys(WAITING_NOTIFICATIONS, asking("message")), "notification_type"
+    ),
+}
+event_of = mapping(EVENTS)

@@ -17,50 +17,24 @@ Codex runs its `notify` program after each turn with one JSON argument (`type`, 
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    HookEvent,
-    Nothing,
-    PermissionWait,
-    PromptSubmitted,
-    SessionEnded,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
-    TurnStopped,
-)
-from agent.hooks.payload import folded, text
+from agent.hooks.events import TurnStopped
+from agent.hooks.payload import CLAUDE_STYLE, always, by, mapping, turn_end
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from agent.hooks.events import HookEvent
+    from agent.hooks.payload import Payload
+
+# Claude Code's rows, and Codex's own interrupt.
+EVENTS = {**CLAUDE_STYLE, "Interrupt": always(TurnStopped("interrupted"))}
+hook_event_of = mapping(EVENTS)
+# The notify program's payload: its `type`, compared exactly.
+notify_event_of = by({"agent-turn-complete": turn_end("last-assistant-message")}, "type")
 
 
-def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
+def event_of(payload: Payload, name: str = "") -> HookEvent:
     """What the Codex notify payload or hook event `payload` says happened."""
     if not name and "hook_event_name" not in payload and "type" in payload:
-        return _notify(payload)
-    event = folded(name or text(payload, "hook_event_name"))
-    if event == "userpromptsubmit":
-        return PromptSubmitted(text(payload, "prompt"))
-    if event == "pretooluse":
-        return ToolStarting(text(payload, "tool_name"))
-    if event == "permissionrequest":
-        return PermissionWait(text(payload, "tool_name"))
-    if event == "stop":
-        return TurnEnded(text(payload, "last_assistant_message") or None)
-    if event == "interrupt":
-        return TurnStopped("interrupted")
-    if event == "stopfailure":
-        return TurnStopped(text(payload, "error"))
-    if event == "sessionstart":
-        return Nothing() if text(payload, "source") == "compact" else SessionStarted()
-    if event == "sessionend":
-        return SessionEnded()
-    return Nothing()
-
-
-def _notify(payload: Mapping[str, object]) -> HookEvent:
-    if text(payload, "type") == "agent-turn-complete":
-        return TurnEnded(text(payload, "last-assistant-message") or None)
-    return Nothing()
+        return notify_event_of(payload)
+    return hook_event_of(payload, name)

@@ -24,53 +24,58 @@ Both are read here, names compared without case.
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    AskingUser,
-    HookEvent,
-    Nothing,
-    PermissionWait,
-    PromptSubmitted,
-    SessionEnded,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
-    TurnStopped,
+from agent.hooks.events import AskingUser, Nothing, PermissionWait, ToolStarting, TurnStopped
+from agent.hooks.payload import (
+    always,
+    asking,
+    by,
+    flag,
+    mapping,
+    prompt,
+    session_end,
+    session_start,
+    text,
+    turn_end,
 )
-from agent.hooks.payload import flag, folded, text
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from agent.hooks.events import HookEvent
+    from agent.hooks.payload import Payload
 
 ASKING_TOOLS = ("ask_user",)
 
 
-def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
-    """What the Copilot hook event `payload` says happened."""
-    event = folded(name or text(payload, "hook_event_name", "hookEventName"))
-    if event in ("userpromptsubmitted", "userpromptsubmit"):
-        return PromptSubmitted(text(payload, "prompt"))
-    if event == "pretooluse":
-        tool = text(payload, "tool_name", "toolName")
-        if tool.lower() in ASKING_TOOLS:
-            return AskingUser(text(payload, "tool_input.question", "toolArgs.question"))
-        return ToolStarting(tool)
-    if event == "notification":
-        kind = text(payload, "notification_type", "notificationType")
-        if kind == "permission_prompt":
-            return PermissionWait()
-        if kind == "elicitation_dialog":
-            return AskingUser(text(payload, "message"))
+def tool_or_question(payload: Payload) -> HookEvent:
+    """A tool, except the ASKING_TOOLS (any case): asking the user, its `question`."""
+    tool = text(payload, "tool_name", "toolName")
+    if tool.lower() in ASKING_TOOLS:
+        return AskingUser(text(payload, "tool_input.question", "toolArgs.question"))
+    return ToolStarting(tool)
+
+
+def error(payload: Payload) -> HookEvent:
+    """The turn stopped on the error, unless it is `recoverable` (or does not say)."""
+    if flag(payload, "recoverable", "error.recoverable") is not False:
         return Nothing()
-    if event in ("agentstop", "stop"):
-        return TurnEnded()
-    if event == "erroroccurred":
-        if flag(payload, "recoverable", "error.recoverable") is not False:
-            return Nothing()
-        return TurnStopped(text(payload, "error.message", "error.name"))
-    if event == "sessionstart":
-        return SessionStarted()
-    if event == "sessionend":
-        return SessionEnded()
-    return Nothing()
+    return TurnStopped(text(payload, "error.message", "error.name"))
+
+
+prompted = prompt("prompt")
+EVENTS = {
+    "userPromptSubmitted": prompted,
+    "UserPromptSubmit": prompted,
+    "preToolUse": tool_or_question,
+    "notification": by(
+        {"permission_prompt": always(PermissionWait()), "elicitation_dialog": asking("message")},
+        "notification_type",
+        "notificationType",
+    ),
+    "agentStop": turn_end(),
+    "Stop": turn_end(),
+    "errorOccurred": error,
+    "sessionStart": session_start(),
+    "sessionEnd": session_end(),
+}
+event_of = mapping(EVENTS, "hook_event_name", "hookEventName")

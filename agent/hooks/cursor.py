@@ -17,36 +17,14 @@ Cursor has no event for a permission prompt.
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    HookEvent,
-    Nothing,
-    PromptSubmitted,
-    SessionEnded,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
-    TurnStopped,
+from agent.hooks.payload import mapping, prompt, session_end, session_start, tool, turn_end
+
+event_of = mapping(
+    {
+        "beforeSubmitPrompt": prompt("prompt"),
+        "preToolUse": tool("tool_name"),
+        "stop": turn_end(cause="status", normal="completed"),
+        "sessionStart": session_start(),
+        "sessionEnd": session_end(),
+    }
 )
-from agent.hooks.payload import folded, text
-
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-
-def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
-    """What the Cursor hook event `payload` says happened."""
-    event = folded(name or text(payload, "hook_event_name"))
-    if event == "beforesubmitprompt":
-        return PromptSubmitted(text(payload, "prompt"))
-    if event == "pretooluse":
-        return ToolStarting(text(payload, "tool_name"))
-    if event == "stop":
-        status = text(payload, "status")
-        return TurnEnded() if status in ("completed", "") else TurnStopped(status)
-    if event == "sessionstart":
-        return SessionStarted()
-    if event == "sessionend":
-        return SessionEnded()
-    return Nothing()

@@ -18,39 +18,27 @@ Gemini reads the hook's stdout as its decision, and its stderr instead when stdo
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    HookEvent,
-    Nothing,
-    PermissionWait,
-    PromptSubmitted,
-    SessionEnded,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
+from agent.hooks.payload import (
+    by,
+    mapping,
+    permission,
+    prompt,
+    session_end,
+    session_start,
+    tool,
+    turn_end,
 )
-from agent.hooks.payload import folded, text
 
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-
-def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
-    """What the Gemini CLI hook event `payload` says happened."""
-    event = folded(name or text(payload, "hook_event_name"))
-    if event == "beforeagent":
-        return PromptSubmitted(text(payload, "prompt"))
-    if event == "beforetool":
-        return ToolStarting(text(payload, "tool_name"))
-    if event == "notification":
-        if text(payload, "notification_type") != "ToolPermission":
-            return Nothing()
-        return PermissionWait(text(payload, "details.toolName", "details.title"))
-    if event == "afteragent":
-        return TurnEnded(text(payload, "prompt_response") or None)
-    if event == "sessionstart":
-        return Nothing() if text(payload, "source") == "compact" else SessionStarted()
-    if event == "sessionend":
-        return SessionEnded()
-    return Nothing()
+event_of = mapping(
+    {
+        "BeforeAgent": prompt("prompt"),
+        "BeforeTool": tool("tool_name"),
+        "Notification": by(
+            {"ToolPermission": permission("details.toolName", "details.title")},
+            "notification_type",
+        ),
+        "AfterAgent": turn_end("prompt_response"),
+        "SessionStart": session_start(except_sources=("compact",)),
+        "SessionEnd": session_end(),
+    }
+)

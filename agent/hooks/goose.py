@@ -14,34 +14,17 @@ Goose has no permission event.
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    HookEvent,
-    Nothing,
-    PromptSubmitted,
-    SessionEnded,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
+from agent.hooks.payload import mapping, prompt, session_end, session_start, tool, turn_end
+
+# The event's name is in `event` (`hook_event_name` where a version sends that).
+event_of = mapping(
+    {
+        "UserPromptSubmit": prompt("message", "prompt"),
+        "PreToolUse": tool("tool_name"),
+        "Stop": turn_end("last_assistant_message"),
+        "SessionStart": session_start(),
+        "SessionEnd": session_end(),
+    },
+    "event",
+    "hook_event_name",
 )
-from agent.hooks.payload import folded, text
-
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-
-def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
-    """What the Goose hook event `payload` says happened."""
-    event = folded(name or text(payload, "event", "hook_event_name"))
-    if event == "userpromptsubmit":
-        return PromptSubmitted(text(payload, "message", "prompt"))
-    if event == "pretooluse":
-        return ToolStarting(text(payload, "tool_name"))
-    if event == "stop":
-        return TurnEnded(text(payload, "last_assistant_message") or None)
-    if event == "sessionstart":
-        return SessionStarted()
-    if event == "sessionend":
-        return SessionEnded()
-    return Nothing()

@@ -15,31 +15,14 @@ Kiro has no permission event and no session-end event.
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    HookEvent,
-    Nothing,
-    PromptSubmitted,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
+from agent.hooks.payload import mapping, prompt, session_start, tool, turn_end
+
+event_of = mapping(
+    {
+        "userPromptSubmit": prompt("prompt"),
+        "preToolUse": tool("tool_name"),
+        "stop": turn_end(),
+        "agentSpawn": session_start(),  # 2.x
+        "SessionStart": session_start(),  # 3.x
+    }
 )
-from agent.hooks.payload import folded, text
-
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-
-def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
-    """What the Kiro hook event `payload` says happened."""
-    event = folded(name or text(payload, "hook_event_name"))
-    if event == "userpromptsubmit":
-        return PromptSubmitted(text(payload, "prompt"))
-    if event == "pretooluse":
-        return ToolStarting(text(payload, "tool_name"))
-    if event == "stop":
-        return TurnEnded()
-    if event in ("agentspawn", "sessionstart"):
-        return SessionStarted()
-    return Nothing()

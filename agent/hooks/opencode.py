@@ -26,48 +26,49 @@ assistant message, read through OpenCode's client when the session goes idle).
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    HookEvent,
-    Nothing,
-    PermissionWait,
-    PromptSubmitted,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
-    TurnStopped,
-)
-from agent.hooks.payload import flag, text, value_at
+from agent.hooks.events import Nothing, PromptSubmitted, TurnEnded, TurnStopped
+from agent.hooks.payload import flag, mapping, permission, session_start, text, tool
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from agent.hooks.events import HookEvent
+    from agent.hooks.payload import Payload
 
 
-def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
-    """What the forwarded OpenCode event `payload` says happened."""
-    event = name or text(payload, "type")
-    properties = value_at(payload, "properties")
-    props: Mapping[str, object] = properties if isinstance(properties, dict) else {}
-    if text(payload, "parentID"):
-        return Nothing()
-    if event == "chat.message":
-        return PromptSubmitted(unquoted(text(props, "text")))
-    if event == "tool.execute.before":
-        return ToolStarting(text(props, "tool"))
-    if event in ("permission.asked", "permission.updated"):
-        return PermissionWait(text(props, "permission", "type"))
-    if event == "session.idle":
-        if flag(payload, "afterError"):
-            return Nothing()
-        return TurnEnded(text(payload, "answer") or None)
-    if event == "session.error":
-        if text(props, "error.name") == "MessageAbortedError":
-            return TurnStopped("aborted")
-        return TurnStopped(text(props, "error.data.message", "error.name"))
-    if event == "session.created":
-        return SessionStarted()
-    return Nothing()
+def chat_message(payload: Payload) -> HookEvent:
+    """A prompt, without the literal quotes `opencode run` may wrap it in."""
+    return PromptSubmitted(unquoted(text(payload, "properties.text")))
+
+
+def session_idle(payload: Payload) -> HookEvent:
+    """The turn ended, with `answer`; nothing right after a `session.error`."""
+    return Nothing() if flag(payload, "afterError") else TurnEnded(text(payload, "answer") or None)
+
+
+def session_error(payload: Payload) -> HookEvent:
+    """The turn stopped: "aborted" for `MessageAbortedError`, else the error's message."""
+    if text(payload, "properties.error.name") == "MessageAbortedError":
+        return TurnStopped("aborted")
+    return TurnStopped(text(payload, "properties.error.data.message", "properties.error.name"))
+
+
+asked = permission("properties.permission", "properties.type")
+EVENTS = {
+    "chat.message": chat_message,
+    "tool.execute.before": tool("properties.tool"),
+    "permission.asked": asked,
+    "permission.updated": asked,
+    "session.idle": session_idle,
+    "session.error": session_error,
+    "session.created": session_start(),
+}
+own_event_of = mapping(EVENTS, "type")
+
+
+def event_of(payload: Payload, name: str = "") -> HookEvent:
+    """What the forwarded OpenCode event `payload` says happened (nothing for a subagent's)."""
+    return Nothing() if text(payload, "parentID") else own_event_of(payload, name)
 
 
 def unquoted(prompt: str) -> str:

@@ -12,19 +12,21 @@ stdin), so every event maps as agent.hooks.claude_code says, except the prompt:
 
 from __future__ import annotations
 
-from agent.hooks.claude_code import event_of as claude_code_event_of
-from agent.hooks.events import HookEvent, Nothing, PromptSubmitted
-from agent.hooks.payload import folded, text
+from agent.hooks.claude_code import EVENTS
+from agent.hooks.events import Nothing, PromptSubmitted
+from agent.hooks.payload import mapping, text
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from agent.hooks.events import HookEvent
+    from agent.hooks.payload import Payload
 
 
-def event_of(payload: Mapping[str, object], name: str = "") -> HookEvent:
-    """What the Qwen Code hook event `payload` says happened."""
-    if folded(name or text(payload, "hook_event_name")) == "userpromptsubmit":
-        prompt = text(payload, "submitted_prompt").strip() or text(payload, "prompt")
-        return PromptSubmitted(prompt) if prompt.strip() else Nothing()
-    return claude_code_event_of(payload, name)
+def submitted(payload: Payload) -> HookEvent:
+    """The user's prompt; nothing for the empty-prompt continuation after a tool's result."""
+    prompt = text(payload, "submitted_prompt").strip() or text(payload, "prompt")
+    return PromptSubmitted(prompt) if prompt.strip() else Nothing()
+
+
+event_of = mapping({**EVENTS, "UserPromptSubmit": submitted})

@@ -141,20 +141,22 @@ def _codex() -> Target:
     )
 
 
-def _gemini() -> Target:
-    handler = {"type": "command", "name": EXECUTABLE, "command": command("gemini")}
+def _gemini_style(agent: str, settings: str, events: tuple[str, ...], tool: str) -> JsonHooks:
+    """Gemini CLI's settings, whose hooks Qwen Code's follow: a named handler for each event,
+    the `tool` event's matching every tool; JSON with comments."""
+    handler = {"type": "command", "name": EXECUTABLE, "command": command(agent)}
     group: Json = {"hooks": [handler]}
-    events: Events = (
-        ("SessionStart", group),
-        ("BeforeAgent", group),
-        ("BeforeTool", {"matcher": ".*", "hooks": [handler]}),
-        ("Notification", group),
-        ("AfterAgent", group),
-        ("SessionEnd", group),
-    )
+    every_tool: Json = {"matcher": ".*", "hooks": [handler]}
+    entries = tuple((event, every_tool if event == tool else group) for event in events)
+    return JsonHooks(settings, settings, entries, comments=True)
+
+
+def _gemini() -> Target:
+    events: tuple[str, ...] = ("SessionStart", "BeforeAgent", "BeforeTool", "Notification")
+    events += ("AfterAgent", "SessionEnd")
     return Target(
         "gemini",
-        (JsonHooks(".gemini/settings.json", ".gemini/settings.json", events, comments=True),),
+        (_gemini_style("gemini", ".gemini/settings.json", events, "BeforeTool"),),
         notes=(
             "Gemini CLI warns once about new project hooks, then runs them. It fires no event "
             "when a turn ends in an error or is cancelled.",
@@ -163,21 +165,11 @@ def _gemini() -> Target:
 
 
 def _qwen() -> Target:
-    handler = {"type": "command", "name": EXECUTABLE, "command": command("qwen")}
-    group: Json = {"hooks": [handler]}
-    events: Events = (
-        ("SessionStart", group),
-        ("UserPromptSubmit", group),
-        ("PreToolUse", {"matcher": ".*", "hooks": [handler]}),
-        ("PermissionRequest", group),
-        ("Notification", group),
-        ("Stop", group),
-        ("StopFailure", group),
-        ("SessionEnd", group),
-    )
+    events: tuple[str, ...] = ("SessionStart", "UserPromptSubmit", "PreToolUse")
+    events += ("PermissionRequest", "Notification", "Stop", "StopFailure", "SessionEnd")
     return Target(
         "qwen",
-        (JsonHooks(".qwen/settings.json", ".qwen/settings.json", events, comments=True),),
+        (_gemini_style("qwen", ".qwen/settings.json", events, "PreToolUse"),),
         notes=("Qwen Code runs project hooks only in a trusted folder.",),
     )
 

@@ -49,7 +49,14 @@ class Peers:
             task_id=TASK_ID,
             app_slug=SLUG,
             socket=self.workdir / "run" / "report.sock",
-            **{"CODER_TASK_AGENT_WORKING_DEBOUNCE": "0.3", **extra},
+            **{
+                "CODER_TASK_AGENT_WORKING_DEBOUNCE": "0.3",
+                # A hook's budget is wall-clock time from its process's start, and a subprocess
+                # on a loaded two-core machine can take a second to start: the tests of what a
+                # hook delivers do not race it. The budget's own tests set it themselves.
+                "CODER_TASK_AGENT_HOOK_BUDGET": "30",
+                **extra,
+            },
         )
 
     def states(self) -> list[str]:

@@ -263,8 +263,8 @@ async def test_an_unparseable_event_still_runs_the_users_program(peers: Peers) -
     assert out.read_text() == "not json"
 
 
-async def test_coder_down_never_fails_the_agent(peers: Peers) -> None:
-    env = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_REQUEST_TIMEOUT="0.3")
+async def test_coder_down_never_fails_the_agent(peers: Peers, refused_url: str) -> None:
+    env = peers.env(CODER_AGENT_URL=refused_url, CODER_TASK_AGENT_REQUEST_TIMEOUT="0.3")
     code, stderr = await hook("claude-code", env, claude("Stop"))
     assert code == 0
     # Logged once, one line; which error it names (refused, or the deadline) depends on the
@@ -275,14 +275,14 @@ async def test_coder_down_never_fails_the_agent(peers: Peers) -> None:
 
 
 async def test_where_the_agent_shows_stderr_a_delivered_report_prints_nothing(
-    peers: Peers,
+    peers: Peers, refused_url: str
 ) -> None:
     """Auggie shows a tool hook's stderr to the user: only errors are logged there."""
     tool = json.dumps({"hook_event_name": "PreToolUse", "tool_name": "view"}).encode()
     code, stderr = await hook("auggie", peers.env(), tool)
     assert (code, stderr) == (0, "")
     assert statuses(peers) == [("working", "Using view")]
-    down = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_REQUEST_TIMEOUT="0.3")
+    down = peers.env(CODER_AGENT_URL=refused_url, CODER_TASK_AGENT_REQUEST_TIMEOUT="0.3")
     code, stderr = await hook("auggie", down, tool)
     assert code == 0
     assert [json.loads(line)["event"] for line in stderr.splitlines()] == ["report_failed"]

@@ -82,16 +82,16 @@ async def test_retries_through_503_then_uploads(peers: Peers) -> None:
     assert [r["status"] for r in peers.snapshot_requests()] == [503, 503, 204]
 
 
-async def test_coder_down_exits_5_within_the_budget(peers: Peers) -> None:
-    env = peers.env(CODER_AGENT_URL="http://127.0.0.1:9", CODER_TASK_AGENT_SHUTDOWN_BUDGET="1")
+async def test_coder_down_exits_5_within_the_budget(peers: Peers, refused_url: str) -> None:
+    env = peers.env(CODER_AGENT_URL=refused_url, CODER_TASK_AGENT_SHUTDOWN_BUDGET="1")
     code, stderr = await finish(await start_agent(["snapshot"], env))
     assert code == 5, stderr
     # By the process's own clock: timing from outside would count start-up and the load too.
     assert_within_budget(stderr)
 
 
-async def test_agentapi_down_exits_3(peers: Peers) -> None:
-    env = peers.env(CODER_MCP_AI_AGENTAPI_URL="http://127.0.0.1:9")
+async def test_agentapi_down_exits_3(peers: Peers, refused_url: str) -> None:
+    env = peers.env(CODER_MCP_AI_AGENTAPI_URL=refused_url)
     code, stderr = await finish(await start_agent(["snapshot"], env))
     assert code == 3
     assert "AgentAPI did not answer" in stderr
@@ -140,7 +140,9 @@ def shape(stderr: str) -> list[tuple[str, str, list[str]]]:
 @pytest.mark.parametrize(
     "scenario", ["uploaded after a 503", "unsupported", "rejected", "agentapi down"]
 )
-async def test_snapshot_and_stop_hook_print_the_same_lines(peers: Peers, scenario: str) -> None:
+async def test_snapshot_and_stop_hook_print_the_same_lines(
+    peers: Peers, refused_url: str, scenario: str
+) -> None:
     # One blocking shell (agent.stop.oneshot) for both commands: the stop hook has no lines of
     # its own for the stop path, and ends as `snapshot` does (`--strict` gives its exit code).
     peers.agentapi.put_message("user", "the same for both commands")
@@ -148,7 +150,7 @@ async def test_snapshot_and_stop_hook_print_the_same_lines(peers: Peers, scenari
     if scenario == "rejected":
         env["CODER_AGENT_TOKEN"] = "wrong-token"
     if scenario == "agentapi down":
-        env["CODER_MCP_AI_AGENTAPI_URL"] = "http://127.0.0.1:9"
+        env["CODER_MCP_AI_AGENTAPI_URL"] = refused_url
     peers.coder.tasks_enabled = scenario != "unsupported"
     results = {}
     for command in (["snapshot"], ["stop-hook", "--strict"]):

@@ -221,9 +221,15 @@ async def test_task_id_not_a_uuid_is_logged_and_agentapi_still_stopped(
     ],
 )
 async def test_a_skipped_snapshot_names_what_is_missing(
-    peers: Peers, home: Path, change: dict[str, str], reason: str, logged_above: bool
+    peers: Peers,
+    home: Path,
+    *,
+    refused_port: int,
+    change: dict[str, str],
+    reason: str,
+    logged_above: bool,
 ) -> None:
-    env = hook_env(peers, home, 9, **change)
+    env = hook_env(peers, home, refused_port, **change)
     code, stderr = await finish(await start_agent(["stop-hook"], env))
     assert code == 0, stderr
     (skipped,) = [e for e in events(stderr) if e["event"] == "snapshot_skipped"]
@@ -232,16 +238,16 @@ async def test_a_skipped_snapshot_names_what_is_missing(
     assert bool(problems) is logged_above, "said to be logged above only when it is"
 
 
-async def test_strict_gives_our_exit_codes(peers: Peers, home: Path) -> None:
-    env = hook_env(peers, home, 9, ARG_TASK_ID="task-42")
+async def test_strict_gives_our_exit_codes(peers: Peers, home: Path, refused_port: int) -> None:
+    env = hook_env(peers, home, refused_port, ARG_TASK_ID="task-42")
     code, _ = await finish(await start_agent(["stop-hook", "--strict"], env))
     assert code == 2
     # AgentAPI gone (the port refuses): exit 0, or 3 with --strict; the URL is named.
-    env = hook_env(peers, home, 9)
+    env = hook_env(peers, home, refused_port)
     code, stderr = await finish(await start_agent(["stop-hook"], env))
     assert code == 0
     (unread,) = [e for e in events(stderr) if e["event"] == "agentapi_messages_failed"]
-    assert "http://localhost:9/messages" in str(unread["error"])
+    assert f"http://localhost:{refused_port}/messages" in str(unread["error"])
     assert [e["reason"] for e in events(stderr) if e["event"] == "snapshot_failed"] == [
         "AgentAPI did not answer, so there is no conversation to save"
     ]

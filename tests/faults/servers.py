@@ -90,6 +90,27 @@ async def reset_server(
     await raw_server(partial, task_status=task_status, hits=hits)
 
 
+async def relay(client: anyio.abc.SocketStream, port: int) -> None:
+    """Pipe one connection to 127.0.0.1:`port` and back until either side ends it.
+
+    A listener the test holds can then stand for a server that comes and goes: the port stays
+    the test's while the server behind it changes.
+    """
+    async with client, await anyio.connect_tcp("127.0.0.1", port) as server:
+
+        async def pipe(source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream) -> None:
+            try:
+                async for chunk in source:
+                    await sink.send(chunk)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # one side reset or closed: the connection is over either way
+            group.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(pipe, client, server)
+            group.start_soon(pipe, server, client)
+
+
 def sse(*frames: tuple[str, object], end: bool = True, raw: bytes = b"") -> Behaviour:
     """An /events answer with these frames (then the stream ends, or stays open)."""
 

@@ -4,7 +4,6 @@ recovers, and still saves the conversation at stop."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,17 +22,11 @@ from tests.e2e.conftest import (
     terminate,
 )
 from tests.fakes import TIME, wait_until
-from tests.faults.servers import Behaviour, Scripted, answer, serve_on_loopback, sse
+from tests.faults.servers import Behaviour, Scripted, answer, relay, serve_on_loopback, sse
 from tests.faults.test_coder_faults import assert_within_budget, named
 
 pytestmark = pytest.mark.anyio
 _ = peers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def run_daemon_against(peers: Peers, agentapi_url: str, **env: str) -> anyio.abc.Process:
@@ -63,25 +56,29 @@ async def stop_daemon(process: anyio.abc.Process) -> tuple[int, str]:
 
 
 async def test_agentapi_not_started_then_up(peers: Peers) -> None:
-    port = free_port()
-    process = await run_daemon_against(peers, f"http://127.0.0.1:{port}")
-    # Before AgentAPI is up, its port drops every connection: the daemon's tries are seen.
+    # AgentAPI's port is the test's for the whole test (bound to port 0, never let go): before
+    # AgentAPI is up it drops every connection, and the daemon's tries are seen; once up, it
+    # relays each connection to the stand-in (on a port of its own).
     tries: list[int] = []
+    upstream: int | None = None
 
-    async def drop(stream: anyio.abc.SocketStream) -> None:
+    async def front(stream: anyio.abc.SocketStream) -> None:
+        if upstream is not None:
+            await relay(stream, upstream)
+            return
         tries.append(1)
         await stream.aclose()
 
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
-    async with listener, anyio.create_task_group() as group:
-        group.start_soon(listener.serve, drop)
-        await wait_until(lambda: len(tries) >= 2, within=20)
-        group.cancel_scope.cancel()
-    assert peers.states() == [], "nothing reported before anything was observed"
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
     late = AgentAPIStandIn()
-    async with anyio.create_task_group() as group:
-        await group.start(
-            lambda task_status: run_agentapi_standin(late, port=port, task_status=task_status)
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, front)
+        process = await run_daemon_against(peers, f"http://127.0.0.1:{port}")
+        await wait_until(lambda: len(tries) >= 2, within=20)
+        assert peers.states() == [], "nothing reported before anything was observed"
+        upstream = await group.start(
+            lambda task_status: run_agentapi_standin(late, task_status=task_status)
         )
         await wait_until(lambda: peers.states() == ["idle"], within=20)
         code, stderr = await stop_daemon(process)

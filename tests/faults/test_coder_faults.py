@@ -126,8 +126,8 @@ async def test_retry_after_is_honoured(peers: Peers) -> None:
     assert times[1] - times[0] >= 1.5
 
 
-async def test_connection_refused(peers: Peers) -> None:
-    code, stderr = await snapshot_against(peers, "http://127.0.0.1:9")
+async def test_connection_refused(peers: Peers, refused_url: str) -> None:
+    code, stderr = await snapshot_against(peers, refused_url)
     assert code == 5
     assert_within_budget(stderr)
     assert len(named(stderr, "snapshot_failed")) == 1

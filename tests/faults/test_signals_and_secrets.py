@@ -28,8 +28,8 @@ def started(peers: Peers) -> Callable[[], bool]:
     return socket_path.exists
 
 
-async def test_sigterm_before_the_first_observation(peers: Peers) -> None:
-    process = await start_agent(["run"], peers.env(CODER_MCP_AI_AGENTAPI_URL="http://127.0.0.1:9"))
+async def test_sigterm_before_the_first_observation(peers: Peers, refused_url: str) -> None:
+    process = await start_agent(["run"], peers.env(CODER_MCP_AI_AGENTAPI_URL=refused_url))
     await wait_until(started(peers), within=20)
     terminate(process)
     code, stderr = await finish(process)
@@ -38,20 +38,9 @@ async def test_sigterm_before_the_first_observation(peers: Peers) -> None:
     assert peers.states() == []
 
 
-async def listen_when_free(port: int) -> anyio.abc.Listener[anyio.abc.SocketStream]:
-    """A listener on `port` once the stand-in that held it has let it go (within 10 s)."""
-    with anyio.fail_after(10):
-        while True:
-            try:
-                return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
-            except OSError:
-                await anyio.sleep(0.01)
-
-
 async def test_sigterm_during_a_backoff_sleep(peers: Peers) -> None:
-    peers.kill_agentapi()
-    # AgentAPI's port now drops every connection at once, and counts them: once the daemon has
-    # come back several times, it is between attempts, in a backoff wait.
+    # AgentAPI's port drops every connection at once, and counts them: once the daemon has come
+    # back several times, it is between attempts, in a backoff wait.
     attempts = 0
 
     async def drop(stream: anyio.abc.SocketStream) -> None:
@@ -59,11 +48,11 @@ async def test_sigterm_during_a_backoff_sleep(peers: Peers) -> None:
         attempts += 1
         await stream.aclose()
 
-    port = int(peers.agentapi_url.rsplit(":", 1)[1])
-    listener = await listen_when_free(port)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    url = f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}"
     async with listener, anyio.create_task_group() as group:
         group.start_soon(listener.serve, drop)
-        process = await start_agent(["run"], peers.env())
+        process = await start_agent(["run"], peers.env(CODER_MCP_AI_AGENTAPI_URL=url))
         await wait_until(started(peers), within=20)
         await wait_until(lambda: attempts >= 3, within=30)
         terminate(process)
