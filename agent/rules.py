@@ -64,9 +64,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from agent.models import AgentStatus, AppState, AppStatus, first_line
+
+if TYPE_CHECKING:
+    # What the rules read of a message is a part of what the snapshot builder reads: one shape.
+    from agent.snapshot import SnapshotMessage
 
 WORKING_MESSAGE = "Working"
 IDLE_MESSAGE = "Waiting for input"
@@ -87,19 +91,6 @@ class UserMessageSeen:
     id: int
     content: str
     at: float
-
-
-class MessageLike(Protocol):
-    """What the rules read of a message (AgentAPI's `Message` has these)."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def role(self) -> str: ...
-
-    @property
-    def content(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -141,7 +132,7 @@ class HistoryBuilder:
         return HistorySeen(self._last_id, self._first_user, self._newest_user, at)
 
 
-def history_of(messages: Iterable[MessageLike], at: float) -> HistorySeen:
+def history_of(messages: Iterable[SnapshotMessage], at: float) -> HistorySeen:
     """The observation of a whole `/messages` answer."""
     builder = HistoryBuilder()
     for message in messages:

@@ -31,6 +31,7 @@ class Msg:
     id: int
     role: str
     content: str
+    time: str = "2025-06-01T10:00:00Z"
 
 
 WORKING = AppStatus(AppState.WORKING, WORKING_MESSAGE)
