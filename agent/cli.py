@@ -22,6 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
+    from typing import Any
 
     from agent.config import Settings
 
@@ -69,22 +70,18 @@ def _dest(flag: str) -> str:
     return "setting_" + flag.removeprefix("--").replace("-", "_")
 
 
-def _parser() -> argparse.ArgumentParser:
-    import argparse  # noqa: PLC0415 - not on the hooks' fast path
-
-    from agent import __version__  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(
-        prog="coder-task-agent",
-        description="Report an AI agent's task status to Coder and save its conversation at stop.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = commands.add_parser(
-        "run",
-        help="the daemon: watch AgentAPI, report, snapshot on stop",
-        description=(
+# The one specification of the command line. argparse is built from it (for --help and every
+# form the fast dispatch does not take), and the hooks' fast dispatch reads the same entries, so
+# an argument or an option is added in one place. Per command: its help and description; its
+# positionals as (name, count, help), count "1", "?" (default "") or "*"; its own options as
+# (flag, metavar, help), metavar None for a switch; the setting flags it takes; and whether the
+# fast dispatch takes its plain forms (the commands agents run at every step).
+_SNAPSHOT_FLAGS = ("--agentapi-url", "--budget", "--log-level", "--log-format")
+_HANDED_OVER_FLAGS = ("--socket", "--log-level", "--log-format")
+COMMANDS: dict[str, dict[str, object]] = {
+    "run": {
+        "help": "the daemon: watch AgentAPI, report, snapshot on stop",
+        "description": (
             "Watch AgentAPI (and take the agent's hook reports) and report the task's status to "
             "Coder when it changes; on SIGTERM, save the conversation as the task's log "
             "snapshot. Required: CODER_AGENT_URL and the agent token (CODER_AGENT_TOKEN, "
@@ -93,13 +90,11 @@ def _parser() -> argparse.ArgumentParser:
             "(without it no snapshot is saved). Every setting is an environment variable "
             "(docs/configuration.md); a flag overrides the variable named after its help."
         ),
-    )
-    _add_setting_flags(run, *_SETTING_FLAGS)
-
-    snap = commands.add_parser(
-        "snapshot",
-        help="one-shot: upload the conversation and exit",
-        description=(
+        "settings": tuple(_SETTING_FLAGS),
+    },
+    "snapshot": {
+        "help": "one-shot: upload the conversation and exit",
+        "description": (
             "Save the conversation as the task's log snapshot now (a stop script's command). A "
             "running daemon saves it from its live copy; without one, the last ten messages are "
             "read from AgentAPI's /messages and uploaded, all within the budget. Needs "
@@ -108,13 +103,12 @@ def _parser() -> argparse.ArgumentParser:
             "at CODER_MCP_AI_AGENTAPI_URL (default http://localhost:3284). Exit codes: "
             "docs/operations.md."
         ),
-    )
-    _add_setting_flags(snap, "--agentapi-url", "--budget", "--log-level", "--log-format")
-
-    report = commands.add_parser(
-        "report",
-        help="report the task's state (from an agent hook)",
-        description=(
+        "settings": _SNAPSHOT_FLAGS,
+        "fast": True,
+    },
+    "report": {
+        "help": "report the task's state (from an agent hook)",
+        "description": (
             "Report the task's state to Coder: working, idle, complete or failed, with a short "
             "summary and an optional link. Handed to the running daemon when one listens on "
             "the report socket (CODER_TASK_AGENT_SOCKET), which applies the reporting rules "
@@ -123,16 +117,17 @@ def _parser() -> argparse.ArgumentParser:
             "(CODER_AGENT_TOKEN or CODER_AGENT_TOKEN_FILE) unless the Coder agent's socket "
             "takes it. Exit codes: docs/operations.md."
         ),
-    )
-    report.add_argument("state", help="working, idle, complete or failed")
-    report.add_argument("summary", nargs="?", default="", help="a short summary for the user")
-    report.add_argument("--uri", default="", help="a link for the user (a PR, a preview...)")
-    _add_setting_flags(report, "--socket", "--log-level", "--log-format")
-
-    stop = commands.add_parser(
-        "stop-hook",
-        help="drop-in for the agentapi module's stop script: snapshot, then stop AgentAPI",
-        description=(
+        "positionals": (
+            ("state", "1", "working, idle, complete or failed"),
+            ("summary", "?", "a short summary for the user"),
+        ),
+        "options": (("--uri", "URI", "a link for the user (a PR, a preview...)"),),
+        "settings": _HANDED_OVER_FLAGS,
+        "fast": True,
+    },
+    "stop-hook": {
+        "help": "drop-in for the agentapi module's stop script: snapshot, then stop AgentAPI",
+        "description": (
             "Replaces agentapi-shutdown.sh of Coder's agentapi module. Reads the conversation "
             "first, asks AgentAPI to save its state (SIGUSR1, when ARG_ENABLE_STATE_PERSISTENCE "
             "is true), uploads the snapshot, then stops AgentAPI (SIGTERM, SIGKILL after "
@@ -143,42 +138,81 @@ def _parser() -> argparse.ArgumentParser:
             "for the snapshot. Exits 0 whatever happened (a failing stop script marks the "
             "workspace's shutdown as errored); the outcome is logged."
         ),
-    )
-    stop.add_argument(
-        "--strict", action="store_true", help="exit with the outcome's code (docs/operations.md)"
-    )
-    _add_setting_flags(stop, "--agentapi-url", "--budget", "--log-level", "--log-format")
-
-    from agent.hooks import AGENTS  # noqa: PLC0415 - the registry of agents
-
-    hook = commands.add_parser(
-        "hook",
-        help="report the task's status from an agent's own hook",
-        description=(
+        "options": (("--strict", None, "exit with the outcome's code (docs/operations.md)"),),
+        "settings": _SNAPSHOT_FLAGS,
+    },
+    "hook": {
+        "help": "report the task's status from an agent's own hook",
+        "description": (
             "Map an agent's hook event to a status report and hand it to the daemon (or "
             "straight to Coder when none runs). The event arrives as JSON on stdin; Codex's "
-            "`notify` program gets it as the last argument. Agents: "
-            + ", ".join(f"{name} ({agent.label})" for name, agent in AGENTS.items())
-            + ". Always exits 0: a hook never fails the agent; problems are logged on stderr. "
-            "Which event reports what: docs/hooks.md."
+            "`notify` program gets it as the last argument. Agents: {agents}. Always exits 0: "
+            "a hook never fails the agent; problems are logged on stderr. Which event reports "
+            "what: docs/hooks.md. `hook install AGENT` writes an agent's hook configuration "
+            "(docs/hook-install.md)."
         ),
-    )
-    hook.add_argument("agent", choices=tuple(AGENTS), help="which agent calls")
-    hook.add_argument("payload", nargs="*", help="codex: the notify JSON (Codex appends it)")
-    hook.add_argument(
-        "--event",
-        metavar="NAME",
-        help="the event's name, for payloads that do not carry it (Copilot's camelCase hooks)",
-    )
-    hook.add_argument(
-        "--then-run",
-        metavar="JSON",
-        help="a JSON array: a program to run after reporting, with the payload appended "
-        "(the user's own Codex notify program)",
-    )
-    _add_setting_flags(hook, "--socket", "--log-level", "--log-format")
+        # Any AGENT on the fast path: an unknown one is logged by the command (one line, exit
+        # 0), not refused by argparse.
+        "positionals": (
+            ("agent", "1", "which agent calls"),
+            ("payload", "*", "codex: the notify JSON (Codex appends it)"),
+        ),
+        "options": (
+            (
+                "--event",
+                "NAME",
+                "the event's name, for payloads that do not carry it (Copilot's camelCase hooks)",
+            ),
+            (
+                "--then-run",
+                "JSON",
+                "a JSON array: a program to run after reporting, with the payload appended "
+                "(the user's own Codex notify program)",
+            ),
+        ),
+        "settings": _HANDED_OVER_FLAGS,
+        "fast": True,
+    },
+}
 
+
+def _parser() -> argparse.ArgumentParser:
+    """argparse, built from COMMANDS (only off the fast path: it costs more than the rest)."""
+    import argparse  # noqa: PLC0415 - not on the hooks' fast path
+
+    from agent import __version__  # noqa: PLC0415
+    from agent.hooks import AGENTS  # noqa: PLC0415 - the registry of agents
+
+    parser = argparse.ArgumentParser(
+        prog="coder-task-agent",
+        description="Report an AI agent's task status to Coder and save its conversation at stop.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    agents = ", ".join(f"{name} ({agent.label})" for name, agent in AGENTS.items())
+    for name, spec in COMMANDS.items():
+        description = str(spec["description"]).replace("{agents}", agents)
+        sub = commands.add_parser(name, help=str(spec["help"]), description=description)
+        for argument, count, help_text in _entries(spec, "positionals"):
+            if argument == "agent":
+                sub.add_argument(argument, choices=tuple(AGENTS), help=help_text)
+            elif count == "1":
+                sub.add_argument(argument, help=help_text)
+            else:
+                default = "" if count == "?" else None
+                sub.add_argument(argument, nargs=count, default=default, help=help_text)
+        for flag, metavar, help_text in _entries(spec, "options"):
+            if metavar is None:
+                sub.add_argument(flag, action="store_true", help=help_text)
+            else:
+                sub.add_argument(flag, metavar=metavar, help=help_text)
+        _add_setting_flags(sub, *_entries(spec, "settings"))
     return parser
+
+
+def _entries(spec: dict[str, object], key: str) -> tuple[Any, ...]:
+    value = spec.get(key, ())
+    return value if isinstance(value, tuple) else ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,15 +296,6 @@ def _main(args_list: list[str]) -> int:
 
 # -- the hooks' fast path: `report` and `snapshot` without argparse, their settings read in part --
 
-# What each fast command accepts besides its positional arguments (min, max).
-_FAST = {
-    "report": ((1, 2), ("--uri", "--socket", "--log-level", "--log-format")),
-    # `hook AGENT [PAYLOAD]`: agents run it at every prompt and tool call. Any AGENT: an unknown
-    # one is logged by the command (one line, exit 0), not refused by argparse.
-    "hook": ((1, 2), ("--event", "--then-run", "--socket", "--log-level", "--log-format")),
-    "snapshot": ((0, 0), ("--agentapi-url", "--budget", "--log-level", "--log-format")),
-}
-
 
 def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | None:
     """`report`, `snapshot` or `hook` in their plain forms: command, positionals, options.
@@ -279,9 +304,15 @@ def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | No
     exactly (help, abbreviations, a repeated or unknown option, a value that looks like an
     option) returns None and goes to argparse, which then behaves as it always did.
     """
-    if not argv or argv[0] not in _FAST:
+    spec = COMMANDS.get(argv[0]) if argv else None
+    if spec is None or not spec.get("fast"):
         return None
-    (least, most), allowed = _FAST[argv[0]]
+    # From the same entries argparse is built from: required positionals, at most one more for
+    # each optional or repeated one (a longer form goes to argparse), options taking a value.
+    counts = [count for _, count, _ in _entries(spec, "positionals")]
+    least, most = counts.count("1"), len(counts)
+    allowed = {flag for flag, metavar, _ in _entries(spec, "options") if metavar is not None}
+    allowed.update(_entries(spec, "settings"))
     positional: list[str] = []
     options: dict[str, str] = {}
     rest = iter(argv[1:])
@@ -394,5 +425,5 @@ def _run(settings: Settings) -> int:
 def _report(settings: Settings, args: argparse.Namespace) -> int:
     from agent.reportsocket import client as reportclient  # noqa: PLC0415
 
-    status = reportclient.parse_report(args.state, args.summary, args.uri)
+    status = reportclient.parse_report(args.state, args.summary, args.uri or "")
     return reportclient.report(settings, status)

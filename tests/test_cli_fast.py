@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from agent.cli import _fast_command, _parser
+from agent.cli import COMMANDS, _fast_command, _parser
 
 
 @pytest.mark.parametrize(
@@ -16,6 +18,9 @@ from agent.cli import _fast_command, _parser
         ["report", "failed", "", "--socket", "/tmp/s.sock", "--log-level", "debug"],
         ["snapshot"],
         ["snapshot", "--budget", "3", "--log-format=json", "--agentapi-url", "http://a:1"],
+        ["hook", "claude-code"],
+        ["hook", "copilot", "--event", "userPromptSubmitted", "--socket", "/tmp/s.sock"],
+        ["hook", "codex", '{"type": "agent-turn-complete"}', "--then-run", '["notify-send"]'],
     ],
 )
 def test_plain_forms_parse_as_argparse_parses_them(argv: list[str]) -> None:
@@ -27,10 +32,37 @@ def test_plain_forms_parse_as_argparse_parses_them(argv: list[str]) -> None:
     if command == "report":
         assert positional[0] == args.state
         assert (positional[1] if len(positional) > 1 else "") == args.summary
-        assert options.get("--uri", "") == args.uri
+        assert options.get("--uri") == args.uri
+    if command == "hook":
+        assert (positional[0], positional[1:]) == (args.agent, args.payload)
+        assert (options.get("--event"), options.get("--then-run")) == (args.event, args.then_run)
     for flag, value in options.items():
-        if flag != "--uri":
+        if flag not in ("--uri", "--event", "--then-run"):
             assert getattr(args, "setting_" + flag[2:].replace("-", "_")) == value
+
+
+@pytest.mark.parametrize("command", [name for name, spec in COMMANDS.items() if spec.get("fast")])
+def test_the_fast_dispatch_takes_every_option_argparse_takes(command: str) -> None:
+    # Both come from COMMANDS: an option added there is taken by both, with its value.
+    subparsers = next(
+        action for action in _parser()._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    sub = subparsers.choices[command]
+    positionals = [a for a in sub._actions if not a.option_strings]
+    required = [a for a in positionals if a.nargs is None]
+    with_values = [
+        flag
+        for action in sub._actions
+        if action.option_strings and action.nargs != 0
+        for flag in action.option_strings
+    ]
+    plain = [command, *("claude-code" if a.dest == "agent" else "x" for a in required)]
+    for flag in with_values:
+        assert _fast_command([*plain, flag, "v"]) is not None, flag
+    assert _fast_command([*plain, "--not-an-option", "v"]) is None
+    optional = ["x" for a in positionals if a.nargs is not None]
+    assert _fast_command([*plain, *optional]) is not None
+    assert _fast_command([*plain, *optional, "one more"]) is None
 
 
 @pytest.mark.parametrize(
