@@ -72,7 +72,11 @@ def report_once(
     if within is not None and within - (time.monotonic() - started) < limit:
         limit = within - (time.monotonic() - started)
         late = "not delivered within the hook budget"  # given up: the agent must not wait
-    code = anyio.run(partial(_report, late=late), settings, status, SYSTEM_CLOCK, no_daemon, limit)
+    # A hook's failure is a `hook_failed` line (the hooks' own word for a report they could not
+    # make), a `report`'s is `report_failed`; either way one line.
+    failed = "hook_failed" if from_hook else "report_failed"
+    run = partial(_report, late=late, failed=failed)
+    code = anyio.run(run, settings, status, SYSTEM_CLOCK, no_daemon, limit)
     if code is ExitCode.OK:
         memory.delivered(status, from_hook=from_hook)
     return code
@@ -86,9 +90,10 @@ async def _report(
     within: float,
     *,
     late: str = "not delivered in time",
+    failed: str = "report_failed",
 ) -> ExitCode:
     """Deliver `status` by the way `open_sender` chooses, all of it within `within` seconds;
-    `late` is the outcome line's reason when that time ends first."""
+    `late` is the outcome line's reason when that time ends first, `failed` its event."""
     deadline = clock.now() + within
     # The agent's socket or HTTP, chosen as the daemon chooses (the token only for HTTP); the
     # choice is said in the outcome line, not in a line of its own.
@@ -97,16 +102,14 @@ async def _report(
         try:
             await deliver(lambda: send(status), deadline=deadline, clock=clock)
         except Unsupported as exc:
-            log.error("report_failed", reason="unsupported", error=str(exc), **where)
+            log.error(failed, reason="unsupported", error=str(exc), **where)
             return ExitCode.REJECTED
         except Rejected as exc:
-            log.error(
-                "report_failed", reason="rejected", error=str(exc), status=exc.status, **where
-            )
+            log.error(failed, reason="rejected", error=str(exc), status=exc.status, **where)
             return ExitCode.REJECTED
         except RemoteError as exc:
             log.error(
-                "report_failed",
+                failed,
                 reason=late,
                 error=str(exc),
                 transport=send.transport,

@@ -270,7 +270,7 @@ async def test_coder_down_never_fails_the_agent(peers: Peers, refused_url: str) 
     # Logged once, one line; which error it names (refused, or the deadline) depends on the
     # machine's load.
     (line,) = [json.loads(line) for line in stderr.splitlines()]
-    assert (line["event"], line["direct"]) == ("report_failed", True)
+    assert (line["event"], line["direct"]) == ("hook_failed", True)
     assert "no_daemon" in line
 
 
@@ -285,7 +285,7 @@ async def test_where_the_agent_shows_stderr_a_delivered_report_prints_nothing(
     down = peers.env(CODER_AGENT_URL=refused_url, CODER_TASK_AGENT_REQUEST_TIMEOUT="0.3")
     code, stderr = await hook("auggie", down, tool)
     assert code == 0
-    assert [json.loads(line)["event"] for line in stderr.splitlines()] == ["report_failed"]
+    assert [json.loads(line)["event"] for line in stderr.splitlines()] == ["hook_failed"]
 
 
 async def test_an_event_that_reports_nothing_sends_nothing(peers: Peers) -> None:

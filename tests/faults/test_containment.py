@@ -598,7 +598,7 @@ def test_a_hook_against_a_black_hole_coder_gives_up_within_its_budget(
     lines = [json.loads(line) for line in outcome.stderr.splitlines()]
     problems = [line for line in lines if line["level"] in ("warning", "error")]
     assert [(p["event"], p.get("reason")) for p in problems] == [
-        ("report_failed", "not delivered within the hook budget")
+        ("hook_failed", "not delivered within the hook budget")
     ]
 
 
