@@ -353,13 +353,13 @@ def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
         )
 
     from agent import config  # noqa: PLC0415
-    from agent.reportsocket import client as reportclient  # noqa: PLC0415
+    from agent.reportsocket import client as report_socket  # noqa: PLC0415
 
     settings = config.read(flags=flags, only=config.HOOK_FIELDS)
     if command == "report":
         summary = positional[1] if len(positional) > 1 else ""
-        status = reportclient.parse_report(positional[0], summary, options.get("--uri", ""))
-        return reportclient.report(settings, status)
+        status = report_socket.parse_report(positional[0], summary, options.get("--uri", ""))
+        return report_socket.report(settings, status)
     return _snapshot(settings)
 
 
@@ -397,10 +397,10 @@ def _logging(settings: Settings) -> None:
 
 
 def _snapshot(settings: Settings) -> int:
-    from agent.reportsocket import client as reportclient  # noqa: PLC0415
+    from agent.reportsocket import client as report_socket  # noqa: PLC0415
 
     # A running daemon saves from its live mirror over warm connections: ask it first.
-    code = reportclient.snapshot(settings)
+    code = report_socket.snapshot(settings)
     if code is not None:
         return code
     # No daemon: the blocking shell of the stop path (the standard library; httpx only for an
@@ -423,7 +423,7 @@ def _run(settings: Settings) -> int:
 
 
 def _report(settings: Settings, args: argparse.Namespace) -> int:
-    from agent.reportsocket import client as reportclient  # noqa: PLC0415
+    from agent.reportsocket import client as report_socket  # noqa: PLC0415
 
-    status = reportclient.parse_report(args.state, args.summary, args.uri or "")
-    return reportclient.report(settings, status)
+    status = report_socket.parse_report(args.state, args.summary, args.uri or "")
+    return report_socket.report(settings, status)

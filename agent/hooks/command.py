@@ -96,9 +96,9 @@ def hand_over(settings: Settings, status: AppStatus, within: float) -> int:
 
     The one line to change when the client changes.
     """
-    from agent.reportsocket import client as reportclient  # noqa: PLC0415
+    from agent.reportsocket import client as report_socket  # noqa: PLC0415
 
-    return reportclient.report(settings, status, source="hook", within=within)
+    return report_socket.report(settings, status, source="hook", within=within)
 
 
 def process_started() -> float:

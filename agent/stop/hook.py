@@ -36,7 +36,7 @@ from agent.config import Settings
 from agent.errors import ConfigError
 from agent.models import ExitCode
 from agent.stop import oneshot
-from agent.stop import outcome as stoppath
+from agent.stop import outcome as steps
 from agent.stop.inputs import StopHookInputs, stop_hook_environment
 from agent.stop.outcome import Outcome
 from agent.stop.process import (
@@ -76,7 +76,7 @@ def run_stop_hook(
     fetched = None
     if snapshot and not settings.hooks_mode:
         # Step 1, before anything else (see the module docstring).
-        within = stoppath.fetch_window(settings.stop_fetch_timeout, settings.shutdown_budget)
+        within = steps.fetch_window(settings.stop_fetch_timeout, settings.shutdown_budget)
         fetched = oneshot.fetch(settings.agentapi_url, within)
     plan = None
     if snapshot:

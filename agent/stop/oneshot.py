@@ -28,7 +28,7 @@ from agent.http_blocking import request, url_of
 from agent.log import Writer
 from agent.retry import cut_off, deliver_blocking
 from agent.snapshot import Snapshot
-from agent.stop import outcome as stoppath
+from agent.stop import outcome as steps
 from agent.stop.outcome import Outcome
 from agent.wire import (
     MAX_ERROR_BODY,
@@ -123,13 +123,13 @@ def took(out: Log, fetched: Fetched, fallback: object | None) -> Sequence[Snapsh
     """
     if fetched.messages is None:
         if fetched.error is None:
-            stoppath.fetch_timed_out(out, fetched.within, fallback)
+            steps.fetch_timed_out(out, fetched.within, fallback)
         else:
-            stoppath.fetch_failed(out, fetched.error, fallback)
+            steps.fetch_failed(out, fetched.error, fallback)
         return None
     if fetched.dropped is not None:
         out.warning("agentapi_messages_dropped", **fetched.dropped)
-    stoppath.fetched(out, len(fetched.messages))
+    steps.fetched(out, len(fetched.messages))
     return fetched.messages
 
 
@@ -169,9 +169,9 @@ class Plan:
 def save(plan: Plan, *, deadline: float, out: Log) -> Outcome:
     """`agent.stop.upload.save_snapshot`, step for step, blocking; `deadline` on time.monotonic."""
     if plan.task_id is None:
-        return stoppath.no_task(out)
+        return steps.no_task(out)
     start(out, deadline)
-    within = stoppath.fetch_window(plan.fetch_timeout, deadline - time.monotonic())
+    within = steps.fetch_window(plan.fetch_timeout, deadline - time.monotonic())
     return upload(
         plan, took(out, fetch(plan.agentapi_url, within), None), deadline=deadline, out=out
     )
@@ -179,7 +179,7 @@ def save(plan: Plan, *, deadline: float, out: Log) -> Outcome:
 
 def start(out: Log, deadline: float) -> None:
     """The stop path's first line (`snapshot_started`)."""
-    stoppath.started(out, deadline - time.monotonic(), client=CLIENT)
+    steps.started(out, deadline - time.monotonic(), client=CLIENT)
 
 
 def upload(
@@ -189,10 +189,10 @@ def upload(
     it with retries before `deadline`; the ending, logged once."""
     task_id = plan.task_id
     if task_id is None:
-        return stoppath.no_task(out)
+        return steps.no_task(out)
     if messages is None:
-        return stoppath.no_conversation(out)
-    snapshot = stoppath.build(out, messages)
+        return steps.no_conversation(out)
+    snapshot = steps.build(out, messages)
     if not isinstance(snapshot, Snapshot):
         return snapshot
     path = snapshot_route(task_id)
@@ -241,15 +241,15 @@ def upload(
     def on_retry(exc: RemoteError, wait: float) -> None:
         nonlocal retries
         retries += 1
-        stoppath.retrying(out, exc, wait, retries)
+        steps.retrying(out, exc, wait, retries)
 
     try:
         deliver_blocking(
             attempt, deadline=deadline, now=time.monotonic, sleep=time.sleep, on_retry=on_retry
         )
     except RemoteError as exc:
-        return stoppath.upload_failed(out, exc, retries)
-    return stoppath.uploaded(out, task_id, snapshot, retries)
+        return steps.upload_failed(out, exc, retries)
+    return steps.uploaded(out, task_id, snapshot, retries)
 
 
 class _Interrupted(BaseException):

@@ -23,7 +23,7 @@ from agent.clock import SYSTEM_CLOCK, Clock
 from agent.errors import RemoteError
 from agent.retry import deliver
 from agent.snapshot import Snapshot
-from agent.stop import outcome as stoppath
+from agent.stop import outcome as steps
 from agent.stop.outcome import Outcome
 
 __all__ = ["Outcome", "SnapshotUploader", "fetch_messages", "save_snapshot"]
@@ -52,12 +52,12 @@ async def fetch_messages(
         with clock.fail_after(within):
             messages = await agentapi.messages(request_timeout=within)
     except TimeoutError:
-        stoppath.fetch_timed_out(log, within, fallback)
+        steps.fetch_timed_out(log, within, fallback)
         return fallback
     except RemoteError as exc:
-        stoppath.fetch_failed(log, exc, fallback)
+        steps.fetch_failed(log, exc, fallback)
         return fallback
-    stoppath.fetched(log, len(messages))
+    steps.fetched(log, len(messages))
     return messages
 
 
@@ -113,8 +113,8 @@ async def _save(
     attempted: anyio.Event | None,
 ) -> Outcome:
     if task_id is None:
-        return stoppath.no_task(log)
-    stoppath.started(log, deadline - clock.now(), client=coder.client)
+        return steps.no_task(log)
+    steps.started(log, deadline - clock.now(), client=coder.client)
     if isinstance(live, Snapshot):
         snapshot: Snapshot | Outcome = live
     else:
@@ -122,11 +122,11 @@ async def _save(
             messages: Sequence[Message] | None = live
             log.debug("snapshot_from_live_mirror", count=len(live))
         else:
-            within = stoppath.fetch_window(fetch_timeout, deadline - clock.now())
+            within = steps.fetch_window(fetch_timeout, deadline - clock.now())
             messages = await fetch_messages(agentapi, within, fallback, clock)
         if messages is None:
-            return stoppath.no_conversation(log)
-        snapshot = stoppath.build(log, messages)
+            return steps.no_conversation(log)
+        snapshot = steps.build(log, messages)
     if not isinstance(snapshot, Snapshot):
         return snapshot
     body = snapshot.body
@@ -137,7 +137,7 @@ async def _save(
         retries += 1
         if attempted is not None:
             attempted.set()
-        stoppath.retrying(log, exc, wait, retries)
+        steps.retrying(log, exc, wait, retries)
 
     try:
         await deliver(
@@ -147,5 +147,5 @@ async def _save(
             on_retry=on_retry,
         )
     except RemoteError as exc:
-        return stoppath.upload_failed(log, exc, retries)
-    return stoppath.uploaded(log, task_id, snapshot, retries)
+        return steps.upload_failed(log, exc, retries)
+    return steps.uploaded(log, task_id, snapshot, retries)
