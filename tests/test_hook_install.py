@@ -21,8 +21,8 @@ import tomlkit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.hooks import install
-from agent.hooks.targets import TARGETS, JsonHooks, OwnFile
+from agent.hooks import AGENTS, install
+from agent.hooks.targets import JsonHooks, OwnFile, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,7 +141,16 @@ EXPECTED = {
 
 
 def test_every_agent_of_the_brief_has_a_row() -> None:
-    assert set(TARGETS) == {*EXPECTED, "kiro", "opencode"}
+    assert set(targets()) == {*EXPECTED, "kiro", "opencode"}
+
+
+def test_every_registry_row_gives_its_own_target() -> None:
+    """The table is the registry's: each row's mapping module builds the target of its agent."""
+    table = targets()
+    assert list(table) == list(AGENTS)
+    for name, agent in AGENTS.items():
+        assert table[name].agent == name
+        assert agent.install_target() == table[name]
 
 
 @pytest.mark.parametrize("agent", sorted(EXPECTED))
@@ -198,7 +207,7 @@ def test_auggie_gets_an_executable_wrapper(tmp_path: Path) -> None:
     assert not wrapper.exists()
 
 
-@pytest.mark.parametrize("agent", sorted(TARGETS))
+@pytest.mark.parametrize("agent", sorted(targets()))
 def test_a_fresh_home_round_trips_and_install_is_idempotent(agent: str, tmp_path: Path) -> None:
     assert run("install", agent, home=tmp_path)[0] == 0
     installed = tree(tmp_path)
@@ -208,7 +217,7 @@ def test_a_fresh_home_round_trips_and_install_is_idempotent(agent: str, tmp_path
     assert tree(tmp_path) == installed
     assert [line.split(":")[0] for line in out.splitlines() if ": /" in line] == [
         "unchanged"
-    ] * len(TARGETS[agent].files)
+    ] * len(targets()[agent].files)
     assert run("uninstall", agent, home=tmp_path)[0] == 0
     assert tree(tmp_path) == {}
     code, out, _ = run("uninstall", agent, home=tmp_path)
@@ -216,7 +225,7 @@ def test_a_fresh_home_round_trips_and_install_is_idempotent(agent: str, tmp_path
     assert "nothing of coder-task-agent's found" in out
 
 
-@pytest.mark.parametrize("agent", sorted(TARGETS))
+@pytest.mark.parametrize("agent", sorted(targets()))
 def test_project_scope_writes_under_the_project(agent: str, tmp_path: Path) -> None:
     home, project = tmp_path / "home", tmp_path / "project"
     home.mkdir()
@@ -227,7 +236,7 @@ def test_project_scope_writes_under_the_project(agent: str, tmp_path: Path) -> N
     assert code == 0
     assert tree(home) == {}
     written = tree(project)
-    target = TARGETS[agent]
+    target = targets()[agent]
     assert set(written) == {spec.project for spec in target.files}
     assert run("uninstall", agent, "--project-dir", str(project), home=home)[0] == 0
     assert tree(project) == {}
@@ -335,7 +344,7 @@ RICH = [
 
 def expected_after(agent: str, before: dict[str, object], home: Path) -> dict[str, object]:
     """The user's document with our entry appended to each of our events."""
-    (spec,) = [s for s in TARGETS[agent].files if isinstance(s, JsonHooks)]
+    (spec,) = [s for s in targets()[agent].files if isinstance(s, JsonHooks)]
     after: dict[str, object] = json.loads(json.dumps(before))
     hooks = after.setdefault("hooks", {})
     assert isinstance(hooks, dict)
@@ -721,7 +730,7 @@ def test_runs_us_reads_the_command_words() -> None:
 
 def test_own_files_are_data_only() -> None:
     """The table is data: every own file is text or a shipped resource."""
-    for target in TARGETS.values():
+    for target in targets().values():
         for spec in target.files:
             if isinstance(spec, OwnFile):
                 assert spec.text or spec.resource

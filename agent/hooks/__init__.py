@@ -3,11 +3,13 @@
 Why a registry: the `hook AGENT` command, its fast argument dispatch (agent.cli), its help, the
 docs (docs/hooks.md, checked against this table by tests/test_docs.py) and the installer
 all need the list of agents and how each one calls us. Adding an agent is one row here and one
-mapping module `agent.hooks.<module>` with `event_of(payload, name) -> HookEvent` (pure:
-the agent's payload in, one event of agent.hooks.events out; the rules that turn events into
-statuses live there, once, for every agent). A mapping module is a table, the agent's event
-names to the builders of agent.hooks.payload (`event_of = mapping({...})`), and writes out
-only what is its agent's alone.
+mapping module `agent.hooks.<module>`, nothing else: its `event_of(payload, name) -> HookEvent`
+(pure: the agent's payload in, one event of agent.hooks.events out; the rules that turn events
+into statuses live there, once, for every agent) and its `install_target() -> Target` (what
+`hook install` writes into the agent's configuration, in the vocabulary of agent.hooks.targets,
+whose table `targets()` is built from this registry). A mapping module is a table, the agent's
+event names to the builders of agent.hooks.payload (`event_of = mapping({...})`), and writes
+out only what is its agent's alone.
 
 This package is on the hooks' fast path (an agent runs `hook` at every prompt and every tool
 call): it imports nothing, and the mapping module of the calling agent only is imported, when
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from agent.hooks.events import HookEvent
+    from agent.hooks.targets import Target
 
 STDIN = "stdin"
 ARGUMENT_OR_STDIN = "last argument, else stdin"
@@ -64,6 +67,13 @@ class Agent:
         module = __import__(f"agent.hooks.{self.module}", fromlist=["event_of"])
         event: HookEvent = module.event_of(payload, name)
         return event
+
+    def install_target(self) -> Target:
+        """What `hook install` writes for this agent (agent.hooks.targets has the vocabulary).
+        Imports the agent's mapping module, where the target is built beside the mapping."""
+        module = __import__(f"agent.hooks.{self.module}", fromlist=["install_target"])
+        target: Target = module.install_target()
+        return target
 
 
 AGENTS: dict[str, Agent] = {

@@ -33,6 +33,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.hooks.events import HookEvent
     from agent.hooks.payload import Build, Payload
+    from agent.hooks.targets import Target
 
 # Tools whose purpose is to wait for the user's answer.
 ASKING_TOOLS = ("AskUserQuestion", "ExitPlanMode")
@@ -70,3 +71,30 @@ EVENTS = {
     ),
 }
 event_of = mapping(EVENTS)
+
+
+def install_target() -> Target:
+    """What `hook install claude-code` writes: our command on every event mapped above."""
+    # Imported here, when installing: this module is on the hooks' fast path (no dataclasses).
+    from agent.hooks.targets import JsonHooks, Target, matcher_group  # noqa: PLC0415
+
+    group = matcher_group("claude-code")
+    events = [
+        (event, group)
+        for event in (
+            "SessionStart",
+            "UserPromptSubmit",
+            "PreToolUse",
+            "PermissionRequest",
+            "Notification",
+            "Stop",
+            "StopFailure",
+        )
+    ]
+    # SessionEnd hooks share a 1.5 s budget; a hook's own timeout raises it.
+    events.append(("SessionEnd", matcher_group("claude-code", timeout=5)))
+    return Target(
+        "claude-code",
+        (JsonHooks(".claude/settings.json", ".claude/settings.json", tuple(events)),),
+        notes=("Claude Code reads its settings when a session starts: restart a running one.",),
+    )

@@ -25,6 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.hooks.events import HookEvent
     from agent.hooks.payload import Payload
+    from agent.hooks.targets import Target
 
 # Claude Code's rows, and Codex's own interrupt.
 EVENTS = {**CLAUDE_STYLE, "Interrupt": always(TurnStopped("interrupted"))}
@@ -38,3 +39,33 @@ def event_of(payload: Payload, name: str = "") -> HookEvent:
     if not name and "hook_event_name" not in payload and "type" in payload:
         return notify_event_of(payload)
     return hook_event_of(payload, name)
+
+
+def install_target() -> Target:
+    """What `hook install codex` writes: the notify program and the lifecycle hooks."""
+    # Imported here, when installing: this module is on the hooks' fast path (no dataclasses).
+    from agent.hooks.targets import CodexNotify, JsonHooks, Target, matcher_group  # noqa: PLC0415
+
+    group = matcher_group("codex")
+    short = matcher_group("codex", timeout=3)  # SessionEnd and Interrupt: default 1 s, limit 3 s
+    events = (
+        ("SessionStart", group),
+        ("UserPromptSubmit", group),
+        ("PreToolUse", group),
+        ("PermissionRequest", group),
+        ("Stop", group),
+        ("Interrupt", short),
+        ("SessionEnd", short),
+    )
+    return Target(
+        "codex",
+        (CodexNotify(), JsonHooks(".codex/hooks.json", ".codex/hooks.json", events)),
+        notes=(
+            "Codex runs the hooks in hooks.json only after a person has reviewed and trusted "
+            "them (in Codex's /hooks), or when Codex is started with "
+            "--dangerously-bypass-hook-trust; project hooks also need a trusted project. "
+            "`notify` (turn end) needs no trust.",
+            "A `notify` program you had keeps running: ours reports, then runs yours with the "
+            "same payload (uninstall puts yours back).",
+        ),
+    )

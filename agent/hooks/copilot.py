@@ -43,6 +43,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.hooks.events import HookEvent
     from agent.hooks.payload import Payload
+    from agent.hooks.targets import Target
 
 ASKING_TOOLS = ("ask_user",)
 
@@ -79,3 +80,41 @@ EVENTS = {
     "sessionEnd": session_end(),
 }
 event_of = mapping(EVENTS, "hook_event_name", "hookEventName")
+
+
+def install_target() -> Target:
+    """What `hook install copilot` writes: a hooks file of ours alone."""
+    # Imported here, when installing: this module is on the hooks' fast path (no dataclasses).
+    import json  # noqa: PLC0415
+
+    from agent.hooks.targets import OwnFile, Target, command  # noqa: PLC0415
+
+    entry = {"type": "command", "bash": command("copilot"), "timeoutSec": 10}
+    # PascalCase events: their payloads name the event (the camelCase ones do not).
+    # `notification` stays camelCase (a PascalCase `Notification` is unconfirmed); its payload
+    # carries `hook_event_name` anyway.
+    events = (
+        "SessionStart",
+        "UserPromptSubmit",
+        "PreToolUse",
+        "notification",
+        "Stop",
+        "ErrorOccurred",
+        "SessionEnd",
+    )
+    document = {"version": 1, "hooks": {event: [entry] for event in events}}
+    return Target(
+        "copilot",
+        (
+            OwnFile(
+                ".copilot/hooks/coder-task-agent.json",
+                ".github/hooks/coder-task-agent.json",
+                text=json.dumps(document, indent=2) + "\n",
+            ),
+        ),
+        notes=(
+            "The user file goes in ~/.copilot/hooks; with COPILOT_HOME set, Copilot reads "
+            "$COPILOT_HOME/hooks instead (copy the file there). Repository hooks "
+            "(.github/hooks) load once the folder is trusted.",
+        ),
+    )

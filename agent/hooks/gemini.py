@@ -29,6 +29,11 @@ from agent.hooks.payload import (
     turn_end,
 )
 
+# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent.hooks.targets import Target
+
 event_of = mapping(
     {
         "BeforeAgent": prompt("prompt"),
@@ -42,3 +47,20 @@ event_of = mapping(
         "SessionEnd": session_end(),
     }
 )
+
+
+def install_target() -> Target:
+    """What `hook install gemini` writes: a named handler on every event mapped above."""
+    # Imported here, when installing: this module is on the hooks' fast path (no dataclasses).
+    from agent.hooks.targets import Target, gemini_style  # noqa: PLC0415
+
+    events: tuple[str, ...] = ("SessionStart", "BeforeAgent", "BeforeTool", "Notification")
+    events += ("AfterAgent", "SessionEnd")
+    return Target(
+        "gemini",
+        (gemini_style("gemini", ".gemini/settings.json", events, "BeforeTool"),),
+        notes=(
+            "Gemini CLI warns once about new project hooks, then runs them. It fires no event "
+            "when a turn ends in an error or is cancelled.",
+        ),
+    )

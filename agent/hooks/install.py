@@ -43,12 +43,12 @@ from agent.errors import BadFile, UsageError
 from agent.hooks.targets import (
     EXECUTABLE,
     ROOT,
-    TARGETS,
     CodexNotify,
     JsonHooks,
     OwnFile,
     Spec,
     Target,
+    targets,
 )
 from agent.models import ExitCode
 
@@ -604,7 +604,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("action", choices=("install", "uninstall"))
-    parser.add_argument("agent", choices=tuple(TARGETS), help="which agent's configuration")
+    parser.add_argument("agent", choices=tuple(targets()), help="which agent's configuration")
     parser.add_argument(
         "--scope",
         choices=("user", "project"),
@@ -660,7 +660,7 @@ def _run(args: argparse.Namespace, *, home: Path | None, cwd: Path | None, out: 
     else:
         root = home if home is not None else Path.home()
     install = args.action == "install"
-    target = TARGETS[args.agent]
+    target = targets()[args.agent]
     changes = plan(target, install=install, project=project, root=root)
     if args.dry_run:
         for change in changes:

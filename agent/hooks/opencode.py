@@ -34,6 +34,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.hooks.events import HookEvent
     from agent.hooks.payload import Payload
+    from agent.hooks.targets import Target
 
 
 def chat_message(payload: Payload) -> HookEvent:
@@ -77,3 +78,21 @@ def unquoted(prompt: str) -> str:
     if len(stripped) >= 2 and stripped[0] == stripped[-1] == '"':
         return stripped[1:-1]
     return prompt
+
+
+def install_target() -> Target:
+    """What `hook install opencode` writes: our plugin (agent/hooks/opencode.js), shipped here."""
+    # Imported here, when installing: this module is on the hooks' fast path (no dataclasses).
+    from agent.hooks.targets import OwnFile, Target  # noqa: PLC0415
+
+    return Target(
+        "opencode",
+        (
+            OwnFile(
+                ".config/opencode/plugins/coder-task-agent.js",
+                ".opencode/plugins/coder-task-agent.js",
+                resource="opencode.js",
+            ),
+        ),
+        notes=("OpenCode loads plugins when it starts: restart a running OpenCode.",),
+    )

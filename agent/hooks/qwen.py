@@ -21,6 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.hooks.events import HookEvent
     from agent.hooks.payload import Payload
+    from agent.hooks.targets import Target
 
 
 def submitted(payload: Payload) -> HookEvent:
@@ -30,3 +31,17 @@ def submitted(payload: Payload) -> HookEvent:
 
 
 event_of = mapping({**EVENTS, "UserPromptSubmit": submitted})
+
+
+def install_target() -> Target:
+    """What `hook install qwen` writes: Gemini CLI's shape of settings, Claude Code's events."""
+    # Imported here, when installing: this module is on the hooks' fast path (no dataclasses).
+    from agent.hooks.targets import Target, gemini_style  # noqa: PLC0415
+
+    events: tuple[str, ...] = ("SessionStart", "UserPromptSubmit", "PreToolUse")
+    events += ("PermissionRequest", "Notification", "Stop", "StopFailure", "SessionEnd")
+    return Target(
+        "qwen",
+        (gemini_style("qwen", ".qwen/settings.json", events, "PreToolUse"),),
+        notes=("Qwen Code runs project hooks only in a trusted folder.",),
+    )

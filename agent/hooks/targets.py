@@ -1,9 +1,13 @@
-"""Where each agent reads its hooks, and what `hook install` puts there: one table.
+"""What `hook install` puts where: the vocabulary of an agent's install target, and the table.
 
-The facts behind every row are in the research notes on agent hooks (config files, event names,
-entry shapes, units of `timeout`); `docs/hook-install.md` is the user's view of this table.
-The engine that merges these entries into the user's files is `agent.hooks.install`; nothing
-here does I/O, so adding an agent is one row.
+Each agent's own target (its files, events, entries and notes) is `install_target()` in its
+mapping module (`agent.hooks.<module>`), beside the mapping of the payloads those entries send
+us, so adding an agent is one registry row (agent.hooks.AGENTS) and one mapping module; this
+module holds what targets share (the dataclasses, our command, the entry shapes several agents
+use) and `targets()`, the table built from the registry. The facts behind every target are in
+the research notes on agent hooks (config files, event names, entry shapes, units of
+`timeout`); `docs/hook-install.md` is the user's view of the table. The engine that merges these
+entries into the user's files is `agent.hooks.install`; nothing here does I/O.
 
 Every hook runs the bare command `coder-task-agent`, found on the agent's PATH (not an absolute
 path): the configuration survives an upgrade or a rebuilt image that moves the executable, and
@@ -15,12 +19,11 @@ with an absolute path counts as ours too.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
+from agent.hooks import AGENTS
+
 EXECUTABLE = "coder-task-agent"
-# Auggie runs a hook command only when it is a path to a `.sh` file: a wrapper of ours.
-AUGGIE_WRAPPER = "coder-task-agent.sh"
 # Replaced by the scope's root directory (home or project) where an entry must name a file.
 ROOT = "{root}"
 
@@ -87,61 +90,12 @@ class Target:
     notes: tuple[str, ...] = ()
 
 
-def _group(agent: str, **handler_extra: object) -> Json:
+def matcher_group(agent: str, **handler_extra: object) -> Json:
     """A Claude-style matcher group with our one command handler."""
     return {"hooks": [{"type": "command", "command": command(agent), **handler_extra}]}
 
 
-def _claude() -> Target:
-    group = _group("claude-code")
-    events = [
-        (event, group)
-        for event in (
-            "SessionStart",
-            "UserPromptSubmit",
-            "PreToolUse",
-            "PermissionRequest",
-            "Notification",
-            "Stop",
-            "StopFailure",
-        )
-    ]
-    # SessionEnd hooks share a 1.5 s budget; a hook's own timeout raises it.
-    events.append(("SessionEnd", _group("claude-code", timeout=5)))
-    return Target(
-        "claude-code",
-        (JsonHooks(".claude/settings.json", ".claude/settings.json", tuple(events)),),
-        notes=("Claude Code reads its settings when a session starts: restart a running one.",),
-    )
-
-
-def _codex() -> Target:
-    group = _group("codex")
-    short = _group("codex", timeout=3)  # SessionEnd and Interrupt: default 1 s, limit 3 s
-    events = (
-        ("SessionStart", group),
-        ("UserPromptSubmit", group),
-        ("PreToolUse", group),
-        ("PermissionRequest", group),
-        ("Stop", group),
-        ("Interrupt", short),
-        ("SessionEnd", short),
-    )
-    return Target(
-        "codex",
-        (CodexNotify(), JsonHooks(".codex/hooks.json", ".codex/hooks.json", events)),
-        notes=(
-            "Codex runs the hooks in hooks.json only after a person has reviewed and trusted "
-            "them (in Codex's /hooks), or when Codex is started with "
-            "--dangerously-bypass-hook-trust; project hooks also need a trusted project. "
-            "`notify` (turn end) needs no trust.",
-            "A `notify` program you had keeps running: ours reports, then runs yours with the "
-            "same payload (uninstall puts yours back).",
-        ),
-    )
-
-
-def _gemini_style(agent: str, settings: str, events: tuple[str, ...], tool: str) -> JsonHooks:
+def gemini_style(agent: str, settings: str, events: tuple[str, ...], tool: str) -> JsonHooks:
     """Gemini CLI's settings, whose hooks Qwen Code's follow: a named handler for each event,
     the `tool` event's matching every tool; JSON with comments."""
     handler = {"type": "command", "name": EXECUTABLE, "command": command(agent)}
@@ -151,189 +105,7 @@ def _gemini_style(agent: str, settings: str, events: tuple[str, ...], tool: str)
     return JsonHooks(settings, settings, entries, comments=True)
 
 
-def _gemini() -> Target:
-    events: tuple[str, ...] = ("SessionStart", "BeforeAgent", "BeforeTool", "Notification")
-    events += ("AfterAgent", "SessionEnd")
-    return Target(
-        "gemini",
-        (_gemini_style("gemini", ".gemini/settings.json", events, "BeforeTool"),),
-        notes=(
-            "Gemini CLI warns once about new project hooks, then runs them. It fires no event "
-            "when a turn ends in an error or is cancelled.",
-        ),
-    )
-
-
-def _qwen() -> Target:
-    events: tuple[str, ...] = ("SessionStart", "UserPromptSubmit", "PreToolUse")
-    events += ("PermissionRequest", "Notification", "Stop", "StopFailure", "SessionEnd")
-    return Target(
-        "qwen",
-        (_gemini_style("qwen", ".qwen/settings.json", events, "PreToolUse"),),
-        notes=("Qwen Code runs project hooks only in a trusted folder.",),
-    )
-
-
-def _cursor() -> Target:
-    entry: Json = {"command": command("cursor")}
-    # Only names Cursor knows: one unknown event name makes it ignore the whole file.
-    events = tuple(
-        (event, entry)
-        for event in ("sessionStart", "beforeSubmitPrompt", "preToolUse", "stop", "sessionEnd")
-    )
-    return Target(
-        "cursor",
-        (JsonHooks(".cursor/hooks.json", ".cursor/hooks.json", events, skeleton={"version": 1}),),
-        notes=(
-            "Only event names Cursor knows are written: one unknown name makes Cursor ignore "
-            "the whole hooks.json. Cursor has no permission event, and its prompt and stop "
-            "events fire in the interactive TUI only (not with -p). Project hooks need a "
-            "trusted workspace.",
-        ),
-    )
-
-
-def _copilot() -> Target:
-    entry = {"type": "command", "bash": command("copilot"), "timeoutSec": 10}
-    # PascalCase events: their payloads name the event (the camelCase ones do not).
-    # `notification` stays camelCase (a PascalCase `Notification` is unconfirmed); its payload
-    # carries `hook_event_name` anyway.
-    events = (
-        "SessionStart",
-        "UserPromptSubmit",
-        "PreToolUse",
-        "notification",
-        "Stop",
-        "ErrorOccurred",
-        "SessionEnd",
-    )
-    document = {"version": 1, "hooks": {event: [entry] for event in events}}
-    return Target(
-        "copilot",
-        (
-            OwnFile(
-                ".copilot/hooks/coder-task-agent.json",
-                ".github/hooks/coder-task-agent.json",
-                text=json.dumps(document, indent=2) + "\n",
-            ),
-        ),
-        notes=(
-            "The user file goes in ~/.copilot/hooks; with COPILOT_HOME set, Copilot reads "
-            "$COPILOT_HOME/hooks instead (copy the file there). Repository hooks "
-            "(.github/hooks) load once the folder is trusted.",
-        ),
-    )
-
-
-def _goose() -> Target:
-    group = _group("goose", timeout=10)
-    events = ("SessionStart", "UserPromptSubmit", "PreToolUse", "Stop", "SessionEnd")
-    plugin = ".agents/plugins/coder-task-agent"
-    hooks = {"hooks": {event: [group] for event in events}}
-    return Target(
-        "goose",
-        (
-            OwnFile(
-                f"{plugin}/plugin.json",
-                f"{plugin}/plugin.json",
-                text=json.dumps({"name": EXECUTABLE, "version": "1.0.0"}, indent=2) + "\n",
-            ),
-            OwnFile(
-                f"{plugin}/hooks/hooks.json",
-                f"{plugin}/hooks/hooks.json",
-                text=json.dumps(hooks, indent=2) + "\n",
-            ),
-        ),
-        own_dirs=(f"{plugin}/hooks", plugin),
-        notes=("Goose 1.34.0 or later loads the plugin; it has no permission event.",),
-    )
-
-
-def _auggie() -> Target:
-    wrapper = f"{ROOT}/.augment/hooks/{AUGGIE_WRAPPER}"
-    handler = {"type": "command", "command": wrapper, "timeout": 10000}  # milliseconds
-    group: Json = {"hooks": [handler]}
-    events: Events = (
-        ("SessionStart", group),
-        ("PreToolUse", {"matcher": ".*", "hooks": [handler]}),
-        ("Stop", {"metadata": {"includeConversationData": True}, "hooks": [handler]}),
-        ("SessionEnd", group),
-    )
-    return Target(
-        "auggie",
-        (
-            OwnFile(
-                f".augment/hooks/{AUGGIE_WRAPPER}",
-                f".augment/hooks/{AUGGIE_WRAPPER}",
-                text=f"#!/bin/sh\nexec {command('auggie')}\n",
-                mode=0o755,
-            ),
-            JsonHooks(
-                ".augment/settings.json",
-                ".augment/settings.json",
-                events,
-                wrapper=AUGGIE_WRAPPER,
-            ),
-        ),
-        notes=(
-            "Auggie's prompt-submit event name is unconfirmed, so none is registered: the "
-            "status turns working at the first tool call, not at the prompt.",
-        ),
-    )
-
-
-def _kiro() -> Target:
-    triggers = ("SessionStart", "UserPromptSubmit", "PreToolUse", "Stop")
-    document = {
-        "version": "v1",
-        "hooks": [
-            {
-                "name": f"{EXECUTABLE} {trigger}",
-                "trigger": trigger,
-                "action": {"type": "command", "command": command("kiro")},
-                "enabled": True,
-            }
-            for trigger in triggers
-        ],
-    }
-    path = ".kiro/hooks/coder-task-agent.json"
-    return Target(
-        "kiro",
-        (OwnFile(path, path, text=json.dumps(document, indent=2) + "\n"),),
-        notes=(
-            "This is Kiro CLI 3.x's hooks file. Kiro documents it in the workspace "
-            "(--scope project); a user-level ~/.kiro/hooks is unconfirmed. Kiro 2.x reads "
-            "hooks from the agent's own config instead (see docs/hook-install.md).",
-        ),
-    )
-
-
-def _opencode() -> Target:
-    return Target(
-        "opencode",
-        (
-            OwnFile(
-                ".config/opencode/plugins/coder-task-agent.js",
-                ".opencode/plugins/coder-task-agent.js",
-                resource="opencode.js",
-            ),
-        ),
-        notes=("OpenCode loads plugins when it starts: restart a running OpenCode.",),
-    )
-
-
-TARGETS: dict[str, Target] = {
-    target.agent: target
-    for target in (
-        _claude(),
-        _codex(),
-        _gemini(),
-        _qwen(),
-        _cursor(),
-        _copilot(),
-        _goose(),
-        _auggie(),
-        _kiro(),
-        _opencode(),
-    )
-}
+def targets() -> dict[str, Target]:
+    """Every agent's install target, by the registry's name, in the registry's order: the one
+    table `hook install` and its tests read (each row imports its agent's mapping module)."""
+    return {name: agent.install_target() for name, agent in AGENTS.items()}
