@@ -141,7 +141,7 @@ def run_hook(
     from `started` (`time.monotonic()`; the command passes its process's start, see
     `process_started`; by default now): reading the event and handing the report over each get
     what is left of it, less EXIT_RESERVE for the exit (the hand-over at least MIN_HAND_OVER).
-    A report not delivered within it is given up and logged (`report_failed`, saying so): the
+    A report not delivered within it is given up and logged (`hook_failed`, saying so): the
     agent must not wait for Coder.
     """
     started = time.monotonic() if started is None else started
@@ -157,7 +157,7 @@ def run_hook(
             raw = _read_payload(agent, arguments, stream, end - time.monotonic())
             status = status_of(agent.event_of(parse_event(raw), event or ""))
             if status is not None:
-                # Its outcome is the one line the hand-over logs (`report_failed`, `reason: not
+                # Its outcome is the one line the hand-over logs (`hook_failed`, `reason: not
                 # delivered within the hook budget`, when the budget ended it).
                 hand_over(settings, status, max(end - time.monotonic(), MIN_HAND_OVER))
         except Exception as exc:  # noqa: BLE001 - a hook never fails its agent: one line, exit 0
