@@ -258,7 +258,13 @@ def _main(args_list: list[str]) -> int:
         return _fast(*fast)
     parser = _parser()
     try:
-        args = parser.parse_args(args_list)
+        args, extra = parser.parse_known_args(args_list)
+        if args.command == "hook" and not any(arg.startswith("-") for arg in extra):
+            # argparse gives a `*` positional nothing once an option came between: Codex's
+            # `hook codex --then-run JSON PAYLOAD` leaves PAYLOAD over. It is the payload.
+            args.payload = [*args.payload, *extra]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:
         # Claude Code reads a hook's exit 2 as "block the prompt / the tool call": a mistyped
         # `hook` command line must not stop the agent (argparse has printed the problem).

@@ -225,12 +225,17 @@ async def test_closed_standard_streams_never_fail_the_agent(
         assert b"no event: stdin is closed" in result.stderr
 
 
-async def test_codex_notify_runs_the_users_program_after_reporting(peers: Peers) -> None:
+# `--then-r`: an abbreviation, which the fast dispatch leaves to argparse; both forms must
+# give the payload that follows the option to the hook.
+@pytest.mark.parametrize("option", ["--then-run", "--then-r"])
+async def test_codex_notify_runs_the_users_program_after_reporting(
+    peers: Peers, option: str
+) -> None:
     """The chaining contract of the installer: `--then-run JSON` and Codex's PAYLOAD appended."""
     out = peers.workdir / "notified.json"
     program = [sys.executable, "-c", f"import sys; open({str(out)!r}, 'w').write(sys.argv[-1])"]
     payload = json.dumps({"type": "agent-turn-complete", "last-assistant-message": "Shipped."})
-    code, stderr = await hook("codex", peers.env(), b"", "--then-run", json.dumps(program), payload)
+    code, stderr = await hook("codex", peers.env(), b"", option, json.dumps(program), payload)
     assert code == 0, stderr
     assert statuses(peers) == [("idle", "Shipped.")]
     assert json.loads(out.read_text()) == json.loads(payload)
