@@ -64,17 +64,17 @@ class Answer:
     mode: str = "answer"  # answer, blackhole, trickle, huge
 
 
-class HTTPFake:
-    """A loopback HTTP server (port 0) answering every request with one scripted behaviour."""
+class ThreadedFake:
+    """A listening socket served by threads, one per connection, until `close`."""
 
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
         self.stop = threading.Event()
-        self.requests: list[bytes] = []  # the head of every request
         self._threads = [threading.Thread(target=self._serve, daemon=True)]
         self._threads[0].start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def _serve(self) -> None:
         while not self.stop.is_set():
@@ -88,6 +88,25 @@ class HTTPFake:
             handler = threading.Thread(target=self._handle, args=(conn,), daemon=True)
             self._threads.append(handler)
             handler.start()
+
+    def close(self) -> None:
+        """Stop serving; every connection is closed by its own thread, which this waits for."""
+        self.stop.set()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        self.listener.close()
+        for thread in self._threads:
+            thread.join(timeout=HUNG)
+
+
+class HTTPFake(ThreadedFake):
+    """A loopback HTTP server (port 0) answering every request with one scripted behaviour."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []  # the head of every request
+        super().__init__(socket.create_server(("127.0.0.1", 0)))
+        self.port = self.listener.getsockname()[1]
 
     def _handle(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError), conn:
@@ -114,41 +133,17 @@ class HTTPFake:
             else:
                 conn.sendall(self.answer.raw)
 
-    def close(self) -> None:
-        """Stop serving; every connection is closed by its own thread, which this waits for."""
-        self.stop.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
-        self.listener.close()
-        for thread in self._threads:
-            thread.join(timeout=HUNG)
 
-
-class UnixFake:
+class UnixFake(ThreadedFake):
     """A Unix socket server: the report socket's daemon or the Coder agent's socket, faulty."""
 
     def __init__(self, path: Path, mode: str, *, drpc_errors: bool = False) -> None:
         self.mode = mode
         self.drpc_errors = drpc_errors
-        self.stop = threading.Event()
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        self.listener.listen(16)
-        self._threads = [threading.Thread(target=self._serve, daemon=True)]
-        self._threads[0].start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.stop.is_set():
-                conn.close()
-                return
-            handler = threading.Thread(target=self._handle, args=(conn,), daemon=True)
-            self._threads.append(handler)
-            handler.start()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.listen(16)
+        super().__init__(listener)
 
     def _handle(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError), conn:
@@ -185,14 +180,6 @@ class UnixFake:
                     error = encode_error(0, text)
                     packet = drpc.Frame(drpc.Kind.ERROR, frame.stream, frame.message, error)
                     conn.sendall(drpc.encode_frame(packet))
-
-    def close(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
-        self.listener.close()
-        for thread in self._threads:
-            thread.join(timeout=HUNG)
 
 
 # -- the world a command runs in ----------------------------------------------------------
