@@ -21,8 +21,8 @@ import tomlkit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.hooks import AGENTS, install
-from agent.hooks.targets import JsonHooks, OwnFile, targets
+from agent.hooks import AGENTS, install, install_targets
+from agent.hooks.targets import JsonHooks, OwnFile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,12 +141,12 @@ EXPECTED = {
 
 
 def test_every_agent_of_the_brief_has_a_row() -> None:
-    assert set(targets()) == {*EXPECTED, "kiro", "opencode"}
+    assert set(install_targets()) == {*EXPECTED, "kiro", "opencode"}
 
 
 def test_every_registry_row_gives_its_own_target() -> None:
     """The table is the registry's: each row's mapping module builds the target of its agent."""
-    table = targets()
+    table = install_targets()
     assert list(table) == list(AGENTS)
     for name, agent in AGENTS.items():
         assert table[name].agent == name
@@ -207,7 +207,7 @@ def test_auggie_gets_an_executable_wrapper(tmp_path: Path) -> None:
     assert not wrapper.exists()
 
 
-@pytest.mark.parametrize("agent", sorted(targets()))
+@pytest.mark.parametrize("agent", sorted(install_targets()))
 def test_a_fresh_home_round_trips_and_install_is_idempotent(agent: str, tmp_path: Path) -> None:
     assert run("install", agent, home=tmp_path)[0] == 0
     installed = tree(tmp_path)
@@ -217,7 +217,7 @@ def test_a_fresh_home_round_trips_and_install_is_idempotent(agent: str, tmp_path
     assert tree(tmp_path) == installed
     assert [line.split(":")[0] for line in out.splitlines() if ": /" in line] == [
         "unchanged"
-    ] * len(targets()[agent].files)
+    ] * len(install_targets()[agent].files)
     assert run("uninstall", agent, home=tmp_path)[0] == 0
     assert tree(tmp_path) == {}
     code, out, _ = run("uninstall", agent, home=tmp_path)
@@ -225,7 +225,7 @@ def test_a_fresh_home_round_trips_and_install_is_idempotent(agent: str, tmp_path
     assert "nothing of coder-task-agent's found" in out
 
 
-@pytest.mark.parametrize("agent", sorted(targets()))
+@pytest.mark.parametrize("agent", sorted(install_targets()))
 def test_project_scope_writes_under_the_project(agent: str, tmp_path: Path) -> None:
     home, project = tmp_path / "home", tmp_path / "project"
     home.mkdir()
@@ -236,7 +236,7 @@ def test_project_scope_writes_under_the_project(agent: str, tmp_path: Path) -> N
     assert code == 0
     assert tree(home) == {}
     written = tree(project)
-    target = targets()[agent]
+    target = install_targets()[agent]
     assert set(written) == {spec.project for spec in target.files}
     assert run("uninstall", agent, "--project-dir", str(project), home=home)[0] == 0
     assert tree(project) == {}
@@ -344,7 +344,7 @@ RICH = [
 
 def expected_after(agent: str, before: dict[str, object], home: Path) -> dict[str, object]:
     """The user's document with our entry appended to each of our events."""
-    (spec,) = [s for s in targets()[agent].files if isinstance(s, JsonHooks)]
+    (spec,) = [s for s in install_targets()[agent].files if isinstance(s, JsonHooks)]
     after: dict[str, object] = json.loads(json.dumps(before))
     hooks = after.setdefault("hooks", {})
     assert isinstance(hooks, dict)
@@ -730,7 +730,7 @@ def test_runs_us_reads_the_command_words() -> None:
 
 def test_own_files_are_data_only() -> None:
     """The table is data: every own file is text or a shipped resource."""
-    for target in targets().values():
+    for target in install_targets().values():
         for spec in target.files:
             if isinstance(spec, OwnFile):
                 assert spec.text or spec.resource

@@ -6,10 +6,10 @@ all need the list of agents and how each one calls us. Adding an agent is one ro
 mapping module `agent.hooks.<module>`, nothing else: its `event_of(payload, name) -> HookEvent`
 (pure: the agent's payload in, one event of agent.hooks.events out; the rules that turn events
 into statuses live there, once, for every agent) and its `install_target() -> Target` (what
-`hook install` writes into the agent's configuration, in the vocabulary of agent.hooks.targets,
-whose table `targets()` is built from this registry). A mapping module is a table, the agent's
-event names to the builders of agent.hooks.payload (`event_of = mapping({...})`), and writes
-out only what is its agent's alone.
+`hook install` writes into the agent's configuration, in the vocabulary of agent.hooks.targets;
+`install_targets()` below is the table). A mapping module is a table, the agent's event
+names to the builders of agent.hooks.payload (`event_of = mapping({...})`), and writes out only
+what is its agent's alone.
 
 This package is on the hooks' fast path (an agent runs `hook` at every prompt and every tool
 call): it imports nothing, and the mapping module of the calling agent only is imported, when
@@ -91,3 +91,9 @@ AGENTS: dict[str, Agent] = {
         Agent("opencode", "OpenCode (through agent/hooks/opencode.js)", "opencode"),
     )
 }
+
+
+def install_targets() -> dict[str, Target]:
+    """Every agent's install target, by name, in the registry's order: the one table `hook
+    install` and its tests read (each row imports its agent's mapping module)."""
+    return {name: agent.install_target() for name, agent in AGENTS.items()}

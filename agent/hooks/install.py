@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from agent.errors import BadFile, UsageError
+from agent.hooks import AGENTS, install_targets
 from agent.hooks.targets import (
     EXECUTABLE,
     ROOT,
@@ -48,7 +49,6 @@ from agent.hooks.targets import (
     OwnFile,
     Spec,
     Target,
-    targets,
 )
 from agent.models import ExitCode
 
@@ -604,7 +604,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("action", choices=("install", "uninstall"))
-    parser.add_argument("agent", choices=tuple(targets()), help="which agent's configuration")
+    parser.add_argument("agent", choices=tuple(AGENTS), help="which agent's configuration")
     parser.add_argument(
         "--scope",
         choices=("user", "project"),
@@ -660,7 +660,7 @@ def _run(args: argparse.Namespace, *, home: Path | None, cwd: Path | None, out: 
     else:
         root = home if home is not None else Path.home()
     install = args.action == "install"
-    target = targets()[args.agent]
+    target = install_targets()[args.agent]
     changes = plan(target, install=install, project=project, root=root)
     if args.dry_run:
         for change in changes:

@@ -1,10 +1,11 @@
-"""What `hook install` puts where: the vocabulary of an agent's install target, and the table.
+"""What `hook install` puts where: the vocabulary of an agent's install target.
 
 Each agent's own target (its files, events, entries and notes) is `install_target()` in its
 mapping module (`agent.hooks.<module>`), beside the mapping of the payloads those entries send
 us, so adding an agent is one registry row (agent.hooks.AGENTS) and one mapping module; this
 module holds what targets share (the dataclasses, our command, the entry shapes several agents
-use) and `targets()`, the table built from the registry. The facts behind every target are in
+use); the table is `agent.hooks.install_targets()`, built from the registry, which this module
+does not import (the registry names its types). The facts behind every target are in
 the research notes on agent hooks (config files, event names, entry shapes, units of
 `timeout`); `docs/hook-install.md` is the user's view of the table. The engine that merges these
 entries into the user's files is `agent.hooks.install`; nothing here does I/O.
@@ -20,8 +21,6 @@ with an absolute path counts as ours too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from agent.hooks import AGENTS
 
 EXECUTABLE = "coder-task-agent"
 # Replaced by the scope's root directory (home or project) where an entry must name a file.
@@ -103,9 +102,3 @@ def gemini_style(agent: str, settings: str, events: tuple[str, ...], tool: str) 
     every_tool: Json = {"matcher": ".*", "hooks": [handler]}
     entries = tuple((event, every_tool if event == tool else group) for event in events)
     return JsonHooks(settings, settings, entries, comments=True)
-
-
-def targets() -> dict[str, Target]:
-    """Every agent's install target, by the registry's name, in the registry's order: the one
-    table `hook install` and its tests read (each row imports its agent's mapping module)."""
-    return {name: agent.install_target() for name, agent in AGENTS.items()}
