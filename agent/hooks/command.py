@@ -29,6 +29,7 @@ import time
 from agent.config import HOOK_FIELDS, Environment, Settings, read
 from agent.hooks import AGENTS, ARGUMENT_OR_STDIN, Agent
 from agent.hooks.events import status_of
+from agent.reportsocket.trust import proc_stat
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
@@ -110,10 +111,11 @@ def process_started() -> float:
     machine is awake.
     """
     now = time.monotonic()
+    fields = proc_stat("self")
+    if not fields:
+        return now
     try:
-        with open("/proc/self/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        ticks = int(fields[19])  # field 22, `starttime`; the split starts at field 3
+        ticks = int(fields[22 - 3])  # field 22, `starttime`
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return now

@@ -17,7 +17,8 @@ fast path imports it (see agent.reportsocket.client).
   directory passes the ancestors' rule above and belongs to us or root. A directory others can
   write to is enough there only with the sticky bit: then no one but a file's owner can replace
   it, and the file must be ours. Anything else is refused with one warning, never raised.
-- A peer on a Unix socket is identified by the kernel's SO_PEERCRED, never by what it says.
+- A peer on a Unix socket is identified by the kernel's SO_PEERCRED, never by what it says; a
+  process by the kernel's `/proc/PID/stat` (`proc_stat`: its state and start time).
 """
 
 from __future__ import annotations
@@ -319,3 +320,15 @@ def refusal(path: str | os.PathLike[str], exc: Untrusted | OSError) -> str:
     if isinstance(exc, Untrusted):
         return exc.problem
     return f"{os.fspath(path)!r} cannot be read ({exc.strerror or type(exc).__name__})"
+
+
+def proc_stat(pid: int | str) -> list[str] | None:
+    """`/proc/PID/stat` (`self` for this process) from field 3 (the state) on, or None when it
+    cannot be read. The command name before them may hold spaces and parentheses: they follow
+    the last ')'. Field N of proc(5) is at index N - 3."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            raw = stat_file.read(4096)  # one line of about 52 fields: far below this
+    except OSError:
+        return None
+    return raw.rpartition(b")")[2].decode("ascii", "replace").split()

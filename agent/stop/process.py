@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.reportsocket.trust import Untrusted, read_checked, refusal
+from agent.reportsocket.trust import Untrusted, proc_stat, read_checked, refusal
 
 if TYPE_CHECKING:
     import structlog.typing
@@ -141,7 +141,7 @@ def started_at(pid: int) -> float | None:
 
     Whole seconds at best: the boot time /proc gives is in seconds.
     """
-    fields = _stat_fields(pid)
+    fields = proc_stat(pid)
     if fields is None:
         return None
     try:
@@ -157,20 +157,8 @@ def started_at(pid: int) -> float | None:
 
 
 def _proc_state(pid: int) -> str | None:
-    fields = _stat_fields(pid)
+    fields = proc_stat(pid)
     return fields[0] if fields else None
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """`/proc/PID/stat` from field 3 (the state) on, or None when it cannot be read.
-
-    The command name before them may hold spaces and parentheses: they follow the last ')'.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()
 
 
 # Seconds a process may seem to have started after its PID file was written: the boot time in
