@@ -1,17 +1,10 @@
 """The client side of the report socket: `report` and `snapshot` handed to a running daemon.
 
-Standard library only: hooks run `report` at every step of a turn, and httpx, pydantic, structlog,
-anyio and tenacity cost ten times the whole exchange (bench/README.md). `_socket`, not `socket`
-(its enums and `selectors` cost a third of the interpreter's start); `struct` neither
-(`trust.peer_credentials`); `json` yes, one JSON implementation being worth its milliseconds.
-Output goes through `agent.log.Writer` (the structlog rendering, the token masked).
-
-Nothing unchecked is trusted (docs/report.md): the socket's directory must pass
-`trust.open_private_dir`, the socket (not followed) and its peer (SO_PEERCRED) be ours or root's;
-the socket is reached through the opened directory, so nothing can be swapped in between.
-An untrusted socket is logged and the report goes straight to Coder (`agent.direct`), as it does
-only when no daemon listens (ENOENT, ECONNREFUSED): a daemon that took the request but did not
-answer may still deliver it, so that is exit UNDELIVERED (5), never a second send.
+Standard library only: hooks run `report` at every step, and httpx, pydantic, structlog, anyio and
+tenacity cost ten times the whole exchange (bench/README.md). `_socket` stands in for `socket`
+(whose enums and `selectors` cost a third of Python's start), `trust.peer_credentials` for
+`struct`. Only a checked socket is trusted (docs/report.md); a report goes straight to Coder
+(`agent.direct`) when no daemon listens or the socket is untrusted, never after a daemon took it.
 
 Protocol: one JSON line each way. Report `{"state", "message", "uri"}` (and `"source": "hook"`),
 answer `{"ok": true}` or `{"ok": false, "error": "..."}`; `{"request": "snapshot"}`, answer
@@ -43,7 +36,7 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT = 2.0
 # A snapshot request waits for the daemon's whole stop-path upload: its budget plus this.
 SNAPSHOT_MARGIN = 2.0
-# An answer is a few words and an exit code (the daemon's request limit is control's).
+# An answer is a few words and an exit code.
 MAX_LINE_BYTES = 16 * 1024
 # A report's URI in UTF-8 bytes, one limit on every path (no report delivered one way and refused
 # the other). Browsers and proxies treat URLs past 8 KiB as broken; a PR link is far shorter.
