@@ -16,7 +16,6 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
 EVENT = "unexpected_error"
 # A fault's message in characters, cut after masking (a cut could split a token): a line.
@@ -61,9 +60,13 @@ def describe(exc: BaseException) -> dict[str, str]:
     except Exception:  # noqa: BLE001 - the token cannot be known: nothing of the message shows
         message = "(message withheld: the token could not be read to mask it)"
     fields = {"error_type": type(exc).__name__, "error": message}
-    where = _raised_at(exc.__traceback__)
-    if where:
-        fields["at"] = where
+    tb = exc.__traceback__
+    while tb is not None:  # to the deepest frame of ours: `agent/http_async.py:160 in request`
+        code = tb.tb_frame.f_code
+        if code.co_filename.startswith(_PACKAGE):
+            relative = "agent" + code.co_filename[len(_PACKAGE) :]
+            fields["at"] = f"{relative}:{tb.tb_lineno} in {code.co_name}"
+        tb = tb.tb_next
     return fields
 
 
@@ -104,18 +107,6 @@ def safe_standard_streams() -> None:
             # is taken all the same.
             stream = open(fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
             setattr(sys, name, stream)
-
-
-def _raised_at(tb: TracebackType | None) -> str:
-    """The deepest frame of ours the exception passed: `agent/http_async.py:160 in request`."""
-    where = ""
-    while tb is not None:
-        path = tb.tb_frame.f_code.co_filename
-        if path.startswith(_PACKAGE):
-            relative = "agent" + path[len(_PACKAGE) :]
-            where = f"{relative}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
-        tb = tb.tb_next
-    return where
 
 
 def _line(event: str, **fields: object) -> None:

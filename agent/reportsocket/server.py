@@ -80,17 +80,14 @@ async def serve_reports(
     lock = _lock(path)
     try:
         _check_existing(path)
-        old_mask = os.umask(0o177)
+        old_mask = os.umask(0o177)  # 0600 from the bind on, not only after the chmod
         try:
-            listener = await anyio.create_unix_listener(path)
+            listener = await anyio.create_unix_listener(path, mode=0o600)
         finally:
             os.umask(old_mask)
         ours = os.lstat(path).st_ino
         try:
             async with listener:
-                # Not follow_symlinks=False: glibc before 2.32 refuses it even for a socket; we
-                # bound the path a moment ago in our private directory.
-                os.chmod(path, 0o600)
                 task_status.started(path)
                 await _accept_loop(
                     listener,
@@ -115,7 +112,6 @@ class SocketInUse(ConfigError):
             f"{str(path)!r} is served by another running {owner}; stop it first, "
             "or give this one another socket",
         )
-        self.path = path
         self.pid = pid
 
 
@@ -179,6 +175,16 @@ async def _accept_loop(
     # At most MAX_CLIENTS connections are served at once; the others wait in the kernel's
     # backlog, so clients holding connections cannot take every descriptor of the daemon.
     slots = anyio.Semaphore(MAX_CLIENTS)
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        try:
+            await handle(stream)
+        except Exception as exc:  # noqa: BLE001 - a bad client is dropped, never the server's end
+            # The type only: the text or a traceback could carry the client's bytes.
+            log.warning("report_client_failed", error=type(exc).__name__)
+        finally:
+            slots.release()
+
     failures = 0
     async with anyio.create_task_group() as group:
         while True:
@@ -198,22 +204,7 @@ async def _accept_loop(
             if failures:
                 log.info("report_accept_recovered", failures=failures)
                 failures = 0
-            group.start_soon(_serve_client, stream, handle, slots)
-
-
-async def _serve_client(
-    stream: anyio.abc.SocketStream,
-    handle: Callable[[anyio.abc.SocketStream], Awaitable[None]],
-    slots: anyio.Semaphore,
-) -> None:
-    """One client, supervised: whatever it sends, the server goes on."""
-    try:
-        await handle(stream)
-    except Exception as exc:  # noqa: BLE001 - a bad client is dropped, never the server's end
-        # The type only: the text or a traceback could carry the client's bytes.
-        log.warning("report_client_failed", error=type(exc).__name__)
-    finally:
-        slots.release()
+            group.start_soon(serve, stream)
 
 
 async def _handle(

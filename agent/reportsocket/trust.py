@@ -192,15 +192,11 @@ def read_checked(path: str | os.PathLike[str], *, max_bytes: int, root_ok: bool 
         if info.st_size > max_bytes:
             raise Untrusted(f"{where!r} is larger than {max_bytes} bytes")
         # At most one byte past the cap, whatever the size said: the file may be growing.
-        data = bytearray()
-        while len(data) <= max_bytes:
-            chunk = os.read(fd, max_bytes + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise Untrusted(f"{where!r} is larger than {max_bytes} bytes")
-        return bytes(data)
+        return data
     finally:
         os.close(fd)
 
