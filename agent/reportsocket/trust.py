@@ -205,7 +205,7 @@ def _open_file(where: str) -> int:
     """A descriptor of the file `where`, opened through its checked directory."""
     directory, name = os.path.split(os.path.abspath(where))
     try:
-        # Sticky: no one but a file's owner can replace it, and the file must be ours.
+        # Sticky: only its owner can replace a file, and it must be ours (or root's).
         dir_fd = open_private_dir(directory, sticky_ok=True)
     except Untrusted:
         if not os.path.lexists(where):
@@ -232,12 +232,11 @@ def read_trusted(
     max_bytes: int,
     log: Warns,
     what: str,
-    root_ok: bool = False,
 ) -> bytes | None:
     """`read_checked`, or None: silently when there is no file, else after one warning
     `untrusted_file_ignored` naming the file, `what` it is for and why."""
     try:
-        return read_checked(path, max_bytes=max_bytes, root_ok=root_ok)
+        return read_checked(path, max_bytes=max_bytes)
     except FileNotFoundError:
         return None
     except (Untrusted, OSError) as exc:
