@@ -75,8 +75,7 @@ async def serve_reports(
     off on `clock`: nothing a client does ends the server.
     """
     prepare_socket_dir(path)
-    # Held for the server's life: the kernel releases it when the process dies, however it
-    # dies, so "locked" means "a live daemon" and a killed daemon leaves nothing to clean up.
+    # Held for the server's life, released by the kernel however it dies: locked means alive.
     lock = _lock(path)
     try:
         _check_existing(path)
@@ -172,8 +171,7 @@ async def _accept_loop(
     handle: Callable[[anyio.abc.SocketStream], Awaitable[None]],
     clock: Clock,
 ) -> None:
-    # At most MAX_CLIENTS connections are served at once; the others wait in the kernel's
-    # backlog, so clients holding connections cannot take every descriptor of the daemon.
+    # MAX_CLIENTS at once, the rest in the kernel's backlog: held connections cannot take all fds.
     slots = anyio.Semaphore(MAX_CLIENTS)
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
@@ -192,8 +190,7 @@ async def _accept_loop(
             try:
                 stream = await listener.accept()
             except (OSError, anyio.BrokenResourceError) as exc:
-                # anyio wraps accept()'s OSError (EMFILE, ENFILE, ENOBUFS...) in
-                # BrokenResourceError; the listening socket itself is still fine.
+                # accept()'s EMFILE, ENFILE, ENOBUFS... (anyio wraps them): the listener is fine.
                 slots.release()
                 failures += 1
                 if failures == 1:
