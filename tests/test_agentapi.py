@@ -25,9 +25,9 @@ from agent.agentapi import (
     parse_event,
     parse_messages,
 )
-from agent.clock import ManualClock
 from agent.errors import AgentBusy, BadResponse, Rejected, ServerError, TransportError
 from tests.fakes import TIME, FakeAgentAPI, wait_until
+from tests.manualclock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

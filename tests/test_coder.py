@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.clock import ManualClock
 from agent.coder.httpapi import CoderClient
 from agent.errors import (
     CutOff,
@@ -29,6 +28,7 @@ from agent.http_async import retry_after_seconds
 from agent.models import AppState, AppStatus, clean_text, shorten
 from agent.retry import Backoff, deliver
 from tests.fakes import TOKEN, FakeCoder, Scripted, wait_until
+from tests.manualclock import ManualClock
 
 TASK = "6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b"
 pytestmark = pytest.mark.anyio

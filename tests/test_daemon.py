@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.agentapi import AgentAPIClient
-from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder.httpapi import CoderClient
 from agent.config import Environment, Secret, Settings
 from agent.daemon.daemon import Daemon, task_id_warning
@@ -23,6 +23,7 @@ from agent.daemon.supervise import supervised
 from agent.models import AppState, AppStatus
 from agent.stop.upload import Outcome
 from tests.fakes import FakeAgentAPI, FakeCoder, Recorded, Scripted, message, wait_until
+from tests.manualclock import ManualClock
 from tests.planted import Plant, each
 from tests.socketclient import request, send_to_daemon
 

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent.clock import ManualClock
 from agent.coder.httpapi import CoderClient
 from agent.config import Environment, Secret, Settings
 from agent.errors import BadResponse, NotSent, OutcomeUnknown
@@ -27,6 +26,7 @@ from agent.http_async import (
     retry_after_seconds,
     transport_error,
 )
+from tests.manualclock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

@@ -24,13 +24,13 @@ import anyio
 import pytest
 
 from agent.agentapi import AgentAPIClient
-from agent.clock import ManualClock
 from agent.coder.httpapi import CoderClient
 from agent.config import Secret, Settings
 from agent.daemon.daemon import Daemon
 from agent.models import AppState, AppStatus
 from agent.rules import IDLE_MESSAGE, WORKING_MESSAGE
 from tests.fakes import FakeAgentAPI, FakeCoder, message
+from tests.manualclock import ManualClock
 
 pytestmark = pytest.mark.anyio
 
