@@ -215,15 +215,9 @@ def _history(state: RulesState, history: HistorySeen) -> RulesState:
     fresh = restarted(state, history)
     if fresh:
         state = replace(
-            state,
-            last_user_id=None,
-            last_id=None,
-            first_user=None,
-            restarts=state.restarts + 1,
+            state, last_user_id=None, last_id=None, first_user=None, restarts=state.restarts + 1
         )
-    last_id = history.last_id
-    if state.last_id is not None and (last_id is None or last_id < state.last_id):
-        last_id = state.last_id
+    last_id = max((i for i in (history.last_id, state.last_id) if i is not None), default=None)
     state = replace(state, last_id=last_id, first_user=state.first_user or history.first_user)
     if history.newest_user is None:
         return state

@@ -158,10 +158,7 @@ def build_snapshot(
         pieces.append(part.prefix + literal + part.suffix)
     body = _HEAD + b",".join(pieces) + _TAIL
     return Snapshot(
-        body=body,
-        message_count=len(kept),
-        dropped=len(window) - len(kept),
-        truncated=truncated,
+        body=body, message_count=len(kept), dropped=len(window) - len(kept), truncated=truncated
     )
 
 
