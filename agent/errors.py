@@ -59,7 +59,16 @@ class RemoteError(AgentError):
 class TryAgain(RemoteError):
     """The same request may succeed later; `retry_after` is the server's hint in seconds."""
 
-    retry_after: float | None = None
+    def __init__(
+        self,
+        service: str,
+        what: str,
+        detail: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(service, what, detail, status)
+        self.retry_after = retry_after
 
 
 class TransportError(TryAgain):
@@ -82,17 +91,6 @@ class CutOff(OutcomeUnknown):
 class ServerError(TryAgain):
     """5xx, other than AgentAPI's "agent busy" (a 503 may carry Retry-After)."""
 
-    def __init__(
-        self,
-        service: str,
-        what: str,
-        detail: str,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(service, what, detail, status=status)
-        self.retry_after = retry_after
-
 
 class RateLimited(TryAgain):
     """429."""
@@ -100,8 +98,7 @@ class RateLimited(TryAgain):
     def __init__(
         self, service: str, what: str, detail: str, retry_after: float | None = None
     ) -> None:
-        super().__init__(service, what, detail, status=429)
-        self.retry_after = retry_after
+        super().__init__(service, what, detail, 429, retry_after)
 
 
 class NotListening(NotSent):
