@@ -76,13 +76,10 @@ def check_message(item: object) -> WireMessage:
     if key not in item:
         raise ValueError("role: missing")
     role = normalise_role(item[key])
-    content = item.get("content")
-    if not isinstance(content, str):
-        raise ValueError("content: not text")  # noqa: TRY004
-    time = item.get("time")
-    if not isinstance(time, str):
-        raise ValueError("time: not text")  # noqa: TRY004
-    return WireMessage(ident, role, content, check_time(time))
+    for name in ("content", "time"):
+        if not isinstance(item.get(name), str):
+            raise ValueError(f"{name}: not text")  # noqa: TRY004
+    return WireMessage(ident, role, item["content"], check_time(item["time"]))
 
 
 class History:
