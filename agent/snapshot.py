@@ -40,7 +40,6 @@ only its last `max_bytes` characters are ever encoded, and its length is counted
 
 from __future__ import annotations
 
-import bisect
 import json
 import unicodedata
 
@@ -215,11 +214,14 @@ def _allot(parts: Sequence[_Part], budget: int) -> list[int]:
 
 def _water_level(parts: Sequence[_Part], room: int) -> int:
     """The largest c with sum(min(size, max(minimal, c))) <= room; the minimal forms fit."""
-    levels = range(max((p.size for p in parts), default=0) + 1)
-    above = bisect.bisect_right(
-        levels, room, key=lambda level: sum(min(p.size, max(p.minimal, level)) for p in parts)
-    )
-    return above - 1
+    low, high = 0, max((p.size for p in parts), default=0)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if sum(min(p.size, max(p.minimal, middle)) for p in parts) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _cut(part: _Part, allotment: int) -> bytes:
@@ -244,11 +246,14 @@ def _tail_start(content: str, room: int) -> int:
     if excess > 0:
         # Dropping `excess` characters frees at least `excess` bytes; fewer than
         # excess / _MAX_CHAR_BYTES cannot free enough.
-        starts = range(low + -(-excess // _MAX_CHAR_BYTES), min(low + excess, len(content)))
-        # The first start whose tail fits (False sorts before True).
-        low = starts.start + bisect.bisect_left(
-            starts, True, key=lambda start: len(_encode(content[start:])) <= room
-        )
+        high = min(low + excess, len(content))
+        low += -(-excess // _MAX_CHAR_BYTES)
+        while low < high:  # the first start whose tail fits
+            middle = (low + high) // 2
+            if len(_encode(content[middle:])) <= room:
+                high = middle
+            else:
+                low = middle + 1
     start = low
     if 0 < start < len(content) and _is_low(content[start]) and _is_high(content[start - 1]):
         start += 1  # not the second half of a pair without its first
