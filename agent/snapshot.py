@@ -255,7 +255,7 @@ def _tail_start(content: str, room: int) -> int:
             else:
                 low = middle + 1
     start = low
-    if 0 < start < len(content) and _is_low(content[start]) and _is_high(content[start - 1]):
+    if 0 < start < len(content) and _is_pair(content[start - 1 : start + 1]):
         start += 1  # not the second half of a pair without its first
     skipped = start
     while skipped < len(content) and unicodedata.category(content[skipped]).startswith("M"):
@@ -265,12 +265,9 @@ def _tail_start(content: str, room: int) -> int:
     return skipped
 
 
-def _is_high(char: str) -> bool:
-    return "\ud800" <= char <= "\udbff"
-
-
-def _is_low(char: str) -> bool:
-    return "\udc00" <= char <= "\udfff"
+def _is_pair(chars: str) -> bool:
+    """A high surrogate, then a low one."""
+    return "\ud800" <= chars[0] <= "\udbff" and "\udc00" <= chars[1] <= "\udfff"
 
 
 def _encode(text: str) -> bytes:
