@@ -174,17 +174,14 @@ class Writer:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
         stamp += f".{int(now % 1 * 1_000_000):06d}Z"
         record = {key: scrub(value, self.secrets) for key, value in fields.items()}
+        said = scrub(event, self.secrets)
+        mono = round(time.monotonic(), 4)
         if self._console:
-            record["mono"] = round(time.monotonic(), 4)
+            record["mono"] = mono
             pairs = " ".join(f"{key}={_console_repr(record[key])}" for key in sorted(record))
-            line = f"{stamp} [{level:<9}] {scrub(event, self.secrets):<30} {pairs}".rstrip()
+            line = f"{stamp} [{level:<9}] {said:<30} {pairs}".rstrip()
         else:
-            record.update(
-                event=scrub(event, self.secrets),
-                level=level,
-                timestamp=stamp,
-                mono=round(time.monotonic(), 4),
-            )
+            record.update(event=said, level=level, timestamp=stamp, mono=mono)
             line = json.dumps(record)
         try:
             self._stream.write(line + "\n")
