@@ -38,7 +38,7 @@ def test_plain_forms_parse_as_argparse_parses_them(argv: list[str]) -> None:
         assert (options.get("--event"), options.get("--then-run")) == (args.event, args.then_run)
     for flag, value in options.items():
         if flag not in ("--uri", "--event", "--then-run"):
-            assert getattr(args, "setting_" + flag[2:].replace("-", "_")) == value
+            assert getattr(args, flag[2:].replace("-", "_")) == value
 
 
 @pytest.mark.parametrize("command", [name for name, spec in COMMANDS.items() if spec.get("fast")])
