@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
     D = TypeVar("D")
+    Flags = Mapping[str, tuple[str, str]]  # variable -> (flag, value) from the command line
     Mode = Literal["events", "poll", "hooks"]
     StatusTransport = Literal["auto", "socket", "http"]
     LogLevel = Literal["debug", "info", "warning", "error"]
@@ -138,11 +139,9 @@ def task_id(raw: str) -> str:
     if len(digits) != 32:
         raise ValueError(problem)
     try:
-        value = int(digits, 16)
+        value = int(digits, 16)  # never negative (no `-` is left) nor 1 << 128 or more
     except ValueError:
         raise ValueError(problem) from None
-    if not 0 <= value < 1 << 128:
-        raise ValueError(problem)
     hexed = f"{value:032x}"
     return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
 
@@ -153,13 +152,8 @@ _SLUG_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 def slug(raw: str) -> str:
     value = raw.strip()
-    if (
-        not value
-        or not set(value) <= _SLUG_CHARACTERS
-        or value[0] == "-"
-        or value[-1] == "-"
-        or "--" in value
-    ):
+    # An empty part: an empty slug, a hyphen at either end or two in a row.
+    if not set(value) <= _SLUG_CHARACTERS or not all(value.split("-")):
         raise ValueError(
             f"{value!r} is not an app slug (lower-case letters, digits, single hyphens)"
         )
@@ -229,15 +223,14 @@ class Variable:
         self.default = default
 
 
-# Every variable this program reads (what each is: docs/configuration.md). A field of None: read
-# by a rule of its own (below) or by another module through `Environment`, which refuses a name
-# missing here.
+# Every variable this program reads (what each is: docs/configuration.md): those that set a
+# `Settings` field (variable, field, parser, field default), then those read by a rule of their
+# own (below) or by another module through `Environment`, which refuses a name missing here.
 _S = positive_seconds
 _TABLE: tuple[tuple[str, str | None, Callable[[str], object], object], ...] = (
     ("CODER_AGENT_URL", "coder_url", coder_url, None),
     # Else CODER_AGENT_TOKEN_FILE, else systemd's credential.
     ("CODER_AGENT_TOKEN", "token", token, None),
-    ("CODER_AGENT_TOKEN_FILE", None, verbatim, None),
     ("CODER_AGENT_SOCKET_PATH", "agent_socket_path", text, DEFAULT_AGENT_SOCKET),
     ("CODER_TASK_ID", "task_id", task_id, None),
     ("CODER_MCP_APP_STATUS_SLUG", "app_slug", slug, None),
@@ -268,25 +261,21 @@ _TABLE: tuple[tuple[str, str | None, Callable[[str], object], object], ...] = (
     # systemd's. The watchdog is this process's only when WATCHDOG_PID says so (or is unset).
     ("NOTIFY_SOCKET", "notify_socket", verbatim, ""),
     ("WATCHDOG_USEC", "watchdog_interval", watchdog_interval, None),
-    ("WATCHDOG_PID", None, verbatim, None),
-    ("RUNTIME_DIRECTORY", None, verbatim, None),
-    ("CREDENTIALS_DIRECTORY", None, verbatim, None),
-    ("XDG_RUNTIME_DIR", None, verbatim, None),
-    ("HOME", None, verbatim, None),
+)
+# fmt: off
+_ELSEWHERE = (
+    "CODER_AGENT_TOKEN_FILE", "WATCHDOG_PID", "RUNTIME_DIRECTORY", "CREDENTIALS_DIRECTORY",
+    "XDG_RUNTIME_DIR", "HOME",
     # The CA conventions httpx follows (a client of ours must follow alike). Proxies are a
     # family rather than names: `Environment.proxies`.
-    ("SSL_CERT_FILE", None, verbatim, None),
-    ("SSL_CERT_DIR", None, verbatim, None),
+    "SSL_CERT_FILE", "SSL_CERT_DIR",
     # What Coder's agentapi module hands its stop script (agent.stop.inputs).
-    ("ARG_TASK_ID", None, verbatim, None),
-    ("ARG_AGENTAPI_PORT", None, verbatim, None),
-    ("ARG_MODULE_DIR_NAME", None, verbatim, None),
-    ("ARG_PID_FILE_PATH", None, verbatim, None),
-    ("ARG_STATE_FILE_PATH", None, verbatim, None),
-    ("ARG_TASK_LOG_SNAPSHOT", None, verbatim, None),
-    ("ARG_ENABLE_STATE_PERSISTENCE", None, verbatim, None),
+    "ARG_TASK_ID", "ARG_AGENTAPI_PORT", "ARG_MODULE_DIR_NAME", "ARG_PID_FILE_PATH",
+    "ARG_STATE_FILE_PATH", "ARG_TASK_LOG_SNAPSHOT", "ARG_ENABLE_STATE_PERSISTENCE",
 )
+# fmt: on
 VARIABLES = {name: Variable(name, field, parse, default) for name, field, parse, default in _TABLE}
+VARIABLES.update({name: Variable(name, None, verbatim, None) for name in _ELSEWHERE})
 _BY_FIELD = {v.field: v for v in VARIABLES.values() if v.field is not None}  # in table order
 TUNABLE_VARIABLES = tuple(v.name for v in _BY_FIELD.values() if v.name.startswith(PREFIX))
 # What the hooks' fast path reads: where a daemon listens, how to log, how long it may take.
@@ -306,11 +295,7 @@ class Environment:
 
     __slots__ = ("_flags", "_source")
 
-    def __init__(
-        self,
-        env: Mapping[str, str] | None = None,
-        flags: Mapping[str, tuple[str, str]] | None = None,
-    ) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, flags: Flags | None = None) -> None:
         self._source = dict(os.environ if env is None else env)
         self._flags = dict(flags or {})
         for variable in self._flags:
@@ -464,18 +449,15 @@ class Settings:
         checked["warnings"] = tuple(values.get("warnings", ()))  # type: ignore[arg-type]
         self._fill(checked)
 
-    def _fill(
-        self,
-        values: Mapping[str, object],
-        masks: tuple[str, ...] | None = None,
-        partial: Environment | None = None,
-    ) -> Settings:
-        """Sets `values`, checked already; `masks` default to the token's."""
+    def _fill(self, values: Mapping[str, object], partial: Environment | None = None) -> Settings:
+        """Sets `values`, checked already; `partial`: the environment of settings read in part."""
         for name, value in values.items():
             object.__setattr__(self, name, value)
-        if masks is None:
+        if partial is None:
             secret = values["token"]
-            masks = (secret.reveal(),) if isinstance(secret, Secret) else ()
+            masks: tuple[str, ...] = (secret.reveal(),) if isinstance(secret, Secret) else ()
+        else:
+            masks = _token_texts(partial)
         object.__setattr__(self, "masks", masks)
         object.__setattr__(self, "_partial", partial)
         return self
@@ -561,7 +543,7 @@ def _checked(variable: Variable, value: object) -> object:
 
 def read(
     env: Mapping[str, str] | Environment | None = None,
-    flags: Mapping[str, tuple[str, str]] | None = None,
+    flags: Flags | None = None,
     *,
     only: Iterable[str] | None = None,
 ) -> Settings:
@@ -581,7 +563,7 @@ def read(
         values[name] = environment.read(variable.name, variable.parse, variable.default)
     if "socket_path" in values and values["socket_path"] is None:
         values["socket_path"] = environment.default_socket_path()
-    return object.__new__(Settings)._fill(values, _token_texts(environment), environment)
+    return object.__new__(Settings)._fill(values, environment)
 
 
 def _read_all(environment: Environment) -> Settings:
