@@ -45,7 +45,7 @@ _SETTING_FLAGS = {
 # the fast dispatch takes (the commands agents run at every step).
 _SNAPSHOT_FLAGS = ("--agentapi-url", "--budget", "--log-level", "--log-format")
 _HANDED_OVER_FLAGS = ("--socket", "--log-level", "--log-format")
-COMMANDS: dict[str, dict[str, object]] = {
+COMMANDS: dict[str, dict[str, Any]] = {
     "run": {
         "help": "the daemon: watch AgentAPI, report, snapshot on stop",
         "description": (
@@ -157,9 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     agents = ", ".join(f"{name} ({agent.label})" for name, agent in AGENTS.items())
     for name, spec in COMMANDS.items():
-        description = str(spec["description"]).replace("{agents}", agents)
-        sub = commands.add_parser(name, help=str(spec["help"]), description=description)
-        for argument, count, help_text in _entries(spec, "positionals"):
+        description = spec["description"].replace("{agents}", agents)
+        sub = commands.add_parser(name, help=spec["help"], description=description)
+        for argument, count, help_text in spec.get("positionals", ()):
             if argument == "agent":
                 sub.add_argument(argument, choices=tuple(AGENTS), help=help_text)
             elif count == "1":
@@ -167,20 +167,15 @@ def _parser() -> argparse.ArgumentParser:
             else:
                 default = "" if count == "?" else None
                 sub.add_argument(argument, nargs=count, default=default, help=help_text)
-        for flag, metavar, help_text in _entries(spec, "options"):
+        for flag, metavar, help_text in spec.get("options", ()):
             if metavar is None:
                 sub.add_argument(flag, action="store_true", help=help_text)
             else:
                 sub.add_argument(flag, metavar=metavar, help=help_text)
-        for flag in _entries(spec, "settings"):
+        for flag in spec.get("settings", ()):
             variable, metavar, help_text = _SETTING_FLAGS[flag]
             sub.add_argument(flag, metavar=metavar, help=f"{help_text} [{variable}]")
     return parser
-
-
-def _entries(spec: dict[str, object], key: str) -> tuple[Any, ...]:
-    value = spec.get(key, ())
-    return value if isinstance(value, tuple) else ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,13 +246,20 @@ def _main(args_list: list[str]) -> int:
     settings = config.read(flags=flags, only=config.HOOK_FIELDS if fast else None)
     if command == "run":
         return _run(settings)
-    if command == "snapshot":
-        return _snapshot(settings)
     from agent.reportsocket import client as report_socket  # noqa: PLC0415
 
-    summary = positional[1] if len(positional) > 1 else ""
-    status = report_socket.parse_report(positional[0], summary, options.get("--uri", ""))
-    return report_socket.report(settings, status)
+    if command == "report":
+        summary = positional[1] if len(positional) > 1 else ""
+        status = report_socket.parse_report(positional[0], summary, options.get("--uri", ""))
+        return report_socket.report(settings, status)
+    # A snapshot: a running daemon saves it from its live mirror over warm connections; without
+    # one, the blocking shell of the stop path does, with the configuration checked in full.
+    code = report_socket.snapshot(settings)
+    if code is not None:
+        return code
+    from agent.stop import oneshot  # noqa: PLC0415
+
+    return oneshot.snapshot_once(settings.full())
 
 
 def _parse(args_list: list[str]) -> tuple[str, list[str], dict[str, str]] | int:
@@ -281,31 +283,28 @@ def _parse(args_list: list[str]) -> tuple[str, list[str], dict[str, str]] | int:
         raise
     spec = COMMANDS[args.command]
     positional: list[str] = []
-    for name, count, _ in _entries(spec, "positionals"):
+    for name, count, _ in spec.get("positionals", ()):
         value = getattr(args, name)
         positional.extend(value if count == "*" else [value])
-    flags = [flag for flag, _, _ in _entries(spec, "options")] + list(_entries(spec, "settings"))
+    flags = [flag for flag, _, _ in spec.get("options", ())] + list(spec.get("settings", ()))
     given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in flags}
     options = {flag: str(value) for flag, value in given.items() if value not in (None, False)}
     return args.command, positional, options
 
 
 def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | None:
-    """`report`, `snapshot` or `hook` in their plain forms: command, positionals, options.
-
-    argparse costs more than the rest of the hooks' path; anything this does not recognise
-    exactly (help, abbreviations, a repeated or unknown option, a value that looks like an
-    option) returns None and goes to argparse, which then behaves as it always did.
-    """
+    """`report`, `snapshot` or `hook` in their plain forms, without argparse (it costs more than
+    the rest of the hooks' path); None for anything else (help, abbreviations, a repeated or
+    unknown option, a value that looks like an option), which argparse then takes."""
     spec = COMMANDS.get(argv[0]) if argv else None
     if spec is None or not spec.get("fast"):
         return None
     # From the same entries argparse is built from: required positionals, at most one more for
     # each optional or repeated one (a longer form goes to argparse), options taking a value.
-    counts = [count for _, count, _ in _entries(spec, "positionals")]
+    counts = [count for _, count, _ in spec.get("positionals", ())]
     least, most = counts.count("1"), len(counts)
-    allowed = {flag for flag, metavar, _ in _entries(spec, "options") if metavar is not None}
-    allowed.update(_entries(spec, "settings"))
+    allowed = {flag for flag, metavar, _ in spec.get("options", ()) if metavar is not None}
+    allowed.update(spec.get("settings", ()))
     positional: list[str] = []
     options: dict[str, str] = {}
     rest = iter(argv[1:])
@@ -324,19 +323,6 @@ def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | No
     if not least <= len(positional) <= most:
         return None
     return argv[0], positional, options
-
-
-def _snapshot(settings: Settings) -> int:
-    from agent.reportsocket import client as report_socket  # noqa: PLC0415
-
-    # A running daemon saves from its live mirror over warm connections: ask it first.
-    code = report_socket.snapshot(settings)
-    if code is not None:
-        return code
-    # No daemon: the blocking shell of the stop path, with the configuration checked in full.
-    from agent.stop import oneshot  # noqa: PLC0415
-
-    return oneshot.snapshot_once(settings.full())
 
 
 def _run(settings: Settings) -> int:
