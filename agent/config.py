@@ -329,14 +329,11 @@ class Environment:
 
     def replaced(self, values: Mapping[str, str | None]) -> Environment:
         """This environment with `values` set (None: unset), the flags kept."""
-        source = dict(self._source)
-        for variable, value in values.items():
+        for variable in values:
             _known(variable)
-            if value is None:
-                source.pop(variable, None)
-            else:
-                source[variable] = value
-        return Environment(source, self._flags)
+        merged = {**self._source, **values}
+        kept = {name: value for name, value in merged.items() if value is not None}
+        return Environment(kept, self._flags)
 
     def proxies(self) -> dict[str, str]:
         """The proxy variables set, as httpx and urllib find them: `*_proxy` in any case."""
