@@ -489,7 +489,7 @@ class Settings:
         naming the first bad variable."""
         if self._partial is None:
             return self
-        return _read_all(self._partial)
+        return read(self._partial)
 
     @property
     def hooks_mode(self) -> bool:
@@ -550,24 +550,17 @@ def read(
     command line. `only`: these fields alone (HOOK_FIELDS, for the light path).
     """
     environment = env if isinstance(env, Environment) else Environment(env, flags)
-    if only is None:
-        return _read_all(environment)
-    values: dict[str, object] = {"warnings": ()}
-    for name in only:
-        if name in _NOT_ALONE:
+    values: dict[str, object] = {}
+    for name in _BY_FIELD if only is None else only:
+        if only is not None and name in _NOT_ALONE:
             raise ValueError(f"{name} has a rule of its own: it cannot be read alone")
         variable = _BY_FIELD[name]
         values[name] = environment.read(variable.name, variable.parse, variable.default)
-    if "socket_path" in values and values["socket_path"] is None:
+    if values.get("socket_path", "") is None:  # read, and unset
         values["socket_path"] = environment.default_socket_path()
-    return object.__new__(Settings)._fill(values, environment)
-
-
-def _read_all(environment: Environment) -> Settings:
-    values = {
-        name: environment.read(variable.name, variable.parse, variable.default)
-        for name, variable in _BY_FIELD.items()
-    }
+    if only is not None:  # the rules below need the rest: `full()` applies them
+        values["warnings"] = ()
+        return object.__new__(Settings)._fill(values, environment)
     warnings: list[str] = []
     if values["agentapi_url"] is None:
         # There is no AgentAPI: a mode that watches one cannot work.
@@ -580,8 +573,6 @@ def _read_all(environment: Environment) -> Settings:
         values["mode"] = "hooks"
     if values["token"] is None:
         values["token"] = _token_elsewhere(environment, warnings)
-    if values["socket_path"] is None:
-        values["socket_path"] = environment.default_socket_path()
     pid = environment.read("WATCHDOG_PID", text, "")
     if pid and pid != str(os.getpid()):
         values["watchdog_interval"] = None  # another process's watchdog
