@@ -38,11 +38,10 @@ _SETTING_FLAGS = {
 }
 # fmt: on
 
-# The one specification of the command line: argparse (--help and every form the fast dispatch
-# leaves) and the hooks' fast dispatch are both built from it. Per command: help, description,
-# positionals (name, count, help) with count "1", "?" (default "") or "*", own options (flag,
-# metavar, help) with metavar None for a switch, setting flags, and "fast" for the plain forms
-# the fast dispatch takes (the commands agents run at every step).
+# The one specification of the command line, which argparse and the hooks' fast dispatch are
+# both built from. Per command: help, description, positionals (name, count "1", "?" (default
+# "") or "*", help), own options (flag, metavar or None for a switch, help), setting flags, and
+# "fast": the fast dispatch takes its plain forms (agents run these at every step).
 _SNAPSHOT_FLAGS = ("--agentapi-url", "--budget", "--log-level", "--log-format")
 _HANDED_OVER_FLAGS = ("--socket", "--log-level", "--log-format")
 COMMANDS: dict[str, dict[str, Any]] = {
@@ -241,8 +240,7 @@ def _main(args_list: list[str]) -> int:
         )
     from agent import config  # noqa: PLC0415
 
-    # A ConfigError from here on is exit 2, printed by agent.boundary. The fast path reads only
-    # what a command handed to a daemon needs; the rest when it turns out to be needed.
+    # A ConfigError from here on is exit 2 (agent.boundary). The fast path reads what it needs.
     settings = config.read(flags=flags, only=config.HOOK_FIELDS if fast else None)
     if command == "run":
         return _run(settings)
@@ -252,8 +250,7 @@ def _main(args_list: list[str]) -> int:
         summary = positional[1] if len(positional) > 1 else ""
         status = report_socket.parse_report(positional[0], summary, options.get("--uri", ""))
         return report_socket.report(settings, status)
-    # A snapshot: a running daemon saves it from its live mirror over warm connections; without
-    # one, the blocking shell of the stop path does, with the configuration checked in full.
+    # A snapshot: from a running daemon's live mirror, else by the stop path's blocking shell.
     code = report_socket.snapshot(settings)
     if code is not None:
         return code

@@ -266,8 +266,7 @@ _TABLE: tuple[tuple[str, str | None, Callable[[str], object], object], ...] = (
 _ELSEWHERE = (
     "CODER_AGENT_TOKEN_FILE", "WATCHDOG_PID", "RUNTIME_DIRECTORY", "CREDENTIALS_DIRECTORY",
     "XDG_RUNTIME_DIR", "HOME",
-    # The CA conventions httpx follows (a client of ours must follow alike). Proxies are a
-    # family rather than names: `Environment.proxies`.
+    # The CA conventions httpx follows (proxies are a family of names: `Environment.proxies`).
     "SSL_CERT_FILE", "SSL_CERT_DIR",
     # What Coder's agentapi module hands its stop script (agent.stop.inputs).
     "ARG_TASK_ID", "ARG_AGENTAPI_PORT", "ARG_MODULE_DIR_NAME", "ARG_PID_FILE_PATH",
