@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
 from agent.coder.httpapi import CoderClient
+from agent.coder.route import StatusSender
 from agent.config import Environment, Secret, Settings
 from agent.daemon.daemon import Daemon, task_id_warning
 from agent.daemon.stop import TEARDOWN_GRACE
@@ -72,11 +73,13 @@ async def running(
             coder.client() as coder_http,
             anyio.create_task_group() as group,
         ):
+            coder_client = CoderClient(coder_http, settings.app_slug, clock=clock)
             daemon = Daemon(
                 settings,
                 # One clock for everything, request deadlines included, as run_daemon does.
                 AgentAPIClient(agentapi_http, clock=clock),
-                CoderClient(coder_http, settings.app_slug, clock=clock),
+                coder_client,
+                StatusSender("http", None, socket=None, http=coder_client.patch_app_status),
                 clock=clock,
             )
             handle = Running(daemon, agentapi, coder)
