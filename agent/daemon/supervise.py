@@ -1,9 +1,5 @@
-"""Supervision of the daemon's tasks: whatever escapes one is one line, then it runs again.
-
-Its own home (issue 19): the daemon's loops (the watchers, the reporter, the debounce ticker,
-the watchdog, the snapshot body kept ready, and the watching as a whole) each run under it, so a
-bug or a library's surprise never ends the daemon: only the stop path does.
-"""
+"""Supervision of the daemon's tasks: whatever escapes one is one line, then it runs again, so
+a bug or a library's surprise never ends the daemon (only the stop path does)."""
 
 from __future__ import annotations
 
@@ -19,11 +15,8 @@ log = structlog.get_logger("agent.daemon.supervise")
 
 
 async def supervised(task: Callable[[], Awaitable[None]], clock: Clock) -> None:
-    """Run `task`, restarting it after an unexpected error: the loop never dies of a bug.
-
-    The error is one `unexpected_error` line (agent.boundary: type, masked message, where),
-    never a traceback; the restart waits the reconnect backoff on `clock`.
-    """
+    """Run `task`; after an error, one `unexpected_error` line (agent.boundary), never a
+    traceback, and a restart after the reconnect backoff."""
     failures = 0
     while True:
         try:

@@ -1,21 +1,11 @@
-"""The AgentAPI watchers: turn what AgentAPI says into observations for the reporting rules.
+"""The AgentAPI watchers: what AgentAPI says, as observations for the rules in `agent.rules`.
 
-Two strategies, one contract. `EventsWatcher` follows `/events` (a replay of the whole history on
-every connect, then changes); `PollWatcher` reads `/status` every interval and `/messages` when
-it matters. Both feed the same observations to an `Observer` (the daemon): a `HistorySeen` for
-every whole history (a `/messages` answer, a complete replay), a `UserMessageSeen` for a live
-user message, a `StatusSeen` for every status read. The rules in `agent.rules` decide what that
-means, so the two modes give the same results by construction (tests/test_watchers.py proves it
-on shared scenarios).
-
-While the event stream is down, the events watcher observes exactly as the poll watcher does
-(the same `_Watcher.poll_once`: `/status` every poll interval, `/messages` when the status
-changes), so every transition reaches the rules within a poll interval however long the outage,
-and a prompt sent meanwhile is seen with the status change it causes, not only in the replay.
-
-The watchers also keep the daemon's mirror current (the stop path's fallback) and tell the
-observer when AgentAPI stops or starts answering. Time comes from the injected clock; reconnect
-waits from `agent.retry`. Neither watcher ever ends on an AgentAPI failure: it retries.
+`EventsWatcher` follows `/events` (a replay of the whole history on every connect, then changes);
+`PollWatcher` reads `/status` every interval and `/messages` when it matters. Both observe the
+same way (a `HistorySeen` for a whole history, a `UserMessageSeen` for a live user message, a
+`StatusSeen` for a status), so the modes agree by construction (tests/test_watchers.py). While
+the stream is down the events watcher polls as the poll watcher does, so transitions arrive on
+time however long the outage. Both keep the mirror current and never end on a failure.
 """
 
 from __future__ import annotations
@@ -45,8 +35,8 @@ from agent.rules import HistoryBuilder, Observation, StatusSeen, UserMessageSeen
 
 log = structlog.get_logger("agent.daemon.watchers")
 
-# In poll mode, while the agent runs, refresh the history this often (its last message grows);
-# otherwise `/messages` is fetched only when the status changes: histories reach megabytes.
+# While the agent runs, polling refreshes the history (its last message grows) this often;
+# otherwise only on a status change: histories reach megabytes.
 POLL_MESSAGES_REFRESH = 5.0
 # A `/messages` answer with more messages than this was megabytes of short-lived objects.
 LARGE_HISTORY = 200
@@ -55,22 +45,18 @@ LARGE_HISTORY = 200
 class Observer(Protocol):
     """Where the watchers send what they see (the daemon)."""
 
-    def observe(self, observation: Observation) -> None:
-        """One observation for the rules."""
+    def observe(self, observation: Observation) -> None: ...
 
     def agentapi_ok(self) -> None:
-        """AgentAPI answered."""
+        """AgentAPI answered (again)."""
 
     def agentapi_problem(self, error: Exception) -> None:
         """AgentAPI did not answer or answered nonsense."""
 
 
 def release_heap() -> None:
-    """Hand memory freed after a multi-megabyte answer back to the OS (glibc; else a no-op).
-
-    The daemon keeps only ten messages, but the allocator keeps the pages the whole history
-    needed while it was parsed: without this, one 4 MB poll leaves RSS ~10 MB higher for good.
-    """
+    """Hand memory freed after a multi-megabyte answer back to the OS (glibc; else a no-op):
+    otherwise one 4 MB poll leaves RSS ~10 MB higher for good."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
@@ -86,11 +72,7 @@ class PollState:
 
 
 class _Watcher:
-    """What both watchers are built from: AgentAPI, the rules' observer, the mirror, the clock.
-
-    `poll_once` is the one implementation of polling: the poll watcher's every read, and the
-    events watcher's while its stream is down.
-    """
+    """What both watchers share, `poll_once` (the events watcher's while its stream is down)."""
 
     def __init__(
         self,
@@ -110,11 +92,8 @@ class _Watcher:
         self._backoff = backoff
 
     async def poll_once(self, poll: PollState) -> None:
-        """Read `/status`; fetch `/messages` when it changed (or while running, now and then).
-
-        Observes the history first, then the status, as the stream's replay does. Raises
-        RemoteError when AgentAPI did not answer; `poll` is then unchanged.
-        """
+        """Read `/status`, and `/messages` on a change (or while running, now and then); observe
+        the history first, as the replay does. RemoteError leaves `poll` unchanged."""
         status = (await self._agentapi.status()).status
         now = self._clock.now()
         refresh = status == "running" and now - poll.last_fetch >= POLL_MESSAGES_REFRESH
@@ -126,7 +105,6 @@ class _Watcher:
         self._observer.observe(StatusSeen(status, self._clock.now()))
 
     def apply_history(self, messages: list[Message]) -> None:
-        """A whole `/messages` answer: mirror it and observe it as a history."""
         self._mirror.replace_all(messages)
         self._observer.observe(history_of(messages, self._clock.now()))
         if len(messages) > LARGE_HISTORY:
@@ -134,10 +112,7 @@ class _Watcher:
 
 
 class PollWatcher(_Watcher):
-    """`GET /status` every poll interval; `GET /messages` on a change, and while running."""
-
     async def run(self) -> None:
-        """Poll until cancelled."""
         poll = PollState()
         failures = 0
         interval = self._settings.poll_interval
@@ -154,15 +129,10 @@ class PollWatcher(_Watcher):
 
 
 class EventsWatcher(_Watcher):
-    """Follows `/events`, reconnecting with backoff; falls back to polling without a stream.
-
-    While the stream is down it polls (`poll_once`, as the poll watcher does) until the
-    reconnect, so a transition is reported on time however long the outage; the replay after a
-    reconnect is observed as one `HistorySeen`, so nothing said meanwhile is lost.
-    """
+    """Follows `/events`, reconnecting with backoff and polling meanwhile; the replay after a
+    reconnect is one `HistorySeen`, so nothing said meanwhile is lost."""
 
     async def run(self) -> None:
-        """Follow the stream until cancelled."""
         failures = 0
         # The stream's last status: an outage's polling starts from it (no needless fetch).
         self._stream_status: str | None = None
@@ -203,7 +173,7 @@ class EventsWatcher(_Watcher):
             )
 
     async def _poll_until(self, reconnect_at: float, poll: PollState) -> None:
-        """Until the reconnect: poll every poll interval (at least once), as poll mode does."""
+        """Until the reconnect: poll every poll interval (at least once)."""
         while True:
             try:
                 await self.poll_once(poll)
@@ -217,11 +187,10 @@ class EventsWatcher(_Watcher):
                 return
 
     async def _follow(self) -> bool:
-        """Follow one connection of `/events`; True when at least one event arrived."""
+        """Follow one connection; True when at least one event arrived."""
         self._mirror.begin_replay()
         replay: HistoryBuilder | None = HistoryBuilder()
         got_any = False
-        # The replay starts at once on connect: silence before it means a hung server.
         events = self._agentapi.events(silence_timeout=self._settings.agentapi_timeout)
         async with aclosing(events):
             iterator: AsyncIterator[object] = aiter(events)
