@@ -26,7 +26,7 @@ from agent.daemon.reporter import Reporter
 from agent.daemon.sdnotify import Notifier
 from agent.daemon.stop import StopPath, Watching
 from agent.daemon.supervise import supervised
-from agent.daemon.watchers import watcher_for
+from agent.daemon.watchers import EventsWatcher, PollWatcher
 from agent.errors import ConfigError
 from agent.http_async import agentapi_http, coder_http
 from agent.models import AppStatus
@@ -170,7 +170,8 @@ class Daemon:
                 group.start_soon(supervised, self.stop_path.prepare_snapshot, self.clock)
             status_from = "the agent's hooks only (no AgentAPI)"
             if not settings.hooks_mode:
-                watcher = watcher_for(settings, self.agentapi, self, self.mirror, self.clock)
+                kind = EventsWatcher if settings.mode == "events" else PollWatcher
+                watcher = kind(self.agentapi, settings, self, self.mirror, self.clock)
                 group.start_soon(supervised, watcher.run, self.clock)
                 status_from = "AgentAPI and the agent's hooks"
             transport = await self.sender.choose() if self.reporting else None

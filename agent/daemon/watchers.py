@@ -11,8 +11,8 @@ time however long the outage. Both keep the mirror current and never end on a fa
 from __future__ import annotations
 
 import ctypes
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, suppress
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -21,7 +21,6 @@ from agent.agentapi import (
     AgentAPIClient,
     AgentErrorEvent,
     MalformedEvent,
-    Message,
     MessageUpdate,
     StatusChange,
     UnknownEvent,
@@ -54,25 +53,16 @@ class Observer(Protocol):
         """AgentAPI did not answer or answered nonsense."""
 
 
-def release_heap() -> None:
-    """Hand memory freed after a multi-megabyte answer back to the OS (glibc; else a no-op):
-    otherwise one 4 MB poll leaves RSS ~10 MB higher for good."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        return
-
-
+@dataclass
 class PollState:
-    """What polling remembers between reads: the last status read, when `/messages` was fetched."""
+    """What polling remembers between reads."""
 
-    def __init__(self, last_status: str | None = None, last_fetch: float = float("-inf")) -> None:
-        self.last_status = last_status
-        self.last_fetch = last_fetch
+    last_status: str | None = None
+    last_fetch: float = float("-inf")  # when `/messages` was fetched
 
 
-class _Watcher:
-    """What both watchers share, `poll_once` (the events watcher's while its stream is down)."""
+class PollWatcher:
+    """Reads `/status` every poll interval, `/messages` when it matters."""
 
     def __init__(
         self,
@@ -91,27 +81,6 @@ class _Watcher:
         self._clock = clock
         self._backoff = backoff
 
-    async def poll_once(self, poll: PollState) -> None:
-        """Read `/status`, and `/messages` on a change (or while running, now and then); observe
-        the history first, as the replay does. RemoteError leaves `poll` unchanged."""
-        status = (await self._agentapi.status()).status
-        now = self._clock.now()
-        refresh = status == "running" and now - poll.last_fetch >= POLL_MESSAGES_REFRESH
-        if status != poll.last_status or refresh:
-            self.apply_history(await self._agentapi.messages())
-            poll.last_fetch = now
-        poll.last_status = status
-        self._observer.agentapi_ok()
-        self._observer.observe(StatusSeen(status, self._clock.now()))
-
-    def apply_history(self, messages: list[Message]) -> None:
-        self._mirror.replace_all(messages)
-        self._observer.observe(history_of(messages, self._clock.now()))
-        if len(messages) > LARGE_HISTORY:
-            release_heap()
-
-
-class PollWatcher(_Watcher):
     async def run(self) -> None:
         poll = PollState()
         failures = 0
@@ -127,10 +96,30 @@ class PollWatcher(_Watcher):
             failures = 0
             await self._clock.sleep(interval)
 
+    async def poll_once(self, poll: PollState) -> None:
+        """Read `/status`, and `/messages` on a change (or while running, now and then); observe
+        the history first, as the replay does. RemoteError leaves `poll` unchanged."""
+        status = (await self._agentapi.status()).status
+        now = self._clock.now()
+        refresh = status == "running" and now - poll.last_fetch >= POLL_MESSAGES_REFRESH
+        if status != poll.last_status or refresh:
+            messages = await self._agentapi.messages()
+            self._mirror.replace_all(messages)
+            self._observer.observe(history_of(messages, self._clock.now()))
+            if len(messages) > LARGE_HISTORY:
+                # The allocator keeps the pages the parse needed: one 4 MB poll would leave RSS
+                # ~10 MB higher for good. Handed back to the OS (glibc; else nothing).
+                with suppress(OSError, AttributeError):
+                    ctypes.CDLL("libc.so.6").malloc_trim(0)
+            poll.last_fetch = now
+        poll.last_status = status
+        self._observer.agentapi_ok()
+        self._observer.observe(StatusSeen(status, self._clock.now()))
 
-class EventsWatcher(_Watcher):
-    """Follows `/events`, reconnecting with backoff and polling meanwhile; the replay after a
-    reconnect is one `HistorySeen`, so nothing said meanwhile is lost."""
+
+class EventsWatcher(PollWatcher):
+    """Follows `/events`, reconnecting with backoff and polling meanwhile (for good without
+    `/events`); the replay after a reconnect is one `HistorySeen`: nothing said is lost."""
 
     async def run(self) -> None:
         failures = 0
@@ -147,15 +136,7 @@ class EventsWatcher(_Watcher):
             except Rejected as exc:
                 if exc.status in (404, 405):
                     log.warning("agentapi_events_unavailable", fallback="poll", error=str(exc))
-                    poll = PollWatcher(
-                        self._agentapi,
-                        self._settings,
-                        self._observer,
-                        self._mirror,
-                        self._clock,
-                        backoff=self._backoff,
-                    )
-                    await poll.run()
+                    await super().run()
                     return
                 error = exc
             except (RemoteError, TimeoutError) as exc:
@@ -193,9 +174,7 @@ class EventsWatcher(_Watcher):
         got_any = False
         events = self._agentapi.events(silence_timeout=self._settings.agentapi_timeout)
         async with aclosing(events):
-            iterator: AsyncIterator[object] = aiter(events)
-            event = await anext(iterator, None)
-            while event is not None:
+            async for event in events:
                 if not got_any:
                     got_any = True
                     self._observer.agentapi_ok()
@@ -205,7 +184,6 @@ class EventsWatcher(_Watcher):
                     self._observer.observe(replay.seen(self._clock.now()))
                     replay = None
                 self._apply(event, replay)
-                event = await anext(iterator, None)
         return got_any
 
     def _apply(self, event: object, replay: HistoryBuilder | None) -> None:
@@ -227,18 +205,3 @@ class EventsWatcher(_Watcher):
                 log.warning("agentapi_event_malformed", name=name, error=error)
             case UnknownEvent(name=name, size=size):
                 log.debug("agentapi_event_unknown", name=name, size=size)
-
-
-Watcher = EventsWatcher | PollWatcher
-
-
-def watcher_for(
-    settings: Settings,
-    agentapi: AgentAPIClient,
-    observer: Observer,
-    mirror: Mirror,
-    clock: Clock,
-) -> Watcher:
-    """The watcher the configured mode asks for."""
-    kind = EventsWatcher if settings.mode == "events" else PollWatcher
-    return kind(agentapi, settings, observer, mirror, clock)
