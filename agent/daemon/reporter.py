@@ -25,13 +25,9 @@ log = structlog.get_logger("agent.daemon.reporter")
 Send = Callable[[AppStatus], Awaitable[None]]
 
 
-def _changed_nothing(exc: RemoteError) -> bool:
-    """True when the failed send provably left the server's state as it was: never sent, or a
-    4xx; a 5xx may come after the row was stored (and a gateway's 502/504 says nothing)."""
-    return isinstance(exc, NotSent | Rejected | RateLimited)
-
-
 class Reporter:
+    """The wanted and the delivered status, and the delivery loop."""
+
     def __init__(
         self,
         send: Send,
@@ -75,12 +71,8 @@ class Reporter:
     @property
     def pending(self) -> AppStatus | None:
         """The status still to deliver, if any."""
-        wanted = self._wanted
-        if wanted is None or wanted == self._rejected:
-            return None
-        if wanted == self._delivered and not self._in_doubt:
-            return None
-        return wanted
+        settled = self._wanted == self._delivered and not self._in_doubt
+        return None if settled or self._wanted == self._rejected else self._wanted
 
     async def run(self) -> None:
         while True:
@@ -102,7 +94,9 @@ class Reporter:
             try:
                 await self._send(target)
             except TryAgain as exc:
-                if _changed_nothing(exc):
+                # Never sent, or a 429, changed nothing; a 5xx may come after the row was stored
+                # (and a gateway's 502/504 says nothing).
+                if isinstance(exc, NotSent | RateLimited):
                     self._in_doubt = was_in_doubt
                 failures += 1
                 if failures == 1:
