@@ -18,9 +18,8 @@ from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
 from agent.coder.httpapi import CoderClient
 from agent.coder.route import StatusSender
 from agent.config import Environment, Secret, Settings
-from agent.daemon.daemon import Daemon, task_id_warning
+from agent.daemon.daemon import Daemon, supervised, task_id_warning
 from agent.daemon.stop import TEARDOWN_GRACE
-from agent.daemon.supervise import supervised
 from agent.models import AppState, AppStatus
 from agent.stop.upload import Outcome
 from tests.fakes import FakeAgentAPI, FakeCoder, Recorded, Scripted, message, wait_until
@@ -708,5 +707,5 @@ async def test_a_task_that_raises_anything_is_one_line_then_restarted() -> None:
     assert line["error_type"] == "UnicodeEncodeError"
     assert "codec can't encode" in line["error"]
     assert line["task"].endswith("flaky")
-    assert line["at"].startswith("agent/daemon/supervise.py:")
+    assert line["at"].startswith("agent/daemon/daemon.py:")
     assert "exc_info" not in line

@@ -8,6 +8,7 @@ time and every wait goes through one injected `Clock`, so tests drive it by hand
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
@@ -25,12 +26,12 @@ from agent.config import Environment, Settings
 from agent.daemon.reporter import Reporter
 from agent.daemon.sdnotify import Notifier
 from agent.daemon.stop import StopPath, Watching
-from agent.daemon.supervise import supervised
 from agent.daemon.watchers import EventsWatcher, PollWatcher
 from agent.errors import ConfigError
 from agent.http_async import agentapi_http, coder_http
 from agent.models import AppStatus
 from agent.reportsocket.server import SocketInUse, check_socket_free, serve_reports
+from agent.retry import RECONNECT_BACKOFF
 from agent.rules import ExplicitReport, Observation, RulesState, Tick, next_deadline, step
 
 log = structlog.get_logger("agent.daemon.daemon")
@@ -242,6 +243,30 @@ class Daemon:
         delivered = self.reporter.delivered
         last = f"{delivered.state.value} {delivered.message!r}" if delivered else "nothing yet"
         return f"{source}; status via {self.sender.transport}; last delivered: {last}"
+
+
+async def supervised(task: Callable[[], Awaitable[None]], clock: Clock) -> None:
+    """Run `task`; whatever escapes it is one `unexpected_error` line (agent.boundary), never a
+    traceback, then a restart after the reconnect backoff: a bug never ends the daemon."""
+    failures = 0
+    while True:
+        try:
+            await task()
+        except Exception as exc:  # noqa: BLE001 - logged, then restarted
+            failures += 1
+            wait = RECONNECT_BACKOFF.wait(failures)
+            owner = getattr(task, "__self__", None)
+            name = getattr(task, "__name__", repr(task))
+            log.error(
+                boundary.EVENT,
+                task=f"{type(owner).__name__}.{name}" if owner is not None else name,
+                failures=failures,
+                restart_in=round(wait, 3),
+                **boundary.describe(boundary.first_leaf(exc)),
+            )
+            await clock.sleep(wait)
+        else:
+            return
 
 
 def task_id_warning(settings: Settings, environment: Environment) -> dict[str, str] | None:
