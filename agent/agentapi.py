@@ -223,11 +223,8 @@ def parse_state_file(body: bytes) -> list[Message]:
 
 
 def parse_messages(body: bytes) -> list[Message]:
-    """A `GET /messages` answer's messages, every one that can be understood.
-
-    BadResponse when the answer as a whole is not a history; a malformed message is dropped
-    and logged (`agentapi_messages_dropped`).
-    """
+    """A `GET /messages` answer's messages, every one that can be understood (a malformed one is
+    dropped and logged); BadResponse when the answer as a whole is not a history."""
     history = read_history(body)
     dropped = history.dropped_fields()
     if dropped is not None:

@@ -209,8 +209,6 @@ class Daemon:
             log.info("agentapi_recovered")
             self.notifier.notify(STATUS=self._status_text())
 
-    # -- timers and systemd's status line -------------------------------------------------------
-
     async def _ticker(self) -> None:
         """Feed a Tick when a debounce comes due."""
         while True:
