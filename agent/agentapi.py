@@ -24,6 +24,7 @@ from agent.clock import SYSTEM_CLOCK, Clock
 from agent.conversation import (
     BUSY_PHRASE,
     MAX_MESSAGES_BYTES,
+    SERVICE,
     check_time,
     normalise_role,
     read_history,
@@ -41,7 +42,6 @@ from agent.models import AgentStatus
 
 log = structlog.get_logger("agent.agentapi")
 
-SERVICE = "AgentAPI"
 # A larger event is skipped as garbage: real messages are terminal text, a few MB at most.
 MAX_EVENT_BYTES = 64 * 1024 * 1024
 # `/status` answers a few hundred bytes.
