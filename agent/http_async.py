@@ -145,27 +145,24 @@ async def request(
 
 async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     """At most `limit` bytes of the body, and whether that was all of it."""
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     async for chunk in response.aiter_bytes():
-        if size + len(chunk) > limit:
-            chunks.append(chunk[: limit - size])
-            return b"".join(chunks), False
-        size += len(chunk)
-        chunks.append(chunk)
-    return b"".join(chunks), True
+        body += chunk
+        if len(body) > limit:
+            return bytes(body[:limit]), False
+    return bytes(body), True
 
 
 def agentapi_http(settings: Settings) -> httpx.AsyncClient:
     """A client for the local AgentAPI (verified by certifi's bundle only, never proxied)."""
     url = settings.agentapi_url
-    https = url.startswith("https://")
+    verify = tls_context(verify=True, trust_env=False) if url.startswith("https://") else None
     return httpx.AsyncClient(
         base_url=url,
         timeout=httpx.Timeout(settings.agentapi_timeout),
         follow_redirects=False,
         trust_env=False,
-        verify=tls_context(verify=True, trust_env=False) if https else plain_http(),
+        verify=verify or plain_http(),
         headers={"user-agent": USER_AGENT},
     )
 
@@ -187,27 +184,22 @@ def coder_http(
             base_url=url,
             timeout=httpx.Timeout(settings.request_timeout),
             follow_redirects=False,
-            verify=tls if tls is not None else plain_http(),
+            verify=tls or plain_http(),
             limits=CODER_LIMITS,
             headers={TOKEN_HEADER: token.reveal(), "user-agent": USER_AGENT},
         )
     except (ValueError, ImportError, OSError, httpx.InvalidURL, ssl.SSLError) as exc:
-        raise environment_error(exc, environment) from None
-
-
-def environment_error(exc: Exception, environment: Environment) -> ConfigError:
-    """httpx's refusal to build a client from the proxy or CA variables it reads itself (a scheme
-    without transport, a URL it cannot parse, a missing CA file), naming the variables, never
-    their values (a proxy URL may carry credentials)."""
-    if isinstance(exc, OSError | ssl.SSLError):
-        names = [n for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if environment.is_set(n)]
-        problem = "cannot be loaded as CA certificates"
-    else:
-        names = sorted(environment.proxies())
-        problem = "is not a proxy httpx can use (http://, https://, socks5:// with socksio)"
-    if not names:
-        names = ["the proxy and CA variables"]
-    return ConfigError(", ".join(names), f"{problem} ({type(exc).__name__})")
+        # httpx reads the proxy and CA variables itself (a scheme without transport, a URL it
+        # cannot parse, a missing CA file): named, never their values (a proxy URL may carry
+        # credentials).
+        if isinstance(exc, OSError | ssl.SSLError):
+            names = [n for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if environment.is_set(n)]
+            problem = "cannot be loaded as CA certificates"
+        else:
+            names = sorted(environment.proxies())
+            problem = "is not a proxy httpx can use (http://, https://, socks5:// with socksio)"
+        variables = ", ".join(names) or "the proxy and CA variables"
+        raise ConfigError(variables, f"{problem} ({type(exc).__name__})") from None
 
 
 def plain_http() -> ssl.SSLContext:
