@@ -114,7 +114,7 @@ class StatusSender:
         """Decide now (auto: ask the socket) and return `transport`; never raises."""
         async with self._lock:
             if self.mode == "auto":
-                await self._socket_usable()
+                await self._usable_socket()
             elif self.mode == "socket":
                 assert self._socket is not None  # noqa: S101 - guaranteed by __init__
                 try:
@@ -134,12 +134,13 @@ class StatusSender:
                     # The agent may yet replace it: worth trying again, not a rejection.
                     raise TransportError(exc.service, exc.what, exc.detail) from None
                 return
-            if self.mode == "auto" and await self._socket_usable():
+            socket = await self._usable_socket() if self.mode == "auto" else None
+            if socket is not None:
                 try:
                     await self._send_socket(status)
                 except (Unsupported, UntrustedSocket) as exc:
                     # Not applied: the agent has no such method, or the socket changed hands.
-                    self._decide("http", exc.detail, None)
+                    self._decide("http", exc.detail, None, socket_identity(socket.path))
                 except NotListening as exc:
                     # Nothing was sent: the agent went away between the check and the call.
                     self._verdict = None
@@ -152,21 +153,22 @@ class StatusSender:
                     return
             await self._send_http(status)
 
-    async def _socket_usable(self) -> bool:
-        """True when the socket is the way now: ours, and the agent there answers Ping."""
-        assert self._socket is not None  # noqa: S101 - guaranteed by __init__ for auto
-        path = self._socket.path
+    async def _usable_socket(self) -> AgentSocketClient | None:
+        """The socket client when it is the way now (ours, its agent answers Ping), else None."""
+        socket = self._socket
+        assert socket is not None  # noqa: S101 - guaranteed by __init__ for auto
+        path = socket.path
         identity = socket_identity(path)
         now = self._clock.now()
         if identity is None:
             self._verdict = None
             self._switch("http", f"no agent socket at {str(path)!r}")
-            return False
+            return None
         if self._verdict is not None and self._verdict.holds(identity, now):
             self._switch(self._verdict.transport, "")
-            return self._verdict.transport == "socket"
+            return socket if self._verdict.transport == "socket" else None
         try:
-            await self._socket.ping()
+            await socket.ping()
         except UntrustedSocket as exc:
             log.warning("agent_socket_refused", path=str(path), reason=exc.detail)
             self._decide("http", exc.detail, None, identity)
@@ -181,17 +183,15 @@ class StatusSender:
             self._decide("http", reason, now + REPROBE_AFTER, identity)
         else:
             self._decide("socket", "the agent answered Ping", None, identity)
-        return self._current == "socket"
+        return socket if self._current == "socket" else None
 
     def _decide(
         self,
         transport: Transport,
         reason: str,
         until: float | None,
-        identity: SocketIdentity | None = None,
+        identity: SocketIdentity | None,
     ) -> None:
-        if identity is None and self._socket is not None:  # re-read after a failed call
-            identity = socket_identity(self._socket.path)
         self._verdict = None if identity is None else _Verdict(identity, transport, until)
         self._switch(transport, reason)
 
