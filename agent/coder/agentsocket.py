@@ -1,9 +1,8 @@
 """A client for the Coder agent's local socket (Coder >= v2.32): `Ping` and `UpdateAppStatus`.
 
-The agent relays app status to coderd over its own connection: no token on this path. This is the
-I/O shell around `agent.coder.drpc`: one connection, reused, one call at a time, each under a
-deadline. Used only when it is a socket owned by our uid (lstat: never through a symlink), and the
-peer that answers is checked again by its credentials, so a socket swapped meanwhile is refused.
+The I/O shell around `agent.coder.drpc`: one connection, reused, one call at a time, each under a
+deadline; no token on this path. Only a socket of our uid is used (lstat: never via a symlink),
+and the peer is checked again by its credentials, so a socket swapped meanwhile is refused.
 """
 
 from __future__ import annotations
@@ -61,15 +60,14 @@ def check_socket(path: Path, uid: int) -> None:
     except OSError as exc:
         raise NotListening(SERVICE, "connect", f"{str(path)!r}: {exc.strerror}") from None
     if stat.S_ISLNK(info.st_mode):
-        raise UntrustedSocket(SERVICE, "connect", f"{str(path)!r} is a symbolic link: refused")
-    if not stat.S_ISSOCK(info.st_mode):
-        raise UntrustedSocket(SERVICE, "connect", f"{str(path)!r} is not a socket: refused")
-    if info.st_uid != uid:
-        raise UntrustedSocket(
-            SERVICE,
-            "connect",
-            f"{str(path)!r} belongs to uid {info.st_uid}, not to this process's uid {uid}: refused",
-        )
+        problem = "is a symbolic link"
+    elif not stat.S_ISSOCK(info.st_mode):
+        problem = "is not a socket"
+    elif info.st_uid != uid:
+        problem = f"belongs to uid {info.st_uid}, not to this process's uid {uid}"
+    else:
+        return
+    raise UntrustedSocket(SERVICE, "connect", f"{str(path)!r} {problem}: refused")
 
 
 def classify(what: str, failure: drpc.RemoteFailure) -> RemoteError:

@@ -1,15 +1,8 @@
-"""Which way a status report goes: the Coder agent's socket or the HTTP PATCH; the one place that
-chooses, for the daemon and the direct report alike, and so says whether the Coder URL and token
-are needed. CODER_TASK_AGENT_STATUS_TRANSPORT: `http`, `socket` (no token; Coder >= v2.32), or
-`auto`: the socket when it is ours and its agent answers Ping, else HTTP (the socket alone without
-URL and token). An agent without the method (`unknown rpc`) or a socket not ours is not asked
-again until the socket file changes (an agent restart creates it afresh); one that does not answer
-is asked again after REPROBE_AFTER.
-
-A StatusSender is the reporter's `send`: ONE attempt per call, raising from the error tree like
-the HTTP client. It switches only between attempts, never after a request may have reached its
-server: a socket call of unknown outcome raises TryAgain and the next attempt re-decides, so a
-switch neither resends what was delivered nor loses what was not.
+"""Which way a status report goes, the Coder agent's socket or the HTTP PATCH: the one place that
+chooses (docs/configuration.md, "How status reaches Coder"), so the one that says whether the
+Coder URL and token are needed. A StatusSender makes ONE attempt per call and switches only
+between attempts, never after a request may have reached its server (an unknown outcome raises
+TryAgain), so a switch neither resends what was delivered nor loses what was not.
 """
 
 from __future__ import annotations
@@ -50,7 +43,7 @@ def planned_transport(settings: Settings, *, agent_socket_exists: bool = True) -
     """The way every status goes when known before any is sent; None: `auto` decides each time.
     A daemon assumes the socket exists (the agent may start after it)."""
     if settings.status_transport != "auto":
-        return "http" if settings.status_transport == "http" else "socket"
+        return settings.status_transport
     if not agent_socket_exists:
         return "http"
     if settings.coder_url is None or settings.token is None:
