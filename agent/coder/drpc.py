@@ -106,9 +106,8 @@ def encode_frame(frame: Frame) -> bytes:
 class FrameParser:
     """Frames out of a byte stream that arrives in pieces of any size."""
 
-    def __init__(self, max_data: int = MAX_PACKET_BYTES) -> None:
+    def __init__(self) -> None:
         self._buffer = bytearray()
-        self._max_data = max_data
 
     @property
     def buffered(self) -> int:
@@ -141,9 +140,9 @@ class FrameParser:
             value, position = parsed
             header.append(value)
         stream, message, length = header
-        if length > self._max_data:
+        if length > MAX_PACKET_BYTES:
             # Refused before it is buffered: a packet this size could never be accepted.
-            raise ProtocolError(f"frame of {length} bytes, over the {self._max_data}-byte limit")
+            raise ProtocolError(f"frame of {length} bytes, over the {MAX_PACKET_BYTES}-byte limit")
         end = position + length
         if end > len(buffer):
             return None
