@@ -109,11 +109,6 @@ class FrameParser:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet part of a whole frame."""
-        return len(self._buffer)
-
     def feed(self, data: bytes) -> list[Frame]:
         """Add `data`; the frames it completed. Raises ProtocolError on a malformed frame."""
         self._buffer += data
