@@ -35,10 +35,8 @@ from agent.wire import (
     transport_detail,
 )
 
-# A connection the server closed while idle is never used: httpcore sees it readable (the FIN)
-# and opens a new one before sending (tests/test_http.py). Cloud NATs and load balancers forget
-# an idle flow after about four minutes without telling either end: one idle longer than
-# KEEP_IDLE_FOR is dropped, not left to wait for a deadline.
+# httpcore never sends on a connection the server closed while idle (tests/test_http.py); cloud
+# NATs and load balancers forget an idle flow after ~4 minutes silently: past KEEP_IDLE_FOR, drop.
 KEEP_IDLE_FOR = 180.0
 CODER_LIMITS = httpx.Limits(
     max_connections=20, max_keepalive_connections=4, keepalive_expiry=KEEP_IDLE_FOR
@@ -189,9 +187,8 @@ def coder_http(
             headers={TOKEN_HEADER: token.reveal(), "user-agent": USER_AGENT},
         )
     except (ValueError, ImportError, OSError, httpx.InvalidURL, ssl.SSLError) as exc:
-        # httpx reads the proxy and CA variables itself (a scheme without transport, a URL it
-        # cannot parse, a missing CA file): named, never their values (a proxy URL may carry
-        # credentials).
+        # httpx reads the proxy and CA variables itself: named here, never their values (a
+        # proxy URL may carry credentials).
         if isinstance(exc, OSError | ssl.SSLError):
             names = [n for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if environment.is_set(n)]
             problem = "cannot be loaded as CA certificates"

@@ -39,8 +39,7 @@ SNAPSHOT_QUERY = {"format": "agentapi"}
 
 MAX_DETAIL_CHARS = 300  # of a server's own words, in an error
 MAX_ERROR_BODY = 64 * 1024  # read of an error answer
-# A Retry-After beyond a day is garbage or hostile; it is treated as absent.
-MAX_RETRY_AFTER = 86_400.0
+MAX_RETRY_AFTER = 86_400.0  # a day; beyond, garbage or hostile: treated as absent
 
 
 def snapshot_route(task_id: object) -> str:

@@ -149,8 +149,8 @@ class AgentSocketClient:
                 with self._clock.fail_after(self.timeout):
                     answer = await self._exchange(method, request, what)
             except BaseException as exc:
-                # Failed or cancelled mid-call: the connection's state is unknown, never reused.
-                # (NotListening and UntrustedSocket come before any connection is kept.)
+                # Failed or cancelled: the connection's state is unknown (none is kept yet when
+                # NotListening or UntrustedSocket is raised).
                 await self.aclose()
                 if isinstance(exc, TimeoutError):
                     detail = f"no answer within {self.timeout:g} s"
@@ -168,8 +168,7 @@ class AgentSocketClient:
     async def _exchange(self, method: str, request: bytes, what: str) -> bytes | drpc.RemoteFailure:
         identity = socket_identity(self.path)
         if self._connection is not None and self._connection.identity != identity:
-            # The socket file was replaced or removed (the agent restarted): this connection
-            # leads to a process that is gone or going.
+            # The socket file was replaced or removed (an agent restart): its process is going.
             await self.aclose()
         connection = self._connection or await self._connect(what, identity)
         call = drpc.UnaryCall(connection.next_stream)

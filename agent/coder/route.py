@@ -34,8 +34,7 @@ log = structlog.get_logger("agent.coder.route")
 
 Send = Callable[[AppStatus], Awaitable[None]]
 Transport = Literal["socket", "http"]
-# Seconds before a socket that did not answer Ping is asked again (reports go by HTTP meanwhile,
-# without waiting for it to time out again).
+# Seconds before a socket that did not answer Ping is asked again (HTTP meanwhile, no waiting).
 REPROBE_AFTER = 60.0
 
 
@@ -92,7 +91,6 @@ class StatusSender:
         self._clock = clock
         # False: the first choice is logged at debug (a one-shot `report` says it in `reason`).
         self._announce = announce
-        # Why the current transport, for log lines.
         self.reason = "" if mode == "auto" else f"CODER_TASK_AGENT_STATUS_TRANSPORT={mode}"
         self._current: Transport | None = None if mode == "auto" else mode
         self._verdict: _Verdict | None = None
