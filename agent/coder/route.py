@@ -131,11 +131,10 @@ class StatusSender:
                     await self._send_socket(status)
                 except (Unsupported, UntrustedSocket) as exc:
                     # Not applied: the agent has no such method, or the socket changed hands.
-                    self._decide("http", exc.detail, None, socket_identity(socket.path))
+                    self._decide("http", exc.detail, socket_identity(socket.path))
                 except NotListening as exc:
                     # Nothing was sent: the agent went away between the check and the call.
-                    self._verdict = None
-                    self._switch("http", exc.detail)
+                    self._decide("http", exc.detail)
                 except TransportError:
                     # Outcome unknown: ask the socket again first next time (a hung agent: HTTP).
                     self._verdict = None
@@ -152,8 +151,7 @@ class StatusSender:
         identity = socket_identity(path)
         now = self._clock.now()
         if identity is None:
-            self._verdict = None
-            self._switch("http", f"no agent socket at {str(path)!r}")
+            self._decide("http", f"no agent socket at {str(path)!r}")
             return None
         if self._verdict is not None and self._verdict.holds(identity, now):
             self._switch(self._verdict.transport, "")
@@ -162,27 +160,28 @@ class StatusSender:
             await socket.ping()
         except UntrustedSocket as exc:
             log.warning("agent_socket_refused", path=str(path), reason=exc.detail)
-            self._decide("http", exc.detail, None, identity)
+            self._decide("http", exc.detail, identity)
         except Unsupported as exc:
-            self._decide("http", f"the agent has no Ping: {exc.detail}", None, identity)
+            self._decide("http", f"the agent has no Ping: {exc.detail}", identity)
         except TryAgain as exc:
             reason = f"the agent socket did not answer Ping: {exc.detail}"
-            self._decide("http", reason, now + REPROBE_AFTER, identity)
+            self._decide("http", reason, identity, now + REPROBE_AFTER)
         except RemoteError as exc:
             # Any other error answer (a refusal, garbage): HTTP for a while too, never raised.
             reason = f"the agent socket answered Ping with an error: {exc.detail}"
-            self._decide("http", reason, now + REPROBE_AFTER, identity)
+            self._decide("http", reason, identity, now + REPROBE_AFTER)
         else:
-            self._decide("socket", "the agent answered Ping", None, identity)
+            self._decide("socket", "the agent answered Ping", identity)
         return socket if self._current == "socket" else None
 
     def _decide(
         self,
         transport: Transport,
         reason: str,
-        until: float | None,
-        identity: SocketIdentity | None,
+        identity: SocketIdentity | None = None,
+        until: float | None = None,
     ) -> None:
+        """Switch to `transport`; with `identity`, for as long as that socket file (or `until`)."""
         self._verdict = None if identity is None else _Verdict(identity, transport, until)
         self._switch(transport, reason)
 
