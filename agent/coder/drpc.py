@@ -185,8 +185,10 @@ class PacketAssembler:
             raise ProtocolError(f"message over the {self._max_packet}-byte limit")
         if not frame.done:
             return None
+        packet = Packet(self._kind, frame.stream, frame.message, bytes(self._data), self._control)
         self._floor = (frame.stream, frame.message + 1)
-        return Packet(self._kind, frame.stream, frame.message, bytes(self._data), self._control)
+        self._data = bytearray()  # not held until the next packet: it may be 4 MiB
+        return packet
 
 
 def invoke_frames(stream: int, method: str, request: bytes) -> list[bytes]:
