@@ -31,8 +31,7 @@ from agent.hooks import AGENTS, ARGUMENT_OR_STDIN, Agent
 from agent.hooks.events import status_of
 from agent.reportsocket.trust import proc_stat
 
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the hooks' path
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import BinaryIO
