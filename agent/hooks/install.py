@@ -25,15 +25,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from agent.errors import BadFile, UsageError
 from agent.hooks import AGENTS, install_targets
-from agent.hooks.targets import (
-    EXECUTABLE,
-    ROOT,
-    CodexNotify,
-    JsonHooks,
-    OwnFile,
-    Spec,
-    Target,
-)
+from agent.hooks.targets import EXECUTABLE, ROOT, CodexNotify, JsonHooks, OwnFile, Spec, Target
 from agent.models import ExitCode
 
 if TYPE_CHECKING:
