@@ -10,136 +10,88 @@ from __future__ import annotations
 
 from agent.models import AppState, AppStatus, first_line, shorten
 
-WAITING_FOR_INPUT = "Waiting for input"
-
 
 class HookEvent:
-    """One moment of an agent's turn; an immutable value (not a dataclass: the hooks' fast path
-    does not import `dataclasses`)."""
+    """One moment of an agent's turn, with the agent's `words` for it where it has them; an
+    immutable value (not a dataclass: the hooks' fast path does not import `dataclasses`)."""
 
-    __slots__: tuple[str, ...] = ()
+    __slots__ = ("words",)
+    words: str | None
 
-    def __init__(self, *values: str | None) -> None:
-        for name, value in zip(self.__slots__, values, strict=True):
-            object.__setattr__(self, name, value)
+    def __init__(self, words: str | None = "") -> None:
+        object.__setattr__(self, "words", words)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
-    def _fields(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._fields() == other._fields()
+        return self.words == other.words
 
     def __hash__(self) -> int:
-        return hash((self.__class__, self._fields()))
+        return hash((self.__class__, self.words))
 
     def __repr__(self) -> str:
-        args = ", ".join(repr(value) for value in self._fields())
-        return f"{type(self).__name__}({args})"
+        return f"{type(self).__name__}({self.words!r})"
 
 
 class PromptSubmitted(HookEvent):
-    """The user submitted a prompt: a turn starts."""
-
-    __slots__ = ("text",)
-    text: str
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
+    """The user submitted a prompt (its text): a turn starts."""
 
 
 class ToolStarting(HookEvent):
-    """A tool is about to run (its name as the agent calls it; "" when the payload has none)."""
-
-    __slots__ = ("tool",)
-    tool: str
-
-    def __init__(self, tool: str) -> None:
-        super().__init__(tool)
+    """A tool is about to run (its name as the agent calls it)."""
 
 
 class AskingUser(HookEvent):
-    """The agent waits for the user's answer (a question, a plan to approve, a form)."""
-
-    __slots__ = ("text",)
-    text: str
-
-    def __init__(self, text: str = "") -> None:
-        super().__init__(text)
+    """The agent waits for the user's answer (its question, a plan to approve, a form)."""
 
 
 class PermissionWait(HookEvent):
-    """The agent shows a permission prompt for `tool` ("" when the payload does not say)."""
-
-    __slots__ = ("tool",)
-    tool: str
-
-    def __init__(self, tool: str = "") -> None:
-        super().__init__(tool)
+    """The agent shows a permission prompt (for the tool it names)."""
 
 
 class TurnEnded(HookEvent):
-    """The turn ended normally; `answer` is the agent's final message when the payload has it."""
-
-    __slots__ = ("answer",)
-    answer: str | None
-
-    def __init__(self, answer: str | None = None) -> None:
-        super().__init__(answer)
+    """The turn ended normally (the agent's final answer, when the payload has it)."""
 
 
 class TurnStopped(HookEvent):
-    """The turn ended on an error, an interrupt or an abort; `why` in the agent's words."""
-
-    __slots__ = ("why",)
-    why: str
-
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
+    """The turn ended on an error, an interrupt or an abort (why, in the agent's words)."""
 
 
 class SessionStarted(HookEvent):
     """A session started (new, resumed, cleared or forked)."""
 
-    __slots__ = ()
-
 
 class SessionEnded(HookEvent):
     """The session ended."""
-
-    __slots__ = ()
 
 
 class Nothing(HookEvent):
     """An event that reports nothing."""
 
-    __slots__ = ()
+
+WAITING_FOR_INPUT = "Waiting for input"
+# Per event: its state, its message with the first line of its words in it, and its message
+# when it has no words.
+RULES: dict[type[HookEvent], tuple[AppState, str, str]] = {
+    PromptSubmitted: (AppState.WORKING, "{}", "Working"),
+    ToolStarting: (AppState.WORKING, "Using {}", "Using a tool"),
+    AskingUser: (AppState.IDLE, "{}", WAITING_FOR_INPUT),
+    PermissionWait: (AppState.IDLE, "Waiting for permission to use {}", "Waiting for permission"),
+    TurnEnded: (AppState.IDLE, "{}", "Turn finished"),
+    TurnStopped: (AppState.IDLE, "Turn stopped: {}", "Turn stopped"),
+    SessionStarted: (AppState.IDLE, WAITING_FOR_INPUT, WAITING_FOR_INPUT),
+    SessionEnded: (AppState.IDLE, "Session ended", "Session ended"),
+}
 
 
 def status_of(event: HookEvent) -> AppStatus | None:
     """The status `event` reports, or None for none."""
-    if isinstance(event, PromptSubmitted):
-        return AppStatus(AppState.WORKING, first_line(event.text, "Working"))
-    if isinstance(event, ToolStarting):
-        tool = first_line(event.tool, "") or "a tool"  # from outside: may span lines
-        return AppStatus(AppState.WORKING, shorten(f"Using {tool}"))
-    if isinstance(event, AskingUser):
-        return AppStatus(AppState.IDLE, first_line(event.text, WAITING_FOR_INPUT))
-    if isinstance(event, PermissionWait):
-        tool = first_line(event.tool, "")
-        words = f"Waiting for permission to use {tool}" if tool else "Waiting for permission"
-        return AppStatus(AppState.IDLE, shorten(words))
-    if isinstance(event, TurnEnded):
-        return AppStatus(AppState.IDLE, first_line(event.answer or "", "Turn finished"))
-    if isinstance(event, TurnStopped):
-        why = first_line(event.why, "")
-        return AppStatus(AppState.IDLE, shorten(f"Turn stopped: {why}" if why else "Turn stopped"))
-    if isinstance(event, SessionStarted):
-        return AppStatus(AppState.IDLE, WAITING_FOR_INPUT)
-    if isinstance(event, SessionEnded):
-        return AppStatus(AppState.IDLE, "Session ended")
-    return None
+    rule = RULES.get(type(event))
+    if rule is None:
+        return None
+    state, words, without = rule
+    line = first_line(event.words or "", "")  # from outside: may span lines, or be long
+    return AppStatus(state, shorten(words.format(line)) if line else without)
