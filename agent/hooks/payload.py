@@ -7,18 +7,7 @@ only (the hooks' fast path).
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    AskingUser,
-    HookEvent,
-    Nothing,
-    PermissionWait,
-    PromptSubmitted,
-    SessionEnded,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
-    TurnStopped,
-)
+from agent.hooks import events
 
 TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the hooks' path
 if TYPE_CHECKING:
@@ -26,9 +15,9 @@ if TYPE_CHECKING:
 
     Payload = Mapping[str, object]
     # How one event of an agent becomes an event of agent.hooks.events: a row of its table.
-    Build = Callable[[Payload], HookEvent]
+    Build = Callable[[Payload], events.HookEvent]
     # An agent's `event_of(payload, name)`: `name` is "" when the payload names the event.
-    EventOf = Callable[[Payload, str], HookEvent]
+    EventOf = Callable[[Payload, str], events.HookEvent]
 
 
 def text(payload: Payload, *keys: str) -> str:
@@ -62,16 +51,16 @@ def value_at(payload: Payload, path: str) -> object:
     return value
 
 
-def mapping(events: Mapping[str, Build], *name_keys: str) -> EventOf:
-    """An agent's `event_of`: the row of `events` for the event's name, nothing for any other.
+def mapping(table: Mapping[str, Build], *name_keys: str) -> EventOf:
+    """An agent's `event_of`: the row of `table` for the event's name, nothing for any other.
 
     The name is `--event`, else the first of `name_keys` (`hook_event_name`) in the payload;
     compared without case (Copilot and Kiro send `sessionStart` or `SessionStart` by config).
     """
-    rows = {event.lower(): build for event, build in events.items()}
+    rows = {event.lower(): build for event, build in table.items()}
     keys = name_keys or ("hook_event_name",)
 
-    def event_of(payload: Payload, name: str = "") -> HookEvent:
+    def event_of(payload: Payload, name: str = "") -> events.HookEvent:
         return _row(rows, (name or text(payload, *keys)).strip().lower(), payload)
 
     return event_of
@@ -83,29 +72,29 @@ def by(kinds: Mapping[str, Build], *keys: str) -> Build:
     return lambda payload: _row(kinds, text(payload, *keys), payload)
 
 
-def _row(rows: Mapping[str, Build], key: str, payload: Payload) -> HookEvent:
+def _row(rows: Mapping[str, Build], key: str, payload: Payload) -> events.HookEvent:
     build = rows.get(key)
-    return Nothing() if build is None else build(payload)
+    return events.Nothing() if build is None else build(payload)
 
 
 def prompt(*keys: str) -> Build:
-    return lambda payload: PromptSubmitted(text(payload, *keys))
+    return lambda payload: events.PromptSubmitted(text(payload, *keys))
 
 
 def tool(*keys: str) -> Build:
-    return lambda payload: ToolStarting(text(payload, *keys))
+    return lambda payload: events.ToolStarting(text(payload, *keys))
 
 
 def permission(*keys: str) -> Build:
-    return lambda payload: PermissionWait(text(payload, *keys))
+    return lambda payload: events.PermissionWait(text(payload, *keys))
 
 
 def asking(*keys: str) -> Build:
-    return lambda payload: AskingUser(text(payload, *keys))
+    return lambda payload: events.AskingUser(text(payload, *keys))
 
 
 def stopped(*keys: str) -> Build:
-    return lambda payload: TurnStopped(text(payload, *keys))
+    return lambda payload: events.TurnStopped(text(payload, *keys))
 
 
 def unless_asking(
@@ -115,10 +104,10 @@ def unless_asking(
     user: asking, in the words of the first of `question`. A lower-case name in `tools` is
     compared without case (Copilot's)."""
 
-    def event(payload: Payload) -> HookEvent:
+    def event(payload: Payload) -> events.HookEvent:
         called = text(payload, *names)
         if called in tools or called.lower() in tools:
-            return AskingUser(text(payload, *question))
+            return events.AskingUser(text(payload, *question))
         return build(payload)
 
     return event
@@ -128,11 +117,11 @@ def turn_end(*answer: str, cause: str = "", normal: str = "") -> Build:
     """The turn ended, with the answer in the first of `answer`; or, when the field `cause`
     holds a value other than "" or `normal`, the turn stopped for that reason."""
 
-    def build(payload: Payload) -> HookEvent:
+    def build(payload: Payload) -> events.HookEvent:
         why = text(payload, cause) if cause else ""
         if why not in ("", normal):
-            return TurnStopped(why)
-        return TurnEnded(text(payload, *answer) or None)
+            return events.TurnStopped(why)
+        return events.TurnEnded(text(payload, *answer) or None)
 
     return build
 
@@ -141,17 +130,17 @@ def session_start(*, except_sources: tuple[str, ...] = ()) -> Build:
     """A session started, unless its `source` is one of `except_sources` (`compact` happens
     inside a turn)."""
     return lambda payload: (
-        Nothing() if text(payload, "source") in except_sources else SessionStarted()
+        events.Nothing() if text(payload, "source") in except_sources else events.SessionStarted()
     )
 
 
-def always(event: HookEvent) -> Build:
+def always(event: events.HookEvent) -> Build:
     """`event`, whatever the payload says (events are immutable values)."""
     return lambda _payload: event
 
 
 def session_end() -> Build:
-    return always(SessionEnded())
+    return always(events.SessionEnded())
 
 
 # Claude Code's contract, which Codex's lifecycle hooks and Qwen Code's follow: their tables
