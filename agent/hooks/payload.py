@@ -22,20 +22,14 @@ if TYPE_CHECKING:
 
 def text(payload: Payload, *keys: str) -> str:
     """The first of `keys` (dotted paths, see `value_at`) whose value is a string, else ""."""
-    for key in keys:
-        value = value_at(payload, key)
-        if isinstance(value, str):
-            return value
-    return ""
+    found = (value_at(payload, key) for key in keys)
+    return next((value for value in found if isinstance(value, str)), "")
 
 
 def flag(payload: Payload, *keys: str) -> bool | None:
     """The first of `keys` whose value is a boolean, else None."""
-    for key in keys:
-        value = value_at(payload, key)
-        if isinstance(value, bool):
-            return value
-    return None
+    found = (value_at(payload, key) for key in keys)
+    return next((value for value in found if isinstance(value, bool)), None)
 
 
 def value_at(payload: Payload, path: str) -> object:
