@@ -31,8 +31,9 @@ def install_target() -> Target:
     """Our wrapper script, and its hooks in the settings."""
     from agent.hooks.targets import ROOT, JsonHooks, OwnFile, Target, command  # noqa: PLC0415
 
-    handler = {"type": "command", "command": f"{ROOT}/.augment/hooks/{WRAPPER}", "timeout": 10000}
-    group: Json = {"hooks": [handler]}  # `timeout` in milliseconds
+    wrapper = f".augment/hooks/{WRAPPER}"
+    handler = {"type": "command", "command": f"{ROOT}/{wrapper}", "timeout": 10000}  # ms
+    group: Json = {"hooks": [handler]}
     events: Events = (
         ("SessionStart", group),
         ("PreToolUse", {"matcher": ".*", "hooks": [handler]}),
@@ -40,7 +41,6 @@ def install_target() -> Target:
         ("Stop", {"metadata": {"includeConversationData": True}, "hooks": [handler]}),
         ("SessionEnd", group),
     )
-    wrapper = f".augment/hooks/{WRAPPER}"
     script = f"#!/bin/sh\nexec {command('auggie')}\n"
     settings = ".augment/settings.json"
     return Target(

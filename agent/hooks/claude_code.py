@@ -25,6 +25,9 @@ EVENTS = {
     ),
 }
 event_of = mapping(EVENTS)
+# The events `hook install` registers (Qwen Code's too).
+HOOKED: tuple[str, ...] = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PermissionRequest")
+HOOKED += ("Notification", "Stop", "StopFailure", "SessionEnd")
 
 
 def install_target() -> Target:
@@ -32,18 +35,12 @@ def install_target() -> Target:
     from agent.hooks.targets import JsonHooks, Target, matcher_group  # noqa: PLC0415
 
     group = matcher_group("claude-code")
-    events: tuple[str, ...] = (
-        "SessionStart",
-        "UserPromptSubmit",
-        "PreToolUse",
-        "PermissionRequest",
-    )
-    events += ("Notification", "Stop", "StopFailure")
     # SessionEnd hooks share a 1.5 s budget; a hook's own timeout raises it.
-    last = ("SessionEnd", matcher_group("claude-code", timeout=5))
+    end = matcher_group("claude-code", timeout=5)
+    entries = tuple((event, end if event == "SessionEnd" else group) for event in HOOKED)
     path = ".claude/settings.json"
     return Target(
         "claude-code",
-        (JsonHooks(path, path, (*((event, group) for event in events), last)),),
+        (JsonHooks(path, path, entries),),
         notes=("Claude Code reads its settings when a session starts: restart a running one.",),
     )

@@ -67,14 +67,8 @@ def install_target() -> Target:
     entry = {"type": "command", "bash": command("copilot"), "timeoutSec": 10}
     # PascalCase events, whose payloads name the event; `notification` stays camelCase (a
     # PascalCase `Notification` is unconfirmed) and carries `hook_event_name` anyway.
-    events: tuple[str, ...] = (
-        "SessionStart",
-        "UserPromptSubmit",
-        "PreToolUse",
-        "notification",
-        "Stop",
-    )
-    events += ("ErrorOccurred", "SessionEnd")
+    events: tuple[str, ...] = ("SessionStart", "UserPromptSubmit", "PreToolUse", "notification")
+    events += ("Stop", "ErrorOccurred", "SessionEnd")
     document = {"version": 1, "hooks": {event: [entry] for event in events}}
     return Target(
         "copilot",

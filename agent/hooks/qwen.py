@@ -6,7 +6,7 @@ a turn end like any other.
 
 from __future__ import annotations
 
-from agent.hooks.claude_code import EVENTS
+from agent.hooks.claude_code import EVENTS, HOOKED
 from agent.hooks.events import Nothing, PromptSubmitted
 from agent.hooks.payload import mapping, text
 
@@ -31,15 +31,8 @@ def install_target() -> Target:
     """Gemini CLI's shape of settings, Claude Code's events."""
     from agent.hooks.targets import Target, gemini_style  # noqa: PLC0415
 
-    events: tuple[str, ...] = (
-        "SessionStart",
-        "UserPromptSubmit",
-        "PreToolUse",
-        "PermissionRequest",
-    )
-    events += ("Notification", "Stop", "StopFailure", "SessionEnd")
     return Target(
         "qwen",
-        (gemini_style("qwen", ".qwen/settings.json", events, "PreToolUse"),),
+        (gemini_style("qwen", ".qwen/settings.json", HOOKED, "PreToolUse"),),
         notes=("Qwen Code runs project hooks only in a trusted folder.",),
     )
