@@ -7,6 +7,8 @@ only (the hooks' fast path).
 
 from __future__ import annotations
 
+from functools import partial
+
 from agent.hooks import events
 
 TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the hooks' path
@@ -71,24 +73,16 @@ def _row(rows: Mapping[str, Build], key: str, payload: Payload) -> events.HookEv
     return events.Nothing() if build is None else build(payload)
 
 
-def prompt(*keys: str) -> Build:
-    return lambda payload: events.PromptSubmitted(text(payload, *keys))
+def said(event: type[events.HookEvent], *keys: str) -> Build:
+    """`event`, in the words of the first of `keys` (a prompt, a tool's name, a reason)."""
+    return lambda payload: event(text(payload, *keys))
 
 
-def tool(*keys: str) -> Build:
-    return lambda payload: events.ToolStarting(text(payload, *keys))
-
-
-def permission(*keys: str) -> Build:
-    return lambda payload: events.PermissionWait(text(payload, *keys))
-
-
-def asking(*keys: str) -> Build:
-    return lambda payload: events.AskingUser(text(payload, *keys))
-
-
-def stopped(*keys: str) -> Build:
-    return lambda payload: events.TurnStopped(text(payload, *keys))
+prompt = partial(said, events.PromptSubmitted)
+tool = partial(said, events.ToolStarting)
+permission = partial(said, events.PermissionWait)
+asking = partial(said, events.AskingUser)
+stopped = partial(said, events.TurnStopped)
 
 
 def unless_asking(
