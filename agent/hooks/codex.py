@@ -1,5 +1,6 @@
 """Codex CLI's two mechanisms as events (docs/hooks.md#codex lists them): its `notify` program
-(one JSON argument with a `type`) and its lifecycle hooks (Claude-style, on stdin)."""
+(one JSON argument with a `type`) and its lifecycle hooks (0.114.0 and later; Claude-style,
+on stdin)."""
 
 from __future__ import annotations
 
