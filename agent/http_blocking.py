@@ -90,11 +90,8 @@ def request(
     tls: ssl.SSLContext | None = None,
     trust_env: bool = False,
 ) -> Answer:
-    """One call to `path` under `base`, all of it within `timeout` seconds.
-
-    A 2xx body is read through `max_body` (past it: BadResponse with `whole_body`, else cut),
-    any other through `error_body`. Raises TimeoutError, NotSent, OutcomeUnknown, BadResponse.
-    """
+    """One call to `path` under `base` within `timeout` s: a 2xx body through `max_body` (past
+    it BadResponse with `whole_body`, else cut), any other through `error_body`."""
     if trust_env and Environment().proxies():
         return _through_httpx(
             base,
@@ -179,11 +176,8 @@ def _connection(
 def _read_capped(
     response: http.client.HTTPResponse, limit: int, *, keep_cut: bool
 ) -> tuple[bytes, bool]:
-    """At most `limit` bytes of the body, and whether that was all of it.
-
-    Past the cap the rest is never read, and what was read is kept (cut) only with `keep_cut`:
-    a body to be refused is not copied (the cap is 128 MiB for `/messages`).
-    """
+    """At most `limit` bytes of the body, and whether that was all; past it, what was read is
+    kept only with `keep_cut` (a body to be refused is not copied: the cap may be 128 MiB)."""
     if response.length is not None and response.length <= limit:
         return response.read(), True  # one allocation, no copy
     chunks: list[bytes] = []
@@ -234,10 +228,7 @@ def _tls_socket_class() -> type[ssl.SSLSocket]:
 
 
 def _open(address: tuple[str, int], deadline: float, tls: ssl.SSLContext | None) -> socket.socket:
-    """A socket connected to `address` within the deadline, TLS done over it with `tls`.
-
-    Raises OSError when none could be made (ssl.SSLError for the TLS handshake), TimeoutError.
-    """
+    """A socket connected to `address` within the deadline, TLS done over it with `tls`."""
     host, port = address
     last: OSError | None = None
     for family, kind, proto, sockaddr in _resolve(host, port, deadline):
@@ -271,10 +262,7 @@ _Address = tuple[socket.AddressFamily, socket.SocketKind, int, tuple[object, ...
 
 
 def _resolve(host: str, port: int, deadline: float) -> list[_Address]:
-    """The addresses of `host` within the deadline (a name is looked up in a thread).
-
-    Raises OSError (socket.gaierror) when the name has none, TimeoutError.
-    """
+    """The addresses of `host` within the deadline (a name is looked up in a thread)."""
     stream = socket.SOCK_STREAM
     if host == "localhost":
         # Loopback by definition (RFC 6761), as curl and Go treat it: no lookup, no thread (it

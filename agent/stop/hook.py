@@ -60,14 +60,13 @@ def run_stop_hook(
     started = time.monotonic()
     merged, inputs = stop_hook_environment(env)
     problems = list(inputs.problems)
+    usable = True
     try:
         settings = config.read(merged, flags)
     except ConfigError as exc:
         problems.append(f"{exc}; no snapshot is taken")
         settings = _fallback_settings(merged)
         usable = False
-    else:
-        usable = True
     snapshot = usable and inputs.snapshot and settings.task_id is not None
     fetched = None
     if snapshot and not settings.hooks_mode:
@@ -248,12 +247,8 @@ async def _upload_in_thread(
 async def _from_state_file(
     path: Path | None, process: AgentAPIProcess | None, deadline: float, clock: Clock
 ) -> list[Message] | None:
-    """The conversation in AgentAPI's state file, when `/messages` could not be read.
-
-    That happens when the module's own script SIGTERMed AgentAPI first: AgentAPI then saves its
-    state (with persistence on) and stops answering. While it is still stopping, its exit is
-    awaited (at most half the time left), so that the file holds its last save.
-    """
+    """The state file's conversation, for when the module's script SIGTERMed AgentAPI first
+    (it saves, then stops answering); awaits its exit (half the time left) for the last save."""
     import anyio  # noqa: PLC0415
 
     log = _log()

@@ -98,10 +98,8 @@ def fetch(agentapi_url: str, within: float) -> Fetched:
 
 
 def took(out: Log, fetched: Fetched, fallback: object | None) -> Sequence[SnapshotMessage] | None:
-    """Log a fetch's lines as the daemon's shell does; its messages, or None when it failed.
-
-    `fallback`: what the caller will use instead of a failed fetch (None: nothing), for the line.
-    """
+    """Log a fetch's lines as the daemon's shell does (`fallback`: what replaces a failure);
+    its messages, or None when it failed."""
     result = fetched.result
     if not isinstance(result, History):
         steps.fetch_missed(out, fetched.within, result, fallback)
@@ -114,10 +112,8 @@ def took(out: Log, fetched: Fetched, fallback: object | None) -> Sequence[Snapsh
 
 
 class Plan:
-    """What the upload needs, read and checked before anything is sent.
-
-    Raises ConfigError when Coder is not configured or a CA source cannot be loaded.
-    """
+    """What the upload needs, read and checked before anything is sent: ConfigError when Coder
+    is not configured or a CA source cannot be loaded."""
 
     __slots__ = ("coder_tls", "settings", "token", "url")
 
@@ -210,11 +206,7 @@ def upload(
 
 
 class _Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived: stop at once (a BaseException, so nothing swallows it)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+    """Signal `args[0]` arrived: stop at once (a BaseException, so nothing swallows it)."""
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -222,10 +214,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def snapshot_once(settings: Settings) -> int:
-    """`snapshot` without a daemon: the stop path once, under `settings.shutdown_budget`.
-
-    Returns the exit code. Raises ConfigError (before anything is sent) as Plan does.
-    """
+    """`snapshot` without a daemon, under `settings.shutdown_budget`: the exit code, or
+    ConfigError (before anything is sent) as Plan raises it."""
     plan = Plan(settings)
     deadline = time.monotonic() + settings.shutdown_budget
     out = Writer(settings.log_level, settings.log_format, (plan.token,))
@@ -241,7 +231,8 @@ def snapshot_once(settings: Settings) -> int:
             fetched = took(out, fetch(settings.agentapi_url, within), None)
             outcome = upload(plan, fetched, deadline=deadline, out=out)
     except _Interrupted as exc:
-        out.warning("snapshot_interrupted", signal=_STOPS.get(exc.signum, str(exc.signum)))
+        signum = exc.args[0]
+        out.warning("snapshot_interrupted", signal=_STOPS.get(signum, str(signum)))
         outcome = Outcome.INTERRUPTED
     finally:
         for signum, handler in previous.items():

@@ -47,11 +47,8 @@ PID_FILE_SLACK = 5.0
 
 
 class AgentAPIProcess:
-    """The AgentAPI process named by its PID file, pinned by a pidfd when possible.
-
-    With a pidfd a PID reused after AgentAPI exited is never signalled, and the exit is awaited
-    as an event (for a process that is not our child too; a zombie counts as gone).
-    """
+    """The AgentAPI process, pinned by a pidfd when possible: a PID reused after it exited is
+    never signalled, and its exit is an event, not a poll (our child or not)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -106,12 +103,8 @@ class AgentAPIProcess:
         return not self.alive()
 
     def state_file(self) -> tuple[bool, Path | None]:
-        """(known, path): whether AgentAPI's own configuration could be read, and its state file.
-
-        The module's main.sh exports AGENTAPI_STATE_FILE (and AGENTAPI_SAVE_STATE) only when the
-        installed AgentAPI supports state persistence; `--state-file` may also be on its command
-        line. Unknown when /proc cannot be read (another user, not Linux).
-        """
+        """(known, path): whether AgentAPI's environment and command line could be read (the
+        module's main.sh exports AGENTAPI_STATE_FILE only when AgentAPI supports it), its file."""
         try:
             environ = Path(f"/proc/{self.pid}/environ").read_bytes().split(b"\0")
             argv = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
@@ -156,12 +149,8 @@ class Unusable(Exception):
 
 
 def read_pid(path: Path) -> int | None:
-    """The PID in the PID file `path`; None when there is no such file.
-
-    The module's script writes it as the workspace's user: a file of ours, or of root's (a start
-    script run as root), through the trust check. Raises Unusable when the file is refused, holds
-    no number, or names a process never to be signalled (`signal_refusal`).
-    """
+    """The PID in the PID file (ours, or root's: a start script run as root); None when there
+    is none. Unusable when refused, not a number, or never to be signalled (`signal_refusal`)."""
     try:
         raw = _read(path, PID_FILE_MAX_BYTES)
     except FileNotFoundError:
@@ -187,11 +176,7 @@ def _read(path: Path, max_bytes: int) -> bytes:
 
 
 def signal_refusal(pid: int) -> str | None:
-    """Why process `pid` (read from a file) must never be signalled, or None when it may be.
-
-    Never a process group (0 and below), init (1), a PID past `pid_max` (too large for the
-    system calls too), this process, its parent, or the leader of its process group or session.
-    """
+    """Why process `pid` (read from a file) must never be signalled, or None when it may be."""
     if pid <= 1:
         return "which is init or, 0 and below, a whole process group"
     limit = pid_max()
@@ -313,9 +298,8 @@ def find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
 
 
 def _reused(pid: int, pid_file: Path) -> bool:
-    """True when `pid` started after `pid_file` was written (by PID_FILE_SLACK): a PID that
-    AgentAPI left behind, held by some other program. Unknown times count as not reused, as
-    the module's own script signals the PID without any check."""
+    """`pid` started after `pid_file` was written: AgentAPI's PID, now another program's.
+    Unknown times count as not reused (the module's own script never checks)."""
     started = started_at(pid)
     try:
         written = pid_file.stat().st_mtime
@@ -327,10 +311,8 @@ def _reused(pid: int, pid_file: Path) -> bool:
 async def save_state(
     process: AgentAPIProcess, inputs: StopHookInputs, known: bool, path: Path | None, clock: Clock
 ) -> None:
-    """Step 2: SIGUSR1, and a wait that ends when the state file is replaced.
-
-    `known`, `path`: what AgentAPI's own configuration says of its state file (`state_file`).
-    """
+    """Step 2: SIGUSR1, and a wait that ends when the state file is replaced; `known`, `path`:
+    what AgentAPI's own configuration says of it (`AgentAPIProcess.state_file`)."""
     import anyio  # noqa: PLC0415
 
     log = _log()

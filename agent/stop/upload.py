@@ -67,12 +67,10 @@ async def save_snapshot(
     clock: Clock = SYSTEM_CLOCK,
     attempted: anyio.Event | None = None,
 ) -> Outcome:
-    """Fetch, build and upload the task's log snapshot before `deadline` (on `clock`).
+    """Fetch, build and upload the snapshot before `deadline`; every ending an Outcome, logged.
 
-    `live`: messages known to be current, or their snapshot already built: uploaded without
-    fetching. `attempted` is set once the first upload attempt has ended, or when there is
-    nothing to upload (the daemon tears its watchers down then, not while the upload is sent).
-    Never raises for a remote failure: every ending is an Outcome, logged once.
+    `live`: current messages, or their snapshot: nothing fetched. `attempted` is set once the
+    first attempt ended or there is nothing to upload (the daemon's watchers go down then).
     """
     try:
         if task_id is None:
