@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 _READ = 65536
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_HEADERS = {"Accept": "*/*", "Connection": "close", "User-Agent": USER_AGENT}
 
 
 class Answer:
@@ -118,17 +119,7 @@ def request(
         connection.connect()
         sock = connection.sock
         sock.settimeout(_left(deadline))
-        connection.request(
-            method,
-            target,
-            body=body,
-            headers={
-                "Accept": "*/*",
-                "Connection": "close",
-                "User-Agent": USER_AGENT,
-                **dict(headers),
-            },
-        )
+        connection.request(method, target, body=body, headers={**_HEADERS, **dict(headers)})
         response = connection.getresponse()
         ok = 200 <= response.status < 300
         limit = max_body if ok else error_body

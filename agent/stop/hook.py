@@ -1,18 +1,14 @@
 """`coder-task-agent stop-hook`: a drop-in for the agentapi module's `agentapi-shutdown.sh`.
 
-That script saves AgentAPI's state (SIGUSR1, then a 1 s sleep), uploads the snapshot (counting
-characters where the server counts bytes), SIGTERMs AgentAPI with no bound on the wait, and
-exits 0 (a failing stop script marks the shutdown as errored). This command takes the same
-`ARG_*` inputs (agent.stop.inputs) and does the same steps, each bounded (docs/stop-hook.md):
-
-1. `GET /messages` before anything else: the module's own script, run at the same time, SIGTERMs
-   AgentAPI at once, so only the standard library is imported until the conversation is read;
-2. SIGUSR1 and a wait for the state file to be replaced, beside step 3 (agent.stop.process);
-3. the upload by `snapshot`'s blocking shell (agent.stop.oneshot) of step 1's conversation, or,
-   when AgentAPI did not answer, of the one its state file holds;
-4. SIGTERM, a wait of at most `agentapi_stop_timeout`, then SIGKILL.
-
-It exits 0 whatever happened, the outcome logged; `--strict` gives the outcome's ExitCode.
+The same `ARG_*` inputs (agent.stop.inputs) and steps, each bounded (docs/stop-hook.md):
+1. `GET /messages` first, with nothing beyond the standard library imported: the module's own
+   script, run at the same time, SIGTERMs AgentAPI as soon as it starts;
+2. SIGUSR1 and a wait for the state file to be replaced (agent.stop.process), beside
+3. the upload by `snapshot`'s blocking shell (agent.stop.oneshot), from the state file when
+   step 1 got nothing;
+4. SIGTERM, then SIGKILL past `agentapi_stop_timeout`.
+It exits 0 whatever happened (a failing stop script marks the shutdown as errored);
+`--strict` gives the outcome's ExitCode.
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
 """The stop path's blocking shell: `snapshot` without a daemon, and `stop-hook`'s snapshot.
 
-The short-lived commands replace Coder's bash + curl + jq stop scripts and must cost about what
-those cost; an event loop and httpx, pydantic and structlog take longer than a whole script
-runs. So this shell blocks and uses the standard library (`agent.http_blocking`, which hands
-Coder's request to httpx only when a proxy variable is set). The rest is the daemon's shell's
-(`agent.stop.upload`): the same modules, timeouts, deadline, caps and log lines.
-
-The steps are apart so that `stop-hook` can read `/messages` before anything else (`fetch`, its
-lines logged later by `took`) and upload later (`start`, `took`, `upload`). `snapshot` runs them
-in one go (`snapshot_once`), stopped at once by SIGTERM or SIGINT.
+The short-lived commands replace Coder's bash + curl + jq stop scripts and must cost about as
+much; an event loop, httpx, pydantic and structlog take longer than such a script runs. So this
+shell blocks on the standard library (`agent.http_blocking`); the rest is the daemon's shell's
+(`agent.stop.upload`): the same modules, timeouts, deadline, caps and log lines. Its steps are
+apart so that `stop-hook` reads `/messages` first (`fetch`) and logs and uploads later (`start`,
+`took`, `upload`); `snapshot_once` runs them in one go, stopped at once by SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -143,8 +140,6 @@ def upload(
     task_id = plan.settings.task_id
     if task_id is None:
         return steps.no_task(out)
-    if messages is None:
-        return steps.no_conversation(out)
     snapshot = steps.build(out, messages)
     if not isinstance(snapshot, Snapshot):
         return snapshot

@@ -87,15 +87,14 @@ def fetched(log: Log, count: int) -> None:
     log.debug("agentapi_messages_fetched", count=count)
 
 
-def no_conversation(log: Log) -> Outcome:
-    log.error(
-        "snapshot_failed", reason="AgentAPI did not answer, so there is no conversation to save"
-    )
-    return Outcome.NO_CONVERSATION
-
-
-def build(log: Log, messages: Sequence[SnapshotMessage]) -> Snapshot | Outcome:
-    """The snapshot to upload, or SKIPPED (logged) when no message is worth saving."""
+def build(log: Log, messages: Sequence[SnapshotMessage] | None) -> Snapshot | Outcome:
+    """The snapshot to upload, or the ending (logged): no conversation read (None), or no
+    message worth saving."""
+    if messages is None:
+        log.error(
+            "snapshot_failed", reason="AgentAPI did not answer, so there is no conversation to save"
+        )
+        return Outcome.NO_CONVERSATION
     snapshot = build_snapshot(messages)
     if snapshot is None:
         log.info("snapshot_skipped", reason="no messages")

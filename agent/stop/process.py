@@ -133,11 +133,8 @@ def started_at(pid: int) -> float | None:
     if fields is None:
         return None
     try:
-        boot = next(
-            line
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
+        lines = Path("/proc/stat").read_text().splitlines()
+        boot = next(line for line in lines if line.startswith("btime "))
         # The start time, in clock ticks since boot, is field 22 of proc(5).
         return int(boot.split()[1]) + int(fields[22 - 3]) / os.sysconf("SC_CLK_TCK")
     except (OSError, StopIteration, IndexError, ValueError):

@@ -1,10 +1,9 @@
-"""The daemon's stop path (the async shell; the blocking one is `agent.stop.oneshot`).
+"""The daemon's stop path (the blocking one is `agent.stop.oneshot`), in one deadline.
 
-Reads the conversation, builds the snapshot and uploads it, in one deadline; its steps, endings
-and log lines are `agent.stop.outcome`'s. It depends on nothing but its arguments: the daemon
-passes its mirror's snapshot as `live` when the event stream was connected and current (nothing
-is fetched or built then), and the mirror's messages as the fallback otherwise, so a dead or
-blocked AgentAPI at stop still leaves the newest messages saved.
+Its steps, endings and log lines are `agent.stop.outcome`'s. The daemon passes its mirror's
+snapshot as `live` when the event stream was connected and current (nothing is fetched then),
+and the mirror's messages as the fallback otherwise, so that a dead or blocked AgentAPI at stop
+still leaves the newest messages saved.
 """
 
 from __future__ import annotations
@@ -85,8 +84,6 @@ async def save_snapshot(
             else:
                 within = steps.fetch_window(fetch_timeout, deadline - clock.now())
                 messages = await fetch_messages(agentapi, within, fallback, clock)
-            if messages is None:
-                return steps.no_conversation(log)
             snapshot = steps.build(log, messages)
         if not isinstance(snapshot, Snapshot):
             return snapshot
