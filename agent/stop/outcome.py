@@ -43,18 +43,9 @@ class Outcome(enum.StrEnum):
 
     @property
     def exit_code(self) -> ExitCode:
-        """The process exit code for this ending."""
-        return _EXIT_CODES[self]
-
-
-_EXIT_CODES = {
-    Outcome.UPLOADED: ExitCode.OK,
-    Outcome.SKIPPED: ExitCode.OK,
-    Outcome.NO_CONVERSATION: ExitCode.NO_CONVERSATION,
-    Outcome.REJECTED: ExitCode.REJECTED,
-    Outcome.UNDELIVERED: ExitCode.UNDELIVERED,
-    Outcome.INTERRUPTED: ExitCode.INTERRUPTED,
-}
+        """The process exit code for this ending: OK, or the ExitCode of the same name."""
+        ok = self in (Outcome.UPLOADED, Outcome.SKIPPED)
+        return ExitCode.OK if ok else ExitCode[self.name]
 
 
 def no_task(log: Log) -> Outcome:
