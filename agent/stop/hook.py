@@ -105,10 +105,9 @@ def _fallback_settings(merged: Mapping[str, str]) -> Settings:
         "CODER_TASK_AGENT_LOG_LEVEL",
         "CODER_TASK_AGENT_LOG_FORMAT",
     )
-    for subset in ({k: merged[k] for k in keep if k in merged}, {}):
-        with contextlib.suppress(ConfigError):
-            return config.read(subset)
-    return Settings()  # pragma: no cover - the empty environment always loads
+    with contextlib.suppress(ConfigError):
+        return config.read({k: merged[k] for k in keep if k in merged})
+    return config.read({})  # the empty environment always loads
 
 
 async def _stop(
