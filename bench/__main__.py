@@ -469,6 +469,40 @@ async def bench_fleet(table: Table, size: int, storm_seconds: float, workdir: Pa
         )
 
 
+def house(root: Path) -> tuple[int, int, str]:
+    """Lines of the product package (every .py under agent/) and its biggest class: issue 19's
+    figures, counted as `../shared/tools/house` counts them."""
+    import ast  # noqa: PLC0415 - only this benchmark parses source
+
+    lines, biggest, name = 0, 0, ""
+    for path in sorted((root / "agent").rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        lines += len(source.splitlines())
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                if size > biggest:
+                    biggest, name = size, f"{path.relative_to(root)}:{node.name}"
+    return lines, biggest, name
+
+
+async def bench_house(table: Table, variants: list[Variant]) -> None:
+    for variant in variants:
+        lines, biggest, name = house(Path(variant.cwd))
+        table.add(
+            "house", f"agent/ lines ({variant.name})", lines, "lines", "<= 7500", lines <= 7500
+        )
+        table.add(
+            "house",
+            f"biggest class ({variant.name})",
+            biggest,
+            "lines",
+            "<= 250",
+            biggest <= 250,
+            name,
+        )
+
+
 async def run(args: argparse.Namespace) -> None:
     table = Table()
     print(f"{'group':<22} {'case':<34} {'value':>10} {'unit':<6} {'target':<16}", flush=True)
@@ -476,6 +510,7 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         chosen: dict[str, Callable[[], Any]] = {
+            "house": lambda: bench_house(table, chosen_variants),
             "hooks": lambda: bench_hooks(table, args.hook_repeats, workdir, chosen_variants),
             "hook-budget": lambda: bench_hook_budget(table, args.budget_repeats, workdir),
             "stop": lambda: bench_stop(table, args.repeats, workdir, chosen_variants),
@@ -512,6 +547,7 @@ def main() -> None:
         "--only",
         nargs="*",
         choices=[
+            "house",
             "hooks",
             "hook-budget",
             "stop",
