@@ -1,15 +1,9 @@
 """Command line: `python -m agent COMMAND` (or the `coder-task-agent` script).
 
-Commands import only what their own path needs. `report` and `snapshot` run from agent hooks
-at every step and every stop: handed to a running daemon they import the standard library only
-(`agent.reportsocket.client`); so does `snapshot` without a daemon (`agent.stop.oneshot`) unless a
-proxy is configured (httpx then carries the upload); the direct `report` path imports httpx and
-the rest only then.
-`tests/test_import_discipline.py` holds every entry path to this.
-The local stand-ins and the demo are not part of the product: they are `coder-task-agent-dev`
-(devkit/ in the repository).
-
-Exit codes: `agent.models.ExitCode` (docs/operations.md's table is that enum).
+Each command imports only its own path (tests/test_import_discipline.py holds every path to
+this): `report`, `snapshot` and `hook`, run by agents at every step, take their plain forms
+without argparse and, handed to a running daemon, load the standard library only. The devkit's
+stand-ins and demo are `coder-task-agent-dev`. Exit codes: `agent.models.ExitCode`.
 """
 
 from __future__ import annotations
@@ -18,7 +12,6 @@ import sys
 
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
-
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
@@ -26,59 +19,32 @@ if TYPE_CHECKING:
 
     from agent.config import Settings
 
-# Flags that stand for a setting: flag -> variable. Errors name both.
+# Flags that stand for a setting: flag -> (variable, metavar, help). Errors name both.
+# fmt: off
 _SETTING_FLAGS = {
-    "--agentapi-url": "CODER_MCP_AI_AGENTAPI_URL",
-    "--budget": "CODER_TASK_AGENT_SHUTDOWN_BUDGET",
-    "--mode": "CODER_TASK_AGENT_MODE",
-    "--poll-interval": "CODER_TASK_AGENT_POLL_INTERVAL",
-    "--socket": "CODER_TASK_AGENT_SOCKET",
-    "--log-level": "CODER_TASK_AGENT_LOG_LEVEL",
-    "--log-format": "CODER_TASK_AGENT_LOG_FORMAT",
+    "--agentapi-url": ("CODER_MCP_AI_AGENTAPI_URL", "URL",
+                       "AgentAPI base URL (default http://localhost:3284); none: no AgentAPI"),
+    "--budget": ("CODER_TASK_AGENT_SHUTDOWN_BUDGET", "SECONDS",
+                 "seconds the whole stop path may take (default 5)"),
+    "--mode": ("CODER_TASK_AGENT_MODE", "{events,poll,hooks}",
+               "events (follow /events), poll (GET /status every interval) or hooks (no "
+               "AgentAPI: status from the agent's hooks only)"),
+    "--poll-interval": ("CODER_TASK_AGENT_POLL_INTERVAL", "SECONDS",
+                        "seconds between polls in poll mode (default 1)"),
+    "--socket": ("CODER_TASK_AGENT_SOCKET", "PATH", "path of the report socket"),
+    "--log-level": ("CODER_TASK_AGENT_LOG_LEVEL", "{debug,info,warning,error}",
+                    "debug, info, warning or error"),
+    "--log-format": ("CODER_TASK_AGENT_LOG_FORMAT", "{auto,json,console}", "auto, json or console"),
 }
-_FLAG_HELP = {
-    "--agentapi-url": "AgentAPI base URL (default http://localhost:3284); none: no AgentAPI",
-    "--budget": "seconds the whole stop path may take (default 5)",
-    "--mode": "events (follow /events), poll (GET /status every interval) or hooks (no "
-    "AgentAPI: status from the agent's hooks only)",
-    "--poll-interval": "seconds between polls in poll mode (default 1)",
-    "--socket": "path of the report socket",
-    "--log-level": "debug, info, warning or error",
-    "--log-format": "auto, json or console",
-}
+# fmt: on
 
-
-# What each flag takes, as --help shows it (the values are checked with the variable's rules).
-_FLAG_METAVAR = {
-    "--agentapi-url": "URL",
-    "--budget": "SECONDS",
-    "--mode": "{events,poll,hooks}",
-    "--poll-interval": "SECONDS",
-    "--socket": "PATH",
-    "--log-level": "{debug,info,warning,error}",
-    "--log-format": "{auto,json,console}",
-}
-
-
-def _add_setting_flags(parser: argparse.ArgumentParser, *flags: str) -> None:
-    for flag in flags:
-        help_text = f"{_FLAG_HELP[flag]} [{_SETTING_FLAGS[flag]}]"
-        parser.add_argument(flag, dest=_dest(flag), metavar=_FLAG_METAVAR[flag], help=help_text)
-
-
-def _dest(flag: str) -> str:
-    return "setting_" + flag.removeprefix("--").replace("-", "_")
-
-
-# The one specification of the command line. argparse is built from it (for --help and every
-# form the fast dispatch does not take), and the hooks' fast dispatch reads the same entries, so
-# an argument or an option is added in one place. Per command: its help and description; its
-# positionals as (name, count, help), count "1", "?" (default "") or "*"; its own options as
-# (flag, metavar, help), metavar None for a switch; the setting flags it takes; and whether the
-# fast dispatch takes its plain forms (the commands agents run at every step).
+# The one specification of the command line, which argparse and the hooks' fast dispatch are
+# both built from. Per command: help, description, positionals (name, count "1", "?" (default
+# "") or "*", help), own options (flag, metavar or None for a switch, help), setting flags, and
+# "fast": the fast dispatch takes its plain forms (agents run these at every step).
 _SNAPSHOT_FLAGS = ("--agentapi-url", "--budget", "--log-level", "--log-format")
 _HANDED_OVER_FLAGS = ("--socket", "--log-level", "--log-format")
-COMMANDS: dict[str, dict[str, object]] = {
+COMMANDS: dict[str, dict[str, Any]] = {
     "run": {
         "help": "the daemon: watch AgentAPI, report, snapshot on stop",
         "description": (
@@ -151,8 +117,7 @@ COMMANDS: dict[str, dict[str, object]] = {
             "what: docs/hooks.md. `hook install AGENT` writes an agent's hook configuration "
             "(docs/hook-install.md)."
         ),
-        # Any AGENT on the fast path: an unknown one is logged by the command (one line, exit
-        # 0), not refused by argparse.
+        # Any AGENT on the fast path: the command logs an unknown one (exit 0).
         "positionals": (
             ("agent", "1", "which agent calls"),
             ("payload", "*", "codex: the notify JSON (Codex appends it)"),
@@ -191,9 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     agents = ", ".join(f"{name} ({agent.label})" for name, agent in AGENTS.items())
     for name, spec in COMMANDS.items():
-        description = str(spec["description"]).replace("{agents}", agents)
-        sub = commands.add_parser(name, help=str(spec["help"]), description=description)
-        for argument, count, help_text in _entries(spec, "positionals"):
+        description = spec["description"].replace("{agents}", agents)
+        sub = commands.add_parser(name, help=spec["help"], description=description)
+        for argument, count, help_text in spec.get("positionals", ()):
             if argument == "agent":
                 sub.add_argument(argument, choices=tuple(AGENTS), help=help_text)
             elif count == "1":
@@ -201,18 +166,15 @@ def _parser() -> argparse.ArgumentParser:
             else:
                 default = "" if count == "?" else None
                 sub.add_argument(argument, nargs=count, default=default, help=help_text)
-        for flag, metavar, help_text in _entries(spec, "options"):
+        for flag, metavar, help_text in spec.get("options", ()):
             if metavar is None:
                 sub.add_argument(flag, action="store_true", help=help_text)
             else:
                 sub.add_argument(flag, metavar=metavar, help=help_text)
-        _add_setting_flags(sub, *_entries(spec, "settings"))
+        for flag in spec.get("settings", ()):
+            variable, metavar, help_text = _SETTING_FLAGS[flag]
+            sub.add_argument(flag, metavar=metavar, help=f"{help_text} [{variable}]")
     return parser
-
-
-def _entries(spec: dict[str, object], key: str) -> tuple[Any, ...]:
-    value = spec.get(key, ())
-    return value if isinstance(value, tuple) else ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,11 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def unexpected_exit(args_list: Sequence[str]) -> int:
-    """What a command exits with when an unexpected fault ends it (docs/operations.md).
-
-    A hook never fails the agent: 0. `stop-hook` exits 0 unless `--strict`. Every other command
-    did not deliver what it was for: UNDELIVERED (5), which a supervisor restarts on.
-    """
+    """What a command exits with when an unexpected fault ends it (docs/operations.md): a hook
+    never fails the agent (0), nor does `stop-hook` without `--strict`; any other command did
+    not deliver what it was for: UNDELIVERED (5), which a supervisor restarts on."""
     from agent.models import ExitCode  # noqa: PLC0415
 
     command = args_list[0] if args_list else ""
@@ -251,11 +211,58 @@ def unexpected_exit(args_list: Sequence[str]) -> int:
 
 
 def _main(args_list: list[str]) -> int:
+    fast = _fast_command(args_list)
+    parsed = fast or _parse(args_list)
+    if isinstance(parsed, int):
+        return parsed
+    command, positional, options = parsed
+    flags = {
+        _SETTING_FLAGS[flag][0]: (flag, value)
+        for flag, value in options.items()
+        if flag in _SETTING_FLAGS
+    }
+    if command == "stop-hook":
+        # Never a configuration error exit: problems are logged and the rest of the stop runs.
+        from agent.stop.hook import run_stop_hook  # noqa: PLC0415
+
+        return run_stop_hook(flags, strict="--strict" in options)
+    if command == "hook":
+        # Never fails the agent: exits 0, problems logged (agent.hooks.command).
+        from agent.hooks.command import process_started, run_hook  # noqa: PLC0415
+
+        return run_hook(
+            positional[0],
+            positional[1:],
+            flags,
+            event=options.get("--event"),
+            then_run=options.get("--then-run"),
+            started=process_started(),
+        )
+    from agent import config  # noqa: PLC0415
+
+    # A ConfigError from here on is exit 2 (agent.boundary). The fast path reads what it needs.
+    settings = config.read(flags=flags, only=config.HOOK_FIELDS if fast else None)
+    if command == "run":
+        return _run(settings)
+    from agent.reportsocket import client as report_socket  # noqa: PLC0415
+
+    if command == "report":
+        summary = positional[1] if len(positional) > 1 else ""
+        status = report_socket.parse_report(positional[0], summary, options.get("--uri", ""))
+        return report_socket.report(settings, status)
+    # A snapshot: from a running daemon's live mirror, else by the stop path's blocking shell.
+    code = report_socket.snapshot(settings)
+    if code is not None:
+        return code
+    from agent.stop import oneshot  # noqa: PLC0415
+
+    return oneshot.snapshot_once(settings.full())
+
+
+def _parse(args_list: list[str]) -> tuple[str, list[str], dict[str, str]] | int:
+    """argparse's reading of `args_list` as `_fast_command` gives it (or a hook's exit code)."""
     from agent.models import ExitCode  # noqa: PLC0415
 
-    fast = _fast_command(args_list)
-    if fast is not None:
-        return _fast(*fast)
     parser = _parser()
     try:
         args, extra = parser.parse_known_args(args_list)
@@ -271,54 +278,30 @@ def _main(args_list: list[str]) -> int:
         if args_list[:1] == ["hook"] and exc.code == ExitCode.USAGE:
             return ExitCode.OK
         raise
-    command: str = args.command
-
-    if command == "stop-hook":
-        # Never a configuration error exit: problems are logged and the rest of the stop runs.
-        from agent.stop.hook import run_stop_hook  # noqa: PLC0415
-
-        return run_stop_hook(_setting_flags(args), strict=args.strict)
-    if command == "hook":
-        # Never fails the agent: exits 0, problems logged (agent.hooks.command).
-        from agent.hooks.command import run_hook  # noqa: PLC0415
-
-        return run_hook(
-            args.agent,
-            args.payload,
-            _setting_flags(args),
-            event=args.event,
-            then_run=args.then_run,
-            started=_started(),
-        )
-
-    # A ConfigError from here on is exit 2, printed by agent.boundary.
-    settings = _settings(args)
-    if command == "snapshot":
-        return _snapshot(settings)
-    if command == "run":
-        return _run(settings)
-    return _report(settings, args)
-
-
-# -- the hooks' fast path: `report` and `snapshot` without argparse, their settings read in part --
+    spec = COMMANDS[args.command]
+    positional: list[str] = []
+    for name, count, _ in spec.get("positionals", ()):
+        value = getattr(args, name)
+        positional.extend(value if count == "*" else [value])
+    flags = [flag for flag, _, _ in spec.get("options", ())] + list(spec.get("settings", ()))
+    given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in flags}
+    options = {flag: str(value) for flag, value in given.items() if value not in (None, False)}
+    return args.command, positional, options
 
 
 def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | None:
-    """`report`, `snapshot` or `hook` in their plain forms: command, positionals, options.
-
-    argparse costs more than the rest of the hooks' path; anything this does not recognise
-    exactly (help, abbreviations, a repeated or unknown option, a value that looks like an
-    option) returns None and goes to argparse, which then behaves as it always did.
-    """
+    """`report`, `snapshot` or `hook` in their plain forms, without argparse (it costs more than
+    the rest of the hooks' path); None for anything else (help, abbreviations, a repeated or
+    unknown option, a value that looks like an option), which argparse then takes."""
     spec = COMMANDS.get(argv[0]) if argv else None
     if spec is None or not spec.get("fast"):
         return None
     # From the same entries argparse is built from: required positionals, at most one more for
     # each optional or repeated one (a longer form goes to argparse), options taking a value.
-    counts = [count for _, count, _ in _entries(spec, "positionals")]
+    counts = [count for _, count, _ in spec.get("positionals", ())]
     least, most = counts.count("1"), len(counts)
-    allowed = {flag for flag, metavar, _ in _entries(spec, "options") if metavar is not None}
-    allowed.update(_entries(spec, "settings"))
+    allowed = {flag for flag, metavar, _ in spec.get("options", ()) if metavar is not None}
+    allowed.update(spec.get("settings", ()))
     positional: list[str] = []
     options: dict[str, str] = {}
     rest = iter(argv[1:])
@@ -339,60 +322,15 @@ def _fast_command(argv: list[str]) -> tuple[str, list[str], dict[str, str]] | No
     return argv[0], positional, options
 
 
-def _fast(command: str, positional: list[str], options: dict[str, str]) -> int:
-    flags = {
-        _SETTING_FLAGS[flag]: (flag, value)
-        for flag, value in options.items()
-        if flag in _SETTING_FLAGS
-    }
-    if command == "hook":
-        # Never fails the agent: exits 0, problems logged (agent.hooks.command).
-        from agent.hooks.command import run_hook  # noqa: PLC0415
+def _run(settings: Settings) -> int:
+    import anyio  # noqa: PLC0415
 
-        return run_hook(
-            positional[0],
-            positional[1:],
-            flags,
-            event=options.get("--event"),
-            then_run=options.get("--then-run"),
-            started=_started(),
-        )
-
-    from agent import config  # noqa: PLC0415
-    from agent.reportsocket import client as report_socket  # noqa: PLC0415
-
-    settings = config.read(flags=flags, only=config.HOOK_FIELDS)
-    if command == "report":
-        summary = positional[1] if len(positional) > 1 else ""
-        status = report_socket.parse_report(positional[0], summary, options.get("--uri", ""))
-        return report_socket.report(settings, status)
-    return _snapshot(settings)
-
-
-def _started() -> float:
-    """The process's start, which the hook budget counts from (agent.hooks.command)."""
-    from agent.hooks.command import process_started  # noqa: PLC0415
-
-    return process_started()
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    from agent import config  # noqa: PLC0415
-
-    return config.read(flags=_setting_flags(args))
-
-
-def _setting_flags(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
-    return {
-        variable: (flag, value)
-        for flag, variable in _SETTING_FLAGS.items()
-        if (value := getattr(args, _dest(flag), None)) is not None
-    }
-
-
-def _logging(settings: Settings) -> None:
+    from agent.coder.route import needs_coder_http  # noqa: PLC0415
+    from agent.daemon.daemon import run_daemon  # noqa: PLC0415
     from agent.log import configure_from  # noqa: PLC0415
 
+    if needs_coder_http(settings, uploads=not settings.hooks_mode):
+        settings.require_coder()  # before anything starts, naming what is missing
     configure_from(settings)
     if settings.warnings:
         import structlog  # noqa: PLC0415
@@ -400,36 +338,4 @@ def _logging(settings: Settings) -> None:
         log = structlog.get_logger("agent.config")
         for warning in settings.warnings:
             log.warning("configuration_warning", problem=warning)
-
-
-def _snapshot(settings: Settings) -> int:
-    from agent.reportsocket import client as report_socket  # noqa: PLC0415
-
-    # A running daemon saves from its live mirror over warm connections: ask it first.
-    code = report_socket.snapshot(settings)
-    if code is not None:
-        return code
-    # No daemon: the blocking shell of the stop path (the standard library; httpx only for an
-    # upload through a proxy). The configuration is read and checked in full.
-    from agent.stop import oneshot  # noqa: PLC0415
-
-    return oneshot.snapshot_once(settings.full())
-
-
-def _run(settings: Settings) -> int:
-    import anyio  # noqa: PLC0415
-
-    from agent.coder.route import needs_coder_http  # noqa: PLC0415
-    from agent.daemon.daemon import run_daemon  # noqa: PLC0415
-
-    if needs_coder_http(settings, uploads=not settings.hooks_mode):
-        settings.require_coder()  # before anything starts, naming what is missing
-    _logging(settings)
     return anyio.run(run_daemon, settings)
-
-
-def _report(settings: Settings, args: argparse.Namespace) -> int:
-    from agent.reportsocket import client as report_socket  # noqa: PLC0415
-
-    status = report_socket.parse_report(args.state, args.summary, args.uri or "")
-    return report_socket.report(settings, status)

@@ -1,20 +1,11 @@
-"""AgentAPI's `GET /messages` answer, read and checked without pydantic: one rule for both paths.
+"""AgentAPI's `GET /messages` answer, read and checked with the standard library only.
 
-Why a module of its own: the answer is read by the typed client (`agent.agentapi`, for the
-daemon and the stop hook) and by the one-shot snapshot's standard-library path
-(`agent.stop.oneshot`, which must not import pydantic). Both read it here, so both keep and
-drop exactly the same messages. The per-message rule is the one `agent.agentapi.Message`
-states for events too (a property test holds the two to each other).
-
-Read tolerantly: one malformed message must not cost the whole history (the snapshot would
-then post nothing). Every message that can be understood is kept, the others are dropped and
-counted. A message is understood when it is an object with an integer `id` (not a boolean), a
-role as text (`role`, or the older `type` when `role` is absent), a text `content` and an
-RFC 3339 `time`; unknown keys are ignored (every answer carries `$schema`). Roles are
-normalised to the two Coder reads back (`user`, `agent`); any other role is kept here and left
-out where a snapshot is built. The answer as a whole must be a UTF-8 JSON object whose
-`messages` is an array. Times are kept as the text AgentAPI sent (Go prints nanoseconds, which
-a Python datetime would round). Standard library only.
+One rule for both readers: the typed client (`agent.agentapi`) and the one-shot snapshot
+(`agent.stop.oneshot`, which must not import pydantic) keep and drop the same messages, and
+`agent.agentapi.Message` states the same rule for events (a property test holds them equal).
+Read tolerantly: one malformed message must not cost the whole history (the snapshot would then
+post nothing), so each message that cannot be understood is dropped and counted. Times are
+kept as AgentAPI's text (Go prints nanoseconds, which a datetime would round).
 """
 
 from __future__ import annotations
@@ -31,9 +22,10 @@ SERVICE = "AgentAPI"
 MAX_MESSAGES_BYTES = 128 * 1024 * 1024
 # The phrase AgentAPI puts in its 500 answer to a message sent while the agent is running.
 BUSY_PHRASE = "message can only be sent when the agent is waiting for user input"
-# RFC 3339 date-time, the form Coder's snapshot endpoint parses (fraction of any length).
+# The date-time form Coder's snapshot endpoint parses (a fraction of any length).
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-# Every name a role has gone by, to the two Coder can read back.
+# Every name a role has gone by, to the two Coder reads back; other roles are kept here and left
+# out where a snapshot is built.
 ROLES = {
     "user": "user",
     "input": "user",
@@ -45,17 +37,13 @@ ROLES = {
 
 
 def check_time(value: str) -> str:
-    """`value` when it is RFC 3339 text; ValueError otherwise."""
     if not RFC3339.match(value):
         raise ValueError("time is not RFC 3339")
     return value
 
 
 def normalise_role(value: object) -> str:
-    """`user` or `agent` for any known name of those roles; another role as it came.
-
-    Raises ValueError when the role is not text.
-    """
+    """`user` or `agent` for any known name of those roles; another role as it came."""
     if not isinstance(value, str):
         raise ValueError("role is not text")  # noqa: TRY004 - pydantic reports ValueError only
     return ROLES.get(value.strip().lower(), value)
@@ -77,29 +65,25 @@ class WireMessage:
 
 
 def check_message(item: object) -> WireMessage:
-    """`item` (one decoded entry of `messages`) as a message; ValueError saying what is wrong."""
+    """One decoded entry of `messages` as a message (unknown keys ignored: every answer carries
+    `$schema`; `type` is the older name of `role`); ValueError saying what is wrong."""
     if not isinstance(item, dict):
         raise ValueError("not an object")  # noqa: TRY004 - a reason the caller collects
     ident = item.get("id")
     if not isinstance(ident, int) or isinstance(ident, bool):
         raise ValueError("id: not an integer")  # noqa: TRY004
-    if "role" in item:
-        role = normalise_role(item["role"])
-    elif "type" in item:
-        role = normalise_role(item["type"])
-    else:
+    key = "role" if "role" in item else "type"
+    if key not in item:
         raise ValueError("role: missing")
-    content = item.get("content")
-    if not isinstance(content, str):
-        raise ValueError("content: not text")  # noqa: TRY004
-    time = item.get("time")
-    if not isinstance(time, str):
-        raise ValueError("time: not text")  # noqa: TRY004
-    return WireMessage(ident, role, content, check_time(time))
+    role = normalise_role(item[key])
+    for name in ("content", "time"):
+        if not isinstance(item.get(name), str):
+            raise ValueError(f"{name}: not text")  # noqa: TRY004
+    return WireMessage(ident, role, item["content"], check_time(item["time"]))
 
 
 class History:
-    """A `/messages` answer as read: the messages kept, and why each other one was dropped."""
+    """The messages kept, and why each other one was dropped."""
 
     __slots__ = ("dropped", "messages")
 
@@ -108,8 +92,7 @@ class History:
         self.dropped = dropped
 
     def dropped_fields(self) -> dict[str, object] | None:
-        """The fields of the `agentapi_messages_dropped` line, or None when nothing is left out
-        of a snapshot (a malformed message, or one of a role other than user or agent)."""
+        """The `agentapi_messages_dropped` fields; None when a snapshot leaves nothing out."""
         other = sum(1 for m in self.messages if m.role not in ("user", "agent"))
         if not self.dropped and not other:
             return None
@@ -123,11 +106,8 @@ class History:
 
 
 def read_history(body: bytes) -> History:
-    """A `GET /messages` answer's messages, every one that can be understood.
-
-    Raises BadResponse only when the answer as a whole is not a messages list (not UTF-8 JSON,
-    not an object, no `messages` array).
-    """
+    """Every message that can be understood; BadResponse only when the answer as a whole is
+    not UTF-8 JSON of an object with a `messages` array."""
     try:
         answer: object = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:

@@ -1,21 +1,11 @@
-"""The daemon's HTTP: its two httpx clients, one bounded request, httpx answers into the error tree.
+"""The daemon's HTTP: its two httpx clients, one bounded request, httpx failures in the error tree.
 
-The two `httpx.AsyncClient`s are built here from the settings (`agentapi_http`, `coder_http`).
-AgentAPI is on loopback: no proxy from the environment applies to it. Coder is reached the way
-the workspace reaches it (proxy and CA variables honoured), with TLS verification on unless
-turned off explicitly, by `agent.wire`'s TLS rules (the blocking runtime's too). Neither client
-follows redirects: the token must not leave its origin. Coder's client keeps its connection
-between calls (`CODER_LIMITS`): the stop's upload goes on the connection the status reports
-left open, with its body built ahead by the daemon.
-
-Both clients translate an unsuccessful answer here, through the rules of
-`agent.wire` (shared with the blocking runtime, `agent.http_blocking`), so "try again",
-"rejected" and "unsupported" mean the same thing whichever server said it and whichever client
-asked. `request` gives every call one overall deadline and reads the answer through a size cap
-(per-read timeouts let a server trickling a byte a second hold a caller for ever; an unbounded
-read lets a 400 MB answer take 800 MB of memory). httpx's own exceptions are translated here
-too, into "not sent" (the request never left) and "outcome unknown" (it left; the server may
-have applied it).
+AgentAPI is on loopback: no proxy from the environment. Coder is reached as the workspace reaches
+it (proxy and CA variables honoured), TLS by `agent.wire`'s rules, its connection kept between
+calls (the stop's upload reuses the status reports'). Neither follows redirects: the token stays
+at its origin. Answers are translated by `agent.wire`'s rules, shared with `agent.http_blocking`.
+`request` gives a call one overall deadline (a per-read timeout lets a server trickling a byte a
+second hold a caller for ever) and reads the answer through a size cap.
 """
 
 from __future__ import annotations
@@ -25,7 +15,6 @@ from typing import Any
 
 import httpx
 
-from agent import wire as httperrors
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.config import Environment, Secret, Settings, verbatim
 from agent.errors import (
@@ -37,76 +26,30 @@ from agent.errors import (
     TransportError,
 )
 from agent.wire import (
-    MAX_DETAIL_CHARS,
     MAX_ERROR_BODY,
-    MAX_RETRY_AFTER,
     TOKEN_HEADER,
     USER_AGENT,
     answer_error,
     coder_tls_context,
-    parse_retry_after,
     tls_context,
     transport_detail,
 )
 
-__all__ = [
-    "CODER_LIMITS",
-    "MAX_DETAIL_CHARS",
-    "MAX_ERROR_BODY",
-    "MAX_RETRY_AFTER",
-    "TRANSPORT_FAILURES",
-    "agentapi_http",
-    "coder_http",
-    "overall_deadline",
-    "problem_detail",
-    "request",
-    "retry_after_seconds",
-    "status_error",
-    "transport_error",
-]
-
-# Coder's connection is kept between calls, so that the stop's upload does not wait for a TCP
-# and TLS handshake. A connection the server closed while idle is never used: httpcore finds
-# it readable (the server's FIN) when a request asks for a connection, drops it and opens a new
-# one, before anything is sent (tests/test_http.py). One idle longer than KEEP_IDLE_FOR is
-# dropped too: cloud NATs and load balancers forget an idle flow after about four minutes
-# without telling either end, and a request on such a connection would wait for its deadline.
+# httpcore never sends on a connection the server closed while idle (tests/test_http.py); cloud
+# NATs and load balancers forget an idle flow after ~4 minutes silently: past KEEP_IDLE_FOR, drop.
 KEEP_IDLE_FOR = 180.0
 CODER_LIMITS = httpx.Limits(
     max_connections=20, max_keepalive_connections=4, keepalive_expiry=KEEP_IDLE_FOR
 )
-# Used when the http client has no read timeout to take the overall deadline from.
+# When the http client has no read timeout to take the overall deadline from.
 DEFAULT_DEADLINE = 10.0
-# httpx errors raised before any byte of the request left: the server saw nothing.
+# Raised before any byte of the request left: the server saw nothing.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-# What a call through httpx raises when the connection fails. httpcore maps a TLS error to
-# ConnectError only during the handshake: a corrupt record later (a broken middlebox, garbage
-# on the wire) comes out of httpx as the bare ssl.SSLError, which would escape the error tree.
+# httpcore maps a TLS error to ConnectError only in the handshake: a corrupt record later comes
+# out of httpx as the bare ssl.SSLError, which would escape the error tree.
 TRANSPORT_FAILURES = (httpx.HTTPError, ssl.SSLError)
-
-
-# Request headers that carry a credential: a server echoing one has it masked in its words.
+# Request headers that carry a credential: masked where a server echoes them.
 SECRET_HEADERS = ("coder-session-token", "authorization")
-
-
-def problem_detail(response: httpx.Response) -> str:
-    """The server's own words from a problem+json (or plain text) error answer, the request's
-    credentials masked, then shortened."""
-    return httperrors.problem_detail(response.content, sent_secrets(response))
-
-
-def sent_secrets(response: httpx.Response) -> tuple[str, ...]:
-    """The credentials the request behind `response` carried (none when it has no request)."""
-    try:
-        headers = response.request.headers
-    except RuntimeError:  # a Response built without its request
-        return ()
-    return tuple(value for name in SECRET_HEADERS if (value := headers.get(name)))
-
-
-def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
-    """The Retry-After hint in seconds (delta or HTTP date), or None when absent or garbled."""
-    return parse_retry_after(response.headers.get("retry-after"), now)
 
 
 def status_error(
@@ -118,6 +61,10 @@ def status_error(
     busy_phrase: str | None = None,
 ) -> RemoteError:
     """The error for an answer outside 2xx (`agent.wire.answer_error`)."""
+    try:
+        sent = response.request.headers
+    except RuntimeError:  # a Response built without its request
+        sent = httpx.Headers()
     return answer_error(
         service,
         what,
@@ -126,26 +73,18 @@ def status_error(
         response.headers.get("retry-after"),
         not_found_unsupported=not_found_unsupported,
         busy_phrase=busy_phrase,
-        secrets=sent_secrets(response),
+        secrets=tuple(value for name in SECRET_HEADERS if (value := sent.get(name))),
     )
 
 
 def url_of(http: httpx.AsyncClient, path: str) -> str:
-    """The URL a request for `path` goes to, for error messages (never carrying the token).
-
-    As httpx makes it, the base URL's path then `path`: URL.join would drop that base path,
-    and costs 40-250 us (a tenth of the stop path's budget) for a text read only on errors.
-    """
+    """The URL of `path` as httpx makes it, for errors (URL.join would drop the base path, and
+    costs 40-250 us, a tenth of the stop path's budget)."""
     return f"{str(http.base_url).rstrip('/')}{path}"
 
 
 def transport_error(service: str, what: str, exc: httpx.HTTPError | ssl.SSLError) -> TransportError:
-    """The error for an httpx failure: NotSent when the request never left, else OutcomeUnknown.
-
-    An ssl.SSLError here came after the handshake (see TRANSPORT_FAILURES): the request left.
-    Worded by `agent.wire.transport_detail` (a TLS failure named as one, as the blocking
-    runtime names it).
-    """
+    """NotSent when the request never left, else OutcomeUnknown (a bare SSLError: it left)."""
     connecting = isinstance(exc, httpx.ConnectError)  # the TLS handshake is in the connect
     detail = transport_detail(type(exc).__name__, exc, connecting=connecting)
     if isinstance(exc, _NOT_SENT):
@@ -174,14 +113,9 @@ async def request(
     clock: Clock = SYSTEM_CLOCK,
     **kwargs: Any,
 ) -> httpx.Response:
-    """One call under one overall `deadline` (seconds), its answer read through `max_body`.
-
-    Returns the answer with its body read (whatever the status). Raises NotSent,
-    OutcomeUnknown (no full answer before the deadline, a reset, ...), or, with `whole_body`,
-    BadResponse when a successful answer is larger than `max_body` (without it, the body is
-    cut there; an error answer is always cut to its first MAX_ERROR_BODY bytes). The deadline
-    is on `clock`.
-    """
+    """One call under one overall `deadline` on `clock`; the answer, its body read (whatever its
+    status) through `max_body` (an error answer: MAX_ERROR_BODY). Raises NotSent, OutcomeUnknown,
+    or BadResponse for a 2xx over `max_body` with `whole_body` (without: cut there)."""
     what = what or f"{method} {path}"
     try:
         with clock.fail_after(deadline):
@@ -189,16 +123,14 @@ async def request(
                 ok = 200 <= response.status_code < 300
                 body, complete = await _read_capped(response, max_body if ok else MAX_ERROR_BODY)
     except TimeoutError:
-        # The connect phase may have been the slow part, but that cannot be told apart here:
-        # "unknown" is the safe side (the reporter then re-sends rather than trusting).
+        # Maybe only the connect was slow, but that cannot be told here: "unknown" is the safe side.
         raise OutcomeUnknown(service, what, f"no full answer within {deadline:g} s") from None
     except TRANSPORT_FAILURES as exc:
         raise transport_error(service, what, exc) from None
     if ok and whole_body and not complete:
         raise BadResponse(service, what, f"the answer exceeds {max_body} bytes")
-    # The body is already decoded: the encoding headers must not make httpx decode it again.
-    # As bytes: httpx decodes a value that is not ASCII as UTF-8 and would refuse to encode that
-    # text again (`Retry-After: ²` raised UnicodeEncodeError here, outside the error tree).
+    # The body is decoded already: no encoding headers, or httpx decodes it again. Raw bytes: a
+    # value that is not ASCII would not encode again (`Retry-After: ²`: UnicodeEncodeError).
     headers = [
         (name, value)
         for name, value in response.headers.raw
@@ -210,27 +142,25 @@ async def request(
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """At most `limit` bytes of the body, and whether that was all of it (stops reading there)."""
-    chunks: list[bytes] = []
-    size = 0
+    """At most `limit` bytes of the body, and whether that was all of it."""
+    body = bytearray()
     async for chunk in response.aiter_bytes():
-        if size + len(chunk) > limit:
-            chunks.append(chunk[: limit - size])
-            return b"".join(chunks), False
-        size += len(chunk)
-        chunks.append(chunk)
-    return b"".join(chunks), True
+        body += chunk
+        if len(body) > limit:
+            return bytes(body[:limit]), False
+    return bytes(body), True
 
 
 def agentapi_http(settings: Settings) -> httpx.AsyncClient:
     """A client for the local AgentAPI (verified by certifi's bundle only, never proxied)."""
     url = settings.agentapi_url
+    verify = tls_context(verify=True, trust_env=False) if url.startswith("https://") else None
     return httpx.AsyncClient(
         base_url=url,
         timeout=httpx.Timeout(settings.agentapi_timeout),
         follow_redirects=False,
         trust_env=False,
-        verify=tls_context(verify=True, trust_env=False) if _https(url) else plain_http(),
+        verify=verify or plain_http(),
         headers={"user-agent": USER_AGENT},
     )
 
@@ -239,10 +169,7 @@ def coder_http(
     settings: Settings, url: str, token: Secret, environment: Environment | None = None
 ) -> httpx.AsyncClient:
     """A client for the Coder server, carrying the agent token header, its connection kept.
-
-    Raises ConfigError when SSL_CERT_FILE or SSL_CERT_DIR names a CA source that cannot be
-    loaded (`agent.wire.tls_context`), or the proxy variables name a proxy httpx cannot use.
-    """
+    Raises ConfigError for a CA source that cannot be loaded or a proxy httpx cannot use."""
     environment = Environment() if environment is None else environment
     tls = coder_tls_context(
         url,
@@ -255,39 +182,23 @@ def coder_http(
             base_url=url,
             timeout=httpx.Timeout(settings.request_timeout),
             follow_redirects=False,
-            verify=tls if tls is not None else plain_http(),
+            verify=tls or plain_http(),
             limits=CODER_LIMITS,
             headers={TOKEN_HEADER: token.reveal(), "user-agent": USER_AGENT},
         )
     except (ValueError, ImportError, OSError, httpx.InvalidURL, ssl.SSLError) as exc:
-        raise environment_error(exc, environment) from None
-
-
-def environment_error(exc: Exception, environment: Environment) -> ConfigError:
-    """What httpx's refusal to build a client from the environment means, naming the variables.
-
-    httpx reads the proxy (`*_PROXY`, `NO_PROXY`) and CA (`SSL_CERT_FILE`, `SSL_CERT_DIR`)
-    variables itself and raises as it builds the client: a scheme it has no transport for
-    (`socks5h://` without socksio, `ftp://`), a URL it cannot parse, a CA file that does not
-    exist. Each killed every command with a traceback; it is a configuration error, so it says
-    which variables, never their values (a proxy URL may carry credentials).
-    """
-    if isinstance(exc, OSError | ssl.SSLError):
-        names = [n for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if environment.is_set(n)]
-        problem = "cannot be loaded as CA certificates"
-    else:
-        names = sorted(environment.proxies())
-        problem = "is not a proxy httpx can use (http://, https://, socks5:// with socksio)"
-    if not names:
-        names = ["the proxy and CA variables"]
-    return ConfigError(", ".join(names), f"{problem} ({type(exc).__name__})")
-
-
-def _https(url: str) -> bool:
-    return url.startswith("https://")
+        # httpx reads the proxy and CA variables itself: named here, never their values (a
+        # proxy URL may carry credentials).
+        if isinstance(exc, OSError | ssl.SSLError):
+            names = [n for n in ("SSL_CERT_FILE", "SSL_CERT_DIR") if environment.is_set(n)]
+            problem = "cannot be loaded as CA certificates"
+        else:
+            names = sorted(environment.proxies())
+            problem = "is not a proxy httpx can use (http://, https://, socks5:// with socksio)"
+        variables = ", ".join(names) or "the proxy and CA variables"
+        raise ConfigError(variables, f"{problem} ({type(exc).__name__})") from None
 
 
 def plain_http() -> ssl.SSLContext:
-    """What to give httpx's `verify` for a plain-http URL: no TLS happens, so nothing is loaded
-    (certifi's bundle costs about 20 ms of a short command's start-up)."""
+    """httpx's `verify` for a plain-http URL: nothing loaded (certifi's bundle costs ~20 ms)."""
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

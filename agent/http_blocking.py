@@ -1,35 +1,19 @@
-"""One blocking HTTP request on the standard library's `http.client`: the short-lived commands'.
+"""One blocking HTTP request on `http.client`: the short-lived commands' (`agent.stop.oneshot`).
 
-Why it exists: `snapshot` without a daemon and `stop-hook` make two requests each (GET
-AgentAPI's `/messages`, POST the snapshot to Coder) and must cost about what Coder's own stop
-script costs; starting an event loop and importing httpx costs more than that whole script.
-The daemon's requests go through `agent.http_async` (httpx); this helper does the same for the
-blocking shell (`agent.stop.oneshot`), with the same rules:
+`snapshot` without a daemon and `stop-hook` must cost about what Coder's bash stop script costs;
+an event loop and httpx cost more than that script. The rules are `agent.http_async`'s: one
+overall deadline for the whole call (name lookup, connect, TLS, and every read gets only the time
+left, so a trickling server cannot stretch it; TimeoutError, for the caller to word); the body
+read through a cap (a declared length past it refused unread); no redirect followed (a 3xx is an
+answer); TLS by the caller's `agent.wire.tls_context`; failures worded as httpx's are
+(`agent.wire.transport_detail`): NotSent before the request left, OutcomeUnknown after.
 
-- one overall deadline for the whole call: the name lookup (in a thread, for a name other than
-  `localhost` or an address), the connect, TLS, sending and every read (each read gets only the
-  time left, so a server trickling its answer cannot stretch the call). TimeoutError when it
-  passes, for the caller to word (as `agent.retry` words its own);
-- the answer read through a size cap: a 2xx past `max_body` is refused (BadResponse) or cut,
-  any other answer cut at `error_body`; a declared length past the cap is refused unread;
-- never a redirect followed (`http.client` follows none): a 3xx is an answer, the token stays;
-- TLS by the rules of `agent.wire.tls_context`, the caller's context, wrapped here around the
-  socket this module opens (`http.client.HTTPSConnection` is not used: see below);
-- failures in the error tree as `agent.http_async` words httpx's (`agent.wire.transport_detail`):
-  NotSent when nothing left (no such host, refused, TLS handshake refused, named as a TLS
-  failure), OutcomeUnknown once the request may have left.
+Import cost: `http.client` imports `ssl` only to define HTTPSConnection, a third of its import,
+paid for nothing on plain http (the usual case). So, unless `ssl` is loaded already, it is
+imported with `ssl` hidden, and an https URL imports `ssl` afresh (`agent.wire.tls_context`).
 
-Import cost: `http.client` imports `ssl` at its top, only to define HTTPSConnection. That is a
-third of http.client's import (OpenSSL's initialisation and the enums of its constants), paid
-by every plain-http run of `snapshot` and `stop-hook` (the usual case: AgentAPI on loopback,
-Coder often plain http inside the deployment) for nothing. So, unless something imported `ssl`
-already, `http.client` is imported with `ssl` hidden (it then leaves HTTPSConnection out) and
-`ssl` is imported afresh by whoever needs it (`agent.wire.tls_context` for an https URL).
-
-Proxies: `http.client` does not read the proxy variables, httpx does. A request made with
-`trust_env` (Coder's) while a proxy variable is set is handed to `agent.http_async.request` on a
-throwaway httpx client: the one place the blocking runtime meets a proxy. AgentAPI is on
-loopback and never proxied, as in the daemon.
+Proxies: `http.client` reads no proxy variable. A `trust_env` request (Coder's) while one is set
+goes to `agent.http_async.request` on a throwaway httpx client; AgentAPI is never proxied.
 """
 
 from __future__ import annotations
@@ -38,6 +22,7 @@ import os
 import socket
 import sys
 import time
+from functools import cache
 from urllib.parse import urlencode, urlsplit  # http.client imports it anyway
 
 from agent.config import Environment
@@ -47,7 +32,6 @@ from agent.wire import USER_AGENT, transport_detail
 if "ssl" in sys.modules or "http.client" in sys.modules:
     import http.client
 else:
-    # Hidden while http.client is imported (see the module docstring), then not hidden any more.
     sys.modules["ssl"] = None  # type: ignore[assignment]
     try:
         import http.client
@@ -65,10 +49,11 @@ if TYPE_CHECKING:
 
 _READ = 65536
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_HEADERS = {"Accept": "*/*", "Connection": "close", "User-Agent": USER_AGENT}
 
 
 class Answer:
-    """An answer with its body read (through the cap)."""
+    """An answer with its body read through the cap (`complete` False when cut there)."""
 
     __slots__ = ("body", "complete", "headers", "status")
 
@@ -76,7 +61,7 @@ class Answer:
         self.status = status
         self.headers = headers  # lower-case names; a repeated header keeps its last value
         self.body = body
-        self.complete = complete  # False when the body was cut at the cap
+        self.complete = complete
 
     @property
     def ok(self) -> bool:
@@ -106,13 +91,8 @@ def request(
     tls: ssl.SSLContext | None = None,
     trust_env: bool = False,
 ) -> Answer:
-    """One call to `path` under the base URL `base`, all of it within `timeout` seconds.
-
-    A 2xx body is read through `max_body` (past it: BadResponse with `whole_body`, else cut),
-    any other through `error_body`. `trust_env`: the proxy variables apply (see the module
-    docstring). Raises TimeoutError when `timeout` passes, NotSent when the request never
-    left, OutcomeUnknown when it may have, BadResponse (above).
-    """
+    """One call to `path` under `base` within `timeout` s: a 2xx body through `max_body` (past
+    it BadResponse with `whole_body`, else cut), any other through `error_body`."""
     if trust_env and Environment().proxies():
         return _through_httpx(
             base,
@@ -136,35 +116,32 @@ def request(
     )
     sock: socket.socket | None = None
     try:
-        sock = _connect(connection, service, what)
-        try:
-            sock.settimeout(_left(deadline))
-            connection.request(
-                method,
-                target,
-                body=body,
-                headers={
-                    "Accept": "*/*",
-                    "Connection": "close",
-                    "User-Agent": USER_AGENT,
-                    **dict(headers),
-                },
-            )
-            response = connection.getresponse()
-            ok = 200 <= response.status < 300
-            limit = max_body if ok else error_body
-            if ok and whole_body and response.length is not None and response.length > limit:
-                raise BadResponse(service, what, f"the answer exceeds {max_body} bytes")
-            read, complete = _read_capped(response, limit, keep_cut=not (ok and whole_body))
-        except TimeoutError:
-            raise
-        except http.client.HTTPException as exc:
-            detail = str(exc) or type(exc).__name__
-            raise OutcomeUnknown(service, what, f"RemoteProtocolError: {detail}") from None
-        except OSError as exc:
-            raise OutcomeUnknown(service, what, transport_detail("ReadError", exc)) from None
+        connection.connect()
+        sock = connection.sock
+        sock.settimeout(_left(deadline))
+        connection.request(method, target, body=body, headers={**_HEADERS, **dict(headers)})
+        response = connection.getresponse()
+        ok = 200 <= response.status < 300
+        limit = max_body if ok else error_body
+        if ok and whole_body and response.length is not None and response.length > limit:
+            raise BadResponse(service, what, f"the answer exceeds {max_body} bytes")
+        read, complete = _read_capped(response, limit, keep_cut=not (ok and whole_body))
+    except TimeoutError:
+        raise
+    except http.client.HTTPException as exc:
+        detail = str(exc) or type(exc).__name__
+        raise OutcomeUnknown(service, what, f"RemoteProtocolError: {detail}") from None
+    except OSError as exc:
+        if sock is None:  # no address, refused, unreachable, the TLS handshake
+            detail = transport_detail("ConnectError", exc, connecting=True)
+            raise NotSent(service, what, detail) from None
+        raise OutcomeUnknown(service, what, transport_detail("ReadError", exc)) from None
     finally:
-        _close(connection, sock)
+        # Closed now: http.client leaves the descriptor open while a response still holds the
+        # socket's file (a read that failed midway), and may have let go of the socket already.
+        connection.close()
+        if sock is not None and sock.fileno() != -1:
+            os.close(sock.detach())
     if ok and whole_body and not complete:
         raise BadResponse(service, what, f"the answer exceeds {max_body} bytes")
     answer_headers = {name.lower(): value.strip() for name, value in response.getheaders()}
@@ -174,56 +151,26 @@ def request(
 def _connection(
     base: str, path: str, *, query: Mapping[str, str] | None
 ) -> tuple[http.client.HTTPConnection, str]:
-    """A connection to the base URL's server (not yet connected), and the request target.
-
-    An HTTPConnection for https too: the socket it is given is already TLS (`_open`).
-    """
+    """An unconnected HTTPConnection (for https too: `_open` makes its socket TLS), the target."""
     parts = urlsplit(base)
     target = parts.path.rstrip("/") + "/" + path.lstrip("/")
     if query:
         target += "?" + urlencode(query)
     default = _DEFAULT_PORTS[parts.scheme]
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port or default)
-    # The scheme's port, so that `Host` names it as HTTPSConnection would: `example.com`, never
-    # `example.com:443` (a virtual host may not match that).
+    # So that `Host` leaves the scheme's port out as HTTPSConnection does (`example.com`, never
+    # `example.com:443`, which a virtual host may not match).
     connection.default_port = default
     return connection, target
-
-
-def _connect(connection: http.client.HTTPConnection, service: str, what: str) -> socket.socket:
-    """Connect (the TLS handshake done, for https); NotSent when no connection was made."""
-    try:
-        connection.connect()
-    except TimeoutError:
-        raise
-    except OSError as exc:  # no address, refused, unreachable, the TLS handshake
-        raise NotSent(
-            service, what, transport_detail("ConnectError", exc, connecting=True)
-        ) from None
-    sock: socket.socket = connection.sock
-    return sock
-
-
-def _close(connection: http.client.HTTPConnection, sock: socket.socket | None) -> None:
-    """Close the connection and its socket now. `http.client` leaves the descriptor open while a
-    response object it made still holds the socket's file (a read that failed midway), and may
-    have let go of the socket itself already."""
-    connection.close()
-    if sock is not None and sock.fileno() != -1:
-        os.close(sock.detach())
 
 
 def _read_capped(
     response: http.client.HTTPResponse, limit: int, *, keep_cut: bool
 ) -> tuple[bytes, bool]:
-    """At most `limit` bytes of the body, and whether that was all of it (stops reading there).
-
-    Past the cap, what was read is kept (cut at the cap) only with `keep_cut`: a body that
-    will be refused is not copied (the cap is 128 MiB for `/messages`).
-    """
+    """At most `limit` bytes of the body, and whether that was all; past it, what was read is
+    kept only with `keep_cut` (a body to be refused is not copied: the cap may be 128 MiB)."""
     if response.length is not None and response.length <= limit:
-        # A declared length within the cap: read in one allocation, not copied afterwards.
-        return response.read(), True
+        return response.read(), True  # one allocation, no copy
     chunks: list[bytes] = []
     size = 0
     while size <= limit:
@@ -232,7 +179,6 @@ def _read_capped(
             return b"".join(chunks), True
         chunks.append(chunk)
         size += len(chunk)
-    # Past the cap: the rest is never read, and what was read is cut at the cap.
     return (b"".join(chunks)[:limit] if keep_cut else b""), False
 
 
@@ -253,35 +199,27 @@ class _DeadlineSocket(socket.socket):
         return super().recv_into(buffer, nbytes, flags)
 
 
-_TLS_CLASS: list[type[ssl.SSLSocket]] = []
-
-
+@cache
 def _tls_socket_class() -> type[ssl.SSLSocket]:
-    """The TLS socket class under the deadline (built once, when https is first used)."""
-    if not _TLS_CLASS:
-        import ssl  # noqa: PLC0415 - only for an https URL
+    """The TLS socket class under the deadline (built when https is first used)."""
+    import ssl  # noqa: PLC0415 - only for an https URL
 
-        class _DeadlineTLSSocket(ssl.SSLSocket):
-            """A TLS socket under the deadline, as _DeadlineSocket (the handshake is bounded by
-            the timeout the connect left: the ssl module keeps one deadline per call)."""
+    class _DeadlineTLSSocket(ssl.SSLSocket):
+        """As _DeadlineSocket (the handshake has the timeout the connect left)."""
 
-            deadline = float("inf")
+        deadline = float("inf")
 
-            def recv_into(
-                self, buffer: WriteableBuffer, nbytes: int | None = None, flags: int = 0
-            ) -> int:
-                self.settimeout(_left(self.deadline))
-                return super().recv_into(buffer, nbytes, flags)
+        def recv_into(
+            self, buffer: WriteableBuffer, nbytes: int | None = None, flags: int = 0
+        ) -> int:
+            self.settimeout(_left(self.deadline))
+            return super().recv_into(buffer, nbytes, flags)
 
-        _TLS_CLASS.append(_DeadlineTLSSocket)
-    return _TLS_CLASS[0]
+    return _DeadlineTLSSocket
 
 
 def _open(address: tuple[str, int], deadline: float, tls: ssl.SSLContext | None) -> socket.socket:
-    """A socket connected to `address` within the deadline, TLS done over it when `tls` is given.
-
-    Raises OSError when none could be made (ssl.SSLError for the TLS handshake), TimeoutError.
-    """
+    """A socket connected to `address` within the deadline, TLS done over it with `tls`."""
     host, port = address
     last: OSError | None = None
     for family, kind, proto, sockaddr in _resolve(host, port, deadline):
@@ -290,22 +228,20 @@ def _open(address: tuple[str, int], deadline: float, tls: ssl.SSLContext | None)
         try:
             sock.settimeout(_left(deadline))
             sock.connect(sockaddr)
-        except TimeoutError:
-            sock.close()
-            raise
         except OSError as exc:
             sock.close()
+            if isinstance(exc, TimeoutError):
+                raise
             last = exc
             continue
         except BaseException:
             sock.close()
             raise
-        # The TLS handshake, when there is one, runs under what is left of the deadline.
-        sock.settimeout(_left(deadline))
+        sock.settimeout(_left(deadline))  # what the TLS handshake may take
         if tls is None:
             return sock
-        # As HTTPSConnection.connect does; the TLS socket (which closes the connection if the
-        # handshake fails) is a new object, under the deadline again.
+        # As HTTPSConnection.connect does; the TLS socket (closing the connection if the
+        # handshake fails) is a new object, put under the deadline again.
         tls.sslsocket_class = _tls_socket_class()
         secure = tls.wrap_socket(sock, server_hostname=host)
         secure.deadline = deadline  # type: ignore[attr-defined]
@@ -317,10 +253,7 @@ _Address = tuple[socket.AddressFamily, socket.SocketKind, int, tuple[object, ...
 
 
 def _resolve(host: str, port: int, deadline: float) -> list[_Address]:
-    """The addresses of `host`, within the deadline (a name is looked up in a thread).
-
-    Raises OSError (socket.gaierror) when the name has none, TimeoutError.
-    """
+    """The addresses of `host` within the deadline (a name is looked up in a thread)."""
     stream = socket.SOCK_STREAM
     if host == "localhost":
         # Loopback by definition (RFC 6761), as curl and Go treat it: no lookup, no thread (it
@@ -334,7 +267,6 @@ def _resolve(host: str, port: int, deadline: float) -> list[_Address]:
             socket.inet_pton(family, host)
         except OSError:
             continue
-        # An address already: no lookup.
         address = (host, port) if family == socket.AF_INET else (host, port, 0, 0)
         return [(family, stream, 0, address)]
     import threading  # noqa: PLC0415 - only to bound a name lookup by the deadline
@@ -353,15 +285,14 @@ def _resolve(host: str, port: int, deadline: float) -> list[_Address]:
     thread.join(_left(deadline))
     if not found:
         raise TimeoutError
-    result = found[0]
-    if isinstance(result, OSError):
-        raise result
-    return result
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return found[0]
 
 
 def _through_httpx(base: str, tls: ssl.SSLContext | None, timeout: float, **call: Any) -> Answer:
-    """The same call through httpx, which routes it by the proxy variables; `call`: the
-    arguments of `agent.http_async.request` (httpx's `headers`, `params` and `content`)."""
+    """The same call through httpx, which honours the proxy variables; `call`: the arguments of
+    `agent.http_async.request`. A body cut at its cap is not told apart (`whole_body` refuses)."""
     import anyio  # noqa: PLC0415 - only when a proxy variable is set
     import httpx  # noqa: PLC0415
 
@@ -381,11 +312,5 @@ def _through_httpx(base: str, tls: ssl.SSLContext | None, timeout: float, **call
                 return await http_async.request(client, deadline=timeout + 1.0, **call)
 
     response = anyio.run(run)
-    # A body cut at its cap is not told apart here: a caller that needs it whole says so
-    # (`whole_body`, then BadResponse is raised instead).
-    return Answer(
-        response.status_code,
-        {name.lower(): value for name, value in response.headers.items()},
-        response.content,
-        complete=True,
-    )
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    return Answer(response.status_code, headers, response.content, complete=True)

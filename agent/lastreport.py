@@ -1,19 +1,13 @@
 """The last explicit report, kept in the runtime directory so that it survives a crash.
 
-After a crash or SIGKILL and a restart (systemd `Restart=`), the daemon's first observation
-would report idle over an explicit `complete` the agent's hook sent before: the rules hold a
-complete or failed against idle, but only in memory. The daemon saves such a report here and
-restores it at start. The file is written atomically (a private temporary file, then a rename)
-with mode 0600, and removed once the report no longer holds. It is read through the one trust
-check (agent.reportsocket.trust.read_trusted): in a directory that is ours, a regular file of
-ours that no one else can write, at most 64 KiB, never through a symlink, never waiting on a
-FIFO. Another user who made the directory first cannot plant a `complete` there. A file that is
-refused or cannot be parsed is ignored (and logged): it must never stop the daemon or a hook.
-
-The direct path (`report` or a hook with no daemon listening) keeps the same file, in the same
-directory, through `DirectMemory`: without it each hook process would start from nothing, and
-Claude Code's `Stop` after the agent's own `report complete` would turn the task back to idle.
-The decision is the daemon's own rule (`agent.rules.step`), applied to what the file holds.
+The rules hold a complete or failed against idle only in memory: after a crash and a restart
+(systemd `Restart=`) the daemon's first observation would report idle over it, so the daemon
+saves such a report here and restores it at start. The direct path (`report` or a hook with no
+daemon listening) keeps the same file through `DirectMemory`, deciding by the daemon's own rule
+(`agent.rules.step`): without it Claude Code's `Stop` after the agent's `report complete` would
+turn the task back to idle. Written atomically, mode 0600, and read through the one trust
+check (agent.reportsocket.trust.read_trusted), so another user cannot plant a `complete`. A
+file refused or unparsable is ignored and logged: it must never stop the daemon or a hook.
 """
 
 from __future__ import annotations
@@ -57,19 +51,14 @@ def save(path: Path, status: AppStatus) -> None:
 
 
 def load(path: Path) -> AppStatus | None:
-    """The report saved at `path`, or None (no file, or one not trusted or not a report).
-
-    Never raises: whatever another user could have put there is ignored with one warning.
-    """
-    # Ours only, not root's: only our own daemon and hooks write this file.
+    """The report saved at `path`, or None; never raises (anything else is one warning)."""
     body = read_trusted(path, max_bytes=_MAX_BYTES, log=log, what="the last explicit report")
     if body is None:
         return None
     try:
         raw = json.loads(body)
         status = AppStatus(AppState(raw["state"]), str(raw["message"]), str(raw.get("uri", "")))
-    # Any text at all: invalid UTF-8 or JSON (ValueError), nesting deep enough to exhaust the
-    # recursion limit, a list or a string where an object was written, a wrong state.
+    # Any text at all: invalid UTF-8 or JSON, nesting past the recursion limit, a wrong shape.
     except (ValueError, LookupError, TypeError, RecursionError, MemoryError) as exc:
         log.warning("last_report_unreadable", path=str(path), error=type(exc).__name__)
         return None
@@ -84,27 +73,18 @@ def clear(path: Path) -> None:
         log.warning("last_report_not_cleared", path=str(path), error=str(exc))
 
 
-def _sticky(status: AppStatus | None) -> bool:
-    return status is not None and status.state in (AppState.COMPLETE, AppState.FAILED)
-
-
 class DirectMemory:
-    """The reporting rules' memory for reports sent straight to Coder (no daemon listens).
-
-    `held(status, from_hook)` says whether the rules keep what Coder shows instead (a hook's
-    idle after an explicit complete or failed); `delivered(status, from_hook)` records a report
-    Coder confirmed. A report that was not delivered changes nothing: the file then still says
-    what Coder was last known to show.
-    """
+    """The reporting rules' memory for reports sent straight to Coder (no daemon listens)."""
 
     def __init__(self, directory: Path | None) -> None:
-        # The report socket's directory: the daemon's own file, so a daemon started later
-        # restores what the direct path recorded, and the other way round.
+        # The report socket's directory: the daemon's own file, shared both ways.
         self.path = None if directory is None else directory / FILE_NAME
         self._saved = None if self.path is None else load(self.path)
 
     def _after(self, status: AppStatus, from_hook: bool) -> tuple[RulesState, RulesState]:
-        before = RulesState(wanted=self._saved, sticky=_sticky(self._saved))
+        saved = self._saved
+        sticky = saved is not None and saved.state in (AppState.COMPLETE, AppState.FAILED)
+        before = RulesState(wanted=saved, sticky=sticky)
         return before, step(before, ExplicitReport(status, 0.0, from_hook=from_hook), 0.0)
 
     def held(self, status: AppStatus, *, from_hook: bool) -> AppStatus | None:
@@ -113,26 +93,19 @@ class DirectMemory:
         return before.wanted if after is before else None
 
     def delivered(self, status: AppStatus, *, from_hook: bool) -> None:
-        """Coder confirmed `status`: remember it while it holds, forget the old one otherwise."""
+        """Coder confirmed `status` (one not delivered changes nothing): remember it while it
+        holds, forget the old one otherwise."""
         if self.path is None:
             return
         _, after = self._after(status, from_hook)
         if after.sticky:
-            if _make_private_dir(self.path.parent):
+            # Nothing is written into a directory that is not ours: another user could read it.
+            try:
+                make_private_dir(self.path.parent)
+            except (OSError, Untrusted) as exc:
+                log.warning("last_report_not_saved", path=str(self.path.parent), error=str(exc))
+            else:
                 save(self.path, status)
         elif self._saved is not None:
             clear(self.path)
         self._saved = status if after.sticky else None
-
-
-def _make_private_dir(directory: Path) -> bool:
-    """The daemon's directory checks (0700, ours); False, logged, when the directory fails them.
-
-    Nothing is written into a directory that is not ours: another user could read it there.
-    """
-    try:
-        make_private_dir(directory)
-    except (OSError, Untrusted) as exc:
-        log.warning("last_report_not_saved", path=str(directory), error=str(exc))
-        return False
-    return True

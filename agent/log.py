@@ -1,26 +1,21 @@
 """Logging for every command: structured lines, the agent token masked, configured once.
 
-Logs are events with fields: JSON lines on stderr when stderr is not a terminal (journald,
-containers, pipes), a readable console rendering on a terminal. The daemon and the heavy paths
-log through structlog (`configure`, which imports structlog when called); the short commands a
-hook runs (`report`, `hook`, `snapshot` without a daemon) write the same lines with `Writer`,
-the standard library only, so that they cost about what starting Python costs (issue 14).
-
-The masking rule is here and nowhere else (`mask`): every secret (the agent token) is replaced
-wherever it appears, and so is any piece of it of `PIECE` characters or more, in case something
-cut it before it reached us. Mask, then cut: text from outside (a server's error answer, a
-daemon's words) is masked before it is shortened (`mask(..., limit=N)`), never the other way
-round, or a token split by the cut would leave its head unmasked. Both writers run every field
-through `scrub` at the end, tracebacks included.
+JSON lines on stderr when it is not a terminal, a console rendering on one. The daemon and the
+heavy paths log through structlog (`configure`); the short commands a hook runs write the same
+lines with `Writer`, standard library only, so they cost about what starting Python costs
+(issue 14). The one masking rule is `mask`: the token, and any piece of it of PIECE characters
+or more (something may have cut it before us), is replaced; text from outside is masked, then
+cut, or a token split by the cut would leave its head unmasked. Both writers scrub every field.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 
-# A plain constant that type checkers treat as true: `typing` is not imported on the hooks' path.
+# True for type checkers only: `typing` stays off the hooks' path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, MutableMapping, Sequence
@@ -29,8 +24,7 @@ if TYPE_CHECKING:
     from agent.config import Secret, Settings
 
 REDACTED = "[REDACTED]"
-# A piece of the token this long or longer is masked too: a random 8-character run of a token
-# does not occur in ordinary text, and 8 characters of a token are too many to show.
+# A random 8-character run of a token does not occur in ordinary text, and is too much to show.
 PIECE = 8
 
 
@@ -38,40 +32,29 @@ def mask(text: str, secrets: Sequence[str], limit: int | None = None) -> str:
     """`text` with every secret, and every piece of one of PIECE characters or more, replaced
     by REDACTED; then cut to `limit` characters when given (mask, then cut)."""
     for secret in secrets:
-        if not secret:
-            continue
-        if secret in text:
+        if secret and secret in text:
             text = text.replace(secret, REDACTED)
         if len(secret) > PIECE:
             text = _mask_pieces(text, secret)
-    if limit is not None:
-        text = text[:limit]
-    return text
+    return text if limit is None else text[:limit]
 
 
 def _mask_pieces(text: str, secret: str) -> str:
-    """`text` with every run made of PIECE-character windows of `secret` replaced."""
-    spans: list[tuple[int, int]] = []
+    """`text` with every run covered by PIECE-character windows of `secret` (overlapping or
+    touching ones as one run) replaced."""
+    covered = bytearray(len(text))
     for start in range(len(secret) - PIECE + 1):
         piece = secret[start : start + PIECE]
         found = text.find(piece)
         while found != -1:
-            spans.append((found, found + PIECE))
+            covered[found : found + PIECE] = b"\x01" * PIECE
             found = text.find(piece, found + 1)
-    if not spans:
-        return text
-    spans.sort()
     parts: list[str] = []
     kept = 0  # text before this index is written out
-    begin, end = spans[0]
-    for span_begin, span_end in spans[1:]:
-        if span_begin <= end:  # overlapping or touching: one masked run
-            end = max(end, span_end)
-            continue
-        parts += [text[kept:begin], REDACTED]
-        kept, (begin, end) = end, (span_begin, span_end)
-    parts += [text[kept:begin], REDACTED, text[end:]]
-    return "".join(parts)
+    for run in re.finditer(b"\x01+", covered):
+        parts += [text[kept : run.start()], REDACTED]
+        kept = run.end()
+    return "".join([*parts, text[kept:]])
 
 
 def scrub(value: object, secrets: Sequence[str]) -> object:
@@ -92,22 +75,14 @@ def _texts(secrets: Iterable[Secret | str]) -> tuple[str, ...]:
     return tuple(v for v in values if v)
 
 
-# -- structlog, for the daemon and the heavy paths ---------------------------------------------
-
-
-class _Redactor:
-    """A structlog processor that masks secret values in every field."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        self._values = secrets
-
-    def __call__(
-        self, logger: object, method: str, event: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
-        if self._values:
-            for key, value in event.items():
-                event[key] = scrub(value, self._values)
-        return event
+def _redact(
+    secrets: Sequence[str], logger: object, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The structlog processor (bound to `secrets`) that masks every field."""
+    if secrets:
+        for key, value in event.items():
+            event[key] = scrub(value, secrets)
+    return event
 
 
 def _monotonic(
@@ -123,30 +98,30 @@ def configure(
     secrets: Iterable[Secret | str] = (),
     stream: TextIO | None = None,
 ) -> None:
-    """Configure structlog for the process. Call once, at start."""
-    import logging  # noqa: PLC0415 - structlog's path only
+    """Configure structlog for the process, once, at start."""
+    import functools  # noqa: PLC0415 - structlog's path only
+    import logging  # noqa: PLC0415
 
     import structlog  # noqa: PLC0415 - not on the hooks' path
 
     out = stream if stream is not None else sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        # Monotonic seconds: durations measured from the log itself (a deadline kept or not)
-        # hold whatever the wall clock or the machine's load did.
-        _monotonic,
-    ]
-    # Tracebacks are rendered to text *before* the redactor runs, in both formats, so that a
-    # secret inside an exception message is masked too.
-    processors += [structlog.processors.format_exc_info, _Redactor(_texts(secrets))]
-    if console:
-        processors.append(structlog.dev.ConsoleRenderer(colors=False))
-    else:
-        processors.append(structlog.processors.JSONRenderer())
+    renderer = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if console
+        else structlog.processors.JSONRenderer()
+    )
     structlog.configure(
-        processors=processors,
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _monotonic,  # durations measured from the log hold whatever the wall clock did
+            # Tracebacks become text before the redactor: a secret in an exception is masked.
+            structlog.processors.format_exc_info,
+            functools.partial(_redact, _texts(secrets)),
+            renderer,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
@@ -156,19 +131,11 @@ def configure(
 
 
 def configure_from(settings: Settings, stream: TextIO | None = None) -> None:
-    """Configure structlog as `settings` ask, masking their token."""
     configure(settings.log_level, settings.log_format, settings.masks, stream)
 
 
-# -- the short commands' writer (standard library only) ----------------------------------------
-
-
 class Writer:
-    """Log lines in the format `configure` gives structlog, with the token masked.
-
-    JSON lines when stderr is not a terminal, the console rendering on one; same keys, same
-    order (fields, then event, level, timestamp, mono).
-    """
+    """The lines `configure` gives structlog (same keys, same order), standard library only."""
 
     _LEVELS: ClassVar[dict[str, int]] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -186,23 +153,18 @@ class Writer:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Writer:
-        """The writer `settings` ask for, masking the token."""
         return cls(settings.log_level, settings.log_format, settings.masks)
 
     def debug(self, event: str, **fields: object) -> None:
-        """Write a debug line."""
         self._emit("debug", event, fields)
 
     def info(self, event: str, **fields: object) -> None:
-        """Write an info line."""
         self._emit("info", event, fields)
 
     def warning(self, event: str, **fields: object) -> None:
-        """Write a warning line."""
         self._emit("warning", event, fields)
 
     def error(self, event: str, **fields: object) -> None:
-        """Write an error line."""
         self._emit("error", event, fields)
 
     def _emit(self, level: str, event: str, fields: dict[str, object]) -> None:
@@ -212,17 +174,14 @@ class Writer:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
         stamp += f".{int(now % 1 * 1_000_000):06d}Z"
         record = {key: scrub(value, self.secrets) for key, value in fields.items()}
+        said = scrub(event, self.secrets)
+        mono = round(time.monotonic(), 4)
         if self._console:
-            record["mono"] = round(time.monotonic(), 4)
+            record["mono"] = mono
             pairs = " ".join(f"{key}={_console_repr(record[key])}" for key in sorted(record))
-            line = f"{stamp} [{level:<9}] {scrub(event, self.secrets):<30} {pairs}".rstrip()
+            line = f"{stamp} [{level:<9}] {said:<30} {pairs}".rstrip()
         else:
-            record.update(
-                event=scrub(event, self.secrets),
-                level=level,
-                timestamp=stamp,
-                mono=round(time.monotonic(), 4),
-            )
+            record.update(event=said, level=level, timestamp=stamp, mono=mono)
             line = json.dumps(record)
         try:
             self._stream.write(line + "\n")

@@ -1,12 +1,8 @@
-"""The domain types every other module shares: app states, status reports, exit codes.
+"""The domain types every module shares: app states, status reports, exit codes. Pure.
 
-Pure: no I/O, no third-party imports. The pure rules (`rules`), the snapshot builder, both
-clients and the command line import these from here, so importing the rules never loads an
-HTTP library (see docs/architecture.md).
-
-The hooks' fast path (`agent.reportsocket.client`) imports this module too, and must not pay for
-`typing` (it pulls in `re` and more): `AgentStatus` is therefore built on first use, and
-`TYPE_CHECKING` is a plain constant that type checkers treat as true.
+The hooks' fast path imports this module and must not pay for `typing` or `dataclasses` (issue
+14): `AgentStatus` is built on first use, `TYPE_CHECKING` is a plain constant type checkers
+treat as true, and the immutable values are written out on `Frozen`.
 """
 
 from __future__ import annotations
@@ -35,6 +31,38 @@ ELLIPSIS = "…"
 REPLACEMENT = "\ufffd"
 
 
+class Frozen:
+    """An immutable value whose fields are its `__match_args__`, set once with `_set`."""
+
+    __slots__ = ()
+    __match_args__: tuple[str, ...] = ()
+
+    def _set(self, **fields: object) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__match_args__)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
+        return f"{type(self).__name__}({fields})"
+
+
 class AppState(enum.StrEnum):
     """A task's app state, in the words the user sees."""
 
@@ -49,18 +77,9 @@ class AppState(enum.StrEnum):
         return "failure" if self is AppState.FAILED else self.value
 
 
-class AppStatus:
-    """One app-status report, immutable. Two reports are the same report when all three fields are.
-
-    Written out rather than a frozen dataclass: the hooks' fast path imports this module, and
-    importing `dataclasses` alone costs about as much as the rest of that path.
-
-    Built from text that comes from outside (a hook's argument, a prompt, a socket request),
-    so construction is the boundary: what UTF-8 cannot carry is replaced (`clean_text`) and the
-    message is shortened to the server's limit (`shorten`). Every path that reports (socket,
-    direct, hooks, the rules) therefore sends the same bytes for the same input, and nothing
-    later can fail to encode it.
-    """
+class AppStatus(Frozen):
+    """One app-status report. Construction is the boundary for text from outside: it is
+    cleaned and shortened here, so every path sends the same bytes and none fails to encode."""
 
     __slots__ = ("message", "state", "uri")
     __match_args__ = ("state", "message", "uri")
@@ -69,29 +88,7 @@ class AppStatus:
     uri: str
 
     def __init__(self, state: AppState, message: str = "", uri: str = "") -> None:
-        object.__setattr__(self, "state", state)
-        object.__setattr__(self, "message", shorten(message))
-        object.__setattr__(self, "uri", clean_text(uri))
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"AppStatus is immutable: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"AppStatus is immutable: cannot delete {name!r}")
-
-    def _key(self) -> tuple[AppState, str, str]:
-        return (self.state, self.message, self.uri)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not AppStatus:
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return f"AppStatus(state={self.state!r}, message={self.message!r}, uri={self.uri!r})"
+        self._set(state=state, message=shorten(message), uri=clean_text(uri))
 
 
 class ExitCode(enum.IntEnum):
@@ -106,37 +103,31 @@ class ExitCode(enum.IntEnum):
 
 
 def clean_text(text: str) -> str:
-    """`text` with what UTF-8 or the server's database cannot hold replaced by U+FFFD.
+    """`text` with lone surrogates and NUL replaced by U+FFFD.
 
     Lone surrogates are what Python makes of bytes that are not UTF-8 (a Latin-1 commit subject
-    passed as an argument arrives as U+DC80-U+DCFF); encoding them raises. NUL is refused by
-    the server's database (PostgreSQL text), which answers 500 and so would be retried forever.
+    as an argument); encoding them raises. NUL is refused by the server's PostgreSQL with a 500,
+    which would be retried forever.
     """
-    if text.isascii():
-        return text.replace("\x00", REPLACEMENT) if "\x00" in text else text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # Rare, and short texts: a plain loop keeps `re` off the hooks' fast path.
-        text = "".join(REPLACEMENT if "\ud800" <= c <= "\udfff" else c for c in text)
-    return text.replace("\x00", REPLACEMENT) if "\x00" in text else text
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Rare, and short texts: a plain loop keeps `re` off the hooks' fast path.
+            text = "".join(REPLACEMENT if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text.replace("\x00", REPLACEMENT)
 
 
-def shorten(text: str, limit: int = MAX_STATUS_MESSAGE_BYTES) -> str:
-    """`text` cleaned (`clean_text`) and cut to at most `limit` UTF-8 bytes, at a character
-    boundary, ending in an ellipsis. Idempotent: shortening a shortened text changes nothing."""
+def shorten(text: str) -> str:
+    """`text` cleaned and cut to MAX_STATUS_MESSAGE_BYTES at a character boundary, ending in an
+    ellipsis. Idempotent."""
     text = clean_text(text)
     raw = text.encode("utf-8")
-    if len(raw) <= limit:
+    if len(raw) <= MAX_STATUS_MESSAGE_BYTES:
         return text
-    keep = limit - len(ELLIPSIS.encode())
-    cut = raw[:keep]
-    # Step back over continuation bytes so no character is split.
-    while cut and (cut[-1] & 0xC0) == 0x80:
-        cut = cut[:-1]
-    if cut and cut[-1] >= 0xC0:
-        cut = cut[:-1]
-    return cut.decode("utf-8").rstrip() + ELLIPSIS
+    # "ignore" drops the character the cut split (the text is valid UTF-8 before the cut).
+    cut = raw[: MAX_STATUS_MESSAGE_BYTES - len(ELLIPSIS.encode())].decode("utf-8", "ignore")
+    return cut.rstrip() + ELLIPSIS
 
 
 def first_line(text: str, default: str) -> str:

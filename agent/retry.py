@@ -1,25 +1,15 @@
-"""The one retry policy, and the two loops that follow it (async and blocking).
+"""The one retry policy (`Backoff`) and the two loops that follow it, async and blocking.
 
-The policy (`Backoff`): exponential backoff with full jitter; a server's Retry-After honoured
-but never beyond the policy's cap (a hostile or confused server must not park a caller for a
-day); and, inside a caller's deadline, give up rather than take a wait that would end at or
-past it. Every retry of the program takes its waits from here: deliveries to Coder (`deliver`,
-async, for the daemon and the direct report; `deliver_blocking`, for the one-shot snapshot's
-standard-library path), the reporter's loop (which keeps its own "a newer report cuts the wait
-short" loop but asks `next_wait` how long), the supervisor's restarts, the watchers'
-reconnects and the report socket's accept loop. Only the "try again" branch of the error tree
-is retried.
+Exponential backoff with full jitter; a server's Retry-After honoured but never beyond the cap
+(a hostile or confused server must not park a caller for a day); inside a deadline, give up
+rather than take a wait that would end at or past it. Every retry of the program takes its
+waits from here. Only the TryAgain branch of the error tree is retried.
 
-Why not tenacity, which the design names: what these loops decide is ours either way (each
-attempt cut off at the caller's deadline on an injected clock, the cut-off's words naming the
-attempt before, the give-up test on the wait still to come, Retry-After within the cap), so
-tenacity would carry only the `while` around them: ten lines, written once for each runtime
-over the same three decisions below. It would cost more than it carries: its import on the
-one-shot snapshot's path, which must stay within 1.5x Coder's reference stop script and may
-not import it, and 50-100 us of machinery before the first attempt of the daemon's stop upload.
-
-Standard library only at import (the blocking path must not import anyio): the clock and the
-random source are parameters, the async loop's default clock imported when it runs.
+Why not tenacity: what these loops decide is ours either way (attempts cut off at the deadline
+on an injected clock, the cut-off naming the attempt before, Retry-After within the cap), so it
+would carry only the `while`, and cost its import on the one-shot snapshot's path (which must
+stay within 1.5x Coder's reference stop script) and 50-100 us before the first attempt.
+Standard library only at import: the blocking path must not import anyio.
 """
 
 from __future__ import annotations
@@ -27,8 +17,9 @@ from __future__ import annotations
 import random
 
 from agent.errors import CutOff, NotSent, TryAgain
+from agent.models import Frozen
 
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
+# True for type checkers only: `typing` stays off this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -40,12 +31,8 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 
-class Backoff:
-    """Exponential backoff with full jitter: a random wait in [0, min(cap, base * 2**n)].
-
-    Immutable. Written out rather than a frozen dataclass: `dataclasses` costs the one-shot
-    snapshot more than the rest of its retry loop.
-    """
+class Backoff(Frozen):
+    """Exponential backoff with full jitter: a random wait in [0, min(cap, base * 2**n)]."""
 
     __slots__ = ("base", "cap")
     __match_args__ = ("base", "cap")
@@ -53,22 +40,7 @@ class Backoff:
     cap: float
 
     def __init__(self, base: float = 0.2, cap: float = 5.0) -> None:
-        object.__setattr__(self, "base", base)
-        object.__setattr__(self, "cap", cap)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Backoff is immutable: cannot set {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Backoff) or type(other) is not type(self):
-            return NotImplemented
-        return (self.base, self.cap) == (other.base, other.cap)
-
-    def __hash__(self) -> int:
-        return hash((self.base, self.cap))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base={self.base!r}, cap={self.cap!r})"
+        self._set(base=base, cap=cap)
 
     def wait(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry number `attempt` (1 for the first retry)."""
@@ -103,9 +75,6 @@ RECONNECT_BACKOFF = Backoff(base=0.25, cap=10.0)
 ACCEPT_BACKOFF = Backoff(base=0.05, cap=1.0)
 
 
-# -- the decisions both loops share -------------------------------------------------------------
-
-
 def no_time_left(service: str) -> NotSent:
     """The error for an attempt the deadline leaves no time to start."""
     return NotSent(service, "request", "deadline reached before the attempt")
@@ -114,9 +83,8 @@ def no_time_left(service: str) -> NotSent:
 def cut_off(service: str, before: BaseException | None = None) -> CutOff:
     """The error for an attempt the deadline cut off (it may have reached the server).
 
-    `before`: the error of the attempt before it, named in the words. When the budget ends in
-    the middle of an attempt, "no answer before the deadline" alone would hide why the earlier
-    ones failed (an unknown certificate, a refused connection), which is what a reader needs.
+    It names `before`, the attempt before's error: "no answer before the deadline" alone would
+    hide why the earlier ones failed (an unknown certificate, a refused connection).
     """
     detail = "no answer before the deadline"
     if before is not None:
@@ -127,15 +95,11 @@ def cut_off(service: str, before: BaseException | None = None) -> CutOff:
 def wait_or_give_up(
     backoff: Backoff, attempt: int, error: TryAgain, now: float, deadline: float
 ) -> float:
-    """The wait before retry `attempt` after `error`; raises `error` when that wait would end
-    at or past `deadline` (a retry that cannot finish in time is not started)."""
+    """The wait before retry `attempt`; raises `error` when it would end at or past `deadline`."""
     wait = backoff.next_wait(attempt, error)
     if now + wait >= deadline:
         raise error
     return wait
-
-
-# -- the loops ----------------------------------------------------------------------------------
 
 
 async def deliver(
@@ -145,13 +109,10 @@ async def deliver(
     backoff: Backoff = CALL_BACKOFF,
     clock: Clock | None = None,
     on_retry: Callable[[RemoteError, float], None] | None = None,
-    service: str = "Coder",
 ) -> T:
-    """Run `call`, retrying TryAgain errors with backoff until success or `deadline`.
+    """Run `call`, retrying TryAgain errors until success or `deadline` (on `clock`'s scale).
 
-    `deadline` is on `clock`'s scale (default: the system clock). Each attempt is cut off at the
-    deadline (`cut_off`); a wait that would end past it is not taken: the last error is raised
-    instead. Rejected and Unsupported errors are raised at once.
+    Each attempt is cut off at the deadline; other errors are raised at once.
     """
     if clock is None:
         from agent.clock import SYSTEM_CLOCK  # noqa: PLC0415 - anyio: not on the blocking path
@@ -162,12 +123,12 @@ async def deliver(
     while True:
         remaining = deadline - clock.now()
         if remaining <= 0:
-            raise no_time_left(service)
+            raise no_time_left("Coder")
         try:
             with clock.fail_after(remaining):
                 return await call()
         except TimeoutError:
-            error: TryAgain = cut_off(service, told)
+            error: TryAgain = cut_off("Coder", told)
         except TryAgain as exc:
             error = told = exc
         attempt += 1
@@ -185,20 +146,15 @@ def deliver_blocking(
     sleep: Callable[[float], object],
     backoff: Backoff = CALL_BACKOFF,
     on_retry: Callable[[TryAgain, float], None] | None = None,
-    service: str = "Coder",
 ) -> T:
-    """`deliver` for blocking code: run `call(remaining)` until success or `deadline`.
-
-    `call` gets the seconds left before `deadline` and must not run past them (it raises
-    `cut_off(...)` when they run out, or its own TryAgain). The waits and the give-up are
-    `deliver`'s. Raises `no_time_left` when the deadline leaves no time for an attempt.
-    """
+    """`deliver` for blocking code: `call(remaining)` must not run past the seconds it is given
+    (it raises `cut_off(...)` when they run out)."""
     attempt = 0
     told: TryAgain | None = None  # the last error that was not a cut-off
     while True:
         remaining = deadline - now()
         if remaining <= 0:
-            raise no_time_left(service)
+            raise no_time_left("Coder")
         try:
             return call(remaining)
         except CutOff as exc:

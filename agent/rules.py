@@ -1,62 +1,49 @@
-"""The reporting rules: which app status the task should show, as a pure function.
+"""The reporting rules, a pure function: observations in, the status the task should show out.
 
-No I/O, no clock: every observation carries its own time, and `next_deadline` tells the caller
-when to come back with a `Tick` (the working debounce). The daemon feeds observations in and
-hands `RulesState.wanted` to the reporter, which delivers the latest one. This docstring is the
-one place the rules are written down (docs/rules.md repeats it, same numbers, same words).
+No I/O, no clock: every observation carries its time, and `next_deadline` says when to come
+back with a `Tick`. The rules (docs/rules.md says them word for word, tests/test_docs.py):
 
-The rules:
 1. The first status observation is reported: `running` -> working, `stable` -> idle.
-2. A new user message (a user id higher than any seen) -> working at once, with the prompt's
-   text (rule 9). User messages seen before the first status observation are history: they set
-   the baseline. A later whole history (`HistorySeen`: a `/messages` answer, or an `/events`
-   replay after a reconnect) keeps that baseline, so a prompt sent while the stream was down is
-   reported with its text; only a history that proves AgentAPI restarted (ids went backwards, or
-   the first user message is not the one known) starts a new baseline, and then its user
-   messages are new (they were sent to the restarted server).
-3. `running` without a new user message (a person typing, a spinner) -> working only once it has
-   lasted `debounce` seconds; a shorter blip reports nothing. Only a *change* to `running`
-   starts that clock: a poller reads `running` again every interval, a stream says it once, and
-   both must give the same result (an explicit complete is not undone by a repeated reading).
-4. `stable` -> idle whenever the task shows working, a repeated reading included (a poll reads
-   it again, a replay after a reconnect says it again): a working never outlives the agent's
-   idleness, whoever reported it. Two exceptions:
-   - 4a. An explicit complete or failed stays until the agent is observed working again (rule
-     2 or 3): `stable` is what "done" looks like, it does not contradict them.
-   - 4b. Right after a new user message, or an explicit working reported while AgentAPI reads
-     `stable`, the agent has not started yet: `stable` is not taken as the end of the turn
-     until the agent was seen running or `debounce` passed. If it still reads `stable` then,
-     -> idle, with no further reading needed (the `Tick` decides: a stream says `stable` once,
-     a poller reads it every interval, and both report that idle at the same moment).
+2. A new user message (an id higher than any seen) -> working at once, with the prompt's text
+   (rule 9). User messages seen before the first status observation set the baseline. A later
+   whole history (`HistorySeen`: a `/messages` answer, or an `/events` replay after a
+   reconnect) keeps it, so a prompt sent while the stream was down is reported with its text;
+   only a history proving AgentAPI restarted (ids went backwards, or the first user message is
+   not the one known) starts a new baseline, and its user messages are new.
+3. `running` without a new user message (a person typing, a spinner) -> working only once it
+   has lasted `debounce` seconds. Only a *change* to `running` starts that clock, so a poller
+   (which reads `running` every interval) and a stream (which says it once) agree.
+4. `stable` -> idle whenever the task shows working, repeated readings included: a working
+   never outlives the agent's idleness, whoever reported it. Two exceptions:
+   - 4a. An explicit complete or failed stays until the agent is seen working again (rule 2
+     or 3): `stable` is what "done" looks like.
+   - 4b. Right after a new user message, or an explicit working while AgentAPI reads `stable`,
+     the agent has not started yet: `stable` ends the turn only once the agent was seen
+     running or `debounce` passed; then the `Tick` reports the idle, with no further reading
+     needed, for a stream and a poller alike.
 5. An explicit report sets state, message and uri as given (the uri as in rule 8).
 6. (Delivery) a report identical to the last delivered one is not sent: see agent.daemon.reporter.
 7. A report from the agent's lifecycle hooks (agent.hooks.events) is an explicit report, except
-   that its idle does not replace an explicit complete or failed (rule 4a holds for hooks too);
-   and a `stable` reading does not replace an idle already shown, so a hook's words ("Turn
-   finished", "Waiting for permission to use Bash") stay instead of flapping to "Waiting for
-   input".
-8. The last reported uri (a PR link) stays on every status the rules derive (rules 1 to 4) and
-   on the hooks' reports (they carry none), until an explicit report carries another. An
-   explicit report with a message but no uri clears it; one with neither message nor uri keeps
-   it. That is what Coder's own reporter does.
-9. The texts of derived statuses: working by rule 1 or 3 says "Working"; working by a prompt
-   (rule 2) says the prompt's first non-blank line, stripped and shortened to Coder's 160 UTF-8
-   bytes (ending in "…" when cut), or "Working" when the prompt has no such line; idle by rule 1
-   or 4 says "Waiting for input".
-10. Where Coder's own reporter (`coder exp mcp server`, its `TestExpMcpReporter` cases) differs,
-    on purpose (tests/test_modes.py replays those cases in both modes, with these differences):
-    - 10a. Working from `running` waits out the debounce (rule 3), and the idle right after a
-      prompt or an explicit working waits for the agent to start or the debounce (rule 4b);
-      Coder reports both at once. Without the debounce a person typing in the terminal, or a
-      spinner's blip, reports working; without 4b a prompt flaps working -> idle -> working.
+   that its idle does not replace an explicit complete or failed (rule 4a), and a `stable`
+   reading does not replace an idle already shown, so a hook's words ("Turn finished") stay
+   instead of flapping to "Waiting for input".
+8. The last reported uri (a PR link) stays on derived statuses (rules 1 to 4) and on the hooks'
+   reports until an explicit report carries another; an explicit report with a message but no
+   uri clears it, one with neither keeps it (as Coder's own reporter does).
+9. Derived texts: working by rule 1 or 3 says "Working"; by a prompt (rule 2), the prompt's
+   first non-blank line, stripped and shortened to Coder's 160 UTF-8 bytes (ending in "…"
+   when cut), or "Working" when there is none; idle by rule 1 or 4 says "Waiting for input".
+10. Where Coder's own reporter (`coder exp mcp server`, its `TestExpMcpReporter` cases, which
+    tests/test_modes.py replays in both modes) differs, on purpose:
+    - 10a. Working from `running` waits out the debounce (rule 3), and the idle after a prompt
+      or an explicit working waits as rule 4b says; Coder reports both at once, so a person
+      typing or a spinner reports working, and a prompt flaps working -> idle -> working.
     - 10b. A derived status says what was derived (rule 9); Coder repeats the agent's last
-      summary ("doing work" on an idle task is stale). The uri is kept as Coder keeps it (rule
-      8).
+      summary ("doing work" on an idle task is stale).
     - 10c. An explicit idle stands; Coder turns an agent's idle into working while it watches
-      AgentAPI, because its reports come from the model's own tool calls. Ours come from the
-      agent's lifecycle hooks or a deliberate `report`.
+      AgentAPI, since its reports come from the model's tool calls (ours: hooks or `report`).
     - 10d. An explicit complete or failed holds against `stable` (rule 4a); Coder replaces it
-      with idle at the next `stable`, so the user never sees that the task ended or failed.
+      with idle, so the user never sees that the task ended or failed.
 """
 
 from __future__ import annotations
@@ -69,7 +56,6 @@ from typing import TYPE_CHECKING
 from agent.models import AgentStatus, AppState, AppStatus, first_line
 
 if TYPE_CHECKING:
-    # What the rules read of a message is a part of what the snapshot builder reads: one shape.
     from agent.snapshot import SnapshotMessage
 
 WORKING_MESSAGE = "Working"
@@ -78,16 +64,12 @@ IDLE_MESSAGE = "Waiting for input"
 
 @dataclass(frozen=True)
 class StatusSeen:
-    """AgentAPI's status was observed."""
-
     status: AgentStatus
     at: float
 
 
 @dataclass(frozen=True)
 class UserMessageSeen:
-    """A user message with this id and content was observed."""
-
     id: int
     content: str
     at: float
@@ -97,9 +79,8 @@ class UserMessageSeen:
 class HistorySeen:
     """The whole conversation as AgentAPI holds it now (`/messages`, or an `/events` replay).
 
-    Only what the rules need of it: the highest id, the first user message (its id and a digest
-    of its text: user messages are never rewritten, so a continuation keeps it) and the newest
-    user message. Build it with `history_of` or `HistoryBuilder`.
+    Only what the rules need: the highest id, the first user message (id and digest: user
+    messages are never rewritten, so a continuation keeps it) and the newest user message.
     """
 
     last_id: int | None
@@ -109,7 +90,7 @@ class HistorySeen:
 
 
 class HistoryBuilder:
-    """Accumulates a history message by message (an `/events` replay arrives one at a time)."""
+    """A HistorySeen built message by message (an `/events` replay arrives one at a time)."""
 
     def __init__(self) -> None:
         self._last_id: int | None = None
@@ -117,7 +98,7 @@ class HistoryBuilder:
         self._newest_user: tuple[int, str] | None = None
 
     def add(self, message_id: int, role: str, content: str) -> None:
-        """Take one message of the history (any order, rewrites allowed)."""
+        """Take one message (any order, rewrites allowed)."""
         if self._last_id is None or message_id > self._last_id:
             self._last_id = message_id
         if role != "user":
@@ -128,12 +109,10 @@ class HistoryBuilder:
             self._newest_user = (message_id, content)
 
     def seen(self, at: float) -> HistorySeen:
-        """The observation of the history accumulated so far."""
         return HistorySeen(self._last_id, self._first_user, self._newest_user, at)
 
 
 def history_of(messages: Iterable[SnapshotMessage], at: float) -> HistorySeen:
-    """The observation of a whole `/messages` answer."""
     builder = HistoryBuilder()
     for message in messages:
         builder.add(message.id, message.role, message.content)
@@ -141,24 +120,21 @@ def history_of(messages: Iterable[SnapshotMessage], at: float) -> HistorySeen:
 
 
 def digest(text: str) -> str:
-    """A short, stable fingerprint of a message text (text from outside may hold surrogates)."""
+    """A short, stable fingerprint of a text (text from outside may hold lone surrogates)."""
     data = text.encode("utf-8", errors="surrogatepass")
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True)
 class ExplicitReport:
-    """Somebody (the agent's hook) reported a status explicitly."""
-
     status: AppStatus
     at: float
-    # From the agent's lifecycle hooks (`hook claude-code`, `hook codex`): rule 7.
     from_hook: bool = False
 
 
 @dataclass(frozen=True)
 class Tick:
-    """Time passed; lets a pending debounce come due."""
+    """Time passed: a pending debounce may come due."""
 
     at: float
 
@@ -168,35 +144,23 @@ Observation = StatusSeen | UserMessageSeen | HistorySeen | ExplicitReport | Tick
 
 @dataclass(frozen=True)
 class RulesState:
-    """What the rules remember between observations."""
+    """What the rules remember between observations; `wanted` is what the task should show."""
 
     agent_status: AgentStatus | None = None
-    # Highest user message id known; None until one is seen.
     last_user_id: int | None = None
-    # Highest message id of any role known from a history or a user message.
-    last_id: int | None = None
-    # The first user message of the conversation: (id, digest). A history without it, or with
-    # a different one, is another conversation: AgentAPI restarted.
-    first_user: tuple[int, str] | None = None
-    # How many AgentAPI restarts the histories proved (the daemon logs each).
-    restarts: int = 0
-    # True until the first status observation: user ids seen until then are the baseline.
-    replaying: bool = True
-    # When the current `running` stretch began, if it has not yet been reported as working.
-    running_since: float | None = None
-    # When a working the agent has not yet confirmed by running began (a new user message, or
-    # an explicit working while AgentAPI read stable): rule 4b.
-    unconfirmed_since: float | None = None
-    # An explicit complete or failed holds against idle (rule 4a).
-    sticky: bool = False
-    # The last reported uri, kept on derived statuses and hook reports (rule 8).
-    uri: str = ""
-    # What the task should show now; None until something was observed.
+    last_id: int | None = None  # of any role, from a history or a user message
+    first_user: tuple[int, str] | None = None  # (id, digest): a history with another restarted
+    restarts: int = 0  # AgentAPI restarts the histories proved (the daemon logs each)
+    replaying: bool = True  # until the first status: user ids seen are the baseline (rule 2)
+    running_since: float | None = None  # a `running` stretch not yet reported (rule 3)
+    unconfirmed_since: float | None = None  # a working the agent has not confirmed (rule 4b)
+    sticky: bool = False  # an explicit complete or failed (rule 4a)
+    uri: str = ""  # rule 8
     wanted: AppStatus | None = None
 
 
 def step(state: RulesState, observation: Observation, debounce: float) -> RulesState:
-    """Apply one observation; the result's `wanted` is what the task should show."""
+    """Apply one observation."""
     match observation:
         case ExplicitReport(status=status, from_hook=from_hook, at=at):
             return _explicit(state, status, from_hook, at)
@@ -212,7 +176,7 @@ def step(state: RulesState, observation: Observation, debounce: float) -> RulesS
 
 
 def next_deadline(state: RulesState, debounce: float) -> float | None:
-    """When a Tick could change `wanted` (a debounce or a pending prompt comes due), if ever."""
+    """When a Tick could change `wanted` (a debounce comes due), if ever."""
     times = [t + debounce for t in (state.running_since, state.unconfirmed_since) if t is not None]
     return min(times) if times else None
 
@@ -251,21 +215,14 @@ def _history(state: RulesState, history: HistorySeen) -> RulesState:
     fresh = restarted(state, history)
     if fresh:
         state = replace(
-            state,
-            last_user_id=None,
-            last_id=None,
-            first_user=None,
-            restarts=state.restarts + 1,
+            state, last_user_id=None, last_id=None, first_user=None, restarts=state.restarts + 1
         )
-    last_id = history.last_id
-    if state.last_id is not None and (last_id is None or last_id < state.last_id):
-        last_id = state.last_id
+    last_id = max((i for i in (history.last_id, state.last_id) if i is not None), default=None)
     state = replace(state, last_id=last_id, first_user=state.first_user or history.first_user)
     if history.newest_user is None:
         return state
     user_id, content = history.newest_user
     if fresh:
-        # A restarted AgentAPI's user messages were all sent after the restart: new work.
         return _new_prompt(state, user_id, content, history.at)
     return _user_message(state, user_id, content, history.at)
 
@@ -302,14 +259,11 @@ def _status(state: RulesState, status: AgentStatus, at: float) -> RulesState:
         return replace(state, wanted=_derived(state, wanted))
     if status == "running":
         if not changed:
-            # A repeated reading (a poll, a replay) is no transition: rule 3's clock starts
-            # only on a change, so polling and the event stream decide alike.
-            return state
+            return state  # a repeated reading is no change (rule 3)
         state = replace(state, unconfirmed_since=None)
         if _showing_working(state) or state.running_since is not None:
             return state
         return replace(state, running_since=at)
-    # stable, changed or not (rule 4): a repeated reading ends a working just as a change does.
     state = replace(state, running_since=None)
     if _showing_working(state) and state.unconfirmed_since is None:
         return replace(state, wanted=_derived(state, AppState.IDLE))
@@ -333,6 +287,5 @@ def _showing_working(state: RulesState) -> bool:
 
 
 def _derived(state: RulesState, app_state: AppState) -> AppStatus:
-    """A status the rules derive from AgentAPI: rule 9's text, rule 8's kept uri."""
     message = WORKING_MESSAGE if app_state is AppState.WORKING else IDLE_MESSAGE
     return AppStatus(app_state, message, state.uri)

@@ -1,57 +1,41 @@
 """The log snapshot: AgentAPI messages in, the exact request body bytes out. Pure.
 
-Coder reads the upload through a 65536-byte limit and answers 400 past it, so everything here is
-measured on the bytes actually sent: compact JSON `{"messages":[{"id":..,"content":..,"role":..,
-"time":..},...]}`, UTF-8, non-ASCII characters unescaped (smaller than `\\uXXXX` for CJK and
-emoji), every JSON escape counted at its escaped size (a control character costs 6 bytes).
+Coder reads the upload through a 65536-byte limit and answers 400 past it, so everything is
+measured on the bytes sent: compact JSON `{"messages":[{"id":..,"content":..,"role":..,
+"time":..},...]}`, UTF-8, non-ASCII unescaped (smaller than `\\uXXXX` for CJK and emoji), every
+escape at its escaped size (a control character costs 6 bytes).
 
-Terms. The *window* is the `max_messages` newest messages whose role is `user` or `agent`, in
-the order given. Messages with any other role are left out before the window is chosen: Coder
-accepts them on upload but then fails every read of the task's logs. The order is AgentAPI's and
-is authoritative; nothing is re-sorted. A message's *size* is the length of its content's JSON
-string literal as sent (quotes included). Its *minimal form* is the smaller of its size and the
-size of a literal holding only the cut marker (the whole content cut). The *budget* B is what
-`max_bytes` leaves for the content literals once the body's frame and every kept message's id,
-role and time are counted.
+Terms. The *window*: the `max_messages` newest messages of role `user` or `agent`, in the order
+given (AgentAPI's, never re-sorted); other roles are left out first, as Coder accepts them on
+upload but then fails every read of the task's logs. A message's *size*: its content's JSON
+literal as sent, quotes included. Its *minimal form*: the smaller of its size and the literal of
+the cut marker alone. The *budget* B: what `max_bytes` leaves for the content literals once the
+frame and every kept message's id, role and time are counted.
 
 Policy, in order:
-
-1. Drop: while the minimal forms of the window do not fit, the oldest message is left out, so
-   what is sent is always a contiguous run ending with the newest. With 64 KB and ten messages
-   this never happens; it matters for small budgets only.
+1. Drop: while the window's minimal forms do not fit, the oldest message is left out, so what
+   is sent is a contiguous run ending with the newest (only small budgets ever need this).
 2. Whole: if every size fits in B, every message is sent whole.
-3. Newest: the newest message is allotted N = min(its size, B - the others' minimal forms,
-   max(its minimal form, ceil(B / 2), B - the others' sizes)). So it stays whole when it takes
-   at most half the budget, it takes whatever the others leave when they fit whole, and when it
-   is cut no older message is allotted more than it (the others' minimal forms only constrain
-   this for budgets far below 64 KB).
+3. Newest: it is allotted N = min(its size, B - the others' minimal forms, max(its minimal form,
+   ceil(B / 2), B - the others' sizes)): whole when it takes at most half the budget, whatever
+   the others leave when they fit whole, and when cut, no older message gets more than it.
 4. Water-fill: each older message is allotted min(its size, max(its minimal form, c)) for the
-   largest integer c with which the older messages fit in B - N: messages up to c stay whole,
-   every larger one is cut to c (or to its minimal form, where that is larger). The bytes that
-   rounding leaves go one each to the newest of the cut older messages; whatever the older
-   messages are not allotted goes to the newest.
-5. Cut: a message over its allotment loses its *beginning*; the end of an agent's output is what
-   matters. The content becomes the marker `[… K bytes cut …]` and a newline, then the longest
-   tail that fits, where K is the number of UTF-8 bytes of the original content removed. The cut
-   is on a character boundary: never inside a UTF-8 sequence or an escape, never between the
-   two halves of a surrogate pair, and past up to eight combining marks (Unicode category M) so
-   that the tail does not start with a mark orphaned from its base. Messages are cut oldest
-   first and each hands what its cut leaves unused to the next (then to the newest), so when
-   anything is cut the body falls short of `max_bytes` by what the last cut left: a character
-   that did not fit, at most 5 bytes, plus any half pair or marks skipped, 43 bytes at worst.
+   largest integer c with which they fit in B - N. Rounding's leftover bytes go one each to the
+   newest of the cut older messages; what the older ones are not allotted goes to the newest.
+5. Cut: a message over its allotment loses its *beginning* (the end of an agent's output is
+   what matters): the content becomes `[… K bytes cut …]`, a newline, and the longest tail that
+   fits, K being the UTF-8 bytes removed. Never inside a UTF-8 sequence, an escape or a
+   surrogate pair, and past up to eight combining marks (category M) so the tail does not start
+   with an orphaned mark. Cuts go oldest first, each handing what it leaves unused to the next,
+   so a cut body falls short of `max_bytes` by at most 43 bytes (a character that did not fit,
+   5 bytes, plus any half pair or marks skipped).
 
-With at least one usable message there is always a body, holding at least the newest message
-(a single 50 MB message yields its last 64 KB).
-Content is otherwise passed through byte for byte: escapes, emoji, combining marks, control
-characters, NUL. A lone surrogate (possible when the JSON AgentAPI sent had one) cannot be
-UTF-8: it is sent as its `\\uXXXX` escape, so the body is always valid UTF-8 and valid JSON, and
-it counts 3 bytes in K. (A pair held as two code points, which JSON parsing never yields, goes
-as its two escapes, read back as the one character.) Ids and times are sent as given, times as
-the text AgentAPI sent, nanoseconds included.
-
-Cost: only the window is looked at. A content with more characters than `max_bytes` cannot fit
-whole (every character costs at least one byte), so it is never encoded whole: only its last
-`max_bytes` characters are, and its UTF-8 length is counted in bounded chunks.
+With one usable message there is always a body (a single 50 MB message yields its last 64 KB).
+Content is otherwise passed byte for byte (escapes, emoji, marks, control characters, NUL). A
+lone surrogate (from JSON AgentAPI sent) goes as its `\\uXXXX` escape, so the body is valid
+UTF-8 and JSON, and counts 3 bytes in K; ids and times go as given (times as AgentAPI's text,
+nanoseconds included). Cost: a content longer than `max_bytes` characters cannot fit whole, so
+only its last `max_bytes` characters are ever encoded, and its length is counted in chunks.
 """
 
 from __future__ import annotations
@@ -59,20 +43,18 @@ from __future__ import annotations
 import json
 import unicodedata
 
-# A plain constant that type checkers treat as true: the one-shot snapshot imports this module
-# and must not pay for `typing` or `dataclasses` (issue 14), so the classes are written out.
+from agent.models import Frozen
+
+# True for type checkers only: the one-shot snapshot must not pay for `typing` (issue 14).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Protocol
 
     class SnapshotMessage(Protocol):
-        """What the builder needs of a message; agent.agentapi.Message fits.
-
-        A message may also have an int `cut_bytes`: UTF-8 bytes already dropped from the beginning
-        of its content (the daemon's mirror keeps only a long message's tail). They count in K, so
-        the body is the same as from the whole message.
-        """
+        """What the builder reads of a message; agent.agentapi.Message fits. An int `cut_bytes`,
+        if present, counts UTF-8 bytes the daemon's mirror already dropped from the beginning:
+        they count in K, so the body is the same as from the whole message."""
 
         @property
         def id(self) -> int: ...
@@ -84,9 +66,7 @@ if TYPE_CHECKING:
         def time(self) -> str: ...  # RFC 3339 text as AgentAPI sent it (nanoseconds survive)
 
 
-# The server reads the body through this limit and answers 400 past it.
 MAX_BODY_BYTES = 65536
-# The recent conversation only: the newest ten usable messages.
 MAX_MESSAGES = 10
 # Below this a budget cannot be relied on to hold one message's id, role, time and cut marker.
 MIN_BODY_BYTES = 1024
@@ -96,40 +76,23 @@ _HEAD = b'{"messages":['
 _TAIL = b"]}"
 # A character's JSON form is 1 byte (ASCII) to 6 bytes (`\u0001`, or a lone surrogate's escape).
 _MAX_CHAR_BYTES = 6
-# Combining marks skipped at most at the start of a tail: past that, keep the bytes instead.
 _MAX_MARKS = 8
 # Characters per slice when counting the UTF-8 length of a long content: bounded memory.
 _COUNT_CHUNK = 1 << 18
 
 
-class Snapshot:
-    """The body to POST and what went into it. Immutable; equal when every field is."""
+class Snapshot(Frozen):
+    """The body to POST and what went into it."""
 
     __slots__ = ("body", "dropped", "message_count", "truncated")
-    body: bytes  # the exact bytes to POST
-    message_count: int  # messages included
+    __match_args__ = ("body", "message_count", "dropped", "truncated")
+    body: bytes
+    message_count: int
     dropped: int  # messages of the window left out entirely
     truncated: int  # messages whose beginning was cut
 
     def __init__(self, *, body: bytes, message_count: int, dropped: int, truncated: int) -> None:
-        object.__setattr__(self, "body", body)
-        object.__setattr__(self, "message_count", message_count)
-        object.__setattr__(self, "dropped", dropped)
-        object.__setattr__(self, "truncated", truncated)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Snapshot is immutable: cannot set {name!r}")
-
-    def _key(self) -> tuple[bytes, int, int, int]:
-        return (self.body, self.message_count, self.dropped, self.truncated)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Snapshot):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
+        self._set(body=body, message_count=message_count, dropped=dropped, truncated=truncated)
 
     def __repr__(self) -> str:
         return (
@@ -149,11 +112,10 @@ def build_snapshot(
     max_bytes: int = MAX_BODY_BYTES,
     max_messages: int = MAX_MESSAGES,
 ) -> Snapshot | None:
-    """The snapshot body for `messages` (oldest first), by the policy in the module docstring.
+    """The body for `messages` (oldest first); None when none is `user` or `agent`.
 
-    Returns None when no message has role `user` or `agent`.
-    Raises ValueError when `max_bytes` < MIN_BODY_BYTES, when `max_messages` < 1, or when the
-    newest message's id, role and time alone do not fit in `max_bytes` (AgentAPI's never do).
+    ValueError for `max_bytes` < MIN_BODY_BYTES, `max_messages` < 1, or a newest message whose
+    id, role and time alone exceed `max_bytes` (AgentAPI's never do).
     """
     if max_bytes < MIN_BODY_BYTES:
         raise ValueError(f"max_bytes must be at least {MIN_BODY_BYTES}, got {max_bytes}")
@@ -162,7 +124,7 @@ def build_snapshot(
     window: list[_Part] = []
     for message in reversed(messages):
         if message.role in ROLES:
-            window.append(_Part.of(message, max_bytes))
+            window.append(_Part(message, max_bytes))
             if len(window) == max_messages:
                 break
     if not window:
@@ -196,10 +158,7 @@ def build_snapshot(
         pieces.append(part.prefix + literal + part.suffix)
     body = _HEAD + b",".join(pieces) + _TAIL
     return Snapshot(
-        body=body,
-        message_count=len(kept),
-        dropped=len(window) - len(kept),
-        truncated=truncated,
+        body=body, message_count=len(kept), dropped=len(window) - len(kept), truncated=truncated
     )
 
 
@@ -208,35 +167,18 @@ class _Part:
 
     __slots__ = ("message", "minimal", "original", "prefix", "size", "suffix")
 
-    def __init__(
-        self,
-        message: SnapshotMessage,
-        *,
-        prefix: bytes,  # {"id":N,"content":
-        suffix: bytes,  # ,"role":"...","time":"..."}
-        size: int,  # the whole literal; max_bytes + 1 stands for "more than any budget"
-        original: int,  # UTF-8 bytes of the content (a lone surrogate counts 3)
-        minimal: int,  # the smaller of `size` and the literal of the marker alone
-    ) -> None:
-        self.message = message
-        self.prefix = prefix
-        self.suffix = suffix
-        self.size = size
-        self.original = original
-        self.minimal = minimal
-
-    @classmethod
-    def of(cls, message: SnapshotMessage, max_bytes: int) -> _Part:
+    def __init__(self, message: SnapshotMessage, max_bytes: int) -> None:
         content = message.content
-        prefix = b'{"id":%d,"content":' % message.id
-        suffix = b',"role":' + _encode(message.role) + b',"time":' + _encode(message.time) + b"}"
-        # A mirror that kept only a long message's tail says how much it dropped.
-        original = utf8_len(content) + getattr(message, "cut_bytes", 0)
-        size = max_bytes + 1 if len(content) > max_bytes else len(_encode(content))
-        minimal = min(size, len(_encode(marker(original))))
-        return cls(
-            message, prefix=prefix, suffix=suffix, size=size, original=original, minimal=minimal
+        self.message = message
+        self.prefix = b'{"id":%d,"content":' % message.id
+        self.suffix = (
+            b',"role":' + _encode(message.role) + b',"time":' + _encode(message.time) + b"}"
         )
+        # UTF-8 bytes of the whole content (a lone surrogate counts 3), a mirror's cut included.
+        self.original = utf8_len(content) + getattr(message, "cut_bytes", 0)
+        # The whole literal; max_bytes + 1 stands for "more than any budget".
+        self.size = max_bytes + 1 if len(content) > max_bytes else len(_encode(content))
+        self.minimal = min(self.size, len(_encode(marker(self.original))))
 
 
 def _frame(parts: Sequence[_Part]) -> int:
@@ -283,10 +225,8 @@ def _water_level(parts: Sequence[_Part], room: int) -> int:
 
 
 def _cut(part: _Part, allotment: int) -> bytes:
-    """The literal of the marker and the longest tail of the content within `allotment` bytes.
-
-    `allotment` is at least the marker-only literal, and less than the whole literal.
-    """
+    """The marker and the longest tail within `allotment` (at least the marker-only literal,
+    less than the whole literal)."""
     content = part.message.content
     cut = part.original
     while True:
@@ -301,7 +241,6 @@ def _cut(part: _Part, allotment: int) -> bytes:
 
 def _tail_start(content: str, room: int) -> int:
     """Where the longest tail whose literal fits in `room` bytes begins, on a boundary."""
-    # Every character costs 1 to _MAX_CHAR_BYTES bytes, and the quotes 2.
     low = max(len(content) - (room - 2), 0)
     excess = len(_encode(content[low:])) - room
     if excess > 0:
@@ -316,7 +255,7 @@ def _tail_start(content: str, room: int) -> int:
             else:
                 low = middle + 1
     start = low
-    if 0 < start < len(content) and _is_low(content[start]) and _is_high(content[start - 1]):
+    if 0 < start < len(content) and _is_pair(content[start - 1 : start + 1]):
         start += 1  # not the second half of a pair without its first
     skipped = start
     while skipped < len(content) and unicodedata.category(content[skipped]).startswith("M"):
@@ -326,12 +265,9 @@ def _tail_start(content: str, room: int) -> int:
     return skipped
 
 
-def _is_high(char: str) -> bool:
-    return "\ud800" <= char <= "\udbff"
-
-
-def _is_low(char: str) -> bool:
-    return "\udc00" <= char <= "\udfff"
+def _is_pair(chars: str) -> bool:
+    """A high surrogate, then a low one."""
+    return "\ud800" <= chars[0] <= "\udbff" and "\udc00" <= chars[1] <= "\udfff"
 
 
 def _encode(text: str) -> bytes:

@@ -1,18 +1,11 @@
 """What both HTTP runtimes share, apart from any HTTP library: the wire facts and the answer rules.
 
-Why a module of its own: the daemon's httpx clients (`agent.http_async`) and the short-lived
-commands' blocking helper (`agent.http_blocking`) send the same headers to the same routes,
-verify Coder's certificate by the same rules (`tls_context`, `coder_tls_context`) and translate
-answers here, so "try again", "rejected" and "unsupported" mean the same thing whichever
-runtime and whichever server. Everything a server sends is treated as hostile: bodies are
-shortened and decoded leniently, headers parsed defensively (a garbled `Retry-After` is ignored,
-never an exception). A server may echo what it was sent, the token included: its words are
-masked (`agent.log.mask`) before they are shortened, never after, so that no cut leaves a piece
-of the token unmasked (`printable`, the one cut of anyone's words into an error: the Coder agent
-socket's too). A failed connection is worded here too (`transport_detail`), so that a TLS
-failure is named as one whichever runtime met it. Standard library only, and only `json`,
-`math`, `sys` and `time` at import (`email.utils` when a Retry-After is an HTTP date, which is
-rare; `ssl` and `certifi` when a TLS context is built).
+The daemon's httpx clients (`agent.http_async`) and the commands' blocking helper
+(`agent.http_blocking`) send the same headers, verify Coder by the same TLS rules and translate
+answers and failed connections here, so "try again", "rejected" and "unsupported" mean the same
+whichever runtime and server. A server is hostile: bodies shortened and decoded leniently, a
+garbled header ignored, its words masked (it may echo the token) before they are cut, never
+after. Standard library only; `email.utils`, `ssl` and `certifi` imported only when needed.
 """
 
 from __future__ import annotations
@@ -40,17 +33,13 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Sequence
 
-# What every request of ours says, whichever runtime sends it.
 USER_AGENT = "coder-task-agent"
 TOKEN_HEADER = "Coder-Session-Token"  # noqa: S105 - a header name, not a secret
 SNAPSHOT_QUERY = {"format": "agentapi"}
 
-# How much of a server's own words an error keeps.
-MAX_DETAIL_CHARS = 300
-# How much of an error answer is read: the detail keeps 300 characters of it.
-MAX_ERROR_BODY = 64 * 1024
-# A Retry-After beyond a day is garbage or hostile; it is treated as absent.
-MAX_RETRY_AFTER = 86_400.0
+MAX_DETAIL_CHARS = 300  # of a server's own words, in an error
+MAX_ERROR_BODY = 64 * 1024  # read of an error answer
+MAX_RETRY_AFTER = 86_400.0  # a day; beyond, garbage or hostile: treated as absent
 
 
 def snapshot_route(task_id: object) -> str:
@@ -61,13 +50,9 @@ def snapshot_route(task_id: object) -> str:
 def tls_context(
     *, verify: bool, trust_env: bool, cert_file: str = "", cert_dir: str = ""
 ) -> ssl.SSLContext:
-    """The TLS context for a server: the rules httpx 0.28 applies for `verify` and `trust_env`.
-
-    Verified: the CA file `cert_file` (SSL_CERT_FILE), else the directory `cert_dir`
-    (SSL_CERT_DIR), both only with `trust_env`, else certifi's bundle. Not verified: no
-    certificate or name check at all. HTTP/1.1 announced by ALPN, as httpcore does without
-    HTTP/2. Raises ConfigError naming the variable when a CA source cannot be loaded.
-    """
+    """The TLS context httpx 0.28 builds for `verify` and `trust_env`: CA file (SSL_CERT_FILE),
+    else directory (SSL_CERT_DIR), both only with `trust_env`, else certifi's bundle; ALPN
+    HTTP/1.1 as httpcore without HTTP/2. Raises ConfigError naming a CA source not loaded."""
     import ssl  # noqa: PLC0415 - only for an https URL
 
     try:
@@ -104,16 +89,15 @@ def _loaded(
 def coder_tls_context(
     url: str, *, verify: bool, cert_file: str, cert_dir: str
 ) -> ssl.SSLContext | None:
-    """The context for Coder at `url`: it trusts the environment's SSL_CERT_FILE and SSL_CERT_DIR
-    (given here), as the workspace does; None for plain http. Raises ConfigError (above)."""
+    """Coder's context, trusting SSL_CERT_FILE and SSL_CERT_DIR as the workspace does; None for
+    plain http."""
     if not url.startswith("https://"):
         return None
     return tls_context(verify=verify, trust_env=True, cert_file=cert_file, cert_dir=cert_dir)
 
 
 def problem_detail(body: bytes, secrets: Sequence[str] = ()) -> str:
-    """The server's own words from a problem+json (or plain text) error answer, `secrets`
-    masked, then shortened."""
+    """The server's words from a problem+json (or plain text) error answer (`printable`)."""
     text = body[:MAX_ERROR_BODY].decode("utf-8", errors="replace")
     try:
         parsed: object = json.loads(text)
@@ -129,16 +113,14 @@ def problem_detail(body: bytes, secrets: Sequence[str] = ()) -> str:
 
 
 def printable(text: str, secrets: Sequence[str] = ()) -> str:
-    """Someone else's words (a server's, the Coder agent's) fit for an error and a log field:
-    `secrets` masked, on one line, printable, at most MAX_DETAIL_CHARS characters."""
-    # Mask, then cut: a token the cut splits would otherwise leave its head unmasked.
+    """Someone else's words fit for an error and a log field: `secrets` masked, then (or a cut
+    would leave a token's head unmasked) one printable line of MAX_DETAIL_CHARS at most."""
     shown = " ".join(mask(text, secrets).split())[:MAX_DETAIL_CHARS]
     return "".join(c if c.isprintable() else " " for c in shown).strip()
 
 
-# OpenSSL's reasons when what answered our TLS hello does not speak TLS: a plain-http server
-# answers the hello with "HTTP/1.1 400", which TLS reads as a record of an unknown version, or
-# hangs up on what it cannot parse (UNEXPECTED_EOF_WHILE_READING, ssl.SSLEOFError).
+# OpenSSL's reasons when what answered our hello does not speak TLS: a plain-http server's
+# "HTTP/1.1 400" reads as a record of an unknown version, or it hangs up (ssl.SSLEOFError).
 _NOT_TLS = frozenset(
     {
         "WRONG_VERSION_NUMBER",
@@ -151,12 +133,9 @@ _NOT_TLS = frozenset(
 
 
 def transport_detail(kind: str, exc: BaseException, *, connecting: bool = False) -> str:
-    """How a failed connection or exchange is worded, whichever runtime: `kind: exc`, unless TLS
-    failed (an ssl.SSLError is `exc` or behind it), which is named as such. `connecting`: it
-    failed before anything was sent (the handshake), where a server that does not speak TLS is
-    the likely cause: "ConnectError: [SSL: WRONG_VERSION_NUMBER]" does not tell a user that
-    their https URL names a plain-http server.
-    """
+    """A failed connection worded for either runtime: `kind: exc`, unless TLS failed (an
+    SSLError is `exc` or behind it), named as such. `connecting`: in the handshake, where a
+    plain-http server behind an https URL is the likely cause, which is said in words."""
     failure = _tls_failure(exc)
     if failure is None:
         return f"{kind}: {exc}".rstrip(": ")
@@ -173,7 +152,7 @@ def transport_detail(kind: str, exc: BaseException, *, connecting: bool = False)
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """The ssl.SSLError that is `exc` or caused it (httpx wraps it twice), if any."""
+    """The ssl.SSLError that is `exc` or caused it (httpx wraps it twice)."""
     if "ssl" not in sys.modules:
         return None  # TLS never ran in this process: no TLS failure, and no import for it
     import ssl  # noqa: PLC0415 - imported already (above)
@@ -199,12 +178,8 @@ def parse_retry_after(raw: str | None, now: float | None = None) -> float | None
     from email.utils import parsedate_to_datetime  # noqa: PLC0415 - an HTTP date is rare
 
     try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    try:
-        delta = when.timestamp() - (time.time() if now is None else now)
-    except (OverflowError, OSError, ValueError):
+        delta = parsedate_to_datetime(raw).timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
     return max(0.0, delta) if delta <= MAX_RETRY_AFTER else None
 
@@ -220,9 +195,7 @@ def answer_error(
     busy_phrase: str | None = None,
     secrets: Sequence[str] = (),
 ) -> RemoteError:
-    """The error for an answer outside 2xx: its status, body and raw `Retry-After` header.
-
-    `secrets`: what the request carried (the token), masked in the server's words."""
+    """The error for an answer outside 2xx; `secrets` (what the request carried) are masked."""
     detail = problem_detail(body, secrets)
     if status == 404 and not_found_unsupported:
         return Unsupported(service, what, detail or "no such route", status=404)

@@ -15,7 +15,7 @@ import anyio
 import anyio.abc
 import httpx
 
-from agent.coder.httpapi import TOKEN_HEADER
+from agent.wire import TOKEN_HEADER
 
 TOKEN = "fake-token-3b1f9e6c"
 TIME = "2025-06-01T10:00:00.123456789Z"

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from agent.agentapi import (
+    MAX_EVENT_BYTES,
     AgentAPIClient,
     AgentErrorEvent,
     MalformedEvent,
@@ -21,13 +22,13 @@ from agent.agentapi import (
     OversizedFrame,
     StatusChange,
     UnknownEvent,
-    _sse_frames,
+    _SSEParser,
     parse_event,
     parse_messages,
 )
-from agent.clock import ManualClock
 from agent.errors import AgentBusy, BadResponse, Rejected, ServerError, TransportError
 from tests.fakes import TIME, FakeAgentAPI, wait_until
+from tests.manualclock import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -77,7 +78,7 @@ async def test_problem_json_errors_carry_the_server_words() -> None:
     }
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/message":
+        if request.url.path == "/messages":
             return httpx.Response(
                 500, json=problem, headers={"content-type": "application/problem+json"}
             )
@@ -87,23 +88,13 @@ async def test_problem_json_errors_carry_the_server_words() -> None:
 
     client = client_for(httpx.MockTransport(handler))
     with pytest.raises(AgentBusy, match="waiting for user input"):
-        await client.send_message("hi")
+        await client.messages()
     with pytest.raises(ServerError, match="restarting"):
         await client.status()
     with pytest.raises(Rejected, match="Invalid host header") as caught:
-        await client.messages()
+        async for _ in client.events():
+            pass
     assert caught.value.status == 400
-
-
-async def test_send_message_body() -> None:
-    seen: list[object] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(json.loads(request.content))
-        return httpx.Response(200, json={"$schema": "x", "ok": True})
-
-    await client_for(httpx.MockTransport(handler)).send_message("fix the bug", "user")
-    assert seen == [{"content": "fix the bug", "type": "user"}]
 
 
 async def test_transport_error() -> None:
@@ -254,17 +245,15 @@ async def test_events_unavailable_is_a_rejection() -> None:
     assert caught.value.status == 404
 
 
-async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
-
-
-async def collect(*parts: bytes) -> list[tuple[str, str | OversizedFrame]]:
-    return [frame async for frame in _sse_frames(chunks(*parts))]
+def frames_of(
+    *parts: bytes, limit: int = MAX_EVENT_BYTES
+) -> list[tuple[str, str | OversizedFrame]]:
+    parser = _SSEParser(limit)
+    return [frame for part in parts for frame in parser.feed(part)]
 
 
 async def test_sse_parser_line_endings_and_split_chunks() -> None:
-    frames = await collect(
+    frames = frames_of(
         b"event: a\r\ndata: 1\r\n\r\n",
         b"event: b\rdata: 2\r\r",
         b": comment\nevent: c\nid: 7\nretry: 10\ndata:x\ndata: y\n",
@@ -278,7 +267,7 @@ async def test_sse_parser_line_endings_and_split_chunks() -> None:
 
 async def test_sse_parser_byte_by_byte_and_utf8() -> None:
     text = 'event: message_update\ndata: {"message":"héllo 👍"}\n\n'.encode()
-    frames = await collect(*[text[i : i + 1] for i in range(len(text))])
+    frames = frames_of(*[text[i : i + 1] for i in range(len(text))])
     assert frames == [("message_update", '{"message":"héllo 👍"}')]
 
 
@@ -289,7 +278,7 @@ async def test_sse_parser_skips_a_giant_event_and_follows_on() -> None:
     for giant in (long_line, many_lines):
         for size in (1, 7, 64, len(giant)):  # the giant frame in pieces of every size
             pieces = [giant[i : i + size] for i in range(0, len(giant), size)]
-            frames = [f async for f in _sse_frames(chunks(*pieces, after), limit=100)]
+            frames = frames_of(*pieces, after, limit=100)
             assert [name for name, _ in frames] == [giant.split(b"\n")[0][7:].decode(), "b"]
             skipped = frames[0][1]
             assert isinstance(skipped, OversizedFrame)
@@ -304,12 +293,9 @@ async def test_sse_parser_is_linear() -> None:
     size, piece = 32 * 1024 * 1024, 4096
     payload = b"event: message_update\ndata: " + b"x" * size + b"\n\n"
 
-    async def pieces() -> AsyncIterator[bytes]:
-        for i in range(0, len(payload), piece):
-            yield payload[i : i + piece]
-
+    pieces = [payload[i : i + piece] for i in range(0, len(payload), piece)]
     started = time.process_time()
-    frames = [f async for f in _sse_frames(pieces(), limit=64 * 1024 * 1024)]
+    frames = frames_of(*pieces, limit=64 * 1024 * 1024)
     assert time.process_time() - started < 10.0
     assert len(frames) == 1
     data = frames[0][1]
@@ -330,10 +316,7 @@ def test_sse_parser_gives_the_same_frames_however_the_bytes_are_split(cuts: list
         at += cut
     pieces.append(stream[at:])
 
-    async def parse() -> list[tuple[str, object]]:
-        return [f async for f in _sse_frames(chunks(*pieces), limit=100)]
-
-    frames = anyio.run(parse)
+    frames = frames_of(*pieces, limit=100)
     assert [(n, d if isinstance(d, str) else "skipped") for n, d in frames] == [
         ("a", "1"),
         ("b", "2"),

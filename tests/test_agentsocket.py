@@ -17,7 +17,6 @@ import anyio
 import anyio.abc
 import pytest
 
-from agent.clock import ManualClock
 from agent.coder.agentsocket import AgentSocketClient, check_socket, classify, socket_identity
 from agent.coder.drpc import RemoteFailure
 from agent.errors import (
@@ -31,6 +30,7 @@ from agent.errors import (
     UntrustedSocket,
 )
 from agent.models import AppState, AppStatus
+from tests.manualclock import ManualClock
 from tests.test_drpc import ANSWER, PING_CLOSE_SEND, PING_INVOKE, PING_MESSAGE, UPDATE_PATH
 
 PING_CALL = PING_INVOKE + PING_MESSAGE + PING_CLOSE_SEND

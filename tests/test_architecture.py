@@ -37,12 +37,11 @@ PURE_STDLIB = {
     "unicodedata",
 }
 # Who may import what: the daemon is started by the CLI only; the watchers feed the daemon only;
-# its stop path and its supervision are parts of the daemon, which owns them.
+# its stop path is a part of the daemon, which owns it.
 ONLY_FROM = {
     "agent.daemon.daemon": {"agent.cli"},
     "agent.daemon.watchers": {"agent.daemon.daemon"},
     "agent.daemon.stop": {"agent.daemon.daemon"},
-    "agent.daemon.supervise": {"agent.daemon.daemon"},
 }
 DEV_TOOLS = {"standins", "devkit", "bench", "tests"}
 # The one clock seam (issue 12): only agent.clock reads anyio's clock, sleeps on it or opens a

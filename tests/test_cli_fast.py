@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from agent.cli import COMMANDS, _fast_command, _parser
+from agent.cli import COMMANDS, _fast_command, _parse, _parser
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_plain_forms_parse_as_argparse_parses_them(argv: list[str]) -> None:
         assert (options.get("--event"), options.get("--then-run")) == (args.event, args.then_run)
     for flag, value in options.items():
         if flag not in ("--uri", "--event", "--then-run"):
-            assert getattr(args, "setting_" + flag[2:].replace("-", "_")) == value
+            assert getattr(args, flag[2:].replace("-", "_")) == value
 
 
 @pytest.mark.parametrize("command", [name for name, spec in COMMANDS.items() if spec.get("fast")])
@@ -84,3 +84,23 @@ def test_the_fast_dispatch_takes_every_option_argparse_takes(command: str) -> No
 )
 def test_anything_else_goes_to_argparse(argv: list[str]) -> None:
     assert _fast_command(argv) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "parsed"),
+    [
+        (["report", "idle", "--ur", "https://x"], ("report", ["idle", ""], {"--uri": "https://x"})),
+        (["snapshot", "--budget", "3"], ("snapshot", [], {"--budget": "3"})),
+        (["stop-hook", "--strict"], ("stop-hook", [], {"--strict": "True"})),
+        (
+            ["hook", "codex", "--then-run", "[]", "{}"],
+            ("hook", ["codex", "{}"], {"--then-run": "[]"}),
+        ),
+        (["run", "--mode=poll"], ("run", [], {"--mode": "poll"})),
+    ],
+)
+def test_argparse_gives_the_command_as_the_fast_dispatch_does(
+    argv: list[str], parsed: tuple[str, list[str], dict[str, str]]
+) -> None:
+    # One dispatch takes both readings: argparse's must have the fast dispatch's shape.
+    assert _parse(argv) == parsed

@@ -8,8 +8,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from agent.clock import SYSTEM_CLOCK, ManualClock
+from agent.clock import SYSTEM_CLOCK
 from tests.fakes import wait_until
+from tests.manualclock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.clock import ManualClock
 from agent.coder.httpapi import CoderClient
 from agent.errors import (
     CutOff,
@@ -25,10 +24,11 @@ from agent.errors import (
     Unauthorized,
     Unsupported,
 )
-from agent.http_async import retry_after_seconds
 from agent.models import AppState, AppStatus, clean_text, shorten
 from agent.retry import Backoff, deliver
+from agent.wire import parse_retry_after
 from tests.fakes import TOKEN, FakeCoder, Scripted, wait_until
+from tests.manualclock import ManualClock
 
 TASK = "6f1c2a3b-4d5e-4f60-8a1b-2c3d4e5f6a7b"
 pytestmark = pytest.mark.anyio
@@ -177,15 +177,11 @@ async def test_redirect_is_not_followed() -> None:
 
 
 def test_retry_after_forms() -> None:
-    def response(value: str | None) -> httpx.Response:
-        headers = {} if value is None else {"retry-after": value}
-        return httpx.Response(429, headers=headers)
-
-    assert retry_after_seconds(response("3")) == 3.0
-    assert retry_after_seconds(response(None)) is None
-    assert retry_after_seconds(response("soon")) is None
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
     http_date = "Wed, 21 Oct 2015 07:28:10 GMT"
-    assert retry_after_seconds(response(http_date), now=1445412480.0) == 10.0
+    assert parse_retry_after(http_date, now=1445412480.0) == 10.0
 
 
 async def test_deliver_retries_try_again_until_success() -> None:

@@ -15,7 +15,6 @@ import anyio.to_thread
 import pytest
 from structlog.testing import capture_logs
 
-from agent.clock import ManualClock
 from agent.errors import ConfigError, UsageError
 from agent.models import AppState, AppStatus
 from agent.reportsocket.client import MAX_URI_BYTES, exchange, parse_report
@@ -30,6 +29,7 @@ from agent.reportsocket.server import (
     serve_reports,
 )
 from tests.fakes import wait_until
+from tests.manualclock import ManualClock
 from tests.socketclient import request, send_to_daemon
 
 pytestmark = pytest.mark.anyio

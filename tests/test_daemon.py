@@ -14,15 +14,16 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.agentapi import AgentAPIClient
-from agent.clock import SYSTEM_CLOCK, Clock, ManualClock
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder.httpapi import CoderClient
+from agent.coder.route import StatusSender
 from agent.config import Environment, Secret, Settings
-from agent.daemon.daemon import Daemon, task_id_warning
+from agent.daemon.daemon import Daemon, supervised, task_id_warning
 from agent.daemon.stop import TEARDOWN_GRACE
-from agent.daemon.supervise import supervised
 from agent.models import AppState, AppStatus
 from agent.stop.upload import Outcome
 from tests.fakes import FakeAgentAPI, FakeCoder, Recorded, Scripted, message, wait_until
+from tests.manualclock import ManualClock
 from tests.planted import Plant, each
 from tests.socketclient import request, send_to_daemon
 
@@ -72,11 +73,13 @@ async def running(
             coder.client() as coder_http,
             anyio.create_task_group() as group,
         ):
+            coder_client = CoderClient(coder_http, settings.app_slug, clock=clock)
             daemon = Daemon(
                 settings,
                 # One clock for everything, request deadlines included, as run_daemon does.
                 AgentAPIClient(agentapi_http, clock=clock),
-                CoderClient(coder_http, settings.app_slug, clock=clock),
+                coder_client,
+                StatusSender("http", None, socket=None, http=coder_client.patch_app_status),
                 clock=clock,
             )
             handle = Running(daemon, agentapi, coder)
@@ -705,5 +708,5 @@ async def test_a_task_that_raises_anything_is_one_line_then_restarted() -> None:
     assert line["error_type"] == "UnicodeEncodeError"
     assert "codec can't encode" in line["error"]
     assert line["task"].endswith("flaky")
-    assert line["at"].startswith("agent/daemon/supervise.py:")
+    assert line["at"].startswith("agent/daemon/daemon.py:")
     assert "exc_info" not in line

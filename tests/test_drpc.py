@@ -92,7 +92,8 @@ def test_parse_frames_whole_and_byte_by_byte() -> None:
     for index in range(len(wire)):
         frames += parser.feed(wire[index : index + 1])
     assert frames == expected
-    assert parser.buffered == 0
+    # Nothing was left over: the next frame is read from its first byte.
+    assert parser.feed(PING_MESSAGE) == [Frame(Kind.MESSAGE, 1, 2, b"")]
 
 
 def test_parse_flags_and_kinds() -> None:

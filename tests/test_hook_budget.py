@@ -17,13 +17,13 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from agent.clock import ManualClock
 from agent.config import Secret, Settings
 from agent.direct import _report
 from agent.hooks import command
 from agent.hooks.command import process_started, run_hook
 from agent.models import AppState, AppStatus, ExitCode
 from tests.fakes import wait_until
+from tests.manualclock import ManualClock
 
 TOKEN = "budget-token-0a1b2c3d4e5f6789"
 

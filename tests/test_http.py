@@ -15,20 +15,20 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent.clock import ManualClock
 from agent.coder.httpapi import CoderClient
 from agent.config import Environment, Secret, Settings
 from agent.errors import BadResponse, NotSent, OutcomeUnknown
-from agent.http_async import (
-    MAX_RETRY_AFTER,
-    TRANSPORT_FAILURES,
-    coder_http,
-    request,
-    retry_after_seconds,
-    transport_error,
-)
+from agent.http_async import TRANSPORT_FAILURES, coder_http, request, transport_error
+from agent.wire import MAX_RETRY_AFTER, parse_retry_after
+from tests.manualclock import ManualClock
 
 pytestmark = pytest.mark.anyio
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """The Retry-After of an answer as `status_error` reads it (through httpx's header decoding)."""
+    return parse_retry_after(response.headers.get("retry-after"), now)
+
 
 # Header bytes as a server can send them (anything but the line ends that frame headers).
 header_bytes = st.binary(max_size=64).filter(lambda b: b"\r" not in b and b"\n" not in b)

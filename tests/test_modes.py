@@ -24,13 +24,14 @@ import anyio
 import pytest
 
 from agent.agentapi import AgentAPIClient
-from agent.clock import ManualClock
 from agent.coder.httpapi import CoderClient
+from agent.coder.route import StatusSender
 from agent.config import Secret, Settings
 from agent.daemon.daemon import Daemon
 from agent.models import AppState, AppStatus
 from agent.rules import IDLE_MESSAGE, WORKING_MESSAGE
 from tests.fakes import FakeAgentAPI, FakeCoder, message
+from tests.manualclock import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -230,10 +231,12 @@ async def daemon_in(mode: Mode, case: Case) -> AsyncIterator[Agent]:
         coder.client() as coder_http,
         anyio.create_task_group() as group,
     ):
+        coder_client = CoderClient(coder_http, "claude", clock=clock)
         daemon = Daemon(
             settings,
             AgentAPIClient(agentapi_http, clock=clock),
-            CoderClient(coder_http, "claude", clock=clock),
+            coder_client,
+            StatusSender("http", None, socket=None, http=coder_client.patch_app_status),
             clock=clock,
         )
         group.start_soon(lambda: daemon.run(handle_signals=False))

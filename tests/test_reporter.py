@@ -6,12 +6,12 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from agent.clock import ManualClock
 from agent.daemon.reporter import Reporter
 from agent.errors import NotSent, OutcomeUnknown, RateLimited, Rejected, ServerError
 from agent.models import AppState, AppStatus
 from agent.retry import Backoff
 from tests.fakes import wait_until
+from tests.manualclock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,6 @@ import anyio.abc
 import pytest
 from structlog.testing import capture_logs
 
-from agent.clock import ManualClock
 from agent.coder.agentsocket import AgentSocketClient
 from agent.coder.route import StatusSender, needs_coder_http, open_sender, planned_transport
 from agent.config import Secret, Settings, StatusTransport
@@ -33,6 +32,7 @@ from agent.models import AppState, AppStatus
 from agent.retry import Backoff
 from standins.agentsocket import AgentSocketStandIn, SocketFault, run_agent_socket_standin
 from tests.fakes import wait_until
+from tests.manualclock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.clock import ManualClock
 from agent.daemon.reporter import Reporter
 from agent.errors import NotSent, OutcomeUnknown, RemoteError, ServerError
 from agent.models import AppState, AppStatus
@@ -34,6 +33,7 @@ from agent.rules import (
     UserMessageSeen,
     step,
 )
+from tests.manualclock import ManualClock
 
 DEBOUNCE = 3.0
 

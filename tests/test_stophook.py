@@ -13,7 +13,6 @@ import anyio
 import pytest
 
 from agent.agentapi import parse_state_file
-from agent.clock import ManualClock
 from agent.errors import BadResponse
 from agent.stop.process import (
     AgentAPIProcess,
@@ -23,6 +22,7 @@ from agent.stop.process import (
     version_supports_state,
 )
 from tests.fakes import wait_until
+from tests.manualclock import ManualClock
 
 
 @pytest.mark.parametrize(

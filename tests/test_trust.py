@@ -22,7 +22,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent import lastreport
-from agent.clock import ManualClock
 from agent.conversation import MAX_MESSAGES_BYTES
 from agent.models import AppState, AppStatus
 from agent.reportsocket.trust import Untrusted, read_checked, read_trusted
@@ -30,6 +29,7 @@ from agent.stop import process
 from agent.stop.hook import _from_state_file
 from agent.stop.inputs import StopHookInputs
 from agent.stop.process import Unusable, find_process, read_pid, read_state_file, signal_refusal
+from tests.manualclock import ManualClock
 from tests.planted import OTHER_UID, PLANTS, TRUST_PLANTS, Plant, each
 
 T = TypeVar("T")

@@ -16,7 +16,6 @@ import anyio
 import pytest
 
 from agent.agentapi import AgentAPIClient
-from agent.clock import ManualClock
 from agent.config import Settings
 from agent.daemon.mirror import Mirror
 from agent.daemon.watchers import EventsWatcher, PollWatcher
@@ -34,6 +33,7 @@ from agent.rules import (
     step,
 )
 from tests.fakes import FakeAgentAPI, message, wait_until
+from tests.manualclock import ManualClock
 
 pytestmark = pytest.mark.anyio
 DEBOUNCE = 3.0

@@ -1,18 +1,8 @@
-"""A client for the Coder agent's local socket: `Ping` and `UpdateAppStatus` over dRPC.
+"""A client for the Coder agent's local socket (Coder >= v2.32): `Ping` and `UpdateAppStatus`.
 
-Since Coder v2.32 the workspace agent serves a Unix socket (`CODER_AGENT_SOCKET_PATH`, default
-`/tmp/coder-agent.sock`) and relays app status to coderd over its own connection: no token on
-this path, no re-authentication per report. This is the I/O shell around `agent.coder.drpc`
-(the pure codec): one connection, reused, one call at a time, every call under a deadline.
-
-Trust: the socket is used only when it is a socket (not a symlink: checked with lstat) owned by
-our own uid, and the peer that answers the connection is checked again by its credentials, so a
-socket swapped between the check and the connect is refused too.
-
-Errors (agent.errors): no socket or nobody listening -> NotListening (nothing was sent);
-another user's socket -> UntrustedSocket; a dropped connection, a malformed answer or no answer
-in time -> TransportError (the request may have been applied); the agent's Error answers by their
-text (the wording coderd relays is not guaranteed, so substrings, see `classify`).
+The I/O shell around `agent.coder.drpc`: one connection, reused, one call at a time, each under a
+deadline; no token on this path. Only a socket of our uid is used (lstat: never via a symlink),
+and the peer is checked again by its credentials, so a socket swapped meanwhile is refused.
 """
 
 from __future__ import annotations
@@ -53,10 +43,7 @@ SocketIdentity = tuple[int, int, int]
 
 
 def socket_identity(path: Path) -> SocketIdentity | None:
-    """What tells one socket file from the next at `path` (device, inode, ctime); None if absent.
-
-    A restarted agent creates its socket afresh: a changed identity means "ask it again".
-    """
+    """(device, inode, ctime) of the socket file, None if absent: a restarted agent's differs."""
     try:
         info = os.lstat(path)
     except OSError:
@@ -65,10 +52,7 @@ def socket_identity(path: Path) -> SocketIdentity | None:
 
 
 def check_socket(path: Path, uid: int) -> None:
-    """Refuse a path that is not a socket owned by `uid`, without following a symlink.
-
-    Raises NotListening when nothing is there, UntrustedSocket when something else is.
-    """
+    """Raises NotListening when nothing is at `path`, UntrustedSocket unless a socket of `uid`."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -76,31 +60,25 @@ def check_socket(path: Path, uid: int) -> None:
     except OSError as exc:
         raise NotListening(SERVICE, "connect", f"{str(path)!r}: {exc.strerror}") from None
     if stat.S_ISLNK(info.st_mode):
-        raise UntrustedSocket(SERVICE, "connect", f"{str(path)!r} is a symbolic link: refused")
-    if not stat.S_ISSOCK(info.st_mode):
-        raise UntrustedSocket(SERVICE, "connect", f"{str(path)!r} is not a socket: refused")
-    if info.st_uid != uid:
-        raise UntrustedSocket(
-            SERVICE,
-            "connect",
-            f"{str(path)!r} belongs to uid {info.st_uid}, not to this process's uid {uid}: refused",
-        )
+        problem = "is a symbolic link"
+    elif not stat.S_ISSOCK(info.st_mode):
+        problem = "is not a socket"
+    elif info.st_uid != uid:
+        problem = f"belongs to uid {info.st_uid}, not to this process's uid {uid}"
+    else:
+        return
+    raise UntrustedSocket(SERVICE, "connect", f"{str(path)!r} {problem}: refused")
 
 
 def classify(what: str, failure: drpc.RemoteFailure) -> RemoteError:
-    """The agent's Error answer as an error of the tree.
-
-    `unknown rpc` (an agent without the method) -> Unsupported; `agent not connected to coderd`
-    (the agent is reconnecting) -> TryAgain; coderd's relayed status code or a validation
-    wording -> Rejected (4xx) or TryAgain (429, 5xx). Anything else is most likely the agent's
-    own connection to coderd failing mid-call, so it is worth another try, not a rejection.
-    """
-    # One line, printable, bounded (as a server's words are): they go into a log line.
+    """The agent's Error answer in the error tree, by its text (coderd's wording is not
+    guaranteed: substrings). Anything unrecognised is most likely the agent's own connection to
+    coderd failing mid-call: worth another try, not a rejection."""
     detail = printable(failure.text)
     lowered = failure.text.lower()
     if "unknown rpc" in lowered:
         return Unsupported(SERVICE, what, detail)
-    if "not connected to coderd" in lowered:
+    if "not connected to coderd" in lowered:  # the agent is reconnecting
         return TryAgain(SERVICE, what, detail)
     found = _STATUS_CODE.search(lowered)
     if found is not None:
@@ -129,11 +107,8 @@ class _Connection:
 
 class AgentSocketClient:
     """Calls the agent socket at `path`; each method makes ONE attempt under `timeout` seconds.
-
-    The connection is opened on first use and kept while the socket file is the same one; any
-    failure other than an Error answer closes it (its state is unknown), and the next call
-    opens a fresh one.
-    """
+    The connection is kept while the socket file is the same one; a call failing other than by
+    an Error answer closes it (its state is unknown)."""
 
     def __init__(
         self, path: Path, timeout: float, *, uid: int | None = None, clock: Clock = SYSTEM_CLOCK
@@ -152,14 +127,13 @@ class AgentSocketClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection, if one is open."""
         connection, self._connection = self._connection, None
         if connection is not None:
             with anyio.CancelScope(shield=True):
                 await connection.stream.aclose()
 
     async def ping(self) -> None:
-        """The liveness check. Raises from the error tree (Unsupported: no Ping here)."""
+        """The liveness check. Raises from the error tree."""
         await self._call(drpc.PING, b"", "Ping")
 
     async def update_app_status(self, slug: str, status: AppStatus) -> None:
@@ -174,22 +148,19 @@ class AgentSocketClient:
             try:
                 with self._clock.fail_after(self.timeout):
                     answer = await self._exchange(method, request, what)
-            except TimeoutError:
+            except BaseException as exc:
+                # Failed or cancelled: the connection's state is unknown (none is kept yet when
+                # NotListening or UntrustedSocket is raised).
                 await self.aclose()
-                raise TransportError(
-                    SERVICE, what, f"no answer within {self.timeout:g} s"
-                ) from None
-            except (RemoteError, drpc.ProtocolError, OSError, anyio.BrokenResourceError) as exc:
-                if isinstance(exc, NotListening | UntrustedSocket):
+                if isinstance(exc, TimeoutError):
+                    detail = f"no answer within {self.timeout:g} s"
+                elif isinstance(exc, drpc.ProtocolError):
+                    detail = f"malformed answer: {exc}"
+                elif isinstance(exc, OSError | anyio.BrokenResourceError):
+                    detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                else:
                     raise
-                await self.aclose()
-                if isinstance(exc, RemoteError):
-                    raise
-                raise TransportError(SERVICE, what, _describe(exc)) from None
-            except BaseException:
-                # Cancelled mid-call: the connection's state is unknown, never reuse it.
-                await self.aclose()
-                raise
+                raise TransportError(SERVICE, what, detail) from None
         if isinstance(answer, drpc.RemoteFailure):
             raise classify(what, answer)
         return answer
@@ -197,8 +168,7 @@ class AgentSocketClient:
     async def _exchange(self, method: str, request: bytes, what: str) -> bytes | drpc.RemoteFailure:
         identity = socket_identity(self.path)
         if self._connection is not None and self._connection.identity != identity:
-            # The socket file was replaced or removed (the agent restarted): this connection
-            # leads to a process that is gone or going.
+            # The socket file was replaced or removed (an agent restart): its process is going.
             await self.aclose()
         connection = self._connection or await self._connect(what, identity)
         call = drpc.UnaryCall(connection.next_stream)
@@ -215,9 +185,7 @@ class AgentSocketClient:
                 ) from None
             for frame in connection.parser.feed(data):
                 packet = connection.packets.add(frame)
-                if packet is None:
-                    continue
-                answer = call.take(packet)
+                answer = None if packet is None else call.take(packet)
                 if answer is not None:
                     return answer
 
@@ -225,8 +193,6 @@ class AgentSocketClient:
         check_socket(self.path, self._uid)
         try:
             stream = await anyio.connect_unix(self.path)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise NotListening(SERVICE, what, f"{str(self.path)!r}: {exc.strerror}") from None
         except OSError as exc:
             raise NotListening(
                 SERVICE, what, f"{str(self.path)!r}: {exc.strerror or exc}"
@@ -242,11 +208,3 @@ class AgentSocketClient:
             )
         self._connection = _Connection(stream, identity)
         return self._connection
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, drpc.ProtocolError):
-        return f"malformed answer: {exc}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__

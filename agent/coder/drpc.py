@@ -1,25 +1,14 @@
-"""dRPC's wire format, as pure functions: frames, packets, one unary call, and the two messages.
+"""dRPC's wire format as pure functions (no I/O): frames, packets, one unary call, the messages.
 
-The Coder agent serves a Unix socket that speaks plain dRPC (storj.io/drpc: no multiplexer, no
-handshake). This module is the codec and the rules, with no I/O, so that the socket
-client (`agent.coder.agentsocket`) and the stand-in agent (devkit: `standins.agentsocket_wire`
-holds the halves only a server needs) share one reading of the wire and the tests can feed it
-bytes worked out by hand. Facts (shared/contracts.md section 4):
+The Coder agent's Unix socket speaks plain dRPC (storj.io/drpc: no multiplexer, no handshake). The
+client (`agent.coder.agentsocket`) and the stand-in agent (devkit `standins.agentsocket_wire`, the
+server's halves) share this one reading of the wire; facts in shared/contracts.md section 4. A
+frame of an unknown kind with the control bit is ignorable; a frame with a newer id abandons a
+half-read packet, as dRPC's reader does; anything else malformed ends the connection.
 
-- A frame is one control byte `kind << 1 | done` (bit 7: the "control" flag, which makes a frame
-  of an unknown kind ignorable), then three unsigned LEB128 varints of at most 10 bytes each
-  (stream id, message id, data length), then the data.
-- A message (a "packet") may be split over several frames with the same ids, `done` on the last.
-  Ids never go backwards (stream first, then message); both start at 1; once a packet is done its
-  id cannot be reused. A frame with a newer id while a packet is half read discards that part
-  (dRPC's reader does the same: it is how a peer abandons a message).
-- A malformed frame, an id going backwards, a kind changing inside a packet, or a packet over
-  4 MiB ends the connection: `ProtocolError`.
-
-Protobuf is encoded by hand (`update_app_status_request`): the request has four scalar fields of
-two wire types, and the responses are empty messages we never need to read. A protobuf runtime
-would be a multi-megabyte dependency plus generated code for twenty lines. The encoder is pinned
-against the protobuf runtime itself (tests/test_drpc.py, `protobuf` installed for the tests only).
+Protobuf is encoded by hand: four scalar fields, and the answers are empty messages never read. A
+protobuf runtime would be megabytes plus generated code for twenty lines; tests/test_drpc.py pins
+the encoder against that runtime (installed for the tests only).
 """
 
 from __future__ import annotations
@@ -77,9 +66,6 @@ class Packet:
     control: bool = False
 
 
-# -- varints and frames ---------------------------------------------------------------------------
-
-
 def encode_varint(value: int) -> bytes:
     """Unsigned LEB128: 7 bits a byte, least significant first, high bit set on all but the last."""
     if not 0 <= value < _U64:
@@ -93,10 +79,7 @@ def encode_varint(value: int) -> bytes:
 
 
 def decode_varint(buffer: bytes | bytearray, start: int) -> tuple[int, int] | None:
-    """The varint at `start` and the offset after it; None when the buffer ends inside it.
-
-    Raises ProtocolError for a varint longer than 10 bytes or beyond 64 bits.
-    """
+    """The varint at `start` and the offset after it; None when the buffer ends inside it."""
     value = 0
     for index in range(MAX_VARINT_BYTES):
         position = start + index
@@ -112,30 +95,19 @@ def decode_varint(buffer: bytes | bytearray, start: int) -> tuple[int, int] | No
 
 
 def encode_frame(frame: Frame) -> bytes:
-    """The bytes of one frame."""
+    """Control byte `kind << 1 | done` (0x80: control), varints stream, message, length; data."""
     if not 0 <= frame.kind < 64:
         raise ValueError(f"a frame kind is 6 bits, not {frame.kind}")
     control = frame.kind << 1 | int(frame.done) | (0x80 if frame.control else 0)
-    return (
-        bytes([control])
-        + encode_varint(frame.stream)
-        + encode_varint(frame.message)
-        + encode_varint(len(frame.data))
-        + frame.data
-    )
+    header = [encode_varint(value) for value in (frame.stream, frame.message, len(frame.data))]
+    return bytes([control]) + b"".join(header) + frame.data
 
 
 class FrameParser:
     """Frames out of a byte stream that arrives in pieces of any size."""
 
-    def __init__(self, max_data: int = MAX_PACKET_BYTES) -> None:
+    def __init__(self) -> None:
         self._buffer = bytearray()
-        self._max_data = max_data
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet part of a whole frame."""
-        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add `data`; the frames it completed. Raises ProtocolError on a malformed frame."""
@@ -163,9 +135,9 @@ class FrameParser:
             value, position = parsed
             header.append(value)
         stream, message, length = header
-        if length > self._max_data:
+        if length > MAX_PACKET_BYTES:
             # Refused before it is buffered: a packet this size could never be accepted.
-            raise ProtocolError(f"frame of {length} bytes, over the {self._max_data}-byte limit")
+            raise ProtocolError(f"frame of {length} bytes, over the {MAX_PACKET_BYTES}-byte limit")
         end = position + length
         if end > len(buffer):
             return None
@@ -185,8 +157,7 @@ class PacketAssembler:
 
     def __init__(self, max_packet: int = MAX_PACKET_BYTES) -> None:
         self._max_packet = max_packet
-        # The lowest id still acceptable: ids start at stream 1, message 1.
-        self._floor = (1, 1)
+        self._floor = (1, 1)  # the lowest id still acceptable (a finished one never is)
         self._current: tuple[int, int] | None = None
         self._kind = 0
         self._control = False
@@ -202,28 +173,22 @@ class PacketAssembler:
             )
         if frame_id != self._current:
             # A newer id: whatever was half read for the old one is abandoned.
-            self._current = frame_id
-            self._floor = frame_id
+            self._current = self._floor = frame_id
             self._kind = frame.kind
-            self._control = frame.control
+            self._control = False
             self._data = bytearray()
         elif frame.kind != self._kind:
             raise ProtocolError(f"frame kind changed from {self._kind} to {frame.kind} in a packet")
-        self._control = self._control or frame.control
+        self._control |= frame.control
         self._data += frame.data
         if len(self._data) > self._max_packet:
             raise ProtocolError(f"message over the {self._max_packet}-byte limit")
         if not frame.done:
             return None
         packet = Packet(self._kind, frame.stream, frame.message, bytes(self._data), self._control)
-        # A finished id is never accepted again.
         self._floor = (frame.stream, frame.message + 1)
-        self._current = None
-        self._data = bytearray()
+        self._data = bytearray()  # not held until the next packet: it may be 4 MiB
         return packet
-
-
-# -- one unary call -------------------------------------------------------------------------------
 
 
 def invoke_frames(stream: int, method: str, request: bytes) -> list[bytes]:
@@ -245,28 +210,21 @@ class RemoteFailure:
 
 def decode_error(data: bytes) -> RemoteFailure:
     """An Error packet's data: 8-byte big-endian code, then UTF-8 text (leniently decoded)."""
-    if len(data) < 8:
-        return RemoteFailure(None, data.decode("utf-8", errors="replace"))
-    return RemoteFailure(
-        int.from_bytes(data[:8], "big"), data[8:].decode("utf-8", errors="replace")
-    )
+    code, text = (int.from_bytes(data[:8], "big"), data[8:]) if len(data) >= 8 else (None, data)
+    return RemoteFailure(code, text.decode("utf-8", errors="replace"))
 
 
 class UnaryCall:
-    """What the client makes of the server's packets while one unary call is open.
-
-    `take` returns the answer's bytes once the server's Message arrived, a RemoteFailure for an
-    Error packet, or None while the call is still open. Packets for an earlier stream (the
-    CloseSend that follows the previous call's answer) are ignored, as dRPC's manager does.
-    """
+    """What the client makes of the server's packets while one unary call is open."""
 
     def __init__(self, stream: int) -> None:
         self.stream = stream
 
     def take(self, packet: Packet) -> bytes | RemoteFailure | None:
-        """Apply one packet. Raises ProtocolError for anything a server may not send here."""
+        """The answer's bytes, the server's Error, or None while the call is open. Raises
+        ProtocolError for anything a server may not send here."""
         if packet.stream < self.stream:
-            return None
+            return None  # e.g. the CloseSend after the previous answer, ignored as dRPC does
         if packet.stream > self.stream:
             raise ProtocolError(f"the server opened stream {packet.stream}")
         match packet.kind:
@@ -284,40 +242,21 @@ class UnaryCall:
                 raise ProtocolError(f"unknown packet kind {packet.kind}")
 
 
-# -- protobuf -------------------------------------------------------------------------------------
-
 # coder.agent.v2.UpdateAppStatusRequest.AppStatusState: WORKING is 0, the protobuf default.
 APP_STATES = {"working": 0, "idle": 1, "complete": 2, "failure": 3}
 
 
-def _field_bytes(number: int, value: bytes) -> bytes:
-    # Wire type 2 (length-delimited): key = number << 3 | 2, then the length, then the bytes.
-    return encode_varint(number << 3 | 2) + encode_varint(len(value)) + value
-
-
-def _field_varint(number: int, value: int) -> bytes:
-    # Wire type 0 (varint): key = number << 3 | 0.
-    return encode_varint(number << 3) + encode_varint(value)
-
-
-def _text(value: str) -> bytes:
-    # A summary may carry lone surrogates (a non-UTF-8 argument): replaced, never a crash.
-    return value.encode("utf-8", errors="replace")
-
-
 def update_app_status_request(slug: str, state: str, message: str, uri: str) -> bytes:
-    """`coder.agent.v2.UpdateAppStatusRequest` bytes; `state` is the wire word (`failure`...).
-
-    Fields in number order, proto3 style: a field holding its default ("" or WORKING) is absent.
-    """
-    number = APP_STATES[state]
+    """`coder.agent.v2.UpdateAppStatusRequest` bytes; `state` is the wire word (`failure`...)."""
+    fields: tuple[str | int, ...] = (slug, APP_STATES[state], message, uri)
     out = b""
-    if slug:
-        out += _field_bytes(1, _text(slug))
-    if number:
-        out += _field_varint(2, number)
-    if message:
-        out += _field_bytes(3, _text(message))
-    if uri:
-        out += _field_bytes(4, _text(uri))
+    for number, value in enumerate(fields, start=1):
+        if not value:
+            continue  # proto3: a field holding its default ("" or WORKING) is absent
+        if isinstance(value, int):
+            out += encode_varint(number << 3) + encode_varint(value)  # wire type 0: varint
+        else:
+            # Wire type 2, length-delimited. Lone surrogates (a non-UTF-8 argument) are replaced.
+            data = value.encode("utf-8", errors="replace")
+            out += encode_varint(number << 3 | 2) + encode_varint(len(data)) + data
     return out

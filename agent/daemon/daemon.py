@@ -1,22 +1,19 @@
-"""`python -m agent run`: the long-running daemon.
+"""`python -m agent run`: the long-running daemon, where observations meet the rules.
 
-The daemon orchestrates: it owns the lifecycle and the supervision of its tasks, and it is where
-observations meet the rules. One task group holds the tasks: the AgentAPI watcher
-(`agent.daemon.watchers`: the `/events` stream, or polling, feeding observations back here), the
-debounce ticker, the status reporter, the report socket, the systemd watchdog and the task that
-keeps the snapshot body ready. Every read of the time and every wait goes through one injected
-`Clock`, so tests drive it by hand. The stop path (`agent.daemon.stop`: the signals, the
-snapshot upload, the teardown of that group and the final status) is its own concern beside it;
-the daemon starts it and returns its outcome's exit code.
+It owns the lifecycle and runs its tasks supervised in one task group: the AgentAPI watcher, the
+debounce ticker, the status reporter, the report socket, the systemd watchdog and the snapshot
+body kept ready. Its stop path (`agent.daemon.stop`) is the only way it ends. Every read of the
+time and every wait goes through one injected `Clock`, so tests drive it by hand.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 
 import anyio
-import httpx
 import structlog
 
 from agent import boundary
@@ -29,12 +26,12 @@ from agent.config import Environment, Settings
 from agent.daemon.reporter import Reporter
 from agent.daemon.sdnotify import Notifier
 from agent.daemon.stop import StopPath, Watching
-from agent.daemon.supervise import supervised
-from agent.daemon.watchers import watcher_for
+from agent.daemon.watchers import EventsWatcher, PollWatcher
 from agent.errors import ConfigError
 from agent.http_async import agentapi_http, coder_http
 from agent.models import AppStatus
 from agent.reportsocket.server import SocketInUse, check_socket_free, serve_reports
+from agent.retry import RECONNECT_BACKOFF
 from agent.rules import ExplicitReport, Observation, RulesState, Tick, next_deadline, step
 
 log = structlog.get_logger("agent.daemon.daemon")
@@ -48,38 +45,28 @@ class Daemon:
         settings: Settings,
         agentapi: AgentAPIClient,
         coder: CoderClient | None,
+        sender: StatusSender,
+        *,
         notifier: Notifier | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        *,
-        sender: StatusSender | None = None,
-        environment: Environment | None = None,
     ) -> None:
         self.settings = settings
-        # Read for the start-up warnings only (settings come read and checked).
-        self._environment = environment
         self.agentapi = agentapi
+        self.sender = sender
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.rules = RulesState()
-        # The status transport (agent socket or HTTP); plain HTTP when none is given.
-        if sender is None:
-            if coder is None:
-                raise ValueError("a daemon without a Coder client needs its sender")
-            sender = StatusSender("http", None, socket=None, http=coder.patch_app_status)
-        self.sender = sender
-        self.reporter = Reporter(self.sender, on_delivered=self._show_status, clock=clock)
+        self.reporter = Reporter(sender, on_delivered=self._show_status, clock=clock)
         self.reporting = settings.app_slug is not None
         # The last explicit complete/failed, kept where a restart after a crash finds it.
-        socket_path = settings.socket_path
-        self._last_report = (
-            Path(socket_path).parent / laststate.FILE_NAME if socket_path is not None else None
-        )
+        self._last_report: Path | None = None
+        if settings.socket_path is not None:
+            self._last_report = Path(settings.socket_path).parent / laststate.FILE_NAME
         self._rules_changed = anyio.Event()
         self._agentapi_failing = False
         self.ready = anyio.Event()
         self._watching = Watching(ready=self.ready, scope=anyio.CancelScope(), down=anyio.Event())
-        # The snapshot goes up through the Coder client, on the connection it keeps (none
-        # without Coder HTTP: hooks mode through the agent's socket only).
+        # The snapshot goes up on the Coder client's kept connection (none without Coder HTTP).
         self.stop_path = StopPath(
             settings,
             agentapi=agentapi,
@@ -89,10 +76,7 @@ class Daemon:
             clock=clock,
             watching=self._watching,
         )
-        # The stop path's: the watchers keep it current.
-        self.mirror = self.stop_path.mirror
-
-    # -- observations -------------------------------------------------------------------------
+        self.mirror = self.stop_path.mirror  # the watchers keep it current
 
     def observe(self, observation: Observation) -> None:
         """Feed one observation to the rules and hand the wanted status to the reporter."""
@@ -100,10 +84,8 @@ class Daemon:
         self.rules = step(before, observation, self.settings.working_debounce)
         if self.rules.restarts != before.restarts:
             log.info("agentapi_restart_detected", restarts=self.rules.restarts)
-        if self._last_report is not None and (before.sticky, before.wanted) != (
-            self.rules.sticky,
-            self.rules.wanted,
-        ):
+        kept = (self.rules.sticky, self.rules.wanted)
+        if self._last_report is not None and kept != (before.sticky, before.wanted):
             if self.rules.sticky and self.rules.wanted is not None:
                 laststate.save(self._last_report, self.rules.wanted)
             elif before.sticky:
@@ -113,20 +95,14 @@ class Daemon:
         self._rules_changed.set()
 
     def explicit_report(self, status: AppStatus) -> None:
-        """A report from the report socket."""
         self.observe(ExplicitReport(status, self.clock.now()))
 
     def hook_report(self, status: AppStatus) -> None:
         """A report from the agent's lifecycle hooks (rule 7 in agent.rules)."""
         self.observe(ExplicitReport(status, self.clock.now(), from_hook=True))
 
-    # -- lifecycle ----------------------------------------------------------------------------
-
     async def run(self, handle_signals: bool = True) -> int:
-        """Watch until SIGTERM/SIGINT (or `StopPath.request_stop`), then save the snapshot.
-
-        Returns the exit code (the stop path's Outcome's).
-        """
+        """Watch until SIGTERM/SIGINT (or `StopPath.request_stop`), then save the snapshot."""
         self._restore_last_report()
         async with anyio.create_task_group() as outer:
             if handle_signals:
@@ -149,24 +125,22 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - a bad memory file must not stop the start
             log.error(boundary.EVENT, task="restore_last_report", **boundary.describe(exc))
             return
-        if status is None:
-            return
-        log.info("last_report_restored", state=status.state.value, message=status.message)
-        self.observe(ExplicitReport(status, self.clock.now()))
+        if status is not None:
+            log.info("last_report_restored", state=status.state.value, message=status.message)
+            self.observe(ExplicitReport(status, self.clock.now()))
 
     async def _watch(self) -> None:
         try:
             with self._watching.scope:
-                # Supervised as its tasks are: whatever escapes the watching (a bug, a library's
-                # surprise) restarts it; the daemon ends only through the stop path.
+                # Whatever escapes the watching restarts it: only the stop path ends the daemon.
                 await supervised(self._watch_all, self.clock)
         finally:
             self._watching.down.set()
 
     async def _watch_all(self) -> None:
+        settings = self.settings
         async with anyio.create_task_group() as group:
-            socket_path = self.settings.socket_path
-            if socket_path is not None:
+            if settings.socket_path is not None:
                 try:
                     await group.start(
                         partial(
@@ -175,7 +149,7 @@ class Daemon:
                             on_hook_report=self.hook_report,
                             clock=self.clock,
                         ),
-                        Path(socket_path),
+                        Path(settings.socket_path),
                         self.explicit_report,
                     )
                 except SocketInUse as exc:
@@ -188,34 +162,31 @@ class Daemon:
             if self.reporting:
                 group.start_soon(supervised, self.reporter.run, self.clock)
             else:
-                log.warning(
-                    "status_reporting_disabled", reason="CODER_MCP_APP_STATUS_SLUG is not set"
-                )
+                reason = "CODER_MCP_APP_STATUS_SLUG is not set"
+                log.warning("status_reporting_disabled", reason=reason)
             group.start_soon(supervised, self._ticker, self.clock)
             group.start_soon(supervised, self._watchdog, self.clock)
-            hooks_only = self.settings.hooks_mode
-            if self.settings.mode == "events" and self.settings.task_id is not None:
+            if settings.mode == "events" and settings.task_id is not None:
                 # Only a current stream's mirror is uploaded as it is (polling fetches at stop).
                 group.start_soon(supervised, self.stop_path.prepare_snapshot, self.clock)
-            if not hooks_only:
-                watcher = watcher_for(self.settings, self.agentapi, self, self.mirror, self.clock)
+            status_from = "the agent's hooks only (no AgentAPI)"
+            if not settings.hooks_mode:
+                kind = EventsWatcher if settings.mode == "events" else PollWatcher
+                watcher = kind(self.agentapi, settings, self, self.mirror, self.clock)
                 group.start_soon(supervised, watcher.run, self.clock)
+                status_from = "AgentAPI and the agent's hooks"
             transport = await self.sender.choose() if self.reporting else None
-            missing = task_id_warning(self.settings, self._environment or Environment())
+            missing = task_id_warning(settings, Environment())
             if missing is not None:
                 log.warning("task_id_missing", **missing)
             log.info(
                 "daemon_started",
-                agentapi=None if hooks_only else self.settings.agentapi_url,
-                mode=self.settings.mode,
-                status_from=(
-                    "the agent's hooks only (no AgentAPI)"
-                    if hooks_only
-                    else "AgentAPI and the agent's hooks"
-                ),
-                task_id=str(self.settings.task_id) if self.settings.task_id else None,
-                app_slug=self.settings.app_slug,
-                socket=str(socket_path) if socket_path else None,
+                agentapi=None if settings.hooks_mode else settings.agentapi_url,
+                mode=settings.mode,
+                status_from=status_from,
+                task_id=str(settings.task_id) if settings.task_id else None,
+                app_slug=settings.app_slug,
+                socket=str(settings.socket_path) if settings.socket_path else None,
                 status_transport=transport,
             )
             self.notifier.notify(READY="1", STATUS=self._status_text())
@@ -224,7 +195,6 @@ class Daemon:
     # -- what the watchers tell (agent.daemon.watchers.Observer) ----------------------------
 
     def agentapi_problem(self, error: Exception) -> None:
-        """AgentAPI failed: logged once per outage, shown in systemd's status line."""
         text = str(error) or type(error).__name__
         if not self._agentapi_failing:
             self._agentapi_failing = True
@@ -234,13 +204,10 @@ class Daemon:
             log.debug("agentapi_still_unavailable", error=text)
 
     def agentapi_ok(self) -> None:
-        """AgentAPI answered again."""
         if self._agentapi_failing:
             self._agentapi_failing = False
             log.info("agentapi_recovered")
             self.notifier.notify(STATUS=self._status_text())
-
-    # -- timers -------------------------------------------------------------------------------
 
     async def _ticker(self) -> None:
         """Feed a Tick when a debounce comes due."""
@@ -276,12 +243,35 @@ class Daemon:
         return f"{source}; status via {self.sender.transport}; last delivered: {last}"
 
 
+async def supervised(task: Callable[[], Awaitable[None]], clock: Clock) -> None:
+    """Run `task`; whatever escapes it is one `unexpected_error` line (agent.boundary), never a
+    traceback, then a restart after the reconnect backoff: a bug never ends the daemon."""
+    failures = 0
+    while True:
+        try:
+            await task()
+        except Exception as exc:  # noqa: BLE001 - logged, then restarted
+            failures += 1
+            wait = RECONNECT_BACKOFF.wait(failures)
+            owner = getattr(task, "__self__", None)
+            name = getattr(task, "__name__", repr(task))
+            log.error(
+                boundary.EVENT,
+                task=f"{type(owner).__name__}.{name}" if owner is not None else name,
+                failures=failures,
+                restart_in=round(wait, 3),
+                **boundary.describe(boundary.first_leaf(exc)),
+            )
+            await clock.sleep(wait)
+        else:
+            return
+
+
 def task_id_warning(settings: Settings, environment: Environment) -> dict[str, str] | None:
     """The start-up warning of a daemon watching AgentAPI without a task id, else None.
 
-    Without one the stop path has no task to save the conversation to, and would say so only
-    at stop (`snapshot_skipped`): said at start, a misspelt variable is found while the task
-    runs. Names the variable that sets it, and any set variable that looks like a misspelling.
+    Said at start, not only at stop (`snapshot_skipped`), so a misspelt variable is found while
+    the task runs; names any set variable that looks like a misspelling of it.
     """
     if settings.hooks_mode or settings.task_id is not None:
         return None
@@ -298,61 +288,39 @@ def task_id_warning(settings: Settings, environment: Environment) -> dict[str, s
 
 async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
     """Build the clients from settings and run the daemon on `clock`; returns the exit code."""
+    coder = None
     if settings.hooks_mode and planned_transport(settings) == "socket":
         # No snapshot to upload, and the status goes by the agent's socket without a token
         # (Coder >= v2.32): a workspace whose processes get no agent token can run the daemon.
         alone = settings.replace(status_transport="socket")
-        return await _run_socket_only(alone, settings, clock)
-    url, token = settings.require_coder()
-    _check_report_socket(settings)
-    async with (
-        agentapi_http(settings) as agentapi,
-        coder_http(settings, url, token) as coder,
-    ):
-        client = CoderClient(coder, settings.app_slug, clock=clock)
-        async with open_sender(settings, client.patch_app_status, clock) as sender:
-            return await _run(settings, agentapi, client, sender, clock)
-
-
-async def _run_socket_only(settings: Settings, asked: Settings, clock: Clock) -> int:
-    """A daemon in hooks mode whose status goes through the agent's socket, nothing by HTTP."""
-    if asked.status_transport == "auto":
-        missing = "CODER_AGENT_URL" if not asked.coder_url else "CODER_AGENT_TOKEN"
-        log.warning(
-            "status_socket_only",
-            reason=f"{missing} is not set: the status goes through the agent's socket "
-            f"({settings.agent_socket_path}) only, with no HTTP fallback",
-        )
-    _check_report_socket(settings)
-    async with agentapi_http(settings) as agentapi, open_sender(settings, clock=clock) as sender:
-        return await _run(settings, agentapi, None, sender, clock)
-
-
-async def _run(
-    settings: Settings,
-    agentapi: httpx.AsyncClient,
-    client: CoderClient | None,
-    sender: StatusSender,
-    clock: Clock,
-) -> int:
-    daemon = Daemon(
-        settings,
-        AgentAPIClient(agentapi, clock=clock),
-        client,
-        Notifier.for_settings(settings),
-        clock,
-        sender=sender,
-    )
-    return await daemon.run()
-
-
-def _check_report_socket(settings: Settings) -> None:
+        if settings.status_transport == "auto":
+            missing = "CODER_AGENT_URL" if not settings.coder_url else "CODER_AGENT_TOKEN"
+            log.warning(
+                "status_socket_only",
+                reason=f"{missing} is not set: the status goes through the agent's socket "
+                f"({alone.agent_socket_path}) only, with no HTTP fallback",
+            )
+        settings = alone
+    else:
+        coder = settings.require_coder()
     if settings.socket_path is not None:
-        # A second daemon for the same socket refuses to start (exit 2, naming the socket and
-        # the other process) instead of taking reports away from the live one.
+        # A second daemon for the same socket refuses to start (exit 2, naming the other
+        # process) rather than take reports from the live one; an unusable path is not fatal
+        # (the socket server logs it and goes on).
         try:
             check_socket_free(Path(settings.socket_path))
-        except SocketInUse:
-            raise
-        except ConfigError:
-            pass  # an unusable path is not fatal: the socket server logs it and goes on
+        except ConfigError as exc:
+            if isinstance(exc, SocketInUse):
+                raise
+    async with AsyncExitStack() as stack:
+        agentapi = await stack.enter_async_context(agentapi_http(settings))
+        client = None
+        if coder is not None:
+            http = await stack.enter_async_context(coder_http(settings, *coder))
+            client = CoderClient(http, settings.app_slug, clock=clock)
+        send = None if client is None else client.patch_app_status
+        sender = await stack.enter_async_context(open_sender(settings, send, clock))
+        notifier = Notifier.for_settings(settings)
+        agentapi_client = AgentAPIClient(agentapi, clock=clock)
+        daemon = Daemon(settings, agentapi_client, client, sender, notifier=notifier, clock=clock)
+        return await daemon.run()

@@ -1,18 +1,11 @@
 """Delivery of app-status reports: the latest wanted status always ends up on the server.
 
-One send at a time, always of the newest wanted status, so the server never receives a stale
-report after a newer one. A report equal to the last *confirmed* one is not sent (rule 6),
-unless the server's state is in doubt: a send whose outcome is unknown (sent, then a timeout,
-a reset, a 5xx, or cancelled mid-flight by the stop path) may or may not have been applied, so
-after it the next wanted status is always sent, even when it equals the last confirmed one.
-Without that, "working" applied but unanswered, then "idle" (equal to the confirmed idle) would
-leave the task shown as working for ever. Only a send that provably changed nothing (refused
-before it left, or any 4xx answer) keeps the confirmed state trustworthy.
-
-A failed send is retried with capped, jittered backoff until it succeeds or a newer report
-supersedes it (the wait is cut short then). A rejection (400, 401) is logged once with the
-server's message and that report is not retried; a later, different report is tried afresh.
-Problems are logged once per streak, not once per retry. Time comes from the injected clock.
+One send at a time, always of the newest wanted status. A report equal to the last confirmed one
+is not sent (rule 6) unless a send's outcome is unknown (a timeout, a reset, a 5xx, cancelled by
+the stop path): "working" applied but unanswered, then "idle" equal to the confirmed idle, would
+show the task working for ever. Only a send refused before it left, or a 4xx, changed nothing.
+Failures retry with backoff until a newer report supersedes them; a rejection (400, 401) is
+logged once and not retried.
 """
 
 from __future__ import annotations
@@ -32,15 +25,8 @@ log = structlog.get_logger("agent.daemon.reporter")
 Send = Callable[[AppStatus], Awaitable[None]]
 
 
-def _changed_nothing(exc: RemoteError) -> bool:
-    """True when the failed send provably left the server's state as it was."""
-    # NotSent: the request never left. A 4xx (429 included) is an answer refusing it. A 5xx is
-    # not: a server may fail after storing the row (and a gateway's 502/504 says nothing).
-    return isinstance(exc, NotSent | Rejected | RateLimited)
-
-
 class Reporter:
-    """Holds the wanted and the delivered status and runs the delivery loop."""
+    """The wanted and the delivered status, and the delivery loop."""
 
     def __init__(
         self,
@@ -56,15 +42,13 @@ class Reporter:
         self._wanted: AppStatus | None = None
         self._delivered: AppStatus | None = None
         self._rejected: AppStatus | None = None
-        # True from the start of a send until its outcome is known: a send cut off by
-        # cancellation (the stop path) leaves it True, so the stop path sends again.
+        # From the start of a send until its outcome is known: a send cancelled by the stop
+        # path leaves it set, so the stop path sends again.
         self._in_doubt = False
         self._changed = anyio.Event()
-        self.sent = 0
 
     @property
     def wanted(self) -> AppStatus | None:
-        """The newest status asked for."""
         return self._wanted
 
     @property
@@ -74,11 +58,11 @@ class Reporter:
 
     @property
     def in_doubt(self) -> bool:
-        """True when a send's outcome is unknown: the server may hold another state."""
+        """A send's outcome is unknown: the server may hold another state."""
         return self._in_doubt
 
     def want(self, status: AppStatus | None) -> None:
-        """Ask for `status` to be delivered (no-op when it is None or already wanted)."""
+        """Ask for `status` to be delivered (None: nothing)."""
         if status is None or status == self._wanted:
             return
         self._wanted = status
@@ -87,15 +71,10 @@ class Reporter:
     @property
     def pending(self) -> AppStatus | None:
         """The status still to deliver, if any."""
-        wanted = self._wanted
-        if wanted is None or wanted == self._rejected:
-            return None
-        if wanted == self._delivered and not self._in_doubt:
-            return None
-        return wanted
+        settled = self._wanted == self._delivered and not self._in_doubt
+        return None if settled or self._wanted == self._rejected else self._wanted
 
     async def run(self) -> None:
-        """Deliver until cancelled."""
         while True:
             self._changed = anyio.Event()
             if self.pending is None:
@@ -104,10 +83,8 @@ class Reporter:
             await self.flush()
 
     async def flush(self, deadline: float | None = None) -> bool:
-        """Deliver what is pending, retrying until delivered, superseded or `deadline`.
-
-        `deadline` is on the clock's scale. Returns True when nothing is left pending.
-        """
+        """Deliver what is pending, retrying until delivered, superseded or `deadline` (on the
+        clock); True when nothing is left pending."""
         failures = 0
         while (target := self.pending) is not None:
             # Reset before the send: a want() during the send must cut the backoff short.
@@ -115,10 +92,11 @@ class Reporter:
             was_in_doubt = self._in_doubt
             self._in_doubt = True
             try:
-                self.sent += 1
                 await self._send(target)
             except TryAgain as exc:
-                if _changed_nothing(exc):
+                # Never sent, or a 429, changed nothing; a 5xx may come after the row was stored
+                # (and a gateway's 502/504 says nothing).
+                if isinstance(exc, NotSent | RateLimited):
                     self._in_doubt = was_in_doubt
                 failures += 1
                 if failures == 1:
@@ -142,8 +120,7 @@ class Reporter:
                 failures = 0
                 continue
             except RemoteError as exc:
-                # Unsupported or BadResponse: the server answered, but not as the contract
-                # says; whether it applied the report is unknown, so doubt stays.
+                # Unsupported or BadResponse: whether it was applied is unknown, doubt stays.
                 self._rejected = target
                 log.error("status_rejected", state=str(target.state), error=str(exc))
                 continue

@@ -1,10 +1,8 @@
 """systemd's notify protocol (`Type=notify`), without a dependency.
 
-A datagram of `KEY=VALUE` lines to the socket named by `NOTIFY_SOCKET` (a path, or an abstract
-socket when it starts with `@`). Everything here is a no-op when `NOTIFY_SOCKET` is unset, so the
-daemon runs the same outside systemd. The variables are read into `agent.config.Settings`
-(the only reader of the environment); this module gets them from there.
-Failures to notify are logged, never raised: systemd's bookkeeping must not take the daemon down.
+A datagram of `KEY=VALUE` lines to `NOTIFY_SOCKET` (a path, or abstract when it starts with `@`);
+a no-op without it. Failures are logged, never raised: systemd's bookkeeping must not take the
+daemon down.
 """
 
 from __future__ import annotations
@@ -19,8 +17,6 @@ log = structlog.get_logger("agent.daemon.sdnotify")
 
 
 class Notifier:
-    """Sends notifications to systemd, if systemd asked for them."""
-
     def __init__(self, address: str = "", watchdog_interval: float | None = None) -> None:
         self._address = "\0" + address[1:] if address.startswith("@") else address
         # Half the period systemd expects pings within, or None without a watchdog.
@@ -28,12 +24,10 @@ class Notifier:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Notifier:
-        """The notifier the settings describe (NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID)."""
         return cls(settings.notify_socket, settings.watchdog_interval)
 
     @property
     def enabled(self) -> bool:
-        """True when systemd listens."""
         return bool(self._address)
 
     def notify(self, **fields: str) -> bool:

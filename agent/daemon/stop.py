@@ -1,24 +1,12 @@
 """The daemon's stop path: from the stop signal to the snapshot stored and the final status sent.
 
-Its own home because it is its own concern (issue 19): the daemon watches and reports, and this
-ends it. A signal task turns the first SIGTERM/SIGINT into the stop path, which runs in its own
-scope under one deadline (the shutdown budget); a second signal cancels that scope too ("hurry":
-the upload is abandoned). SIGHUP is logged and ignored: the configuration is read once at start,
-so a restart is the way to change it.
-
-The stop path uploads straight from the live mirror when the `/events` stream was connected and
-replayed at the moment of the stop (the mirror then *is* the fresh state, and re-fetching a
-history of megabytes only delays the upload); otherwise it fetches `/messages` with its own call
-and keeps the mirror as the fallback when AgentAPI does not answer in time. `snapshot` run beside
-the daemon asks it (over the report socket) to do the same upload at once (`snapshot_now`).
-
-The stop path is the measure of this daemon (SIGTERM to snapshot stored, issue 14), so what can
-be done before the signal is: the mirror's snapshot body is built once the mirror has been quiet
-for `PREPARE_AFTER` (nothing is built while nothing changes), and what the signal captures is
-that body as it is at that instant. The watchers are torn down (the stream, the report socket,
-the reporter: a millisecond or two of unwinding on the one event loop) only once the upload's
-first attempt has ended, or `TEARDOWN_GRACE` after the signal when it hangs, so that they do not
-delay the request; the final status is flushed after that, within the same deadline.
+The first SIGTERM/SIGINT starts it, in its own scope under the shutdown budget; a second one
+cancels that scope ("hurry": the upload is abandoned). SIGHUP is ignored (settings are read once).
+It is the measure of this daemon (issue 14), so what can be done before the signal is: the
+mirror's snapshot body is built once the mirror is quiet, and when the `/events` stream is
+current at the signal that body is uploaded as it is (re-fetching megabytes only delays it);
+otherwise `/messages` is fetched, the mirror the fallback. The watchers are torn down only after
+the upload's first attempt (or TEARDOWN_GRACE), so their unwinding does not delay the request.
 """
 
 from __future__ import annotations
@@ -43,12 +31,11 @@ from agent.stop.upload import Outcome, SnapshotUploader, save_snapshot
 
 log = structlog.get_logger("agent.daemon.stop")
 
-# Seconds the mirror must stay unchanged before its snapshot body is built ahead of a stop:
-# AgentAPI sends an update for every change of the screen while the agent writes (several a
-# second), so a pause this long means the agent stopped writing; a build costs at most a few ms.
+# AgentAPI sends several updates a second while the agent writes: a pause this long means it
+# stopped, and the snapshot body (a few ms to build) is built ahead of a stop.
 PREPARE_AFTER = 0.1
-# Seconds the watchers keep running after the stop signal while the upload's first attempt has
-# neither ended nor failed (a hung connect): then they are torn down beside it all the same.
+# The watchers are torn down this long after the signal even while the upload's first attempt
+# hangs (a hung connect).
 TEARDOWN_GRACE = 0.1
 
 
@@ -56,17 +43,13 @@ TEARDOWN_GRACE = 0.1
 class Watching:
     """The daemon's watching, as the stop path sees it: the daemon runs it, the stop ends it."""
 
-    ready: anyio.Event  # set once every watcher has started
-    scope: anyio.CancelScope  # the watchers run in it: cancelling it tears them down
-    down: anyio.Event  # set once they are torn down
+    ready: anyio.Event  # every watcher has started
+    scope: anyio.CancelScope  # the watchers run in it
+    down: anyio.Event  # they are torn down
 
 
 class StopPath:
-    """The stop of one daemon: the signals, the snapshot upload, the wind-down of the watching.
-
-    It owns the mirror: the watchers keep it current, and it exists for the stop path (the
-    snapshot uploaded as it is, or the fallback of a fetch).
-    """
+    """The stop of one daemon; it owns the mirror the watchers keep current."""
 
     def __init__(
         self,
@@ -81,11 +64,8 @@ class StopPath:
     ) -> None:
         self.settings = settings
         self.agentapi = agentapi
-        # None for a daemon without Coder HTTP (hooks mode through the agent's socket only): it
-        # has no snapshot to upload.
-        self.uploader = uploader
-        # None when the daemon does not report a status: there is then no final one to flush.
-        self.reporter = reporter
+        self.uploader = uploader  # None without Coder HTTP (hooks mode by the agent's socket)
+        self.reporter = reporter  # None when the daemon reports no status
         self.notifier = notifier
         self.clock = clock
         self.watching = watching
@@ -94,19 +74,16 @@ class StopPath:
         self._stop_scope = anyio.CancelScope()
         self._outcome: Outcome | None = None
         self._stop_requested = anyio.Event()
-        self._stop_deadline = 0.0  # on the clock, set by the stop: the shutdown budget from then
+        self._stop_deadline = 0.0  # on the clock: the shutdown budget from the stop
         self._attempted = anyio.Event()  # the upload's first attempt is over
         self._wound_down = anyio.Event()
-        # What the stop signal captured: the mirror's snapshot when the stream was current
-        # (uploaded as it was at that instant), and its messages (the fallback of a fetch).
+        # Captured at the signal: the snapshot when the stream was current, and the messages.
         self._live_at_stop: Snapshot | None = None
         self._mirrored_at_stop: list[Message] | None = None
 
     async def run(self) -> Outcome:
-        """Wait for the stop, then save the snapshot and wait for the wind-down, in budget.
-
-        Returns the outcome, INTERRUPTED when a second signal abandoned the upload.
-        """
+        """Wait for the stop, save the snapshot, wait for the wind-down; INTERRUPTED when a
+        second signal abandoned the upload."""
         await self._stop_requested.wait()
         with self._stop_scope:
             self._outcome = await self._save(
@@ -125,8 +102,7 @@ class StopPath:
         """First call: stop watching and save the snapshot. Second call: hurry, abandon it."""
         if not self._stop_requested.is_set():
             self._stop_deadline = self.clock.now() + self.settings.shutdown_budget
-            # Captured now: the snapshot is the mirror at the signal (the watchers run on for a
-            # moment), and live only when the stream was current (its end makes it stale).
+            # The watchers run on for a moment: the snapshot is the mirror at the signal.
             try:
                 if len(self.mirror):
                     self._mirrored_at_stop = self.mirror.messages()
@@ -160,13 +136,8 @@ class StopPath:
                     self.request_stop(name)
 
     async def wind_down(self) -> None:
-        """From the stop on, beside the upload: tell systemd, tear the watchers down, flush the
-        final status.
-
-        All of it once the upload's first attempt is over (or TEARDOWN_GRACE after the signal
-        when it hangs): the watchers' unwinding would otherwise delay the request on the one
-        event loop. The flush waits for the reporter's own task to end: one send at a time.
-        """
+        """After the upload's first attempt (or TEARDOWN_GRACE): tell systemd, tear the watchers
+        down, flush the final status."""
         await self._stop_requested.wait()
         await self.clock.wait(self._attempted, TEARDOWN_GRACE)
         self.notifier.notify(STOPPING="1", STATUS="stopping: saving the conversation")
@@ -176,10 +147,8 @@ class StopPath:
         self._wound_down.set()
 
     async def snapshot_now(self) -> tuple[str, int]:
-        """`snapshot` run beside the daemon: the stop path's upload now; watching goes on.
-
-        Returns the outcome's word and exit code for the report socket's answer.
-        """
+        """`snapshot` beside the daemon: the stop path's upload now, watching goes on; the
+        outcome's word and exit code."""
         deadline = self.clock.now() + self.settings.shutdown_budget
         mirrored = len(self.mirror) > 0
         outcome = await self._save(
@@ -197,21 +166,12 @@ class StopPath:
         fallback: list[Message] | None,
         attempted: anyio.Event | None = None,
     ) -> Outcome:
-        """Upload the live mirror's snapshot when the event stream is current; else fetch first.
-
-        A connected, replayed `/events` stream makes the mirror the fresh state: re-fetching the
-        whole history (megabytes) would only make the stop slower. The mirror's messages stay
-        the fallback when the fetch fails. An unexpected error is logged and counted as not
-        delivered: the stop path ends with an outcome.
-        """
+        """Upload `live`, else fetch with `fallback` kept; always an outcome."""
         try:
-            if self.settings.hooks_mode:
-                log.info(
-                    "snapshot_skipped", reason="there is no AgentAPI (hooks mode) to read it from"
-                )
-                return Outcome.SKIPPED
-            if self.uploader is None:  # only in hooks mode on the socket: for the type checker
-                log.error("snapshot_skipped", reason="no Coder URL and token to upload it with")
+            # No uploader only in hooks mode (by the agent's socket alone).
+            if self.settings.hooks_mode or self.uploader is None:
+                reason = "there is no AgentAPI (hooks mode) to read it from"
+                log.info("snapshot_skipped", reason=reason)
                 return Outcome.SKIPPED
             return await save_snapshot(
                 task_id=self.settings.task_id,
@@ -230,12 +190,8 @@ class StopPath:
             return Outcome.UNDELIVERED
 
     async def _flush_reports(self, reporter: Reporter, deadline: float) -> None:
-        """Confirm the final status within the budget; never fails the stop path.
-
-        Runs once the watchers are down, so the reporter's own task no longer sends. Pending
-        includes a status whose send was cut off in flight by that teardown (its outcome is
-        unknown), so such a PATCH is sent again here rather than trusted.
-        """
+        """Confirm the final status within the budget, once the reporter's task is down (one
+        send at a time; a send it had in flight is in doubt, so sent again)."""
         try:
             with self.clock.move_on_after(deadline - self.clock.now()):
                 await self.watching.down.wait()
@@ -249,18 +205,12 @@ class StopPath:
                 "status_not_delivered_at_stop", state=pending.state.value, message=pending.message
             )
 
-    # -- the snapshot body, kept ready ----------------------------------------------------------
-
     def _on_mirror_change(self) -> None:
         self._mirror_changed.set()
 
     async def prepare_snapshot(self) -> None:
-        """Build the mirror's snapshot body once the mirror has been quiet for PREPARE_AFTER.
-
-        Waits without a timer while the body is ready (or the stream is down: the stop path
-        then fetches), and wakes at most once per PREPARE_AFTER while the mirror changes: no CPU
-        while nothing happens, little while the agent writes.
-        """
+        """Build the mirror's snapshot body once it is quiet for PREPARE_AFTER; no timer while
+        it is ready or the stream is down (the stop path then fetches)."""
         while True:
             self._mirror_changed = anyio.Event()
             if self.mirror.snapshot_ready or not self.mirror.current:

@@ -1,28 +1,18 @@
-"""The AgentAPI watchers: turn what AgentAPI says into observations for the reporting rules.
+"""The AgentAPI watchers: what AgentAPI says, as observations for the rules in `agent.rules`.
 
-Two strategies, one contract. `EventsWatcher` follows `/events` (a replay of the whole history on
-every connect, then changes); `PollWatcher` reads `/status` every interval and `/messages` when
-it matters. Both feed the same observations to an `Observer` (the daemon): a `HistorySeen` for
-every whole history (a `/messages` answer, a complete replay), a `UserMessageSeen` for a live
-user message, a `StatusSeen` for every status read. The rules in `agent.rules` decide what that
-means, so the two modes give the same results by construction (tests/test_watchers.py proves it
-on shared scenarios).
-
-While the event stream is down, the events watcher observes exactly as the poll watcher does
-(the same `_Watcher.poll_once`: `/status` every poll interval, `/messages` when the status
-changes), so every transition reaches the rules within a poll interval however long the outage,
-and a prompt sent meanwhile is seen with the status change it causes, not only in the replay.
-
-The watchers also keep the daemon's mirror current (the stop path's fallback) and tell the
-observer when AgentAPI stops or starts answering. Time comes from the injected clock; reconnect
-waits from `agent.retry`. Neither watcher ever ends on an AgentAPI failure: it retries.
+`EventsWatcher` follows `/events` (a replay of the whole history on every connect, then changes);
+`PollWatcher` reads `/status` every interval and `/messages` when it matters. Both observe the
+same way (a `HistorySeen` for a whole history, a `UserMessageSeen` for a live user message, a
+`StatusSeen` for a status), so the modes agree by construction (tests/test_watchers.py). While
+the stream is down the events watcher polls as the poll watcher does, so transitions arrive on
+time however long the outage. Both keep the mirror current and never end on a failure.
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, suppress
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -31,7 +21,6 @@ from agent.agentapi import (
     AgentAPIClient,
     AgentErrorEvent,
     MalformedEvent,
-    Message,
     MessageUpdate,
     StatusChange,
     UnknownEvent,
@@ -45,8 +34,8 @@ from agent.rules import HistoryBuilder, Observation, StatusSeen, UserMessageSeen
 
 log = structlog.get_logger("agent.daemon.watchers")
 
-# In poll mode, while the agent runs, refresh the history this often (its last message grows);
-# otherwise `/messages` is fetched only when the status changes: histories reach megabytes.
+# While the agent runs, polling refreshes the history (its last message grows) this often;
+# otherwise only on a status change: histories reach megabytes.
 POLL_MESSAGES_REFRESH = 5.0
 # A `/messages` answer with more messages than this was megabytes of short-lived objects.
 LARGE_HISTORY = 200
@@ -55,42 +44,25 @@ LARGE_HISTORY = 200
 class Observer(Protocol):
     """Where the watchers send what they see (the daemon)."""
 
-    def observe(self, observation: Observation) -> None:
-        """One observation for the rules."""
+    def observe(self, observation: Observation) -> None: ...
 
     def agentapi_ok(self) -> None:
-        """AgentAPI answered."""
+        """AgentAPI answered (again)."""
 
     def agentapi_problem(self, error: Exception) -> None:
         """AgentAPI did not answer or answered nonsense."""
 
 
-def release_heap() -> None:
-    """Hand memory freed after a multi-megabyte answer back to the OS (glibc; else a no-op).
-
-    The daemon keeps only ten messages, but the allocator keeps the pages the whole history
-    needed while it was parsed: without this, one 4 MB poll leaves RSS ~10 MB higher for good.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        return
-
-
+@dataclass
 class PollState:
-    """What polling remembers between reads: the last status read, when `/messages` was fetched."""
+    """What polling remembers between reads."""
 
-    def __init__(self, last_status: str | None = None, last_fetch: float = float("-inf")) -> None:
-        self.last_status = last_status
-        self.last_fetch = last_fetch
+    last_status: str | None = None
+    last_fetch: float = float("-inf")  # when `/messages` was fetched
 
 
-class _Watcher:
-    """What both watchers are built from: AgentAPI, the rules' observer, the mirror, the clock.
-
-    `poll_once` is the one implementation of polling: the poll watcher's every read, and the
-    events watcher's while its stream is down.
-    """
+class PollWatcher:
+    """Reads `/status` every poll interval, `/messages` when it matters."""
 
     def __init__(
         self,
@@ -109,35 +81,7 @@ class _Watcher:
         self._clock = clock
         self._backoff = backoff
 
-    async def poll_once(self, poll: PollState) -> None:
-        """Read `/status`; fetch `/messages` when it changed (or while running, now and then).
-
-        Observes the history first, then the status, as the stream's replay does. Raises
-        RemoteError when AgentAPI did not answer; `poll` is then unchanged.
-        """
-        status = (await self._agentapi.status()).status
-        now = self._clock.now()
-        refresh = status == "running" and now - poll.last_fetch >= POLL_MESSAGES_REFRESH
-        if status != poll.last_status or refresh:
-            self.apply_history(await self._agentapi.messages())
-            poll.last_fetch = now
-        poll.last_status = status
-        self._observer.agentapi_ok()
-        self._observer.observe(StatusSeen(status, self._clock.now()))
-
-    def apply_history(self, messages: list[Message]) -> None:
-        """A whole `/messages` answer: mirror it and observe it as a history."""
-        self._mirror.replace_all(messages)
-        self._observer.observe(history_of(messages, self._clock.now()))
-        if len(messages) > LARGE_HISTORY:
-            release_heap()
-
-
-class PollWatcher(_Watcher):
-    """`GET /status` every poll interval; `GET /messages` on a change, and while running."""
-
     async def run(self) -> None:
-        """Poll until cancelled."""
         poll = PollState()
         failures = 0
         interval = self._settings.poll_interval
@@ -152,17 +96,32 @@ class PollWatcher(_Watcher):
             failures = 0
             await self._clock.sleep(interval)
 
+    async def poll_once(self, poll: PollState) -> None:
+        """Read `/status`, and `/messages` on a change (or while running, now and then); observe
+        the history first, as the replay does. RemoteError leaves `poll` unchanged."""
+        status = (await self._agentapi.status()).status
+        now = self._clock.now()
+        refresh = status == "running" and now - poll.last_fetch >= POLL_MESSAGES_REFRESH
+        if status != poll.last_status or refresh:
+            messages = await self._agentapi.messages()
+            self._mirror.replace_all(messages)
+            self._observer.observe(history_of(messages, self._clock.now()))
+            if len(messages) > LARGE_HISTORY:
+                # The allocator keeps the pages the parse needed: one 4 MB poll would leave RSS
+                # ~10 MB higher for good. Handed back to the OS (glibc; else nothing).
+                with suppress(OSError, AttributeError):
+                    ctypes.CDLL("libc.so.6").malloc_trim(0)
+            poll.last_fetch = now
+        poll.last_status = status
+        self._observer.agentapi_ok()
+        self._observer.observe(StatusSeen(status, self._clock.now()))
 
-class EventsWatcher(_Watcher):
-    """Follows `/events`, reconnecting with backoff; falls back to polling without a stream.
 
-    While the stream is down it polls (`poll_once`, as the poll watcher does) until the
-    reconnect, so a transition is reported on time however long the outage; the replay after a
-    reconnect is observed as one `HistorySeen`, so nothing said meanwhile is lost.
-    """
+class EventsWatcher(PollWatcher):
+    """Follows `/events`, reconnecting with backoff and polling meanwhile (for good without
+    `/events`); the replay after a reconnect is one `HistorySeen`: nothing said is lost."""
 
     async def run(self) -> None:
-        """Follow the stream until cancelled."""
         failures = 0
         # The stream's last status: an outage's polling starts from it (no needless fetch).
         self._stream_status: str | None = None
@@ -177,15 +136,7 @@ class EventsWatcher(_Watcher):
             except Rejected as exc:
                 if exc.status in (404, 405):
                     log.warning("agentapi_events_unavailable", fallback="poll", error=str(exc))
-                    poll = PollWatcher(
-                        self._agentapi,
-                        self._settings,
-                        self._observer,
-                        self._mirror,
-                        self._clock,
-                        backoff=self._backoff,
-                    )
-                    await poll.run()
+                    await super().run()
                     return
                 error = exc
             except (RemoteError, TimeoutError) as exc:
@@ -203,7 +154,7 @@ class EventsWatcher(_Watcher):
             )
 
     async def _poll_until(self, reconnect_at: float, poll: PollState) -> None:
-        """Until the reconnect: poll every poll interval (at least once), as poll mode does."""
+        """Until the reconnect: poll every poll interval (at least once)."""
         while True:
             try:
                 await self.poll_once(poll)
@@ -217,16 +168,13 @@ class EventsWatcher(_Watcher):
                 return
 
     async def _follow(self) -> bool:
-        """Follow one connection of `/events`; True when at least one event arrived."""
+        """Follow one connection; True when at least one event arrived."""
         self._mirror.begin_replay()
         replay: HistoryBuilder | None = HistoryBuilder()
         got_any = False
-        # The replay starts at once on connect: silence before it means a hung server.
         events = self._agentapi.events(silence_timeout=self._settings.agentapi_timeout)
         async with aclosing(events):
-            iterator: AsyncIterator[object] = aiter(events)
-            event = await anext(iterator, None)
-            while event is not None:
+            async for event in events:
                 if not got_any:
                     got_any = True
                     self._observer.agentapi_ok()
@@ -236,7 +184,6 @@ class EventsWatcher(_Watcher):
                     self._observer.observe(replay.seen(self._clock.now()))
                     replay = None
                 self._apply(event, replay)
-                event = await anext(iterator, None)
         return got_any
 
     def _apply(self, event: object, replay: HistoryBuilder | None) -> None:
@@ -258,18 +205,3 @@ class EventsWatcher(_Watcher):
                 log.warning("agentapi_event_malformed", name=name, error=error)
             case UnknownEvent(name=name, size=size):
                 log.debug("agentapi_event_unknown", name=name, size=size)
-
-
-Watcher = EventsWatcher | PollWatcher
-
-
-def watcher_for(
-    settings: Settings,
-    agentapi: AgentAPIClient,
-    observer: Observer,
-    mirror: Mirror,
-    clock: Clock,
-) -> Watcher:
-    """The watcher the configured mode asks for."""
-    kind = EventsWatcher if settings.mode == "events" else PollWatcher
-    return kind(agentapi, settings, observer, mirror, clock)

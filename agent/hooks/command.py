@@ -1,21 +1,10 @@
 """`coder-task-agent hook AGENT`: an agent's own hook event as the task's status.
 
-The shell around the pure parts: read the payload where the agent's row in the registry
-(agent.hooks) says it arrives, let the agent's mapping module say what happened
-(agent.hooks.<agent>), let agent.hooks.events say which status that is, and hand the report
-over through agent.reportsocket.client (to the running daemon, which applies the reporting
-rules, or straight to Coder when none listens).
-
-A hook runs inside the agent's turn, so it must never block or fail the agent: the input is read
-with a bound, the hand-over is bounded, every problem is logged as one line and the command
-exits 0 (exit 2 means "block" to most agents: a refused prompt, a denied tool, a forced extra
-turn). Its stdout carries exactly what the agent's row says (nothing, or Gemini's `{}`).
-
-Codex's `notify` allows one program: `hook codex --then-run '["prog", "arg"]' PAYLOAD` reports,
-then runs the user's own notify program (`prog arg PAYLOAD`) in its place, as Codex would have.
-
-Only the standard library is imported on the way to a running daemon: a hook runs at every
-prompt and every tool call.
+The shell around the pure parts: read the payload as the registry (agent.hooks) says, map it
+(agent.hooks.<agent>, agent.hooks.events), hand the report over (agent.reportsocket.client).
+A hook runs inside the agent's turn (exit 2 means "block" to most agents), so the input and the
+hand-over are bounded, every problem is one logged line, the exit is 0 and stdout carries only
+the registry's `stdout`. Standard library only on the way to a daemon (docs/hooks.md).
 """
 
 from __future__ import annotations
@@ -31,36 +20,29 @@ from agent.hooks import AGENTS, ARGUMENT_OR_STDIN, Agent
 from agent.hooks.events import status_of
 from agent.reportsocket.trust import proc_stat
 
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the hooks' path
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import BinaryIO
 
     from agent.models import AppStatus
 
-# A prompt can be long, but a hook event beyond this is not one: it is cut, not read whole.
+# A prompt can be long, but a hook event beyond this is not one.
 MAX_EVENT_BYTES = 16 * 1024 * 1024
-# Agents write the event and close stdin at once; run by hand on a terminal, stdin would never
-# end: the read gives up after this long (or when the hook budget ends, if sooner).
+# Agents write the event and close stdin at once; on a terminal, stdin would never end.
 STDIN_WAIT = 5.0
-# Of the hook budget, what is kept for the exit: closing connections after a cut-off attempt,
-# the interpreter's teardown with httpx and anyio loaded (0.1-0.2 s measured on 2 loaded cores).
+# Kept of the budget for the exit: closing connections, the teardown with httpx and anyio
+# loaded (0.1-0.2 s measured on 2 loaded cores).
 EXIT_RESERVE = 0.3
-# The least the hand-over gets, even when the start took the whole budget (a machine so loaded
-# that importing took a second): a hook a little late is better than a report never sent.
+# The least the hand-over gets when starting took the whole budget: late beats never sent.
 MIN_HAND_OVER = 0.2
 LOG_LEVEL = "CODER_TASK_AGENT_LOG_LEVEL"
-# The level on agents that show the hook's stderr to the user (the registry's `stderr_shown`).
 SHOWN_STDERR_LEVEL = "error"
 
 
 def read_stdin(stream: BinaryIO | None, within: float = STDIN_WAIT) -> bytes:
-    """Everything on `stream` until EOF, at most MAX_EVENT_BYTES, within `within` seconds.
-
-    Raises TimeoutError when the writer neither finishes nor closes in time, ValueError when
-    there is no stdin or the event is too large.
-    """
+    """Everything on `stream` until EOF within `within` seconds; TimeoutError, or ValueError
+    for no stdin or more than MAX_EVENT_BYTES."""
     if stream is None:
         raise ValueError("no event: stdin is closed")
     deadline = time.monotonic() + within
@@ -93,22 +75,18 @@ def parse_event(raw: bytes | str) -> Mapping[str, object]:
 
 
 def hand_over(settings: Settings, status: AppStatus, within: float) -> int:
-    """Give the report to whoever delivers it, within `within` seconds; returns the exit code.
-
-    The one line to change when the client changes.
-    """
+    """Give the report to whoever delivers it (daemon or Coder) within `within` seconds."""
     from agent.reportsocket import client as report_socket  # noqa: PLC0415
 
     return report_socket.report(settings, status, source="hook", within=within)
 
 
 def process_started() -> float:
-    """When this process started, on `time.monotonic()`'s scale (now, when that is unknown).
+    """When this process started, on `time.monotonic()`'s scale (now, when unknown).
 
-    The budget is the agent's wait, which begins at the exec, before the interpreter's own
-    start (tens of milliseconds, more on a loaded machine). /proc gives the start in clock
-    ticks since boot; CLOCK_BOOTTIME is the same clock, and monotonic runs with it while the
-    machine is awake.
+    The budget is the agent's wait, which begins at the exec, before the interpreter's start.
+    /proc gives the start in clock ticks since boot (CLOCK_BOOTTIME), which monotonic runs with
+    while the machine is awake.
     """
     now = time.monotonic()
     fields = proc_stat("self")
@@ -135,16 +113,10 @@ def run_hook(
 ) -> int:
     """The `hook AGENT` command; always returns 0 (problems are logged, one line each).
 
-    `arguments`: the payload argument(s) (Codex's notify appends one); `event`: `--event`, the
-    event's name for payloads that lack it; `then_run`: `--then-run`, a JSON array, the user's
-    own program to run after reporting, with the payload appended (never returns when it runs).
-
-    The whole of it runs within the hook budget (CODER_TASK_AGENT_HOOK_BUDGET, 1 s by default)
-    from `started` (`time.monotonic()`; the command passes its process's start, see
-    `process_started`; by default now): reading the event and handing the report over each get
-    what is left of it, less EXIT_RESERVE for the exit (the hand-over at least MIN_HAND_OVER).
-    A report not delivered within it is given up and logged (`hook_failed`, saying so): the
-    agent must not wait for Coder.
+    `arguments`: the payload argument (Codex's notify); `event`: `--event`; `then_run`:
+    `--then-run`, the user's own notify program (JSON), exec'd after reporting with the payload.
+    Reading and hand-over share the hook budget from `started` (monotonic; the process's start),
+    less EXIT_RESERVE; the hand-over gets at least MIN_HAND_OVER.
     """
     started = time.monotonic() if started is None else started
     agent = AGENTS.get(agent_name)
@@ -158,9 +130,7 @@ def run_hook(
             stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
             raw = _read_payload(agent, arguments, stream, end - time.monotonic())
             status = status_of(agent.event_of(parse_event(raw), event or ""))
-            if status is not None:
-                # Its outcome is the one line the hand-over logs (`hook_failed`, `reason: not
-                # delivered within the hook budget`, when the budget ended it).
+            if status is not None:  # the hand-over logs its outcome (`hook_failed` when late)
                 hand_over(settings, status, max(end - time.monotonic(), MIN_HAND_OVER))
         except Exception as exc:  # noqa: BLE001 - a hook never fails its agent: one line, exit 0
             _log_problem(settings, agent_name, "hook_failed", exc)
@@ -219,19 +189,15 @@ def _run_next(settings: Settings | None, agent: str, then_run: str, payload: Seq
         error = ValueError("--then-run is not a JSON array of strings")
         _log_problem(settings, agent, "hook_then_run_failed", error)
         return
-    _flush(sys.stdout)
-    _flush(sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            continue  # closed or absent: nothing of ours is pending there
     try:
         os.execvp(argv[0], [*argv, *payload])  # noqa: S606 - the user's own notify program
     except OSError as exc:
         _log_problem(settings, agent, "hook_then_run_failed", exc, program=argv[0])
-
-
-def _flush(stream: object) -> None:
-    try:
-        stream.flush()  # type: ignore[attr-defined]
-    except (AttributeError, OSError, ValueError):
-        return  # closed or absent: nothing of ours is pending there
 
 
 def _log_problem(

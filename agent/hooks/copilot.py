@@ -1,30 +1,14 @@
-"""GitHub Copilot CLI's hooks, as events of agent.hooks.events (which holds the rules).
+"""GitHub Copilot CLI's hooks as events (docs/hooks.md#copilot-cli lists them).
 
-Copilot runs each hook command with JSON on stdin, in two shapes: configured with PascalCase
-event names (`UserPromptSubmit`) the payload is VS Code's snake_case with `hook_event_name`;
-configured with camelCase names (`userPromptSubmitted`) it is camelCase and carries no event
-name (except `notification`), so the command names it: `hook copilot --event userPromptSubmitted`.
-Both are read here, names compared without case.
-
-- `userPromptSubmitted` / `UserPromptSubmit`: a prompt (`prompt`).
-- `preToolUse` / `PreToolUse`: a tool (`tool_name` / `toolName`), except `ask_user`, which waits
-  for the user: asking the user (its `question`).
-- `notification` `permission_prompt`: a permission wait (the payload does not name the tool);
-  `elicitation_dialog`: asking the user. Other types (`shell_completed`, `agent_idle`, ...:
-  background work): nothing.
-- `permissionRequest`: nothing. It fires before Copilot's permission rules run, also for calls
-  they then allow: it is no sign of a wait.
-- `agentStop` / `Stop`: the turn ended ("Turn finished": no final message in the payload).
-- `errorOccurred` / `ErrorOccurred`: the turn stopped, with the error's message, when it is not
-  `recoverable`; a recoverable error: nothing (Copilot goes on).
-- `sessionStart` / `SessionStart`: a session started. `sessionEnd` / `SessionEnd`: it ended (in
-  `-p` mode once per turn).
-- anything else (`postToolUse`, subagents, `preCompact`): nothing.
+Two payload shapes: configured with PascalCase names, VS Code's snake_case with
+`hook_event_name`; with camelCase names, camelCase without the name (the command says it,
+`--event`). Both are read here. `permissionRequest` reports nothing: it fires before Copilot's
+permission rules run, also for calls they then allow.
 """
 
 from __future__ import annotations
 
-from agent.hooks.events import AskingUser, Nothing, PermissionWait, ToolStarting, TurnStopped
+from agent.hooks.events import Nothing, PermissionWait, TurnStopped
 from agent.hooks.payload import (
     always,
     asking,
@@ -35,25 +19,16 @@ from agent.hooks.payload import (
     session_end,
     session_start,
     text,
+    tool,
     turn_end,
+    unless_asking,
 )
 
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the hooks' path
 if TYPE_CHECKING:
     from agent.hooks.events import HookEvent
     from agent.hooks.payload import Payload
     from agent.hooks.targets import Target
-
-ASKING_TOOLS = ("ask_user",)
-
-
-def tool_or_question(payload: Payload) -> HookEvent:
-    """A tool, except the ASKING_TOOLS (any case): asking the user, its `question`."""
-    tool = text(payload, "tool_name", "toolName")
-    if tool.lower() in ASKING_TOOLS:
-        return AskingUser(text(payload, "tool_input.question", "toolArgs.question"))
-    return ToolStarting(tool)
 
 
 def error(payload: Payload) -> HookEvent:
@@ -63,11 +38,14 @@ def error(payload: Payload) -> HookEvent:
     return TurnStopped(text(payload, "error.message", "error.name"))
 
 
+TOOL = ("tool_name", "toolName")
 prompted = prompt("prompt")
 EVENTS = {
     "userPromptSubmitted": prompted,
     "UserPromptSubmit": prompted,
-    "preToolUse": tool_or_question,
+    "preToolUse": unless_asking(
+        tool(*TOOL), ("ask_user",), "tool_input.question", "toolArgs.question", names=TOOL
+    ),
     "notification": by(
         {"permission_prompt": always(PermissionWait()), "elicitation_dialog": asking("message")},
         "notification_type",
@@ -83,33 +61,22 @@ event_of = mapping(EVENTS, "hook_event_name", "hookEventName")
 
 
 def install_target() -> Target:
-    """What `hook install copilot` writes: a hooks file of ours alone."""
-    # Imported here, when installing: this module is on the hooks' fast path (no dataclasses).
-    import json  # noqa: PLC0415
-
-    from agent.hooks.targets import OwnFile, Target, command  # noqa: PLC0415
+    """A hooks file of ours alone."""
+    from agent.hooks.targets import Target, command, json_file  # noqa: PLC0415
 
     entry = {"type": "command", "bash": command("copilot"), "timeoutSec": 10}
-    # PascalCase events: their payloads name the event (the camelCase ones do not).
-    # `notification` stays camelCase (a PascalCase `Notification` is unconfirmed); its payload
-    # carries `hook_event_name` anyway.
-    events = (
-        "SessionStart",
-        "UserPromptSubmit",
-        "PreToolUse",
-        "notification",
-        "Stop",
-        "ErrorOccurred",
-        "SessionEnd",
-    )
+    # PascalCase events, whose payloads name the event; `notification` stays camelCase (a
+    # PascalCase `Notification` is unconfirmed) and carries `hook_event_name` anyway.
+    events: tuple[str, ...] = ("SessionStart", "UserPromptSubmit", "PreToolUse", "notification")
+    events += ("Stop", "ErrorOccurred", "SessionEnd")
     document = {"version": 1, "hooks": {event: [entry] for event in events}}
     return Target(
         "copilot",
         (
-            OwnFile(
+            json_file(
                 ".copilot/hooks/coder-task-agent.json",
                 ".github/hooks/coder-task-agent.json",
-                text=json.dumps(document, indent=2) + "\n",
+                document,
             ),
         ),
         notes=(

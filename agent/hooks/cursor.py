@@ -1,54 +1,37 @@
-"""Cursor CLI's (`cursor-agent`) hooks, as events of agent.hooks.events (which holds the rules).
+"""Cursor CLI's (`cursor-agent`) hooks as events (docs/hooks.md#cursor-cli lists them).
 
-Cursor runs each `hooks.json` command with the event as JSON on stdin (`hook_event_name`,
-camelCase):
-
-- `beforeSubmitPrompt`: a prompt (`prompt`). In print mode (`-p`) it does not fire.
-- `preToolUse`: a tool (`Shell`, `Read`, `Write`, `MCP:<name>`...).
-- `stop`: by `status`, `completed`: the turn ended ("Turn finished": the payload does not carry
-  the answer); `aborted` or `error`: the turn stopped, for that reason.
-- `sessionStart`: a session started. `sessionEnd`: it ended.
-- anything else (`afterAgentResponse`, `beforeShellExecution`, `postToolUse`, subagents...):
-  nothing. `afterAgentResponse` has the assistant's text, but Cursor calls it after an assistant
-  message, not once at the turn's end: reporting idle there could come in the middle of a turn.
-
-Cursor has no event for a permission prompt.
+Not `afterAgentResponse`: it has the assistant's text, but comes after each assistant message,
+not once at the turn's end, so an idle there could land in the middle of a turn.
 """
 
 from __future__ import annotations
 
 from agent.hooks.payload import mapping, prompt, session_end, session_start, tool, turn_end
 
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the hooks' path
 if TYPE_CHECKING:
     from agent.hooks.targets import Json, Target
 
-event_of = mapping(
-    {
-        "beforeSubmitPrompt": prompt("prompt"),
-        "preToolUse": tool("tool_name"),
-        "stop": turn_end(cause="status", normal="completed"),
-        "sessionStart": session_start(),
-        "sessionEnd": session_end(),
-    }
-)
+EVENTS = {
+    "sessionStart": session_start(),
+    "beforeSubmitPrompt": prompt("prompt"),
+    "preToolUse": tool("tool_name"),
+    "stop": turn_end(cause="status", normal="completed"),
+    "sessionEnd": session_end(),
+}
+event_of = mapping(EVENTS)
 
 
 def install_target() -> Target:
-    """What `hook install cursor` writes: hooks.json with the event names Cursor knows."""
-    # Imported here, when installing: this module is on the hooks' fast path (no dataclasses).
+    """hooks.json with the events mapped above: one unknown name voids the whole file."""
     from agent.hooks.targets import JsonHooks, Target, command  # noqa: PLC0415
 
     entry: Json = {"command": command("cursor")}
-    # Only names Cursor knows: one unknown event name makes it ignore the whole file.
-    events = tuple(
-        (event, entry)
-        for event in ("sessionStart", "beforeSubmitPrompt", "preToolUse", "stop", "sessionEnd")
-    )
+    entries = tuple((event, entry) for event in EVENTS)
+    path = ".cursor/hooks.json"
     return Target(
         "cursor",
-        (JsonHooks(".cursor/hooks.json", ".cursor/hooks.json", events, skeleton={"version": 1}),),
+        (JsonHooks(path, path, entries, skeleton={"version": 1}),),
         notes=(
             "Only event names Cursor knows are written: one unknown name makes Cursor ignore "
             "the whole hooks.json. Cursor has no permission event, and its prompt and stop "

@@ -1,23 +1,10 @@
-"""Goose's hooks (Open Plugins `hooks/hooks.json`), as events of agent.hooks.events (the rules).
-
-Goose runs each hook command with JSON on stdin; the event's name is in `event`, not
-`hook_event_name`:
-
-- `UserPromptSubmit`: a prompt (`message`).
-- `PreToolUse`: a tool (`developer__shell`...).
-- `Stop`: the turn ended, with `last_assistant_message` when the turn produced text.
-- `SessionStart`: a session started. `SessionEnd`: it ended.
-- anything else (`PreToolUseResult`, `PostToolUse`, file and shell events): nothing.
-
-Goose has no permission event.
-"""
+"""Goose's hooks (an Open Plugins plugin of ours) as events (docs/hooks.md#goose lists them)."""
 
 from __future__ import annotations
 
 from agent.hooks.payload import mapping, prompt, session_end, session_start, tool, turn_end
 
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the hooks' path
 if TYPE_CHECKING:
     from agent.hooks.targets import Target
 
@@ -36,29 +23,18 @@ event_of = mapping(
 
 
 def install_target() -> Target:
-    """What `hook install goose` writes: a plugin of ours alone, its manifest and hooks."""
-    # Imported here, when installing: this module is on the hooks' fast path (no dataclasses).
-    import json  # noqa: PLC0415
-
-    from agent.hooks.targets import EXECUTABLE, OwnFile, Target, matcher_group  # noqa: PLC0415
+    """A plugin of ours alone: its manifest and its hooks."""
+    from agent.hooks.targets import EXECUTABLE, Target, json_file, matcher_group  # noqa: PLC0415
 
     group = matcher_group("goose", timeout=10)
     events = ("SessionStart", "UserPromptSubmit", "PreToolUse", "Stop", "SessionEnd")
     plugin = ".agents/plugins/coder-task-agent"
-    hooks = {"hooks": {event: [group] for event in events}}
+    manifest, hooks = f"{plugin}/plugin.json", f"{plugin}/hooks/hooks.json"
     return Target(
         "goose",
         (
-            OwnFile(
-                f"{plugin}/plugin.json",
-                f"{plugin}/plugin.json",
-                text=json.dumps({"name": EXECUTABLE, "version": "1.0.0"}, indent=2) + "\n",
-            ),
-            OwnFile(
-                f"{plugin}/hooks/hooks.json",
-                f"{plugin}/hooks/hooks.json",
-                text=json.dumps(hooks, indent=2) + "\n",
-            ),
+            json_file(manifest, manifest, {"name": EXECUTABLE, "version": "1.0.0"}),
+            json_file(hooks, hooks, {"hooks": {event: [group] for event in events}}),
         ),
         own_dirs=(f"{plugin}/hooks", plugin),
         notes=("Goose 1.34.0 or later loads the plugin; it has no permission event.",),

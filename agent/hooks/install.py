@@ -1,28 +1,12 @@
-"""`coder-task-agent hook install AGENT` and `hook uninstall AGENT`: our hooks into an agent's own
-configuration and out again, without disturbing anything of the user's.
+"""`coder-task-agent hook install AGENT` and `hook uninstall AGENT`: our hooks into an agent's
+own configuration and out again, the user's bytes kept (docs/hook-install.md).
 
-A Coder template runs `install` in the workspace's start-up script, against a home directory
-that already holds the user's settings (their own hooks, permissions, MCP servers, comments).
-So the files are edited, never rewritten:
-
-- JSON (and JSON with comments, for Gemini and Qwen) by text edits at the spans of members and
-  elements. The standard library's decoder finds them (`JSONDecoder.raw_decode` for values,
-  `scanstring` for keys, on a copy of the text with comments blanked to spaces so offsets stay
-  the same); nothing here parses JSON itself. Our entries are appended after the user's, in the
-  file's own indentation; everything else keeps its bytes, and `uninstall` removes exactly the
-  text `install` added, so install-then-uninstall gives back the file byte for byte.
-  (json.load/json.dump would reformat the whole file and drop comments.)
-- TOML (Codex's `config.toml`) through tomlkit, which keeps comments and layout; it is imported
-  here only, when a Codex file is edited.
-
-Our entries are recognised by their command (`agent.hooks.targets`), which makes a second
-install a no-op and lets uninstall find them wherever the user moved them. A file that is not
-valid JSON or TOML, or not the shape the agent reads, is refused before anything is written.
-Writes are atomic (a temporary file in the same directory, then `os.replace`) and keep the
-file's mode; a symlinked settings file is written through to its target.
-
-Exit codes: 0 done (or nothing to do); 2 usage error, a refused file, or a file that could not
-be read or written (one line on stderr; the files written before a write error are listed).
+JSON (and JSONC) is edited at the spans the standard library's decoder finds (`raw_decode`, on
+a copy with comments blanked to spaces so offsets stay), never re-dumped: json.dump would
+reformat the file and drop comments, and uninstall removes exactly the text install added.
+TOML (Codex's `config.toml`) goes through tomlkit, imported only then. A file that is not valid,
+or not the shape the agent reads, is refused before anything is written. Exit 0, or 2 with one
+line on stderr.
 """
 
 from __future__ import annotations
@@ -41,24 +25,17 @@ from typing import TYPE_CHECKING, TextIO
 
 from agent.errors import BadFile, UsageError
 from agent.hooks import AGENTS, install_targets
-from agent.hooks.targets import (
-    EXECUTABLE,
-    ROOT,
-    CodexNotify,
-    JsonHooks,
-    OwnFile,
-    Spec,
-    Target,
-)
+from agent.hooks.targets import EXECUTABLE, ROOT, CodexNotify, JsonHooks, OwnFile, Spec, Target
 from agent.models import ExitCode
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
+    from tomlkit import TOMLDocument
+
 _DECODER = json.JSONDecoder()
-# A JSON string (kept), a // comment or a /* */ comment (blanked): strings first, so a `//`
-# inside a string is not a comment.
+# A JSON string (kept), a // or /* */ comment (blanked): strings first, as they may hold `//`.
 _STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 _BOM = "\ufeff"
 # Keys that hold a command in the agents' hook entries, and keys that hold nested handlers.
@@ -83,17 +60,14 @@ class _Node:
 
 
 def _skip(text: str, at: int) -> int:
-    """Past the whitespace at `at`."""
     while at < len(text) and text[at] in " \t\r\n":
         at += 1
     return at
 
 
 def _children(shadow: str, open_at: int) -> tuple[list[_Node], int]:
-    """The members or elements of the container opening at `open_at`, and where it closes.
-
-    `shadow` has been validated by `json.loads` already, so every step here succeeds.
-    """
+    """The members or elements of the container opening at `open_at`, and where it closes
+    (`shadow` passed `json.loads` already, so every step succeeds)."""
     is_object = shadow[open_at] == "{"
     closing = "}" if is_object else "]"
     nodes: list[_Node] = []
@@ -117,17 +91,13 @@ def _children(shadow: str, open_at: int) -> tuple[list[_Node], int]:
 
 def _last(nodes: list[_Node], key: str) -> _Node | None:
     """The member named `key` (the last one, as json.loads reads duplicates)."""
-    found = [node for node in nodes if node.key == key]
-    return found[-1] if found else None
+    return next((node for node in reversed(nodes) if node.key == key), None)
 
 
 def _line_indent(text: str, at: int) -> str:
     """The whitespace that starts the line holding position `at`."""
-    line = text.rfind("\n", 0, at) + 1
-    end = line
-    while end < at and text[end] in " \t":
-        end += 1
-    return text[line:end]
+    line = text[text.rfind("\n", 0, at) + 1 : at]
+    return line[: len(line) - len(line.lstrip(" \t"))]
 
 
 def _blank_comments(text: str) -> str:
@@ -140,26 +110,22 @@ def _blank_comments(text: str) -> str:
     return _STRING_OR_COMMENT.sub(blank, text)
 
 
-def _render(value: object, indent: str, levels: int, unit: str, newline: str) -> str:
-    """`value` as JSON, its containers on separate lines down `levels` deep, then on one line.
-
-    Each of our hook entries ends up on one line of its own, easy to tell apart.
-    """
+def _render(
+    value: object, indent: str, levels: int, unit: str, newline: str, *, key: str | None = None
+) -> str:
+    """`value` as JSON (as the member `key` where given), its containers on lines of their own
+    down `levels` deep, then on one line: each of our entries ends up on a line of its own."""
+    head = "" if key is None else json.dumps(key, ensure_ascii=False) + ": "
     if levels <= 0 or not isinstance(value, dict | list) or not value:
-        return json.dumps(value, ensure_ascii=False)
+        return head + json.dumps(value, ensure_ascii=False)
     inner = indent + unit
-    if isinstance(value, dict):
-        items = [
-            json.dumps(key, ensure_ascii=False)
-            + ": "
-            + _render(item, inner, levels - 1, unit, newline)
-            for key, item in value.items()
-        ]
-        opening, closing = "{", "}"
-    else:
-        items = [_render(item, inner, levels - 1, unit, newline) for item in value]
-        opening, closing = "[", "]"
-    return opening + ",".join(newline + inner + item for item in items) + newline + indent + closing
+    pairs = value.items() if isinstance(value, dict) else ((None, item) for item in value)
+    items = ",".join(
+        newline + inner + _render(item, inner, levels - 1, unit, newline, key=name)
+        for name, item in pairs
+    )
+    opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+    return head + opening + items + newline + indent + closing
 
 
 class _JsonText:
@@ -192,15 +158,11 @@ class _JsonText:
         return "  "
 
     def member(self, key: str | None, value: object, indent: str, levels: int) -> str:
-        text = _render(value, indent, levels, self.unit, self.newline)
-        return text if key is None else f"{json.dumps(key, ensure_ascii=False)}: {text}"
+        return _render(value, indent, levels, self.unit, self.newline, key=key)
 
     def insert(self, open_at: int, items: list[tuple[str | None, object]], levels: int) -> None:
-        """Append `items` (members or elements) to the container opening at `open_at`.
-
-        On separate lines where the container's items are (with `levels` of each value's
-        containers opened up), on the same line where they are.
-        """
+        """Append `items` (members or elements) to the container opening at `open_at`: on lines
+        of their own where its items are (`levels` of their containers opened up), else inline."""
         nodes, close_at = _children(self.shadow, open_at)
         if nodes:
             last = nodes[-1]
@@ -233,11 +195,8 @@ class _JsonText:
         self.edits.append((open_at + 1, close_at if not interior.strip() else open_at + 1, text))
 
     def remove(self, open_at: int, indices: list[int]) -> None:
-        """Remove these members or elements (not all of them) with their separators.
-
-        One followed by a kept one goes with the separator after it; the others go with the
-        separator before them, which is exactly what `insert` added.
-        """
+        """Remove these members or elements (not all) with their separators: the one after it
+        where a kept one follows, else the one before (exactly what `insert` added)."""
         nodes, _ = _children(self.shadow, open_at)
         kept = [i for i in range(len(nodes)) if i not in indices]
         for i in indices:
@@ -303,11 +262,8 @@ def _with_root(value: object, root: str) -> object:
 
 
 def merge_json(text: str | None, spec: JsonHooks, agent: str, root: str, path: str) -> str:
-    """`text` with our entry appended to each event's list (where none of ours is yet).
-
-    A missing or blank file becomes a new one. Raises BadFile for a file that is not a JSON
-    object, or whose `hooks` (or an event's value) is not what the agent reads.
-    """
+    """`text` (None or blank: a new file) with our entry appended to each event's list where
+    none of ours is yet; BadFile for a file not of the shape the agent reads."""
     events = [(event, _with_root(entry, root)) for event, entry in spec.events]
     if text is None or not text.strip():
         document = {**spec.skeleton, "hooks": {event: [entry] for event, entry in events}}
@@ -351,10 +307,8 @@ def _remove_entries(
 
 
 def unmerge_json(text: str | None, spec: JsonHooks, agent: str, path: str) -> str | None:
-    """`text` without our entries, on every event; None: nothing but ours was left (delete).
-
-    An event list, or `hooks` itself, left empty goes too. Raises BadFile for invalid JSON.
-    """
+    """`text` without our entries (and the event lists or `hooks` they leave empty); None:
+    nothing but ours was left, delete the file."""
     if text is None or not text.strip():
         return text
     doc = _JsonText(text, path, comments=spec.comments)
@@ -394,7 +348,7 @@ def _is_our_notify(argv: list[str]) -> bool:
     return bool(argv) and argv[0].rsplit("/", 1)[-1] == EXECUTABLE and argv[1:3] == _NOTIFY[1:]
 
 
-def _parse_toml(text: str, path: str) -> tuple[str, object]:
+def _parse_toml(text: str, path: str) -> tuple[str, TOMLDocument]:
     import tomlkit  # noqa: PLC0415 - only a Codex install edits TOML
     from tomlkit.exceptions import TOMLKitError  # noqa: PLC0415
 
@@ -406,17 +360,10 @@ def _parse_toml(text: str, path: str) -> tuple[str, object]:
 
 
 def merge_notify(text: str | None, path: str) -> str:
-    """Codex's config with our `notify`; the user's program, if any, runs after ours.
-
-    A new `notify` goes on the first line (it must come before any table); an existing one
-    becomes ours with `--then-run` and the user's argv as JSON (the hook runs it after
-    reporting). Raises BadFile for invalid TOML or a `notify` that is not a list of strings.
-    """
-    import tomlkit  # noqa: PLC0415
-
+    """Codex's config with our `notify`: a new one on the first line (before any table), or
+    the user's program run after ours (`--then-run` with its argv as JSON)."""
     source = text or ""
     bom, doc = _parse_toml(source, path)
-    assert isinstance(doc, tomlkit.TOMLDocument)  # noqa: S101 - for the type checker
     if "notify" not in doc:
         body = source.removeprefix(_BOM)
         newline = "\r\n" if "\r\n" in body else "\n"
@@ -425,17 +372,14 @@ def merge_notify(text: str | None, path: str) -> str:
     if _is_our_notify(argv):
         return source
     doc["notify"] = [*_NOTIFY, _THEN_RUN, json.dumps(argv, ensure_ascii=False)]
-    return bom + tomlkit.dumps(doc)
+    return bom + doc.as_string()
 
 
 def unmerge_notify(text: str | None, path: str) -> str | None:
     """Codex's config with the user's own `notify` back (or none); None: the file was ours."""
-    import tomlkit  # noqa: PLC0415
-
     if text is None:
         return None
     bom, doc = _parse_toml(text, path)
-    assert isinstance(doc, tomlkit.TOMLDocument)  # noqa: S101 - for the type checker
     if "notify" not in doc:
         return text
     argv = _notify_argv(doc.unwrap()["notify"], path)
@@ -449,7 +393,7 @@ def unmerge_notify(text: str | None, path: str) -> str | None:
             raise BadFile(path, f"`notify`'s {_THEN_RUN} is not a JSON list") from None
     else:
         del doc["notify"]
-    result = bom + tomlkit.dumps(doc)
+    result = bom + doc.as_string()
     return None if result == "" else result
 
 
@@ -486,10 +430,8 @@ def _own_text(spec: OwnFile) -> str:
 
 
 def plan(target: Target, *, install: bool, project: bool, root: Path) -> list[Change]:
-    """What install (or uninstall) would do to each of the agent's files; reads, never writes.
-
-    Raises BadFile for a file it must not edit.
-    """
+    """What install (or uninstall) would do to each of the agent's files; reads, never writes
+    (BadFile for a file it must not edit)."""
     changes: list[Change] = []
     for spec in target.files:
         path = root / (spec.project if project else spec.user)
@@ -512,18 +454,10 @@ def _after(
     return _own_text(spec) if install else None
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_atomically(path: Path, text: str, mode: int) -> None:
-    """Replace `path`'s content at once (a temporary file beside it, then os.replace).
-
-    An existing file keeps its mode (and owner, where allowed); a symlink is written through
-    to its target. A new file gets `mode` less the umask.
-    """
+    """Replace `path`'s content at once (a temporary file beside it, then os.replace). An
+    existing file keeps its mode (and owner, where allowed), a symlink is written through; a
+    new file gets `mode` less the umask."""
     target = Path(os.path.realpath(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     owner: tuple[int, int] | None = None
@@ -531,7 +465,9 @@ def write_atomically(path: Path, text: str, mode: int) -> None:
         status = target.stat()
         mode, owner = stat.S_IMODE(status.st_mode), (status.st_uid, status.st_gid)
     except FileNotFoundError:
-        mode &= ~_umask()
+        umask = os.umask(0o022)
+        os.umask(umask)
+        mode &= ~umask
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -557,10 +493,9 @@ def unified_diff(change: Change) -> str:
     after = (change.after or "").splitlines(keepends=True)
     old = str(change.path) if change.before is not None else "/dev/null"
     new = str(change.path) if change.after is not None else "/dev/null"
-    lines = []
-    for line in difflib.unified_diff(before, after, old, new):
-        lines.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return "".join(lines)
+    lines = difflib.unified_diff(before, after, old, new)
+    end = "\n\\ No newline at end of file\n"
+    return "".join(line if line.endswith("\n") else line + end for line in lines)
 
 
 def _verb(change: Change) -> str | None:
@@ -582,13 +517,6 @@ def apply(changes: list[Change], out: TextIO) -> None:
         elif change.after is not None and change.before != change.after:
             write_atomically(change.path, change.after, change.mode)
         print(f"{verb}: {change.path}", file=out)
-
-
-def _remove_own_dirs(target: Target, root: Path) -> None:
-    for relative in target.own_dirs:
-        # Absent, or holding something that is not ours: left alone.
-        with contextlib.suppress(OSError):
-            (root / relative).rmdir()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -628,8 +556,8 @@ def main(
     err: TextIO | None = None,
 ) -> int:
     """`hook install|uninstall AGENT ...`: the exit code (0, or 2 with one line on stderr)."""
-    out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
+    out = out or sys.stdout
+    err = err or sys.stderr
     parser = _parser()
     try:
         args = parser.parse_args(list(argv))
@@ -670,7 +598,9 @@ def _run(args: argparse.Namespace, *, home: Path | None, cwd: Path | None, out: 
         return ExitCode.OK
     apply(changes, out)
     if not install:
-        _remove_own_dirs(target, root)
+        for relative in target.own_dirs:
+            with contextlib.suppress(OSError):  # absent, or holding what is not ours: kept
+                (root / relative).rmdir()
         if all(change.before == change.after for change in changes):
             print(f"nothing of coder-task-agent's found for {target.agent}", file=out)
         return ExitCode.OK

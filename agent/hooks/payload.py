@@ -1,171 +1,138 @@
-"""Reading an agent's hook payload: its fields, never failing on their shape, and the builders
-each agent's mapping table is made of.
+"""Reading an agent's hook payload, and the builders every agent's mapping table is made of.
 
-Why a module: every mapping reads JSON written by another program, whose fields change between
-versions (camelCase in one, snake_case in the next, a string where an object was). A field of
-the wrong type is treated as absent, so a mapping never raises on odd input; these readers are
-that rule, once. And every agent says the same few things (a prompt is in this field, the tool
-in that one, the turn's answer in a third): each mapping module is a table from its event names
-to the builders below, and writes out only what is its agent's alone. Pure and standard-library
+Payloads are JSON from another program whose fields change between versions: a field of the
+wrong type is treated as absent, so a mapping never raises on odd input. Pure, standard library
 only (the hooks' fast path).
 """
 
 from __future__ import annotations
 
-from agent.hooks.events import (
-    AskingUser,
-    HookEvent,
-    Nothing,
-    PermissionWait,
-    PromptSubmitted,
-    SessionEnded,
-    SessionStarted,
-    ToolStarting,
-    TurnEnded,
-    TurnStopped,
-)
+from functools import partial
 
-# A plain constant that type checkers treat as true: `typing` is not imported on this path.
-TYPE_CHECKING = False
+from agent.hooks import events
+
+TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the hooks' path
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     Payload = Mapping[str, object]
     # How one event of an agent becomes an event of agent.hooks.events: a row of its table.
-    Build = Callable[[Payload], HookEvent]
+    Build = Callable[[Payload], events.HookEvent]
     # An agent's `event_of(payload, name)`: `name` is "" when the payload names the event.
-    EventOf = Callable[[Payload, str], HookEvent]
+    EventOf = Callable[[Payload, str], events.HookEvent]
 
 
 def text(payload: Payload, *keys: str) -> str:
-    """The first of `keys` whose value is a string; "" when none is.
-
-    A key may be a dotted path into nested objects (`"conversation.agentTextResponse"`).
-    """
-    for key in keys:
-        value = value_at(payload, key)
-        if isinstance(value, str):
-            return value
-    return ""
-
-
-def value_at(payload: Payload, path: str) -> object:
-    """The value at the dotted `path`, or None when any step is missing or not an object."""
-    first, *rest = path.split(".")
-    value = payload.get(first)
-    for step in rest:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(step)
-    return value
+    """The first of `keys` (dotted paths, see `value_at`) whose value is a string, else ""."""
+    found = (value_at(payload, key) for key in keys)
+    return next((value for value in found if isinstance(value, str)), "")
 
 
 def flag(payload: Payload, *keys: str) -> bool | None:
-    """The first of `keys` whose value is a boolean; None when none is."""
-    for key in keys:
-        value = value_at(payload, key)
-        if isinstance(value, bool):
-            return value
-    return None
+    """The first of `keys` whose value is a boolean, else None."""
+    found = (value_at(payload, key) for key in keys)
+    return next((value for value in found if isinstance(value, bool)), None)
 
 
-def folded(name: str) -> str:
-    """An event name compared without case: `Stop`, `stop` and `STOP` are one event.
+def value_at(payload: Payload, path: str) -> object:
+    """The value at the dotted `path` (a number indexes a list), None where a step is missing."""
+    value: object = payload
+    for step in path.split("."):
+        if isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        elif isinstance(value, dict):
+            value = value.get(step)
+        else:
+            return None
+    return value
 
-    Copilot and Kiro send the same event as `sessionStart` or `SessionStart` depending on how
-    the hook is configured; a mapping's table names them as the agent's documentation does.
+
+def mapping(table: Mapping[str, Build], *name_keys: str) -> EventOf:
+    """An agent's `event_of`: the row of `table` for the event's name, nothing for any other.
+
+    The name is `--event`, else the first of `name_keys` (`hook_event_name`) in the payload;
+    compared without case (Copilot and Kiro send `sessionStart` or `SessionStart` by config).
     """
-    return name.strip().lower()
-
-
-def mapping(events: Mapping[str, Build], *name_keys: str) -> EventOf:
-    """An agent's `event_of`: the row of `events` for the event's name, nothing for any other.
-
-    The name is the `name` argument (`--event`), else the first of `name_keys` in the payload
-    (`hook_event_name` by default); compared without case.
-    """
-    rows = {folded(event): build for event, build in events.items()}
+    rows = {event.lower(): build for event, build in table.items()}
     keys = name_keys or ("hook_event_name",)
 
-    def event_of(payload: Payload, name: str = "") -> HookEvent:
-        return _row(rows, folded(name or text(payload, *keys)), payload)
+    def event_of(payload: Payload, name: str = "") -> events.HookEvent:
+        return _row(rows, (name or text(payload, *keys)).strip().lower(), payload)
 
     return event_of
 
 
 def by(kinds: Mapping[str, Build], *keys: str) -> Build:
-    """The row of `kinds` for the value of the first of `keys` (exactly; "" when it has none),
-    nothing for any other value: one event of several kinds, such as a notification."""
+    """The row of `kinds` for the exact value of the first of `keys` ("" when none), nothing
+    for any other: one event of several kinds, such as a notification."""
     return lambda payload: _row(kinds, text(payload, *keys), payload)
 
 
-def _row(rows: Mapping[str, Build], key: str, payload: Payload) -> HookEvent:
+def _row(rows: Mapping[str, Build], key: str, payload: Payload) -> events.HookEvent:
     build = rows.get(key)
-    return Nothing() if build is None else build(payload)
+    return events.Nothing() if build is None else build(payload)
 
 
-def prompt(*keys: str) -> Build:
-    """A prompt, in the first of `keys`."""
-    return lambda payload: PromptSubmitted(text(payload, *keys))
+def said(event: type[events.HookEvent], *keys: str) -> Build:
+    """`event`, in the words of the first of `keys` (a prompt, a tool's name, a reason)."""
+    return lambda payload: event(text(payload, *keys))
 
 
-def tool(*keys: str) -> Build:
-    """A tool about to run, named in the first of `keys`."""
-    return lambda payload: ToolStarting(text(payload, *keys))
+prompt = partial(said, events.PromptSubmitted)
+tool = partial(said, events.ToolStarting)
+permission = partial(said, events.PermissionWait)
+asking = partial(said, events.AskingUser)
+stopped = partial(said, events.TurnStopped)
 
 
-def permission(*keys: str) -> Build:
-    """A permission wait for the tool named in the first of `keys` (none: an unnamed tool)."""
-    return lambda payload: PermissionWait(text(payload, *keys))
+def unless_asking(
+    build: Build, tools: tuple[str, ...], *question: str, names: tuple[str, ...] = ("tool_name",)
+) -> Build:
+    """`build`, except for `tools` (named in the first of `names`), whose purpose is to ask the
+    user: asking, in the words of the first of `question`. A lower-case name in `tools` is
+    compared without case (Copilot's)."""
 
+    def event(payload: Payload) -> events.HookEvent:
+        called = text(payload, *names)
+        if called in tools or called.lower() in tools:
+            return events.AskingUser(text(payload, *question))
+        return build(payload)
 
-def asking(*keys: str) -> Build:
-    """The agent asks the user, in the words of the first of `keys`."""
-    return lambda payload: AskingUser(text(payload, *keys))
-
-
-def stopped(*keys: str) -> Build:
-    """The turn stopped, for the reason in the first of `keys`."""
-    return lambda payload: TurnStopped(text(payload, *keys))
+    return event
 
 
 def turn_end(*answer: str, cause: str = "", normal: str = "") -> Build:
-    """The turn ended, with the answer in the first of `answer` (none: no answer).
+    """The turn ended, with the answer in the first of `answer`; or, when the field `cause`
+    holds a value other than "" or `normal`, the turn stopped for that reason."""
 
-    With `cause`, the field saying why the turn ended: any value but "" or `normal` means the
-    turn stopped, for that reason.
-    """
-
-    def build(payload: Payload) -> HookEvent:
+    def build(payload: Payload) -> events.HookEvent:
         why = text(payload, cause) if cause else ""
         if why not in ("", normal):
-            return TurnStopped(why)
-        return TurnEnded(text(payload, *answer) or None)
+            return events.TurnStopped(why)
+        return events.TurnEnded(text(payload, *answer) or None)
 
     return build
 
 
 def session_start(*, except_sources: tuple[str, ...] = ()) -> Build:
-    """A session started, unless its `source` is one of `except_sources` (`compact`: a
-    compaction inside a turn, no new session)."""
+    """A session started, unless its `source` is one of `except_sources` (`compact` happens
+    inside a turn)."""
     return lambda payload: (
-        Nothing() if text(payload, "source") in except_sources else SessionStarted()
+        events.Nothing() if text(payload, "source") in except_sources else events.SessionStarted()
     )
 
 
-def always(event: HookEvent) -> Build:
+def always(event: events.HookEvent) -> Build:
     """`event`, whatever the payload says (events are immutable values)."""
     return lambda _payload: event
 
 
 def session_end() -> Build:
-    """The session ended."""
-    return always(SessionEnded())
+    return always(events.SessionEnded())
 
 
-# Claude Code's hook contract (event names, fields, JSON on stdin), which other agents follow:
-# Codex's lifecycle hooks and Qwen Code's. Each of their tables starts from these rows and says
-# only where it differs (Claude Code itself: the tools that ask the user, notifications).
+# Claude Code's contract, which Codex's lifecycle hooks and Qwen Code's follow: their tables
+# start from these rows and say only where they differ.
 CLAUDE_STYLE: dict[str, Build] = {
     "UserPromptSubmit": prompt("prompt"),
     "PreToolUse": tool("tool_name"),

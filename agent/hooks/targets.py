@@ -1,25 +1,15 @@
-"""What `hook install` puts where: the vocabulary of an agent's install target.
+"""What `hook install` puts where: the vocabulary of install targets.
 
-Each agent's own target (its files, events, entries and notes) is `install_target()` in its
-mapping module (`agent.hooks.<module>`), beside the mapping of the payloads those entries send
-us, so adding an agent is one registry row (agent.hooks.AGENTS) and one mapping module; this
-module holds what targets share (the dataclasses, our command, the entry shapes several agents
-use); the table is `agent.hooks.install_targets()`, built from the registry, which this module
-does not import (the registry names its types). The facts behind every target are in
-the research notes on agent hooks (config files, event names, entry shapes, units of
-`timeout`); `docs/hook-install.md` is the user's view of the table. The engine that merges these
-entries into the user's files is `agent.hooks.install`; nothing here does I/O.
-
-Every hook runs the bare command `coder-task-agent`, found on the agent's PATH (not an absolute
-path): the configuration survives an upgrade or a rebuilt image that moves the executable, and
-the agent started by the same start-up script sees the same PATH as the install did. `install`
-warns when the command is not on PATH where it runs. Our entries are recognised by their command
-(`coder-task-agent hook AGENT`, whatever directory it is named from), so an entry a person wrote
-with an absolute path counts as ours too.
+Each agent's target is `install_target()` in its mapping module, beside the mapping of what its
+entries send us; the engine is agent.hooks.install, the user's view docs/hook-install.md. Not on
+the hooks' fast path (dataclasses): mapping modules import it inside `install_target`, and it
+does not import the registry. Every hook runs the bare EXECUTABLE, found on the agent's PATH, so
+the configuration survives an upgrade that moves it; `install` warns when it is not on PATH.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 EXECUTABLE = "coder-task-agent"
@@ -37,13 +27,9 @@ def command(agent: str) -> str:
 
 @dataclass(frozen=True)
 class JsonHooks:
-    """Our entries merged into a JSON settings file that also holds the user's things.
-
-    `events` lists, per event name, the one entry appended to `hooks.EVENT` (a list).
-    `skeleton` is what a new file holds besides `hooks` (and what, left alone after an
-    uninstall, means the file was ours). `comments`: the agent reads the file as JSON with
-    comments (JSONC), so the install accepts and keeps them.
-    """
+    """Our entries merged into the user's JSON settings: per event, one entry appended to the
+    list `hooks.EVENT`. `skeleton`: what a new file holds besides `hooks` (left alone after an
+    uninstall, the file was ours). `comments`: the agent reads JSONC."""
 
     user: str
     project: str
@@ -55,7 +41,7 @@ class JsonHooks:
 
 @dataclass(frozen=True)
 class CodexNotify:
-    """Codex's `notify` program in `config.toml` (TOML, one program: the user's runs after)."""
+    """Codex's `notify` program in `config.toml` (one program: the user's runs after ours)."""
 
     user: str = ".codex/config.toml"
     project: str = ".codex/config.toml"
@@ -63,10 +49,7 @@ class CodexNotify:
 
 @dataclass(frozen=True)
 class OwnFile:
-    """A file that is wholly ours: written whole, removed whole.
-
-    `text` is its content, or `resource` names a file shipped in this package.
-    """
+    """A file wholly ours, written and removed whole: `text`, or `resource` of this package."""
 
     user: str
     project: str
@@ -84,9 +67,13 @@ class Target:
 
     agent: str
     files: tuple[Spec, ...]
-    # Directories that are ours alone (relative to the root): removed once empty on uninstall.
-    own_dirs: tuple[str, ...] = ()
+    own_dirs: tuple[str, ...] = ()  # relative to the root; removed once empty on uninstall
     notes: tuple[str, ...] = ()
+
+
+def json_file(user: str, project: str, document: Json) -> OwnFile:
+    """A JSON file wholly ours."""
+    return OwnFile(user, project, text=json.dumps(document, indent=2) + "\n")
 
 
 def matcher_group(agent: str, **handler_extra: object) -> Json:
@@ -95,8 +82,8 @@ def matcher_group(agent: str, **handler_extra: object) -> Json:
 
 
 def gemini_style(agent: str, settings: str, events: tuple[str, ...], tool: str) -> JsonHooks:
-    """Gemini CLI's settings, whose hooks Qwen Code's follow: a named handler for each event,
-    the `tool` event's matching every tool; JSON with comments."""
+    """Gemini CLI's settings (Qwen Code's follow them): JSONC, a named handler on each event,
+    the `tool` event's matching every tool."""
     handler = {"type": "command", "name": EXECUTABLE, "command": command(agent)}
     group: Json = {"hooks": [handler]}
     every_tool: Json = {"matcher": ".*", "hooks": [handler]}

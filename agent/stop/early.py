@@ -1,10 +1,8 @@
 """A stop requested before the daemon is up: recorded at once, honoured once it can be.
 
-`python -m agent run` installs these handlers first thing, before importing anything slow
-(anyio, httpx, pydantic take a few hundred milliseconds on a loaded machine). Without them a
-SIGTERM in that window kills the process by the default action, with no snapshot, although
-AgentAPI holds the conversation. The handler only records the signal; the daemon, once its own
-signal handling is installed, asks `requested()` and takes the stop path. Standard library only.
+`run` installs these handlers first thing, before its slow imports (anyio, httpx, pydantic: a
+few hundred milliseconds on a loaded machine), so that a SIGTERM then does not kill the process
+with no snapshot. The daemon asks `requested()` once its own handling is installed. Stdlib only.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ _requested: list[str] = []
 
 
 def install() -> None:
-    """Record SIGTERM and SIGINT from now on (until the daemon installs its own handling)."""
+    """Record SIGTERM and SIGINT from now on (until the daemon handles them)."""
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _record)
 

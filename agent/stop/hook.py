@@ -1,24 +1,14 @@
 """`coder-task-agent stop-hook`: a drop-in for the agentapi module's `agentapi-shutdown.sh`.
 
-Coder's `agentapi` Terraform module stops AgentAPI with a bash script run at workspace stop. It
-(a) sends SIGUSR1 so that AgentAPI >= 0.12 saves its state, then sleeps 1 s; (b) uploads the log
-snapshot with jq, counting characters where the server counts bytes; (c) SIGTERMs AgentAPI and
-waits for it with no upper bound; and always exits 0, because a failing stop script marks the
-agent's shutdown as errored. This command takes the same `ARG_*` inputs (agent.stop.inputs,
-`stop_hook_environment`) and does the same steps, each one bounded:
-
-1. `GET /messages` before anything else. The Coder agent runs every stop script at once, and the
-   module's own script SIGTERMs AgentAPI as soon as it starts when it finds the PID file: the
-   conversation must be read before that, so only the standard library is imported until then.
-2. SIGUSR1 when state persistence is on and the running AgentAPI has a state file, then a wait
-   that ends as soon as the state file is replaced (AgentAPI writes a temporary file and renames
-   it), at most STATE_SAVE_WAIT. It runs beside step 3, not before it.
-3. The snapshot upload: the stop path's blocking shell, `snapshot`'s (agent.stop.oneshot), with
-   the conversation read in step 1 (or, when AgentAPI did not answer, the one its state file
-   holds); its caps, deadlines and log lines are the daemon's.
-4. SIGTERM, a wait of at most `agentapi_stop_timeout`, then SIGKILL (logged as a warning).
-
-It exits 0 whatever happened, the outcome logged; `--strict` gives the ExitCode of the outcome.
+The same `ARG_*` inputs (agent.stop.inputs) and steps, each bounded (docs/stop-hook.md):
+1. `GET /messages` first, with nothing beyond the standard library imported: the module's own
+   script, run at the same time, SIGTERMs AgentAPI as soon as it starts;
+2. SIGUSR1 and a wait for the state file to be replaced (agent.stop.process), beside
+3. the upload by `snapshot`'s blocking shell (agent.stop.oneshot), from the state file when
+   step 1 got nothing;
+4. SIGTERM, then SIGKILL past `agentapi_stop_timeout`.
+It exits 0 whatever happened (a failing stop script marks the shutdown as errored);
+`--strict` gives the outcome's ExitCode.
 """
 
 from __future__ import annotations
@@ -27,9 +17,9 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from agent import config
 from agent.config import Settings
@@ -53,8 +43,10 @@ if TYPE_CHECKING:
 
     from agent.agentapi import Message
     from agent.clock import Clock
+    from agent.snapshot import SnapshotMessage
 
-T = TypeVar("T")
+    # What the snapshot step has: the upload's plan, step 1's answer, the monotonic deadline.
+    Snap = tuple[oneshot.Plan, oneshot.Fetched, float]
 
 
 def run_stop_hook(
@@ -64,14 +56,13 @@ def run_stop_hook(
     started = time.monotonic()
     merged, inputs = stop_hook_environment(env)
     problems = list(inputs.problems)
+    usable = True
     try:
         settings = config.read(merged, flags)
     except ConfigError as exc:
         problems.append(f"{exc}; no snapshot is taken")
         settings = _fallback_settings(merged)
         usable = False
-    else:
-        usable = True
     snapshot = usable and inputs.snapshot and settings.task_id is not None
     fetched = None
     if snapshot and not settings.hooks_mode:
@@ -98,7 +89,7 @@ def run_stop_hook(
     for problem in problems:
         log.error("stop_hook_input_problem", problem=problem)
     deadline = started + settings.shutdown_budget
-    snap = _Snap(plan, fetched, deadline) if plan is not None and fetched is not None else None
+    snap = (plan, fetched, deadline) if plan is not None and fetched is not None else None
     outcome = anyio.run(_stop, settings, inputs, snap, deadline - time.monotonic(), SYSTEM_CLOCK)
     code = outcome.exit_code
     if code == ExitCode.OK and problems:
@@ -114,27 +105,13 @@ def _fallback_settings(merged: Mapping[str, str]) -> Settings:
         "CODER_TASK_AGENT_LOG_LEVEL",
         "CODER_TASK_AGENT_LOG_FORMAT",
     )
-    for subset in ({k: merged[k] for k in keep if k in merged}, {}):
-        with contextlib.suppress(ConfigError):
-            return config.read(subset)
-    return Settings()  # pragma: no cover - the empty environment always loads
-
-
-class _Snap:
-    """What the snapshot step has: the upload's plan, step 1's answer, the monotonic deadline."""
-
-    def __init__(self, plan: oneshot.Plan, fetched: oneshot.Fetched, deadline: float) -> None:
-        self.plan = plan
-        self.fetched = fetched
-        self.deadline = deadline
+    with contextlib.suppress(ConfigError):
+        return config.read({k: merged[k] for k in keep if k in merged})
+    return config.read({})  # the empty environment always loads
 
 
 async def _stop(
-    settings: Settings,
-    inputs: StopHookInputs,
-    snap: _Snap | None,
-    remaining: float,
-    clock: Clock,
+    settings: Settings, inputs: StopHookInputs, snap: Snap | None, remaining: float, clock: Clock
 ) -> Outcome:
     """Steps 2 to 4 (step 1 ran before the event loop existed), timed on `clock`."""
     import anyio  # noqa: PLC0415
@@ -200,14 +177,15 @@ def _log() -> structlog.typing.FilteringBoundLogger:
 async def _snapshot(
     settings: Settings,
     inputs: StopHookInputs,
-    snap: _Snap | None,
+    snap: Snap | None,
     deadline: float,
     *,
     process: AgentAPIProcess | None,
     state_file: Path | None,
     clock: Clock,
 ) -> Outcome:
-    """Step 3: the blocking shell's upload (in a thread, beside step 2) of step 1's messages."""
+    """Step 3: step 1's messages (else the state file's) uploaded by the blocking shell, in a
+    thread beside step 2; `deadline` on `clock`, the shell's own on time.monotonic."""
     log = _log()
     if not inputs.snapshot:
         log.info("snapshot_skipped", reason="ARG_TASK_LOG_SNAPSHOT is not true")
@@ -222,52 +200,50 @@ async def _snapshot(
             reason = "no task id: neither CODER_TASK_ID nor ARG_TASK_ID is set"
         log.info("snapshot_skipped", reason=reason)
         return Outcome.SKIPPED
-    oneshot.start(log, snap.deadline)
-    messages = oneshot.took(log, snap.fetched, state_file)
+    plan, fetched, monotonic_deadline = snap
+    oneshot.start(log, monotonic_deadline)
+    messages: Sequence[SnapshotMessage] | None = oneshot.took(log, fetched, state_file)
     if messages is None:
         messages = await _from_state_file(state_file, process, deadline, clock)
-    live = messages
-    return await _in_thread(
-        lambda: oneshot.upload(snap.plan, live, deadline=snap.deadline, out=log)
-    )
+    return await _upload_in_thread(plan, messages, monotonic_deadline, log)
 
 
-async def _in_thread(work: Callable[[], T]) -> T:
-    """`work()` in a thread of its own, awaited; abandoned (left to end at its own deadline)
-    when the caller is cancelled. A daemon thread: the process does not wait for it at exit."""
+async def _upload_in_thread(
+    plan: oneshot.Plan,
+    messages: Sequence[SnapshotMessage] | None,
+    deadline: float,
+    log: structlog.typing.FilteringBoundLogger,
+) -> Outcome:
+    """`oneshot.upload` in a daemon thread of its own (the process does not wait for it at exit),
+    awaited; abandoned, to end at its own deadline, when the caller is cancelled."""
+    from concurrent.futures import Future  # noqa: PLC0415 - loaded with anyio's asyncio
+
     import anyio  # noqa: PLC0415
     import anyio.from_thread  # noqa: PLC0415
     import anyio.lowlevel  # noqa: PLC0415
 
     done = anyio.Event()
     token = anyio.lowlevel.current_token()
-    result: list[tuple[T | None, BaseException | None]] = []
+    result: Future[Outcome] = Future()
 
     def run() -> None:
         try:
-            result.append((work(), None))
+            result.set_result(oneshot.upload(plan, messages, deadline=deadline, out=log))
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-            result.append((None, exc))
+            result.set_exception(exc)
         with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody awaits
             anyio.from_thread.run_sync(done.set, token=token)
 
     threading.Thread(target=run, name="snapshot upload", daemon=True).start()
     await done.wait()
-    value, error = result[0]
-    if error is not None:
-        raise error
-    return value  # type: ignore[return-value]  # None only with an error
+    return result.result()
 
 
 async def _from_state_file(
     path: Path | None, process: AgentAPIProcess | None, deadline: float, clock: Clock
 ) -> list[Message] | None:
-    """The conversation AgentAPI saved in its state file, when `/messages` could not be read.
-
-    That happens when the module's own stop script SIGTERMed AgentAPI first: AgentAPI then
-    saves its state (when persistence is on) and stops answering. If it is still stopping, its
-    exit is awaited (at most half the time left), so the file holds its last save.
-    """
+    """The state file's conversation, for when the module's script SIGTERMed AgentAPI first
+    (it saves, then stops answering); awaits its exit (half the time left) for the last save."""
     import anyio  # noqa: PLC0415
 
     log = _log()

@@ -1,8 +1,7 @@
 """What Coder's agentapi module hands its stop script (`ARG_*`), mapped onto our settings.
 
-Why a module of its own: the stop hook (`agent.stop.hook`) is a drop-in for the module's
-script, so it takes the module's inputs as that script does, read through the one reader of the
-environment (`agent.config.Environment`); our own variables win where both are set.
+The stop hook (`agent.stop.hook`) is a drop-in for that script, so it takes the same inputs,
+read through the one reader of the environment; our own variables win where both are set.
 """
 
 from __future__ import annotations
@@ -16,32 +15,22 @@ from agent.config import Environment, task_id, text, verbatim
 
 @dataclass(frozen=True)
 class StopHookInputs:
-    """What Coder's agentapi module hands its stop script (`ARG_*`), beyond our own settings."""
+    """The module's inputs that have no variable of ours."""
 
-    # `ARG_TASK_LOG_SNAPSHOT`: the module's script takes a snapshot unless it is not `true`.
-    snapshot: bool = True
-    # `ARG_ENABLE_STATE_PERSISTENCE=true`: ask AgentAPI to save its state (SIGUSR1) first.
-    state_persistence: bool = False
-    # Where AgentAPI wrote its PID (`ARG_PID_FILE_PATH`, else `$HOME/$ARG_MODULE_DIR_NAME/...`).
-    pid_file: Path | None = None
-    # Where AgentAPI saves its state, when no better source (its own environment) says.
-    state_file: Path | None = None
-    # Problems with the inputs: each is logged and its part skipped, never a failed stop.
-    problems: tuple[str, ...] = ()
-    # Neither CODER_TASK_ID nor ARG_TASK_ID is set (outside a task: nothing to snapshot).
-    task_id_unset: bool = False
+    snapshot: bool = True  # ARG_TASK_LOG_SNAPSHOT is `true` (or unset: the module's default)
+    state_persistence: bool = False  # ARG_ENABLE_STATE_PERSISTENCE=true: SIGUSR1 first
+    pid_file: Path | None = None  # ARG_PID_FILE_PATH, else $HOME/$ARG_MODULE_DIR_NAME/agentapi.pid
+    state_file: Path | None = None  # used when AgentAPI's own environment does not say
+    problems: tuple[str, ...] = ()  # each logged and its part skipped, never a failed stop
+    task_id_unset: bool = False  # neither CODER_TASK_ID nor ARG_TASK_ID (outside a task)
 
 
 def stop_hook_environment(
     env: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], StopHookInputs]:
-    """The stop hook's view of the environment: `ARG_*` inputs mapped onto our variables.
-
-    `env` defaults to the process environment. Returns the environment to read the settings
-    from (ours win where both are set) and the inputs that have no variable of ours. Never
-    raises: a task id that is not a UUID is dropped (and reported in `problems`) so that the
-    rest of the stop still happens.
-    """
+    """The environment to read the settings from (`env`, else the process's), `ARG_*` mapped
+    onto our variables, and the inputs that have none. Never raises: a bad task id is dropped
+    (and reported in `problems`) so that the rest of the stop still happens."""
     environment = Environment(env)
     problems: list[str] = []
 

@@ -1,20 +1,11 @@
 """The stop path's blocking shell: `snapshot` without a daemon, and `stop-hook`'s snapshot.
 
-Why it exists: the short-lived commands replace Coder's bash + curl + jq stop scripts and must
-cost about what those scripts cost; starting an event loop and importing httpx, pydantic and
-structlog takes longer than a whole script runs. So this shell is blocking and uses the standard
-library: `agent.http_blocking` makes the two requests, and everything else is what the daemon's
-async shell (`agent.stop.upload`) uses too: `agent.conversation` reads `/messages` (its cap),
-`agent.snapshot` builds the body, `agent.retry` retries, `agent.wire` turns answers into the
-error tree, and `agent.stop.outcome` decides each ending, its exit code and its log line. Same
-timeouts (`stop_fetch_timeout` for `/messages`, `request_timeout` per Coder attempt), the same
-overall deadline (`shutdown_budget`), the same caps, no redirects, TLS by `agent.wire`'s rules.
-
-The steps are apart so that `stop-hook` can read `/messages` before anything else (`fetch`, its
-lines logged later by `took`) and upload later (`start`, `took`, `upload`: `save`'s steps).
-`snapshot` runs them in one go (`snapshot_once`): a SIGTERM or SIGINT while it runs stops it at
-once with the interrupted exit code. A proxy variable is honoured by `agent.http_blocking` (it hands
-Coder's request to httpx then).
+The short-lived commands replace Coder's bash + curl + jq stop scripts and must cost about as
+much; an event loop, httpx, pydantic and structlog take longer than such a script runs. So this
+shell blocks on the standard library (`agent.http_blocking`); the rest is the daemon's shell's
+(`agent.stop.upload`): the same modules, timeouts, deadline, caps and log lines. Its steps are
+apart so that `stop-hook` reads `/messages` first (`fetch`) and logs and uploads later (`start`,
+`took`, `upload`); `snapshot_once` runs them in one go, stopped at once by SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -22,7 +13,7 @@ from __future__ import annotations
 import time
 
 from agent.config import Environment, verbatim
-from agent.conversation import BUSY_PHRASE, MAX_MESSAGES_BYTES, read_history
+from agent.conversation import BUSY_PHRASE, MAX_MESSAGES_BYTES, History, read_history
 from agent.errors import OutcomeUnknown, RemoteError
 from agent.http_blocking import request, url_of
 from agent.log import Writer
@@ -53,8 +44,8 @@ if TYPE_CHECKING:
     from agent.stop.outcome import Log
 
 if not TYPE_CHECKING:
-    # `signal`'s own functions and numbers, without the enums `signal` builds of them at import
-    # (about 2% of this command's instructions); the two names this module logs are below.
+    # `signal`'s functions and numbers without the enums `signal` builds at import (about 2% of
+    # this command's instructions); the two names logged are below.
     import _signal
 
 # How `snapshot_started` names this shell (the daemon's: `httpx`).
@@ -64,28 +55,18 @@ _STOPS: dict[int, str] = {_signal.SIGTERM: "SIGTERM", _signal.SIGINT: "SIGINT"}
 
 
 class Fetched:
-    """A `GET /messages` done, its lines not logged yet (`took` logs them)."""
+    """A `GET /messages` done (`result`: the answer, or why none), its lines not logged yet."""
 
-    __slots__ = ("dropped", "error", "messages", "within")
+    __slots__ = ("result", "within")
 
-    def __init__(
-        self,
-        within: float,
-        messages: Sequence[SnapshotMessage] | None = None,
-        error: RemoteError | None = None,
-        dropped: dict[str, object] | None = None,
-    ) -> None:
+    def __init__(self, within: float, result: History | TimeoutError | RemoteError) -> None:
         self.within = within  # the seconds it was given
-        self.messages = messages  # None: no answer in time (error None), or a failure
-        self.error = error
-        self.dropped = dropped  # the `agentapi_messages_dropped` line's fields, if any
+        self.result = result
 
 
 def fetch(agentapi_url: str, within: float) -> Fetched:
-    """A fresh `/messages` from AgentAPI at `agentapi_url`, all of it within `within` seconds.
-
-    Read through MAX_MESSAGES_BYTES; never raises for what the server does.
-    """
+    """A fresh `/messages` from AgentAPI, all of it within `within` seconds, read through
+    MAX_MESSAGES_BYTES; never raises for what the server does."""
     tls = tls_context(verify=True, trust_env=False) if agentapi_url.startswith("https:") else None
     try:
         answer = request(
@@ -108,77 +89,46 @@ def fetch(agentapi_url: str, within: float) -> Fetched:
                 answer.headers.get("retry-after"),
                 busy_phrase=BUSY_PHRASE,
             )
-        history = read_history(answer.body)
-    except TimeoutError:
-        return Fetched(within)
-    except RemoteError as exc:
-        return Fetched(within, error=exc)
-    return Fetched(within, history.messages, dropped=history.dropped_fields())
+        return Fetched(within, read_history(answer.body))
+    except (TimeoutError, RemoteError) as exc:
+        return Fetched(within, exc)
 
 
 def took(out: Log, fetched: Fetched, fallback: object | None) -> Sequence[SnapshotMessage] | None:
-    """Log a fetch's lines as the daemon's shell does; its messages, or None when it failed.
-
-    `fallback`: what the caller will use instead of a failed fetch (None: nothing), for the line.
-    """
-    if fetched.messages is None:
-        if fetched.error is None:
-            steps.fetch_timed_out(out, fetched.within, fallback)
-        else:
-            steps.fetch_failed(out, fetched.error, fallback)
+    """Log a fetch's lines as the daemon's shell does (`fallback`: what replaces a failure);
+    its messages, or None when it failed."""
+    result = fetched.result
+    if not isinstance(result, History):
+        steps.fetch_missed(out, fetched.within, result, fallback)
         return None
-    if fetched.dropped is not None:
-        out.warning("agentapi_messages_dropped", **fetched.dropped)
-    steps.fetched(out, len(fetched.messages))
-    return fetched.messages
+    dropped = result.dropped_fields()
+    if dropped is not None:
+        out.warning("agentapi_messages_dropped", **dropped)
+    steps.fetched(out, len(result.messages))
+    return result.messages
 
 
 class Plan:
-    """What the upload needs, read and checked before anything is sent.
+    """What the upload needs, read and checked before anything is sent: ConfigError when Coder
+    is not configured or a CA source cannot be loaded."""
 
-    Raises ConfigError when Coder is not configured or a CA source cannot be loaded.
-    """
+    __slots__ = ("coder_tls", "settings", "token", "url")
 
-    __slots__ = (
-        "agentapi_url",
-        "coder_tls",
-        "fetch_timeout",
-        "request_timeout",
-        "task_id",
-        "token",
-        "url",
-    )
-
-    def __init__(self, settings: Settings, environment: Environment | None = None) -> None:
-        environment = Environment() if environment is None else environment
-        url, token = settings.require_coder()
-        self.url = url
+    def __init__(self, settings: Settings) -> None:
+        environment = Environment()
+        self.settings = settings
+        self.url, token = settings.require_coder()
         self.token = token.reveal()
-        self.task_id = settings.task_id
-        self.agentapi_url = settings.agentapi_url
-        self.fetch_timeout = settings.stop_fetch_timeout
-        self.request_timeout = settings.request_timeout
         self.coder_tls: ssl.SSLContext | None = coder_tls_context(
-            url,
+            self.url,
             verify=settings.tls_verify,
             cert_file=environment.read("SSL_CERT_FILE", verbatim, ""),
             cert_dir=environment.read("SSL_CERT_DIR", verbatim, ""),
         )
 
 
-def save(plan: Plan, *, deadline: float, out: Log) -> Outcome:
-    """`agent.stop.upload.save_snapshot`, step for step, blocking; `deadline` on time.monotonic."""
-    if plan.task_id is None:
-        return steps.no_task(out)
-    start(out, deadline)
-    within = steps.fetch_window(plan.fetch_timeout, deadline - time.monotonic())
-    return upload(
-        plan, took(out, fetch(plan.agentapi_url, within), None), deadline=deadline, out=out
-    )
-
-
 def start(out: Log, deadline: float) -> None:
-    """The stop path's first line (`snapshot_started`)."""
+    """The stop path's first line (`snapshot_started`); `deadline` on time.monotonic."""
     steps.started(out, deadline - time.monotonic(), client=CLIENT)
 
 
@@ -187,11 +137,9 @@ def upload(
 ) -> Outcome:
     """Build the snapshot of `messages` (None: the conversation could not be read) and upload
     it with retries before `deadline`; the ending, logged once."""
-    task_id = plan.task_id
+    task_id = plan.settings.task_id
     if task_id is None:
         return steps.no_task(out)
-    if messages is None:
-        return steps.no_conversation(out)
     snapshot = steps.build(out, messages)
     if not isinstance(snapshot, Snapshot):
         return snapshot
@@ -199,12 +147,12 @@ def upload(
     what = "POST log-snapshot"
     where = f"{what} {url_of(plan.url, path)}"
     headers = ((TOKEN_HEADER, plan.token), ("Content-Type", "application/json"))
-    body = snapshot.body
+    request_timeout = plan.settings.request_timeout
     retries = 0
 
     def attempt(remaining: float) -> None:
         # The request's own timeout, cut short by the overall deadline (as agent.retry does).
-        limit = min(plan.request_timeout, remaining)
+        limit = min(request_timeout, remaining)
         try:
             answer = request(
                 plan.url,
@@ -219,12 +167,12 @@ def upload(
                 whole_body=False,
                 headers=headers,
                 query=SNAPSHOT_QUERY,
-                body=body,
+                body=snapshot.body,
                 tls=plan.coder_tls,
                 trust_env=True,
             )
         except TimeoutError:
-            if remaining <= plan.request_timeout:
+            if remaining <= request_timeout:
                 raise cut_off("Coder") from None
             raise OutcomeUnknown("Coder", where, f"no full answer within {limit:g} s") from None
         if not answer.ok:
@@ -253,33 +201,33 @@ def upload(
 
 
 class _Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived: stop at once (a BaseException, so nothing swallows it)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+    """Signal `args[0]` arrived: stop at once (a BaseException, so nothing swallows it)."""
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise _Interrupted(signum)
 
 
-def snapshot_once(settings: Settings, environment: Environment | None = None) -> int:
-    """`snapshot` without a daemon: the stop path once under `settings.shutdown_budget`.
-
-    Returns the exit code. Raises ConfigError (before anything is sent) when Coder is not
-    configured or a CA source cannot be loaded.
-    """
-    plan = Plan(settings, environment)
+def snapshot_once(settings: Settings) -> int:
+    """`snapshot` without a daemon, under `settings.shutdown_budget`: the exit code, or
+    ConfigError (before anything is sent) as Plan raises it."""
+    plan = Plan(settings)
     deadline = time.monotonic() + settings.shutdown_budget
     out = Writer(settings.log_level, settings.log_format, (plan.token,))
     for warning in settings.warnings:
         out.warning("configuration_warning", problem=warning)
     previous = {signum: _signal.signal(signum, _interrupt) for signum in _STOPS}
     try:
-        outcome = save(plan, deadline=deadline, out=out)
+        if settings.task_id is None:
+            outcome = steps.no_task(out)
+        else:
+            start(out, deadline)
+            within = steps.fetch_window(settings.stop_fetch_timeout, deadline - time.monotonic())
+            fetched = took(out, fetch(settings.agentapi_url, within), None)
+            outcome = upload(plan, fetched, deadline=deadline, out=out)
     except _Interrupted as exc:
-        out.warning("snapshot_interrupted", signal=_STOPS.get(exc.signum, str(exc.signum)))
+        signum = exc.args[0]
+        out.warning("snapshot_interrupted", signal=_STOPS.get(signum, str(signum)))
         outcome = Outcome.INTERRUPTED
     finally:
         for signum, handler in previous.items():

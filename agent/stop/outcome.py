@@ -1,12 +1,9 @@
-"""The stop path's decisions and log lines, apart from any I/O: one place for both shells.
+"""The stop path's endings, exit codes and log lines, apart from any I/O.
 
-The stop path (read the conversation, build the snapshot, upload it inside one deadline) has two
-shells: `agent.stop.upload` (anyio and httpx: the daemon) and `agent.stop.oneshot` (blocking,
-the standard library: `snapshot` without a daemon and `stop-hook`). What each ending means (its
-Outcome and exit code) and the one line it is logged as are decided here, so both shells end
-alike and say so alike. Each step takes the shell's logger: structlog's, or
-`agent.reportsocket.client.Writer` (same events, same fields, token masked). Standard library
-only.
+One place for both shells, `agent.stop.upload` (the daemon's: anyio, httpx) and
+`agent.stop.oneshot` (blocking, the standard library), so that both end alike and say so alike.
+Each step takes the shell's logger: structlog's, or `agent.log.Writer` (same events and fields).
+Standard library only.
 """
 
 from __future__ import annotations
@@ -46,30 +43,19 @@ class Outcome(enum.StrEnum):
 
     @property
     def exit_code(self) -> ExitCode:
-        """The process exit code for this ending."""
-        return _EXIT_CODES[self]
-
-
-_EXIT_CODES = {
-    Outcome.UPLOADED: ExitCode.OK,
-    Outcome.SKIPPED: ExitCode.OK,
-    Outcome.NO_CONVERSATION: ExitCode.NO_CONVERSATION,
-    Outcome.REJECTED: ExitCode.REJECTED,
-    Outcome.UNDELIVERED: ExitCode.UNDELIVERED,
-    Outcome.INTERRUPTED: ExitCode.INTERRUPTED,
-}
+        """The process exit code for this ending: OK, or the ExitCode of the same name."""
+        ok = self in (Outcome.UPLOADED, Outcome.SKIPPED)
+        return ExitCode.OK if ok else ExitCode[self.name]
 
 
 def no_task(log: Log) -> Outcome:
-    """Nothing to save without a task id."""
     log.info("snapshot_skipped", reason="no task id (CODER_TASK_ID is not set)")
     return Outcome.SKIPPED
 
 
 def started(log: Log, budget: float, client: str) -> None:
-    """The stop path's first line; with the `mono` field of every line, this makes its duration
-    checkable from the process's own log (tests do, on a loaded machine, instead of timing from
-    outside). `client` names the HTTP runtime (`httpx`, or `stdlib` for the blocking shell)."""
+    """The first line: with every line's `mono` field it makes the stop path's duration
+    checkable from the log. `client`: the HTTP runtime (`httpx`, or `stdlib`)."""
     log.info("snapshot_started", budget_s=round(budget, 3), client=client)
 
 
@@ -78,31 +64,28 @@ def fetch_window(fetch_timeout: float, remaining: float) -> float:
     return max(0.05, min(fetch_timeout, remaining))
 
 
-def fetch_timed_out(log: Log, within: float, fallback: object | None) -> None:
-    """`/messages` did not answer within `within` s."""
-    log.warning("agentapi_messages_timeout", timeout_s=within, fallback=fallback is not None)
-
-
-def fetch_failed(log: Log, error: RemoteError, fallback: object | None) -> None:
-    """`/messages` failed (refused, an error status, not a conversation)."""
-    log.warning("agentapi_messages_failed", error=str(error), fallback=fallback is not None)
+def fetch_missed(
+    log: Log, within: float, error: TimeoutError | RemoteError, fallback: object | None
+) -> None:
+    """`/messages` did not answer within `within` s, or failed (refused, an error status, ...)."""
+    if isinstance(error, RemoteError):
+        log.warning("agentapi_messages_failed", error=str(error), fallback=fallback is not None)
+    else:
+        log.warning("agentapi_messages_timeout", timeout_s=within, fallback=fallback is not None)
 
 
 def fetched(log: Log, count: int) -> None:
-    """`/messages` answered with `count` usable messages."""
     log.debug("agentapi_messages_fetched", count=count)
 
 
-def no_conversation(log: Log) -> Outcome:
-    """AgentAPI did not answer and nothing else held the conversation."""
-    log.error(
-        "snapshot_failed", reason="AgentAPI did not answer, so there is no conversation to save"
-    )
-    return Outcome.NO_CONVERSATION
-
-
-def build(log: Log, messages: Sequence[SnapshotMessage]) -> Snapshot | Outcome:
-    """The snapshot to upload, or SKIPPED (logged) when no message is worth saving."""
+def build(log: Log, messages: Sequence[SnapshotMessage] | None) -> Snapshot | Outcome:
+    """The snapshot to upload, or the ending (logged): no conversation read (None), or no
+    message worth saving."""
+    if messages is None:
+        log.error(
+            "snapshot_failed", reason="AgentAPI did not answer, so there is no conversation to save"
+        )
+        return Outcome.NO_CONVERSATION
     snapshot = build_snapshot(messages)
     if snapshot is None:
         log.info("snapshot_skipped", reason="no messages")
@@ -116,7 +99,7 @@ def retrying(log: Log, error: RemoteError, wait: float, attempt: int) -> None:
 
 
 def upload_failed(log: Log, error: RemoteError, retries: int) -> Outcome:
-    """The ending for an upload that raised `error` after `retries` retries, logged once."""
+    """The ending of an upload that raised `error` after `retries` retries, logged once."""
     if isinstance(error, Unsupported):
         log.info("snapshot_skipped", reason="unsupported by this server (404)")
         return Outcome.SKIPPED
@@ -133,7 +116,6 @@ def upload_failed(log: Log, error: RemoteError, retries: int) -> Outcome:
 
 
 def uploaded(log: Log, task_id: object, snapshot: Snapshot, retries: int) -> Outcome:
-    """The upload succeeded (`task_id`: the task's UUID, logged as text)."""
     log.info(
         "snapshot_uploaded",
         task_id=str(task_id),

@@ -1,13 +1,9 @@
-"""The AgentAPI process as the stop hook sees it: found by its PID file, asked to save, stopped.
+"""The AgentAPI process as `stop-hook` sees it: found by its PID file, asked to save, stopped.
 
-Why a module of its own: these are the parts of `stop-hook` (agent.stop.hook) that touch another
-process (a PID read from a file, /proc, signals), apart from the snapshot's HTTP path. Only the
-standard library (and the stdlib-only trust check, agent.reportsocket.trust) is imported at
-module level: `stop-hook` reads the conversation before anything heavy is imported (see
-agent.stop.hook), and anyio is imported inside the waits that need it.
-
-Its files are another process's, in a place the module chose: both go through the one trust
-check (`read_pid`, `read_state_file`), and no PID is signalled before `signal_refusal` passed.
+The parts of agent.stop.hook that touch another process (a PID from a file, /proc, signals).
+Standard library only at module level (the hook reads the conversation before anything heavy);
+anyio is imported inside the waits. AgentAPI's files go through the one trust check
+(agent.reportsocket.trust), and no PID is signalled before `signal_refusal` passed.
 """
 
 from __future__ import annotations
@@ -31,9 +27,8 @@ if TYPE_CHECKING:
     from agent.clock import Clock
     from agent.stop.inputs import StopHookInputs
 
-# The module's script sleeps this long after SIGUSR1; the wait here ends sooner when the save
-# can be seen. AgentAPI skips the save when nothing changed since the last one, so no change
-# may ever come: the bound is what ends the wait then.
+# The module's script sleeps this long after SIGUSR1; the wait ends sooner when the save is seen.
+# AgentAPI skips the save when nothing changed since the last one: then this bound ends it.
 STATE_SAVE_WAIT = 1.0
 # After SIGKILL the kernel ends the process at once; this only covers a loaded machine.
 KILL_WAIT = 2.0
@@ -45,15 +40,15 @@ PID_MAX_LIMIT = 2**22
 # `agentapi --version` prints e.g. "agentapi version 0.12.1"; state persistence needs 0.12.0.
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)\s*$")
 STATE_MIN_VERSION = (0, 12, 0)
+# Seconds a process may seem to have started after its PID file was written: /proc's boot time
+# is in whole seconds, file systems keep coarse timestamps, the clock may be stepped. A PID
+# reused this soon after AgentAPI wrote its file would need AgentAPI to die at once.
+PID_FILE_SLACK = 5.0
 
 
 class AgentAPIProcess:
-    """The AgentAPI process named by its PID file, signalled through a pidfd when possible.
-
-    A pidfd pins the process: a PID reused after AgentAPI exited is never signalled by mistake,
-    and the wait for its exit is an event, not a poll (it also works for a process that is not
-    our child, and sees a zombie as gone).
-    """
+    """The AgentAPI process, pinned by a pidfd when possible: a PID reused after it exited is
+    never signalled, and its exit is an event, not a poll (our child or not)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -78,7 +73,8 @@ class AgentAPIProcess:
             return False
         except PermissionError:
             return True
-        return _proc_state(self.pid) not in ("Z", "X", None)
+        state = proc_stat(self.pid) or ["X"]  # unreadable: gone
+        return state[0] not in ("Z", "X")
 
     def send(self, signum: signal.Signals) -> bool:
         """Send `signum`; False when the process is gone or not ours to signal."""
@@ -101,20 +97,14 @@ class AgentAPIProcess:
             if self._fd is not None:
                 await anyio.wait_readable(self._fd)
                 return True
-            # No pidfd (an old kernel): poll, the process is not ours to wait for.
-            while True:
-                if not self.alive():
-                    return True
+            while self.alive():  # no pidfd (an old kernel): poll
                 await clock.sleep(POLL_INTERVAL)
+            return True
         return not self.alive()
 
     def state_file(self) -> tuple[bool, Path | None]:
-        """(known, path): whether AgentAPI's own configuration could be read, and its state file.
-
-        main.sh of the module exports AGENTAPI_STATE_FILE (and AGENTAPI_SAVE_STATE) only when the
-        installed AgentAPI supports state persistence; `--state-file` may also be on its command
-        line. Unknown when /proc cannot be read (another user, not Linux).
-        """
+        """(known, path): whether AgentAPI's environment and command line could be read (the
+        module's main.sh exports AGENTAPI_STATE_FILE only when AgentAPI supports it), its file."""
         try:
             environ = Path(f"/proc/{self.pid}/environ").read_bytes().split(b"\0")
             argv = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
@@ -137,51 +127,27 @@ class AgentAPIProcess:
 
 
 def started_at(pid: int) -> float | None:
-    """When process `pid` started, in seconds since the epoch (from /proc), or None if unknown.
-
-    Whole seconds at best: the boot time /proc gives is in seconds.
-    """
+    """When process `pid` started, in seconds since the epoch (whole at best: /proc's boot time
+    is in seconds), or None if unknown."""
     fields = proc_stat(pid)
     if fields is None:
         return None
     try:
-        boot = next(
-            line
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
+        lines = Path("/proc/stat").read_text().splitlines()
+        boot = next(line for line in lines if line.startswith("btime "))
         # The start time, in clock ticks since boot, is field 22 of proc(5).
         return int(boot.split()[1]) + int(fields[22 - 3]) / os.sysconf("SC_CLK_TCK")
     except (OSError, StopIteration, IndexError, ValueError):
         return None
 
 
-def _proc_state(pid: int) -> str | None:
-    fields = proc_stat(pid)
-    return fields[0] if fields else None
-
-
-# Seconds a process may seem to have started after its PID file was written: the boot time in
-# /proc is in whole seconds, some file systems keep coarse timestamps, the clock may be stepped.
-# A PID reused this soon after AgentAPI wrote its file would need AgentAPI to die at once.
-PID_FILE_SLACK = 5.0
-
-
 class Unusable(Exception):
-    """A file of AgentAPI's (its PID file, its state file) refused: untrusted, or no usable value.
-
-    The message names the file and says why.
-    """
+    """AgentAPI's PID file or state file refused (untrusted, no usable value); names it and why."""
 
 
 def read_pid(path: Path) -> int | None:
-    """The PID in the PID file `path`; None when there is no such file.
-
-    Read through the one trust check (agent.reportsocket.trust): the module's script writes it
-    as the workspace's user, so a file of ours, or of root's (a start script run as root),
-    in a directory no one else can write to. Raises Unusable when the file is refused, holds no
-    number, or names a process that must never be signalled (`signal_refusal`).
-    """
+    """The PID in the PID file (ours, or root's: a start script run as root); None when there
+    is none. Unusable when refused, not a number, or never to be signalled (`signal_refusal`)."""
     try:
         raw = _read(path, PID_FILE_MAX_BYTES)
     except FileNotFoundError:
@@ -197,10 +163,7 @@ def read_pid(path: Path) -> int | None:
 
 
 def _read(path: Path, max_bytes: int) -> bytes:
-    """The file at `path` through the one trust check, ours or root's (see `read_pid`).
-
-    Raises FileNotFoundError when there is none, Unusable naming the file and why it is refused.
-    """
+    """The file through the trust check, ours or root's; FileNotFoundError, or Unusable."""
     try:
         return read_checked(path, max_bytes=max_bytes, root_ok=True)
     except FileNotFoundError:
@@ -210,12 +173,7 @@ def _read(path: Path, max_bytes: int) -> bytes:
 
 
 def signal_refusal(pid: int) -> str | None:
-    """Why process `pid` must never be signalled by the stop hook, or None when it may be.
-
-    A PID comes from a file: whatever it says, the stop hook never signals a process group
-    (0 and below), init (1), a PID the kernel cannot have given (past `pid_max`: too large for
-    the system calls too), itself, its parent, or the leader of its process group or session.
-    """
+    """Why process `pid` (read from a file) must never be signalled, or None when it may be."""
     if pid <= 1:
         return "which is init or, 0 and below, a whole process group"
     limit = pid_max()
@@ -243,11 +201,8 @@ def pid_max() -> int:
 
 
 def read_state_file(path: Path) -> tuple[list[Message], float | None]:
-    """The conversation in AgentAPI's state file `path`, and the file's age in seconds.
-
-    Read through the one trust check, like the PID file (ours or root's), at most the
-    conversation's size cap. Raises Unusable naming the file and why, whatever it holds.
-    """
+    """The conversation in AgentAPI's state file (read like the PID file, through the
+    conversation's cap) and the file's age in seconds. Raises Unusable naming it and why."""
     from agent.agentapi import parse_state_file  # noqa: PLC0415 - pydantic, off the early path
     from agent.conversation import MAX_MESSAGES_BYTES  # noqa: PLC0415
     from agent.errors import BadResponse  # noqa: PLC0415
@@ -269,10 +224,8 @@ def read_state_file(path: Path) -> tuple[list[Message], float | None]:
 
 
 def version_supports_state(output: str) -> bool:
-    """Whether `agentapi --version` output names a version with state persistence.
-
-    Like the module's check: a version that is not x.y.z (a custom build) passes.
-    """
+    """Whether `agentapi --version` names a version with state persistence (as the module
+    checks: a version that is not x.y.z, a custom build, passes)."""
     match = _VERSION.search(output.strip())
     if match is None:
         return True
@@ -304,6 +257,7 @@ def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
 
 
 def find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
+    """The running AgentAPI named by the PID file, pinned; None (logged) when there is none."""
     log = _log()
     if inputs.pid_file is None:
         log.info(
@@ -323,7 +277,7 @@ def find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
             reason=f"no PID file at {inputs.pid_file}: AgentAPI is not signalled",
         )
         return None
-    process = AgentAPIProcess(pid)  # pinned from here on (a pidfd)
+    process = AgentAPIProcess(pid)
     if not process.alive():
         log.info("agentapi_already_stopped", pid=pid)
         process.close()
@@ -341,13 +295,8 @@ def find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
 
 
 def _reused(pid: int, pid_file: Path) -> bool:
-    """True when process `pid` started after `pid_file` was written (by PID_FILE_SLACK).
-
-    The module's script writes the PID file right after starting AgentAPI. A process that
-    started later holds a PID that AgentAPI left behind when it ended, and signalling it would
-    stop (then kill) some other program. Unknown times (no /proc) count as not reused: the
-    module's own script signals the PID without any check.
-    """
+    """`pid` started after `pid_file` was written: AgentAPI's PID, now another program's.
+    Unknown times count as not reused (the module's own script never checks)."""
     started = started_at(pid)
     try:
         written = pid_file.stat().st_mtime
@@ -359,10 +308,8 @@ def _reused(pid: int, pid_file: Path) -> bool:
 async def save_state(
     process: AgentAPIProcess, inputs: StopHookInputs, known: bool, path: Path | None, clock: Clock
 ) -> None:
-    """Step 2: SIGUSR1 and a wait that ends when the state file is replaced.
-
-    `known`, `path`: what AgentAPI's own configuration says of its state file (`state_file`).
-    """
+    """Step 2: SIGUSR1, and a wait that ends when the state file is replaced; `known`, `path`:
+    what AgentAPI's own configuration says of it (`AgentAPIProcess.state_file`)."""
     import anyio  # noqa: PLC0415
 
     log = _log()
@@ -373,8 +320,7 @@ async def save_state(
         log.info("agentapi_state_save_skipped", reason="AgentAPI runs without a state file")
         return
     if not known:
-        # Its configuration cannot be read: ask the binary, as the module's script does.
-        # SIGUSR1 stops an AgentAPI older than 0.12 (the signal's default action).
+        # Ask the binary, as the module's script does: SIGUSR1 stops an AgentAPI older than 0.12.
         version = await anyio.to_thread.run_sync(_agentapi_version)
         if not version_supports_state(version):
             log.info(
@@ -388,10 +334,8 @@ async def save_state(
         log.info("agentapi_state_save_skipped", reason="AgentAPI is gone")
         return
     with clock.move_on_after(STATE_SAVE_WAIT):
-        # A file written by another process: nothing to wait on but its metadata.
-        while True:
-            if path is not None and _file_identity(path) != before:
-                break
+        # Another process's file: nothing to wait on but its metadata.
+        while path is None or _file_identity(path) == before:
             await clock.sleep(POLL_INTERVAL)
         waited = clock.now() - started
         log.info("agentapi_state_saved", path=str(path), waited_ms=round(waited * 1000))

@@ -1,13 +1,9 @@
-"""The daemon's stop path: read the conversation, build the snapshot, upload it, in one deadline.
+"""The daemon's stop path (the blocking one is `agent.stop.oneshot`), in one deadline.
 
-The async shell (the daemon's SIGTERM, and `snapshot` handed to it over the report socket); the
-blocking shell of the short-lived commands (`snapshot` without a daemon, `stop-hook`) is
-`agent.stop.oneshot`. Both take their steps, endings and log lines from `agent.stop.outcome`,
-their caps from `agent.conversation` and `agent.wire`. It depends on nothing but its arguments.
-The daemon passes its mirror's snapshot as `live` when the event stream was connected and
-current (then nothing is fetched or built: the upload starts at once), and the mirror's
-messages as the fallback otherwise, so a dead or blocked AgentAPI at stop still leaves the
-newest messages saved.
+Its steps, endings and log lines are `agent.stop.outcome`'s. The daemon passes its mirror's
+snapshot as `live` when the event stream was connected and current (nothing is fetched then),
+and the mirror's messages as the fallback otherwise, so that a dead or blocked AgentAPI at stop
+still leaves the newest messages saved.
 """
 
 from __future__ import annotations
@@ -32,8 +28,8 @@ log = structlog.get_logger("agent.stop.upload")
 
 
 class SnapshotUploader(Protocol):
-    """What uploads the snapshot: `agent.coder.httpapi.CoderClient` (or a test's fake). One attempt
-    per call, errors from the `agent.errors` tree; `client` names the path in `snapshot_started`."""
+    """What uploads the snapshot (`agent.coder.httpapi.CoderClient`, or a test's fake): one
+    attempt per call, errors from the `agent.errors` tree; `client` as `snapshot_started` logs."""
 
     @property
     def client(self) -> str: ...
@@ -51,11 +47,8 @@ async def fetch_messages(
     try:
         with clock.fail_after(within):
             messages = await agentapi.messages(request_timeout=within)
-    except TimeoutError:
-        steps.fetch_timed_out(log, within, fallback)
-        return fallback
-    except RemoteError as exc:
-        steps.fetch_failed(log, exc, fallback)
+    except (TimeoutError, RemoteError) as exc:
+        steps.fetch_missed(log, within, exc, fallback)
         return fallback
     steps.fetched(log, len(messages))
     return messages
@@ -73,79 +66,47 @@ async def save_snapshot(
     clock: Clock = SYSTEM_CLOCK,
     attempted: anyio.Event | None = None,
 ) -> Outcome:
-    """Fetch, build and upload the task's log snapshot before `deadline` (on `clock`).
+    """Fetch, build and upload the snapshot before `deadline`; every ending an Outcome, logged.
 
-    `live`: messages known to be current (a connected event stream's mirror, or what the stop
-    hook read before anything else), or their snapshot already built: uploaded without
-    fetching. `attempted` is set once the first upload attempt has ended, whatever its outcome,
-    or when there is nothing to upload (the daemon tears its watchers down then, rather than
-    while the upload is being sent). Never raises for a remote failure: every ending is an
-    Outcome, logged once (the steps and lines are `agent.stop.outcome`'s, shared with the
-    standard-library one-shot path).
+    `live`: current messages, or their snapshot: nothing fetched. `attempted` is set once the
+    first attempt ended or there is nothing to upload (the daemon's watchers go down then).
     """
     try:
-        return await _save(
-            task_id=task_id,
-            agentapi=agentapi,
-            coder=coder,
-            deadline=deadline,
-            fetch_timeout=fetch_timeout,
-            fallback=fallback,
-            live=live,
-            clock=clock,
-            attempted=attempted,
-        )
+        if task_id is None:
+            return steps.no_task(log)
+        steps.started(log, deadline - clock.now(), client=coder.client)
+        if isinstance(live, Snapshot):
+            snapshot: Snapshot | Outcome = live
+        else:
+            if live is not None:
+                messages: Sequence[Message] | None = live
+                log.debug("snapshot_from_live_mirror", count=len(live))
+            else:
+                within = steps.fetch_window(fetch_timeout, deadline - clock.now())
+                messages = await fetch_messages(agentapi, within, fallback, clock)
+            snapshot = steps.build(log, messages)
+        if not isinstance(snapshot, Snapshot):
+            return snapshot
+        body = snapshot.body
+        retries = 0
+
+        def on_retry(exc: RemoteError, wait: float) -> None:
+            nonlocal retries
+            retries += 1
+            if attempted is not None:
+                attempted.set()
+            steps.retrying(log, exc, wait, retries)
+
+        try:
+            await deliver(
+                lambda: coder.upload_log_snapshot(task_id, body),
+                deadline=deadline,
+                clock=clock,
+                on_retry=on_retry,
+            )
+        except RemoteError as exc:
+            return steps.upload_failed(log, exc, retries)
+        return steps.uploaded(log, task_id, snapshot, retries)
     finally:
         if attempted is not None:
             attempted.set()
-
-
-async def _save(
-    *,
-    task_id: str | None,
-    agentapi: AgentAPIClient,
-    coder: SnapshotUploader,
-    deadline: float,
-    fetch_timeout: float,
-    fallback: Sequence[Message] | None,
-    live: Sequence[Message] | Snapshot | None,
-    clock: Clock,
-    attempted: anyio.Event | None,
-) -> Outcome:
-    if task_id is None:
-        return steps.no_task(log)
-    steps.started(log, deadline - clock.now(), client=coder.client)
-    if isinstance(live, Snapshot):
-        snapshot: Snapshot | Outcome = live
-    else:
-        if live is not None:
-            messages: Sequence[Message] | None = live
-            log.debug("snapshot_from_live_mirror", count=len(live))
-        else:
-            within = steps.fetch_window(fetch_timeout, deadline - clock.now())
-            messages = await fetch_messages(agentapi, within, fallback, clock)
-        if messages is None:
-            return steps.no_conversation(log)
-        snapshot = steps.build(log, messages)
-    if not isinstance(snapshot, Snapshot):
-        return snapshot
-    body = snapshot.body
-    retries = 0
-
-    def on_retry(exc: RemoteError, wait: float) -> None:
-        nonlocal retries
-        retries += 1
-        if attempted is not None:
-            attempted.set()
-        steps.retrying(log, exc, wait, retries)
-
-    try:
-        await deliver(
-            lambda: coder.upload_log_snapshot(task_id, body),
-            deadline=deadline,
-            clock=clock,
-            on_retry=on_retry,
-        )
-    except RemoteError as exc:
-        return steps.upload_failed(log, exc, retries)
-    return steps.uploaded(log, task_id, snapshot, retries)
