@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, MutableMapping, Sequence
     from typing import Any, TextIO
 
+    from structlog.typing import FilteringBoundLogger
+
     from agent.config import Secret, Settings
 
 REDACTED = "[REDACTED]"
@@ -178,3 +180,11 @@ def configure(
 
 def configure_from(settings: Settings, stream: TextIO | None = None) -> None:
     configure(settings.log_level, settings.log_format, settings.masks, stream)
+
+
+def get_logger(name: str) -> FilteringBoundLogger:
+    """structlog's logger for `name`, structlog imported at the call (not at module import)."""
+    import structlog  # noqa: PLC0415 - not on the hooks' path
+
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger
