@@ -1,11 +1,11 @@
 """Logging for every command: structured lines, the agent token masked, configured once.
 
-JSON lines on stderr when it is not a terminal, a console rendering on one. The daemon and the
-heavy paths log through structlog (`configure`); the short commands a hook runs write the same
-lines with `Writer`, standard library only, so they cost about what starting Python costs
-(issue 14). The one masking rule is `mask`: the token, and any piece of it of PIECE characters
-or more (something may have cut it before us), is replaced; text from outside is masked, then
-cut, or a token split by the cut would leave its head unmasked. Both writers scrub every field.
+JSON lines on stderr when it is not a terminal, a console rendering on one; `render` makes every
+line. The daemon and the heavy paths log through structlog (`configure`, whose last processor is
+`render`); the short commands a hook runs call `Writer`, standard library only, so they cost
+about what starting Python costs (issue 14). The one masking rule is `mask`: the token, and any
+piece of it of PIECE characters or more (something may have cut it before us), is replaced; text
+from outside is masked, then cut, or a token split by the cut would leave its head unmasked.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import time
 # True for type checkers only: `typing` stays off the hooks' path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, MutableMapping, Sequence
-    from typing import Any, ClassVar, TextIO
+    from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+    from typing import Any, TextIO
+
+    from structlog.typing import FilteringBoundLogger
 
     from agent.config import Secret, Settings
 
@@ -75,69 +77,40 @@ def _texts(secrets: Iterable[Secret | str]) -> tuple[str, ...]:
     return tuple(v for v in values if v)
 
 
-def _redact(
-    secrets: Sequence[str], logger: object, method: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """The structlog processor (bound to `secrets`) that masks every field."""
-    if secrets:
-        for key, value in event.items():
-            event[key] = scrub(value, secrets)
-    return event
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
-def _monotonic(
-    logger: object, method: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    event["mono"] = round(time.monotonic(), 4)
-    return event
+def render(
+    level: str, event: str, fields: Mapping[str, object], secrets: Sequence[str], console: bool
+) -> str:
+    """The log line, every field masked (`scrub`): JSON with the fields, then event, level,
+    timestamp, mono and any exception; or the console layout, any exception on the lines below."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    # Durations measured from the log hold whatever the wall clock did.
+    mono = round(time.monotonic(), 4)
+    record = {key: scrub(value, secrets) for key, value in fields.items()}
+    said = scrub(event, secrets)
+    if console:
+        exception = record.pop("exception", None)
+        record["mono"] = mono
+        pairs = " ".join(f"{key}={_console_repr(record[key])}" for key in sorted(record))
+        line = f"{stamp} [{level:<9}] {said:<30} {pairs}".rstrip(" ")
+        return line if exception is None else f"{line}\n{exception}"
+    record.update(event=said, level=level, timestamp=stamp, mono=mono)
+    if "exception" in record:  # last, where structlog's format_exc_info puts it
+        record["exception"] = record.pop("exception")
+    return json.dumps(record)
 
 
-def configure(
-    level: str = "info",
-    fmt: str = "auto",
-    secrets: Iterable[Secret | str] = (),
-    stream: TextIO | None = None,
-) -> None:
-    """Configure structlog for the process, once, at start."""
-    import functools  # noqa: PLC0415 - structlog's path only
-    import logging  # noqa: PLC0415
-
-    import structlog  # noqa: PLC0415 - not on the hooks' path
-
-    out = stream if stream is not None else sys.stderr
-    console = fmt == "console" or (fmt == "auto" and out.isatty())
-    renderer = (
-        structlog.dev.ConsoleRenderer(colors=False)
-        if console
-        else structlog.processors.JSONRenderer()
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _monotonic,  # durations measured from the log hold whatever the wall clock did
-            # Tracebacks become text before the redactor: a secret in an exception is masked.
-            structlog.processors.format_exc_info,
-            functools.partial(_redact, _texts(secrets)),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        logger_factory=structlog.WriteLoggerFactory(file=out),
-        cache_logger_on_first_use=True,
-    )
-
-
-def configure_from(settings: Settings, stream: TextIO | None = None) -> None:
-    configure(settings.log_level, settings.log_format, settings.masks, stream)
+def _console_repr(value: object) -> str:
+    if isinstance(value, str) and not set(value) & {" ", "\t", "=", "\r", "\n", '"', "'"}:
+        return value
+    return repr(value)
 
 
 class Writer:
-    """The lines `configure` gives structlog (same keys, same order), standard library only."""
-
-    _LEVELS: ClassVar[dict[str, int]] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+    """Log lines (`render`) at a level, standard library only; `configure` hands structlog one."""
 
     def __init__(
         self,
@@ -146,9 +119,9 @@ class Writer:
         secrets: Iterable[Secret | str] = (),
         stream: TextIO | None = None,
     ) -> None:
-        self._stream = stream if stream is not None else sys.stderr
-        self._threshold = self._LEVELS.get(level, 20)
-        self._console = fmt == "console" or (fmt == "auto" and self._stream.isatty())
+        self.stream = stream if stream is not None else sys.stderr
+        self.threshold = LEVELS.get(level, 20)
+        self.console = fmt == "console" or (fmt == "auto" and self.stream.isatty())
         self.secrets = _texts(secrets)
 
     @classmethod
@@ -168,29 +141,50 @@ class Writer:
         self._emit("error", event, fields)
 
     def _emit(self, level: str, event: str, fields: dict[str, object]) -> None:
-        if self._LEVELS[level] < self._threshold:
+        if LEVELS[level] < self.threshold:
             return
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-        stamp += f".{int(now % 1 * 1_000_000):06d}Z"
-        record = {key: scrub(value, self.secrets) for key, value in fields.items()}
-        said = scrub(event, self.secrets)
-        mono = round(time.monotonic(), 4)
-        if self._console:
-            record["mono"] = mono
-            pairs = " ".join(f"{key}={_console_repr(record[key])}" for key in sorted(record))
-            line = f"{stamp} [{level:<9}] {said:<30} {pairs}".rstrip()
-        else:
-            record.update(event=said, level=level, timestamp=stamp, mono=mono)
-            line = json.dumps(record)
         try:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            self.stream.write(render(level, event, fields, self.secrets, self.console) + "\n")
+            self.stream.flush()
         except (OSError, ValueError):
             return  # stderr closed: nothing to tell
 
+    def processor(self, logger: object, method: str, event: MutableMapping[str, Any]) -> str:
+        """structlog's last processor: the same line (`level` from add_log_level)."""
+        return render(event.pop("level"), event.pop("event"), event, self.secrets, self.console)
 
-def _console_repr(value: object) -> str:
-    if isinstance(value, str) and not set(value) & {" ", "\t", "=", "\r", "\n", '"', "'"}:
-        return value
-    return repr(value)
+
+def configure(
+    level: str = "info",
+    fmt: str = "auto",
+    secrets: Iterable[Secret | str] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog for the process, once, at start."""
+    import structlog  # noqa: PLC0415 - not on the hooks' path
+
+    writer = Writer(level, fmt, secrets, stream)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            # Tracebacks become text before `render` masks them: a secret in an exception too.
+            structlog.processors.format_exc_info,
+            writer.processor,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(writer.threshold),
+        logger_factory=structlog.WriteLoggerFactory(file=writer.stream),
+        cache_logger_on_first_use=True,
+    )
+
+
+def configure_from(settings: Settings, stream: TextIO | None = None) -> None:
+    configure(settings.log_level, settings.log_format, settings.masks, stream)
+
+
+def get_logger(name: str) -> FilteringBoundLogger:
+    """structlog's logger for `name`, structlog imported at the call (not at module import)."""
+    import structlog  # noqa: PLC0415 - not on the hooks' path
+
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger

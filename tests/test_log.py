@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import httpx
 import pytest
@@ -18,7 +18,7 @@ import structlog
 from agent import wire
 from agent.config import Secret
 from agent.http_async import status_error
-from agent.log import PIECE, REDACTED, Writer, configure, mask, scrub
+from agent.log import PIECE, REDACTED, Writer, configure, mask, render, scrub
 
 SECRET = "tok-5f2b9c1e7d"
 # As long as a Coder agent token (a UUID).
@@ -144,53 +144,77 @@ def test_auto_is_json_when_not_a_terminal() -> None:
     assert json.loads(out.getvalue())["event"] == "event_name"
 
 
-# -- the short commands' writer ---------------------------------------------------------------
+# -- the one line: `render`, used by structlog's pipeline and by Writer -------------------------
+
+FIELDS: dict[str, object] = {
+    "error": f"server said: Coder-Session-Token: {SECRET}",
+    "socket": "/run/x/report.sock",
+    "count": 3,
+    "none": None,
+    "quoted": "it's",
+}
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
 
 
-def _structlog_line(fmt: str, event: str, fields: dict[str, object]) -> str:
-    stream = io.StringIO()
-    configure("debug", "json" if fmt == "json" else "console", [Secret(SECRET)], stream)
-    try:
-        structlog.get_logger("x").warning(event, **fields)
-    finally:
-        structlog.reset_defaults()
-    return stream.getvalue()
+def test_a_json_line_has_the_fields_then_event_level_and_times_token_masked() -> None:
+    line = render("warning", "report_refused", FIELDS, (SECRET,), console=False)
+    assert SECRET not in line
+    record = json.loads(line)
+    assert list(record) == [*FIELDS, "event", "level", "timestamp", "mono"]
+    assert record["error"] == f"server said: Coder-Session-Token: {REDACTED}"
+    assert record["event"] == "report_refused"
+    assert record["level"] == "warning"
+    assert re.fullmatch(STAMP, record["timestamp"])
+    assert isinstance(record["mono"], float)
 
 
-@pytest.mark.parametrize("fmt", ["json", "console"])
-def test_the_writer_prints_what_structlog_prints_token_masked(fmt: str) -> None:
-    fields: dict[str, object] = {
-        "error": f"server said: Coder-Session-Token: {SECRET}",
-        "socket": "/run/x/report.sock",
-        "count": 3,
-        "none": None,
-        "quoted": "it's",
-    }
-    ours = io.StringIO()
-    Writer("debug", fmt, (SECRET,), ours).warning("report_refused", **fields)
-    theirs = _structlog_line(fmt, "report_refused", fields)
-    assert SECRET not in ours.getvalue()
-    if fmt == "json":
-        # Byte for byte but for the times.
-        assert _no_times(ours.getvalue()) == _no_times(theirs)
-        mine, reference = json.loads(ours.getvalue()), json.loads(theirs)
-        assert list(mine) == list(reference)
-        assert {k: v for k, v in mine.items() if k not in TIMES} == {
-            k: v for k, v in reference.items() if k not in TIMES
-        }
+def test_a_console_line_is_time_level_event_then_sorted_fields_token_masked() -> None:
+    stamp, rest = render("warning", "report_refused", FIELDS, (SECRET,), console=True).split(" ", 1)
+    assert re.fullmatch(STAMP, stamp)
+    assert _no_mono(rest) == (
+        "[warning  ] report_refused                 count=3"
+        f" error='server said: Coder-Session-Token: {REDACTED}' mono=M none=None"
+        ' quoted="it\'s" socket=/run/x/report.sock'
+    )
+    assert _no_mono(render("info", "e", {}, (), console=True).split(" ", 1)[1]) == (
+        "[info     ] e                              mono=M"
+    )
+
+
+@pytest.mark.parametrize("console", [False, True])
+def test_an_exception_comes_last_masked(console: bool) -> None:
+    trace = f"Traceback (most recent call last):\nRuntimeError: {SECRET}"
+    line = render("error", "failed", {"exception": trace, "k": 1}, (SECRET,), console)
+    shown = trace.replace(SECRET, REDACTED)
+    if console:
+        assert _no_mono(line).endswith(f"] failed{' ' * 25}k=1 mono=M\n{shown}")
     else:
-        assert _no_mono(ours.getvalue()).split(" ", 1)[1] == _no_mono(theirs).split(" ", 1)[1]
-
-
-TIMES = ("timestamp", "mono")
-
-
-def _no_times(line: str) -> str:
-    return re.sub(r'"(timestamp|mono)": ("[^"]*"|[0-9.]+)', "", line)
+        assert list(json.loads(line)) == ["k", "event", "level", "timestamp", "mono", "exception"]
+        assert json.loads(line)["exception"] == shown
 
 
 def _no_mono(line: str) -> str:
-    return re.sub(r" mono=[0-9.]+", "", line)
+    return re.sub(r"mono=[0-9.]+", "mono=M", line)
+
+
+def test_structlog_and_the_writer_both_print_what_render_makes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[object, ...]] = []
+
+    def fake(
+        level: str, event: str, fields: Mapping[str, object], secrets: object, console: bool
+    ) -> str:
+        calls.append((level, event, dict(fields), secrets, console))
+        return f"{level} {event}"
+
+    monkeypatch.setattr("agent.log.render", fake)
+    out = io.StringIO()
+    configure("debug", "json", [Secret(SECRET)], stream=out)
+    structlog.get_logger("x").warning("report_refused", count=3)
+    Writer("debug", "json", (SECRET,), out).warning("report_refused", count=3)
+    assert out.getvalue() == "warning report_refused\n" * 2
+    assert calls[0] == calls[1] == ("warning", "report_refused", {"count": 3}, (SECRET,), False)
 
 
 def test_the_writer_honours_the_level() -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from agent import config
 from agent.config import Settings
 from agent.errors import ConfigError
+from agent.log import configure_from, get_logger
 from agent.models import ExitCode
 from agent.stop import oneshot
 from agent.stop import outcome as steps
@@ -77,13 +78,11 @@ def run_stop_hook(
             problems.append(f"{exc}; no snapshot is taken")
 
     import anyio  # noqa: PLC0415
-    import structlog  # noqa: PLC0415
 
     from agent.clock import SYSTEM_CLOCK  # noqa: PLC0415
-    from agent.log import configure_from  # noqa: PLC0415
 
     configure_from(settings)
-    log = structlog.get_logger("agent.stop.hook")
+    log = get_logger("agent.stop.hook")
     for warning in settings.warnings:
         log.warning("configuration_warning", problem=warning)
     for problem in problems:
@@ -116,7 +115,7 @@ async def _stop(
     """Steps 2 to 4 (step 1 ran before the event loop existed), timed on `clock`."""
     import anyio  # noqa: PLC0415
 
-    log = _log()
+    log = get_logger("agent.stop.hook")
     deadline = clock.now() + max(0.0, remaining)
     process = find_process(inputs)
     log.info(
@@ -167,13 +166,6 @@ async def _stop(
     return outcome
 
 
-def _log() -> structlog.typing.FilteringBoundLogger:
-    import structlog  # noqa: PLC0415
-
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("agent.stop.hook")
-    return logger
-
-
 async def _snapshot(
     settings: Settings,
     inputs: StopHookInputs,
@@ -186,7 +178,7 @@ async def _snapshot(
 ) -> Outcome:
     """Step 3: step 1's messages (else the state file's) uploaded by the blocking shell, in a
     thread beside step 2; `deadline` on `clock`, the shell's own on time.monotonic."""
-    log = _log()
+    log = get_logger("agent.stop.hook")
     if not inputs.snapshot:
         log.info("snapshot_skipped", reason="ARG_TASK_LOG_SNAPSHOT is not true")
         return Outcome.SKIPPED
@@ -246,7 +238,7 @@ async def _from_state_file(
     (it saves, then stops answering); awaits its exit (half the time left) for the last save."""
     import anyio  # noqa: PLC0415
 
-    log = _log()
+    log = get_logger("agent.stop.hook")
     if path is None:
         return None
     if process is not None and process.alive():

@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.log import get_logger
 from agent.reportsocket.trust import Untrusted, proc_stat, read_checked, refusal
 
 if TYPE_CHECKING:
-    import structlog.typing
-
     from agent.agentapi import Message
     from agent.clock import Clock
     from agent.stop.inputs import StopHookInputs
@@ -258,7 +257,7 @@ def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
 
 def find_process(inputs: StopHookInputs) -> AgentAPIProcess | None:
     """The running AgentAPI named by the PID file, pinned; None (logged) when there is none."""
-    log = _log()
+    log = get_logger("agent.stop.process")
     if inputs.pid_file is None:
         log.info(
             "agentapi_pid_unknown",
@@ -312,7 +311,7 @@ async def save_state(
     what AgentAPI's own configuration says of it (`AgentAPIProcess.state_file`)."""
     import anyio  # noqa: PLC0415
 
-    log = _log()
+    log = get_logger("agent.stop.process")
     if not inputs.state_persistence:
         log.info("agentapi_state_save_skipped", reason="ARG_ENABLE_STATE_PERSISTENCE is not true")
         return
@@ -350,7 +349,7 @@ async def save_state(
 
 async def terminate(process: AgentAPIProcess, within: float, clock: Clock) -> None:
     """Step 4: SIGTERM, at most `within` seconds (on `clock`), then SIGKILL."""
-    log = _log()
+    log = get_logger("agent.stop.process")
     started = clock.now()
     if not process.send(signal.SIGTERM):
         log.info("agentapi_already_stopped", pid=process.pid)
@@ -365,10 +364,3 @@ async def terminate(process: AgentAPIProcess, within: float, clock: Clock) -> No
     process.send(signal.SIGKILL)
     if not await process.wait_exit(KILL_WAIT, clock):
         log.error("agentapi_not_stopped", pid=process.pid, reason="still running after SIGKILL")
-
-
-def _log() -> structlog.typing.FilteringBoundLogger:
-    import structlog  # noqa: PLC0415
-
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("agent.stop.process")
-    return logger
