@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from agent.config import Environment, verbatim
-from agent.conversation import BUSY_PHRASE, MAX_MESSAGES_BYTES, History, read_history
+from agent.conversation import MAX_MESSAGES_BYTES, History, read_history
 from agent.errors import OutcomeUnknown, RemoteError
 from agent.http_blocking import request, url_of
 from agent.log import Writer
@@ -87,7 +87,6 @@ def fetch(agentapi_url: str, within: float) -> Fetched:
                 answer.status,
                 answer.body,
                 answer.headers.get("retry-after"),
-                busy_phrase=BUSY_PHRASE,
             )
         return Fetched(within, read_history(answer.body))
     except (TimeoutError, RemoteError) as exc:
