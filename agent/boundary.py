@@ -1,20 +1,10 @@
 """The containment boundary: whatever escapes a command becomes one log line and an exit code.
 
-Why a module of its own: every entry point (`run`, `report`, `snapshot`, `hook`, `stop-hook`)
-must end with its documented exit code whatever goes wrong, never with a traceback, and a hook
-must never fail the agent. The error tree (`agent.errors`) covers what we raise on purpose; this
-is the one place for everything else (a RecursionError from a nested file, a UnicodeEncodeError
-from a library, an OSError nobody expected, a bug). `agent.cli` runs every command through
-`contained`; the daemon's task supervision logs through `describe` the same way.
-
-A fault is one line, event `unexpected_error`, with the exception's type, its message masked
-then cut (`agent.log.mask`: a token split by a cut would otherwise come out), and where it was
-raised (`at`: file and line in `agent/`), so a bug can be found without a traceback.
-
-The standard descriptors are made safe first: a hook run with stdin, stdout or stderr closed would
-otherwise find `sys.stderr` None (and die writing its first line), and the next socket it opens
-would take descriptor 1 or 2, so that a stray write went down that socket. Standard library only,
-nothing at import: this runs on the hooks' fast path.
+Every entry point (`run`, `report`, `snapshot`, `hook`, `stop-hook`) ends with its documented exit
+code, never a traceback, and a hook never fails the agent. `agent.errors` covers what we raise on
+purpose; this covers the rest (a bug, an OSError nobody expected): `agent.cli` runs each command
+in `contained`, the daemon's supervision logs through `describe`. Standard library only, nothing
+at import: the hooks' fast path runs it.
 """
 
 from __future__ import annotations
@@ -26,21 +16,18 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
 EVENT = "unexpected_error"
-# The message of a fault, in characters, cut after masking: a line, not a dump.
+# A fault's message in characters, cut after masking (a cut could split a token): a line.
 MAX_MESSAGE_CHARS = 300
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def contained(command: str, body: Callable[[], int], *, unexpected: int) -> int:
-    """Run `body` (a command) and return its exit code, or `unexpected` when it raises.
+    """Run `body` and return its exit code; SystemExit (argparse's) passes.
 
-    A ConfigError is the command's usage error: printed (masked) and exit 2, except for a hook,
-    whose configuration problems its own code logs (it returns 0 whatever). KeyboardInterrupt
-    (Ctrl-C) is exit 6, interrupted; a hook still exits `unexpected` (0). SystemExit passes
-    (argparse's own exits). Anything else: one `unexpected_error` line, exit `unexpected`.
+    A ConfigError is printed and exit 2, Ctrl-C exit 6; anything else is one `unexpected_error`
+    line and `unexpected`. A hook (whose own code logs its configuration) exits `unexpected` (0).
     """
     from agent.errors import ConfigError  # noqa: PLC0415 - stdlib-only, light
     from agent.models import ExitCode  # noqa: PLC0415
@@ -63,7 +50,8 @@ def contained(command: str, body: Callable[[], int], *, unexpected: int) -> int:
 
 
 def describe(exc: BaseException) -> dict[str, str]:
-    """The fields of an `unexpected_error` line: type, masked and cut message, where raised."""
+    """The fields of an `unexpected_error` line: type, masked and cut message, where raised (`at`,
+    in `agent/`: a bug can be found without a traceback)."""
     message = " ".join(str(exc).split())
     try:
         from agent.log import mask  # noqa: PLC0415
@@ -72,9 +60,13 @@ def describe(exc: BaseException) -> dict[str, str]:
     except Exception:  # noqa: BLE001 - the token cannot be known: nothing of the message shows
         message = "(message withheld: the token could not be read to mask it)"
     fields = {"error_type": type(exc).__name__, "error": message}
-    where = _raised_at(exc.__traceback__)
-    if where:
-        fields["at"] = where
+    tb = exc.__traceback__
+    while tb is not None:  # to the deepest frame of ours: `agent/http_async.py:160 in request`
+        code = tb.tb_frame.f_code
+        if code.co_filename.startswith(_PACKAGE):
+            relative = "agent" + code.co_filename[len(_PACKAGE) :]
+            fields["at"] = f"{relative}:{tb.tb_lineno} in {code.co_name}"
+        tb = tb.tb_next
     return fields
 
 
@@ -95,7 +87,8 @@ def known_secrets() -> tuple[str, ...]:
 def safe_standard_streams() -> None:
     """Put /dev/null on whichever of descriptors 0, 1 and 2 is closed, and give Python a stream.
 
-    Opened in order, so each open takes the lowest free descriptor: the closed one.
+    Else `sys.stderr` is None (the first line kills a hook) and the next socket takes descriptor 1
+    or 2, so a stray write goes down it. In order: each open takes the lowest free descriptor.
     """
     for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         try:
@@ -110,23 +103,10 @@ def safe_standard_streams() -> None:
                 continue
             os.set_inheritable(fd, True)  # as a standard descriptor is
         if getattr(sys, name) is None and fd != 0:
-            # A closed stdin stays None for Python: "no input" is a fact a hook reports as
-            # such; the descriptor is taken all the same, so no socket can land on it.
-            mode = "w"
-            stream = open(fd, mode, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+            # A closed stdin stays None ("no input" is a fact a hook reports); its descriptor
+            # is taken all the same.
+            stream = open(fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
             setattr(sys, name, stream)
-
-
-def _raised_at(tb: TracebackType | None) -> str:
-    """The deepest frame of ours the exception passed: `agent/http_async.py:160 in request`."""
-    where = ""
-    while tb is not None:
-        path = tb.tb_frame.f_code.co_filename
-        if path.startswith(_PACKAGE):
-            relative = "agent" + path[len(_PACKAGE) :]
-            where = f"{relative}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
-        tb = tb.tb_next
-    return where
 
 
 def _line(event: str, **fields: object) -> None:
@@ -135,13 +115,10 @@ def _line(event: str, **fields: object) -> None:
         from agent.log import Writer  # noqa: PLC0415
 
         try:
-            settings = config.read(only=("log_format",))
+            fmt = config.read(only=("log_format",)).log_format
         except Exception:  # noqa: BLE001 - a bad format is no reason to lose the line
-            settings = config.read(only=())
             fmt = "auto"
-        else:
-            fmt = settings.log_format
-        Writer(fmt=fmt, secrets=settings.masks).error(event, **fields)
+        Writer(fmt=fmt, secrets=known_secrets()).error(event, **fields)
     except Exception:  # noqa: BLE001 - the last resort: a line without the formatting
         _print(f"coder-task-agent: {event} {fields.get('error_type', '')}")
 

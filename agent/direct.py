@@ -1,9 +1,5 @@
-"""`report` straight to Coder, when no daemon is running (`report_once`).
-
-The fallback of `agent.reportsocket.client` when no daemon listens, by the Coder agent's socket
-or HTTP as `agent.coder.route` chooses. What the server answers is logged through the redacting
-logger, never printed raw. (`snapshot` without a daemon is the stop path's blocking shell,
-`agent.stop.oneshot`.)
+"""`report` straight to Coder when no daemon listens (`report_once`), by the Coder agent's socket
+or HTTP as `agent.coder.route` chooses; the server's answer only through the redacting logger.
 """
 
 from __future__ import annotations
@@ -35,15 +31,11 @@ def report_once(
     no_daemon: str = "",
     within: float | None = None,
 ) -> ExitCode:
-    """PATCH `status` to Coder with retries inside two request timeouts; returns the exit code.
+    """PATCH `status` to Coder with retries within two request timeouts (or `within` seconds, a
+    hook's budget, when shorter); returns the exit code, raises ConfigError for missing settings.
 
-    `within` (seconds, a hook's budget) shortens that deadline when it is shorter.
-
-    The reporting rules hold here too, with the daemon's memory file (agent.lastreport): a hook's
-    idle after an explicit complete or failed is not sent (exit 0, logged `report_held`).
-    Logs one line, the outcome, with `direct=True` and `no_daemon` (why no daemon took it):
-    a hook runs at every step, and three lines per step drown the agent's log.
-    Raises ConfigError when Coder or the app slug is not configured.
+    The rules hold with the daemon's memory file (agent.lastreport): a hook's idle after an
+    explicit complete or failed is held. One line, the outcome (a hook runs at every step).
     """
     started = time.monotonic()
     socket_exists = os.path.lexists(settings.agent_socket_path)
@@ -72,8 +64,6 @@ def report_once(
     if within is not None and within - (time.monotonic() - started) < limit:
         limit = within - (time.monotonic() - started)
         late = "not delivered within the hook budget"  # given up: the agent must not wait
-    # A hook's failure is a `hook_failed` line (the hooks' own word for a report they could not
-    # make), a `report`'s is `report_failed`; either way one line.
     failed = "hook_failed" if from_hook else "report_failed"
     run = partial(_report, late=late, failed=failed)
     code = anyio.run(run, settings, status, SYSTEM_CLOCK, no_daemon, limit)
@@ -92,11 +82,10 @@ async def _report(
     late: str = "not delivered in time",
     failed: str = "report_failed",
 ) -> ExitCode:
-    """Deliver `status` by the way `open_sender` chooses, all of it within `within` seconds;
-    `late` is the outcome line's reason when that time ends first, `failed` its event."""
+    """Deliver `status` within `within` seconds; `late` is the outcome's reason when that time ends
+    first, `failed` the failure's event."""
     deadline = clock.now() + within
-    # The agent's socket or HTTP, chosen as the daemon chooses (the token only for HTTP); the
-    # choice is said in the outcome line, not in a line of its own.
+    # The outcome line names the way chosen: not a line of its own.
     async with open_sender(settings, clock=clock, announce=False) as send:
         where = {"direct": True, "no_daemon": no_daemon}
         try:
@@ -112,7 +101,7 @@ async def _report(
                 failed,
                 reason=late,
                 error=str(exc),
-                transport=send.transport,
+                transport=send.transport,  # after the delivery: a failure may switch it
                 why=send.reason,
                 **where,
             )

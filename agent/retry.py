@@ -80,6 +80,12 @@ def no_time_left(service: str) -> NotSent:
     return NotSent(service, "request", "deadline reached before the attempt")
 
 
+def _spent(last: TryAgain | None) -> TryAgain:
+    """The error when the deadline has passed before an attempt: the last attempt's, when there
+    was one (a wait that overran the deadline on a loaded machine must not hide why it failed)."""
+    return no_time_left("Coder") if last is None else last
+
+
 def cut_off(service: str, before: BaseException | None = None) -> CutOff:
     """The error for an attempt the deadline cut off (it may have reached the server).
 
@@ -120,15 +126,16 @@ async def deliver(
         clock = SYSTEM_CLOCK
     attempt = 0
     told: TryAgain | None = None  # the last error that was not a cut-off
+    error: TryAgain | None = None  # the last attempt's
     while True:
         remaining = deadline - clock.now()
         if remaining <= 0:
-            raise no_time_left("Coder")
+            raise _spent(error)
         try:
             with clock.fail_after(remaining):
                 return await call()
         except TimeoutError:
-            error: TryAgain = cut_off("Coder", told)
+            error = cut_off("Coder", told)
         except TryAgain as exc:
             error = told = exc
         attempt += 1
@@ -151,14 +158,15 @@ def deliver_blocking(
     (it raises `cut_off(...)` when they run out)."""
     attempt = 0
     told: TryAgain | None = None  # the last error that was not a cut-off
+    error: TryAgain | None = None  # the last attempt's
     while True:
         remaining = deadline - now()
         if remaining <= 0:
-            raise no_time_left("Coder")
+            raise _spent(error)
         try:
             return call(remaining)
         except CutOff as exc:
-            error: TryAgain = exc if told is None else cut_off(exc.service, told)
+            error = exc if told is None else cut_off(exc.service, told)
         except TryAgain as exc:
             error = told = exc
         attempt += 1

@@ -5,6 +5,10 @@ The async loop (`deliver`) is tested with the Coder client it serves (tests/test
 
 from __future__ import annotations
 
+import contextlib
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
+
 import pytest
 
 from agent.errors import (
@@ -21,9 +25,13 @@ from agent.retry import (
     REPORT_BACKOFF,
     Backoff,
     cut_off,
+    deliver,
     deliver_blocking,
     wait_or_give_up,
 )
+
+if TYPE_CHECKING:
+    from agent.clock import Clock as ClockProtocol
 
 
 class Clock:
@@ -185,3 +193,48 @@ def test_a_cut_off_first_attempt_says_only_that() -> None:
 
     with pytest.raises(CutOff, match=r"no answer before the deadline$"):
         deliver_blocking(call, deadline=clock.time + 5.0, now=clock.now, sleep=clock.sleep)
+
+
+class OverrunningClock(Clock):
+    """A loaded machine: every sleep ends well past the time asked for."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + 10.0)
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+    def fail_after(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+def test_a_wait_that_overruns_the_deadline_keeps_the_last_error() -> None:
+    # Past the deadline after the wait, no attempt is started; what the caller is told is why
+    # the last attempt failed, not "deadline reached" (issue 20: the status stays true).
+    clock = OverrunningClock()
+
+    def call(remaining: float) -> None:
+        raise NotSent("Coder", "POST", "ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED]")
+
+    with pytest.raises(NotSent, match="CERTIFICATE_VERIFY_FAILED"):
+        deliver_blocking(call, deadline=clock.time + 5.0, now=clock.now, sleep=clock.sleep)
+    assert len(clock.slept) == 1, "one wait, then no attempt past the deadline"
+
+
+@pytest.mark.anyio
+async def test_the_async_loop_keeps_the_last_error_past_the_deadline_too() -> None:
+    clock = OverrunningClock()
+    calls = 0
+
+    async def call() -> None:
+        nonlocal calls
+        calls += 1
+        raise NotSent("Coder", "POST", "ConnectError: [Errno 111] Connection refused")
+
+    fake = cast(
+        "ClockProtocol",
+        SimpleNamespace(now=clock.now, fail_after=clock.fail_after, sleep=clock.asleep),
+    )
+    with pytest.raises(NotSent, match="Connection refused"):
+        await deliver(call, deadline=clock.time + 5.0, clock=fake)
+    assert calls == 1

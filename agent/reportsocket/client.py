@@ -1,46 +1,18 @@
 """The client side of the report socket: `report` and `snapshot` handed to a running daemon.
 
-Why a module of its own, importing the standard library only: agent hooks run `report` at every
-step of a turn and `snapshot` at every stop, so the path that hands a request to a running
-daemon must cost about what starting Python costs. Importing httpx, pydantic, structlog, anyio
-and tenacity takes ten times longer than the whole exchange; none of them is imported here.
-Nor are the standard library's wrappers that cost more than this path uses of them: `socket`
-(`_socket` instead) and `struct` (`trust.peer_credentials`). `json` is imported (and `re` with
-it): a hand-written twin saved a few milliseconds and was a second JSON implementation to keep
-right.
-Only when no daemon listens does a command take the direct path (`agent.direct`), which
-imports what it needs and logs through the redacting structlog logger.
+Standard library only: hooks run `report` at every step, and httpx, pydantic, structlog, anyio and
+tenacity cost ten times the whole exchange (bench/README.md). `_socket` stands in for `socket`
+(whose enums and `selectors` cost a third of Python's start), `trust.peer_credentials` for
+`struct`. Only a checked socket is trusted (docs/report.md); a report goes straight to Coder
+(`agent.direct`) when no daemon listens or the socket is untrusted, never after a daemon took it.
 
-Trust nothing not checked (on a shared `/tmp` another user can pre-create the socket's
-directory or re-point a symlink and swallow every report):
-- the socket's directory is opened with O_NOFOLLOW and must pass `agent.reportsocket.trust`'s
-  private-directory checks (ours or root's, writable by no one else, every directory above it
-  ours or root's);
-- the socket itself is looked at without following links, must be a socket owned by us or
-  root, and is reached through the directory already opened, so nothing can be swapped between
-  the check and the connect; the listening peer's uid (SO_PEERCRED) must be ours or root.
-An untrusted socket is refused and logged; the report then goes straight to Coder (the daemon,
-meeting the same directory, also refuses to listen there and sends reports itself).
-
-No duplicates: the direct path is taken only when no daemon is listening (the socket or its
-directory does not exist, or the connect is refused: ENOENT, ECONNREFUSED). A daemon that
-accepted the request but does not answer in time may still deliver it, so the command then
-exits UNDELIVERED (5) and says so, and does not send it a second time.
-
-Protocol: one JSON line each way. Report `{"state": ..., "message": ..., "uri": ...}`, answer
-`{"ok": true}` or `{"ok": false, "error": "..."}`. Snapshot `{"request": "snapshot"}`, answer
+Protocol: one JSON line each way. Report `{"state", "message", "uri"}` (and `"source": "hook"`),
+answer `{"ok": true}` or `{"ok": false, "error": "..."}`; `{"request": "snapshot"}`, answer
 `{"ok": true, "outcome": "uploaded", "exit_code": 0}`.
-
-Output goes through `agent.log.Writer`, which prints what the structlog set-up prints (JSON
-lines, or the console rendering on a terminal), the token masked, with the standard library.
 """
 
 from __future__ import annotations
 
-# `_socket`, not `socket`: the module `socket` is a wrapper that converts the constants into
-# enums (AddressFamily, SocketKind...) and imports `selectors` at import time; that cost as much
-# as a third of starting the interpreter, for nothing this path uses. `_socket.socket` is the
-# very type `socket.socket` subclasses, with the same methods and errors.
 import _socket
 import json
 import os
@@ -64,11 +36,10 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT = 2.0
 # A snapshot request waits for the daemon's whole stop-path upload: its budget plus this.
 SNAPSHOT_MARGIN = 2.0
-# An answer is a few words and an exit code (the daemon's request limit is control's).
+# An answer is a few words and an exit code.
 MAX_LINE_BYTES = 16 * 1024
-# A report's URI, in UTF-8 bytes: the same limit on every path (the report socket, straight to
-# Coder), so that no report is delivered one way and refused the other. Browsers and proxies
-# treat URLs past 8 KiB as broken; a link to a pull request or a preview is far shorter.
+# A report's URI in UTF-8 bytes, one limit on every path (no report delivered one way and refused
+# the other). Browsers and proxies treat URLs past 8 KiB as broken; a PR link is far shorter.
 MAX_URI_BYTES = 8192
 _NEEDS_SUMMARY = (AppState.COMPLETE, AppState.FAILED)
 # AF_UNIX paths are limited to 108 bytes including the terminating NUL.
@@ -129,14 +100,12 @@ def _connect(path: str, timeout: float) -> _socket.socket:
         sock.settimeout(timeout)
         try:
             sock.connect(address)
-        except (FileNotFoundError, ConnectionRefusedError):
-            sock.close()
-            raise NoDaemon(f"nothing listens on {path!r}") from None
-        except TimeoutError:
-            sock.close()
-            raise Unanswered(f"the daemon did not accept within {timeout:g} s") from None
         except OSError as exc:
             sock.close()
+            if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+                raise NoDaemon(f"nothing listens on {path!r}") from None
+            if isinstance(exc, TimeoutError):
+                raise Unanswered(f"the daemon did not accept within {timeout:g} s") from None
             raise Unanswered(f"cannot connect to {path!r}: {exc.strerror}") from None
     finally:
         os.close(fd)
@@ -150,10 +119,9 @@ def _connect(path: str, timeout: float) -> _socket.socket:
 def exchange(
     path: str | os.PathLike[str], request: Mapping[str, object], timeout: float
 ) -> dict[str, Any]:
-    """Send one request line to the daemon at `path` and return its answer.
+    """Send one request line to the daemon at `path` and return its answer, all within `timeout`.
 
-    Raises NoDaemon (nothing listens: safe to go direct), Untrusted, or Unanswered (a daemon
-    is there but gave no answer within `timeout` s, overall: it may still act on the request).
+    Raises NoDaemon, Untrusted, or Unanswered (the daemon may still act on the request).
     """
     deadline = time.monotonic() + timeout
     sock = _connect(os.fspath(path), timeout)
@@ -183,9 +151,6 @@ def exchange(
     return answer
 
 
-# -- the two commands ---------------------------------------------------------------------
-
-
 def report(
     settings: Settings,
     status: AppStatus,
@@ -195,13 +160,10 @@ def report(
     source: str = "report",
     within: float | None = None,
 ) -> ExitCode:
-    """Deliver an explicit report: to the running daemon, or straight to Coder when none listens.
+    """Deliver a report to the running daemon, or straight to Coder when none listens.
 
-    The entry point for every caller (the `report` command, agent hooks). Never raises for a
-    delivery problem: the outcome is the exit code, logged once. Raises ConfigError only when
-    the direct path is needed and Coder is not configured. `within` bounds the whole call in
-    seconds (a hook's budget); without it the daemon gets `timeout` and the direct path its
-    own deadline (two request timeouts).
+    The outcome is the exit code, logged once; raises ConfigError only when the direct path needs
+    a setting. `within` bounds the whole call in seconds (a hook's budget).
     """
     end = None if within is None else time.monotonic() + within
     if within is not None:
@@ -250,12 +212,8 @@ def report(
 def snapshot(
     settings: Settings, *, timeout: float | None = None, writer: Writer | None = None
 ) -> ExitCode | None:
-    """Ask the running daemon to save the conversation now; None when no daemon listens.
-
-    The daemon runs its stop-path upload from its live mirror and warm connections and answers
-    with the outcome; its exit code is returned. An untrusted socket counts as no daemon (the
-    caller then runs the one-shot snapshot, which is idempotent: each upload replaces the last).
-    """
+    """The exit code of the running daemon's stop-path upload, run now; None when no daemon
+    listens or its socket is untrusted (the caller's one-shot upload just replaces the last)."""
     out = writer if writer is not None else Writer.for_settings(settings)
     path = settings.socket_path
     if path is None:

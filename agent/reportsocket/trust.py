@@ -1,24 +1,10 @@
-"""Trust checks for what sits where another user could have put it: directories, files, peers.
+"""The one answer to "is this ours?" for what another user could have placed: directories, files,
+socket peers, processes.
 
-Why a module of its own: on a shared `/tmp` (or any place another user can write) another user
-can pre-create the report socket's directory, re-point a symlink, plant a socket, a FIFO or a
-file of their own. The report socket's client and server, the memory file (agent.lastreport)
-and the stop hook's PID and state files (agent.stop) all need the same answer to "is this ours?",
-and one answer it must stay. Standard library only, no `socket`, `struct` or `json`: the hooks'
-fast path imports it (see agent.reportsocket.client).
-
-- A private directory (the report socket's) belongs to us or root and no one else can write to
-  it; every directory above it belongs to us or root (a world-writable one only with the sticky
-  bit, as `/tmp`), and a symlink on the way is followed only when root owns it (`/var/run`):
-  nobody else could have made it.
-- A file (`read_trusted`) is opened without following a symlink and without blocking (a FIFO
-  cannot hang the reader), then checked on the open descriptor: a regular file, ours (or root's
-  where the caller allows it), writable by no one else, no larger than the caller's cap; its
-  directory passes the ancestors' rule above and belongs to us or root. A directory others can
-  write to is enough there only with the sticky bit: then no one but a file's owner can replace
-  it, and the file must be ours. Anything else is refused with one warning, never raised.
-- A peer on a Unix socket is identified by the kernel's SO_PEERCRED, never by what it says; a
-  process by the kernel's `/proc/PID/stat` (`proc_stat`: its state and start time).
+On a shared `/tmp` another user can pre-create a directory, re-point a symlink, plant a socket, a
+FIFO or a file. The report socket, the memory file (agent.lastreport) and the stop hook's PID and
+state files (agent.stop) all ask (the plants tested: docs/faults.md). Standard library only,
+without `socket`, `struct` or `json`: the hooks' fast path imports it.
 """
 
 from __future__ import annotations
@@ -38,11 +24,9 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     class Warns(Protocol):
-        """What `read_trusted` logs through: a structlog logger or the hooks' Writer."""
+        """A structlog logger or the hooks' Writer."""
 
-        def warning(self, event: str, /, **fields: Any) -> object:
-            """Write one warning line."""
-            ...
+        def warning(self, event: str, /, **fields: Any) -> object: ...
 
 
 # SO_PEERCRED answers a `struct ucred`: pid, uid and gid, 32 bits each.
@@ -50,24 +34,17 @@ _UCRED_BYTES = 12
 
 
 class Untrusted(ConfigError):
-    """The socket, a file or a directory on their path is not ours: another user could fake it.
-
-    Raised as a configuration error for the report socket (it names the socket's variable); a
-    refused file is only ever logged (`read_trusted`), its `problem` saying why.
-    """
+    """Not ours: another user could fake it. A refused file is only logged (`read_trusted`)."""
 
     def __init__(self, problem: str) -> None:
         super().__init__(SOCKET_VARIABLE, problem)
 
 
 def system_owners(uid_map: str, overflow_uid: int) -> tuple[int, ...]:
-    """The uids that stand for the system (root) when looking at directories above ours.
+    """The uids that stand for root in directories above ours.
 
-    In a user namespace that maps only some ids (systemd's `PrivateUsers=yes`, rootless
-    containers) every file of an unmapped owner, root's `/run` and `/run/user` included, shows
-    the kernel's overflow uid (65534). Such a namespace cannot tell root from other unmapped
-    users: the overflow uid is then accepted for the directories *above* the socket's own, which
-    stays held to the strict rule (ours, private), and is reached through its opened descriptor.
+    In a partial user namespace (systemd's `PrivateUsers=yes`, rootless containers) root's `/run`
+    shows the overflow uid (65534), like any unmapped owner: accepted above our own directory only.
     """
     full = uid_map.split() == ["0", "0", "4294967295"]
     return (0,) if full else (0, overflow_uid)
@@ -86,19 +63,13 @@ def _system_owners() -> tuple[int, ...]:
 
 
 def check_ancestors(directory: str | os.PathLike[str]) -> None:
-    """Check every existing directory from `/` down to `directory` (included), without links.
-
-    Raises Untrusted for a component owned by another user (root, or what stands for root in
-    a user namespace, excepted: see `system_owners`), a world- or group-writable one without
-    the sticky bit, or a symlink that root does not own.
-    """
+    """Raise Untrusted unless every existing directory from `/` to `directory` is ours or root's,
+    writable by others only with the sticky bit, and any symlink among them is root's."""
     uid = os.getuid()
     system = _system_owners()
     # abspath, not realpath: resolving would follow the very links checked here.
     current = ""
-    for part in os.path.abspath(directory).split("/")[1:]:
-        if not part:
-            continue
+    for part in filter(None, os.path.abspath(directory).split("/")):
         current = f"{current}/{part}"
         try:
             info = os.lstat(current)
@@ -118,13 +89,8 @@ def check_ancestors(directory: str | os.PathLike[str]) -> None:
 
 
 def _through_system_links(directory: str) -> str:
-    """`directory`, its last component followed while it is a symlink the system made.
-
-    systemd's `DynamicUser=` with `RuntimeDirectoryPreserve=` keeps the runtime directory in
-    `/run/private/` and links it from `/run/NAME` (the path `$RUNTIME_DIRECTORY` names). Only a
-    link owned by root (see `system_owners`) is followed, as higher up the path; the directory
-    it leads to is then held to the strict rule like any other.
-    """
+    """`directory`, followed while it is a root-owned symlink (systemd's `DynamicUser=` links
+    `/run/NAME` to `/run/private/NAME`); where it leads is checked like any other."""
     system = _system_owners()
     for _ in range(8):  # a bounded walk: a loop of links ends as "not a directory" below
         try:
@@ -138,22 +104,13 @@ def _through_system_links(directory: str) -> str:
     return directory
 
 
-def open_private_dir(directory: str | os.PathLike[str]) -> int:
-    """A descriptor of the socket's directory after every check; the caller closes it.
-
-    Raises FileNotFoundError when it does not exist, Untrusted when it is not private to us.
-    """
-    return _open_checked_dir(os.path.abspath(directory), sticky_ok=False)
-
-
-def _open_checked_dir(directory: str, *, sticky_ok: bool) -> int:
-    """A descriptor of `directory` (absolute) once it passed the checks (module docstring): it
-    and every directory above are ours or root's, it is writable by no one else (`sticky_ok`:
-    unless it has the sticky bit). The caller closes it.
+def open_private_dir(directory: str | os.PathLike[str], *, sticky_ok: bool = False) -> int:
+    """A descriptor (the caller closes it) of `directory`, ours or root's, above it as
+    `check_ancestors` says, writable by no one else (`sticky_ok`: unless sticky).
 
     Raises FileNotFoundError when it does not exist, Untrusted when it is refused.
     """
-    directory = _through_system_links(directory)
+    directory = _through_system_links(os.path.abspath(directory))
     check_ancestors(os.path.dirname(directory))
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
@@ -163,24 +120,20 @@ def _open_checked_dir(directory: str, *, sticky_ok: bool) -> int:
             raise Untrusted(f"{directory!r} is a symlink or not a directory") from None
         raise
     info = os.fstat(fd)
-    problem = None
     if info.st_uid not in (os.getuid(), 0):
         problem = f"{directory!r} belongs to another user (uid {info.st_uid})"
     elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (
         sticky_ok and info.st_mode & stat.S_ISVTX
     ):
         problem = f"{directory!r} is writable by other users"
-    if problem is not None:
-        os.close(fd)
-        raise Untrusted(problem)
-    return fd
+    else:
+        return fd
+    os.close(fd)
+    raise Untrusted(problem)
 
 
 def make_private_dir(directory: str | os.PathLike[str]) -> None:
-    """Create the socket's directory (0700, missing parents too) or check the existing one.
-
-    The daemon's side of the checks above: nothing is followed through a symlink.
-    """
+    """Create `directory` (0700, missing parents too) or check the existing one."""
     missing: list[str] = []
     current = os.path.abspath(directory)
     while not os.path.lexists(current) and current != os.path.dirname(current):
@@ -195,10 +148,7 @@ def make_private_dir(directory: str | os.PathLike[str]) -> None:
 
 
 def peer_credentials(ucred: bytes) -> tuple[int, int, int]:
-    """The pid, uid and gid in SO_PEERCRED's answer (`struct ucred`: three 32-bit fields).
-
-    Read without `struct`, whose extension module the hooks' path would load for this alone.
-    """
+    """The pid, uid and gid in a `struct ucred`, read without the `struct` module."""
     return (
         int.from_bytes(ucred[0:4], sys.byteorder, signed=True),  # pid_t
         int.from_bytes(ucred[4:8], sys.byteorder),  # uid_t
@@ -207,11 +157,9 @@ def peer_credentials(ucred: bytes) -> tuple[int, int, int]:
 
 
 def peer_of(sock: _socket.socket) -> tuple[int, int, int]:
-    """The pid, uid and gid of the process at the other end of the Unix socket `sock`."""
+    """The kernel's pid, uid and gid of the process at the other end of `sock` (SO_PEERCRED)."""
     return peer_credentials(sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED_BYTES))
 
-
-# -- files ----------------------------------------------------------------------------------
 
 # Without following a link, without waiting for a FIFO's writer, never becoming our terminal.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
@@ -225,28 +173,30 @@ _KINDS = (
 
 
 def read_checked(path: str | os.PathLike[str], *, max_bytes: int, root_ok: bool = False) -> bytes:
-    """The content of the file at `path`, every check in the module docstring passed.
+    """The content of the regular file at `path`: ours (or root's if `root_ok`), writable by no
+    one else, at most `max_bytes`, in a checked directory (others may write to it only if sticky).
 
-    `root_ok`: a file of root's is accepted too (the caller says where root legitimately writes
-    it). Raises FileNotFoundError when there is no such file (or directory), Untrusted (its
-    `problem` names the file and why) for anything refused, OSError when reading fails.
+    Raises FileNotFoundError, Untrusted (its `problem` names the file), OSError.
     """
     where = os.fspath(path)
     fd = _open_file(where)
     try:
-        problem = _file_problem(os.fstat(fd), max_bytes=max_bytes, root_ok=root_ok)
-        if problem is not None:
-            raise Untrusted(f"{where!r} {problem}")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((kind for test, kind in _KINDS if test(info.st_mode)), "something else")
+            raise Untrusted(f"{where!r} is {kind}, not a regular file")
+        if info.st_uid not in ((os.getuid(), 0) if root_ok else (os.getuid(),)):
+            raise Untrusted(f"{where!r} belongs to another user (uid {info.st_uid})")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise Untrusted(f"{where!r} is writable by other users")
+        if info.st_size > max_bytes:
+            raise Untrusted(f"{where!r} is larger than {max_bytes} bytes")
         # At most one byte past the cap, whatever the size said: the file may be growing.
-        data = bytearray()
-        while len(data) <= max_bytes:
-            chunk = os.read(fd, max_bytes + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise Untrusted(f"{where!r} is larger than {max_bytes} bytes")
-        return bytes(data)
+        return data
     finally:
         os.close(fd)
 
@@ -255,11 +205,11 @@ def _open_file(where: str) -> int:
     """A descriptor of the file `where`, opened through its checked directory."""
     directory, name = os.path.split(os.path.abspath(where))
     try:
-        # A directory others can write to only with the sticky bit (the module docstring).
-        dir_fd = _open_checked_dir(directory, sticky_ok=True)
+        # Sticky: only its owner can replace a file, and it must be ours (or root's).
+        dir_fd = open_private_dir(directory, sticky_ok=True)
     except Untrusted:
         if not os.path.lexists(where):
-            # Nothing to refuse: no file is the usual case, not worth a warning each time.
+            # No file is the usual case: not worth a warning each time.
             raise FileNotFoundError(errno.ENOENT, "no such file", where) from None
         raise
     try:
@@ -276,37 +226,17 @@ def _open_file(where: str) -> int:
         os.close(dir_fd)
 
 
-def _file_problem(info: os.stat_result, *, max_bytes: int, root_ok: bool) -> str | None:
-    """Why a file with `info` (fstat of the open descriptor) is refused, or None."""
-    owners = (os.getuid(), 0) if root_ok else (os.getuid(),)
-    if not stat.S_ISREG(info.st_mode):
-        kind = next((kind for test, kind in _KINDS if test(info.st_mode)), "something else")
-        return f"is {kind}, not a regular file"
-    if info.st_uid not in owners:
-        return f"belongs to another user (uid {info.st_uid})"
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return "is writable by other users"
-    if info.st_size > max_bytes:
-        return f"is larger than {max_bytes} bytes"
-    return None
-
-
 def read_trusted(
     path: str | os.PathLike[str],
     *,
     max_bytes: int,
     log: Warns,
     what: str,
-    root_ok: bool = False,
 ) -> bytes | None:
-    """The content of the file at `path` (see `read_checked`), or None; never raises.
-
-    None when there is no such file (nothing logged: the usual case) or when it is refused or
-    cannot be read: then one warning, `untrusted_file_ignored`, names the file, `what` it is for
-    and why.
-    """
+    """`read_checked`, or None: silently when there is no file, else after one warning
+    `untrusted_file_ignored` naming the file, `what` it is for and why."""
     try:
-        return read_checked(path, max_bytes=max_bytes, root_ok=root_ok)
+        return read_checked(path, max_bytes=max_bytes)
     except FileNotFoundError:
         return None
     except (Untrusted, OSError) as exc:
@@ -323,9 +253,8 @@ def refusal(path: str | os.PathLike[str], exc: Untrusted | OSError) -> str:
 
 
 def proc_stat(pid: int | str) -> list[str] | None:
-    """`/proc/PID/stat` (`self` for this process) from field 3 (the state) on, or None when it
-    cannot be read. The command name before them may hold spaces and parentheses: they follow
-    the last ')'. Field N of proc(5) is at index N - 3."""
+    """`/proc/PID/stat` (or `self`) from field 3 (the state) on: field N of proc(5) at index
+    N - 3; None when unreadable. They follow the last ')': the name may hold any."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat_file:
             raw = stat_file.read(4096)  # one line of about 52 fields: far below this
