@@ -22,7 +22,6 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.conversation import (
-    BUSY_PHRASE,
     MAX_MESSAGES_BYTES,
     SERVICE,
     check_time,
@@ -176,7 +175,7 @@ class AgentAPIClient:
             ) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise status_error(SERVICE, "GET /events", response, busy_phrase=BUSY_PHRASE)
+                    raise status_error(SERVICE, "GET /events", response)
                 parser = _SSEParser(MAX_EVENT_BYTES)
                 pieces = aiter(response.aiter_bytes())
                 seen = False
@@ -209,7 +208,7 @@ class AgentAPIClient:
             timeout=httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout,
         )
         if not 200 <= response.status_code < 300:
-            raise status_error(SERVICE, f"GET {path}", response, busy_phrase=BUSY_PHRASE)
+            raise status_error(SERVICE, f"GET {path}", response)
         return response
 
 

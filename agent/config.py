@@ -276,7 +276,6 @@ _ELSEWHERE = (
 VARIABLES = {name: Variable(name, field, parse, default) for name, field, parse, default in _TABLE}
 VARIABLES.update({name: Variable(name, None, verbatim, None) for name in _ELSEWHERE})
 _BY_FIELD = {v.field: v for v in VARIABLES.values() if v.field is not None}  # in table order
-TUNABLE_VARIABLES = tuple(v.name for v in _BY_FIELD.values() if v.name.startswith(PREFIX))
 # What the hooks' fast path reads: where a daemon listens, how to log, how long it may take.
 HOOK_FIELDS = frozenset(
     {"socket_path", "log_level", "log_format", "shutdown_budget", "hook_budget"}

@@ -20,8 +20,6 @@ SERVICE = "AgentAPI"
 # past this the answer is refused (the stop path then falls back to the mirror) rather than
 # parsed into several times its size in memory.
 MAX_MESSAGES_BYTES = 128 * 1024 * 1024
-# The phrase AgentAPI puts in its 500 answer to a message sent while the agent is running.
-BUSY_PHRASE = "message can only be sent when the agent is waiting for user input"
 # The date-time form Coder's snapshot endpoint parses (a fraction of any length).
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 # Every name a role has gone by, to the two Coder reads back; other roles are kept here and left

@@ -89,7 +89,7 @@ class CutOff(OutcomeUnknown):
 
 
 class ServerError(TryAgain):
-    """5xx, other than AgentAPI's "agent busy" (a 503 may carry Retry-After)."""
+    """5xx (a 503 may carry Retry-After)."""
 
 
 class RateLimited(TryAgain):
@@ -111,10 +111,6 @@ class Rejected(RemoteError):
 
 class Unauthorized(Rejected):
     """401: the token is missing, malformed, unknown or no longer valid."""
-
-
-class AgentBusy(Rejected):
-    """AgentAPI refused a message because the agent is not waiting for input."""
 
 
 class Unsupported(RemoteError):

@@ -58,7 +58,6 @@ def status_error(
     response: httpx.Response,
     *,
     not_found_unsupported: bool = False,
-    busy_phrase: str | None = None,
 ) -> RemoteError:
     """The error for an answer outside 2xx (`agent.wire.answer_error`)."""
     try:
@@ -72,7 +71,6 @@ def status_error(
         response.content,
         response.headers.get("retry-after"),
         not_found_unsupported=not_found_unsupported,
-        busy_phrase=busy_phrase,
         secrets=tuple(value for name in SECRET_HEADERS if (value := sent.get(name))),
     )
 

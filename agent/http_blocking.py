@@ -26,8 +26,8 @@ from functools import cache
 from urllib.parse import urlencode, urlsplit  # http.client imports it anyway
 
 from agent.config import Environment
-from agent.errors import BadResponse, NotSent, OutcomeUnknown
-from agent.wire import USER_AGENT, transport_detail
+from agent.errors import BadResponse, NotSent, OutcomeUnknown, RemoteError
+from agent.wire import USER_AGENT, answer_error, transport_detail
 
 if "ssl" in sys.modules or "http.client" in sys.modules:
     import http.client
@@ -67,6 +67,25 @@ class Answer:
     def ok(self) -> bool:
         """A 2xx answer."""
         return 200 <= self.status < 300
+
+    def error(
+        self,
+        service: str,
+        what: str,
+        *,
+        not_found_unsupported: bool = False,
+        secrets: Sequence[str] = (),
+    ) -> RemoteError:
+        """The error for this answer outside 2xx (`agent.wire.answer_error`)."""
+        return answer_error(
+            service,
+            what,
+            self.status,
+            self.body,
+            self.headers.get("retry-after"),
+            not_found_unsupported=not_found_unsupported,
+            secrets=secrets,
+        )
 
 
 def url_of(base: str, path: str) -> str:

@@ -40,6 +40,7 @@ only its last `max_bytes` characters are ever encoded, and its length is counted
 
 from __future__ import annotations
 
+import bisect
 import json
 import unicodedata
 
@@ -214,14 +215,11 @@ def _allot(parts: Sequence[_Part], budget: int) -> list[int]:
 
 def _water_level(parts: Sequence[_Part], room: int) -> int:
     """The largest c with sum(min(size, max(minimal, c))) <= room; the minimal forms fit."""
-    low, high = 0, max((p.size for p in parts), default=0)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if sum(min(p.size, max(p.minimal, middle)) for p in parts) <= room:
-            low = middle
-        else:
-            high = middle - 1
-    return low
+    levels = range(max((p.size for p in parts), default=0) + 1)
+    fitting = bisect.bisect_right(
+        levels, room, key=lambda level: sum(min(p.size, max(p.minimal, level)) for p in parts)
+    )
+    return fitting - 1
 
 
 def _cut(part: _Part, allotment: int) -> bytes:
@@ -241,20 +239,16 @@ def _cut(part: _Part, allotment: int) -> bytes:
 
 def _tail_start(content: str, room: int) -> int:
     """Where the longest tail whose literal fits in `room` bytes begins, on a boundary."""
-    low = max(len(content) - (room - 2), 0)
-    excess = len(_encode(content[low:])) - room
+    start = max(len(content) - (room - 2), 0)
+    excess = len(_encode(content[start:])) - room
     if excess > 0:
         # Dropping `excess` characters frees at least `excess` bytes; fewer than
-        # excess / _MAX_CHAR_BYTES cannot free enough.
-        high = min(low + excess, len(content))
-        low += -(-excess // _MAX_CHAR_BYTES)
-        while low < high:  # the first start whose tail fits
-            middle = (low + high) // 2
-            if len(_encode(content[middle:])) <= room:
-                high = middle
-            else:
-                low = middle + 1
-    start = low
+        # excess / _MAX_CHAR_BYTES cannot free enough. The first start whose tail fits (False
+        # sorts before True):
+        starts = range(start + -(-excess // _MAX_CHAR_BYTES), min(start + excess, len(content)))
+        start = starts.start + bisect.bisect_left(
+            starts, True, key=lambda candidate: len(_encode(content[candidate:])) <= room
+        )
     if 0 < start < len(content) and _is_pair(content[start - 1 : start + 1]):
         start += 1  # not the second half of a pair without its first
     skipped = start

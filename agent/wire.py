@@ -16,7 +16,6 @@ import sys
 import time
 
 from agent.errors import (
-    AgentBusy,
     ConfigError,
     RateLimited,
     Rejected,
@@ -192,7 +191,6 @@ def answer_error(
     retry_after: str | None = None,
     *,
     not_found_unsupported: bool = False,
-    busy_phrase: str | None = None,
     secrets: Sequence[str] = (),
 ) -> RemoteError:
     """The error for an answer outside 2xx; `secrets` (what the request carried) are masked."""
@@ -202,8 +200,6 @@ def answer_error(
     if status == 429:
         return RateLimited(service, what, detail, parse_retry_after(retry_after))
     if status >= 500:
-        if busy_phrase is not None and busy_phrase in detail:
-            return AgentBusy(service, what, detail, status=status)
         return ServerError(service, what, detail, status, parse_retry_after(retry_after))
     if status == 401:
         return Unauthorized(service, what, detail, status=status)

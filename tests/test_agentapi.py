@@ -26,7 +26,7 @@ from agent.agentapi import (
     parse_event,
     parse_messages,
 )
-from agent.errors import AgentBusy, BadResponse, Rejected, ServerError, TransportError
+from agent.errors import BadResponse, Rejected, ServerError, TransportError
 from tests.fakes import TIME, FakeAgentAPI, wait_until
 from tests.manualclock import ManualClock
 
@@ -87,7 +87,7 @@ async def test_problem_json_errors_carry_the_server_words() -> None:
         return httpx.Response(400, text="Invalid host header")
 
     client = client_for(httpx.MockTransport(handler))
-    with pytest.raises(AgentBusy, match="waiting for user input"):
+    with pytest.raises(ServerError, match="waiting for user input"):
         await client.messages()
     with pytest.raises(ServerError, match="restarting"):
         await client.status()

@@ -23,6 +23,7 @@ PURE |= {"agent.hooks.targets"}
 PURE |= {f"agent.hooks.{agent.module}" for agent in AGENTS.values()}
 PURE_STDLIB = {
     "__future__",
+    "bisect",
     "collections",
     "collections.abc",
     "dataclasses",

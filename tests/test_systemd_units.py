@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import TUNABLE_VARIABLES
+from agent.config import PREFIX, VARIABLES
 from agent.config import read as read_settings
 from agent.errors import ConfigError
 
@@ -123,7 +123,7 @@ def example_variables() -> dict[str, str]:
 
 def test_env_example_documents_every_tunable_with_valid_values() -> None:
     variables = example_variables()
-    assert set(TUNABLE_VARIABLES) <= set(variables)
+    assert {name for name in VARIABLES if name.startswith(PREFIX)} <= set(variables)
     assert "CODER_AGENT_TOKEN" not in variables  # the token goes in the credential, not here
     settings = read_settings({**variables, "CODER_AGENT_TOKEN": "example"})
     settings.require_coder()

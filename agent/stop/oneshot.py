@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from agent.config import Environment, verbatim
-from agent.conversation import BUSY_PHRASE, MAX_MESSAGES_BYTES, History, read_history
+from agent.conversation import MAX_MESSAGES_BYTES, History, read_history
 from agent.errors import OutcomeUnknown, RemoteError
 from agent.http_blocking import request, url_of
 from agent.log import Writer
@@ -25,7 +25,6 @@ from agent.wire import (
     MAX_ERROR_BODY,
     SNAPSHOT_QUERY,
     TOKEN_HEADER,
-    answer_error,
     coder_tls_context,
     snapshot_route,
     tls_context,
@@ -81,14 +80,7 @@ def fetch(agentapi_url: str, within: float) -> Fetched:
             tls=tls,
         )
         if not answer.ok:
-            raise answer_error(
-                "AgentAPI",
-                "GET /messages",
-                answer.status,
-                answer.body,
-                answer.headers.get("retry-after"),
-                busy_phrase=BUSY_PHRASE,
-            )
+            raise answer.error("AgentAPI", "GET /messages")
         return Fetched(within, read_history(answer.body))
     except (TimeoutError, RemoteError) as exc:
         return Fetched(within, exc)
@@ -176,15 +168,7 @@ def upload(
                 raise cut_off("Coder") from None
             raise OutcomeUnknown("Coder", where, f"no full answer within {limit:g} s") from None
         if not answer.ok:
-            raise answer_error(
-                "Coder",
-                what,
-                answer.status,
-                answer.body,
-                answer.headers.get("retry-after"),
-                not_found_unsupported=True,
-                secrets=(plan.token,),
-            )
+            raise answer.error("Coder", what, not_found_unsupported=True, secrets=(plan.token,))
 
     def on_retry(exc: RemoteError, wait: float) -> None:
         nonlocal retries
