@@ -9,6 +9,7 @@ the page as a reader would, a table or a numbered list, and compares it with the
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import re
 from pathlib import Path
 
@@ -228,3 +229,24 @@ def test_the_readme_template_installs_the_hooks_with_the_command() -> None:
     assert "coder-task-agent hook install claude-code" in template
     assert "coder-task-agent hook install codex" in template
     assert "jq" not in template
+
+
+def test_every_test_a_page_cites_exists() -> None:
+    # A page that cites a test as the proof of a behaviour must cite one that runs: a renamed or
+    # deleted test leaves the claim without its proof (docs/faults.md cited four such names).
+    files = [*(ROOT / "tests").rglob("*.py"), *(ROOT / "devkit" / "tests").rglob("*.py")]
+    defined = {path.stem for path in files} | {
+        name
+        for path in files
+        for name in re.findall(r"def (test_\w+)", path.read_text(encoding="utf-8"))
+    }
+    cited = {
+        (page.name, name)
+        for page in PAGES
+        for name in re.findall(r"`(?:[\w/.]+::)?(test_[\w*]+)", page.read_text(encoding="utf-8"))
+    }
+    assert len(cited) > 100, "the pages cite their tests in backticks"
+    missing = sorted(
+        (page, name) for page, name in cited if not fnmatch.filter(defined, name.split("[")[0])
+    )
+    assert missing == []
