@@ -79,6 +79,12 @@ class NotSent(TransportError):
     """The request never left (refused, DNS, connect timeout): nothing changed."""
 
 
+class TLSRefused(NotSent):
+    """The TLS handshake failed in a way only a change elsewhere fixes: the server's certificate
+    is not trusted, or what answered does not speak TLS. Within one call's deadline it is not
+    retried (agent.retry); the daemon's reporter retries it, since a renewed certificate can."""
+
+
 class OutcomeUnknown(TransportError):
     """Sent, but no full answer came (timeout, reset): the server may have applied it."""
 

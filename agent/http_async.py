@@ -20,7 +20,6 @@ from agent.config import Environment, Secret, Settings, verbatim
 from agent.errors import (
     BadResponse,
     ConfigError,
-    NotSent,
     OutcomeUnknown,
     RemoteError,
     TransportError,
@@ -31,6 +30,7 @@ from agent.wire import (
     USER_AGENT,
     answer_error,
     coder_tls_context,
+    connect_error,
     tls_context,
     transport_detail,
 )
@@ -83,11 +83,9 @@ def url_of(http: httpx.AsyncClient, path: str) -> str:
 
 def transport_error(service: str, what: str, exc: httpx.HTTPError | ssl.SSLError) -> TransportError:
     """NotSent when the request never left, else OutcomeUnknown (a bare SSLError: it left)."""
-    connecting = isinstance(exc, httpx.ConnectError)  # the TLS handshake is in the connect
-    detail = transport_detail(type(exc).__name__, exc, connecting=connecting)
-    if isinstance(exc, _NOT_SENT):
-        return NotSent(service, what, detail)
-    return OutcomeUnknown(service, what, detail)
+    if isinstance(exc, _NOT_SENT):  # the TLS handshake is in the connect
+        return connect_error(service, what, type(exc).__name__, exc)
+    return OutcomeUnknown(service, what, transport_detail(type(exc).__name__, exc))
 
 
 def overall_deadline(http: httpx.AsyncClient, timeout: float | None = None) -> float:

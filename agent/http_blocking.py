@@ -26,8 +26,8 @@ from functools import cache
 from urllib.parse import urlencode, urlsplit  # http.client imports it anyway
 
 from agent.config import Environment
-from agent.errors import BadResponse, NotSent, OutcomeUnknown, RemoteError
-from agent.wire import USER_AGENT, answer_error, transport_detail
+from agent.errors import BadResponse, OutcomeUnknown, RemoteError
+from agent.wire import USER_AGENT, answer_error, connect_error, transport_detail
 
 if "ssl" in sys.modules or "http.client" in sys.modules:
     import http.client
@@ -152,8 +152,7 @@ def request(
         raise OutcomeUnknown(service, what, f"RemoteProtocolError: {detail}") from None
     except OSError as exc:
         if sock is None:  # no address, refused, unreachable, the TLS handshake
-            detail = transport_detail("ConnectError", exc, connecting=True)
-            raise NotSent(service, what, detail) from None
+            raise connect_error(service, what, "ConnectError", exc) from None
         raise OutcomeUnknown(service, what, transport_detail("ReadError", exc)) from None
     finally:
         # Closed now: http.client leaves the descriptor open while a response still holds the

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 
-from agent.errors import CutOff, NotSent, TryAgain
+from agent.errors import CutOff, NotSent, TLSRefused, TryAgain
 from agent.models import Frozen
 
 # True for type checkers only: `typing` stays off this path.
@@ -134,6 +134,8 @@ async def deliver(
         try:
             with clock.fail_after(remaining):
                 return await call()
+        except TLSRefused:
+            raise  # a retry within the deadline cannot fix it
         except TimeoutError:
             error = cut_off("Coder", told)
         except TryAgain as exc:
@@ -165,6 +167,8 @@ def deliver_blocking(
             raise _spent(error)
         try:
             return call(remaining)
+        except TLSRefused:
+            raise  # a retry within the deadline cannot fix it
         except CutOff as exc:
             error = exc if told is None else cut_off(exc.service, told)
         except TryAgain as exc:

@@ -17,10 +17,12 @@ import time
 
 from agent.errors import (
     ConfigError,
+    NotSent,
     RateLimited,
     Rejected,
     RemoteError,
     ServerError,
+    TLSRefused,
     Unauthorized,
     Unsupported,
 )
@@ -148,6 +150,20 @@ def transport_detail(kind: str, exc: BaseException, *, connecting: bool = False)
     else:
         why = ""
     return f"TLS failed{why}: {words}"
+
+
+def connect_error(service: str, what: str, kind: str, exc: BaseException) -> NotSent:
+    """The error for a request that never left, worded by `transport_detail`: TLSRefused when
+    the handshake failed for good (an untrusted certificate; an answer that is not TLS, though
+    not a hang-up, which an overloaded peer also does), else NotSent."""
+    detail = transport_detail(kind, exc, connecting=True)
+    failure = _tls_failure(exc)
+    if failure is not None and (
+        getattr(failure, "verify_message", None)
+        or getattr(failure, "reason", None) in _NOT_TLS - {"UNEXPECTED_EOF_WHILE_READING"}
+    ):
+        return TLSRefused(service, what, detail)
+    return NotSent(service, what, detail)
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:

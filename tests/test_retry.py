@@ -18,6 +18,7 @@ from agent.errors import (
     RateLimited,
     Rejected,
     ServerError,
+    TLSRefused,
     TryAgain,
 )
 from agent.retry import (
@@ -238,3 +239,38 @@ async def test_the_async_loop_keeps_the_last_error_past_the_deadline_too() -> No
     with pytest.raises(NotSent, match="Connection refused"):
         await deliver(call, deadline=clock.time + 5.0, clock=fake)
     assert calls == 1
+
+
+def test_a_tls_refusal_is_not_retried_within_the_deadline() -> None:
+    # An untrusted certificate, or a server that does not speak TLS: no retry inside a stop
+    # budget or a hook budget can fix it, and waiting for the budget only delays the stop.
+    clock = Clock()
+    calls = 0
+
+    def call(remaining: float) -> None:
+        nonlocal calls
+        calls += 1
+        raise TLSRefused("Coder", "POST", "TLS failed: [SSL: CERTIFICATE_VERIFY_FAILED]")
+
+    with pytest.raises(TLSRefused):
+        deliver_blocking(call, deadline=clock.time + 5.0, now=clock.now, sleep=clock.sleep)
+    assert (calls, clock.slept) == (1, [])
+
+
+@pytest.mark.anyio
+async def test_the_async_loop_does_not_retry_a_tls_refusal_either() -> None:
+    clock = OverrunningClock()
+    calls = 0
+
+    async def call() -> None:
+        nonlocal calls
+        calls += 1
+        raise TLSRefused("Coder", "POST", "TLS failed: [SSL: CERTIFICATE_VERIFY_FAILED]")
+
+    fake = cast(
+        "ClockProtocol",
+        SimpleNamespace(now=clock.now, fail_after=clock.fail_after, sleep=clock.asleep),
+    )
+    with pytest.raises(TLSRefused):
+        await deliver(call, deadline=clock.time + 5.0, clock=fake)
+    assert (calls, clock.slept) == (1, [])

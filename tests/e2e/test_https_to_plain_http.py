@@ -20,7 +20,7 @@ import pytest
 
 from agent import http_blocking
 from agent.config import Environment, Secret, read
-from agent.errors import NotSent
+from agent.errors import NotSent, TLSRefused
 from agent.http_async import coder_http, request
 from agent.wire import tls_context
 from tests.e2e.conftest import TOKEN, Peers, finish, start_agent
@@ -117,7 +117,7 @@ async def test_a_plain_http_answer_to_the_hello_is_named_in_both_stacks(
     with anyio.fail_after(20):
         async with listener, anyio.create_task_group() as group:
             group.start_soon(listener.serve, answer_400)
-            with pytest.raises(NotSent) as failed:
+            with pytest.raises(TLSRefused) as failed:  # an answer that is not TLS: for good
                 await ask(f"https://127.0.0.1:{port}")
             group.cancel_scope.cancel()
     assert NOT_TLS in str(failed.value)
