@@ -239,11 +239,14 @@ async def test_snapshot_with_a_proxy_hands_the_upload_to_httpx(
     tmp_path: Path, refused_url: str
 ) -> None:
     # A listening AgentAPI is needed for the upload to be tried: a conversation of one message.
-    async def messages(
-        stream: anyio.abc.SocketStream,
-    ) -> None:
+    # The proxy refuses what it is asked to carry (401): the process ends on its own, so its
+    # budgets are ones no loaded machine exhausts.
+    async def serve(stream: anyio.abc.SocketStream) -> None:
         async with stream:
-            await stream.receive()
+            asked = await stream.receive()
+            if not asked.startswith(b"GET /messages"):
+                await stream.send(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+                return
             body = (
                 b'{"messages":[{"id":1,"role":"user","content":"hi",'
                 b'"time":"2026-01-01T00:00:00Z"}]}'
@@ -252,20 +255,22 @@ async def test_snapshot_with_a_proxy_hands_the_upload_to_httpx(
             await stream.send(head.encode() + body)
 
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    url = f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}"
     env = base_env(
         tmp_path,
         refused_url,
-        CODER_TASK_AGENT_SHUTDOWN_BUDGET="0.5",
-        HTTP_PROXY=refused_url,
-        CODER_MCP_AI_AGENTAPI_URL=f"http://127.0.0.1:{port}",
+        CODER_TASK_AGENT_SHUTDOWN_BUDGET="60",
+        CODER_TASK_AGENT_REQUEST_TIMEOUT="60",
+        CODER_TASK_AGENT_STOP_FETCH_TIMEOUT="60",
+        HTTP_PROXY=url,  # AgentAPI and the proxy: one listener
+        CODER_MCP_AI_AGENTAPI_URL=url,
     )
     with anyio.fail_after(60):
         async with listener, anyio.create_task_group() as group:
-            group.start_soon(listener.serve, messages)
+            group.start_soon(listener.serve, serve)
             code, modules, logs = await imported(["snapshot"], env)
             group.cancel_scope.cancel()
-    assert code == 5, logs  # the proxy refuses: not delivered
+    assert code == 4, logs  # the proxy's refusal: the upload went to it
     assert {"agent.http_async", "httpx"} <= modules
     assert modules & (NEVER_ON_ONE_SHOT | NEVER_EXCEPT_ITS_COMMAND) == set()
 

@@ -19,6 +19,7 @@ from standins.coder import Fault
 from tests.e2e.conftest import TOKEN, Peers, finish, start_agent, terminate
 from tests.fakes import wait_until
 from tests.faults.servers import serve_on_loopback
+from tests.faults.test_coder_faults import UNTIL_THE_BUDGET_ENDS
 
 pytestmark = pytest.mark.anyio
 
@@ -140,7 +141,8 @@ async def test_the_daemons_line_refuses_an_unknown_certificate(
     peers: Peers, tmp_path: Path
 ) -> None:
     async with coder_over_tls(peers, trustme.CA()) as url:
-        env = peers.env(CODER_AGENT_URL=url, CODER_TASK_AGENT_SHUTDOWN_BUDGET="1")
+        # The short budget: a status still pending at the stop is retried until it ends.
+        env = peers.env(CODER_AGENT_URL=url, **UNTIL_THE_BUDGET_ENDS)
         process = await start_agent(["run"], env)
         # Started (its report socket is there): the status cannot be delivered either.
         await wait_until((peers.workdir / "run" / "report.sock").exists, within=15)

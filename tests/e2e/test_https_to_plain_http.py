@@ -24,6 +24,7 @@ from agent.errors import NotSent, TLSRefused
 from agent.http_async import coder_http, request
 from agent.wire import tls_context
 from tests.e2e.conftest import TOKEN, Peers, finish, start_agent
+from tests.faults.test_coder_faults import UNTIL_THE_BUDGET_ENDS
 
 pytestmark = pytest.mark.anyio
 
@@ -47,6 +48,7 @@ async def test_a_direct_report_names_the_tls_failure(peers: Peers) -> None:
     env = peers.env(
         CODER_AGENT_URL=https(peers.coder_url),
         CODER_TASK_AGENT_STATUS_TRANSPORT="http",
+        # A hang-up on the hello is retried until the deadline (twice this): short.
         CODER_TASK_AGENT_REQUEST_TIMEOUT="2",
     )
     code, stderr = await finish(await start_agent(["report", "complete", "Done"], env))
@@ -57,7 +59,8 @@ async def test_a_direct_report_names_the_tls_failure(peers: Peers) -> None:
 
 async def test_a_one_shot_snapshot_names_the_tls_failure(peers: Peers) -> None:
     peers.agentapi.put_message("user", "kept for the upload")
-    env = peers.env(CODER_AGENT_URL=https(peers.coder_url), CODER_TASK_AGENT_SHUTDOWN_BUDGET="1")
+    # Retried until the budget ends, as a hang-up may be passing: the short budget.
+    env = peers.env(CODER_AGENT_URL=https(peers.coder_url), **UNTIL_THE_BUDGET_ENDS)
     code, stderr = await finish(await start_agent(["snapshot"], env))
     assert code == 5, stderr  # not delivered
     (error,) = failures(stderr, "snapshot_failed")

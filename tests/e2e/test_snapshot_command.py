@@ -9,7 +9,11 @@ import pytest
 from standins.coder import Fault
 from tests.e2e.conftest import TASK_ID, TOKEN, Peers, finish, start_agent, terminate
 from tests.fakes import wait_until
-from tests.faults.test_coder_faults import assert_within_budget
+from tests.faults.test_coder_faults import (
+    ENDS_ON_ITS_OWN,
+    UNTIL_THE_BUDGET_ENDS,
+    assert_within_budget,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -77,13 +81,13 @@ async def test_rejected_upload_exits_4(peers: Peers) -> None:
 
 async def test_retries_through_503_then_uploads(peers: Peers) -> None:
     peers.coder.faults += [Fault("log-snapshot", 503, times=2)]
-    code, stderr = await finish(await start_agent(["snapshot"], peers.env()))
+    code, stderr = await finish(await start_agent(["snapshot"], peers.env(**ENDS_ON_ITS_OWN)))
     assert code == 0, stderr
     assert [r["status"] for r in peers.snapshot_requests()] == [503, 503, 204]
 
 
 async def test_coder_down_exits_5_within_the_budget(peers: Peers, refused_url: str) -> None:
-    env = peers.env(CODER_AGENT_URL=refused_url, CODER_TASK_AGENT_SHUTDOWN_BUDGET="1")
+    env = peers.env(CODER_AGENT_URL=refused_url, **UNTIL_THE_BUDGET_ENDS)
     code, stderr = await finish(await start_agent(["snapshot"], env))
     assert code == 5, stderr
     # By the process's own clock: timing from outside would count start-up and the load too.

@@ -58,18 +58,23 @@ async def raw_server(
     *,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     hits: list[int] | None = None,
+    then: bytes | None = None,
 ) -> None:
-    """Reads a request, sends `answer_with` as it is (None: nothing), then closes."""
+    """Reads a request, sends `answer_with` as it is (None: nothing), then closes; with `then`,
+    only the first time: every later request is answered `then` (a server that recovers)."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    seen: list[int] = []
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
         async with stream:
             try:
                 await stream.receive(65536)
+                seen.append(1)
                 if hits is not None:
                     hits.append(1)
-                if answer_with is not None:
-                    await stream.send(answer_with)
+                answer = answer_with if then is None or len(seen) == 1 else then
+                if answer is not None:
+                    await stream.send(answer)
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 # A client cut off by its deadline between connecting and sending: nothing to
                 # answer (this raised out of the server and failed the test under load).
@@ -84,10 +89,12 @@ async def reset_server(
     *,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     hits: list[int] | None = None,
+    then: bytes | None = None,
 ) -> None:
-    """Reads a request, starts an answer, then drops the connection mid-response."""
+    """Reads a request, starts an answer, then drops the connection mid-response (with
+    `then`: the first time only, as `raw_server`)."""
     partial = b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"partial'
-    await raw_server(partial, task_status=task_status, hits=hits)
+    await raw_server(partial, task_status=task_status, hits=hits, then=then)
 
 
 async def relay(client: anyio.abc.SocketStream, port: int) -> None:

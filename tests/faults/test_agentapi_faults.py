@@ -23,10 +23,13 @@ from tests.e2e.conftest import (
 )
 from tests.fakes import TIME, wait_until
 from tests.faults.servers import Behaviour, Scripted, answer, relay, serve_on_loopback, sse
-from tests.faults.test_coder_faults import assert_within_budget, named
+from tests.faults.test_coder_faults import ENDS_ON_ITS_OWN, assert_within_budget, named
 
 pytestmark = pytest.mark.anyio
 _ = peers
+ENDS_ON_ITS_OWN_BUT_THE_FETCH = {
+    k: v for k, v in ENDS_ON_ITS_OWN.items() if k != "CODER_TASK_AGENT_STOP_FETCH_TIMEOUT"
+}
 
 
 async def run_daemon_against(peers: Peers, agentapi_url: str, **env: str) -> anyio.abc.Process:
@@ -173,7 +176,9 @@ async def test_messages_blocking_at_stop_uses_the_mirror(peers: Peers) -> None:
             end=False,
         )(request)
 
-    async with daemon_against(peers, behaviour) as (_, process):
+    # The blocked /messages is given up for the mirror, then the upload ends the stop on its
+    # own: a budget no load exhausts.
+    async with daemon_against(peers, behaviour, **ENDS_ON_ITS_OWN_BUT_THE_FETCH) as (_, process):
         await wait_until(lambda: peers.states() == ["idle"], within=20)
         code, stderr = await stop_daemon(process)
     assert code == 0, stderr

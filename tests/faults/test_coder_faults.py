@@ -10,11 +10,23 @@ import pytest
 from standins.http import Request, Response
 from tests.e2e.conftest import TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until
-from tests.faults.servers import Scripted, answer, reset_server, serve_on_loopback
+from tests.faults.servers import Behaviour, Scripted, answer, reset_server, serve_on_loopback
 
 pytestmark = pytest.mark.anyio
 _ = peers  # the fixture, shared with the end-to-end tests
+# The short budget of a test whose outcome needs it to run out (tests/faults/__init__.py).
 BUDGET = 2.0
+# What a test whose process ends on its own gives it: no loaded machine exhausts these.
+ENDS_ON_ITS_OWN = {
+    "CODER_TASK_AGENT_SHUTDOWN_BUDGET": "60",
+    "CODER_TASK_AGENT_REQUEST_TIMEOUT": "60",
+    "CODER_TASK_AGENT_STOP_FETCH_TIMEOUT": "60",
+}
+# Until the budget ends: the short budget; the fetch of /messages may use all of it.
+UNTIL_THE_BUDGET_ENDS = {
+    "CODER_TASK_AGENT_SHUTDOWN_BUDGET": str(BUDGET),
+    "CODER_TASK_AGENT_STOP_FETCH_TIMEOUT": "60",
+}
 # Past its deadline the stop path only cancels and logs; on a loaded 2-core machine a
 # scheduling delay can still add a little. Measured on the process's own monotonic clock.
 OVERRUN = 1.0
@@ -51,10 +63,13 @@ def assert_within_budget(stderr: str, start: str = "snapshot_started") -> None:
 
 
 async def snapshot_against(peers: Peers, coder_url: str, **env: str) -> tuple[int, str]:
+    """The one-shot snapshot uploading to `coder_url`, at debug level (`snapshot_retry` is the
+    process's own record of each retry). ENDS_ON_ITS_OWN unless `env` says otherwise: a test
+    whose outcome needs the budget to run out passes UNTIL_THE_BUDGET_ENDS."""
     settings = {
         "CODER_AGENT_URL": coder_url,
-        "CODER_TASK_AGENT_SHUTDOWN_BUDGET": str(BUDGET),
-        "CODER_TASK_AGENT_REQUEST_TIMEOUT": "1",
+        "CODER_TASK_AGENT_LOG_LEVEL": "debug",
+        **ENDS_ON_ITS_OWN,
         **env,
     }
     process = await start_agent(["snapshot"], peers.env(**settings))
@@ -62,12 +77,9 @@ async def snapshot_against(peers: Peers, coder_url: str, **env: str) -> tuple[in
 
 
 @pytest.mark.parametrize(
-    ("name", "behaviour", "expected_code", "retried"),
+    ("name", "behaviour", "expected_code"),
     [
-        ("500", answer(500, {"message": "Internal error"}), 5, True),
-        ("503", answer(503, {"message": "Unavailable"}), 5, True),
-        ("429", answer(429, {"message": "rate limited"}), 5, True),
-        ("401", answer(401, {"message": "Invalid token"}), 4, False),
+        ("401", answer(401, {"message": "Invalid token"}), 4),
         (
             "400",
             answer(
@@ -78,29 +90,81 @@ async def snapshot_against(peers: Peers, coder_url: str, **env: str) -> tuple[in
                 },
             ),
             4,
-            False,
         ),
-        ("404", answer(404, {"message": "Resource not found"}), 0, False),
-        ("30 s late", answer(204, delay=30), 5, True),
+        ("404", answer(404, {"message": "Resource not found"}), 0),
     ],
 )
-async def test_snapshot_faults(
-    peers: Peers, name: str, behaviour: object, expected_code: int, retried: bool
+async def test_an_answer_no_retry_can_change_ends_the_stop_path_at_once(
+    peers: Peers, name: str, behaviour: Behaviour, expected_code: int
 ) -> None:
-    server = Scripted(behaviour)  # type: ignore[arg-type]
+    server = Scripted(behaviour)
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
         code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
         group.cancel_scope.cancel()
     assert code == expected_code, stderr
-    assert_within_budget(stderr)
-    attempts = len(server.requests)
-    if retried:
-        assert attempts >= 2, f"{name} is worth retrying"
-    else:
-        assert attempts == 1, f"{name} must not be retried"
+    assert len(server.requests) == 1, f"{name} must not be retried"
+    assert named(stderr, "snapshot_retry") == []
     outcome = named(stderr, "snapshot_failed") + named(stderr, "snapshot_skipped")
-    assert len(outcome) == 1, "one clear line per problem, not one per retry"
+    assert len(outcome) == 1, "one clear line per problem"
+
+
+# Each with what the process's `snapshot_retry` line names of the first attempt.
+WORTH_RETRYING = [
+    ("500", answer(500, {"message": "Internal error"}), "500"),
+    ("503", answer(503, {"message": "Unavailable"}), "503"),
+    ("429", answer(429, {"message": "rate limited"}), "429"),
+    ("30 s late", answer(204, delay=30), "no full answer within 1 s"),
+]
+
+
+@pytest.mark.parametrize(("name", "behaviour", "said"), WORTH_RETRYING)
+async def test_what_is_worth_retrying_is_retried_and_then_uploaded(
+    peers: Peers, name: str, behaviour: Behaviour, said: str
+) -> None:
+    # Once, then stored: the process ends on its own, and its retry proves the decision
+    # whatever the load (a count of attempts within a short budget would measure the load).
+    async def once(request: Request) -> Response:
+        if len(server.requests) == 1:
+            return await behaviour(request)
+        return Response(status=204)
+
+    server = Scripted(once)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        # A late answer is given up at the request timeout (1 s), not at the budget's end.
+        timeout = "1" if name == "30 s late" else "60"
+        code, stderr = await snapshot_against(
+            peers, f"http://127.0.0.1:{port}", CODER_TASK_AGENT_REQUEST_TIMEOUT=timeout
+        )
+        group.cancel_scope.cancel()
+    assert code == 0, stderr
+    retries = named(stderr, "snapshot_retry")
+    assert retries, f"{name} is worth retrying"
+    assert said in str(retries[0]["error"]), retries[0]
+    assert len(server.requests) >= 2
+    (uploaded,) = named(stderr, "snapshot_uploaded")
+    assert uploaded["retries"] == len(retries)
+
+
+@pytest.mark.parametrize(("name", "behaviour", "said"), WORTH_RETRYING)
+async def test_what_is_worth_retrying_ends_with_the_budget(
+    peers: Peers, name: str, behaviour: Behaviour, said: str
+) -> None:
+    server = Scripted(behaviour)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        code, stderr = await snapshot_against(
+            peers, f"http://127.0.0.1:{port}", **UNTIL_THE_BUDGET_ENDS
+        )
+        group.cancel_scope.cancel()
+    # Not how many attempts fit in the budget: that is the machine's load.
+    assert code == 5, stderr
+    assert_within_budget(stderr)
+    assert len(server.requests) >= 1
+    assert named(stderr, "snapshot_skipped") == []
+    (failed,) = named(stderr, "snapshot_failed")  # one line, not one per retry
+    assert failed["reason"] == "not delivered before the deadline"
 
 
 async def test_retry_after_is_honoured(peers: Peers) -> None:
@@ -115,9 +179,7 @@ async def test_retry_after_is_honoured(peers: Peers) -> None:
     server = Scripted(behaviour)
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
-        code, stderr = await snapshot_against(
-            peers, f"http://127.0.0.1:{port}", CODER_TASK_AGENT_SHUTDOWN_BUDGET="8"
-        )
+        code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
         group.cancel_scope.cancel()
     assert code == 0, stderr
     assert len(times) == 2
@@ -127,23 +189,44 @@ async def test_retry_after_is_honoured(peers: Peers) -> None:
 
 
 async def test_connection_refused(peers: Peers, refused_url: str) -> None:
-    code, stderr = await snapshot_against(peers, refused_url)
-    assert code == 5
+    code, stderr = await snapshot_against(peers, refused_url, **UNTIL_THE_BUDGET_ENDS)
+    assert code == 5, stderr
     assert_within_budget(stderr)
-    assert len(named(stderr, "snapshot_failed")) == 1
+    (failed,) = named(stderr, "snapshot_failed")
+    assert failed["reason"] == "not delivered before the deadline"
 
 
-async def test_reset_mid_response(peers: Peers) -> None:
+async def test_reset_mid_response_is_retried_until_the_budget_ends(peers: Peers) -> None:
     hits: list[int] = []
     async with anyio.create_task_group() as group:
         port = await group.start(
             lambda task_status: reset_server(task_status=task_status, hits=hits)
         )
-        code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        code, stderr = await snapshot_against(
+            peers, f"http://127.0.0.1:{port}", **UNTIL_THE_BUDGET_ENDS
+        )
         group.cancel_scope.cancel()
     assert code == 5, stderr
-    assert len(hits) >= 2, "a reset is worth retrying"
+    assert len(hits) >= 1
     assert_within_budget(stderr)
+    (failed,) = named(stderr, "snapshot_failed")
+    assert failed["reason"] == "not delivered before the deadline"
+
+
+async def test_reset_mid_response_is_retried_and_then_uploaded(peers: Peers) -> None:
+    hits: list[int] = []
+    stored = b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+    async with anyio.create_task_group() as group:
+        port = await group.start(
+            lambda task_status: reset_server(task_status=task_status, hits=hits, then=stored)
+        )
+        code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        group.cancel_scope.cancel()
+    assert code == 0, stderr
+    assert len(hits) == 2, "a reset is worth retrying"
+    assert len(named(stderr, "snapshot_retry")) == 1
+    (uploaded,) = named(stderr, "snapshot_uploaded")
+    assert uploaded["retries"] == 1
 
 
 async def test_redirect_to_another_origin_is_not_followed(peers: Peers) -> None:

@@ -632,6 +632,8 @@ def test_report_goes_by_http_when_the_agent_socket_answers_ping_with_an_error(
     """The agent socket refusing Ping (a relayed 400) means "socket unusable": HTTP, exit 0.
     It escaped `choose()` before: `report` exited 4 without trying HTTP, the daemon 1."""
     _agent_socket("error")(world)
+    # Delivered, so the command ends on its own: a deadline no loaded machine exhausts.
+    world.set("CODER_TASK_AGENT_REQUEST_TIMEOUT", "30")
     report = next(e for e in ENTRY_POINTS if e.name == "report")
     outcome = run_command(report, world)
     check(report, outcome)

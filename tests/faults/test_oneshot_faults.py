@@ -18,13 +18,15 @@ import anyio.abc
 import pytest
 import trustme
 
+from agent.retry import CALL_BACKOFF
 from standins.http import Request, Response, json_response, text_response
 from tests.e2e.conftest import TASK_ID, Peers, finish, peers, start_agent
 from tests.fakes import TIME
 from tests.faults.servers import Behaviour, Scripted, answer, serve_on_loopback
 from tests.faults.test_coder_faults import (
-    BUDGET,
+    ENDS_ON_ITS_OWN,
     OVERRUN,
+    UNTIL_THE_BUDGET_ENDS,
     assert_within_budget,
     named,
     snapshot_against,
@@ -41,13 +43,13 @@ async def snapshot_from(
     peers: Peers, agentapi: Behaviour, command: tuple[str, ...] = ("snapshot",), **env: str
 ) -> tuple[int, str]:
     """The one-shot snapshot (or `command`) with a scripted AgentAPI (the Coder stand-in receives
-    the upload)."""
+    the upload). Each ends on its own: an answer, or the fetch timeout a test sets."""
     server = Scripted(agentapi)
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
         settings = {
             "CODER_MCP_AI_AGENTAPI_URL": f"http://127.0.0.1:{port}",
-            "CODER_TASK_AGENT_SHUTDOWN_BUDGET": str(BUDGET),
+            **ENDS_ON_ITS_OWN,
             **env,
         }
         result = await finish(await start_agent(list(command), peers.env(**settings)))
@@ -166,6 +168,7 @@ async def _never(request: Request) -> Response:
     ("behaviour", "line"),
     [
         (_trickle, "agentapi_messages_timeout"),
+        # Refused by its announced length at once: a fetch timeout the load cannot reach.
         (_huge, "agentapi_messages_failed"),
         (_never, "agentapi_messages_timeout"),
     ],
@@ -177,8 +180,9 @@ async def test_a_hostile_agentapi_is_bounded_for_both_commands(
     # One blocking shell reads /messages for both commands: under one deadline (the fetch
     # timeout) and through the 128 MiB cap (a larger answer is refused, not read). Unbounded,
     # either command would hang here (the test's own bound) or read 300 MB.
+    timeout = "0.5" if line == "agentapi_messages_timeout" else "60"
     code, stderr = await snapshot_from(
-        peers, behaviour, command, CODER_TASK_AGENT_STOP_FETCH_TIMEOUT="0.5"
+        peers, behaviour, command, CODER_TASK_AGENT_STOP_FETCH_TIMEOUT=timeout
     )
     assert code == 3, stderr  # no conversation
     (failed,) = named(stderr, line)
@@ -227,25 +231,47 @@ async def test_a_multi_megabyte_history_keeps_the_newest_tail(
     assert int(str(uploaded["truncated"])) >= 1
 
 
-async def test_a_trickling_coder_is_cut_off_and_retried_within_the_budget(peers: Peers) -> None:
-    async def trickle(request: Request) -> Response:
-        async def body() -> AsyncIterator[bytes]:
-            while True:
-                await anyio.sleep(0.05)
-                yield b" "
+async def _trickling_coder(request: Request) -> Response:
+    async def body() -> AsyncIterator[bytes]:
+        while True:  # a byte at a time: a per-read timeout would never fire
+            await anyio.sleep(0.05)
+            yield b" "
 
-        return Response(status=200, stream=body())
+    return Response(status=200, stream=body())
 
-    server = Scripted(trickle)
+
+async def test_a_trickling_coder_is_cut_off_at_the_request_timeout_and_retried(
+    peers: Peers,
+) -> None:
+    async def once(request: Request) -> Response:
+        if len(server.requests) == 1:
+            return await _trickling_coder(request)
+        return Response(status=204)
+
+    server = Scripted(once)
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
-        # 4 s: room for a second attempt after the first is cut at 1 s, however slow the start.
         code, stderr = await snapshot_against(
-            peers, f"http://127.0.0.1:{port}", CODER_TASK_AGENT_SHUTDOWN_BUDGET="4"
+            peers, f"http://127.0.0.1:{port}", CODER_TASK_AGENT_REQUEST_TIMEOUT="1"
+        )
+        group.cancel_scope.cancel()
+    assert code == 0, stderr
+    retries = named(stderr, "snapshot_retry")
+    assert "no full answer within 1 s" in str(retries[0]["error"]), "cut off at 1 s, retried"
+    assert len(server.requests) >= 2
+
+
+async def test_a_trickling_coder_is_cut_off_at_the_budget(peers: Peers) -> None:
+    server = Scripted(_trickling_coder)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        # The request timeout (60 s) would not cut it: only the budget does.
+        code, stderr = await snapshot_against(
+            peers, f"http://127.0.0.1:{port}", **UNTIL_THE_BUDGET_ENDS
         )
         group.cancel_scope.cancel()
     assert code == 5, stderr
-    assert len(server.requests) >= 2, "cut off at the request timeout (1 s), then retried"
+    assert len(server.requests) >= 1
     assert_within_budget(stderr)
 
 
@@ -253,7 +279,13 @@ async def test_a_retry_after_past_the_deadline_is_not_waited_for(peers: Peers) -
     server = Scripted(answer(503, {"message": "later"}, [("retry-after", "60")]))
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
-        code, stderr = await snapshot_against(peers, f"http://127.0.0.1:{port}")
+        # Retry-After is honoured up to the cap: with a budget of the cap, the wait ends past the
+        # deadline however fast the first attempt was, and the process ends on its own.
+        code, stderr = await snapshot_against(
+            peers,
+            f"http://127.0.0.1:{port}",
+            CODER_TASK_AGENT_SHUTDOWN_BUDGET=str(CALL_BACKOFF.cap),
+        )
         group.cancel_scope.cancel()
     assert code == 5, stderr
     assert len(server.requests) == 1, "a wait past the deadline is not taken"
@@ -295,18 +327,31 @@ async def test_a_signal_during_the_upload_stops_at_once(
     assert elapsed < budget / 2, "it stopped on the signal, not at the deadline"
 
 
-async def test_a_proxy_variable_carries_the_upload_not_the_read(
-    peers: Peers, refused_url: str
-) -> None:
-    # A proxy that refuses connections: the upload goes to it (httpx, which honours the
-    # variable, carries it) and never reaches Coder; AgentAPI, on loopback, is read directly.
-    env = peers.env(HTTP_PROXY=refused_url, CODER_TASK_AGENT_SHUTDOWN_BUDGET=str(BUDGET))
+async def test_a_proxy_variable_carries_the_upload_not_the_read(peers: Peers) -> None:
+    # A proxy that answers 401 for what it is asked to carry: the upload goes to it (httpx,
+    # which honours the variable, carries it) and never reaches Coder; AgentAPI, on loopback,
+    # is read directly. The 401 ends the process on its own, whatever the load.
+    asked: list[bytes] = []
+
+    async def proxy(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            asked.append(await stream.receive(65536))
+            await stream.send(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    env = peers.env(HTTP_PROXY=f"http://127.0.0.1:{port}", **ENDS_ON_ITS_OWN)
     peers.agentapi.put_message("user", "through the proxy")
-    code, stderr = await finish(await start_agent(["snapshot"], env))
-    assert code == 5, stderr  # undelivered, not "no conversation": the read worked
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, proxy)
+        code, stderr = await finish(await start_agent(["snapshot"], env))
+        group.cancel_scope.cancel()
+    assert code == 4, stderr  # the proxy's refusal, not "no conversation": the read worked
     assert peers.snapshot_requests() == []
     assert named(stderr, "agentapi_messages_failed") == []
-    assert_within_budget(stderr)
+    (request,) = asked
+    # A proxy is asked for the whole URL, Coder's.
+    assert request.startswith(f"POST {peers.coder_url}/api/".encode()), request[:200]
 
 
 # -- TLS: a real HTTPS server on loopback with a certificate from a CA made here -----------------
@@ -343,16 +388,9 @@ async def _serve_tls(
 async def test_an_unknown_certificate_is_refused_by_default(
     peers: Peers, ca: trustme.CA, tmp_path: Path
 ) -> None:
-    # A budget no loaded machine can exhaust: the refusal ends the stop path at once, one
-    # attempt, since no retry within it could fix the certificate.
-    code, stderr, server = await snapshot_over_tls(
-        peers,
-        ca,
-        tmp_path,
-        CODER_TASK_AGENT_SHUTDOWN_BUDGET="60",
-        CODER_TASK_AGENT_REQUEST_TIMEOUT="60",
-        CODER_TASK_AGENT_LOG_LEVEL="debug",  # a retry would log `snapshot_retry`
-    )
+    # The refusal ends the stop path at once, one attempt, since no retry within the budget
+    # could fix the certificate (snapshot_against: a budget no load exhausts, debug lines).
+    code, stderr, server = await snapshot_over_tls(peers, ca, tmp_path)
     assert code == 5, stderr
     assert server.requests == [], "nothing was sent to a server that could not be verified"
     (failed,) = named(stderr, "snapshot_failed")
