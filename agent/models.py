@@ -98,7 +98,9 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # usage or configuration error; the message names the variable or flag
     NO_CONVERSATION = 3  # AgentAPI did not answer and nothing else held the conversation
     REJECTED = 4  # the server refused the request (400, 401): retrying cannot help
-    UNDELIVERED = 5  # not delivered before the deadline (down, 5xx, 429 until the end)
+    UNDELIVERED = (
+        5  # not delivered before the deadline (down, 5xx, 429 until the end), or TLS refused
+    )
     INTERRUPTED = 6  # a second signal asked to hurry: the work was abandoned
 
 

@@ -7,7 +7,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.daemon.reporter import Reporter
-from agent.errors import NotSent, OutcomeUnknown, RateLimited, Rejected, ServerError
+from agent.errors import NotSent, OutcomeUnknown, RateLimited, Rejected, ServerError, TLSRefused
 from agent.models import AppState, AppStatus
 from agent.retry import Backoff
 from tests.fakes import wait_until
@@ -282,3 +282,25 @@ async def test_flush_gives_up_at_the_deadline_on_the_injected_clock() -> None:
     assert result == [False], "gave up at the deadline"
     assert reporter.pending == COMPLETE, "still wanted: the next run sends it"
     assert 2 <= len(server.attempts) <= 4
+
+
+async def test_within_a_deadline_a_tls_refusal_is_given_up_at_once_without_one_retried() -> None:
+    # At the stop (a deadline) no retry can fix an untrusted certificate, so the budget goes to
+    # the snapshot; while running (no deadline) a renewed certificate can, so it is retried.
+    untrusted = TLSRefused("Coder", "PATCH app-status", "TLS failed: CERTIFICATE_VERIFY_FAILED")
+    server = DoubtfulServer()
+    clock = ManualClock()
+    reporter = Reporter(server.send, Backoff(base=10, cap=10), clock=clock)
+    with anyio.fail_after(5):
+        server.failures.append(untrusted)
+        reporter.want(WORKING)
+        assert not await reporter.flush(deadline=clock.now() + 1000)
+        assert clock.sleepers == 0, "no wait for a retry"
+        assert reporter.pending == WORKING, "still wanted"
+        server.failures.append(untrusted)
+        async with anyio.create_task_group() as group:
+            group.start_soon(reporter.flush)
+            await wait_until(lambda: clock.sleepers == 1)  # the retry's wait
+            clock.advance(10)
+            await wait_until(lambda: reporter.pending is None)
+    assert server.applied == [WORKING]

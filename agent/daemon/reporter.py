@@ -16,7 +16,7 @@ import anyio
 import structlog
 
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.errors import NotSent, RateLimited, Rejected, RemoteError, TryAgain
+from agent.errors import NotSent, RateLimited, Rejected, RemoteError, TLSRefused, TryAgain
 from agent.models import AppStatus
 from agent.retry import REPORT_BACKOFF, Backoff
 
@@ -107,7 +107,11 @@ class Reporter:
                         outcome="unknown" if self._in_doubt else "not applied",
                     )
                 wait = self._backoff.next_wait(failures, exc)
-                if deadline is not None and self._clock.now() + wait >= deadline:
+                # Within a deadline (the stop), a TLS refusal is given up at once: no retry in
+                # it can fix a certificate. Without one, it is retried (a renewal can).
+                if deadline is not None and (
+                    isinstance(exc, TLSRefused) or self._clock.now() + wait >= deadline
+                ):
                     return False
                 await self._clock.wait(self._changed, wait)
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-from agent.errors import RemoteError, TryAgain, Unsupported
+from agent.errors import RemoteError, TLSRefused, TryAgain, Unsupported
 from agent.models import ExitCode
 from agent.snapshot import Snapshot, build_snapshot
 
@@ -106,7 +106,9 @@ def upload_failed(log: Log, error: RemoteError, retries: int) -> Outcome:
     if isinstance(error, TryAgain):
         log.error(
             "snapshot_failed",
-            reason="not delivered before the deadline",
+            reason="refused in the TLS handshake (not retried: a retry cannot fix it)"
+            if isinstance(error, TLSRefused)
+            else "not delivered before the deadline",
             error=str(error),
             retries=retries,
         )

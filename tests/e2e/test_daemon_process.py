@@ -19,7 +19,7 @@ from standins.coder import Fault
 from tests.e2e.conftest import TOKEN, Peers, finish, start_agent, terminate
 from tests.fakes import wait_until
 from tests.faults.servers import serve_on_loopback
-from tests.faults.test_coder_faults import UNTIL_THE_BUDGET_ENDS
+from tests.faults.test_coder_faults import ENDS_ON_ITS_OWN
 
 pytestmark = pytest.mark.anyio
 
@@ -141,8 +141,9 @@ async def test_the_daemons_line_refuses_an_unknown_certificate(
     peers: Peers, tmp_path: Path
 ) -> None:
     async with coder_over_tls(peers, trustme.CA()) as url:
-        # The short budget: a status still pending at the stop is retried until it ends.
-        env = peers.env(CODER_AGENT_URL=url, **UNTIL_THE_BUDGET_ENDS)
+        # A budget no load can exhaust: neither the pending status nor the snapshot is retried
+        # at the stop, since no retry within it could fix the certificate.
+        env = peers.env(CODER_AGENT_URL=url, **ENDS_ON_ITS_OWN)
         process = await start_agent(["run"], env)
         # Started (its report socket is there): the status cannot be delivered either.
         await wait_until((peers.workdir / "run" / "report.sock").exists, within=15)
@@ -151,6 +152,9 @@ async def test_the_daemons_line_refuses_an_unknown_certificate(
     assert code == 5, stderr
     assert "CERTIFICATE_VERIFY_FAILED" in stderr
     assert peers.snapshot_requests() == [], "nothing sent to a server that could not be verified"
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    (failed,) = [line for line in lines if line["event"] == "snapshot_failed"]
+    assert failed["reason"].startswith("refused in the TLS handshake"), failed
 
 
 async def test_report_command_through_the_daemon(peers: Peers) -> None:

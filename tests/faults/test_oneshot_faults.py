@@ -395,6 +395,7 @@ async def test_an_unknown_certificate_is_refused_by_default(
     assert server.requests == [], "nothing was sent to a server that could not be verified"
     (failed,) = named(stderr, "snapshot_failed")
     assert "CERTIFICATE_VERIFY_FAILED" in str(failed["error"])
+    assert str(failed["reason"]).startswith("refused in the TLS handshake"), failed
     assert failed["retries"] == 0
     assert named(stderr, "snapshot_retry") == []
 
