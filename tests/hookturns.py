@@ -132,6 +132,7 @@ TURNS: dict[str, list[Call]] = {
     ],
     "auggie": [
         _claude_style("SessionStart", ("idle", "Waiting for input")),
+        _claude_style("PromptSubmit", ("working", "Tidy up"), user_prompt="Tidy up"),
         _claude_style(
             "PreToolUse", ("working", "Using launch-process"), tool_name="launch-process"
         ),

@@ -490,7 +490,11 @@ def test_cursor(payload: dict[str, object], expected: AppStatus | None) -> None:
         ({"reason": "user_exit"}, "sessionEnd", idle("Session ended")),
         # notification carries its name in both shapes.
         (
+            # The reference's shape: camelCase common fields, snake_case for the rest.
             {
+                "sessionId": "c1",
+                "timestamp": 1755684723000,
+                "cwd": "/app",
                 "hook_event_name": "Notification",
                 "notification_type": "permission_prompt",
                 "message": "Copilot needs your permission",
@@ -557,11 +561,8 @@ AUGGIE = {"conversation_id": "a1", "workspace_roots": ["/home/coder/app"]}
     ("payload", "expected"),
     [
         ({"hook_event_name": "SessionStart"}, idle("Waiting for input")),
-        ({"hook_event_name": "PromptSubmit", "prompt": "Add logging"}, working("Add logging")),
-        (
-            {"hook_event_name": "UserPromptSubmit", "conversation": {"userPrompt": "Add logging"}},
-            working("Add logging"),
-        ),
+        # The field Augment's own Warp plugin reads (plugin_marketplace/warp).
+        ({"hook_event_name": "PromptSubmit", "user_prompt": "Add logging"}, working("Add logging")),
         (
             {
                 "hook_event_name": "PreToolUse",

@@ -136,7 +136,10 @@ EXPECTED = {
         ".agents/plugins/coder-task-agent/hooks/hooks.json",
         {"SessionStart", "UserPromptSubmit", "PreToolUse", "Stop", "SessionEnd"},
     ),
-    "auggie": (".augment/settings.json", {"SessionStart", "PreToolUse", "Stop", "SessionEnd"}),
+    "auggie": (
+        ".augment/settings.json",
+        {"SessionStart", "PromptSubmit", "PreToolUse", "Stop", "SessionEnd"},
+    ),
 }
 
 

@@ -8,12 +8,11 @@ TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the
 if TYPE_CHECKING:
     from agent.hooks.targets import Events, Json, Target
 
-# The prompt-submit hook's name (0.27.0 and later) is not documented: either likely one.
-prompted = prompt("prompt", "conversation.userPrompt")
+# `PromptSubmit` (0.27.0 and later) carries the prompt as `user_prompt`: the hooks of Augment's
+# own Warp plugin say so (augmentcode/auggie, plugin_marketplace/warp), its docs do not.
 event_of = mapping(
     {
-        "PromptSubmit": prompted,
-        "UserPromptSubmit": prompted,
+        "PromptSubmit": prompt("user_prompt"),
         "PreToolUse": tool("tool_name"),
         "Stop": turn_end(
             "conversation.agentTextResponse", cause="agent_stop_cause", normal="end_turn"
@@ -23,7 +22,8 @@ event_of = mapping(
     }
 )
 
-# Auggie runs a hook command only when it is a path to a `.sh` file: a wrapper of ours.
+# Auggie's docs say a hook command must be a path to a `.sh` file: a wrapper of ours. (Whether
+# 1.x still insists is not documented either way; the wrapper works in both.)
 WRAPPER = "coder-task-agent.sh"
 
 
@@ -36,6 +36,7 @@ def install_target() -> Target:
     group: Json = {"hooks": [handler]}
     events: Events = (
         ("SessionStart", group),
+        ("PromptSubmit", group),
         ("PreToolUse", {"matcher": ".*", "hooks": [handler]}),
         # The conversation's data brings the turn's answer to Stop.
         ("Stop", {"metadata": {"includeConversationData": True}, "hooks": [handler]}),
@@ -50,7 +51,7 @@ def install_target() -> Target:
             JsonHooks(settings, settings, events, wrapper=WRAPPER),
         ),
         notes=(
-            "Auggie's prompt-submit event name is unconfirmed, so none is registered: the "
-            "status turns working at the first tool call, not at the prompt.",
+            "Auggie runs PromptSubmit hooks from 0.27.0 on; with an older one the status "
+            "turns working at the first tool call, not at the prompt.",
         ),
     )

@@ -65,8 +65,9 @@ def install_target() -> Target:
     from agent.hooks.targets import Target, command, json_file  # noqa: PLC0415
 
     entry = {"type": "command", "bash": command("copilot"), "timeoutSec": 10}
-    # PascalCase events, whose payloads name the event; `notification` stays camelCase (a
-    # PascalCase `Notification` is unconfirmed) and carries `hook_event_name` anyway.
+    # PascalCase events, whose payloads name the event. Copilot's hooks reference pairs every
+    # other event with a PascalCase name but lists `notification` in camelCase only, so it
+    # stays so; its payload carries `hook_event_name` anyway.
     events: tuple[str, ...] = ("SessionStart", "UserPromptSubmit", "PreToolUse", "notification")
     events += ("Stop", "ErrorOccurred", "SessionEnd")
     document = {"version": 1, "hooks": {event: [entry] for event in events}}

@@ -13,6 +13,8 @@ event_of = mapping(
     {
         "userPromptSubmit": prompt("prompt"),
         "preToolUse": tool("tool_name"),
+        # 3.x's docs call `Stop` both "session ends" and 2.x's `stop` renamed (the end of a
+        # response); idle is right for either.
         "stop": turn_end(),
         "agentSpawn": session_start(),  # 2.x
         "SessionStart": session_start(),  # 3.x
@@ -34,8 +36,8 @@ def install_target() -> Target:
         "kiro",
         (json_file(path, path, {"version": "v1", "hooks": hooks}),),
         notes=(
-            "This is Kiro CLI 3.x's hooks file. Kiro documents it in the workspace "
-            "(--scope project); a user-level ~/.kiro/hooks is unconfirmed. Kiro 2.x reads "
-            "hooks from the agent's own config instead (see docs/hook-install.md).",
+            "This is Kiro CLI's standalone hooks file: read from the workspace, and from "
+            "~/.kiro/hooks since Kiro CLI 2.13.0. An older Kiro CLI reads hooks only from the "
+            "agent's own config (see docs/hook-install.md).",
         ),
     )
