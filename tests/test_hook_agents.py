@@ -590,6 +590,25 @@ AUGGIE = {"conversation_id": "a1", "workspace_roots": ["/home/coder/app"]}
         ),
         ({"hook_event_name": "SessionEnd"}, idle("Session ended")),
         ({"hook_event_name": "PostToolUse", "tool_output": "x"}, None),
+        # Waiting for the user, as Augment's own Warp plugin reads it.
+        (
+            {
+                "hook_event_name": "PreToolUse",
+                "tool_name": "ask-user",
+                "tool_input": {"question": "Which database?"},
+            },
+            idle("Which database?"),
+        ),
+        ({"hook_event_name": "PreToolUse", "tool_name": "ask-user"}, idle("Waiting for input")),
+        (
+            {
+                "hook_event_name": "Notification",
+                "notification_type": "idle_prompt",
+                "notification_message": "Auggie is waiting for your input",
+            },
+            idle("Auggie is waiting for your input"),
+        ),
+        ({"hook_event_name": "Notification", "notification_type": "other"}, None),
     ],
 )
 def test_auggie(payload: dict[str, object], expected: AppStatus | None) -> None:

@@ -138,7 +138,7 @@ EXPECTED = {
     ),
     "auggie": (
         ".augment/settings.json",
-        {"SessionStart", "PromptSubmit", "PreToolUse", "Stop", "SessionEnd"},
+        {"SessionStart", "PromptSubmit", "PreToolUse", "Notification", "Stop", "SessionEnd"},
     ),
 }
 

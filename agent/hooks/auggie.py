@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-from agent.hooks.payload import mapping, prompt, session_end, session_start, tool, turn_end
+from agent.hooks.payload import (
+    asking,
+    by,
+    mapping,
+    prompt,
+    session_end,
+    session_start,
+    tool,
+    turn_end,
+    unless_asking,
+)
 
 TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the hooks' path
 if TYPE_CHECKING:
     from agent.hooks.targets import Events, Json, Target
 
-# `PromptSubmit` (0.27.0 and later) carries the prompt as `user_prompt`: the hooks of Augment's
-# own Warp plugin say so (augmentcode/auggie, plugin_marketplace/warp), its docs do not.
+# From the hooks of Augment's own Warp plugin (augmentcode/auggie, plugin_marketplace/warp; the
+# docs do not say): `PromptSubmit` (0.27.0 and later) carries the prompt as `user_prompt`; the
+# `ask-user` tool's PreToolUse means the agent waits for the user (where its input holds the
+# question is not shown there: `question` is tried, else the generic words); a `Notification`
+# of type `idle_prompt` says it waits, in `notification_message`.
 event_of = mapping(
     {
         "PromptSubmit": prompt("user_prompt"),
-        "PreToolUse": tool("tool_name"),
+        "PreToolUse": unless_asking(tool("tool_name"), ("ask-user",), "tool_input.question"),
+        "Notification": by({"idle_prompt": asking("notification_message")}, "notification_type"),
         "Stop": turn_end(
             "conversation.agentTextResponse", cause="agent_stop_cause", normal="end_turn"
         ),
@@ -38,6 +52,7 @@ def install_target() -> Target:
         ("SessionStart", group),
         ("PromptSubmit", group),
         ("PreToolUse", {"matcher": ".*", "hooks": [handler]}),
+        ("Notification", group),
         # The conversation's data brings the turn's answer to Stop.
         ("Stop", {"metadata": {"includeConversationData": True}, "hooks": [handler]}),
         ("SessionEnd", group),
