@@ -82,13 +82,18 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     tls: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `handler` on host:port until cancelled; reports the bound port through task_status.
 
     With `tls` (a server context), HTTPS: a client that refuses the certificate is dropped.
+    `reuse_port`: SO_REUSEPORT, so that a test can keep the port bound once the server is gone
+    (a socket of its own joins the port's group and never listens: connections are refused).
     """
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+    listener = await anyio.create_tcp_listener(
+        local_host=host, local_port=port, reuse_port=reuse_port
+    )
     async with listener:
         bound = listener.extra(anyio.abc.SocketAttribute.local_port)
         task_status.started(bound)

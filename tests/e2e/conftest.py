@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -35,9 +36,17 @@ class Peers:
     coder_url: str
     workdir: Path
     agentapi_scope: anyio.CancelScope
+    held: contextlib.ExitStack
 
     def kill_agentapi(self) -> None:
-        """Stop serving AgentAPI: its port refuses connections from now on."""
+        """Stop serving AgentAPI: its port refuses connections from now on, and stays the test's.
+
+        A socket bound to the port joins the listener's SO_REUSEPORT group before the listener
+        closes, and never listens: no other server can take the port while the daemon still
+        knows it as AgentAPI's (closing and hoping would leave it to any port-0 bind)."""
+        holder = self.held.enter_context(socket.socket())
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", int(self.agentapi_url.rsplit(":", 1)[1])))
         self.agentapi.close_streams()
         self.agentapi_scope.cancel()
 
@@ -80,16 +89,23 @@ async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
 
             async def serve_agentapi(*, task_status: anyio.abc.TaskStatus[int]) -> None:
                 with scope:
-                    await run_agentapi_standin(agentapi, task_status=task_status)
+                    await run_agentapi_standin(agentapi, reuse_port=True, task_status=task_status)
 
             agentapi_port = await group.start(serve_agentapi)
             agentapi_url = f"http://127.0.0.1:{agentapi_port}"
             task = Task(TASK_ID, "me", "e2e", "active", (SLUG,), agentapi_url)
             coder = CoderStandIn(Store(tmp_path / "coder.db"), TOKEN, [task])
             coder_port = await group.start(run_coder_standin, coder)
-            yield Peers(
-                agentapi, coder, agentapi_url, f"http://127.0.0.1:{coder_port}", tmp_path, scope
-            )
+            with contextlib.ExitStack() as held:
+                yield Peers(
+                    agentapi,
+                    coder,
+                    agentapi_url,
+                    f"http://127.0.0.1:{coder_port}",
+                    tmp_path,
+                    scope,
+                    held,
+                )
             group.cancel_scope.cancel()
         coder.store.close()
 

@@ -72,6 +72,10 @@ async def test_sigterm_with_agentapi_dead_uses_the_mirror(peers: Peers) -> None:
     await wait_until(lambda: peers.states() == ["idle"], within=15)
     peers.kill_agentapi()
     await wait_until(lambda: refuses(peers.agentapi_url), within=15)
+    with socket.socket() as other:  # a server would take it (SO_REUSEADDR, as anyio binds)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError, match="in use"):  # still the test's
+            other.bind(("127.0.0.1", int(peers.agentapi_url.rsplit(":", 1)[1])))
     terminate(process)
     code, stderr = await finish(process)
     assert code == 0, stderr

@@ -176,9 +176,11 @@ async def run_agentapi_standin(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    reuse_port: bool = False,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `standin` on host:port until cancelled; reports the bound port through task_status.
+    `reuse_port`: as `standins.http.serve`'s.
 
     Raises ValueError for a non-loopback host, RuntimeError when it is already being served,
     OSError when the port cannot be bound.
@@ -190,7 +192,9 @@ async def run_agentapi_standin(
     try:
         async with anyio.create_task_group() as group:
             agent.group = group
-            bound: int = await group.start(partial(serve, standin.handle, host=host, port=port))
+            bound: int = await group.start(
+                partial(serve, standin.handle, host=host, port=port, reuse_port=reuse_port)
+            )
             agent.start_up()
             task_status.started(bound)
     finally:
