@@ -95,7 +95,9 @@ def test_events_are_values() -> None:
     assert TurnEnded(None) != TurnStopped("")
     assert SessionStarted() == SessionStarted()
     assert len({Nothing(), Nothing(), ToolStarting("a")}) == 2
-    assert repr(ToolStarting("Bash")) == "ToolStarting('Bash')"
+    assert (
+        repr(ToolStarting("Bash")) == "ToolStarting(words='Bash')"
+    )  # as every value of models.Frozen
     with pytest.raises(AttributeError):
         ToolStarting("a").tool = "b"
 

@@ -8,32 +8,18 @@ hook's idle never replaces an explicit one (rule 7, docs/rules.md). Pure, standa
 
 from __future__ import annotations
 
-from agent.models import AppState, AppStatus, first_line, shorten
+from agent.models import AppState, AppStatus, Frozen, first_line, shorten
 
 
-class HookEvent:
-    """One moment of an agent's turn, with the agent's `words` for it where it has them; an
-    immutable value (not a dataclass: the hooks' fast path does not import `dataclasses`)."""
+class HookEvent(Frozen):
+    """One moment of an agent's turn, with the agent's `words` for it where it has them."""
 
     __slots__ = ("words",)
+    __match_args__ = ("words",)
     words: str | None
 
     def __init__(self, words: str | None = "") -> None:
-        object.__setattr__(self, "words", words)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self.words == other.words
-
-    def __hash__(self) -> int:
-        return hash((self.__class__, self.words))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.words!r})"
+        self._set(words=words)
 
 
 class PromptSubmitted(HookEvent):
