@@ -53,6 +53,19 @@ def answer(
     return behaviour
 
 
+def once_then_stored(behaviour: Behaviour) -> Behaviour:
+    """`behaviour` for the first request, then 204 (stored) for every other: the process ends
+    on its own, and its retry line proves the decision to retry whatever the machine's load."""
+    calls = 0
+
+    async def first(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        return await behaviour(request) if calls == 1 else Response(status=204)
+
+    return first
+
+
 async def raw_server(
     answer_with: bytes | None,
     *,

@@ -10,7 +10,14 @@ import pytest
 from standins.http import Request, Response
 from tests.e2e.conftest import TOKEN, Peers, finish, peers, start_agent, terminate
 from tests.fakes import wait_until
-from tests.faults.servers import Behaviour, Scripted, answer, reset_server, serve_on_loopback
+from tests.faults.servers import (
+    Behaviour,
+    Scripted,
+    answer,
+    once_then_stored,
+    reset_server,
+    serve_on_loopback,
+)
 
 pytestmark = pytest.mark.anyio
 _ = peers  # the fixture, shared with the end-to-end tests
@@ -122,14 +129,8 @@ WORTH_RETRYING = [
 async def test_what_is_worth_retrying_is_retried_and_then_uploaded(
     peers: Peers, name: str, behaviour: Behaviour, said: str
 ) -> None:
-    # Once, then stored: the process ends on its own, and its retry proves the decision
-    # whatever the load (a count of attempts within a short budget would measure the load).
-    async def once(request: Request) -> Response:
-        if len(server.requests) == 1:
-            return await behaviour(request)
-        return Response(status=204)
-
-    server = Scripted(once)
+    # A count of attempts within a short budget would measure the load, not the decision.
+    server = Scripted(once_then_stored(behaviour))
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
         # A late answer is given up at the request timeout (1 s), not at the budget's end.

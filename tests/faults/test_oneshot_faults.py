@@ -22,7 +22,7 @@ from agent.retry import CALL_BACKOFF
 from standins.http import Request, Response, json_response, text_response
 from tests.e2e.conftest import TASK_ID, Peers, finish, peers, start_agent
 from tests.fakes import TIME
-from tests.faults.servers import Behaviour, Scripted, answer, serve_on_loopback
+from tests.faults.servers import Behaviour, Scripted, answer, once_then_stored, serve_on_loopback
 from tests.faults.test_coder_faults import (
     ENDS_ON_ITS_OWN,
     OVERRUN,
@@ -243,12 +243,7 @@ async def _trickling_coder(request: Request) -> Response:
 async def test_a_trickling_coder_is_cut_off_at_the_request_timeout_and_retried(
     peers: Peers,
 ) -> None:
-    async def once(request: Request) -> Response:
-        if len(server.requests) == 1:
-            return await _trickling_coder(request)
-        return Response(status=204)
-
-    server = Scripted(once)
+    server = Scripted(once_then_stored(_trickling_coder))
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, server.handle)
         code, stderr = await snapshot_against(
