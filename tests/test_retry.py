@@ -208,6 +208,11 @@ class OverrunningClock(Clock):
     def fail_after(self, seconds: float) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
+    def for_async(self) -> ClockProtocol:
+        """This time, as the async loop (`deliver`) takes a clock."""
+        view = SimpleNamespace(now=self.now, fail_after=self.fail_after, sleep=self.asleep)
+        return cast("ClockProtocol", view)
+
 
 def test_a_wait_that_overruns_the_deadline_keeps_the_last_error() -> None:
     # Past the deadline after the wait, no attempt is started; what the caller is told is why
@@ -232,12 +237,8 @@ async def test_the_async_loop_keeps_the_last_error_past_the_deadline_too() -> No
         calls += 1
         raise NotSent("Coder", "POST", "ConnectError: [Errno 111] Connection refused")
 
-    fake = cast(
-        "ClockProtocol",
-        SimpleNamespace(now=clock.now, fail_after=clock.fail_after, sleep=clock.asleep),
-    )
     with pytest.raises(NotSent, match="Connection refused"):
-        await deliver(call, deadline=clock.time + 5.0, clock=fake)
+        await deliver(call, deadline=clock.time + 5.0, clock=clock.for_async())
     assert calls == 1
 
 
@@ -267,10 +268,6 @@ async def test_the_async_loop_does_not_retry_a_tls_refusal_either() -> None:
         calls += 1
         raise TLSRefused("Coder", "POST", "TLS failed: [SSL: CERTIFICATE_VERIFY_FAILED]")
 
-    fake = cast(
-        "ClockProtocol",
-        SimpleNamespace(now=clock.now, fail_after=clock.fail_after, sleep=clock.asleep),
-    )
     with pytest.raises(TLSRefused):
-        await deliver(call, deadline=clock.time + 5.0, clock=fake)
+        await deliver(call, deadline=clock.time + 5.0, clock=clock.for_async())
     assert (calls, clock.slept) == (1, [])
