@@ -98,12 +98,18 @@ def cut_off(service: str, before: BaseException | None = None) -> CutOff:
     return CutOff(service, "request", detail)
 
 
+def worth_waiting(error: TryAgain, wait: float, now: float, deadline: float) -> bool:
+    """Whether a retry after `wait` is worth it inside `deadline`: the wait ends before it, and
+    the error is one a retry can fix (no retry within one deadline fixes a TLS refusal)."""
+    return not isinstance(error, TLSRefused) and now + wait < deadline
+
+
 def wait_or_give_up(
     backoff: Backoff, attempt: int, error: TryAgain, now: float, deadline: float
 ) -> float:
-    """The wait before retry `attempt`; raises `error` when it would end at or past `deadline`."""
+    """The wait before retry `attempt`; raises `error` when it is not `worth_waiting`."""
     wait = backoff.next_wait(attempt, error)
-    if now + wait >= deadline:
+    if not worth_waiting(error, wait, now, deadline):
         raise error
     return wait
 
@@ -134,8 +140,6 @@ async def deliver(
         try:
             with clock.fail_after(remaining):
                 return await call()
-        except TLSRefused:
-            raise  # a retry within the deadline cannot fix it
         except TimeoutError:
             error = cut_off("Coder", told)
         except TryAgain as exc:
@@ -167,8 +171,6 @@ def deliver_blocking(
             raise _spent(error)
         try:
             return call(remaining)
-        except TLSRefused:
-            raise  # a retry within the deadline cannot fix it
         except CutOff as exc:
             error = exc if told is None else cut_off(exc.service, told)
         except TryAgain as exc:

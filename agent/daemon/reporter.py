@@ -16,9 +16,9 @@ import anyio
 import structlog
 
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.errors import NotSent, RateLimited, Rejected, RemoteError, TLSRefused, TryAgain
+from agent.errors import NotSent, RateLimited, Rejected, RemoteError, TryAgain
 from agent.models import AppStatus
-from agent.retry import REPORT_BACKOFF, Backoff
+from agent.retry import REPORT_BACKOFF, Backoff, worth_waiting
 
 log = structlog.get_logger("agent.daemon.reporter")
 
@@ -107,10 +107,9 @@ class Reporter:
                         outcome="unknown" if self._in_doubt else "not applied",
                     )
                 wait = self._backoff.next_wait(failures, exc)
-                # Within a deadline (the stop), a TLS refusal is given up at once: no retry in
-                # it can fix a certificate. Without one, it is retried (a renewal can).
-                if deadline is not None and (
-                    isinstance(exc, TLSRefused) or self._clock.now() + wait >= deadline
+                # Without a deadline even a TLS refusal is retried (a renewal can fix it).
+                if deadline is not None and not worth_waiting(
+                    exc, wait, self._clock.now(), deadline
                 ):
                     return False
                 await self._clock.wait(self._changed, wait)
