@@ -131,6 +131,8 @@ _NOT_TLS = frozenset(
         "UNEXPECTED_EOF_WHILE_READING",
     }
 )
+# Of those, the answers that are not TLS for good: a hang-up is also what an overloaded peer does.
+_NOT_TLS_FOR_GOOD = _NOT_TLS - {"UNEXPECTED_EOF_WHILE_READING"}
 
 
 def transport_detail(kind: str, exc: BaseException, *, connecting: bool = False) -> str:
@@ -154,13 +156,13 @@ def transport_detail(kind: str, exc: BaseException, *, connecting: bool = False)
 
 def connect_error(service: str, what: str, kind: str, exc: BaseException) -> NotSent:
     """The error for a request that never left, worded by `transport_detail`: TLSRefused when
-    the handshake failed for good (an untrusted certificate; an answer that is not TLS, though
-    not a hang-up, which an overloaded peer also does), else NotSent."""
+    the handshake failed for good (an untrusted certificate, or `_NOT_TLS_FOR_GOOD`), else
+    NotSent."""
     detail = transport_detail(kind, exc, connecting=True)
     failure = _tls_failure(exc)
     if failure is not None and (
         getattr(failure, "verify_message", None)
-        or getattr(failure, "reason", None) in _NOT_TLS - {"UNEXPECTED_EOF_WHILE_READING"}
+        or getattr(failure, "reason", None) in _NOT_TLS_FOR_GOOD
     ):
         return TLSRefused(service, what, detail)
     return NotSent(service, what, detail)
