@@ -72,19 +72,21 @@ def commands_in(value: object) -> list[str]:
 
 # -- the table: what each agent gets in an empty home -------------------------------------------
 
+# Claude Code's hooked events; Qwen Code, its fork, gets the same.
+CLAUDE_STYLE_EVENTS = {
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PermissionRequest",
+    "Notification",
+    "Stop",
+    "StopFailure",
+    "SessionEnd",
+}
 EXPECTED = {
     "claude-code": (
         ".claude/settings.json",
-        {
-            "SessionStart",
-            "UserPromptSubmit",
-            "PreToolUse",
-            "PermissionRequest",
-            "Notification",
-            "Stop",
-            "StopFailure",
-            "SessionEnd",
-        },
+        CLAUDE_STYLE_EVENTS,
     ),
     "codex": (
         ".codex/hooks.json",
@@ -104,16 +106,7 @@ EXPECTED = {
     ),
     "qwen": (
         ".qwen/settings.json",
-        {
-            "SessionStart",
-            "UserPromptSubmit",
-            "PreToolUse",
-            "PermissionRequest",
-            "Notification",
-            "Stop",
-            "StopFailure",
-            "SessionEnd",
-        },
+        CLAUDE_STYLE_EVENTS,
     ),
     # Only names Cursor knows: an unknown one voids the whole file.
     "cursor": (
