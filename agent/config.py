@@ -109,7 +109,20 @@ def url(raw: str) -> str:
         raise ValueError("must not carry credentials")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or fragment")
+    # What neither HTTP client can send is refused here, naming the variable, not met later as
+    # an error of the client's own (a host the IDNA codec refuses, bytes that were not UTF-8,
+    # a space or a non-ASCII path): a host in Unicode goes as its IDNA form, the rest as it is.
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{value!r} has a host that is not a valid name") from None
+    if not _visible_ascii(host + value.replace(parts.netloc, "", 1)):
+        raise ValueError(f"{value!r} has characters a request cannot carry (percent-encode them)")
     return value.rstrip("/")
+
+
+def _visible_ascii(text: str) -> bool:
+    return all("!" <= c <= "~" for c in text)
 
 
 def coder_url(raw: str) -> str:
@@ -166,7 +179,7 @@ def token(raw: str) -> Secret:
     value = raw.strip()
     if not value:
         raise ValueError("the token is empty")
-    if not all("!" <= c <= "~" for c in value):
+    if not _visible_ascii(value):
         raise ValueError("the token has characters a header cannot carry")
     return Secret(value)
 

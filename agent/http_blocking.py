@@ -289,13 +289,17 @@ def _resolve(host: str, port: int, deadline: float) -> list[_Address]:
         return [(family, stream, 0, address)]
     import threading  # noqa: PLC0415 - only to bound a name lookup by the deadline
 
-    found: list[list[_Address] | OSError] = []
+    found: list[list[_Address] | Exception] = []
 
     def lookup() -> None:
         try:
             infos = socket.getaddrinfo(host, port, 0, stream, 0, socket.AI_ADDRCONFIG)
             found.append([(f, k, p, tuple(a)) for f, k, p, _, a in infos])
-        except OSError as exc:
+        except UnicodeError as exc:  # the IDNA codec refuses the name (`a..b`): not looked up
+            found.append(OSError(f"{host!r} is not a name that can be looked up ({exc})"))
+        except Exception as exc:  # noqa: BLE001 - raised in the caller, inside the boundary
+            # Whatever it is: escaping this thread, it would be a traceback on stderr, past
+            # agent.boundary, and the caller would wait out its deadline for nothing.
             found.append(exc)
 
     thread = threading.Thread(target=lookup, daemon=True)
@@ -303,7 +307,7 @@ def _resolve(host: str, port: int, deadline: float) -> list[_Address]:
     thread.join(_left(deadline))
     if not found:
         raise TimeoutError
-    if isinstance(found[0], OSError):
+    if isinstance(found[0], Exception):
         raise found[0]
     return found[0]
 

@@ -26,6 +26,7 @@ from agent.config import (
     read,
     task_id,
     text,
+    url,
 )
 from agent.errors import ConfigError
 
@@ -86,6 +87,17 @@ def test_tunables() -> None:
         ("CODER_AGENT_URL", "https://coder.example.com/API/v2/", "the API's path"),
         ("CODER_AGENT_URL", "https://coder.example.com/api", "the API's path"),
         ("CODER_MCP_AI_AGENTAPI_URL", "localhost:3284", "http(s) URL"),
+        # What no HTTP client can send is refused here, not met as the client's own error:
+        # bytes that were not UTF-8 (surrogates), a name the IDNA codec refuses, a space or a
+        # path that is not ASCII.
+        ("CODER_AGENT_URL", "http://\udcff", "not a valid name"),
+        ("CODER_AGENT_URL", "http://a..b", "not a valid name"),
+        ("CODER_AGENT_URL", f"http://{'a' * 64}.example", "not a valid name"),
+        ("CODER_AGENT_URL", "http://[::1%25\udcff]:1", "not a valid name"),
+        ("CODER_AGENT_URL", "http://coder.example/p\udcff", "percent-encode"),
+        ("CODER_MCP_AI_AGENTAPI_URL", "http://localhost:3284/p\u00e4", "percent-encode"),
+        ("CODER_MCP_AI_AGENTAPI_URL", "http://localhost:3284/a b", "percent-encode"),
+        ("CODER_MCP_AI_AGENTAPI_URL", "http://local host:3284", "percent-encode"),
         ("CODER_TASK_ID", "not-a-uuid", "UUID"),
         ("CODER_MCP_APP_STATUS_SLUG", "Claude Code", "app slug"),
         ("CODER_MCP_APP_STATUS_SLUG", "-claude", "app slug"),
@@ -489,6 +501,11 @@ def test_the_mapping_is_copied_when_built() -> None:
 )
 def test_boolean(raw: str, value: bool) -> None:
     assert boolean(raw) is value
+
+
+def test_a_host_in_unicode_is_a_url_both_clients_send_as_its_idna_form() -> None:
+    assert url("https://b\u00fccher.example/") == "https://b\u00fccher.example"
+    assert url("http://[::1]:3284/x%20y") == "http://[::1]:3284/x%20y"
 
 
 def test_parsers_refuse_with_the_value_named() -> None:

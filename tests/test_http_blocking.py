@@ -185,6 +185,24 @@ async def test_a_name_that_does_not_resolve_is_not_sent_within_the_deadline() ->
         await anyio.to_thread.run_sync(call)
 
 
+async def test_a_name_the_idna_codec_refuses_is_not_sent_and_raises_in_no_thread() -> None:
+    # The lookup's thread raised UnicodeError: a traceback past the boundary (pytest turns an
+    # exception in a thread into a failure), and the caller waited out the deadline.
+    call = functools.partial(
+        request,
+        "http://a..b:3000",
+        "GET",
+        "/",
+        service="Test",
+        what="GET /",
+        timeout=600.0,
+        max_body=10,
+        error_body=10,
+    )
+    with anyio.fail_after(30), pytest.raises(NotSent, match="not a name that can be looked up"):
+        await anyio.to_thread.run_sync(call)
+
+
 async def test_a_silent_server_times_out() -> None:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
