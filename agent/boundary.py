@@ -29,24 +29,39 @@ def contained(command: str, body: Callable[[], int], *, unexpected: int) -> int:
     A ConfigError is printed and exit 2, Ctrl-C exit 6; anything else is one `unexpected_error`
     line and `unexpected`. A hook (whose own code logs its configuration) exits `unexpected` (0).
     """
-    from agent.errors import ConfigError  # noqa: PLC0415 - stdlib-only, light
-    from agent.models import ExitCode  # noqa: PLC0415
-
-    safe_standard_streams()
+    # Everything inside the `try`, imports too: a Ctrl-C that lands while they load is one too.
     try:
+        safe_standard_streams()
+        if sys.unraisablehook is sys.__unraisablehook__:  # not when a test runner holds it
+            sys.unraisablehook = lambda unraisable: _unraisable(command, unraisable)
         return body()
     except SystemExit:
         raise
     except KeyboardInterrupt:
+        from agent.models import ExitCode  # noqa: PLC0415 - stdlib-only, light
+
         _line("command_interrupted", command=command, signal="SIGINT")
         return unexpected if command == "hook" else int(ExitCode.INTERRUPTED)
     except BaseException as exc:  # noqa: BLE001 - the boundary: nothing passes it
+        from agent.errors import ConfigError  # noqa: PLC0415
+        from agent.models import ExitCode  # noqa: PLC0415
+
         leaf = first_leaf(exc)
         if isinstance(leaf, ConfigError) and command != "hook":
             _print(f"coder-task-agent: configuration error: {leaf}")
             return int(ExitCode.USAGE)
         _line(EVENT, command=command, **describe(leaf))
         return unexpected
+    finally:
+        settle_standard_streams()
+
+
+def _unraisable(command: str, unraisable: sys.UnraisableHookArgs) -> None:
+    """What Python cannot raise (an exception in a finaliser, at collection: asyncio's loop that
+    failed halfway through its creation with descriptors exhausted) is one line too, not the
+    "Exception ignored" traceback that would come after the command's own line."""
+    if unraisable.exc_value is not None:
+        _line(EVENT, command=command, unraisable=True, **describe(unraisable.exc_value))
 
 
 def describe(exc: BaseException) -> dict[str, str]:
@@ -107,6 +122,31 @@ def safe_standard_streams() -> None:
             # is taken all the same.
             stream = open(fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
             setattr(sys, name, stream)
+    # What the encoding cannot carry (a path in `hook install`'s report on an ASCII stdout,
+    # PYTHONIOENCODING=ascii) is written escaped, as stderr does: a UnicodeEncodeError there
+    # came after the files were written and said "exit 2", refused.
+    try:  # noqa: SIM105 - contextlib is not on the hooks' path
+        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        pass  # not a text file of the standard library's: left as it is
+
+
+def settle_standard_streams() -> None:
+    """Flush stdout and stderr; one that cannot take its bytes (a pipe nobody reads, a full
+    disk) gets /dev/null on its descriptor. Else the interpreter's own flush at exit fails
+    again: "Exception ignored" on stderr and exit 120 in place of the command's code (a hook's
+    0). What was not written is lost either way; the exit code still says what happened.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, stream.fileno())
+                os.close(null)
+            except (OSError, ValueError, AttributeError):
+                continue  # closed or absent: the interpreter does not flush it either
 
 
 def _line(event: str, **fields: object) -> None:

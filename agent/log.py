@@ -143,11 +143,16 @@ class Writer:
     def _emit(self, level: str, event: str, fields: dict[str, object]) -> None:
         if LEVELS[level] < self.threshold:
             return
+        self.write(render(level, event, fields, self.secrets, self.console))
+
+    def write(self, line: str) -> None:
+        """`line` on the stream; a stream that cannot take it (closed, a full disk, a pipe
+        nobody reads) loses the line, never the caller: a log line is no reason to stop."""
         try:
-            self.stream.write(render(level, event, fields, self.secrets, self.console) + "\n")
+            self.stream.write(line + "\n")
             self.stream.flush()
         except (OSError, ValueError):
-            return  # stderr closed: nothing to tell
+            return  # stderr unusable: nothing to tell
 
     def processor(self, logger: object, method: str, event: MutableMapping[str, Any]) -> str:
         """structlog's last processor: the same line (`level` from add_log_level)."""
@@ -173,9 +178,22 @@ def configure(
             writer.processor,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(writer.threshold),
-        logger_factory=structlog.WriteLoggerFactory(file=writer.stream),
+        logger_factory=lambda *_: _Sink(writer),
         cache_logger_on_first_use=True,
     )
+
+
+class _Sink:
+    """structlog's logger: each line through `Writer.write`. structlog's own loggers raise what
+    the write raises, and a full disk under stderr ended the daemon's supervision (exit 5)."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    def msg(self, message: str) -> None:
+        self._writer.write(message)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
 
 
 def configure_from(settings: Settings, stream: TextIO | None = None) -> None:
