@@ -39,6 +39,9 @@ DEFAULT_AGENTAPI_URL = "http://localhost:3284"
 DEFAULT_AGENT_SOCKET = "/tmp/coder-agent.sock"  # noqa: S108 - the agent's own default
 # `CODER_MCP_AI_AGENTAPI_URL=none`: there is no AgentAPI (hooks mode).
 NO_AGENTAPI = "none"
+# The longest duration a setting may give: a day, more than any wait here needs and far below
+# what the platform's timeouts hold (1e20 s passed, then overflowed `settimeout`: exit 5).
+MAX_SECONDS = 86_400.0
 # Not `math.inf`: `math` is an extension module the hooks' path would load for this alone.
 _INFINITY = float("inf")
 
@@ -51,8 +54,10 @@ def positive_seconds(raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise ValueError(f"must be a number of seconds, got {raw!r}") from None
-    if not 0 < value < _INFINITY:  # NaN compares false both ways: refused too
-        raise ValueError(f"must be a positive number of seconds, got {raw!r}")
+    if not 0 < value <= MAX_SECONDS:  # NaN compares false both ways: refused too
+        raise ValueError(
+            f"must be a positive number of seconds, at most {MAX_SECONDS:g}, got {raw!r}"
+        )
     return value
 
 

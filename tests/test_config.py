@@ -106,6 +106,9 @@ def test_tunables() -> None:
         ("CODER_TASK_AGENT_SHUTDOWN_BUDGET", "nan", "positive"),
         ("CODER_TASK_AGENT_SHUTDOWN_BUDGET", "five", "number of seconds"),
         ("CODER_TASK_AGENT_POLL_INTERVAL", "inf", "positive"),
+        # Finite, but past what a socket's timeout holds: it overflowed there (exit 5).
+        ("CODER_TASK_AGENT_REQUEST_TIMEOUT", "1e20", "at most 86400"),
+        ("CODER_TASK_AGENT_SHUTDOWN_BUDGET", "86400.5", "at most 86400"),
         ("CODER_TASK_AGENT_MODE", "push", "events, poll"),
         ("CODER_TASK_AGENT_LOG_LEVEL", "loud", "one of"),
         ("CODER_TASK_AGENT_TLS_VERIFY", "maybe", "true or false"),
@@ -448,7 +451,7 @@ def _fail(problem: str) -> str:
             {BUDGET: "1"},
             {BUDGET: ("--budget", "-1")},
             f"--budget ({BUDGET})",
-            "must be a positive number of seconds, got '-1'",
+            "must be a positive number of seconds, at most 86400, got '-1'",
         ),
     ],
 )

@@ -157,30 +157,52 @@ async def test_the_daemon_outlives_a_stderr_that_takes_no_bytes(peers: Peers, ki
     assert peers.snapshot() is not None
 
 
-URL_VARIABLES = {
-    "CODER_AGENT_URL": ("run", "report", "snapshot", "stop-hook --strict", "hook claude-code"),
-    "CODER_MCP_AI_AGENTAPI_URL": ("run", "snapshot", "stop-hook --strict"),
-}
-UNSENDABLE: dict[str, bytes] = {
-    "a host of bytes not UTF-8": b"http://\xff",
-    "a host the IDNA codec refuses": b"http://a..b",
-    "a path of bytes not UTF-8": b"http://127.0.0.1:1/p\xff",
-    "a path not ASCII": "http://127.0.0.1:1/p\u00e4".encode(),
-}
+# Values each parser accepted and a layer below could not use, with the commands reading them.
+URL_READERS = ("run", "report", "snapshot", "stop-hook --strict", "hook claude-code")
+AGENTAPI_READERS = ("run", "snapshot", "stop-hook --strict")
+UNUSABLE: list[tuple[str, str, bytes, tuple[str, ...]]] = [
+    ("CODER_AGENT_URL", "a host of bytes not UTF-8", b"http://\xff", URL_READERS),
+    ("CODER_AGENT_URL", "a host the IDNA codec refuses", b"http://a..b", URL_READERS),
+    ("CODER_AGENT_URL", "a path of bytes not UTF-8", b"http://127.0.0.1:1/p\xff", URL_READERS),
+    ("CODER_AGENT_URL", "a path not ASCII", "http://127.0.0.1:1/p\u00e4".encode(), URL_READERS),
+    ("CODER_MCP_AI_AGENTAPI_URL", "a host of bytes not UTF-8", b"http://\xff", AGENTAPI_READERS),
+    (
+        "CODER_MCP_AI_AGENTAPI_URL",
+        "a host the IDNA codec refuses",
+        b"http://a..b",
+        AGENTAPI_READERS,
+    ),
+    (
+        "CODER_MCP_AI_AGENTAPI_URL",
+        "a path not ASCII",
+        b"http://localhost/p\xc3\xa4",
+        AGENTAPI_READERS,
+    ),
+    # Finite, so "positive" held; past what a socket's timeout holds (OverflowError: exit 5).
+    ("CODER_TASK_AGENT_REQUEST_TIMEOUT", "1e20 seconds", b"1e20", ("run", "snapshot", "report")),
+    (
+        "CODER_TASK_AGENT_SHUTDOWN_BUDGET",
+        "1e20 seconds",
+        b"1e20",
+        ("snapshot", "stop-hook --strict"),
+    ),
+]
 
 
-@pytest.mark.parametrize("value", UNSENDABLE.values(), ids=list(UNSENDABLE))
 @pytest.mark.parametrize(
-    ("variable", "entry"),
-    [(v, BY_NAME[name]) for v, names in URL_VARIABLES.items() for name in names],
-    ids=lambda x: x if isinstance(x, str) else x.name,
+    ("variable", "value", "entry"),
+    [
+        pytest.param(variable, value, BY_NAME[name], id=f"{variable}={label}-{name}")
+        for variable, label, value, names in UNUSABLE
+        for name in names
+    ],
 )
-def test_a_url_no_client_can_send_is_a_configuration_error_naming_it(
-    variable: str, entry: EntryPoint, value: bytes, world: World
+def test_a_value_no_layer_below_can_use_is_a_configuration_error_naming_it(
+    variable: str, value: bytes, entry: EntryPoint, world: World
 ) -> None:
     """Refused where settings are read, naming the variable (exit 2; a hook logs it and exits
-    0), not met later as an HTTP client's error: `unexpected_error` (exit 5), a traceback in a
-    name lookup's thread, or a proxy variable blamed."""
+    0), not met later as an error of an HTTP client or a socket: `unexpected_error` (exit 5), a
+    traceback in a name lookup's thread, or a proxy variable blamed."""
     world.set(variable, value)
     outcome = run_command(entry, world)
     check(entry, outcome)
