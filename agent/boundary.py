@@ -23,11 +23,12 @@ MAX_MESSAGE_CHARS = 300
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
-def contained(command: str, body: Callable[[], int], *, unexpected: int) -> int:
+def contained(command: str, body: Callable[[], int], *, unexpected: Callable[[], int]) -> int:
     """Run `body` and return its exit code; SystemExit (argparse's) passes.
 
     A ConfigError is printed and exit 2, Ctrl-C exit 6; anything else is one `unexpected_error`
-    line and `unexpected`. A hook (whose own code logs its configuration) exits `unexpected` (0).
+    line and `unexpected()`. A hook (whose own code logs its configuration) exits `unexpected()`
+    (0), on Ctrl-C too.
     """
     # Everything inside the `try`, imports too: a Ctrl-C that lands while they load is one too.
     try:
@@ -41,7 +42,7 @@ def contained(command: str, body: Callable[[], int], *, unexpected: int) -> int:
         from agent.models import ExitCode  # noqa: PLC0415 - stdlib-only, light
 
         _line("command_interrupted", command=command, signal="SIGINT")
-        return unexpected if command == "hook" else int(ExitCode.INTERRUPTED)
+        return unexpected() if command == "hook" else int(ExitCode.INTERRUPTED)
     except BaseException as exc:  # noqa: BLE001 - the boundary: nothing passes it
         from agent.errors import ConfigError  # noqa: PLC0415
         from agent.models import ExitCode  # noqa: PLC0415
@@ -51,7 +52,7 @@ def contained(command: str, body: Callable[[], int], *, unexpected: int) -> int:
             _print(f"coder-task-agent: configuration error: {leaf}")
             return int(ExitCode.USAGE)
         _line(EVENT, command=command, **describe(leaf))
-        return unexpected
+        return unexpected()
     finally:
         settle_standard_streams()
 

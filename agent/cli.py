@@ -191,11 +191,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["hook"] and args_list[1:2] in (["install"], ["uninstall"]):
         # The hooks' installer, not a hook: its own parser and exit codes (0, 2 on a usage
         # error or a file it refuses), unlike a hook's "always 0" (agent.hooks.install).
-        from agent.hooks.install import main as install_hooks  # noqa: PLC0415
-
         installer = args_list[1:]
-        return contained(f"hook {installer[0]}", lambda: install_hooks(installer), unexpected=2)
-    return contained(command, lambda: _main(args_list), unexpected=unexpected_exit(args_list))
+
+        def install() -> int:
+            # Imported inside the boundary: it loads more than any other short command.
+            from agent.hooks.install import main as install_hooks  # noqa: PLC0415
+
+            return install_hooks(installer)
+
+        return contained(f"hook {installer[0]}", install, unexpected=lambda: 2)
+    # `unexpected` is worked out inside the boundary: a Ctrl-C while agent.models loads is one.
+    return contained(
+        command, lambda: _main(args_list), unexpected=lambda: unexpected_exit(args_list)
+    )
 
 
 def unexpected_exit(args_list: Sequence[str]) -> int:

@@ -49,7 +49,7 @@ PRINTING = [
         hook=True,
         stdout=AGENTS["gemini"].stdout.encode(),
     ),
-    EntryPoint("hook install", ("hook", "install", "claude-code"), frozenset({0})),
+    EntryPoint("hook install", ("hook", "install", "claude-code"), frozenset({0, 2, 6})),
     EntryPoint("--help", ("--help",), frozenset({0})),
 ]
 SHORT = [entry for entry in ENTRY_POINTS if not entry.daemon] + PRINTING
@@ -227,3 +227,28 @@ def test_hook_install_reports_a_path_its_stdout_cannot_encode(world: World, tmp_
     assert (home / ".claude" / "settings.json").is_file()
     assert b"created: " in outcome.stdout
     assert b"h\\xf6me" in outcome.stdout
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "event"),
+    [
+        ("KeyboardInterrupt", 6, "command_interrupted"),
+        ("ImportError('broken')", 2, "unexpected_error"),
+    ],
+)
+def test_what_the_installers_imports_raise_is_inside_the_boundary(
+    raised: str, code: int, event: str, world: World, tmp_path: Path
+) -> None:
+    """`hook install` loads more than any other short command, and loaded it before the
+    boundary: a Ctrl-C then, or a broken dependency, was a traceback. A module the installer
+    imports (`shlex`, shadowed on PYTHONPATH) raising stands for either, at a known moment."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "shlex.py").write_text(f"raise {raised}\n")
+    world.set("PYTHONPATH", f"{shadow}{os.pathsep}{os.fsdecode(world.env[b'PYTHONPATH'])}")
+    install = PRINTING[1]
+    outcome = run_command(install, world)
+    check(install, outcome)
+    assert outcome.code == code, outcome.stderr
+    lines = [json.loads(line) for line in outcome.stderr.splitlines()]
+    assert [line["event"] for line in lines] == [event]
