@@ -14,7 +14,12 @@ _requested: list[str] = []
 
 
 def install() -> None:
-    """Record SIGTERM and SIGINT from now on (until the daemon handles them)."""
+    """Record SIGTERM and SIGINT from now on (until the daemon handles them); ignore SIGHUP.
+
+    SIGHUP first: its default action ends the process with no stop path, and the daemon ignores
+    it once up (agent.daemon.stop logs those); a closing terminal sends it at any moment.
+    """
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _record)
 

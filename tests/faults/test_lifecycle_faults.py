@@ -52,6 +52,21 @@ async def test_sigterm_right_after_exec_takes_the_stop_path(peers: Peers) -> Non
     assert "keep this conversation" in [m["content"] for m in snapshot["messages"]]
 
 
+async def test_a_sighup_before_the_daemon_is_up_does_not_end_it(peers: Peers) -> None:
+    # Its default action ended the process (no stop path, no snapshot) until the daemon's own
+    # handling, a few hundred milliseconds in, ignored it: a closing terminal sends it then too.
+    process = await start_agent(["run"], peers.env())
+    await wait_until(lambda: catches_sigterm(process.pid), within=20)
+    process.send_signal(signal.SIGSTOP)
+    process.send_signal(signal.SIGHUP)
+    process.send_signal(signal.SIGCONT)
+    await wait_until(lambda: peers.states() == ["idle"], within=20)
+    terminate(process)
+    code, stderr = await finish(process)
+    assert code == 0, stderr
+    assert peers.snapshot() is not None
+
+
 async def test_an_explicit_complete_survives_sigkill_and_restart(peers: Peers) -> None:
     socket_path = peers.workdir / "run" / "report.sock"
     first = await start_agent(["run"], peers.env())
