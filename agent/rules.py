@@ -42,8 +42,9 @@ back with a `Tick`. The rules (docs/rules.md says them word for word, tests/test
       typing or a spinner reports working, and a prompt flaps working -> idle -> working.
     - 10b. A derived status says what was derived (rule 9); Coder repeats the agent's last
       summary ("doing work" on an idle task is stale).
-    - 10c. An explicit idle stands; Coder turns an agent's idle into working while it watches
-      AgentAPI, since its reports come from the model's tool calls (ours: hooks or `report`).
+    - 10c. An explicit idle stands (a hook's until `running` outlasts the debounce, rule 7);
+      Coder turns an agent's idle into working at once while it watches AgentAPI, since its
+      reports come from the model's tool calls (ours: hooks or `report`).
     - 10d. An explicit complete or failed holds against `stable` (rule 4a); Coder replaces it
       with idle, so the user never sees that the task ended or failed.
 """
