@@ -420,13 +420,19 @@ def test_the_way_and_the_need_for_coder_http_are_decided_before_anything_is_sent
     assert needs_coder_http(settings, uploads=False, agent_socket_exists=exists) is report_needs
 
 
-async def drive(clock: ManualClock, done: Callable[[], bool]) -> None:
-    """Move the clock from one due time to the next (retry waits, call deadlines) until `done`."""
+async def drive(clock: ManualClock, done: Callable[[], bool], *, cut_calls: bool) -> None:
+    """Move the clock from one due time to the next until `done`. A call in flight waits on the
+    real socket, which a task blocked there does not show: its deadline is passed only with
+    `cut_calls` (the agent never answers); else the clock waits for the call to end."""
+
+    def movable() -> bool:
+        return clock.next_due() is not None and (cut_calls or clock.deadlines == 0)
+
     with anyio.fail_after(10):
         while not done():
-            await wait_until(lambda: done() or clock.next_due() is not None)
+            await wait_until(lambda: done() or movable())
             await anyio.wait_all_tasks_blocked()
-            if not done() and clock.next_due() is not None:
+            if not done() and movable():
                 await clock.advance_to_next()
 
 
@@ -446,7 +452,7 @@ async def test_while_the_socket_fails_the_state_changes_and_the_latest_arrives_o
         reporter = Reporter(sender, Backoff(base=2, cap=2), clock=clock)
         agent.group.start_soon(reporter.run)
         reporter.want(IDLE)
-        await drive(clock, lambda: reporter.delivered == IDLE)
+        await drive(clock, lambda: reporter.delivered == IDLE, cut_calls=False)
         failing = {
             "not_connected": SocketFault("not_connected"),
             "applied_then_dropped": SocketFault("drop", apply=True),
@@ -465,15 +471,22 @@ async def test_while_the_socket_fails_the_state_changes_and_the_latest_arrives_o
             await drive(
                 clock,
                 lambda t=tried: reporter.pending is None or clock.now() > t + 2,  # type: ignore[misc]
+                cut_calls=fault == "no_answer",
             )
         assert reporter.pending is None or reporter.in_doubt
+        # The agent recovers between attempts, with no call of the outage still in flight.
+        await drive(
+            clock,
+            lambda: clock.deadlines == 0 and (clock.sleepers > 0 or reporter.pending is None),
+            cut_calls=fault == "no_answer",
+        )
         before = [len(s.statuses) for s in standins]
         if failing is None:
             standins.append(await agent.start())
             before.append(0)
         else:
             standins[0].faults.clear()
-        await drive(clock, lambda: reporter.pending is None)
+        await drive(clock, lambda: reporter.pending is None, cut_calls=False)
         clock.advance(60)  # long after: nothing more is sent
         await anyio.wait_all_tasks_blocked()
         after = [s.statuses[n:] for s, n in zip(standins, before, strict=True)]
