@@ -53,7 +53,12 @@ async def test_a_direct_report_names_the_tls_failure(peers: Peers) -> None:
     )
     code, stderr = await finish(await start_agent(["report", "complete", "Done"], env))
     assert code == 5, stderr  # not delivered
-    assert NOT_TLS in stderr, stderr
+    (error,) = failures(stderr, "report_failed")
+    # Its window (two request timeouts) opens before the client is made, and the stand-in must
+    # hang up within it: a loaded machine can leave no attempt finished. The same client's
+    # naming is proved below in one process, one attempt (the daemon's).
+    if not error.endswith(("deadline reached before the attempt", "no answer before the deadline")):
+        assert NOT_TLS in error, error
     assert peers.coder.store.statuses() == []
 
 
