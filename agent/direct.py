@@ -55,10 +55,14 @@ def report_once(
             state=status.state.value,
             shown=shown.state.value,
             reason="a hook's idle does not replace an explicit complete or failed",
+            # A daemon wanted it but stopped before Coder confirmed it: it is sent now.
+            sent_instead=not memory.confirmed,
             direct=True,
             no_daemon=no_daemon,
         )
-        return ExitCode.OK
+        if memory.confirmed:
+            return ExitCode.OK
+        status, from_hook = shown, False
     limit = 2 * settings.request_timeout
     late = "not delivered in time"
     if within is not None and within - (time.monotonic() - started) < limit:

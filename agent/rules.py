@@ -26,7 +26,9 @@ back with a `Tick`. The rules (docs/rules.md says them word for word, tests/test
 7. A report from the agent's lifecycle hooks (agent.hooks.events) is an explicit report, except
    that its idle does not replace an explicit complete or failed (rule 4a), and a `stable`
    reading does not replace an idle already shown, so a hook's words ("Turn finished") stay
-   instead of flapping to "Waiting for input".
+   instead of flapping to "Waiting for input". A hook's idle while AgentAPI reads `running`
+   (handed over late, or a permission granted before AgentAPI read `stable`) yields to working
+   once that `running` lasts `debounce` seconds from it, as rule 3 says.
 8. The last reported uri (a PR link) stays on derived statuses (rules 1 to 4) and on the hooks'
    reports until an explicit report carries another; an explicit report with a message but no
    uri clears it, one with neither keeps it (as Coder's own reporter does).
@@ -40,8 +42,9 @@ back with a `Tick`. The rules (docs/rules.md says them word for word, tests/test
       typing or a spinner reports working, and a prompt flaps working -> idle -> working.
     - 10b. A derived status says what was derived (rule 9); Coder repeats the agent's last
       summary ("doing work" on an idle task is stale).
-    - 10c. An explicit idle stands; Coder turns an agent's idle into working while it watches
-      AgentAPI, since its reports come from the model's tool calls (ours: hooks or `report`).
+    - 10c. An explicit idle stands (a hook's until `running` outlasts the debounce, rule 7);
+      Coder turns an agent's idle into working at once while it watches AgentAPI, since its
+      reports come from the model's tool calls (ours: hooks or `report`).
     - 10d. An explicit complete or failed holds against `stable` (rule 4a); Coder replaces it
       with idle, so the user never sees that the task ended or failed.
 """
@@ -201,12 +204,15 @@ def _explicit(state: RulesState, status: AppStatus, from_hook: bool, at: float) 
     unconfirmed = (
         at if status.state is AppState.WORKING and state.agent_status == "stable" else None
     )
+    # Rule 7: a hook's idle while AgentAPI reads `running` (handed over late, or a permission
+    # granted before AgentAPI read `stable`) restarts rule 3's clock: no change would.
+    yields = from_hook and status.state is AppState.IDLE and state.agent_status == "running"
     return replace(
         state,
         wanted=status,
         uri=uri,
         sticky=status.state in (AppState.COMPLETE, AppState.FAILED),
-        running_since=None,
+        running_since=at if yields else None,
         unconfirmed_since=unconfirmed,
     )
 

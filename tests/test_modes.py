@@ -435,6 +435,19 @@ CASES: dict[str, Case] = {
             (Status("stable"), [IDLE]),
         ],
     ),
+    # The last turn's Stop hook handed over late, after the next prompt (or a permission granted
+    # before AgentAPI read `stable`): the agent works on, AgentAPI reads `running` throughout.
+    "a_hooks_idle_in_the_middle_of_a_turn": Case(
+        start=[IDLE],
+        steps=[
+            (Prompt("Refactor"), [reported(AppState.WORKING, "Refactor")]),
+            (
+                Hook(AppState.IDLE, "Turn finished"),
+                [reported(AppState.IDLE, "Turn finished"), WORKING],
+            ),
+            (Status("stable"), [IDLE]),
+        ],
+    ),
     "a_pr_link_stays_until_another_report": Case(
         start=[IDLE],
         steps=[

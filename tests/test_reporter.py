@@ -7,7 +7,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.daemon.reporter import Reporter
-from agent.errors import NotSent, OutcomeUnknown, RateLimited, Rejected, ServerError, TLSRefused
+from agent.errors import (
+    BadResponse,
+    NotSent,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    ServerError,
+    TLSRefused,
+)
 from agent.models import AppState, AppStatus
 from agent.retry import Backoff
 from tests.fakes import wait_until
@@ -304,3 +312,25 @@ async def test_within_a_deadline_a_tls_refusal_is_given_up_at_once_without_one_r
             clock.advance(10)
             await wait_until(lambda: reporter.pending is None)
     assert server.applied == [WORKING]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        Rejected("Coder", "PATCH app-status", "bad", status=400),
+        BadResponse("Coder", "PATCH app-status", "an HTML page, not JSON"),
+    ],
+)
+async def test_a_rejection_holds_for_that_report_only_not_for_its_next_turn(
+    error: Exception,
+) -> None:
+    # working rejected once (a proxy's garbage answer); idle delivered; working again, a turn
+    # later: Coder shows idle while the agent works unless this working is sent.
+    server = Server(fail=1, error=error)
+    reporter = Reporter(server.send, FAST)
+    with anyio.fail_after(5):
+        for status in (WORKING, IDLE, WORKING):
+            reporter.want(status)
+            assert await reporter.flush()
+    assert server.attempts == [WORKING, IDLE, WORKING]
+    assert server.delivered == [IDLE, WORKING]

@@ -7,7 +7,7 @@ the agent-socket stand-in served from the test's event loop.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -418,3 +418,80 @@ def test_the_way_and_the_need_for_coder_http_are_decided_before_anything_is_sent
     daemon = needs_coder_http(settings, uploads=not settings.hooks_mode, agent_socket_exists=exists)
     assert daemon is daemon_needs
     assert needs_coder_http(settings, uploads=False, agent_socket_exists=exists) is report_needs
+
+
+async def drive(clock: ManualClock, done: Callable[[], bool], *, cut_calls: bool) -> None:
+    """Move the clock from one due time to the next until `done`. A call in flight waits on the
+    real socket, which a task blocked there does not show: its deadline is passed only with
+    `cut_calls` (the agent never answers); else the clock waits for the call to end."""
+
+    def movable() -> bool:
+        return clock.next_due() is not None and (cut_calls or clock.deadlines == 0)
+
+    with anyio.fail_after(10):
+        while not done():
+            await wait_until(lambda: done() or movable())
+            await anyio.wait_all_tasks_blocked()
+            if not done() and movable():
+                await clock.advance_to_next()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["not_connected", "applied_then_dropped", "dropped", "no_answer", "agent_gone"],
+)
+async def test_while_the_socket_fails_the_state_changes_and_the_latest_arrives_once(
+    tmp_path: Path, fault: str
+) -> None:
+    """Forced socket: idle confirmed; working, complete, idle again wanted while every call
+    fails; when the agent answers again Coder shows the latest (idle), sent once at most (not
+    at all when Coder still shows it), and nothing after it."""
+    clock = ManualClock()
+    async with setup(tmp_path, "socket", timeout=1.0, clock=clock) as (agent, sender, http):
+        standins = [await agent.start()]
+        reporter = Reporter(sender, Backoff(base=2, cap=2), clock=clock)
+        agent.group.start_soon(reporter.run)
+        reporter.want(IDLE)
+        await drive(clock, lambda: reporter.delivered == IDLE, cut_calls=False)
+        failing = {
+            "not_connected": SocketFault("not_connected"),
+            "applied_then_dropped": SocketFault("drop", apply=True),
+            "dropped": SocketFault("drop"),
+            "no_answer": SocketFault("slow", delay=3600.0),
+        }.get(fault)
+        if failing is None:
+            await agent.stop()
+        else:
+            standins[0].faults.extend([failing] * 1000)
+        for status in (WORKING, COMPLETE, IDLE):
+            tried = clock.now()
+            reporter.want(status)
+            # A failed attempt and its retry's wait before the next change (none for an idle
+            # equal to the one Coder holds when no attempt reached it).
+            await drive(
+                clock,
+                lambda t=tried: reporter.pending is None or clock.now() > t + 2,  # type: ignore[misc]
+                cut_calls=fault == "no_answer",
+            )
+        assert reporter.pending is None or reporter.in_doubt
+        # The agent recovers between attempts, with no call of the outage still in flight.
+        await drive(
+            clock,
+            lambda: clock.deadlines == 0 and (clock.sleepers > 0 or reporter.pending is None),
+            cut_calls=fault == "no_answer",
+        )
+        before = [len(s.statuses) for s in standins]
+        if failing is None:
+            standins.append(await agent.start())
+            before.append(0)
+        else:
+            standins[0].faults.clear()
+        await drive(clock, lambda: reporter.pending is None, cut_calls=False)
+        clock.advance(60)  # long after: nothing more is sent
+        await anyio.wait_all_tasks_blocked()
+        after = [s.statuses[n:] for s, n in zip(standins, before, strict=True)]
+        sent = [wire(AppStatus(AppState(s.state), s.message, s.uri)) for a in after for s in a]
+        shown = next(s for s in reversed(standins) if s.statuses).statuses[-1]
+        assert (shown.state, shown.message) == ("idle", IDLE.message), "Coder shows the latest"
+        assert len(sent) <= 1, sent
+    assert http.sent == []

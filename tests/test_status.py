@@ -373,6 +373,42 @@ def test_rule7_stable_keeps_an_idle_already_shown() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "after_the_debounce",
+    [Tick(5.0), StatusSeen("running", 5.0)],
+    ids=["stream: the debounce's tick", "poll: the same reading again"],
+)
+def test_rule7_a_hooks_idle_yields_to_running_that_lasts(after_the_debounce: Observation) -> None:
+    """A hook's idle handed over late (the last turn's Stop, after the next prompt), or a
+    permission granted before AgentAPI read `stable`: the agent works on and AgentAPI reads
+    `running` throughout, with no change to restart rule 3's clock. The idle must not last the
+    whole turn."""
+    finished = AppStatus(AppState.IDLE, "Turn finished")
+    observations: list[Observation] = [
+        StatusSeen("stable", 0),
+        prompt(1, at=1),
+        StatusSeen("running", 1.5),
+        hook(AppState.IDLE, finished.message, 2),
+        Tick(4.99),
+        after_the_debounce,
+        StatusSeen("stable", 9),
+    ]
+    assert run(observations)[-4:] == [finished, finished, WORKING, IDLE]
+
+
+def test_rule7_an_explicit_idle_while_running_stands() -> None:
+    """`report idle` is the agent speaking on purpose, mid-answer: its words stay (rule 10c)."""
+    idle = AppStatus(AppState.IDLE, "Waiting for the API key")
+    observations: list[Observation] = [
+        StatusSeen("running", 0),
+        ExplicitReport(idle, 1),
+        Tick(10),
+        StatusSeen("running", 11),
+        StatusSeen("stable", 12),
+    ]
+    assert run(observations)[-4:] == [idle] * 4
+
+
 def test_rule7_an_explicit_idle_still_replaces_complete() -> None:
     """Only a hook's idle yields: `report idle` is the agent speaking on purpose."""
     idle = AppStatus(AppState.IDLE, "Waiting for the API key")

@@ -87,7 +87,7 @@ class Daemon:
         kept = (self.rules.sticky, self.rules.wanted)
         if self._last_report is not None and kept != (before.sticky, before.wanted):
             if self.rules.sticky and self.rules.wanted is not None:
-                laststate.save(self._last_report, self.rules.wanted)
+                laststate.save(self._last_report, self.rules.wanted, confirmed=False)
             elif before.sticky:
                 laststate.clear(self._last_report)
         if self.reporting:
@@ -230,6 +230,8 @@ class Daemon:
             await self.clock.sleep(interval)
 
     def _show_status(self, delivered: AppStatus) -> None:
+        if self._last_report is not None and self.rules.sticky and delivered == self.rules.wanted:
+            laststate.save(self._last_report, delivered)  # Coder has it now (agent.lastreport)
         self.notifier.notify(STATUS=self._status_text())
 
     def _status_text(self) -> str:

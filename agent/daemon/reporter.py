@@ -5,7 +5,7 @@ is not sent (rule 6) unless a send's outcome is unknown (a timeout, a reset, a 5
 the stop path): "working" applied but unanswered, then "idle" equal to the confirmed idle, would
 show the task working for ever. Only a send refused before it left, or a 4xx, changed nothing.
 Failures retry with backoff until a newer report supersedes them; a rejection (400, 401) is
-logged once and not retried.
+logged once and not retried, until another report is wanted (then an equal one is sent afresh).
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ class Reporter:
         if status is None or status == self._wanted:
             return
         self._wanted = status
+        # A rejection was of that report: an equal one wanted again later (the next turn's
+        # working) is a new report, and Coder may have changed its mind (a proxy's garbage).
+        self._rejected = None
         self._changed.set()
 
     @property

@@ -18,6 +18,7 @@ import pytest
 from agent.hooks import AGENTS
 from agent.models import AppStatus
 from agent.reportsocket.server import serve_reports
+from standins.coder.faults import Fault
 from tests.e2e.conftest import TOKEN, Peers, finish, start_agent, terminate
 from tests.fakes import wait_until
 from tests.hookturns import TURNS
@@ -306,3 +307,27 @@ def test_hook_is_in_the_help() -> None:
     )
     assert result.returncode == 0
     assert b"claude-code" in result.stdout
+
+
+async def test_a_complete_coder_never_got_is_sent_in_place_of_a_later_hooks_idle(
+    peers: Peers,
+) -> None:
+    """The daemon takes `report complete` while Coder fails, and dies (SIGKILL) before it could
+    deliver it. The next hook's idle, sent straight to Coder, is held by the complete (rule 7):
+    holding it against a complete Coder never got would leave Coder showing what it showed
+    before (a working, for ever). The complete is sent instead, once."""
+    peers.coder.faults = [Fault("app-status", status=503, times=10_000)]
+    env = peers.env(CODER_MCP_AI_AGENTAPI_URL="none")
+    daemon = await start_agent(["run"], env)
+    await wait_until((peers.workdir / "run" / "report.sock").exists, within=20)
+    code, stderr = await finish(await start_agent(["report", "complete", "Opened PR #4"], env))
+    assert code == 0, stderr
+    await wait_until(lambda: len(peers.coder.requests) > 0, within=10)  # it tried, and failed
+    daemon.kill()
+    await daemon.wait()
+    peers.coder.faults = []
+    stop = claude("Stop", stop_hook_active=False)
+    for _ in range(2):
+        code, stderr = await hook("claude-code", env, stop)
+        assert code == 0, stderr
+    assert statuses(peers) == [("complete", "Opened PR #4")]
