@@ -18,9 +18,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 EVENT = "unexpected_error"
-# A fault's message in characters, cut after masking (a cut could split a token): a line.
-MAX_MESSAGE_CHARS = 300
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def contained(command: str, body: Callable[[], int], *, unexpected: Callable[[], int]) -> int:
@@ -66,24 +63,14 @@ def _unraisable(command: str, unraisable: sys.UnraisableHookArgs) -> None:
 
 
 def describe(exc: BaseException) -> dict[str, str]:
-    """The fields of an `unexpected_error` line: type, masked and cut message, where raised (`at`,
-    in `agent/`: a bug can be found without a traceback)."""
-    message = " ".join(str(exc).split())
-    try:
-        from agent.log import mask  # noqa: PLC0415
+    """The fields of an `unexpected_error` line (`agent.log.describe`), the token masked."""
+    from agent.log import describe as fields_of  # noqa: PLC0415
 
-        message = mask(message, known_secrets(), limit=MAX_MESSAGE_CHARS)
+    try:
+        return fields_of(exc, known_secrets())
     except Exception:  # noqa: BLE001 - the token cannot be known: nothing of the message shows
-        message = "(message withheld: the token could not be read to mask it)"
-    fields = {"error_type": type(exc).__name__, "error": message}
-    tb = exc.__traceback__
-    while tb is not None:  # to the deepest frame of ours: `agent/http_async.py:160 in request`
-        code = tb.tb_frame.f_code
-        if code.co_filename.startswith(_PACKAGE):
-            relative = "agent" + code.co_filename[len(_PACKAGE) :]
-            fields["at"] = f"{relative}:{tb.tb_lineno} in {code.co_name}"
-        tb = tb.tb_next
-    return fields
+        withheld = "(message withheld: the token could not be read to mask it)"
+        return {**fields_of(exc, ()), "error": withheld}
 
 
 def first_leaf(exc: BaseException) -> BaseException:

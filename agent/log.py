@@ -11,6 +11,7 @@ from outside is masked, then cut, or a token split by the cut would leave its he
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from agent.config import Secret, Settings
 
 REDACTED = "[REDACTED]"
+# A fault's message in characters, cut after masking (a cut could split a token): a line.
+MAX_ERROR_CHARS = 300
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 # A random 8-character run of a token does not occur in ordinary text, and is too much to show.
 PIECE = 8
 
@@ -72,6 +76,24 @@ def scrub(value: object, secrets: Sequence[str]) -> object:
     return scrub(repr(value), secrets)
 
 
+def describe(exc: BaseException, secrets: Sequence[str]) -> dict[str, str]:
+    """What `exc` was, in the fields of one line and never a traceback: its type, its message
+    masked and cut, and where in `agent/` it was raised (`at`: a bug is found without one)."""
+    try:
+        message = mask(" ".join(str(exc).split()), secrets, limit=MAX_ERROR_CHARS)
+    except Exception:  # noqa: BLE001 - a message that cannot be made is not shown
+        message = "(its message could not be read)"
+    fields = {"error_type": type(exc).__name__, "error": message}
+    tb = exc.__traceback__
+    while tb is not None:  # to the deepest frame of ours: `agent/http_async.py:160 in request`
+        code = tb.tb_frame.f_code
+        if code.co_filename.startswith(_PACKAGE):
+            relative = "agent" + code.co_filename[len(_PACKAGE) :]
+            fields["at"] = f"{relative}:{tb.tb_lineno} in {code.co_name}"
+        tb = tb.tb_next
+    return fields
+
+
 def _texts(secrets: Iterable[Secret | str]) -> tuple[str, ...]:
     values = (s if isinstance(s, str) else s.reveal() for s in secrets)
     return tuple(v for v in values if v)
@@ -84,7 +106,7 @@ def render(
     level: str, event: str, fields: Mapping[str, object], secrets: Sequence[str], console: bool
 ) -> str:
     """The log line, every field masked (`scrub`): JSON with the fields, then event, level,
-    timestamp, mono and any exception; or the console layout, any exception on the lines below."""
+    timestamp and mono; or the console layout. One line: an exception is `describe`d."""
     seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
     # Durations measured from the log hold whatever the wall clock did.
@@ -92,14 +114,10 @@ def render(
     record = {key: scrub(value, secrets) for key, value in fields.items()}
     said = scrub(event, secrets)
     if console:
-        exception = record.pop("exception", None)
         record["mono"] = mono
         pairs = " ".join(f"{key}={_console_repr(record[key])}" for key in sorted(record))
-        line = f"{stamp} [{level:<9}] {said:<30} {pairs}".rstrip(" ")
-        return line if exception is None else f"{line}\n{exception}"
+        return f"{stamp} [{level:<9}] {said:<30} {pairs}".rstrip(" ")
     record.update(event=said, level=level, timestamp=stamp, mono=mono)
-    if "exception" in record:  # last, where structlog's format_exc_info puts it
-        record["exception"] = record.pop("exception")
     return json.dumps(record)
 
 
@@ -155,7 +173,12 @@ class Writer:
             return  # stderr unusable: nothing to tell
 
     def processor(self, logger: object, method: str, event: MutableMapping[str, Any]) -> str:
-        """structlog's last processor: the same line (`level` from add_log_level)."""
+        """structlog's last processor: the same line (`level` from add_log_level); an exception
+        logged with it (`log.exception`, `exc_info=`) is `describe`d, never a traceback."""
+        exc = event.pop("exc_info", None)
+        exc = sys.exc_info()[1] if exc is True else exc[1] if isinstance(exc, tuple) else exc
+        if isinstance(exc, BaseException):
+            event.update(describe(exc, self.secrets))
         return render(event.pop("level"), event.pop("event"), event, self.secrets, self.console)
 
 
@@ -173,14 +196,13 @@ def configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            # Tracebacks become text before `render` masks them: a secret in an exception too.
-            structlog.processors.format_exc_info,
             writer.processor,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(writer.threshold),
         logger_factory=lambda *_: _Sink(writer),
         cache_logger_on_first_use=True,
     )
+    _route_library_logging(writer)
 
 
 class _Sink:
@@ -194,6 +216,29 @@ class _Sink:
         self._writer.write(message)
 
     log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+
+
+def _route_library_logging(writer: Writer) -> None:
+    """What the libraries log through the standard `logging` (asyncio's "Exception in
+    callback", a warning) becomes our line, `library_log`: its default handler prints tracebacks,
+    unmasked. `logging` is loaded already (structlog imports it)."""
+    import logging  # noqa: PLC0415
+
+    class Bridge(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                said = mask(record.getMessage(), writer.secrets, limit=MAX_ERROR_CHARS)
+            except Exception:  # noqa: BLE001 - logging's own handling prints a traceback
+                return  # a record that cannot be made (its arguments do not fit) is dropped
+            fields: dict[str, object] = {"logger": record.name, "message": said}
+            if record.exc_info is not None and record.exc_info[1] is not None:
+                fields.update(describe(record.exc_info[1], writer.secrets))
+            level = "error" if record.levelno >= logging.ERROR else "warning"
+            writer._emit(level, "library_log", fields)
+
+    logging.captureWarnings(True)
+    logging.root.handlers[:] = [Bridge()]
+    logging.root.setLevel(logging.WARNING)
 
 
 def configure_from(settings: Settings, stream: TextIO | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,17 @@ def _reap_agent_processes() -> Iterator[None]:
     from tests.e2e.conftest import reap  # noqa: PLC0415 - only tests that start processes
 
     reap()
+
+
+@pytest.fixture(autouse=True)
+def _standard_logging_restored() -> Iterator[None]:
+    """`agent.log.configure` routes the standard `logging` to its writer, for the process: a
+    test that configures it in-process leaves the next test pytest's own."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    yield
+    logging.captureWarnings(False)
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
 
 
 @pytest.fixture
