@@ -64,6 +64,12 @@ class Peers:
                 # on a loaded two-core machine can take a second to start: the tests of what a
                 # hook delivers do not race it. The budget's own tests set it themselves.
                 "CODER_TASK_AGENT_HOOK_BUDGET": "30",
+                # Likewise the stop path's: the defaults (5 s, the fetch of /messages 1.5 s)
+                # are wall-clock time a loaded machine can spend before the step under test.
+                # A test whose outcome needs a budget to run out sets a short one itself
+                # (tests/faults/__init__.py).
+                "CODER_TASK_AGENT_SHUTDOWN_BUDGET": "60",
+                "CODER_TASK_AGENT_STOP_FETCH_TIMEOUT": "60",
                 **extra,
             },
         )

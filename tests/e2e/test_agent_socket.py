@@ -47,7 +47,7 @@ class AgentSocket:
 
     async def stop(self) -> None:
         self._scope.cancel()
-        await wait_until(lambda: not self.path.exists())
+        await wait_until(lambda: not self.path.exists(), within=20)
 
 
 def patched(peers: Peers) -> list[str]:

@@ -56,9 +56,18 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert agent_processes(tmp_path) == set(), "no process left behind"
 
 
+# Ctrl-C at a terminal: SIGINT raises KeyboardInterrupt. A process started with SIGINT ignored
+# (a background job of a shell without job control, some CI runners) keeps it ignored, and
+# Python then installs no handler: the test would inherit whatever its runner was given.
+AS_AT_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from standins.cli import main; raise SystemExit(main())"
+)
+
+
 def test_demo_cleans_up_when_interrupted(tmp_path: Path) -> None:
     demo = subprocess.Popen(
-        [sys.executable, "-m", "standins", "demo", "--speed", "0.2"],
+        [sys.executable, "-c", AS_AT_A_TERMINAL, "demo", "--speed", "0.2"],
         env=demo_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

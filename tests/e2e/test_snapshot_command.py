@@ -12,7 +12,7 @@ from tests.fakes import wait_until
 from tests.faults.test_coder_faults import (
     ENDS_ON_ITS_OWN,
     UNTIL_THE_BUDGET_ENDS,
-    assert_within_budget,
+    ended_by_the_budget,
 )
 
 pytestmark = pytest.mark.anyio
@@ -89,9 +89,9 @@ async def test_retries_through_503_then_uploads(peers: Peers) -> None:
 async def test_coder_down_exits_5_within_the_budget(peers: Peers, refused_url: str) -> None:
     env = peers.env(CODER_AGENT_URL=refused_url, **UNTIL_THE_BUDGET_ENDS)
     code, stderr = await finish(await start_agent(["snapshot"], env))
-    assert code == 5, stderr
     # By the process's own clock: timing from outside would count start-up and the load too.
-    assert_within_budget(stderr)
+    # Exit 5 once /messages answered in time (it shares the budget: exit 3 when it did not).
+    ended_by_the_budget(code, stderr)
 
 
 async def test_agentapi_down_exits_3(peers: Peers, refused_url: str) -> None:

@@ -10,4 +10,9 @@ on how much work fits in them (test_coder_faults holds the settings):
   outcome line, at least one attempt, the time on the process's own clock
   (assert_within_budget). Never how many attempts fit in the budget: that a fault is retried
   is proved by a server that fails once and then stores (the process's `snapshot_retry`).
+- nothing another process must do may share a short budget with the step under test. The
+  one-shot `snapshot` fetches /messages first, within its budget: a test whose budget must
+  run out in the upload also accepts the fetch's ending (`ended_by_the_budget`), and the
+  attempt is proved where nothing comes first: the daemon's stop path, from its mirror.
+The end-to-end `peers.env` gives the stop path and the hooks budgets no load exhausts.
 """

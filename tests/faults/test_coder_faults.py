@@ -29,7 +29,8 @@ ENDS_ON_ITS_OWN = {
     "CODER_TASK_AGENT_REQUEST_TIMEOUT": "60",
     "CODER_TASK_AGENT_STOP_FETCH_TIMEOUT": "60",
 }
-# Until the budget ends: the short budget; the fetch of /messages may use all of it.
+# Until the budget ends: the short budget. The one-shot's fetch of /messages shares it and, on
+# a loaded machine, may use all of it (ended_by_the_budget).
 UNTIL_THE_BUDGET_ENDS = {
     "CODER_TASK_AGENT_SHUTDOWN_BUDGET": str(BUDGET),
     "CODER_TASK_AGENT_STOP_FETCH_TIMEOUT": "60",
@@ -67,6 +68,32 @@ def stop_path_seconds(stderr: str, start: str = "snapshot_started") -> tuple[flo
 def assert_within_budget(stderr: str, start: str = "snapshot_started") -> None:
     elapsed, budget = stop_path_seconds(stderr, start)
     assert elapsed <= budget + OVERRUN, f"the stop path took {elapsed:.2f} s of {budget} s"
+
+
+def ended_by_the_budget(code: int, stderr: str) -> bool:
+    """Check how a one-shot `snapshot` under UNTIL_THE_BUDGET_ENDS ended; True when the
+    process's own log says an upload was attempted.
+
+    Its fetch of /messages comes first, within the same budget, from a server the machine's
+    load may keep from answering in time. Then the one correct ending is the fetch's: no
+    conversation (exit 3), nothing attempted; or the fetch answers with no time left and the
+    upload ends before its first attempt. Either way one line ends it, within the budget.
+    What an upload does against the fault until the budget ends is proved where nothing shares
+    the budget (test_the_daemons_stop_path_retries_until_the_budget_ends: its mirror needs no
+    fetch), and that each fault is retried by the ENDS_ON_ITS_OWN tests.
+    """
+    assert_within_budget(stderr)
+    assert named(stderr, "snapshot_skipped") == []
+    assert named(stderr, "snapshot_uploaded") == []
+    (failed,) = named(stderr, "snapshot_failed")  # one line, not one per retry
+    if named(stderr, "agentapi_messages_timeout"):
+        assert code == 3, stderr
+        assert str(failed["reason"]).startswith("AgentAPI did not answer"), failed
+        return False
+    assert named(stderr, "agentapi_messages_failed") == [], stderr  # it answered
+    assert code == 5, stderr
+    assert failed["reason"] == "not delivered before the deadline"
+    return "deadline reached before the attempt" not in str(failed["error"])
 
 
 async def snapshot_against(peers: Peers, coder_url: str, **env: str) -> tuple[int, str]:
@@ -158,11 +185,47 @@ async def test_what_is_worth_retrying_ends_with_the_budget(
         code, stderr = await snapshot_against(
             peers, f"http://127.0.0.1:{port}", **UNTIL_THE_BUDGET_ENDS
         )
+        # Not how many attempts fit in the budget: that is the machine's load.
+        if ended_by_the_budget(code, stderr):
+            # Attempted, so sent: the server reads it even if the process has gone.
+            await wait_until(lambda: len(server.requests) >= 1, within=20)
         group.cancel_scope.cancel()
-    # Not how many attempts fit in the budget: that is the machine's load.
+
+
+@pytest.mark.parametrize(("name", "behaviour", "said"), WORTH_RETRYING)
+async def test_the_daemons_stop_path_retries_until_the_budget_ends(
+    peers: Peers, name: str, behaviour: Behaviour, said: str
+) -> None:
+    # The daemon's stop path takes its mirror's snapshot (its stream is current): nothing
+    # comes before the upload within the budget, which starts at the signal. So the upload is
+    # attempted at least once whatever the load, unlike the one-shot's (ended_by_the_budget).
+    peers.agentapi.put_message("user", "kept in the mirror")
+    patches: list[dict[str, object]] = []
+
+    async def coder(request: Request) -> Response:
+        if request.method == "PATCH":
+            patches.append(json.loads(request.body))
+            return await answer(200, None)(request)
+        return await behaviour(request)
+
+    server = Scripted(coder)
+    async with anyio.create_task_group() as group:
+        port = await group.start(serve_on_loopback, server.handle)
+        env = {"CODER_AGENT_URL": f"http://127.0.0.1:{port}", **UNTIL_THE_BUDGET_ENDS}
+        process = await start_agent(["run"], peers.env(**env))
+        # Reported from the stream: its replay, the message included, is in the mirror.
+        await wait_until(lambda: any(p["state"] == "idle" for p in patches), within=20)
+        terminate(process)
+        code, stderr = await finish(process)
+        assert named(stderr, "agentapi_messages_fetched") == [], "the mirror, not a fetch"
+        assert named(stderr, "agentapi_messages_timeout") == []
+        # Attempted at least once (the server may read it after the process has gone).
+        await wait_until(
+            lambda: any(r.path.endswith("/log-snapshot") for r in server.requests), within=20
+        )
+        group.cancel_scope.cancel()
     assert code == 5, stderr
-    assert_within_budget(stderr)
-    assert len(server.requests) >= 1
+    assert_within_budget(stderr, start="stop_requested")
     assert named(stderr, "snapshot_skipped") == []
     (failed,) = named(stderr, "snapshot_failed")  # one line, not one per retry
     assert failed["reason"] == "not delivered before the deadline"
@@ -191,10 +254,10 @@ async def test_retry_after_is_honoured(peers: Peers) -> None:
 
 async def test_connection_refused(peers: Peers, refused_url: str) -> None:
     code, stderr = await snapshot_against(peers, refused_url, **UNTIL_THE_BUDGET_ENDS)
-    assert code == 5, stderr
-    assert_within_budget(stderr)
-    (failed,) = named(stderr, "snapshot_failed")
-    assert failed["reason"] == "not delivered before the deadline"
+    if ended_by_the_budget(code, stderr):
+        (failed,) = named(stderr, "snapshot_failed")
+        # The refusal, or an attempt the deadline cut off naming the refusal before it.
+        assert "refused" in str(failed["error"]) or "before the deadline" in str(failed["error"])
 
 
 async def test_reset_mid_response_is_retried_until_the_budget_ends(peers: Peers) -> None:
@@ -206,12 +269,9 @@ async def test_reset_mid_response_is_retried_until_the_budget_ends(peers: Peers)
         code, stderr = await snapshot_against(
             peers, f"http://127.0.0.1:{port}", **UNTIL_THE_BUDGET_ENDS
         )
+        if ended_by_the_budget(code, stderr):
+            await wait_until(lambda: len(hits) >= 1, within=20)
         group.cancel_scope.cancel()
-    assert code == 5, stderr
-    assert len(hits) >= 1
-    assert_within_budget(stderr)
-    (failed,) = named(stderr, "snapshot_failed")
-    assert failed["reason"] == "not delivered before the deadline"
 
 
 async def test_reset_mid_response_is_retried_and_then_uploaded(peers: Peers) -> None:

@@ -81,7 +81,6 @@ async def test_a_patch_in_flight_at_sigterm_is_confirmed_by_the_stop_path(peers:
                 CODER_AGENT_URL=url,
                 # Long enough that "working" is still in flight when the stop comes.
                 CODER_TASK_AGENT_REQUEST_TIMEOUT="60",
-                CODER_TASK_AGENT_SHUTDOWN_BUDGET="10",
             ),
         )
         await wait_until(lambda: peers.states() == ["idle"], within=20)
