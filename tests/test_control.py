@@ -367,3 +367,32 @@ async def test_failing_accepts_back_off_on_the_clock_and_recover(tmp_path: Path)
         entry["error"] for entry in logs if entry["event"] == "report_accept_failed"
     )
     assert events.count("report_accept_recovered") == 1
+
+
+async def test_closing_refuses_new_clients_and_answers_those_connected(tmp_path: Path) -> None:
+    # The daemon's stop closes the socket after its final flush: a client already connected is
+    # answered (its report taken), a later one finds no daemon and reports straight to Coder.
+    path = tmp_path / "report.sock"
+    closing = anyio.Event()
+    received: list[AppStatus] = []
+    ended = anyio.Event()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def serve(*, task_status: anyio.abc.TaskStatus[Path]) -> None:
+                await serve_reports(path, received.append, closing=closing, task_status=task_status)
+                ended.set()
+
+            await group.start(serve)
+            async with await anyio.connect_unix(path) as early:
+                await anyio.wait_all_tasks_blocked()  # taken: its handler waits for the line
+                closing.set()
+                await anyio.wait_all_tasks_blocked()
+                with socket.socket(socket.AF_UNIX) as late, pytest.raises(ConnectionRefusedError):
+                    late.connect(str(path))
+                assert not ended.is_set(), "the connected client is still to be served"
+                await early.send(b'{"state": "idle", "message": "Session ended"}\n')
+                assert b'"ok": true' in await early.receive()
+            await ended.wait()
+    assert [s.message for s in received] == ["Session ended"]
+    assert not path.exists()

@@ -399,6 +399,8 @@ async def test_a_hanging_status_flush_is_cut_at_the_budget(settings: Settings) -
             assert await stop_on(clock, handle) == 0, "the snapshot went all the same"
     assert clock.now() - stopping_at == pytest.approx(settings.shutdown_budget)
     assert len(coder.snapshots) == 1
+    assert settings.socket_path is not None
+    assert not await anyio.Path(settings.socket_path).exists(), "closed at the budget"
     (undelivered,) = [e for e in logs if e["event"] == "status_not_delivered_at_stop"]
     assert undelivered["state"] == "complete"
 
@@ -710,3 +712,79 @@ async def test_a_task_that_raises_anything_is_one_line_then_restarted() -> None:
     assert line["task"].endswith("flaky")
     assert line["at"].startswith("agent/daemon/daemon.py:")
     assert "exc_info" not in line
+
+
+class HeldWorking(FakeCoder):
+    """Coder holding every `working` PATCH until `gate` is set: a slow Coder at the stop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+        self.held = 0
+
+    def client(self) -> httpx.AsyncClient:
+        client = super().client()
+        client.timeout = httpx.Timeout(60.0)
+        return client
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH" and json.loads(request.content)["state"] == "working":
+            self.held += 1
+            await self.gate.wait()
+        return await super().handle(request)
+
+
+@pytest.mark.parametrize("hooks_mode", [False, True])
+async def test_a_report_during_the_final_flush_is_sent_after_it(
+    settings: Settings, hooks_mode: bool
+) -> None:
+    # The socket serves through the stop: a hook's report while the flush sends an older status
+    # reaches the one reporter, which sends it last; only then does the socket close.
+    assert settings.socket_path is not None
+    socket_path = Path(settings.socket_path)
+    if hooks_mode:
+        settings = settings.replace(mode="hooks")
+    coder = HeldWorking()
+    clock = ManualClock()  # never moved: the debounce and the budget never come
+    async with running(settings, coder=coder, clock=clock) as handle:
+        handle.daemon.explicit_report(AppStatus(AppState.WORKING, "Refactor the parser"))
+        await wait_until(lambda: coder.held == 1)
+        handle.daemon.stop_path.request_stop("test")
+        await wait_until(lambda: coder.held == 2)  # the final flush sends it again
+        ended: dict[str, object] = {"state": "idle", "message": "Session ended", "source": "hook"}
+        assert await request(socket_path, ended) == {"ok": True}
+        assert await anyio.Path(socket_path).exists(), "still serving while the flush goes on"
+        coder.gate.set()
+        await wait_until(lambda: handle.exit_code is not None)
+        assert handle.exit_code == 0
+    assert [(s["state"], s["message"]) for s in coder.statuses][-1] == ("idle", "Session ended")
+    assert not await anyio.Path(socket_path).exists(), "closed after the daemon's last send"
+    assert await send_to_daemon(socket_path, AppStatus(AppState.IDLE, "late")) is None
+
+
+async def test_a_snapshot_request_during_the_stop_gets_the_stops_upload(
+    settings: Settings,
+) -> None:
+    assert settings.socket_path is not None
+    socket_path = Path(settings.socket_path)
+    agentapi = FakeAgentAPI()
+    coder = GatedCoder(agentapi, socket_path)
+    coder.gate = anyio.Event()
+    clock = ManualClock()
+    answers: list[dict[str, object]] = []
+    async with running(settings, agentapi=agentapi, coder=coder, clock=clock) as handle:
+        await wait_until(lambda: handle.daemon.mirror.current and handle.states() == ["idle"])
+        handle.daemon.stop_path.request_stop("test")
+        await wait_until(lambda: len(coder.at_upload) == 1)
+        async with anyio.create_task_group() as group:
+
+            async def ask() -> None:
+                answers.append(await request(socket_path, {"request": "snapshot"}))
+
+            group.start_soon(ask)
+            await settled()
+            assert answers == [], "waits for the stop's upload"
+            coder.gate.set()
+        assert await exited_on(clock, handle) == 0
+    assert answers == [{"ok": True, "outcome": "uploaded", "exit_code": 0}]
+    assert len(coder.at_upload) == 1, "no second upload beside the stop's"

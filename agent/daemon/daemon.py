@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import structlog
 
 from agent import boundary
@@ -65,7 +66,9 @@ class Daemon:
         self._rules_changed = anyio.Event()
         self._agentapi_failing = False
         self.ready = anyio.Event()
-        self._watching = Watching(ready=self.ready, scope=anyio.CancelScope(), down=anyio.Event())
+        self._watching = Watching(
+            self.ready, anyio.CancelScope(), anyio.Event(), anyio.Event(), anyio.Event()
+        )
         # The snapshot goes up on the Coder client's kept connection (none without Coder HTTP).
         self.stop_path = StopPath(
             settings,
@@ -131,34 +134,56 @@ class Daemon:
 
     async def _watch(self) -> None:
         try:
-            with self._watching.scope:
-                # Whatever escapes the watching restarts it: only the stop path ends the daemon.
-                await supervised(self._watch_all, self.clock)
+            async with anyio.create_task_group() as group:
+                if self.settings.socket_path is not None:
+                    await group.start(self._serve_reports)
+                try:
+                    with self._watching.scope:
+                        # Whatever escapes the watching restarts it: only the stop ends the daemon.
+                        await supervised(self._watch_all, self.clock)
+                finally:
+                    self._watching.down.set()
         finally:
-            self._watching.down.set()
+            self._watching.closed.set()
+
+    async def _serve_reports(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The report socket, bound before the watchers start, served beside them and on through
+        the stop until the final flush is done (why: agent.daemon.stop)."""
+        started = Announce(task_status)
+        serve = partial(
+            serve_reports,
+            Path(str(self.settings.socket_path)),
+            self.explicit_report,
+            on_snapshot=self.stop_path.snapshot_now,
+            on_hook_report=self.hook_report,
+            clock=self.clock,
+            closing=self._watching.closing,
+            task_status=started,
+        )
+
+        async def serve_or_say_why() -> None:
+            try:
+                await serve()
+            except Exception as exc:
+                if started.told:
+                    raise  # a bug while serving: restarted, as every task is
+                # Lost a race with another daemon starting at the same moment (that one serves
+                # reports), or an unusable path: reports then go straight to Coder, and this
+                # daemon still watches and saves the snapshot.
+                in_use = isinstance(exc, SocketInUse)
+                log.error(
+                    "report_socket_in_use" if in_use else "report_socket_unavailable",
+                    error=str(exc),
+                )
+                started.started()
+
+        await supervised(serve_or_say_why, self.clock)
 
     async def _watch_all(self) -> None:
         settings = self.settings
         async with anyio.create_task_group() as group:
-            if settings.socket_path is not None:
-                try:
-                    await group.start(
-                        partial(
-                            serve_reports,
-                            on_snapshot=self.stop_path.snapshot_now,
-                            on_hook_report=self.hook_report,
-                            clock=self.clock,
-                        ),
-                        Path(settings.socket_path),
-                        self.explicit_report,
-                    )
-                except SocketInUse as exc:
-                    # Lost a race with another daemon starting at the same moment: that one
-                    # serves reports; this one still watches and saves the snapshot.
-                    log.error("report_socket_in_use", error=str(exc))
-                except (ConfigError, OSError) as exc:
-                    # Explicit reports then go straight to Coder; watching goes on regardless.
-                    log.error("report_socket_unavailable", error=str(exc))
             if self.reporting:
                 group.start_soon(supervised, self.reporter.run, self.clock)
             else:
@@ -267,6 +292,19 @@ async def supervised(task: Callable[[], Awaitable[None]], clock: Clock) -> None:
             await clock.sleep(wait)
         else:
             return
+
+
+class Announce:
+    """A task's `task_status`, told once: a restart of the task after a bug is not announced."""
+
+    def __init__(self, status: anyio.abc.TaskStatus[None]) -> None:
+        self.status = status
+        self.told = False
+
+    def started(self, value: object = None) -> None:
+        if not self.told:
+            self.told = True
+            self.status.started()
 
 
 def task_id_warning(settings: Settings, environment: Environment) -> dict[str, str] | None:

@@ -7,6 +7,14 @@ mirror's snapshot body is built once the mirror is quiet, and when the `/events`
 current at the signal that body is uploaded as it is (re-fetching megabytes only delays it);
 otherwise `/messages` is fetched, the mirror the fallback. The watchers are torn down only after
 the upload's first attempt (or TEARDOWN_GRACE), so their unwinding does not delay the request.
+
+The report socket outlives the watchers: it serves until the final flush is done, then closes.
+A stop of the workspace stops the agent too, whose hooks fire now (Claude Code's `SessionEnd`).
+Were the socket gone with the watchers, such a hook would report straight to Coder while the
+flush may still be sending an older wanted status (held up by a slow Coder), and whichever
+landed last would show for good. Kept open, every report of the stop reaches the rules and the
+one reporter, which sends the latest once; a report after the close goes straight to Coder,
+after the daemon's last send. So the order is one: the daemon's sends, then the direct ones.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ class Watching:
     ready: anyio.Event  # every watcher has started
     scope: anyio.CancelScope  # the watchers run in it
     down: anyio.Event  # they are torn down
+    closing: anyio.Event  # the report socket is to close (it serves on until then)
+    closed: anyio.Event  # it is closed, every client it took answered (or there is none)
 
 
 class StopPath:
@@ -76,6 +86,7 @@ class StopPath:
         self._stop_requested = anyio.Event()
         self._stop_deadline = 0.0  # on the clock: the shutdown budget from the stop
         self._attempted = anyio.Event()  # the upload's first attempt is over
+        self._saved = anyio.Event()  # the stop's upload is over, its outcome known
         self._wound_down = anyio.Event()
         # Captured at the signal: the snapshot when the stream was current, and the messages.
         self._live_at_stop: Snapshot | None = None
@@ -92,6 +103,7 @@ class StopPath:
                 fallback=self._mirrored_at_stop,
                 attempted=self._attempted,
             )
+            self._saved.set()
             self._attempted.set()  # also when nothing was to upload (hooks mode)
             await self._wound_down.wait()  # the final status too, within the same budget
         # Set as soon as the stop path knows it: a second signal arriving after the upload
@@ -137,18 +149,36 @@ class StopPath:
 
     async def wind_down(self) -> None:
         """After the upload's first attempt (or TEARDOWN_GRACE): tell systemd, tear the watchers
-        down, flush the final status."""
+        down, flush the final status, close the report socket, flush what it took as it closed;
+        all within the budget (the socket is closed at its end whatever is left)."""
         await self._stop_requested.wait()
         await self.clock.wait(self._attempted, TEARDOWN_GRACE)
         self.notifier.notify(STOPPING="1", STATUS="stopping: saving the conversation")
         self.watching.scope.cancel()
-        if self.reporter is not None:
-            await self._flush_reports(self.reporter, self._stop_deadline)
+        try:
+            with self.clock.move_on_after(self._stop_deadline - self.clock.now()):
+                await self.watching.down.wait()  # the reporter's task too: one send at a time
+                await self._flush_reports()  # the socket serves on: reports now join this flush
+                flushed = None if self.reporter is None else self.reporter.wanted
+                self.watching.closing.set()
+                await self.watching.closed.wait()
+                if self.reporter is not None and self.reporter.wanted != flushed:
+                    await self._flush_reports()  # taken as it closed: rarely any
+        finally:
+            self.watching.closing.set()
+        if self.reporter is not None and (pending := self.reporter.pending) is not None:
+            log.warning(
+                "status_not_delivered_at_stop", state=pending.state.value, message=pending.message
+            )
         self._wound_down.set()
 
     async def snapshot_now(self) -> tuple[str, int]:
         """`snapshot` beside the daemon: the stop path's upload now, watching goes on; the
-        outcome's word and exit code."""
+        outcome's word and exit code. During the stop, the stop's own upload's outcome."""
+        if self._stop_requested.is_set():
+            await self._saved.wait()  # a second upload would only race the stop's
+            outcome = Outcome.INTERRUPTED if self._outcome is None else self._outcome
+            return outcome.value, int(outcome.exit_code)
         deadline = self.clock.now() + self.settings.shutdown_budget
         mirrored = len(self.mirror) > 0
         outcome = await self._save(
@@ -189,21 +219,15 @@ class StopPath:
             log.error("snapshot_failed", reason="an unexpected error (the line above)")
             return Outcome.UNDELIVERED
 
-    async def _flush_reports(self, reporter: Reporter, deadline: float) -> None:
-        """Confirm the final status within the budget, once the reporter's task is down (one
-        send at a time; a send it had in flight is in doubt, so sent again)."""
+    async def _flush_reports(self) -> None:
+        """Confirm the latest wanted status within the budget (a send the reporter's task had in
+        flight is in doubt, so sent again); a report handed over meanwhile is sent after it."""
+        if self.reporter is None:
+            return
         try:
-            with self.clock.move_on_after(deadline - self.clock.now()):
-                await self.watching.down.wait()
-                if await reporter.flush(deadline):
-                    return
-        except Exception:  # the snapshot beside this must be saved whatever a report does
-            log.exception("status_flush_failed")
-        pending = reporter.pending
-        if pending is not None:
-            log.warning(
-                "status_not_delivered_at_stop", state=pending.state.value, message=pending.message
-            )
+            await self.reporter.flush(self._stop_deadline)
+        except Exception as exc:  # noqa: BLE001 - the snapshot beside it is saved whatever
+            log.error(boundary.EVENT, task="flush_reports", **boundary.describe(exc))
 
     def _on_mirror_change(self) -> None:
         self._mirror_changed.set()

@@ -12,7 +12,7 @@ import json
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +65,18 @@ async def serve_reports(
     on_snapshot: SnapshotNow | None = None,
     on_hook_report: Callable[[AppStatus], None] | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    closing: anyio.Event | None = None,
     task_status: anyio.abc.TaskStatus[Path] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on `path` until cancelled, handing each valid report to `on_report`.
+    """Listen on `path` until cancelled or `closing` is set, handing each valid report to
+    `on_report`.
 
     A `"source": "hook"` report goes to `on_hook_report` when given (the rules treat a hook's idle
     differently); a snapshot request runs `on_snapshot` (refused when None). Raises SocketInUse
     when a live daemon serves `path`. A failing client is dropped, a failing accept (EMFILE) backs
-    off on `clock`: nothing a client does ends the server.
+    off on `clock`: nothing a client does ends the server. Once `closing` is set, a new connection
+    is refused (its client reports straight to Coder) and the server returns when every client
+    already connected was answered: none is cut off with its report taken but unanswered.
     """
     prepare_socket_dir(path)
     # Held for the server's life, released by the kernel however it dies: locked means alive.
@@ -92,6 +96,7 @@ async def serve_reports(
                     listener,
                     lambda stream: _handle(stream, on_report, on_snapshot, on_hook_report, clock),
                     clock,
+                    closing,
                 )
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -170,6 +175,7 @@ async def _accept_loop(
     listener: anyio.abc.SocketListener,
     handle: Callable[[anyio.abc.SocketStream], Awaitable[None]],
     clock: Clock,
+    closing: anyio.Event | None = None,
 ) -> None:
     # MAX_CLIENTS at once, the rest in the kernel's backlog: held connections cannot take all fds.
     slots = anyio.Semaphore(MAX_CLIENTS)
@@ -183,25 +189,53 @@ async def _accept_loop(
         finally:
             slots.release()
 
-    failures = 0
-    async with anyio.create_task_group() as group:
+    async def close_when_told(accepting: anyio.CancelScope, closing: anyio.Event) -> None:
+        await closing.wait()
+        accepting.cancel()
+
+    async with anyio.create_task_group() as group:  # left once every client was served
+        with anyio.CancelScope() as accepting:
+            if closing is not None:
+                group.start_soon(close_when_told, accepting, closing)
+            await _accept_until_cancelled(listener, serve, slots, clock, group)
+        # Closing: connecting is refused from now on, and the clients queued before are served
+        # (closing the listener would reset them, their reports taken by nobody).
+        raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
+        raw.shutdown(socket.SHUT_RD)
         while True:
-            await slots.acquire()
             try:
-                stream = await listener.accept()
-            except (OSError, anyio.BrokenResourceError) as exc:
-                # accept()'s EMFILE, ENFILE, ENOBUFS... (anyio wraps them): the listener is fine.
-                slots.release()
-                failures += 1
-                if failures == 1:
-                    cause = exc.__cause__ or exc
-                    log.error("report_accept_failed", error=f"{type(cause).__name__}: {cause}")
-                await clock.sleep(ACCEPT_BACKOFF.wait(failures))
-                continue
-            if failures:
-                log.info("report_accept_recovered", failures=failures)
-                failures = 0
-            group.start_soon(serve, stream)
+                queued, _ = raw.accept()
+            except OSError:  # BlockingIOError once none is left
+                break
+            await slots.acquire()
+            group.start_soon(serve, await anyio.abc.UNIXSocketStream.from_socket(queued))
+
+
+async def _accept_until_cancelled(
+    listener: anyio.abc.SocketListener,
+    serve: Callable[[anyio.abc.SocketStream], Coroutine[Any, Any, None]],
+    slots: anyio.Semaphore,
+    clock: Clock,
+    group: anyio.abc.TaskGroup,
+) -> None:
+    failures = 0
+    while True:
+        await slots.acquire()
+        try:
+            stream = await listener.accept()
+        except (OSError, anyio.BrokenResourceError) as exc:
+            # accept()'s EMFILE, ENFILE, ENOBUFS... (anyio wraps them): the listener is fine.
+            slots.release()
+            failures += 1
+            if failures == 1:
+                cause = exc.__cause__ or exc
+                log.error("report_accept_failed", error=f"{type(cause).__name__}: {cause}")
+            await clock.sleep(ACCEPT_BACKOFF.wait(failures))
+            continue
+        if failures:
+            log.info("report_accept_recovered", failures=failures)
+            failures = 0
+        group.start_soon(serve, stream)
 
 
 async def _handle(
