@@ -5,6 +5,12 @@ code, never a traceback, and a hook never fails the agent. `agent.errors` covers
 purpose; this covers the rest (a bug, an OSError nobody expected): `agent.cli` runs each command
 in `contained`, the daemon's supervision logs through `describe`. Standard library only, nothing
 at import: the hooks' fast path runs it.
+
+A stop signal is Ctrl-C for every command that has no handling of its own: SIGTERM (a stop
+script's `timeout`, an agent's hook timeout) and SIGHUP (a closing terminal) end it with one
+`command_interrupted` line and the code Ctrl-C gives, where their default actions ended it with
+no line at all. `run` handles its signals before it gets here (agent.stop.early), `stop-hook`
+takes them as "hurry" (agent.stop.hook).
 """
 
 from __future__ import annotations
@@ -15,32 +21,56 @@ import sys
 # A plain constant that type checkers treat as true: `typing` is not imported on this path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as _signal
     from collections.abc import Callable
+    from types import FrameType
+
+if not TYPE_CHECKING:
+    # `signal`'s functions and numbers without the enums `signal` builds at import: loaded with
+    # the interpreter, it costs a hook nothing.
+    import _signal
 
 EVENT = "unexpected_error"
+# The signals that end a command as Ctrl-C does, by the names its line gives them.
+STOPS: dict[int, str] = {
+    _signal.SIGINT: "SIGINT",
+    _signal.SIGTERM: "SIGTERM",
+    _signal.SIGHUP: "SIGHUP",
+}
+# Set once the first stop signal was raised or the command is ending: a later one changes
+# nothing (a second Ctrl-C, or a `timeout` that repeats its signal, landing in the line that
+# reports the first, or in the exit, was a traceback).
+_ending: list[bool] = []
 
 
 def contained(command: str, body: Callable[[], int], *, unexpected: Callable[[], int]) -> int:
     """Run `body` and return its exit code; SystemExit (argparse's) passes.
 
-    A ConfigError is printed and exit 2, Ctrl-C exit 6; anything else is one `unexpected_error`
-    line and `unexpected()`. A hook (whose own code logs its configuration) exits `unexpected()`
-    (0), on Ctrl-C too.
+    A ConfigError is printed and exit 2; a stop signal (Ctrl-C, SIGTERM, SIGHUP) is one
+    `command_interrupted` line naming it and exit 6; anything else is one `unexpected_error`
+    line and `unexpected()`. A command that never fails its caller (`unexpected()` is 0: a hook,
+    `stop-hook` without --strict) exits 0 on a signal too; a hook logs its own configuration.
     """
-    # Everything inside the `try`, imports too: a Ctrl-C that lands while they load is one too.
+    # Everything inside the `try`, imports too: a signal that lands while they load is one too.
+    _ending.clear()  # one command per process; a test runs several
     try:
+        take_stop_signals()
         safe_standard_streams()
         if sys.unraisablehook is sys.__unraisablehook__:  # not when a test runner holds it
             sys.unraisablehook = lambda unraisable: _unraisable(command, unraisable)
         return body()
     except SystemExit:
+        _ending.append(True)
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # agent.errors.Interrupted, or Python's own Ctrl-C
+        _ending.append(True)
         from agent.models import ExitCode  # noqa: PLC0415 - stdlib-only, light
 
-        _line("command_interrupted", command=command, signal="SIGINT")
-        return unexpected() if command == "hook" else int(ExitCode.INTERRUPTED)
+        _line("command_interrupted", command=command, signal=getattr(exc, "signal", "SIGINT"))
+        code = unexpected()
+        return code if code == ExitCode.OK else int(ExitCode.INTERRUPTED)
     except BaseException as exc:  # noqa: BLE001 - the boundary: nothing passes it
+        _ending.append(True)
         from agent.errors import ConfigError  # noqa: PLC0415
         from agent.models import ExitCode  # noqa: PLC0415
 
@@ -51,7 +81,26 @@ def contained(command: str, body: Callable[[], int], *, unexpected: Callable[[],
         _line(EVENT, command=command, **describe(leaf))
         return unexpected()
     finally:
+        _ending.append(True)  # the exit code is known: a signal from now on is too late
         settle_standard_streams()
+
+
+def take_stop_signals() -> None:
+    """From now on SIGINT, SIGTERM and SIGHUP raise agent.errors.Interrupted, each where nothing
+    else handles it: `run`'s own handlers (installed before this) and a signal the parent
+    ignored (`nohup`, a background job's SIGINT) are left as they are."""
+    # Imported here, not in the handler: a signal landing while it loads would find no class.
+    from agent.errors import Interrupted  # noqa: PLC0415 - every command loads it anyway
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        if _ending:
+            return  # the command is already ending: it ends with the first signal's line
+        _ending.append(True)
+        raise Interrupted(STOPS[signum])
+
+    for signum in STOPS:
+        if _signal.getsignal(signum) in (_signal.SIG_DFL, _signal.default_int_handler):
+            _signal.signal(signum, interrupt)
 
 
 def _unraisable(command: str, unraisable: sys.UnraisableHookArgs) -> None:

@@ -219,6 +219,20 @@ def unexpected_exit(args_list: Sequence[str]) -> int:
 
 
 def _main(args_list: list[str]) -> int:
+    if args_list[:1] == ["stop-hook"]:
+        from agent.errors import Interrupted  # noqa: PLC0415 - loaded by the boundary
+
+        try:
+            return _dispatch(args_list)
+        except Interrupted as exc:
+            # A stop signal before its event loop takes them (argparse, the imports, step 1)
+            # is a hurry too: the same command line again, hurried, and AgentAPI is stopped.
+            # A second signal does nothing (agent.boundary).
+            return _dispatch(args_list, hurried=exc.signal)
+    return _dispatch(args_list)
+
+
+def _dispatch(args_list: list[str], hurried: str | None = None) -> int:
     fast = _fast_command(args_list)
     parsed = fast or _parse(args_list)
     if isinstance(parsed, int):
@@ -233,7 +247,7 @@ def _main(args_list: list[str]) -> int:
         # Never a configuration error exit: problems are logged and the rest of the stop runs.
         from agent.stop.hook import run_stop_hook  # noqa: PLC0415
 
-        return run_stop_hook(flags, strict="--strict" in options)
+        return run_stop_hook(flags, strict="--strict" in options, hurried=hurried)
     if command == "hook":
         # Never fails the agent: exits 0, problems logged (agent.hooks.command).
         from agent.hooks.command import process_started, run_hook  # noqa: PLC0415

@@ -15,6 +15,19 @@ unknown: the safe side.
 from __future__ import annotations
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop signal ended a short command: `signal` names it (SIGINT, SIGTERM, SIGHUP).
+
+    Raised by the handlers agent.boundary installs. Not an AgentError: a BaseException, as Ctrl-C
+    is, so nothing that contains an Exception swallows it, and whatever takes Ctrl-C as the end
+    of the work takes a stop script's `timeout` (SIGTERM) or a closing terminal (SIGHUP) alike.
+    """
+
+    def __init__(self, signal: str) -> None:
+        super().__init__(signal)
+        self.signal = signal
+
+
 class AgentError(Exception):
     """Base of every error the daemon raises on purpose."""
 

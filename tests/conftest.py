@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +95,14 @@ def refused_port() -> Iterator[int]:
 def refused_url(refused_port: int) -> str:
     """`http://127.0.0.1:PORT` at `refused_port`: where "nothing listens" is a test's premise."""
     return f"http://127.0.0.1:{refused_port}"
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """`agent.boundary` takes SIGINT, SIGTERM and SIGHUP for the process's life (a command is
+    the process): a test that runs a command in-process leaves the next test pytest's own."""
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    handlers = {signum: signal.getsignal(signum) for signum in stops}
+    yield
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)

@@ -9,15 +9,21 @@ The same `ARG_*` inputs (agent.stop.inputs) and steps, each bounded (docs/stop-h
 4. SIGTERM, then SIGKILL past `agentapi_stop_timeout`.
 It exits 0 whatever happened (a failing stop script marks the shutdown as errored);
 `--strict` gives the outcome's ExitCode.
+
+A stop signal (SIGTERM: the stop script's `timeout`; SIGINT; SIGHUP) means "hurry", never
+"abort": the snapshot is abandoned, AgentAPI is still stopped (step 4 is bounded anyway). Before
+the event loop (step 1 mostly) the signal arrives as agent.boundary's Interrupted; from the loop's
+start to its end it is queued for the loop's receiver; after it, nothing is left to hurry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,11 +56,52 @@ if TYPE_CHECKING:
     Snap = tuple[oneshot.Plan, oneshot.Fetched, float]
 
 
+# The signals that hurry the stop hook, by the names `stop_hook_hurried` gives them.
+STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def run_stop_hook(
-    flags: Mapping[str, tuple[str, str]], *, strict: bool, env: Mapping[str, str] | None = None
+    flags: Mapping[str, tuple[str, str]],
+    *,
+    strict: bool,
+    env: Mapping[str, str] | None = None,
+    hurried: str | None = None,
 ) -> int:
-    """The whole stop hook; returns 0 unless `strict` (then the outcome's ExitCode)."""
+    """The whole stop hook; returns 0 unless `strict` (then the outcome's ExitCode).
+
+    A stop signal before the loop is agent.boundary's Interrupted, which agent.cli answers by
+    calling again with `hurried` (the signal's name): no step 1, no snapshot, AgentAPI stopped.
+    """
     started = time.monotonic()
+    ready = _prepare(flags, env, snapshot=hurried is None)
+    # Held from here until the loop's receiver is open: a signal then is a hurry too.
+    unheld = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS) - set(STOPS)
+    return _run(ready, started, strict=strict, signals=_Signals(unheld, hurried))
+
+
+class _Ready:
+    """What steps 2 to 4 start from: the inputs, the settings, step 1's work."""
+
+    __slots__ = ("inputs", "problems", "settings", "snap_parts")
+
+    def __init__(
+        self,
+        inputs: StopHookInputs,
+        settings: Settings,
+        problems: list[str],
+        snap_parts: tuple[oneshot.Plan, oneshot.Fetched] | None,
+    ) -> None:
+        self.inputs = inputs
+        self.settings = settings
+        self.problems = problems
+        self.snap_parts = snap_parts
+
+
+def _prepare(
+    flags: Mapping[str, tuple[str, str]], env: Mapping[str, str] | None, *, snapshot: bool
+) -> _Ready:
+    """The inputs and settings, and with `snapshot` step 1 (see the module docstring) and the
+    upload's plan; then what the loop needs loaded and the log configured."""
     merged, inputs = stop_hook_environment(env)
     problems = list(inputs.problems)
     usable = True
@@ -64,7 +111,7 @@ def run_stop_hook(
         problems.append(f"{exc}; no snapshot is taken")
         settings = _fallback_settings(merged)
         usable = False
-    snapshot = usable and inputs.snapshot and settings.task_id is not None
+    snapshot = snapshot and usable and inputs.snapshot and settings.task_id is not None
     fetched = None
     if snapshot and not settings.hooks_mode:
         # Step 1, before anything else (see the module docstring).
@@ -77,24 +124,54 @@ def run_stop_hook(
         except ConfigError as exc:
             problems.append(f"{exc}; no snapshot is taken")
 
+    import anyio  # noqa: PLC0415, F401 - loaded while a signal is still a hurry
+
+    from agent.clock import SYSTEM_CLOCK  # noqa: PLC0415, F401
+
+    configure_from(settings)
+    parts = (plan, fetched) if plan is not None and fetched is not None else None
+    return _Ready(inputs, settings, problems, parts)
+
+
+def _run(ready: _Ready, started: float, *, strict: bool, signals: _Signals) -> int:
+    """Steps 2 to 4 in the event loop; the exit code. The stop signals are held when it is
+    called (until the loop's receiver takes them) and from the loop's end: `stop_hook_finished`
+    is the last line, and its code the exit code."""
     import anyio  # noqa: PLC0415
 
     from agent.clock import SYSTEM_CLOCK  # noqa: PLC0415
 
-    configure_from(settings)
+    settings = ready.settings
     log = get_logger("agent.stop.hook")
     for warning in settings.warnings:
         log.warning("configuration_warning", problem=warning)
-    for problem in problems:
+    for problem in ready.problems:
         log.error("stop_hook_input_problem", problem=problem)
     deadline = started + settings.shutdown_budget
-    snap = (plan, fetched, deadline) if plan is not None and fetched is not None else None
-    outcome = anyio.run(_stop, settings, inputs, snap, deadline - time.monotonic(), SYSTEM_CLOCK)
+    snap = None if ready.snap_parts is None else (*ready.snap_parts, deadline)
+    remaining = deadline - time.monotonic()
+    stop = functools.partial(_stop, signals=signals)
+    outcome = anyio.run(stop, settings, ready.inputs, snap, remaining, SYSTEM_CLOCK)
+    # The loop's receiver gave them back to their default actions as it closed (asyncio does):
+    # held, and now ignored, till the exit.
+    for signum in STOPS:
+        signal.signal(signum, signal.SIG_IGN)
     code = outcome.exit_code
-    if code == ExitCode.OK and problems:
+    if code == ExitCode.OK and ready.problems:
         code = ExitCode.USAGE
     log.info("stop_hook_finished", outcome=outcome.value, exit_code=int(code), strict=strict)
     return int(code) if strict else 0
+
+
+class _Signals:
+    """How `_stop` takes the stop signals: the mask to restore once its receiver is open, and
+    the signal that arrived before the loop, if one did."""
+
+    __slots__ = ("hurried", "unheld")
+
+    def __init__(self, unheld: set[int | signal.Signals], hurried: str | None) -> None:
+        self.unheld = unheld  # the signal mask before the stop signals were held
+        self.hurried = hurried
 
 
 def _fallback_settings(merged: Mapping[str, str]) -> Settings:
@@ -110,9 +187,40 @@ def _fallback_settings(merged: Mapping[str, str]) -> Settings:
 
 
 async def _stop(
-    settings: Settings, inputs: StopHookInputs, snap: Snap | None, remaining: float, clock: Clock
+    settings: Settings,
+    inputs: StopHookInputs,
+    snap: Snap | None,
+    remaining: float,
+    clock: Clock,
+    *,
+    signals: _Signals,
 ) -> Outcome:
     """Steps 2 to 4 (step 1 ran before the event loop existed), timed on `clock`."""
+    import anyio  # noqa: PLC0415
+
+    # First thing: a signal held since before the loop is delivered to the receiver now.
+    with anyio.open_signal_receiver(*STOPS) as received:
+        signal.pthread_sigmask(signal.SIG_SETMASK, signals.unheld)
+        try:
+            return await _steps(
+                settings, inputs, snap, remaining, clock, hurried=signals.hurried, received=received
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+
+
+async def _steps(
+    settings: Settings,
+    inputs: StopHookInputs,
+    snap: Snap | None,
+    remaining: float,
+    clock: Clock,
+    *,
+    hurried: str | None,
+    received: AsyncIterator[int],
+) -> Outcome:
+    """Steps 2 to 4; with `hurried` (a signal before the loop) step 4 alone. A signal from
+    `received` abandons steps 2 and 3."""
     import anyio  # noqa: PLC0415
 
     log = get_logger("agent.stop.hook")
@@ -131,32 +239,35 @@ async def _stop(
         state_file = inputs.state_file
     outcome = Outcome.INTERRUPTED
     work = anyio.CancelScope()
+    if hurried is not None:
+        log.warning("stop_hook_hurried", signal=hurried)
+        work.cancel()  # steps 2 and 3 are not started: AgentAPI is stopped at once
     try:
         async with anyio.create_task_group() as outer:
 
             async def hurry_on_signal() -> None:
                 # Our own SIGTERM (the stop script's timeout): abandon the upload and the state
                 # wait, but still stop AgentAPI, which is bounded anyway.
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for signum in signals:
-                        log.warning("stop_hook_hurried", signal=signal.Signals(signum).name)
-                        work.cancel()
+                async for signum in received:
+                    log.warning("stop_hook_hurried", signal=signal.Signals(signum).name)
+                    work.cancel()
 
             outer.start_soon(hurry_on_signal)
             with work:
-                async with anyio.create_task_group() as group:
-                    if process is not None:
-                        group.start_soon(save_state, process, inputs, known, state_file, clock)
-                    saved = state_file if inputs.state_persistence else None
-                    outcome = await _snapshot(
-                        settings,
-                        inputs,
-                        snap,
-                        deadline,
-                        process=process,
-                        state_file=saved,
-                        clock=clock,
-                    )
+                if hurried is None:
+                    async with anyio.create_task_group() as group:
+                        if process is not None:
+                            group.start_soon(save_state, process, inputs, known, state_file, clock)
+                        saved = state_file if inputs.state_persistence else None
+                        outcome = await _snapshot(
+                            settings,
+                            inputs,
+                            snap,
+                            deadline,
+                            process=process,
+                            state_file=saved,
+                            clock=clock,
+                        )
             if process is not None:
                 await terminate(process, settings.agentapi_stop_timeout, clock)
             outer.cancel_scope.cancel()

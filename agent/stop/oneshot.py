@@ -5,7 +5,8 @@ much; an event loop, httpx, pydantic and structlog take longer than such a scrip
 shell blocks on the standard library (`agent.http_blocking`); the rest is the daemon's shell's
 (`agent.stop.upload`): the same modules, timeouts, deadline, caps and log lines. Its steps are
 apart so that `stop-hook` reads `/messages` first (`fetch`) and logs and uploads later (`start`,
-`took`, `upload`); `snapshot_once` runs them in one go, stopped at once by SIGTERM or SIGINT.
+`took`, `upload`); `snapshot_once` runs them in one go, stopped at once by a stop signal
+(agent.boundary's: SIGTERM, SIGINT, SIGHUP), whose line then says so before the command's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 
 from agent.config import Environment, verbatim
 from agent.conversation import MAX_MESSAGES_BYTES, History, read_history
-from agent.errors import OutcomeUnknown, RemoteError
+from agent.errors import Interrupted, OutcomeUnknown, RemoteError
 from agent.http_blocking import request, url_of
 from agent.log import Writer
 from agent.retry import cut_off, deliver_blocking
@@ -33,24 +34,15 @@ from agent.wire import (
 # A plain constant that type checkers treat as true: `typing` is not imported on the hooks' path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import signal as _signal
     import ssl
     from collections.abc import Sequence
-    from types import FrameType
 
     from agent.config import Settings
     from agent.snapshot import SnapshotMessage
     from agent.stop.outcome import Log
 
-if not TYPE_CHECKING:
-    # `signal`'s functions and numbers without the enums `signal` builds at import (about 2% of
-    # this command's instructions); the two names logged are below.
-    import _signal
-
 # How `snapshot_started` names this shell (the daemon's: `httpx`).
 CLIENT = "stdlib"
-# The signals that interrupt the command, by the names `snapshot_interrupted` logs.
-_STOPS: dict[int, str] = {_signal.SIGTERM: "SIGTERM", _signal.SIGINT: "SIGINT"}
 
 
 class Fetched:
@@ -184,23 +176,16 @@ def upload(
     return steps.uploaded(out, task_id, snapshot, retries)
 
 
-class _Interrupted(BaseException):
-    """Signal `args[0]` arrived: stop at once (a BaseException, so nothing swallows it)."""
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise _Interrupted(signum)
-
-
 def snapshot_once(settings: Settings) -> int:
     """`snapshot` without a daemon, under `settings.shutdown_budget`: the exit code, or
-    ConfigError (before anything is sent) as Plan raises it."""
+    ConfigError (before anything is sent) as Plan raises it. A stop signal ends it at once:
+    `snapshot_interrupted` is the stop path's ending, and the signal goes on to the command's
+    boundary (`command_interrupted`, exit 6, Outcome.INTERRUPTED's code)."""
     plan = Plan(settings)
     deadline = time.monotonic() + settings.shutdown_budget
     out = Writer(settings.log_level, settings.log_format, (plan.token,))
     for warning in settings.warnings:
         out.warning("configuration_warning", problem=warning)
-    previous = {signum: _signal.signal(signum, _interrupt) for signum in _STOPS}
     try:
         if settings.task_id is None:
             outcome = steps.no_task(out)
@@ -209,11 +194,8 @@ def snapshot_once(settings: Settings) -> int:
             within = steps.fetch_window(settings.stop_fetch_timeout, deadline - time.monotonic())
             fetched = took(out, fetch(settings.agentapi_url, within), None)
             outcome = upload(plan, fetched, deadline=deadline, out=out)
-    except _Interrupted as exc:
-        signum = exc.args[0]
-        out.warning("snapshot_interrupted", signal=_STOPS.get(signum, str(signum)))
-        outcome = Outcome.INTERRUPTED
-    finally:
-        for signum, handler in previous.items():
-            _signal.signal(signum, handler)
+    except KeyboardInterrupt as exc:  # Interrupted, or Python's own Ctrl-C
+        signal = exc.signal if isinstance(exc, Interrupted) else "SIGINT"
+        out.warning("snapshot_interrupted", signal=signal, outcome=Outcome.INTERRUPTED.value)
+        raise
     return int(outcome.exit_code)

@@ -17,14 +17,14 @@ pytestmark = pytest.mark.anyio
 _ = peers
 
 
-def catches_sigterm(pid: int) -> bool:
-    """True once the process has a handler for SIGTERM (the kernel's SigCgt mask)."""
+def catches(pid: int, signum: signal.Signals = signal.SIGTERM) -> bool:
+    """True once process `pid` has a handler for `signum` (the kernel's SigCgt mask)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
     caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
-    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return bool(int(caught.split()[1], 16) & (1 << (signum - 1)))
 
 
 def memory_map(pid: int) -> str:
@@ -37,7 +37,7 @@ async def test_sigterm_right_after_exec_takes_the_stop_path(peers: Peers) -> Non
     process = await start_agent(["run"], peers.env())
     # The moment the process can catch SIGTERM at all: freeze it there and look at what it has
     # loaded. The handler must come before the slow imports (pydantic's compiled core is one).
-    await wait_until(lambda: catches_sigterm(process.pid), within=20)
+    await wait_until(lambda: catches(process.pid), within=20)
     process.send_signal(signal.SIGSTOP)
     loaded = memory_map(process.pid)
     terminate(process)
@@ -56,7 +56,7 @@ async def test_a_sighup_before_the_daemon_is_up_does_not_end_it(peers: Peers) ->
     # Its default action ended the process (no stop path, no snapshot) until the daemon's own
     # handling, a few hundred milliseconds in, ignored it: a closing terminal sends it then too.
     process = await start_agent(["run"], peers.env())
-    await wait_until(lambda: catches_sigterm(process.pid), within=20)
+    await wait_until(lambda: catches(process.pid), within=20)
     process.send_signal(signal.SIGSTOP)
     process.send_signal(signal.SIGHUP)
     process.send_signal(signal.SIGCONT)
