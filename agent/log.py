@@ -6,6 +6,26 @@ line. The daemon and the heavy paths log through structlog (`configure`, whose l
 about what starting Python costs (issue 14). The one masking rule is `mask`: the token, and any
 piece of it of PIECE characters or more (something may have cut it before us), is replaced; text
 from outside is masked, then cut, or a token split by the cut would leave its head unmasked.
+
+The daemon's lines never wait for stderr (`background`). A write to stderr blocks when the reader
+does not read: a pipe nobody drains (a start-up script that backgrounds the daemon without
+redirecting it: the Coder agent stops reading once the script exits), a slow terminal, a stuck
+journald socket. Written from the event loop, one such write froze the whole daemon: no status
+reports, and SIGTERM not honoured until the pipe drained, so SIGKILL lost the snapshot. So in the
+daemon `Writer.write` only queues the line (`Backlog`, bounded) and one thread of its own writes
+them, a daemon thread: the exit never waits for a stuck sink. Full, the backlog drops its oldest
+lines, counted: the newest (the stop's `snapshot_uploaded`, `daemon_stopped`) matter most, and
+the next line written says how many went (`log_lines_dropped`). At the daemon's exit the backlog
+has FLUSH_SECONDS to go out; a sink still stuck then loses it, never the exit code. Only the
+write moves: each line is rendered and masked by the caller, as before. The short commands
+write directly: they live a moment and their lines must be out before they exit.
+
+Not O_NONBLOCK on descriptor 2: it changes the open file description, shared with whoever else
+holds it (the shell that started us, the Coder agent, other processes on the same pipe), which
+would then get EAGAIN; a dup shares it too. Not an unbounded queue (memory grows for as long as
+the sink is stuck), nor a blocking one (the freeze again), nor a write from the event loop with a
+timeout (lines come from worker threads and from `logging` too, and a write that has started
+cannot be abandoned).
 """
 
 from __future__ import annotations
@@ -15,11 +35,13 @@ import os
 import re
 import sys
 import time
+from collections import deque
 
 # True for type checkers only: `typing` stays off the hooks' path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+    from contextlib import AbstractContextManager
     from typing import Any, TextIO
 
     from structlog.typing import FilteringBoundLogger
@@ -32,6 +54,13 @@ MAX_ERROR_CHARS = 300
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 # A random 8-character run of a token does not occur in ordinary text, and is too much to show.
 PIECE = 8
+# The daemon's lines waiting for stderr, in characters: a few thousand lines (a few hundred
+# characters each), a megabyte or two of memory at most while the sink is stuck.
+BACKLOG_CHARS = 1_000_000
+# At the daemon's exit, how long the lines still waiting may take to go out: the stop path's
+# budget is over by then, and what starts the daemon waits a margin beyond it (docs/deploy.md).
+FLUSH_SECONDS = 1.0
+DROPPED = "log_lines_dropped"
 
 
 def mask(text: str, secrets: Sequence[str], limit: int | None = None) -> str:
@@ -128,7 +157,9 @@ def _console_repr(value: object) -> str:
 
 
 class Writer:
-    """Log lines (`render`) at a level, standard library only; `configure` hands structlog one."""
+    """Log lines (`render`) at a level, standard library only; `configure` hands structlog one.
+
+    Written directly, or by a thread of their own once `background` is called (the daemon)."""
 
     def __init__(
         self,
@@ -141,6 +172,7 @@ class Writer:
         self.threshold = LEVELS.get(level, 20)
         self.console = fmt == "console" or (fmt == "auto" and self.stream.isatty())
         self.secrets = _texts(secrets)
+        self._background: _Background | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Writer:
@@ -164,13 +196,40 @@ class Writer:
         self.write(render(level, event, fields, self.secrets, self.console))
 
     def write(self, line: str) -> None:
-        """`line` on the stream; a stream that cannot take it (closed, a full disk, a pipe
-        nobody reads) loses the line, never the caller: a log line is no reason to stop."""
+        """`line` on the stream, or handed to the writing thread once `background` started it
+        (from any thread: it never waits for the stream)."""
+        if self._background is not None:
+            self._background.put(line)
+        else:
+            self._write_now(line)
+
+    def _write_now(self, line: str) -> None:
+        """A stream that cannot take `line` (closed, a full disk, a pipe whose reader is gone)
+        loses the line, never the caller: a log line is no reason to stop."""
         try:
             self.stream.write(line + "\n")
             self.stream.flush()
         except (OSError, ValueError):
             return  # stderr unusable: nothing to tell
+
+    def dropped(self, count: int) -> str:
+        """The line saying `count` lines were dropped before it, at any level: it says what the
+        log itself lost."""
+        fields = {
+            "dropped": count,
+            "reason": "stderr did not take them in time: the oldest waiting were dropped",
+        }
+        return render("warning", DROPPED, fields, self.secrets, self.console)
+
+    def background(self, capacity: int = BACKLOG_CHARS) -> None:
+        """From now on the lines are written by a thread of their own (the module's docstring)."""
+        if self._background is None:
+            self._background = _Background(self._write_now, self.dropped, Backlog(capacity))
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the lines handed to the thread to be written; True
+        once they are (at once when written directly)."""
+        return self._background is None or self._background.flush(timeout)
 
     def processor(self, logger: object, method: str, event: MutableMapping[str, Any]) -> str:
         """structlog's last processor: the same line (`level` from add_log_level); an exception
@@ -180,6 +239,84 @@ class Writer:
         if isinstance(exc, BaseException):
             event.update(describe(exc, self.secrets))
         return render(event.pop("level"), event.pop("event"), event, self.secrets, self.console)
+
+
+class Backlog:
+    """Lines waiting for the sink, at most `capacity` characters; the decisions alone (the
+    caller holds the lock). Full, it drops its oldest lines and counts them."""
+
+    def __init__(self, capacity: int = BACKLOG_CHARS) -> None:
+        self.capacity = capacity
+        self._lines: deque[str] = deque()
+        self._chars = 0
+        self._dropped = 0  # since the last `take`, all older than the lines held
+
+    def __bool__(self) -> bool:
+        """Something to write: lines, or the count of those dropped."""
+        return bool(self._lines) or self._dropped > 0
+
+    def put(self, line: str) -> None:
+        self._lines.append(line)
+        self._chars += len(line)
+        while self._chars > self.capacity:  # the oldest first: the newest matter most
+            self._chars -= len(self._lines.popleft())
+            self._dropped += 1
+
+    def take(self) -> tuple[int, list[str]]:
+        """How many lines were dropped since the last take, then the lines held, oldest first:
+        in that order they were said (the dropped ones came before those kept)."""
+        taken = (self._dropped, list(self._lines))
+        self._lines.clear()
+        self._chars = self._dropped = 0
+        return taken
+
+
+class _Background:
+    """The thread writing the daemon's lines: it alone waits for the stream."""
+
+    def __init__(
+        self, write: Callable[[str], None], dropped: Callable[[int], str], backlog: Backlog
+    ) -> None:
+        import threading  # noqa: PLC0415 - the daemon's only: not on the hooks' path
+
+        self._write = write
+        self._dropped = dropped
+        self._backlog = backlog
+        self._changed = threading.Condition()
+        self._writing = False  # a batch taken and not all written yet
+        # A daemon thread: the interpreter's exit does not wait for it, stuck or not.
+        threading.Thread(target=self._run, name="log-writer", daemon=True).start()
+
+    def put(self, line: str) -> None:
+        with self._changed:  # held for the backlog's bookkeeping only, never for a write
+            self._backlog.put(line)
+            self._changed.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(self._written, timeout)
+
+    def _written(self) -> bool:
+        return not self._writing and not self._backlog
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()  # for `flush`
+                self._changed.wait_for(self._backlog.__bool__)
+                dropped, lines = self._backlog.take()
+                self._writing = True
+            for line in self._batch(dropped, lines):
+                try:
+                    self._write(line)
+                except Exception:  # noqa: BLE001, S112 - the thread must outlive any one line
+                    continue
+
+    def _batch(self, dropped: int, lines: list[str]) -> Iterator[str]:
+        if dropped:
+            yield self._dropped(dropped)
+        yield from lines
 
 
 def configure(
@@ -192,6 +329,7 @@ def configure(
     import structlog  # noqa: PLC0415 - not on the hooks' path
 
     writer = Writer(level, fmt, secrets, stream)
+    _configured[:] = [writer]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -203,6 +341,28 @@ def configure(
         cache_logger_on_first_use=True,
     )
     _route_library_logging(writer)
+
+
+# The writer of the last `configure`: `background` moves its writes off the caller.
+_configured: list[Writer] = []
+
+
+def background(flush_seconds: float = FLUSH_SECONDS) -> AbstractContextManager[None]:
+    """Inside it, the configured writer's lines are written by a thread of their own (the
+    daemon: the module's docstring); at its end they have `flush_seconds` to go out."""
+    from contextlib import contextmanager  # noqa: PLC0415 - not on the hooks' path
+
+    @contextmanager
+    def moved() -> Iterator[None]:
+        for writer in _configured:
+            writer.background()
+        try:
+            yield
+        finally:
+            for writer in _configured:
+                writer.flush(flush_seconds)
+
+    return moved()
 
 
 class _Sink:

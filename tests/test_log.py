@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 
@@ -20,7 +21,18 @@ import structlog
 from agent import wire
 from agent.config import Secret
 from agent.http_async import status_error
-from agent.log import PIECE, REDACTED, Writer, configure, mask, render, scrub
+from agent.log import (
+    DROPPED,
+    PIECE,
+    REDACTED,
+    Backlog,
+    Writer,
+    background,
+    configure,
+    mask,
+    render,
+    scrub,
+)
 
 SECRET = "tok-5f2b9c1e7d"
 # As long as a Coder agent token (a UUID).
@@ -254,3 +266,94 @@ def test_the_writer_honours_the_level() -> None:
     writer.info("quiet")
     writer.error("loud")
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["loud"]
+
+
+# -- the daemon's lines, written by a thread of their own ---------------------------------------
+
+# What the tests below wait at most for the writing thread: a bound on failure, never a margin.
+HUNG = 30.0
+
+
+def test_a_full_backlog_drops_its_oldest_lines_and_counts_them() -> None:
+    backlog = Backlog(capacity=9)
+    assert not backlog
+    for line in ("aaa", "bbb", "ccc", "ddd", "eeeee"):
+        backlog.put(line)
+    assert backlog.take() == (3, ["ddd", "eeeee"]), "the newest kept, the dropped counted"
+    assert not backlog
+    assert backlog.take() == (0, [])
+
+
+def test_the_count_of_dropped_lines_is_given_once_and_before_the_lines_kept() -> None:
+    backlog = Backlog(capacity=3)
+    backlog.put("old")
+    backlog.put("new")
+    assert backlog, "the count alone is something to write"
+    assert backlog.take() == (1, ["new"])
+    backlog.put("abc")
+    assert backlog.take() == (0, ["abc"])
+
+
+def test_a_line_longer_than_the_backlog_is_dropped_and_counted() -> None:
+    backlog = Backlog(capacity=3)
+    backlog.put("ab")
+    backlog.put("longer")
+    assert backlog.take() == (2, [])
+
+
+class StuckStream(io.StringIO):
+    """A stderr whose first write blocks until `release` (a pipe nobody reads, then read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.entered.set()
+        assert self.release.wait(HUNG), "never released"
+        return super().write(text)
+
+
+def test_lines_written_while_the_stream_is_stuck_wait_or_are_dropped_then_counted() -> None:
+    stream = StuckStream()
+    writer = Writer("info", "json", (), stream)
+    lines = [json.dumps({"event": "line", "n": n}) for n in range(10)]
+    writer.background(capacity=len(lines[0]) * 3)
+    writer.write(lines[0])
+    assert stream.entered.wait(HUNG)  # the thread is inside the stream's write, held there
+    for line in lines[1:]:
+        writer.write(line)  # returns: the caller never waits for the stream
+    assert not writer.flush(timeout=0), "still stuck"
+    stream.release.set()
+    assert writer.flush(timeout=HUNG)
+    said = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert said[0] == {"event": "line", "n": 0}
+    assert said[1]["event"] == DROPPED
+    assert said[1]["dropped"] == 6
+    assert said[2:] == [{"event": "line", "n": n} for n in (7, 8, 9)], "the newest kept"
+
+
+def test_lines_from_many_threads_each_arrive_whole() -> None:
+    out = io.StringIO()
+    configure("info", "json", [TOKEN], stream=out)
+    with background(flush_seconds=HUNG):
+        log = structlog.get_logger("test")
+
+        def say(thread: int) -> None:
+            for n in range(200):
+                log.info("line", thread=thread, n=n, secret=TOKEN)
+
+        threads = [threading.Thread(target=say, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    said = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert sorted((line["thread"], line["n"]) for line in said) == [
+        (t, n) for t in range(4) for n in range(200)
+    ]
+    assert TOKEN not in out.getvalue(), "masked by the caller, as before"
+    for thread_id in range(4):
+        mine = [line["n"] for line in said if line["thread"] == thread_id]
+        assert mine == sorted(mine), "in the order said"

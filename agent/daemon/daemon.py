@@ -19,6 +19,7 @@ import structlog
 
 from agent import boundary
 from agent import lastreport as laststate
+from agent import log as log_lines
 from agent.agentapi import AgentAPIClient
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.coder.httpapi import CoderClient
@@ -327,7 +328,15 @@ def task_id_warning(settings: Settings, environment: Environment) -> dict[str, s
 
 
 async def run_daemon(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> int:
-    """Build the clients from settings and run the daemon on `clock`; returns the exit code."""
+    """Build the clients from settings and run the daemon on `clock`; returns the exit code.
+
+    Its log lines never wait for stderr: a stderr nobody reads froze the event loop, the status
+    reports and the stop path with it (agent.log)."""
+    with log_lines.background():
+        return await _run_daemon(settings, clock)
+
+
+async def _run_daemon(settings: Settings, clock: Clock) -> int:
     coder = None
     if settings.hooks_mode and planned_transport(settings) == "socket":
         # No snapshot to upload, and the status goes by the agent's socket without a token
