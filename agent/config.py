@@ -615,7 +615,7 @@ def _token_file(variable: str, path: str, warnings: list[str]) -> Secret:
     try:
         info = os.stat(path)
         # 64 KiB: a token is a few dozen characters; a huge file is not one.
-        content = _read_regular(path, 65536).decode("utf-8")
+        content = read_regular(path, 65536).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(variable, f"token file {path!r} does not exist") from None
     except PermissionError:
@@ -642,15 +642,16 @@ def _token_texts(environment: Environment) -> tuple[str, ...]:
         paths.append(os.path.join(credentials, CREDENTIAL_NAME))
     for path in filter(None, paths):
         try:
-            values.append(_read_regular(path, 4096).decode("utf-8", "replace").strip())
+            values.append(read_regular(path, 4096).decode("utf-8", "replace").strip())
         except OSError:
             continue
     return tuple(filter(None, values))
 
 
-def _read_regular(path: str, limit: int) -> bytes:
+def read_regular(path: str, limit: int) -> bytes:
     """At most `limit` bytes of the regular file at `path`, opened without blocking: a FIFO in
-    a token file's place would hang every command. Raises OSError for anything else."""
+    a token file's (or an agent's settings file's) place would hang the command. Raises OSError
+    for anything else."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

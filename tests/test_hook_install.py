@@ -779,6 +779,38 @@ def test_the_command_refuses_a_broken_file_without_a_traceback(tmp_path: Path) -
     assert (tmp_path / ".gemini/settings.json").read_text() == "{ not json"
 
 
+@pytest.mark.parametrize("kind", ["fifo", "directory", "too large"])
+@pytest.mark.parametrize("action", ["install", "uninstall"])
+def test_a_settings_path_that_is_no_regular_file_or_too_large_is_refused(
+    kind: str, action: str, tmp_path: Path
+) -> None:
+    # A FIFO in its place hung the command for ever (read whole, without a cap): a subprocess,
+    # so that a hang is the timeout's failure, not the suite's.
+    path = tmp_path / ".claude/settings.json"
+    path.parent.mkdir()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b'{"a": "' + b"x" * install.MAX_FILE_BYTES + b'"}')
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "hook", action, "claude-code"],
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert str(path) in done.stderr
+    said = "larger than" if kind == "too large" else "not a regular file"
+    assert said in done.stderr
+    assert sorted(p.name for p in path.parent.iterdir()) == ["settings.json"], "nothing written"
+
+
 def test_tomlkit_is_imported_only_when_a_toml_file_is_edited() -> None:
     probe = "import sys, agent.cli, agent.hooks.install; print('tomlkit' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

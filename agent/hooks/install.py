@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from agent.config import read_regular
 from agent.errors import BadFile, UsageError
 from agent.hooks import AGENTS, install_targets
 from agent.hooks.targets import EXECUTABLE, ROOT, CodexNotify, JsonHooks, OwnFile, Spec, Target
@@ -43,6 +44,8 @@ _COMMAND_KEYS = ("command", "bash", "powershell")
 _NESTED_KEYS = ("hooks", "action")
 _NOTIFY = [EXECUTABLE, "hook", "codex"]
 _THEN_RUN = "--then-run"
+# An agent's settings are kilobytes; a file larger than this is refused, never cut.
+MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
 # -- JSON: spans found by the standard library's decoder, edits applied to the text ------------
@@ -411,10 +414,16 @@ class Change:
 
 
 def _read(path: Path) -> str | None:
+    """The file's text, None when absent; BadFile for one that is not a regular file of UTF-8
+    text within MAX_FILE_BYTES (a FIFO in its place would hang the install)."""
     try:
-        data = path.read_bytes()
+        data = read_regular(str(path), MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        raise BadFile(str(path), "not a regular file") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise BadFile(str(path), f"larger than {MAX_FILE_BYTES} bytes: not an agent's settings")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
