@@ -265,7 +265,7 @@ FOREIGN_VARIABLES = {
 FOREIGN_NAMES = {
     # Coder's Terraform resources and the agentapi module's arguments.
     *("coder_app", "coder_script", "run_on_start", "run_on_stop", "agentapi_port"),
-    *("enable_state_persistence", "module_dir_name", "pid_file_path"),
+    *("enable_state_persistence", "module_dir_name", "pid_file_path", "task_log_snapshot"),
     # The agents' own payload fields and values (docs/hooks.md).
     *("agent_completed", "agent_needs_input", "apply_patch", "auth_success", "error_context"),
     *("session_id", "stop_hook_active", "stop_reason", "tool_input"),
