@@ -418,3 +418,15 @@ def test_every_name_a_page_puts_in_backticks_is_one_the_code_knows() -> None:
     assert len(named) > 100, "the names were found"
     known = said | defined | FOREIGN_NAMES
     assert sorted((page, name) for page, name in named if name not in known) == []
+
+
+def test_every_setting_the_deploy_page_quotes_from_the_system_unit_is_the_units() -> None:
+    # `TimeoutStopSec=15`, `WatchdogSec=30`...: a reader sizes the shutdown budget by them. A
+    # directive the unit sets, quoted with a value, must be one of its lines (a directive the
+    # unit leaves out is advice for a drop-in).
+    lines = (ROOT / "systemd" / "coder-task-agent.service").read_text("utf-8").splitlines()
+    set_here = {line.split("=")[0] for line in lines if re.match(r"[A-Z]\w+=", line)}
+    text = CODE_BLOCK.sub("", section(DOCS / "deploy.md", "The system unit"))
+    quoted = re.findall(r"`([A-Z]\w+=[^`]+)`", text)
+    assert len(quoted) > 5, "the settings were found"
+    assert [q for q in quoted if q.split("=")[0] in set_here and q not in lines] == []
