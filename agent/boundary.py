@@ -54,10 +54,12 @@ def contained(command: str, body: Callable[[], int], *, unexpected: Callable[[],
     # Everything inside the `try`, imports too: a signal that lands while they load is one too.
     _ending.clear()  # one command per process; a test runs several
     try:
-        take_stop_signals()
         safe_standard_streams()
         if sys.unraisablehook is sys.__unraisablehook__:  # not when a test runner holds it
             sys.unraisablehook = lambda unraisable: _unraisable(command, unraisable)
+        # Last before `body`: a signal from here on is the command's to take (`stop-hook` takes
+        # one as a hurry and still stops AgentAPI, agent.cli), none lands in between.
+        take_stop_signals()
         return body()
     except SystemExit:
         _ending.append(True)
