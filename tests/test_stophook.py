@@ -165,3 +165,21 @@ def test_state_file_in_agentapis_format() -> None:
     assert messages[0].time == "2026-01-01T10:00:00.123456789Z"  # as AgentAPI wrote it
     with pytest.raises(BadResponse, match="state file"):
         parse_state_file(b'{"version":1}')
+
+
+def test_a_process_table_entry_past_its_cap_is_unknown_not_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Cut, the environment could lose AGENTAPI_STATE_FILE and pass for "no state file".
+    monkeypatch.setattr("agent.stop.process.PROC_MAX_BYTES", 4096)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAPI_")}
+    child = _sleeper({**env, "PADDING": "x" * 8192, "AGENTAPI_STATE_FILE": "/s/state.json"})
+    try:
+        process = AgentAPIProcess(child.pid)
+        try:
+            assert process.state_file() == (False, None)
+        finally:
+            process.close()
+    finally:
+        child.kill()
+        child.communicate()
