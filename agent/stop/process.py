@@ -46,6 +46,8 @@ PID_FILE_SLACK = 5.0
 # /proc/PID/environ and cmdline (exec bounds both together to 6 MiB), /proc/stat (a line a CPU):
 # past this, the entry is not what it should be, and is taken as unknown, never cut.
 PROC_MAX_BYTES = 8 << 20
+# `agentapi --version` prints one short line.
+VERSION_MAX_BYTES = 4096
 
 
 class AgentAPIProcess:
@@ -239,17 +241,26 @@ def version_supports_state(output: str) -> bool:
 
 
 def _agentapi_version(timeout: float = 1.0) -> str:
+    """What `agentapi --version` prints within `timeout` s; "" (unknown) past it or past
+    VERSION_MAX_BYTES: it is killed then, never read whole."""
+    from agent.hooks.command import read_stdin  # noqa: PLC0415 - the one capped read of a pipe
+
     try:
-        done = subprocess.run(
+        child = subprocess.Popen(
             ["agentapi", "--version"],  # noqa: S607 - the module's check, on the same PATH
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
     except (OSError, subprocess.SubprocessError):
         return ""
-    return done.stdout
+    with child:
+        try:
+            return read_stdin(child.stdout, timeout, VERSION_MAX_BYTES).decode(errors="replace")
+        except (TimeoutError, ValueError, OSError):
+            return ""
+        finally:
+            child.kill()  # done or not: nothing more is read
 
 
 def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
