@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator
-from contextlib import nullcontext
+from contextlib import AsyncExitStack, nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,6 +31,7 @@ from agent.conversation import (
 from agent.errors import BadResponse
 from agent.http_async import (
     TRANSPORT_FAILURES,
+    error_answer,
     overall_deadline,
     request,
     status_error,
@@ -166,16 +167,26 @@ class AgentAPIClient:
         The replay starts at once on connect, so until the first event a gap over
         `silence_timeout` between two pieces raises TimeoutError (a hung server; a slow replay of
         a huge message still moves). The stream has no heartbeat: later silence is the caller's.
+        The opening (the answer's head, an error's body) has one deadline: `silence_timeout`, else
+        the client's timeout.
         """
         base = self._http.timeout
         timeout = httpx.Timeout(base.connect, read=None, write=base.write, pool=base.pool)
         try:
-            async with self._http.stream(
-                "GET", "/events", headers={"accept": "text/event-stream"}, timeout=timeout
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise status_error(SERVICE, "GET /events", response)
+            async with AsyncExitStack() as opened:
+                # The read timeout is off for the stream: without this deadline a peer that never
+                # sends its head, or trickles an error's body, would hold the watcher for good.
+                with self._clock.fail_after(overall_deadline(self._http, silence_timeout)):
+                    response = await opened.enter_async_context(
+                        self._http.stream(
+                            "GET",
+                            "/events",
+                            headers={"accept": "text/event-stream"},
+                            timeout=timeout,
+                        )
+                    )
+                    if response.status_code != 200:
+                        raise status_error(SERVICE, "GET /events", await error_answer(response))
                 parser = _SSEParser(MAX_EVENT_BYTES)
                 pieces = aiter(response.aiter_bytes())
                 seen = False

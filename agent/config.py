@@ -34,6 +34,8 @@ else:
 
 PREFIX = "CODER_TASK_AGENT_"
 CREDENTIAL_NAME = "coder-agent-token"
+# A token is a few dozen characters; a file far larger is not one.
+TOKEN_FILE_MAX_BYTES = 65536
 DEFAULT_AGENTAPI_URL = "http://localhost:3284"
 # The Coder agent's own default for CODER_AGENT_SOCKET_PATH (Coder >= v2.32).
 DEFAULT_AGENT_SOCKET = "/tmp/coder-agent.sock"  # noqa: S108 - the agent's own default
@@ -617,12 +619,13 @@ def _token_elsewhere(environment: Environment, warnings: list[str]) -> Secret | 
 def _token_file(variable: str, path: str, warnings: list[str]) -> Secret:
     try:
         info = os.stat(path)
-        # 64 KiB: a token is a few dozen characters; a huge file is not one.
-        content = read_regular(path, 65536).decode("utf-8")
+        content = read_regular(path, TOKEN_FILE_MAX_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(variable, f"token file {path!r} does not exist") from None
     except PermissionError:
         raise ConfigError(variable, f"token file {path!r} is not readable") from None
+    except (FileTooLarge, IsADirectoryError) as exc:
+        raise ConfigError(variable, f"token file {path!r} is {exc.strerror}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             variable, f"token file {path!r} cannot be read ({type(exc).__name__})"
@@ -645,20 +648,31 @@ def _token_texts(environment: Environment) -> tuple[str, ...]:
         paths.append(os.path.join(credentials, CREDENTIAL_NAME))
     for path in filter(None, paths):
         try:
-            values.append(read_regular(path, 4096).decode("utf-8", "replace").strip())
+            values.append(
+                read_regular(path, TOKEN_FILE_MAX_BYTES).decode("utf-8", "replace").strip()
+            )
         except OSError:
             continue
     return tuple(filter(None, values))
 
 
+class FileTooLarge(OSError):
+    """`read_regular`'s file is over its cap."""
+
+
 def read_regular(path: str, limit: int) -> bytes:
-    """At most `limit` bytes of the regular file at `path`, opened without blocking: a FIFO in
-    a token file's (or an agent's settings file's) place would hang the command. Raises OSError
-    for anything else."""
+    """The regular file at `path`, opened without blocking: a FIFO in a token file's (or an
+    agent's settings file's) place would hang the command. Raises IsADirectoryError for what is
+    not a regular file, FileTooLarge past `limit` bytes (never cut: a cut token would pass for
+    one), OSError for anything else."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise IsADirectoryError(errno.EINVAL, "not a regular file", path)
-        return os.read(fd, limit)
+        # One byte past the cap, whatever the size says: the file may be growing.
+        data = os.read(fd, limit + 1)
     finally:
         os.close(fd)
+    if len(data) > limit:
+        raise FileTooLarge(errno.EFBIG, f"larger than {limit} bytes", path)
+    return data

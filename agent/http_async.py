@@ -125,6 +125,17 @@ async def request(
         raise transport_error(service, what, exc) from None
     if ok and whole_body and not complete:
         raise BadResponse(service, what, f"the answer exceeds {max_body} bytes")
+    return _with_body(response, body)
+
+
+async def error_answer(response: httpx.Response) -> httpx.Response:
+    """An answer opened as a stream, for `status_error`: its body read through MAX_ERROR_BODY
+    (the rest never read: an error answer may be endless). The caller bounds the time."""
+    body, _ = await _read_capped(response, MAX_ERROR_BODY)
+    return _with_body(response, body)
+
+
+def _with_body(response: httpx.Response, body: bytes) -> httpx.Response:
     # The body is decoded already: no encoding headers, or httpx decodes it again. Raw bytes: a
     # value that is not ASCII would not encode again (`Retry-After: ²`: UnicodeEncodeError).
     headers = [

@@ -40,6 +40,8 @@ SNAPSHOT_QUERY = {"format": "agentapi"}
 
 MAX_DETAIL_CHARS = 300  # of a server's own words, in an error
 MAX_ERROR_BODY = 64 * 1024  # read of an error answer
+# A CA bundle (SSL_CERT_FILE): the system's is about 200 KB; far larger is not one.
+MAX_CA_FILE_BYTES = 16 * 1024 * 1024
 MAX_RETRY_AFTER = 86_400.0  # a day; beyond, garbage or hostile: treated as absent
 
 
@@ -80,7 +82,13 @@ def _loaded(
 ) -> ssl.SSLContext:
     import ssl  # noqa: PLC0415
 
+    from agent.config import read_regular  # noqa: PLC0415 - the one capped read of a file
+
     try:
+        if cafile is not None:
+            # Checked first: OpenSSL's own open of a FIFO would never return, in C, where no
+            # deadline reaches; a huge file would be read whole.
+            read_regular(cafile, MAX_CA_FILE_BYTES)
         return ssl.create_default_context(cafile=cafile, capath=capath)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

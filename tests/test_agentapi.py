@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 from hypothesis import given, settings
@@ -27,6 +29,7 @@ from agent.agentapi import (
     parse_messages,
 )
 from agent.errors import BadResponse, Rejected, ServerError, TransportError
+from agent.wire import MAX_ERROR_BODY
 from tests.fakes import TIME, FakeAgentAPI, wait_until
 from tests.manualclock import ManualClock
 
@@ -401,3 +404,72 @@ async def test_messages_from_the_client_are_read_tolerantly() -> None:
         with anyio.fail_after(5):
             messages = await AgentAPIClient(http).messages()
     assert [(m.id, m.role) for m in messages] == [(0, "agent")]
+
+
+@asynccontextmanager
+async def tcp_peer(answer: bytes) -> AsyncIterator[int]:
+    """A loopback HTTP peer (port 0) that reads the request, sends `answer`, then holds the
+    connection open and silent until the test ends; yields its port."""
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive(65536)
+            if answer:
+                await stream.send(answer)
+            await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, handle)
+        yield listener.extra(anyio.abc.SocketAttribute.local_port)
+        group.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"", id="no headers ever"),
+        pytest.param(b"HTTP/1.1 200 OK\r\ncontent-type: text/", id="headers trickled"),
+        pytest.param(
+            b"HTTP/1.1 500 Oops\r\ncontent-length: 1000\r\n\r\nnot all", id="error body stalled"
+        ),
+    ],
+)
+async def test_events_that_never_open_are_cut_on_the_clock(answer: bytes) -> None:
+    # The stream's own read timeout is off (events may be far apart): before the first event the
+    # silence timeout bounds the opening too, error body included.
+    clock = ManualClock()
+    timed_out: list[float] = []
+    with anyio.fail_after(10):
+        async with (
+            tcp_peer(answer) as port,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+            anyio.create_task_group() as group,
+        ):
+
+            async def consume() -> None:
+                try:
+                    async for _ in AgentAPIClient(http, clock=clock).events(silence_timeout=5):
+                        pass
+                except TimeoutError:
+                    timed_out.append(clock.now())
+
+            group.start_soon(consume)
+            await wait_until(lambda: clock.deadlines == 1)
+            assert await clock.advance_to_next() == 5.0
+    assert timed_out == [5.0]
+
+
+async def test_an_endless_error_answer_from_events_is_read_only_to_its_cap() -> None:
+    # 500 and a body that never ends: the error is raised from its first 64 KiB.
+    head = b"HTTP/1.1 500 Oops\r\ntransfer-encoding: chunked\r\n\r\n"
+    chunk = b"%x\r\n%s\r\n" % (MAX_ERROR_BODY, b"x" * MAX_ERROR_BODY)
+    with anyio.fail_after(10):
+        async with (
+            tcp_peer(head + chunk * 2) as port,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+        ):
+            with pytest.raises(ServerError) as caught:
+                async for _ in AgentAPIClient(http, clock=ManualClock()).events(silence_timeout=5):
+                    pass
+    assert caught.value.status == 500

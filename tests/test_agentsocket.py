@@ -329,3 +329,42 @@ def test_check_socket_and_identity(path: Path) -> None:
         check_socket(path, os.getuid())
         info = os.lstat(path)
         assert socket_identity(path) == (info.st_dev, info.st_ino, info.st_ctime_ns)
+
+
+async def test_a_trickled_answer_is_cut_at_the_calls_deadline(path: Path) -> None:
+    # A Message frame announcing 4 MiB, its bytes sent one by one: a read gets data each time,
+    # so only a deadline for the whole call (not one per read) ends it.
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        await read_exactly(stream, len(PING_CALL))
+        await stream.send(b"\x05\x01\x02\x80\x80\x80\x02")
+        async for byte in more:
+            await stream.send(byte)
+        await anyio.sleep_forever()
+
+    send_more, more = anyio.create_memory_object_stream[bytes](0)
+    clock = ManualClock()
+    failed: list[BaseException] = []
+    with anyio.fail_after(10):
+        async with (
+            send_more,
+            more,
+            raw_server(path, handler),
+            AgentSocketClient(path, 0.2, clock=clock) as client,
+            anyio.create_task_group() as group,
+        ):
+
+            async def call() -> None:
+                try:
+                    await client.ping()
+                except TransportError as exc:
+                    failed.append(exc)
+
+            group.start_soon(call)
+            for _ in range(3):
+                await send_more.send(b"x")  # taken by the server: it was reading for more
+                await anyio.wait_all_tasks_blocked()
+                clock.advance(0.06)
+            assert failed == [], "data kept coming, and the deadline is not yet there"
+            assert await clock.advance_to_next() == pytest.approx(0.2)
+    assert len(failed) == 1
+    assert "no answer within 0.2 s" in str(failed[0])

@@ -170,6 +170,8 @@ def test_token_from_file_then_credential(tmp_path: Path) -> None:
         ("empty", "the token is empty"),
         ("unreadable", "is not readable"),
         ("binary", "cannot be read"),
+        ("fifo", "not a regular file"),
+        ("huge", "larger than 65536 bytes"),
     ],
 )
 def test_bad_token_file(tmp_path: Path, setup: str, words: str) -> None:
@@ -183,6 +185,10 @@ def test_bad_token_file(tmp_path: Path, setup: str, words: str) -> None:
             pytest.skip("running as root: every file is readable, the check cannot trigger")
     elif setup == "binary":
         path.write_bytes(b"\xff\xfe\x00")
+    elif setup == "fifo":
+        os.mkfifo(path)  # nobody writes: a blocking read would never end
+    elif setup == "huge":
+        path.write_bytes(b"secret" * 20000)  # visible ASCII: cut, it would pass as a token
     with pytest.raises(ConfigError) as caught:
         read({"CODER_AGENT_TOKEN_FILE": str(path)})
     assert caught.value.variable == "CODER_AGENT_TOKEN_FILE"

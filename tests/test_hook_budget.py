@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -104,3 +105,27 @@ def test_the_process_start_is_in_the_past_and_recent() -> None:
     now = time.monotonic()
     started = process_started()
     assert now - 60 <= started <= now
+
+
+def test_stdin_that_never_ends_or_trickles_is_cut_at_one_deadline() -> None:
+    read, write = os.pipe()
+    stop = threading.Event()
+
+    def trickle() -> None:  # a byte every 10 ms, never an end: each read gets data
+        while not stop.wait(0.01):
+            os.write(write, b" ")
+
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    try:
+        with os.fdopen(read, "rb") as stdin, pytest.raises(TimeoutError, match=r"within 0\.3 s"):
+            command.read_stdin(stdin, within=0.3)
+    finally:
+        stop.set()
+        thread.join()
+        os.close(write)
+
+
+def test_stdin_past_its_cap_is_refused_not_read_whole() -> None:
+    with open("/dev/zero", "rb") as endless, pytest.raises(ValueError, match="larger than"):
+        command.read_stdin(endless, within=60)

@@ -9,6 +9,7 @@ error tree's words.
 from __future__ import annotations
 
 import functools
+import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from anyio.streams.tls import TLSStream
 from agent import http_blocking
 from agent.errors import BadResponse, ConfigError, NotSent, OutcomeUnknown, TLSRefused
 from agent.http_blocking import Answer, request
-from agent.wire import tls_context
+from agent.wire import MAX_CA_FILE_BYTES, tls_context
 from standins.http import Request, Response
 from tests.faults.servers import Scripted, serve_on_loopback
 
@@ -419,3 +420,20 @@ def test_an_https_host_is_named_as_https_names_it() -> None:
     assert target == "/base/x"
     connection, _ = http_blocking._connection("https://coder.example:8443", "/x", query=None)
     assert (connection.port, connection.default_port) == (8443, 443)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "huge"])
+def test_a_ca_file_that_is_no_regular_file_or_too_large_is_refused_not_read(
+    tmp_path: Path, kind: str
+) -> None:
+    # A FIFO nobody writes to: OpenSSL's open of it would never return (a hook, the daemon's
+    # start). A huge file: read whole.
+    path = tmp_path / "ca.pem"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        with path.open("wb") as file:
+            file.truncate(MAX_CA_FILE_BYTES + 1)  # sparse: costs nothing on disk
+    with pytest.raises(ConfigError, match="SSL_CERT_FILE") as caught:
+        tls_context(verify=True, trust_env=True, cert_file=str(path))
+    assert ("not a regular file" if kind == "fifo" else "larger than") in str(caught.value)

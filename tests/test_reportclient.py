@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,3 +226,35 @@ def test_peer_credentials_of_a_real_peer() -> None:
     with left, right:
         ucred = left.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
     assert peer_credentials(ucred) == (os.getpid(), os.getuid(), os.getgid())
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        # An endless line: read to the cap (16 KiB and a piece), not to the deadline.
+        (b"x" * (1 << 20), "not a JSON object"),
+        # A byte at a time, never a line: the one deadline for the exchange ends it.
+        (b"x", "no answer from the daemon within 0.5 s"),
+    ],
+)
+def test_an_answer_past_the_cap_or_the_deadline_is_unanswered(
+    private: Path, listening: socket.socket, answer: bytes, problem: str
+) -> None:
+    def daemon() -> None:
+        connection, _ = listening.accept()
+        with connection, contextlib.suppress(OSError):
+            connection.recv(65536)
+            while True:  # until the client hangs up
+                connection.sendall(answer)
+                if len(answer) == 1:
+                    stop.wait(0.01)
+
+    stop = threading.Event()
+    thread = threading.Thread(target=daemon)
+    thread.start()
+    try:
+        with pytest.raises(Unanswered, match=problem):
+            exchange(private / "report.sock", REQUEST, 0.5)
+    finally:
+        stop.set()
+        thread.join()

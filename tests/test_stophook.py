@@ -14,6 +14,7 @@ import pytest
 
 from agent.agentapi import parse_state_file
 from agent.errors import BadResponse
+from agent.stop import process as process_module
 from agent.stop.process import (
     AgentAPIProcess,
     Unusable,
@@ -165,3 +166,40 @@ def test_state_file_in_agentapis_format() -> None:
     assert messages[0].time == "2026-01-01T10:00:00.123456789Z"  # as AgentAPI wrote it
     with pytest.raises(BadResponse, match="state file"):
         parse_state_file(b'{"version":1}')
+
+
+def test_a_process_table_entry_past_its_cap_is_unknown_not_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Cut, the environment could lose AGENTAPI_STATE_FILE and pass for "no state file".
+    monkeypatch.setattr("agent.stop.process.PROC_MAX_BYTES", 4096)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAPI_")}
+    child = _sleeper({**env, "PADDING": "x" * 8192, "AGENTAPI_STATE_FILE": "/s/state.json"})
+    try:
+        process = AgentAPIProcess(child.pid)
+        try:
+            assert process.state_file() == (False, None)
+        finally:
+            process.close()
+    finally:
+        child.kill()
+        child.communicate()
+
+
+@pytest.mark.parametrize(
+    ("script", "timeout", "expected"),
+    [
+        ("echo 'agentapi version 0.12.1'", 5.0, "agentapi version 0.12.1\n"),
+        # 20 MB, then the end: read to its cap only (too long for a version: unknown).
+        ("yes 0.11.0 | head -c 20000000", 5.0, ""),
+        ("exec sleep 60", 0.3, ""),  # never ends: killed at the timeout
+    ],
+)
+def test_the_binarys_version_is_read_capped_and_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, timeout: float, expected: str
+) -> None:
+    program = tmp_path / "agentapi"
+    program.write_text(f"#!/bin/sh\n{script}\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert process_module._agentapi_version(timeout) == expected

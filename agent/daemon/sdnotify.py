@@ -1,8 +1,8 @@
 """systemd's notify protocol (`Type=notify`), without a dependency.
 
 A datagram of `KEY=VALUE` lines to `NOTIFY_SOCKET` (a path, or abstract when it starts with `@`);
-a no-op without it. Failures are logged, never raised: systemd's bookkeeping must not take the
-daemon down.
+a no-op without it. A send never waits; failures are logged, never raised: systemd's bookkeeping
+must not take the daemon down.
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ class Notifier:
         payload = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never waits: a manager whose queue is full (not reading) would otherwise stop
+                # the event loop on a send. The datagram is dropped and the failure logged.
+                sock.setblocking(False)
                 sock.connect(self._address)
-                sock.sendall(payload)
+                sock.send(payload)
         except OSError as exc:
             log.warning("sd_notify_failed", error=str(exc))
             return False

@@ -23,7 +23,7 @@ from agent.reportsocket.trust import proc_stat
 TYPE_CHECKING = False  # true for type checkers: `typing` is not imported on the hooks' path
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from typing import BinaryIO
+    from typing import IO, BinaryIO
 
     from agent.models import AppStatus
 
@@ -40,24 +40,27 @@ LOG_LEVEL = "CODER_TASK_AGENT_LOG_LEVEL"
 SHOWN_STDERR_LEVEL = "error"
 
 
-def read_stdin(stream: BinaryIO | None, within: float = STDIN_WAIT) -> bytes:
-    """Everything on `stream` until EOF within `within` seconds; TimeoutError, or ValueError
-    for no stdin or more than MAX_EVENT_BYTES."""
+def read_stdin(
+    stream: IO[bytes] | None, within: float = STDIN_WAIT, limit: int = MAX_EVENT_BYTES
+) -> bytes:
+    """Everything on `stream` (a hook's stdin, a child's stdout) until EOF, within `within`
+    seconds for the whole read; TimeoutError, or ValueError for no stream or more than `limit`
+    bytes (the one capped read of a pipe)."""
     if stream is None:
         raise ValueError("no event: stdin is closed")
     deadline = time.monotonic() + within
     fd = stream.fileno()
     data = bytearray()
-    while len(data) <= MAX_EVENT_BYTES:
+    while len(data) <= limit:
         left = deadline - time.monotonic()
         readable, _, _ = select.select([fd], [], [], max(0.0, left))
         if not readable:
             raise TimeoutError(f"no complete event on stdin within {within:.2g} s")
-        chunk = os.read(fd, 1 << 16)
+        chunk = os.read(fd, min(1 << 16, limit + 1 - len(data)))
         if not chunk:
             return bytes(data)
         data += chunk
-    raise ValueError(f"the event is larger than {MAX_EVENT_BYTES} bytes")
+    raise ValueError(f"the event is larger than {limit} bytes")
 
 
 def parse_event(raw: bytes | str) -> Mapping[str, object]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from agent.config import read_regular
+from agent.config import FileTooLarge, read_regular
 from agent.errors import BadFile, UsageError
 from agent.hooks import AGENTS, install_targets
 from agent.hooks.targets import EXECUTABLE, ROOT, CodexNotify, JsonHooks, OwnFile, Spec, Target
@@ -417,13 +417,15 @@ def _read(path: Path) -> str | None:
     """The file's text, None when absent; BadFile for one that is not a regular file of UTF-8
     text within MAX_FILE_BYTES (a FIFO in its place would hang the install)."""
     try:
-        data = read_regular(str(path), MAX_FILE_BYTES + 1)
+        data = read_regular(str(path), MAX_FILE_BYTES)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
         raise BadFile(str(path), "not a regular file") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise BadFile(str(path), f"larger than {MAX_FILE_BYTES} bytes: not an agent's settings")
+    except FileTooLarge:
+        raise BadFile(
+            str(path), f"larger than {MAX_FILE_BYTES} bytes: not an agent's settings"
+        ) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

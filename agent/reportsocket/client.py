@@ -127,6 +127,8 @@ def exchange(
     sock = _connect(os.fspath(path), timeout)
     try:  # `_socket.socket` is no context manager
         try:
+            # What the connect left: a slow accept and a daemon not reading share one deadline.
+            sock.settimeout(max(deadline - time.monotonic(), 1e-6))
             sock.sendall(json.dumps(request).encode() + b"\n")
             data = bytearray()
             while b"\n" not in data and len(data) <= MAX_LINE_BYTES:

@@ -43,6 +43,11 @@ STATE_MIN_VERSION = (0, 12, 0)
 # is in whole seconds, file systems keep coarse timestamps, the clock may be stepped. A PID
 # reused this soon after AgentAPI wrote its file would need AgentAPI to die at once.
 PID_FILE_SLACK = 5.0
+# /proc/PID/environ and cmdline (exec bounds both together to 6 MiB), /proc/stat (a line a CPU):
+# past this, the entry is not what it should be, and is taken as unknown, never cut.
+PROC_MAX_BYTES = 8 << 20
+# `agentapi --version` prints one short line.
+VERSION_MAX_BYTES = 4096
 
 
 class AgentAPIProcess:
@@ -104,10 +109,12 @@ class AgentAPIProcess:
     def state_file(self) -> tuple[bool, Path | None]:
         """(known, path): whether AgentAPI's environment and command line could be read (the
         module's main.sh exports AGENTAPI_STATE_FILE only when AgentAPI supports it), its file."""
+        from agent.config import read_regular  # noqa: PLC0415 - one home for a capped read
+
         try:
-            environ = Path(f"/proc/{self.pid}/environ").read_bytes().split(b"\0")
-            argv = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
+            environ = read_regular(f"/proc/{self.pid}/environ", PROC_MAX_BYTES).split(b"\0")
+            argv = read_regular(f"/proc/{self.pid}/cmdline", PROC_MAX_BYTES).split(b"\0")
+        except OSError:  # FileTooLarge included: a cut environment could lose the variable
             return False, None
         env = dict(item.decode(errors="replace").partition("=")[::2] for item in environ if item)
         path = env.get("AGENTAPI_STATE_FILE", "")
@@ -132,7 +139,9 @@ def started_at(pid: int) -> float | None:
     if fields is None:
         return None
     try:
-        lines = Path("/proc/stat").read_text().splitlines()
+        from agent.config import read_regular  # noqa: PLC0415
+
+        lines = read_regular("/proc/stat", PROC_MAX_BYTES).decode("ascii", "replace").splitlines()
         boot = next(line for line in lines if line.startswith("btime "))
         # The start time, in clock ticks since boot, is field 22 of proc(5).
         return int(boot.split()[1]) + int(fields[22 - 3]) / os.sysconf("SC_CLK_TCK")
@@ -232,17 +241,26 @@ def version_supports_state(output: str) -> bool:
 
 
 def _agentapi_version(timeout: float = 1.0) -> str:
+    """What `agentapi --version` prints within `timeout` s; "" (unknown) past it or past
+    VERSION_MAX_BYTES: it is killed then, never read whole."""
+    from agent.hooks.command import read_stdin  # noqa: PLC0415 - the one capped read of a pipe
+
     try:
-        done = subprocess.run(
+        child = subprocess.Popen(
             ["agentapi", "--version"],  # noqa: S607 - the module's check, on the same PATH
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
     except (OSError, subprocess.SubprocessError):
         return ""
-    return done.stdout
+    with child:
+        try:
+            return read_stdin(child.stdout, timeout, VERSION_MAX_BYTES).decode(errors="replace")
+        except (TimeoutError, ValueError, OSError):
+            return ""
+        finally:
+            child.kill()  # done or not: nothing more is read
 
 
 def _file_identity(path: Path | None) -> tuple[int, int, int] | None:

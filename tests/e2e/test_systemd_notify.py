@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from agent.config import read as read_settings
 from agent.daemon.sdnotify import Notifier
@@ -82,3 +83,19 @@ def test_watchdog_interval_and_abstract_addresses(tmp_path: Path) -> None:
     abstract = notifier({"NOTIFY_SOCKET": "@no-such-listener"})
     assert abstract.enabled is True
     assert abstract.notify(READY="1") is False, "a failed notification is logged, not raised"
+
+
+def test_a_notify_socket_nobody_reads_never_blocks_the_daemon(
+    notify_socket: tuple[str, socket.socket],
+) -> None:
+    # systemd stuck: its queue full, a blocking send would stop the daemon's event loop.
+    address, _ = notify_socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
+        filler.connect(address)
+        filler.setblocking(False)
+        with pytest.raises(BlockingIOError):  # noqa: PT012 - the queue fills after a few
+            while True:
+                filler.send(b"STATUS=filling")
+        with capture_logs() as logs:
+            assert Notifier(address).notify(WATCHDOG="1") is False
+    assert [entry["event"] for entry in logs] == ["sd_notify_failed"]
