@@ -99,7 +99,7 @@ COMMANDS: dict[str, dict[str, Any]] = {
             "is true), uploads the snapshot, then stops AgentAPI (SIGTERM, SIGKILL after "
             "CODER_TASK_AGENT_AGENTAPI_STOP_TIMEOUT). Reads the module's ARG_TASK_ID, "
             "ARG_TASK_LOG_SNAPSHOT, ARG_AGENTAPI_PORT, ARG_ENABLE_STATE_PERSISTENCE, "
-            "ARG_PID_FILE_PATH and ARG_MODULE_DIR_NAME; CODER_TASK_ID and "
+            "ARG_PID_FILE_PATH, ARG_STATE_FILE_PATH and ARG_MODULE_DIR_NAME; CODER_TASK_ID and "
             "CODER_MCP_AI_AGENTAPI_URL win when set. Needs CODER_AGENT_URL and the agent token "
             "for the snapshot. Exits 0 whatever happened (a failing stop script marks the "
             "workspace's shutdown as errored); the outcome is logged."

@@ -289,6 +289,9 @@ _ELSEWHERE = (
     # What Coder's agentapi module hands its stop script (agent.stop.inputs).
     "ARG_TASK_ID", "ARG_AGENTAPI_PORT", "ARG_MODULE_DIR_NAME", "ARG_PID_FILE_PATH",
     "ARG_STATE_FILE_PATH", "ARG_TASK_LOG_SNAPSHOT", "ARG_ENABLE_STATE_PERSISTENCE",
+    # Read by our OpenCode plugin (agent/hooks/opencode.js), not by Python; listed so that a
+    # daemon or hook that inherits it does not warn about it as a misspelling.
+    PREFIX + "COMMAND",
 )
 # fmt: on
 VARIABLES = {name: Variable(name, field, parse, default) for name, field, parse, default in _TABLE}

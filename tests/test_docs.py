@@ -9,8 +9,11 @@ the page as a reader would, a table or a numbered list, and compares it with the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
+import io
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -250,3 +253,180 @@ def test_every_test_a_page_cites_exists() -> None:
         (page, name) for page, name in cited if not fnmatch.filter(defined, name.split("[")[0])
     )
     assert missing == []
+
+
+# -- what a reader copies: command lines, variable names, defaults, names in backticks ---------
+
+# The names a page may print that belong to others: the test's own tooling, Terraform's and the
+# agentapi module's arguments, the agents' payloads, libraries and the system.
+FOREIGN_VARIABLES = {
+    "CODER_TASK_AGENT_CI_CACHE",  # scripts/system-setup.sh and tests/system: not the product's
+}
+FOREIGN_NAMES = {
+    # Coder's Terraform resources and the agentapi module's arguments.
+    *("coder_app", "coder_script", "run_on_start", "run_on_stop", "agentapi_port"),
+    *("enable_state_persistence", "module_dir_name", "pid_file_path", "task_log_snapshot"),
+    # The agents' own payload fields and values (docs/hooks.md).
+    *("agent_completed", "agent_needs_input", "apply_patch", "auth_success", "error_context"),
+    *("session_id", "stop_hook_active", "stop_reason", "tool_input"),
+    # Libraries and the system.
+    *("current_time", "perf_counter", "sleep_until", "default_ulimits", "no_new_privs"),
+}
+CODE_BLOCK = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# `coder-task-agent COMMAND ...` or `python -m agent COMMAND ...`, not a path such as
+# /opt/coder-task-agent/venv nor coder-task-agent-dev (its own check below).
+COMMAND_LINE = re.compile(
+    r"(?<![\w/.-])(?:[\w./-]*/)?(?:coder-task-agent|python -m agent) (?=[a-z])"
+)
+# What a page writes in place of a value: the first agent, a state.
+PLACEHOLDERS = {"AGENT": next(iter(AGENTS)), "STATE": "working", "PAYLOAD": "{}"}
+
+
+def printed_lines() -> list[tuple[str, str]]:
+    """(page, text) for every line of a code block (continuations joined) and every inline
+    code span of every page."""
+    lines = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        prose = CODE_BLOCK.sub("", text)
+        for block in CODE_BLOCK.findall(text):
+            for line in block.replace("\\\n", " ").splitlines():
+                if line.lstrip().startswith("#"):
+                    prose += "\n" + line  # a comment: prose, its spans a name or a command
+                else:
+                    lines.append((page.name, line))
+        lines += [(page.name, span) for span in re.findall(r"`([^`\n]+)`", prose)]
+    return lines
+
+
+def command_lines() -> list[tuple[str, list[str]]]:
+    """Every `coder-task-agent` command a page prints for a reader to run, as the argument list
+    the program gets: up to the first shell operator or comment, placeholders filled in. A
+    synopsis (`[--flag]`, `...`, `COMMAND`) is not a command line."""
+    found = []
+    for page, line in printed_lines():
+        match = COMMAND_LINE.search(line)
+        if not match:
+            continue
+        rest = line[match.end() :]
+        if line[: match.start()].endswith('"'):  # a command inside a JSON string: its own text
+            rest = rest[: rest.index('"')]
+        lexer = shlex.shlex(rest, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        argv = []
+        for token in lexer:
+            if token in {"&", "&&", "||", "|", ";", ">>", ">", "<", "2>&1"} or token[0] in "<>":
+                break
+            argv.append(PLACEHOLDERS.get(token, token))
+        if any(t.startswith("[") or t in {"...", "COMMAND"} or "|" in t for t in argv):
+            continue
+        if line == match.group() + argv[0]:
+            continue  # `coder-task-agent report` in prose names the command
+        found.append((page, argv))
+    return found
+
+
+def test_every_command_line_a_page_prints_is_one_the_program_takes() -> None:
+    lines = command_lines()
+    assert len(lines) > 20, "the pages' command lines were found"
+    parser, installer = _parser(), install_parser()
+    refused = []
+    for page, argv in lines:
+        try:
+            with (
+                contextlib.redirect_stderr(io.StringIO()),
+                contextlib.redirect_stdout(io.StringIO()),
+            ):
+                if argv[:2] in (["hook", "install"], ["hook", "uninstall"]):
+                    installer.parse_args(argv[1:])
+                else:
+                    parser.parse_args(argv)
+        except SystemExit as exit_:
+            if exit_.code != 0 or argv[-1:] not in (["--help"], ["-h"]):
+                refused.append((page, " ".join(argv)))
+    assert refused == []
+
+
+def test_every_devkit_command_a_page_prints_exists() -> None:
+    from standins.cli import COMMANDS  # noqa: PLC0415 - the devkit, for this test only
+
+    printed = {
+        (page, name)
+        for page, line in printed_lines()
+        for name in re.findall(r"coder-task-agent-dev ([a-z][\w-]*)", line)
+    }
+    assert printed, "the pages' devkit commands were found"
+    assert {(page, name) for page, name in printed if name not in COMMANDS} == set()
+
+
+def test_every_variable_a_page_names_is_read_by_the_program() -> None:
+    # The variables a template author copies: a misspelt or renamed one is silently ignored
+    # (or warned about as a typo) by the daemon, so every name on every page must be one it reads.
+    files = [*PAGES, *(ROOT / "systemd").rglob("*"), ROOT / "Dockerfile"]
+    named = {
+        (path.name, name)
+        for path in files
+        if path.is_file()
+        for name in re.findall(r"\b(?:CODER|ARG)_[A-Z0-9_]*[A-Z0-9]\b", path.read_text("utf-8"))
+    }
+    assert len(named) > 20, "the variables were found"
+    unknown = {(p, n) for p, n in named if n not in VARIABLES and n not in FOREIGN_VARIABLES}
+    assert unknown == set()
+
+
+def test_every_default_the_configuration_page_gives_is_the_codes() -> None:
+    rows = [
+        [cell.strip() for cell in line.split("|")[1:3]]
+        for line in section(DOCS / "configuration.md", "Configuration").splitlines()
+        if line.startswith("| `")
+    ]
+    assert len(rows) > 15, "the table was found"
+    wrong = []
+    for name_cell, default_cell in rows:
+        variable = VARIABLES.get(name_cell.strip("`"))
+        if variable is None or variable.field is None:
+            continue  # a file, a credential: no default
+        value = re.fullmatch(r"`([^`]+)`", default_cell)
+        printed = variable.parse(value.group(1)) if value else None
+        if printed != variable.default:
+            wrong.append((variable.name, default_cell, variable.default))
+    assert wrong == []
+
+
+def test_every_name_a_page_puts_in_backticks_is_one_the_code_knows() -> None:
+    # Log events above all (faults.md, hooks.md, report.md... name them in their prose, beyond
+    # the tables checked above): a renamed event leaves the old name on the page, and a reader
+    # greps the log for it in vain. A name is known when the product says it (a quoted string:
+    # events and fields), defines it (a function, a test, a module), or is someone else's.
+    product = [*(ROOT / "agent").rglob("*.py"), *(ROOT / "agent").rglob("*.js")]
+    said = {
+        name
+        for path in product
+        for name in re.findall(r"[\"']([a-z]+(?:_[a-z0-9]+)+)[\"']", path.read_text("utf-8"))
+    }
+    files = [
+        path for d in ("agent", "devkit", "bench", "tests") for path in (ROOT / d).rglob("*.py")
+    ]
+    defined = {path.stem for path in files} | {
+        name for path in files for name in re.findall(r"def (\w+)", path.read_text("utf-8"))
+    }
+    named = {
+        (page.name, name)
+        for page in PAGES
+        for name in re.findall(r"`([a-z]+(?:_[a-z0-9]+)+)`", page.read_text("utf-8"))
+    }
+    assert len(named) > 100, "the names were found"
+    known = said | defined | FOREIGN_NAMES
+    assert sorted((page, name) for page, name in named if name not in known) == []
+
+
+def test_every_setting_the_deploy_page_quotes_from_the_system_unit_is_the_units() -> None:
+    # `TimeoutStopSec=15`, `WatchdogSec=30`...: a reader sizes the shutdown budget by them. A
+    # directive the unit sets, quoted with a value, must be one of its lines (a directive the
+    # unit leaves out is advice for a drop-in).
+    lines = (ROOT / "systemd" / "coder-task-agent.service").read_text("utf-8").splitlines()
+    set_here = {line.split("=")[0] for line in lines if re.match(r"[A-Z]\w+=", line)}
+    text = CODE_BLOCK.sub("", section(DOCS / "deploy.md", "The system unit"))
+    quoted = re.findall(r"`([A-Z]\w+=[^`]+)`", text)
+    assert len(quoted) > 5, "the settings were found"
+    assert [q for q in quoted if q.split("=")[0] in set_here and q not in lines] == []
