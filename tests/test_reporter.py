@@ -182,6 +182,72 @@ async def test_after_an_unknown_outcome_an_equal_report_is_sent_again() -> None:
     assert not reporter.in_doubt
 
 
+class LateServer:
+    """A server behind a proxy that drops the connection of the next `late` sends and applies
+    them only when the test calls `apply_late` (after newer reports, maybe)."""
+
+    def __init__(self) -> None:
+        self.applied: list[AppStatus] = []
+        self.late = 0
+        self.held: list[AppStatus] = []
+
+    async def send(self, status: AppStatus) -> None:
+        if self.late:
+            self.late -= 1
+            self.held.append(status)
+            raise LOST
+        self.applied.append(status)
+
+    def apply_late(self) -> None:
+        self.applied += self.held
+        self.held.clear()
+
+
+async def test_a_send_applied_after_a_newer_confirmed_one_is_overwritten_once() -> None:
+    # working's answer lost (the proxy still holds it), idle confirmed, then working applied:
+    # Coder shows working for good unless idle is sent again once the late apply had its time.
+    server = LateServer()
+    clock = ManualClock()
+    reporter = Reporter(server.send, Backoff(base=10, cap=10), clock=clock, recheck_after=5)
+    with capture_logs() as logs, anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(reporter.run)
+            reporter.want(IDLE)
+            await wait_until(lambda: server.applied == [IDLE] and clock.sleepers == 0)
+            server.late = 1
+            reporter.want(WORKING)
+            await wait_until(lambda: server.held == [WORKING] and clock.sleepers == 1)
+            reporter.want(IDLE)  # cuts the backoff short
+            await wait_until(lambda: server.applied == [IDLE, IDLE] and clock.sleepers == 1)
+            server.apply_late()
+            clock.advance(4.9)
+            await wait_until(lambda: clock.sleepers == 1)
+            assert server.applied == [IDLE, IDLE, WORKING], "not before the recheck is due"
+            clock.advance(0.1)
+            await wait_until(lambda: server.applied == [IDLE, IDLE, WORKING, IDLE])
+            await wait_until(lambda: reporter.pending is None and clock.sleepers == 0)
+            group.cancel_scope.cancel()
+    assert [line["event"] for line in logs].count("status_resent") == 1
+
+
+async def test_no_recheck_when_every_send_of_unknown_outcome_was_of_the_confirmed_status() -> None:
+    server = LateServer()
+    clock = ManualClock()
+    reporter = Reporter(server.send, Backoff(base=10, cap=10), clock=clock, recheck_after=5)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(reporter.run)
+            server.late = 1
+            reporter.want(IDLE)
+            await wait_until(lambda: server.held == [IDLE] and clock.sleepers == 1)
+            await clock.advance_to_next()  # the retry
+            await wait_until(lambda: server.applied == [IDLE] and reporter.pending is None)
+            await wait_until(lambda: clock.sleepers == 0)
+            server.apply_late()
+            group.cancel_scope.cancel()
+    assert server.applied == [IDLE, IDLE], "no third send: a late idle changes nothing"
+
+
 async def test_a_report_that_never_left_keeps_the_confirmed_state() -> None:
     server = DoubtfulServer()
     clock = ManualClock()

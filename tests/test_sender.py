@@ -487,11 +487,16 @@ async def test_while_the_socket_fails_the_state_changes_and_the_latest_arrives_o
         else:
             standins[0].faults.clear()
         await drive(clock, lambda: reporter.pending is None, cut_calls=False)
-        clock.advance(60)  # long after: nothing more is sent
-        await anyio.wait_all_tasks_blocked()
+        # Long after: nothing more is sent but, when a send of another status had an unknown
+        # outcome, the latest once more (a late apply of it is overwritten: agent.daemon.reporter).
+        for _ in range(2):
+            clock.advance(60)
+            await drive(clock, lambda: reporter.pending is None, cut_calls=False)
+            await anyio.wait_all_tasks_blocked()
         after = [s.statuses[n:] for s, n in zip(standins, before, strict=True)]
         sent = [wire(AppStatus(AppState(s.state), s.message, s.uri)) for a in after for s in a]
         shown = next(s for s in reversed(standins) if s.statuses).statuses[-1]
         assert (shown.state, shown.message) == ("idle", IDLE.message), "Coder shows the latest"
-        assert len(sent) <= 1, sent
+        assert len(sent) <= 2, sent
+        assert len(set(sent)) <= 1, sent
     assert http.sent == []

@@ -307,3 +307,23 @@ async def test_an_outage_is_observed_as_poll_mode_observes() -> None:
             await driver.poll()
         assert agentapi.requests.count("GET /messages") == fetches + 2
         assert agentapi.requests.count("GET /events") == 2, "no reconnect before 30 s"
+
+
+@pytest.mark.parametrize("mode", ["events", "poll"])
+async def test_after_a_long_outage_the_idle_is_seen_within_a_poll_interval(mode: Mode) -> None:
+    """AgentAPI unreachable for minutes while the agent worked, then back and idle: the working
+    must not outlive the agent's idleness by a reconnect backoff (rule 4), in either mode."""
+    agentapi = FakeAgentAPI()
+    agentapi.status = "running"
+    async with watching(mode, agentapi, Fixed(base=30.0, cap=30.0)) as driver:
+        assert driver.observer.wanted == [WORKING]
+        agentapi.down = True
+        await agentapi.end_streams()
+        await driver.advance_until(lambda: driver.observer.problems >= 1)
+        down_at = driver.clock.now()
+        await driver.advance_until(lambda: driver.clock.now() >= down_at + 120)
+        agentapi.down = False
+        agentapi.status = "stable"
+        back_at = driver.clock.now()
+        await driver.advance_until(lambda: driver.observer.wanted[-1] == IDLE)
+        assert driver.clock.now() - back_at <= INTERVAL

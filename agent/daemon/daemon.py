@@ -58,7 +58,12 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.rules = RulesState()
-        self.reporter = Reporter(sender, on_delivered=self._show_status, clock=clock)
+        self.reporter = Reporter(
+            sender,
+            on_delivered=self._show_status,
+            clock=clock,
+            recheck_after=settings.request_timeout,
+        )
         self.reporting = settings.app_slug is not None
         # The last explicit complete/failed, kept where a restart after a crash finds it.
         self._last_report: Path | None = None

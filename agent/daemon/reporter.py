@@ -6,6 +6,12 @@ the stop path): "working" applied but unanswered, then "idle" equal to the confi
 show the task working for ever. Only a send refused before it left, or a 4xx, changed nothing.
 Failures retry with backoff until a newer report supersedes them; a rejection (400, 401) is
 logged once and not retried, until another report is wanted (then an equal one is sent afresh).
+
+A send of unknown outcome can also be applied *late*, after a newer report was confirmed (a
+proxy dropped the connection but still forwards the request): "working" would then overwrite
+the confirmed "idle" and show for good. So a report confirmed after a send of another status
+whose outcome is unknown is sent once more, `recheck_after` seconds later (the daemon: the
+request timeout), unless a newer one is sent by then.
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ class Reporter:
         backoff: Backoff = REPORT_BACKOFF,
         on_delivered: Callable[[AppStatus], None] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        recheck_after: float = 5.0,
     ) -> None:
         self._send = send
+        self._recheck_after = recheck_after
         self._backoff = backoff
         self._on_delivered = on_delivered
         self._clock = clock
@@ -45,6 +53,11 @@ class Reporter:
         # From the start of a send until its outcome is known: a send cancelled by the stop
         # path leaves it set, so the stop path sends again.
         self._in_doubt = False
+        # Statuses sent, with an unknown outcome, since the last confirmation: any of them may
+        # still be applied late. When one differs from the next confirmed status, that status
+        # is sent again at `_recheck_at` (on the clock).
+        self._unknown: set[AppStatus] = set()
+        self._recheck_at: float | None = None
         self._changed = anyio.Event()
 
     @property
@@ -81,9 +94,28 @@ class Reporter:
         while True:
             self._changed = anyio.Event()
             if self.pending is None:
-                await self._changed.wait()
+                if self._recheck_at is None:
+                    await self._changed.wait()
+                else:
+                    await self._clock.wait(self._changed, self._recheck_at - self._clock.now())
+                    self._recheck_due()
                 continue
             await self.flush()
+
+    def _recheck_due(self) -> None:
+        """Once the recheck time has come with nothing newer sent: the confirmed status is in
+        doubt again (an older send may have been applied after it), so it is sent again."""
+        due = self._recheck_at
+        if due is None or self._clock.now() < due or self.pending is not None:
+            return
+        self._recheck_at = None
+        if self._delivered is not None and self._wanted == self._delivered:
+            self._in_doubt = True
+            log.info(
+                "status_resent",
+                state=str(self._delivered.state),
+                reason="an older send of unknown outcome may have been applied after it",
+            )
 
     async def flush(self, deadline: float | None = None) -> bool:
         """Deliver what is pending, retrying until delivered, superseded or `deadline` (on the
@@ -101,6 +133,8 @@ class Reporter:
                 # (and a gateway's 502/504 says nothing).
                 if isinstance(exc, NotSent | RateLimited):
                     self._in_doubt = was_in_doubt
+                else:
+                    self._unknown.add(target)
                 failures += 1
                 if failures == 1:
                     log.warning(
@@ -127,11 +161,13 @@ class Reporter:
                 continue
             except RemoteError as exc:
                 # Unsupported or BadResponse: whether it was applied is unknown, doubt stays.
+                self._unknown.add(target)
                 self._rejected = target
                 log.error("status_rejected", state=str(target.state), error=str(exc))
                 continue
             self._delivered = target
             self._in_doubt = False
+            self._after_confirmation(target)
             log.info(
                 "status_delivered",
                 state=str(target.state),
@@ -143,3 +179,12 @@ class Reporter:
             if self._on_delivered is not None:
                 self._on_delivered(target)
         return True
+
+    def _after_confirmation(self, confirmed: AppStatus) -> None:
+        """Schedule the recheck when a send of another status may still be applied late."""
+        now = self._clock.now()
+        if self._recheck_at is not None and now >= self._recheck_at:
+            self._recheck_at = None  # this send came after the window: it settled the doubt
+        if self._unknown - {confirmed}:
+            self._recheck_at = now + self._recheck_after
+        self._unknown.clear()

@@ -83,18 +83,15 @@ class PollWatcher:
 
     async def run(self) -> None:
         poll = PollState()
-        failures = 0
-        interval = self._settings.poll_interval
         while True:
             try:
                 await self.poll_once(poll)
             except RemoteError as exc:
-                failures += 1
                 self._observer.agentapi_problem(exc)
-                await self._clock.sleep(max(interval, self._backoff.next_wait(failures, exc)))
-                continue
-            failures = 0
-            await self._clock.sleep(interval)
+            # Every interval, failing or not (as the events watcher polls through an outage): a
+            # reconnect backoff let a working outlive the agent's idleness by up to its cap once
+            # AgentAPI was back. A poll of a loopback AgentAPI that is down costs nothing.
+            await self._clock.sleep(self._settings.poll_interval)
 
     async def poll_once(self, poll: PollState) -> None:
         """Read `/status`, and `/messages` on a change (or while running, now and then); observe
