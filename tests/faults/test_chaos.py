@@ -24,7 +24,9 @@ class FlakyCoder:
     """In front of the Coder stand-in, records the state of every PATCH. `flapping`: each other
     request a 503 (nothing applied); the others applied, their answer alternately whole or cut
     off after its head (the outcome unknown to the sender). `late`: a working's PATCH is
-    answered cut off and held (`held`), applied just after the next other report is."""
+    answered cut off and held (`held`), applied just after the next other report is.
+    `fail_next_idle`: the next idle PATCH gets a 503, then the front is `up` (`recovered_at`:
+    the index in `seen` from which it is)."""
 
     def __init__(self, peers: Peers) -> None:
         self.coder = peers.coder
@@ -32,10 +34,21 @@ class FlakyCoder:
         self.seen: list[tuple[str, str]] = []  # (state, what the front did)
         self._count = 0
         self.held: list[Request] = []  # `late`: a working's PATCH, answered cut, not applied yet
+        self.fail_next_idle = False
+        self.recovered_at: int | None = None
 
     async def handle(self, request: Request) -> Response:
         state = str(json.loads(request.body).get("state", "")) if request.method == "PATCH" else ""
         self._count += 1
+        if self.fail_next_idle and state == "idle":
+            # Coder recovers right after this failure, decided here rather than by the test
+            # racing the daemon's retries (which, on a loaded machine, can get the idle
+            # through while still flapping, leaving nothing to send once it recovers).
+            self.fail_next_idle = False
+            self.seen.append((state, "503"))
+            self.mode = "up"
+            self.recovered_at = len(self.seen)
+            return Response(status=503, body=b'{"message":"down"}')
         if self.mode == "late" and state == "working":
             self.held.append(request)
             self.seen.append((state, "held, answer cut"))
@@ -97,10 +110,12 @@ async def test_a_flapping_coder_ends_showing_the_truth_sent_once_it_recovers(
             peers.agentapi.set_status("running")
             await wait_until(lambda: front.states()[-1:] == ["working"], within=20)
             peers.agentapi.put_message("agent", f"Answer {turn}")
+            # The last turn's idle fails once and Coder recovers: the daemon must send it again.
+            front.fail_next_idle = turn == 5
             peers.agentapi.set_status("stable")
             await wait_until(lambda: front.states()[-1:] == ["idle"], within=20)
-        settled = len(front.seen)
-        front.mode = "up"
+        await wait_until(lambda: front.recovered_at is not None, within=20)
+        settled = front.recovered_at
         await wait_until(lambda: front.seen[-1:] == [("idle", "applied")], within=40)
         terminate(process)
         code, stderr = await finish(process)
