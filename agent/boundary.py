@@ -62,17 +62,17 @@ def contained(command: str, body: Callable[[], int], *, unexpected: Callable[[],
         take_stop_signals()
         return body()
     except SystemExit:
-        _ending.append(True)
+        _end()
         raise
     except KeyboardInterrupt as exc:  # agent.errors.Interrupted, or Python's own Ctrl-C
-        _ending.append(True)
+        _end()
         from agent.models import ExitCode  # noqa: PLC0415 - stdlib-only, light
 
         _line("command_interrupted", command=command, signal=getattr(exc, "signal", "SIGINT"))
         code = unexpected()
         return code if code == ExitCode.OK else int(ExitCode.INTERRUPTED)
     except BaseException as exc:  # noqa: BLE001 - the boundary: nothing passes it
-        _ending.append(True)
+        _end()
         from agent.errors import ConfigError  # noqa: PLC0415
         from agent.models import ExitCode  # noqa: PLC0415
 
@@ -83,8 +83,14 @@ def contained(command: str, body: Callable[[], int], *, unexpected: Callable[[],
         _line(EVENT, command=command, **describe(leaf))
         return unexpected()
     finally:
-        _ending.append(True)  # the exit code is known: a signal from now on is too late
+        _end()  # the exit code is known: a signal from now on is too late
         settle_standard_streams()
+
+
+def _end() -> None:
+    """The command is ending: a stop signal from now on changes nothing (each way out of
+    `contained` calls this first, before anything else: `_raise_at_next_call` knows it by it)."""
+    _ending.append(True)
 
 
 def take_stop_signals() -> None:
@@ -108,9 +114,35 @@ def take_stop_signals() -> None:
 def _unraisable(command: str, unraisable: sys.UnraisableHookArgs) -> None:
     """What Python cannot raise (an exception in a finaliser, at collection: asyncio's loop that
     failed halfway through its creation with descriptors exhausted) is one line too, not the
-    "Exception ignored" traceback that would come after the command's own line."""
-    if unraisable.exc_value is not None:
-        _line(EVENT, command=command, unraisable=True, **describe(unraisable.exc_value))
+    "Exception ignored" traceback that would come after the command's own line. A stop signal
+    that landed there is raised again at once, where it can end the command."""
+    exc = unraisable.exc_value
+    if isinstance(exc, KeyboardInterrupt):
+        _raise_at_next_call(exc)
+    elif exc is not None:
+        _line(EVENT, command=command, unraisable=True, **describe(exc))
+
+
+def _raise_at_next_call(exc: KeyboardInterrupt) -> None:
+    """Raise `exc` at the next call made outside this hook, on this (the main) thread.
+
+    A signal handler runs wherever the main thread is, a finaliser or a weakref callback too
+    (importlib's, run as each module lock is freed: many per import), and Python drops what
+    these raise. The signal was marked taken: the command went on and ignored any later one
+    (`snapshot` waited its whole budget on Coder, SIGTERM after SIGTERM). A profile function
+    is the one hook that runs in the interrupted code and whose exception propagates there;
+    set last in this hook (which makes no call after it), its first call event is in that
+    code, before any blocking call there: it removes itself and raises `exc`, unless that call
+    is `contained`'s `_end` (the body has ended: the signal is too late, as any is then).
+    """
+
+    def trap(frame: FrameType, event: str, arg: object) -> None:
+        if event in ("call", "c_call"):
+            sys.setprofile(None)
+            if frame.f_code is not _end.__code__:
+                raise exc
+
+    sys.setprofile(trap)
 
 
 def describe(exc: BaseException) -> dict[str, str]:

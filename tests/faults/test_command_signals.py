@@ -264,3 +264,48 @@ async def test_a_stop_signal_before_the_loop_still_stops_agentapi(
     assert "command_interrupted" not in names
     assert "unexpected_error" not in names
     assert peers.snapshot_requests() == []
+
+
+# -- a stop signal whose handler runs where Python drops what it raises -------------------------
+
+# A command whose body frees an object with a weakref callback that gets a real SIGTERM (as
+# importlib's callback runs as each module lock is freed, many times per import): the handler
+# runs inside the callback, whose exception Python drops; then the body goes on to its next
+# step (`snapshot`'s: the upload, held by Coder), which returns 0.
+SIGNALLED_IN_A_CALLBACK = """
+import os, signal, sys, weakref
+from agent.boundary import contained
+
+class Freed:
+    pass
+
+def next_step():
+    return 0
+
+def body():
+    kept = Freed()
+    ref = weakref.ref(kept, lambda _: os.kill(os.getpid(), signal.SIGTERM))
+    del kept
+    return {ending}
+
+sys.exit(contained("snapshot", body, unexpected=lambda: 1))
+"""
+
+
+@pytest.mark.parametrize(
+    ("ending", "code", "events"),
+    [("next_step()", 6, ["command_interrupted"]), ("0", 0, [])],
+    ids=["then a step", "then the end"],
+)
+async def test_a_stop_signal_taken_inside_a_callback_still_ends_the_command(
+    peers: Peers, ending: str, code: int, events: list[str]
+) -> None:
+    """Its exception, dropped there, is raised at the command's next call: one line, exit 6
+    (the signal was lost: `snapshot` went on to wait its whole budget on Coder, deaf to more).
+    Once the body has returned it is too late, as for any signal: its code, no traceback."""
+    script = SIGNALLED_IN_A_CALLBACK.format(ending=ending)
+    done = await anyio.run_process([sys.executable, "-c", script], env=peers.env(), check=False)
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert done.returncode == code, done.stderr
+    assert [line["event"] for line in lines] == events
+    assert all(line["signal"] == "SIGTERM" for line in lines)
