@@ -47,6 +47,14 @@ Hold = Callable[[Peers, anyio.Event], AbstractAsyncContextManager[dict[str, str]
 async def coder_holds(peers: Peers, arrived: anyio.Event) -> AsyncIterator[dict[str, str]]:
     """Coder, for a command with no daemon to hand its request to: it takes the first request
     and never answers it."""
+    async with held(arrived) as url:
+        # A request timeout longer than any test: only the signal ends the wait.
+        yield {"CODER_AGENT_URL": url, "CODER_TASK_AGENT_REQUEST_TIMEOUT": "600"}
+
+
+@asynccontextmanager
+async def held(arrived: anyio.Event) -> AsyncIterator[str]:
+    """A loopback HTTP server's URL that takes each request and never answers it."""
 
     async def hold(request: Request) -> Response:
         arrived.set()
@@ -55,11 +63,7 @@ async def coder_holds(peers: Peers, arrived: anyio.Event) -> AsyncIterator[dict[
 
     async with anyio.create_task_group() as group:
         port = await group.start(serve_on_loopback, Scripted(hold).handle)
-        # A request timeout longer than any test: only the signal ends the wait.
-        yield {
-            "CODER_AGENT_URL": f"http://127.0.0.1:{port}",
-            "CODER_TASK_AGENT_REQUEST_TIMEOUT": "600",
-        }
+        yield f"http://127.0.0.1:{port}"
         group.cancel_scope.cancel()
 
 
@@ -204,21 +208,6 @@ async def test_a_stop_signal_as_early_as_it_can_be_taken_is_one_line_too(
 # -- stop-hook: a signal is a hurry; AgentAPI is stopped all the same -------------------------
 
 
-@asynccontextmanager
-async def messages_held(arrived: anyio.Event) -> AsyncIterator[str]:
-    """An AgentAPI URL whose `GET /messages` (step 1) is taken and never answered."""
-
-    async def hold(request: Request) -> Response:
-        arrived.set()
-        await anyio.sleep_forever()
-        raise AssertionError("never answered")
-
-    async with anyio.create_task_group() as group:
-        port = await group.start(serve_on_loopback, Scripted(hold).handle)
-        yield f"http://127.0.0.1:{port}"
-        group.cancel_scope.cancel()
-
-
 @pytest.mark.parametrize("strict", [False, True], ids=["", "--strict"])
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: s.name)
 @pytest.mark.parametrize("when", ["as it loads", "during step 1"])
@@ -239,7 +228,7 @@ async def test_a_stop_signal_before_the_loop_still_stops_agentapi(
         ARG_TASK_LOG_SNAPSHOT="true",
         ARG_ENABLE_STATE_PERSISTENCE="true",
     )
-    async with messages_held(arrived) as url:
+    async with held(arrived) as url:  # step 1's `GET /messages` never answered
         env["CODER_MCP_AI_AGENTAPI_URL"] = url  # ours wins over ARG_AGENTAPI_PORT
         process = await start_agent(["stop-hook", *(["--strict"] if strict else [])], env)
         if when == "as it loads":
